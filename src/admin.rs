@@ -1,0 +1,80 @@
+//! The operations listener: `/healthz`, `/readyz`, `/metrics`. Read-only, and never
+//! served on the public listener.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::state::Snapshot;
+use crate::telemetry::Metrics;
+
+/// The admin service.
+#[derive(Debug)]
+pub struct Admin {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+}
+
+impl Admin {
+    /// An admin service reporting on `snapshot`.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Admin {
+        Admin { snapshot, metrics }
+    }
+
+    /// Whether every non-builtin issuer has a key set.
+    pub fn ready(&self) -> bool {
+        self.snapshot
+            .load()
+            .verifier
+            .issuers()
+            .iter()
+            .all(|i| i.is_ready())
+    }
+
+    /// Answers one admin request.
+    pub fn handle<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                if self.ready() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: waiting for issuer keys\n",
+                    )
+                }
+            }
+            "/metrics" => {
+                let mut resp = Response::new(Full::new(Bytes::from(self.metrics.encode())));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                resp
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,51 @@
+//! The time source for token validity: the system clock, or a manual one in tests.
+//! Timers and rate limits use `tokio::time` instead, so tests can pause them.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Seconds since the Unix epoch, as token claims count them.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time in whole seconds since the epoch.
+    fn now_unix(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place allowed to read the wall clock
+    fn now_unix(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn new(now: i64) -> Self {
+        ManualClock(AtomicI64::new(now))
+    }
+
+    /// Moves the clock by `secs` (which may be negative).
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, now: i64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,175 @@
+//! `${VAR}` and `${VAR:-default}` expansion, applied to the file's text before parsing.
+//!
+//! Comments are left alone (an unset variable named in a comment is not an error),
+//! `$${` writes a literal `${`, and expansion never adds or removes lines, so the
+//! line numbers of later errors stay true.
+
+use super::error::ConfigError;
+
+/// An expansion failure, before the file name is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl EnvError {
+    /// Attaches the file name.
+    pub fn in_file(self, path: &std::path::Path) -> ConfigError {
+        ConfigError::at(path, self.line, self.column, None, self.message)
+    }
+}
+
+/// Replaces every `${VAR}` and `${VAR:-default}` outside comments.
+///
+/// Collects every unset variable (without a default) and every malformed reference.
+pub fn expand(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<EnvError>> {
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    for (idx, line) in text.split_inclusive('\n').enumerate() {
+        expand_line(line, idx + 1, lookup, &mut out, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn expand_line(
+    line: &str,
+    line_no: usize,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut String,
+    errors: &mut Vec<EnvError>,
+) {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    let mut prev_space = true;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match (quote, c) {
+            (None, b'#') if prev_space => {
+                out.push_str(&line[i..]);
+                return;
+            }
+            (None, b'"') | (None, b'\'') => quote = Some(c),
+            (Some(q), _) if q == c => quote = None,
+            _ => {}
+        }
+        if c == b'$' && bytes.get(i + 1) == Some(&b'$') && bytes.get(i + 2) == Some(&b'{') {
+            out.push_str("${");
+            i += 3;
+            prev_space = false;
+            continue;
+        }
+        if c == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            let Some(end) = line[i + 2..].find('}') else {
+                errors.push(EnvError {
+                    line: line_no,
+                    column: i + 1,
+                    message: "unterminated `${` reference".to_owned(),
+                });
+                out.push_str(&line[i..]);
+                return;
+            };
+            let inner = &line[i + 2..i + 2 + end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if !valid_name(name) {
+                errors.push(EnvError {
+                    line: line_no,
+                    column: i + 1,
+                    message: format!("invalid environment variable name `{name}`"),
+                });
+            } else {
+                match (lookup(name), default) {
+                    (Some(v), _) => out.push_str(&v),
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => errors.push(EnvError {
+                        line: line_no,
+                        column: i + 1,
+                        message: format!(
+                            "environment variable `{name}` is not set and has no default"
+                        ),
+                    }),
+                }
+            }
+            i += 2 + end + 1;
+            prev_space = false;
+            continue;
+        }
+        prev_space = c == b' ' || c == b'\t';
+        let ch_len = utf8_len(c);
+        out.push_str(&line[i..i + ch_len]);
+        i += ch_len;
+    }
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOST" => Some("example.test".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn replaces_set_variables_and_defaults() {
+        let out = expand("a: ${HOST}\nb: ${PORT:-8080}\nc: '${EMPTY:-x}'\n", &env);
+        assert_eq!(out, Ok("a: example.test\nb: 8080\nc: ''\n".to_owned()));
+    }
+
+    #[test]
+    fn unset_variable_is_an_error_with_its_position() {
+        let errs = expand("a: 1\nb: ${NOPE}\n", &env).expect_err("must fail");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, 2);
+        assert_eq!(errs[0].column, 4);
+        assert!(errs[0].message.contains("NOPE"));
+    }
+
+    #[test]
+    fn comments_and_escapes_are_left_alone() {
+        let out = expand(
+            "a: x # ${NOPE}\n# ${ALSO}\nb: \"#${HOST}\"\nc: $${HOST}\n",
+            &env,
+        );
+        assert_eq!(
+            out,
+            Ok("a: x # ${NOPE}\n# ${ALSO}\nb: \"#example.test\"\nc: ${HOST}\n".to_owned())
+        );
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        assert!(expand("a: ${1BAD}\n", &env).is_err());
+        assert!(expand("a: ${OPEN\n", &env).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+server:
+  listen: "127.0.0.1:8080"
+admin:
+  listen: "127.0.0.1:9901"
+issuers:
+  - id: main
+    issuer: "https://id.example.test"
+    jwks_uri: "https://id.example.test/.well-known/jwks.json"
+    audiences: ["https://api.example.test"]
+    algorithms: [RS256, ES256, EdDSA]
+    leeway: 30s
+upstreams:
+  api: { url: "http://127.0.0.1:9000", connect_timeout: 5s, timeout: 30s }
+routes:
+  - path: /public/*
+    upstream: api
+    auth: anonymous
+  - path: /orgs/{org}/items/*
+    methods: [GET, HEAD]
+    upstream: api
+    scopes: [read:data]
+    org_param: org
+    issuers: [main]
+  - path: /*
+    upstream: api
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_yaml_with_env(text, Path::new("gateway.yaml"), &|n| {
+        (n == "UPSTREAM").then(|| "http://127.0.0.1:9000".to_owned())
+    })
+}
+
+fn only_error(text: &str) -> ConfigError {
+    let errs = parse(text).expect_err("config must be refused");
+    assert_eq!(errs.errors().len(), 1, "{errs}");
+    errs.errors()[0].clone()
+}
+
+#[test]
+fn the_contract_example_is_valid() {
+    let c = parse(GOOD).expect("valid");
+    assert_eq!(c.routes.len(), 3);
+    assert_eq!(c.routes[0].auth, AuthMode::Anonymous);
+    assert_eq!(c.routes[1].issuers, Some(vec![0]));
+    assert_eq!(c.routes[1].methods.as_ref().map(Vec::len), Some(2));
+    assert_eq!(c.issuers[0].algorithms.len(), 3);
+    assert_eq!(c.identity_headers.len(), 5);
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn unknown_key_names_line_column_and_key() {
+    let text = GOOD.replace(
+        "    auth: anonymous",
+        "    auth: anonymous\n    colour: blue",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.line, 19, "{e}");
+    assert!(
+        e.key.as_deref().is_some_and(|k| k.starts_with("routes[0]")),
+        "{e}"
+    );
+    assert!(e.message.contains("colour"), "{e}");
+    let shown = e.to_string();
+    assert!(shown.starts_with("gateway.yaml:19:5: routes[0]"), "{shown}");
+}
+
+#[test]
+fn bad_duration_is_reported_where_it_is() {
+    let e = only_error(&GOOD.replace("leeway: 30s", "leeway: 30 seconds"));
+    assert_eq!(e.line, 12, "{e}");
+    assert_eq!(e.key.as_deref(), Some("issuers[0].leeway"), "{e}");
+}
+
+#[test]
+fn cross_reference_errors_are_all_collected_with_positions() {
+    let text = GOOD
+        .replace(
+            "  - path: /*\n    upstream: api",
+            "  - path: /*\n    upstream: nowhere",
+        )
+        .replace("issuers: [main]", "issuers: [other]");
+    let errs = parse(&text).expect_err("refused");
+    let list = errs.errors();
+    assert_eq!(list.len(), 2, "{errs}");
+    assert_eq!(list[0].key.as_deref(), Some("routes[1].issuers[0]"));
+    assert_eq!(list[0].line, 24);
+    assert_eq!(list[1].key.as_deref(), Some("routes[2].upstream"));
+    assert_eq!(list[1].line, 26);
+    assert!(list[1].message.contains("nowhere"));
+}
+
+#[test]
+fn exactly_one_key_source() {
+    let text = GOOD.replace(
+        "    jwks_uri: \"https://id.example.test/.well-known/jwks.json\"\n",
+        "",
+    );
+    let errs = parse(&text).expect_err("refused");
+    assert!(errs.errors()[0].message.contains("exactly one"), "{errs}");
+    assert_eq!(errs.errors()[0].line, 7);
+    let text = GOOD.replace(
+        "    leeway: 30s\n",
+        "    leeway: 30s\n    jwks_file: keys.json\n",
+    );
+    let errs = parse(&text).expect_err("refused");
+    assert!(errs.errors()[0].message.contains("only one"), "{errs}");
+}
+
+#[test]
+fn org_param_must_be_a_path_parameter() {
+    let e = only_error(&GOOD.replace("org_param: org", "org_param: tenant"));
+    assert_eq!(e.key.as_deref(), Some("routes[1].org_param"));
+}
+
+#[test]
+fn env_expansion_and_unset_variables() {
+    let text = GOOD.replace("\"http://127.0.0.1:9000\"", "\"${UPSTREAM}\"");
+    assert!(parse(&text).is_ok());
+    let e = only_error(&GOOD.replace("\"http://127.0.0.1:9000\"", "\"${NOT_SET}\""));
+    assert!(e.message.contains("NOT_SET"), "{e}");
+    assert_eq!(e.line, 14);
+}
+
+#[test]
+fn never_accepted_algorithms_are_refused() {
+    let e = only_error(&GOOD.replace("[RS256, ES256, EdDSA]", "[RS256, HS256]"));
+    assert!(e.message.contains("HS256"), "{e}");
+    assert_eq!(e.line, 11);
+}
+
+#[test]
+fn identity_headers_replace_defaults_and_refuse_reserved_names() {
+    let text = format!("{GOOD}identity_headers:\n  sub: X-User\n  email: X-Email\n");
+    let c = parse(&text).expect("valid");
+    assert_eq!(c.identity_headers.len(), 2);
+    let e = only_error(&format!("{GOOD}identity_headers:\n  sub: Authorization\n"));
+    assert_eq!(e.key.as_deref(), Some("identity_headers.sub"));
+}
+
+#[test]
+fn anonymous_routes_cannot_carry_requirements() {
+    let text = GOOD.replace(
+        "    auth: anonymous",
+        "    auth: anonymous\n    scopes: [x]",
+    );
+    assert_eq!(only_error(&text).key.as_deref(), Some("routes[0]"));
+}

@@ -1,0 +1,338 @@
+//! Cross-checks over the whole file: references between sections, exclusive
+//! choices, required values. Every problem is collected before failing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::locate::Locations;
+use super::raw::{RawAuth, RawConfig, RawIssuer, RawRoute};
+use super::value::Algorithm;
+use super::{
+    AdminConfig, AuthMode, Config, IssuerConfig, KeySourceConfig, RouteConfig, ServerConfig,
+    UpstreamConfig,
+};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Headers that may never carry identity: the proxy manages them itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-type",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+struct Checker<'a> {
+    file: &'a Path,
+    locations: Locations,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        let (line, column) = self.locations.find(key);
+        self.errors.push(ConfigError::at(
+            self.file,
+            line,
+            column,
+            Some(key.to_owned()),
+            message,
+        ));
+    }
+}
+
+/// Turns the raw file into a [`Config`], or every error found.
+pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        file,
+        locations: Locations::index(text),
+        errors: Vec::new(),
+    };
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let server = match raw.server {
+        Some(s) => ServerConfig {
+            listen: match s.listen {
+                Some(l) => l.0,
+                None => default_listen(),
+            },
+            shutdown_grace: s.shutdown_grace.map(|d| d.0).unwrap_or(DEFAULT_GRACE),
+        },
+        None => ServerConfig {
+            listen: default_listen(),
+            shutdown_grace: DEFAULT_GRACE,
+        },
+    };
+    let admin = raw.admin.map(|a| AdminConfig { listen: a.listen.0 });
+    if let Some(a) = &admin {
+        if a.listen == server.listen && a.listen.port() != 0 {
+            c.error(
+                "admin.listen",
+                "the admin listener must not share the public listener's address",
+            );
+        }
+    }
+
+    let issuers = issuers(&mut c, raw.issuers, &base_dir);
+    let upstreams: Vec<UpstreamConfig> = raw
+        .upstreams
+        .into_iter()
+        .map(|(name, u)| UpstreamConfig {
+            name,
+            url: u.url.0.0,
+            connect_timeout: u
+                .connect_timeout
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            timeout: u.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
+        })
+        .collect();
+    for u in &upstreams {
+        if u.url.query().is_some() {
+            c.error(
+                &format!("upstreams.{}.url", u.name),
+                "an upstream URL must not carry a query",
+            );
+        }
+    }
+    let routes: Vec<RouteConfig> = raw
+        .routes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| route(&mut c, i, r, &issuers, &upstreams))
+        .collect();
+    if issuers.is_empty() && c.errors.is_empty() {
+        if let Some(i) = routes.iter().position(|r| r.auth != AuthMode::Anonymous) {
+            c.error(&format!("routes[{i}]"), "this route needs a token but no `issuers` are configured (use `auth: anonymous` for open routes)");
+        }
+    }
+    let identity_headers = match raw.identity_headers {
+        None => super::default_identity_headers(),
+        Some(map) => identity(&mut c, map.into_iter().map(|(k, v)| (k, v.0)).collect()),
+    };
+
+    if !c.errors.is_empty() {
+        c.errors.sort_by_key(|e| (e.line, e.column));
+        return Err(ConfigErrors::new(c.errors));
+    }
+    Ok(Config {
+        source: file.to_owned(),
+        server,
+        admin,
+        issuers,
+        upstreams,
+        routes,
+        identity_headers,
+    })
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    DEFAULT_LISTEN
+        .parse()
+        .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+fn issuers(c: &mut Checker<'_>, raw: Vec<RawIssuer>, base: &Path) -> Vec<IssuerConfig> {
+    let mut ids = HashSet::new();
+    let mut iss_values = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("issuers[{i}]");
+        if r.id.is_empty() {
+            c.error(&format!("{key}.id"), "an issuer id must not be empty");
+        }
+        if !ids.insert(r.id.clone()) {
+            c.error(
+                &format!("{key}.id"),
+                format!("issuer id `{}` is used twice", r.id),
+            );
+        }
+        let mut sources = Vec::new();
+        if let Some(u) = r.jwks_uri {
+            sources.push(KeySourceConfig::JwksUri(u.0.0));
+        }
+        if let Some(u) = r.discovery_url {
+            sources.push(KeySourceConfig::Discovery(u.0.0));
+        }
+        if let Some(f) = r.jwks_file {
+            sources.push(KeySourceConfig::File(resolve(base, &f)));
+        }
+        if r.builtin == Some(true) {
+            sources.push(KeySourceConfig::Builtin);
+        }
+        let keys = match sources.len() {
+            1 => sources.remove(0),
+            0 => {
+                c.error(&key, "an issuer needs exactly one of `jwks_uri`, `discovery_url`, `jwks_file` or `builtin: true`");
+                continue;
+            }
+            _ => {
+                c.error(&key, "an issuer takes only one of `jwks_uri`, `discovery_url`, `jwks_file` and `builtin: true`");
+                continue;
+            }
+        };
+        if keys == KeySourceConfig::Builtin {
+            c.error(&format!("{key}.builtin"), "`builtin: true` needs the top-level `issuer:` section of the built-in issuer, which this configuration does not have");
+            continue;
+        }
+        let Some(issuer) = r.issuer.filter(|s| !s.is_empty()) else {
+            c.error(
+                &key,
+                "missing `issuer`: the exact `iss` value of this issuer's tokens",
+            );
+            continue;
+        };
+        if !iss_values.insert(issuer.clone()) {
+            c.error(&format!("{key}.issuer"), format!("issuer `{issuer}` is configured twice; tokens are routed to an issuer by their `iss`"));
+        }
+        let audiences = r.audiences.unwrap_or_default();
+        if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            c.error(
+                &format!("{key}.audiences"),
+                "`audiences` is required: at least one non-empty audience",
+            );
+        }
+        let algorithms: Vec<Algorithm> = match r.algorithms {
+            Some(list) => list.into_iter().map(|a| a.0).collect(),
+            None => Algorithm::ALL.to_vec(),
+        };
+        if algorithms.is_empty() {
+            c.error(
+                &format!("{key}.algorithms"),
+                "`algorithms` must not be empty",
+            );
+        }
+        out.push(IssuerConfig {
+            id: r.id,
+            issuer,
+            keys,
+            audiences,
+            algorithms,
+            leeway: r.leeway.map(|d| d.0).unwrap_or(DEFAULT_LEEWAY),
+            org_claim: r.org_claim.unwrap_or_else(|| "org_id".to_owned()),
+            roles_claim: r.roles_claim,
+            ca_file: r.ca_file.map(|f| resolve(base, &f)),
+        });
+    }
+    out
+}
+
+fn resolve(base: &Path, file: &str) -> PathBuf {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+fn route(
+    c: &mut Checker<'_>,
+    i: usize,
+    r: RawRoute,
+    issuers: &[IssuerConfig],
+    upstreams: &[UpstreamConfig],
+) -> Option<RouteConfig> {
+    let key = format!("routes[{i}]");
+    let upstream = upstreams.iter().position(|u| u.name == r.upstream);
+    if upstream.is_none() {
+        c.error(
+            &format!("{key}.upstream"),
+            format!("unknown upstream `{}`", r.upstream),
+        );
+    }
+    let auth = match r.auth {
+        None | Some(RawAuth::Required) => AuthMode::Required,
+        Some(RawAuth::Optional) => AuthMode::Optional,
+        Some(RawAuth::Anonymous) => AuthMode::Anonymous,
+    };
+    let pattern = r.path.0;
+    if let Some(param) = &r.org_param {
+        if !pattern.params().any(|p| p == param) {
+            c.error(
+                &format!("{key}.org_param"),
+                format!("`{param}` is not a `{{parameter}}` of the path `{pattern}`"),
+            );
+        }
+    }
+    let has_requirements = !r.scopes.is_empty()
+        || !r.any_scopes.is_empty()
+        || !r.roles.is_empty()
+        || r.org_param.is_some()
+        || r.issuers.is_some();
+    if auth == AuthMode::Anonymous && has_requirements {
+        c.error(&key, "an `auth: anonymous` route examines no token, so `scopes`, `any_scopes`, `roles`, `org_param` and `issuers` cannot apply");
+    }
+    let methods = r
+        .methods
+        .map(|m| m.into_iter().map(|m| m.0).collect::<Vec<_>>());
+    if methods.as_ref().is_some_and(Vec::is_empty) {
+        c.error(
+            &format!("{key}.methods"),
+            "`methods` must not be empty (leave it out to allow every method)",
+        );
+    }
+    let route_issuers = r.issuers.map(|ids| {
+        ids.iter()
+            .enumerate()
+            .filter_map(|(j, id)| {
+                let found = issuers.iter().position(|i| &i.id == id);
+                if found.is_none() {
+                    c.error(
+                        &format!("{key}.issuers[{j}]"),
+                        format!("unknown issuer `{id}`"),
+                    );
+                }
+                found
+            })
+            .collect::<Vec<_>>()
+    });
+    Some(RouteConfig {
+        path: pattern.to_string(),
+        pattern,
+        methods,
+        upstream: upstream?,
+        auth,
+        scopes: r.scopes,
+        any_scopes: r.any_scopes,
+        roles: r.roles,
+        org_param: r.org_param,
+        issuers: route_issuers,
+        forward_token: r.forward_token.unwrap_or(true),
+    })
+}
+
+fn identity(c: &mut Checker<'_>, map: Vec<(String, HeaderName)>) -> Vec<(String, HeaderName)> {
+    let mut seen = HashSet::new();
+    for (claim, header) in &map {
+        let key = format!("identity_headers.{claim}");
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            c.error(&key, format!("`{header}` cannot be an identity header"));
+        }
+        if !seen.insert(header.clone()) {
+            c.error(&key, format!("header `{header}` is mapped from two claims"));
+        }
+    }
+    map
+}

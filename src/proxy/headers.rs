@@ -1,0 +1,179 @@
+//! Header rewriting: hop-by-hop removal, identity headers (set from the token,
+//! stripped from the client), `X-Forwarded-*` and `X-Request-Id`.
+
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::auth::Identity;
+
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
+static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authorization");
+
+/// The longest client-supplied request id that is kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any the `Connection`
+/// header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(&CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(&CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+        headers.remove(&CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove(&TRANSFER_ENCODING);
+    headers.remove(&UPGRADE);
+    headers.remove(&TRAILER);
+    // `TE: trailers` is the one value allowed through (gRPC needs it).
+    let te_trailers = headers
+        .get(&TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_trailers {
+        headers.remove(&TE);
+    }
+}
+
+/// Removes every identity header, whatever letter case the client used
+/// (header names are case-insensitive and stored lower-case).
+pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// Sets the identity headers from a verified identity.
+pub fn set_identity(headers: &mut HeaderMap, names: &[HeaderName], identity: &Identity) {
+    for (name, value) in names.iter().zip(&identity.headers) {
+        if let Some(v) = value {
+            headers.insert(name.clone(), v.clone());
+        }
+    }
+}
+
+/// Appends the client address to `X-Forwarded-For`, sets `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (from `Host`, or the HTTP/2 authority).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    authority: Option<&str>,
+) {
+    let ip = client.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    let host = headers
+        .get(&HOST)
+        .cloned()
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
+    match host {
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+}
+
+/// The request id: the client's when it is sane, else a new UUID.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let ok = !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b));
+        if ok {
+            return v.clone();
+        }
+    }
+    let id = uuid::Uuid::new_v4();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "gzip"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+        let mut h = map(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.contains_key("te"));
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_set() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("host", "api.example.test"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http", None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example.test");
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
+        let fresh = request_id(&map(&[("x-request-id", "bad id with spaces")]));
+        assert_eq!(fresh.len(), 36);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+}

@@ -1,0 +1,232 @@
+//! The request path as policies and upstreams see it.
+//!
+//! The path is percent-decoded exactly once, `//` collapses, and anything that could
+//! make the policy and the upstream disagree about which resource is meant is
+//! refused: `.`/`..` segments, encoded `/` or `\`, NUL, raw `\`, invalid escapes,
+//! non-UTF-8, and request targets that are not origin-form.
+
+use http::Uri;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// Why a request target was refused (always 400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request target is not in origin form")]
+    NotOriginForm,
+    #[error("the path contains a dot segment")]
+    DotSegment,
+    #[error("the path contains an encoded slash or backslash")]
+    EncodedSeparator,
+    #[error("the path contains a NUL byte")]
+    Nul,
+    #[error("the path contains an invalid percent-encoding")]
+    BadEscape,
+    #[error("the path is not valid UTF-8 once decoded")]
+    NotUtf8,
+}
+
+/// A decoded, normalised path and its re-encoded form for the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    decoded: String,
+    /// Byte ranges of the non-empty segments in `decoded`.
+    segments: Vec<(u32, u32)>,
+    encoded: String,
+}
+
+/// Characters re-encoded when the path goes to the upstream: everything that is
+/// not a `pchar` of RFC 3986, plus `%` itself (a decoded `%` is literal text).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Normalises the request target.
+///
+/// `absolute_allowed` is true for HTTP/2, where every request carries scheme and
+/// authority; for HTTP/1.x only origin-form (`/path?query`) is accepted.
+pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathError> {
+    if uri.scheme().is_some() && !absolute_allowed {
+        return Err(PathError::NotOriginForm);
+    }
+    let raw = uri.path();
+    if !raw.starts_with('/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let mut decoded = String::with_capacity(raw.len());
+    let mut segments = Vec::with_capacity(8);
+    let mut encoded = String::with_capacity(raw.len());
+    for seg in raw.split('/').skip(1) {
+        if seg.is_empty() {
+            continue;
+        }
+        let text = decode_segment(seg)?;
+        if text == "." || text == ".." {
+            return Err(PathError::DotSegment);
+        }
+        decoded.push('/');
+        let start = decoded.len();
+        decoded.push_str(&text);
+        segments.push((start as u32, decoded.len() as u32));
+        encoded.push('/');
+        encoded.extend(utf8_percent_encode(&text, SEGMENT));
+    }
+    if raw.len() > 1 && raw.ends_with('/') || decoded.is_empty() {
+        decoded.push('/');
+        encoded.push('/');
+    }
+    Ok(NormalPath {
+        decoded,
+        segments,
+        encoded,
+    })
+}
+
+/// Decodes one raw segment, refusing what must never appear in it.
+fn decode_segment(seg: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
+    let bytes = seg.as_bytes();
+    if bytes.contains(&b'\\') {
+        return Err(PathError::EncodedSeparator);
+    }
+    if !bytes.contains(&b'%') {
+        return Ok(std::borrow::Cow::Borrowed(seg));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).and_then(|b| hex(*b));
+            let lo = bytes.get(i + 2).and_then(|b| hex(*b));
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::BadEscape);
+            };
+            let b = hi << 4 | lo;
+            match b {
+                b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                0 => return Err(PathError::Nul),
+                _ => out.push(b),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|_| PathError::NotUtf8)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+// === impl NormalPath ===
+
+impl NormalPath {
+    /// The decoded path the policy saw (`/a/b`, or `/` for the root).
+    pub fn decoded(&self) -> &str {
+        &self.decoded
+    }
+
+    /// The same path, re-encoded for the upstream.
+    pub fn encoded(&self) -> &str {
+        &self.encoded
+    }
+
+    /// The number of non-empty segments.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// True for `/`.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// The decoded segment at `i`.
+    pub fn segment(&self, i: usize) -> Option<&str> {
+        self.segments
+            .get(i)
+            .map(|&(s, e)| &self.decoded[s as usize..e as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<NormalPath, PathError> {
+        normalize(&p.parse().expect("uri"), false)
+    }
+
+    #[test]
+    fn plain_paths_pass_unchanged() {
+        let p = norm("/orgs/acme/items/1?x=1").expect("ok");
+        assert_eq!(p.decoded(), "/orgs/acme/items/1");
+        assert_eq!(p.encoded(), "/orgs/acme/items/1");
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.segment(1), Some("acme"));
+        assert_eq!(norm("/").expect("ok").decoded(), "/");
+    }
+
+    #[test]
+    fn double_slashes_collapse_and_trailing_slash_stays() {
+        let p = norm("//a///b/").expect("ok");
+        assert_eq!(p.decoded(), "/a/b/");
+        assert_eq!(p.encoded(), "/a/b/");
+        assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn decoding_happens_once() {
+        let p = norm("/a/%252e/b%20c").expect("ok");
+        assert_eq!(p.decoded(), "/a/%2e/b c");
+        assert_eq!(p.encoded(), "/a/%252e/b%20c");
+        let p = norm("/caf%C3%A9").expect("ok");
+        assert_eq!(p.decoded(), "/café");
+        assert_eq!(p.encoded(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn dangerous_paths_are_refused() {
+        assert_eq!(norm("/a/../b"), Err(PathError::DotSegment));
+        assert_eq!(norm("/a/./b"), Err(PathError::DotSegment));
+        assert_eq!(norm("/a/%2e%2e/b"), Err(PathError::DotSegment));
+        assert_eq!(norm("/a/%2E/b"), Err(PathError::DotSegment));
+        assert_eq!(norm("/.."), Err(PathError::DotSegment));
+        assert_eq!(norm("/a%2Fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a%2fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a%5Cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a%00b"), Err(PathError::Nul));
+        assert_eq!(norm("/a%zzb"), Err(PathError::BadEscape));
+        assert_eq!(norm("/a%2"), Err(PathError::BadEscape));
+        assert_eq!(norm("/a%ff"), Err(PathError::NotUtf8));
+    }
+
+    #[test]
+    fn only_origin_form_on_http1() {
+        assert_eq!(norm("http://example.test/a"), Err(PathError::NotOriginForm));
+        assert_eq!(norm("*"), Err(PathError::NotOriginForm));
+        let abs: Uri = "http://example.test/a".parse().expect("uri");
+        assert!(normalize(&abs, true).is_ok());
+    }
+}

@@ -1,0 +1,236 @@
+//! Listeners and connections: binding, HTTP/1.1 + h2c on one port, the admin
+//! listener, and graceful drain on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::Admin;
+use crate::auth::Verifier;
+use crate::auth::jwks::{IssuerKeys, http_client};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::proxy::forward::Upstream;
+use crate::state::Snapshot;
+use crate::telemetry::Metrics;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("cannot set up upstream")]
+    Upstream(#[from] crate::proxy::forward::UpstreamError),
+    #[error("cannot set up key fetching for issuer `{0}`")]
+    Keys(String, #[source] crate::auth::jwks::FetchError),
+}
+
+/// A started gateway.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the proxy listens (useful with port 0).
+    pub proxy_addr: SocketAddr,
+    /// Where the admin listener listens, when configured.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+/// What [`start`] needs besides the configuration; tests inject a clock.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Binds the listeners, starts the key refreshers, and serves until
+/// [`Running::shutdown`].
+pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let mut issuers = Vec::with_capacity(config.issuers.len());
+    for i in &config.issuers {
+        let client =
+            http_client(i.ca_file.as_deref()).map_err(|e| StartError::Keys(i.id.clone(), e))?;
+        issuers.push(Arc::new(IssuerKeys::new(
+            Arc::new(i.clone()),
+            client,
+            metrics.clone(),
+        )));
+    }
+    let header_claims = config
+        .identity_headers
+        .iter()
+        .map(|(c, _)| c.clone())
+        .collect();
+    let verifier = Arc::new(Verifier::new(
+        issuers.clone(),
+        header_claims,
+        options.clock,
+        metrics.clone(),
+    ));
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(
+        config.clone(),
+        verifier,
+    )));
+    let upstreams: Arc<[Upstream]> = config
+        .upstreams
+        .iter()
+        .map(Upstream::new)
+        .collect::<Result<Vec<_>, _>>()?
+        .into();
+
+    let proxy_listener = bind(config.server.listen).await?;
+    let proxy_addr = local(&proxy_listener, config.server.listen);
+    let admin_listener = match &config.admin {
+        Some(a) => Some(bind(a.listen).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .zip(config.admin.as_ref())
+        .map(|(l, a)| local(l, a.listen));
+
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for issuer in issuers {
+        tasks.spawn(issuer.run_refresher(rx.clone()));
+    }
+    let proxy = Arc::new(Proxy::new(snapshot.clone(), upstreams, metrics.clone()));
+    let grace = config.server.shutdown_grace;
+    tasks.spawn(serve(
+        proxy_listener,
+        rx.clone(),
+        grace,
+        move |req, remote| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, remote).await) }
+        },
+    ));
+    if let Some(listener) = admin_listener {
+        let admin = Arc::new(Admin::new(snapshot.clone(), metrics));
+        tasks.spawn(serve(listener, rx, grace, move |req, _| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(admin.handle(&req)) }
+        }));
+    }
+    tracing::info!(proxy = %proxy_addr, admin = ?admin_addr, "Listening");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        shutdown,
+        tasks,
+        snapshot,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind(addr, e))
+}
+
+fn local(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    l.local_addr().unwrap_or(fallback)
+}
+
+/// Accepts connections until shutdown, then waits up to `grace` for in-flight
+/// requests; keep-alive connections are told to close after their current request.
+async fn serve<F, Fut, B>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    handler: F,
+) where
+    F: Fn(http::Request<hyper::body::Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "Accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |req| handler(req, remote));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "Shutdown grace elapsed with requests in flight"
+        );
+    }
+}
+
+// === impl Running ===
+
+impl Running {
+    /// Stops accepting, drains in-flight requests (up to the grace period), stops
+    /// the background tasks, and returns when everything has finished.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while let Some(res) = self.tasks.join_next().await {
+            if let Err(e) = res {
+                if e.is_panic() {
+                    tracing::error!("A server task panicked");
+                }
+            }
+        }
+    }
+
+    /// The snapshot in force (for tests and reload).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+}

@@ -1,0 +1,181 @@
+//! Logging setup, metric definitions and names, and redaction helpers.
+
+pub mod events;
+pub mod redact;
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: Arc<str>,
+    pub status: u16,
+}
+
+/// A single `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
+/// A single `issuer` label (the issuer's configured id).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabel {
+    pub issuer: Arc<str>,
+}
+
+/// A single `upstream` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    pub upstream: Arc<str>,
+}
+
+/// Every metric portcullis exports; cheap to clone (shared handles).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub requests: Family<RouteStatus, Counter>,
+    pub rejections: Family<Reason, Counter>,
+    pub upstream_latency: Family<UpstreamLabel, Histogram>,
+    pub jwks_fetches: Family<IssuerLabel, Counter>,
+    pub jwks_failures: Family<IssuerLabel, Counter>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub config_generation: Gauge,
+    pub config_reload_failures: Counter,
+    registry: Arc<Registry>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        use events::metric as m;
+        let mut registry = Registry::default();
+        let requests = Family::<RouteStatus, Counter>::default();
+        let rejections = Family::<Reason, Counter>::default();
+        let upstream_latency = Family::<UpstreamLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let jwks_fetches = Family::<IssuerLabel, Counter>::default();
+        let jwks_failures = Family::<IssuerLabel, Counter>::default();
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let config_generation = Gauge::default();
+        let config_reload_failures = Counter::default();
+        registry.register(
+            m::REQUESTS,
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            m::REJECTIONS,
+            "Requests rejected, by reason",
+            rejections.clone(),
+        );
+        registry.register(
+            m::UPSTREAM_LATENCY,
+            "Time until the upstream's response headers arrived",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            m::JWKS_FETCHES,
+            "JWKS fetches, by issuer",
+            jwks_fetches.clone(),
+        );
+        registry.register(
+            m::JWKS_FAILURES,
+            "Failed JWKS fetches, by issuer",
+            jwks_failures.clone(),
+        );
+        registry.register(
+            m::CACHE_HITS,
+            "Verified-token cache hits",
+            cache_hits.clone(),
+        );
+        registry.register(
+            m::CACHE_MISSES,
+            "Verified-token cache misses",
+            cache_misses.clone(),
+        );
+        registry.register(
+            m::CONFIG_GENERATION,
+            "Configuration generation in use",
+            config_generation.clone(),
+        );
+        registry.register(
+            m::CONFIG_RELOAD_FAILURES,
+            "Configuration reloads refused",
+            config_reload_failures.clone(),
+        );
+        config_generation.set(1);
+        Metrics {
+            requests,
+            rejections,
+            upstream_latency,
+            jwks_fetches,
+            jwks_failures,
+            cache_hits,
+            cache_misses,
+            config_generation,
+            config_reload_failures,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Installs the global subscriber: `RUST_LOG` filter (default `info`), JSON or
+/// text lines on stdout through a non-blocking writer. Keep the guard alive.
+pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("portcullis: logging was already initialised: {e}");
+    }
+    guard
+}
