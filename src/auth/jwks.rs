@@ -134,10 +134,15 @@ impl std::fmt::Debug for IssuerKeys {
 impl IssuerKeys {
     /// An issuer with no keys yet.
     pub fn new(config: Arc<IssuerConfig>, client: HttpClient, metrics: Metrics) -> IssuerKeys {
+        let label = IssuerLabel {
+            issuer: Arc::from(config.id.as_str()),
+        };
+        // Export both series at zero from the start: a series that first appears
+        // at 1 hides that first failure from `rate()` and `increase()`.
+        let _ = metrics.jwks_fetches.get_or_create(&label);
+        let _ = metrics.jwks_failures.get_or_create(&label);
         IssuerKeys {
-            label: IssuerLabel {
-                issuer: Arc::from(config.id.as_str()),
-            },
+            label,
             config,
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),

@@ -505,3 +505,74 @@ pub fn error_code(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
     v["error"].as_str().unwrap_or_default().to_owned()
 }
+
+// === added for tests/jwks.rs and tests/cli.rs: key sources, internals, metrics, polling ===
+
+/// As [`config`], with the issuer's key source given as YAML (`jwks_uri: "…"`,
+/// `discovery_url: "…"` or `jwks_file: "…"`).
+pub fn config_with_keys(source: &str, upstream: &Upstream, routes: &str) -> String {
+    format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  shutdown_grace: 5s
+admin:
+  listen: "127.0.0.1:0"
+issuers:
+  - id: main
+    issuer: "{ISSUER}"
+    {source}
+    audiences: ["{AUDIENCE}"]
+upstreams:
+  api: {{ url: "{up}", connect_timeout: 1s, timeout: 5s }}
+routes:
+{routes}"#,
+        up = upstream.url(),
+    )
+}
+
+impl Gateway {
+    /// The running server, for tests that drive internals (refreshes, the verifier).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the gateway was shut down")
+    }
+
+    /// The key machinery of the `n`th configured issuer.
+    pub fn issuer(&self, n: usize) -> Arc<portcullis::auth::jwks::IssuerKeys> {
+        self.running().snapshot().verifier.issuers()[n].clone()
+    }
+
+    /// The status of `/readyz`.
+    pub async fn readyz(&self) -> StatusCode {
+        get(&format!("http://{}/readyz", self.admin), None).await.0
+    }
+
+    /// The value of one series in `/metrics` (0 when it is absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series).unwrap_or(0.0)
+    }
+}
+
+/// The value of `series` (name with its labels as exported, e.g.
+/// `portcullis_jwks_fetches_total{issuer="main"}`) in a Prometheus text exposition.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Polls `condition` until it holds; panics naming `what` after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
