@@ -145,7 +145,16 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         let expanded = env::expand(text, lookup).map_err(|errs| {
-            ConfigErrors::new(errs.into_iter().map(|e| e.in_file(path)).collect())
+            let locations = locate::Locations::index(text);
+            ConfigErrors::new(
+                errs.into_iter()
+                    .map(|e| {
+                        let mut err = e.in_file(path);
+                        err.key = locations.key_at(err.line, err.column);
+                        err
+                    })
+                    .collect(),
+            )
         })?;
         let raw: raw::RawConfig = serde_yaml_ng::from_str(&expanded)
             .map_err(|e| ConfigErrors::single(ConfigError::parse(path, &e)))?;

@@ -132,7 +132,11 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             async move { Ok::<_, std::convert::Infallible>(admin.handle(&req)) }
         }));
     }
-    tracing::info!(proxy = %proxy_addr, admin = ?admin_addr, "Listening");
+    tracing::info!(
+        proxy = %proxy_addr,
+        admin = admin_addr.map(tracing::field::display),
+        "Listening"
+    );
     Ok(Running {
         proxy_addr,
         admin_addr,

@@ -117,6 +117,16 @@ impl Locations {
             }
         }
     }
+
+    /// The innermost key written at `line` that starts at or before `column`
+    /// (for errors found in the text itself, such as an unset `${VAR}`).
+    pub fn key_at(&self, line: usize, column: usize) -> Option<String> {
+        self.map
+            .iter()
+            .filter(|(_, (l, c))| *l == line && *c <= column)
+            .max_by_key(|(path, (_, c))| (*c, path.len()))
+            .map(|(path, _)| path.clone())
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +141,15 @@ mod tests {
         assert_eq!(loc.find("routes[1].upstream"), (7, 5));
         assert_eq!(loc.find("routes[0].path"), (4, 5));
         assert_eq!(loc.find("routes[1].missing"), (6, 5));
+    }
+
+    #[test]
+    fn finds_the_key_written_at_a_position() {
+        let text = "upstreams:\n  api: { url: \"${U}\", timeout: 5s }\nroutes:\n  - path: ${P}\n";
+        let loc = Locations::index(text);
+        assert_eq!(loc.key_at(2, 17).as_deref(), Some("upstreams.api.url"));
+        assert_eq!(loc.key_at(4, 11).as_deref(), Some("routes[0].path"));
+        assert_eq!(loc.key_at(3, 1).as_deref(), Some("routes"));
+        assert_eq!(loc.key_at(9, 1), None);
     }
 }
