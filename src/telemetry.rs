@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod redact;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -158,10 +159,11 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber: `RUST_LOG` filter (default `info`), JSON or
-/// text lines on stdout through a non-blocking writer. Keep the guard alive.
-pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// text lines on stdout, written in batches (see [`writer`]). Keep the guard
+/// alive until exit: dropping it writes what is still buffered.
+pub fn init(format: LogFormat) -> writer::FlushGuard<std::io::Stdout> {
     use tracing_subscriber::EnvFilter;
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) = writer::BatchWriter::new(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
