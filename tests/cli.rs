@@ -317,6 +317,7 @@ struct Process {
     child: tokio::process::Child,
     lines: mpsc::UnboundedReceiver<String>,
     log: Arc<Mutex<Vec<String>>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
     proxy: SocketAddr,
     admin: SocketAddr,
 }
@@ -341,7 +342,7 @@ impl Process {
         let (tx, mut lines) = mpsc::unbounded_channel();
         let log = Arc::new(Mutex::new(Vec::new()));
         let all = log.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 all.lock().unwrap().push(line.clone());
@@ -363,6 +364,7 @@ impl Process {
             child,
             lines,
             log,
+            reader: Some(reader),
             proxy,
             admin,
         }
@@ -391,7 +393,14 @@ impl Process {
             .code()
     }
 
-    fn log(&self) -> Vec<String> {
+    /// Everything the process wrote to stdout, once it has exited.
+    async fn log(&mut self) -> Vec<String> {
+        if let Some(reader) = self.reader.take() {
+            tokio::time::timeout(Duration::from_secs(20), reader)
+                .await
+                .expect("stdout was not closed")
+                .unwrap();
+        }
         self.log.lock().unwrap().clone()
     }
 }
@@ -492,7 +501,7 @@ async fn run_serves_logs_and_drains_on_sigterm() {
     assert_eq!(body, "ok 0\n");
     assert_eq!(gw.exit_code().await, Some(0));
 
-    let log = gw.log();
+    let log = gw.log().await;
     assert!(log.iter().any(|l| l.contains("\"message\":\"Stopped\"")));
     for line in &log {
         assert!(!line.contains(&good), "a token was logged: {line}");

@@ -176,6 +176,9 @@ async fn a_new_kid_triggers_one_refetch_and_verifies() {
     let gw = Gateway::start(&config_with_keys(&jwks_uri(&jwks), &up, ROUTES)).await;
     let ta = token(&a, &claims());
     assert_eq!(status(&gw, &ta).await, 200);
+    // Neither the start-up fetch nor a scheduled refresh counts against the
+    // unknown-kid budget.
+    gw.issuer(0).refresh().await.unwrap();
     let before = jwks.fetches();
 
     jwks.set_keys(&[&a, &b]);
@@ -475,6 +478,88 @@ async fn a_failed_background_refresh_is_retried_and_counted() {
     assert!(failures >= 1.0, "the failed refresh was not counted");
     assert_eq!(gw.metric(FETCHES).await, failures + 2.0);
     assert_eq!(jwks.fetches() as f64, failures + 2.0);
+    gw.shutdown().await;
+}
+
+/// Runs `verify` to completion on paused time without letting the clock move.
+async fn verify_now(
+    verifier: &std::sync::Arc<portcullis::auth::Verifier>,
+    token: String,
+) -> Result<(), portcullis::auth::TokenError> {
+    let verifier = verifier.clone();
+    let task = tokio::spawn(async move { verifier.verify(&token).await.map(|_| ()) });
+    spin_until("the verification", || task.is_finished()).await;
+    task.await.unwrap()
+}
+
+#[tokio::test]
+async fn the_unknown_kid_window_reopens_after_30_seconds() {
+    let a = rsa();
+    let b = ec();
+    let jwks = JwksServer::start(&[&a]).await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config_with_keys(&jwks_uri(&jwks), &up, ROUTES)).await;
+    let verifier = gw.running().snapshot().verifier.clone();
+
+    tokio::time::pause();
+    let unknown = token(&with_kid(&b, "unknown"), &claims());
+    let err = verify_now(&verifier, unknown).await.unwrap_err();
+    assert_eq!(err, portcullis::auth::TokenError::UnknownKey);
+    assert_eq!(jwks.fetches(), 2);
+
+    jwks.set_keys(&[&a, &b]);
+    tokio::time::advance(Duration::from_secs(29)).await;
+    let err = verify_now(&verifier, token(&b, &claims()))
+        .await
+        .unwrap_err();
+    assert_eq!(err, portcullis::auth::TokenError::UnknownKey);
+    assert_eq!(jwks.fetches(), 2, "refetched within the 30 s window");
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    verify_now(&verifier, token(&b, &claims())).await.unwrap();
+    assert_eq!(jwks.fetches(), 3);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn keys_stale_for_more_than_24_hours_stop_serving() {
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    jwks.set_cache_control(Some("max-age=3600"));
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config_with_keys(&jwks_uri(&jwks), &up, ROUTES)).await;
+    let issuer = gw.issuer(0);
+    let verifier = gw.running().snapshot().verifier.clone();
+
+    tokio::time::pause();
+    jwks.set_status(500);
+    // 23 h without a successful refresh: the last good set still serves.
+    tokio::time::advance(Duration::from_secs(23 * 3600)).await;
+    spin_until("the failing refresh", || jwks.fetches() == 2).await;
+    settle().await;
+    assert!(issuer.is_ready());
+    verify_now(&verifier, token(&key, &claims())).await.unwrap();
+
+    // The retries keep failing; past 24 h the set is dropped.
+    let mut steps = 0;
+    while issuer.is_ready() {
+        assert!(steps < 30, "keys still served 24 h after the last success");
+        tokio::time::advance(Duration::from_secs(600)).await;
+        settle().await;
+        steps += 1;
+    }
+    assert!(steps > 1, "dropped before 24 h had passed");
+    tokio::time::resume();
+    assert_eq!(gw.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_temporarily_unavailable(&gw, &fresh_token(&key, "user-2")).await;
+
+    // The issuer comes back: keys are fetched again and tokens verify.
+    jwks.set_status(200);
+    eventually("the keys to return", || async {
+        status(&gw, &fresh_token(&key, "user-3")).await == 200
+    })
+    .await;
+    assert_eq!(gw.readyz().await, StatusCode::OK);
     gw.shutdown().await;
 }
 
