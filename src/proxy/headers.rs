@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Identity;
@@ -22,7 +22,8 @@ static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authoriz
 const MAX_REQUEST_ID: usize = 128;
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any the `Connection`
-/// header names.
+/// header names. `Trailer` is end-to-end and stays: hyper's HTTP/1.1 encoder
+/// sends only the trailer fields it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(&CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -47,7 +48,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove(&TRANSFER_ENCODING);
     headers.remove(&UPGRADE);
-    headers.remove(&TRAILER);
     // `TE: trailers` is the one value allowed through (gRPC needs it).
     let te_trailers = headers
         .get(&TE)
@@ -74,8 +74,9 @@ pub fn set_identity(headers: &mut HeaderMap, names: &[HeaderName], identity: &Id
     }
 }
 
-/// Appends the client address to `X-Forwarded-For`, sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (from `Host`, or the HTTP/2 authority).
+/// Appends the client address to `X-Forwarded-For` (every incoming line kept,
+/// joined into one), sets `X-Forwarded-Proto` and `X-Forwarded-Host` (from
+/// `Host`, or the HTTP/2 authority).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
@@ -83,9 +84,18 @@ pub fn set_forwarded(
     authority: Option<&str>,
 ) {
     let ip = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+    // Several header lines are one comma-separated list (RFC 9110 §5.3).
+    let prev: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let xff = if prev.is_empty() {
+        ip
+    } else {
+        format!("{}, {ip}", prev.join(", "))
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
@@ -147,10 +157,12 @@ mod tests {
             ("te", "gzip"),
             ("upgrade", "h2c"),
             ("accept", "*/*"),
+            ("trailer", "x-checksum"),
         ]);
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
         assert!(h.contains_key("accept"));
+        assert!(h.contains_key("trailer"));
         let mut h = map(&[("te", "trailers")]);
         strip_hop_by_hop(&mut h);
         assert!(h.contains_key("te"));
