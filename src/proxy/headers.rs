@@ -58,10 +58,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Removes every identity header, whatever letter case the client used
-/// (header names are case-insensitive and stored lower-case).
+/// (header names are case-insensitive and stored lower-case), and any spelling
+/// with `_` for `-` (`X_Auth_Subject`), which CGI, WSGI and Rack upstreams read
+/// as the identity header itself.
 pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
     for n in names {
         headers.remove(n);
+    }
+    let smuggled: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| {
+            let dashed = k.as_str().replace('_', "-");
+            names.iter().any(|n| n.as_str() == dashed)
+        })
+        .cloned()
+        .collect();
+    for k in smuggled {
+        headers.remove(k);
     }
 }
 

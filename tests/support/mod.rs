@@ -506,6 +506,55 @@ pub fn error_code(body: &str) -> String {
     v["error"].as_str().unwrap_or_default().to_owned()
 }
 
+// === added for tests/proxy_auth.rs: Ed25519 keys, a gateway on a manual clock ===
+
+/// The `ed25519` fixture as an EdDSA key published under `kid`. (`key("ed25519",
+/// …)` cannot build the JWK: jsonwebtoken leaves OKP keys unimplemented.)
+pub fn ed25519_key(kid: &str) -> TestKey {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::Engine;
+    let pem = fixture("ed25519.pem");
+    let text = String::from_utf8(pem.clone()).expect("pem text");
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("pem base64");
+    let pair = Ed25519KeyPair::from_pkcs8(&der).expect("ed25519 pkcs8");
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    TestKey {
+        kid: kid.to_owned(),
+        alg: Algorithm::EdDSA,
+        enc: EncodingKey::from_ed_pem(&pem).expect("ed pem"),
+        jwk: json!({ "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "use": "sig", "alg": "EdDSA" }),
+    }
+}
+
+impl Gateway {
+    /// As [`Gateway::start`], but token time (`exp`, `nbf`, `iat`) is read from
+    /// `clock`: pass a `portcullis::clock::ManualClock` to move it without sleeping.
+    pub async fn start_with_clock(yaml: &str, clock: Arc<dyn portcullis::clock::Clock>) -> Gateway {
+        let config =
+            Config::from_yaml(yaml, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let running = server::start(config, Options { clock })
+            .await
+            .expect("start");
+        let admin = running.admin_addr.expect("admin listener");
+        let gw = Gateway {
+            addr: running.proxy_addr,
+            admin,
+            running: Some(running),
+        };
+        for _ in 0..500 {
+            let (status, _, _) = get(&format!("http://{}/readyz", gw.admin), None).await;
+            if status == StatusCode::OK {
+                return gw;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("gateway never became ready");
+    }
+}
+
 // === added for tests/jwks.rs and tests/cli.rs: key sources, internals, metrics, polling ===
 
 /// As [`config`], with the issuer's key source given as YAML (`jwks_uri: "…"`,
