@@ -91,7 +91,9 @@ impl Cli {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The control runtime: signals, key refreshes, the admin listener. Requests
+    // are served by the worker threads that `server::start` creates.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

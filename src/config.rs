@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Request worker threads (one event loop each); `None`: one per CPU.
+    pub workers: Option<usize>,
 }
 
 /// The operations listener.

@@ -44,6 +44,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    workers: Vec<Worker>,
     snapshot: Arc<ArcSwap<Snapshot>>,
 }
 
@@ -63,6 +64,11 @@ impl Default for Options {
 
 /// Binds the listeners, starts the key refreshers, and serves until
 /// [`Running::shutdown`].
+///
+/// Requests are served by `server.workers` threads (default: one per CPU), each
+/// with its own single-threaded event loop accepting from the shared listener and
+/// its own upstream connection pools: a request never hops between threads. Key
+/// refreshes and the admin listener run on the caller's runtime.
 pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
@@ -91,12 +97,6 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         config.clone(),
         verifier,
     )));
-    let upstreams: Arc<[Upstream]> = config
-        .upstreams
-        .iter()
-        .map(Upstream::new)
-        .collect::<Result<Vec<_>, _>>()?
-        .into();
 
     let proxy_listener = bind(config.server.listen).await?;
     let proxy_addr = local(&proxy_listener, config.server.listen);
@@ -114,17 +114,30 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     for issuer in issuers {
         tasks.spawn(issuer.run_refresher(rx.clone()));
     }
-    let proxy = Arc::new(Proxy::new(snapshot.clone(), upstreams, metrics.clone()));
     let grace = config.server.shutdown_grace;
-    tasks.spawn(serve(
-        proxy_listener,
-        rx.clone(),
-        grace,
-        move |req, remote| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, remote).await) }
-        },
-    ));
+    let count = config.server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let shared = proxy_listener
+        .into_std()
+        .map_err(|e| StartError::Bind(proxy_addr, e))?;
+    let mut workers = Vec::with_capacity(count);
+    for n in 0..count {
+        let listener = shared
+            .try_clone()
+            .map_err(|e| StartError::Bind(proxy_addr, e))?;
+        let upstreams: Arc<[Upstream]> = config
+            .upstreams
+            .iter()
+            .map(Upstream::new)
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+        let proxy = Arc::new(Proxy::new(snapshot.clone(), upstreams, metrics.clone()));
+        workers.push(Worker::spawn(n, listener, proxy, rx.clone(), grace)?);
+    }
+    drop(shared);
     if let Some(listener) = admin_listener {
         let admin = Arc::new(Admin::new(snapshot.clone(), metrics));
         tasks.spawn(serve(listener, rx, grace, move |req, _| {
@@ -132,18 +145,69 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             async move { Ok::<_, std::convert::Infallible>(admin.handle(&req)) }
         }));
     }
-    tracing::info!(
-        proxy = %proxy_addr,
-        admin = admin_addr.map(tracing::field::display),
-        "Listening"
-    );
+    match admin_addr {
+        Some(admin) => tracing::info!(proxy = %proxy_addr, %admin, workers = count, "Listening"),
+        None => tracing::info!(proxy = %proxy_addr, workers = count, "Listening"),
+    }
     Ok(Running {
         proxy_addr,
         admin_addr,
         shutdown,
         tasks,
+        workers,
         snapshot,
     })
+}
+
+/// One request worker thread and the signal that it has finished.
+#[derive(Debug)]
+struct Worker {
+    done: tokio::sync::oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn spawn(
+        n: usize,
+        listener: std::net::TcpListener,
+        proxy: Arc<Proxy>,
+        shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> Result<Worker, StartError> {
+        let addr = listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("portcullis-worker-{n}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(l) => {
+                                serve(l, shutdown, grace, move |req, remote| {
+                                    let proxy = proxy.clone();
+                                    async move {
+                                        Ok::<_, std::convert::Infallible>(
+                                            proxy.handle(req, remote).await,
+                                        )
+                                    }
+                                })
+                                .await
+                            }
+                            Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
+                        }
+                    }),
+                    Err(e) => tracing::error!(error = %e, "Worker cannot start its event loop"),
+                }
+                let _ = tx.send(());
+            })
+            .map_err(|e| StartError::Bind(addr, e))?;
+        Ok(Worker { done, thread })
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -224,6 +288,11 @@ impl Running {
     /// the background tasks, and returns when everything has finished.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        for w in std::mem::take(&mut self.workers) {
+            let _ = w.done.await;
+            // The thread has sent its last word; joining only reaps it.
+            let _ = tokio::task::spawn_blocking(move || w.thread.join()).await;
+        }
         while let Some(res) = self.tasks.join_next().await {
             if let Err(e) = res {
                 if e.is_panic() {

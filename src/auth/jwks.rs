@@ -61,6 +61,8 @@ pub enum FetchError {
     File(PathBuf, #[source] std::io::Error),
     #[error("the key set is invalid")]
     Parse(#[source] JwksParseError),
+    #[error("the fetch was cancelled by shutdown")]
+    Cancelled,
     #[error("could not set up TLS for key fetching")]
     Tls(#[source] std::io::Error),
 }
@@ -106,6 +108,109 @@ struct FetchState {
     discovered: Option<Uri>,
 }
 
+/// Fetches one issuer's documents. Cheap to clone, so that a fetch can run as a
+/// task of its own on the control runtime.
+#[derive(Clone)]
+struct Fetcher {
+    config: Arc<IssuerConfig>,
+    client: HttpClient,
+}
+
+// === impl Fetcher ===
+
+impl Fetcher {
+    /// Fetches the key-set document; `discovered` is the `jwks_uri` learned from an
+    /// earlier discovery, and the one learned now is returned beside the result.
+    async fn fetch(
+        &self,
+        discovered: Option<Uri>,
+    ) -> (Result<(Bytes, Duration), FetchError>, Option<Uri>) {
+        match &self.config.keys {
+            KeySourceConfig::JwksUri(uri) => (self.get(uri).await, None),
+            KeySourceConfig::Discovery(url) => {
+                let jwks = match discovered {
+                    Some(u) => u,
+                    None => match self.discover(url).await {
+                        Ok(u) => u,
+                        Err(e) => return (Err(e), None),
+                    },
+                };
+                (self.get(&jwks).await, Some(jwks))
+            }
+            KeySourceConfig::File(path) => (
+                tokio::fs::read(path)
+                    .await
+                    .map(|b| (Bytes::from(b), MIN_REFRESH))
+                    .map_err(|e| FetchError::File(path.clone(), e)),
+                None,
+            ),
+            KeySourceConfig::Builtin => (Err(FetchError::Discovery("builtin".to_owned())), None),
+        }
+    }
+
+    async fn discover(&self, url: &Uri) -> Result<Uri, FetchError> {
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let (body, _) = self.get(url).await?;
+        let doc: Discovery =
+            serde_json::from_slice(&body).map_err(|_| FetchError::Discovery(url.to_string()))?;
+        if doc.issuer != self.config.issuer {
+            return Err(FetchError::IssuerMismatch {
+                expected: self.config.issuer.clone(),
+                found: doc.issuer,
+            });
+        }
+        let jwks: Uri = doc
+            .jwks_uri
+            .parse()
+            .map_err(|_| FetchError::Discovery(url.to_string()))?;
+        match jwks.scheme_str() {
+            Some("http") | Some("https") => Ok(jwks),
+            _ => Err(FetchError::Discovery(url.to_string())),
+        }
+    }
+
+    async fn get(&self, uri: &Uri) -> Result<(Bytes, Duration), FetchError> {
+        let req = Request::get(uri.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("portcullis/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::new())
+            .map_err(|_| FetchError::Discovery(uri.to_string()))?;
+        let fut = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| FetchError::Request(uri.to_string(), e))?;
+            if resp.status() != StatusCode::OK {
+                return Err(FetchError::Status(uri.to_string(), resp.status()));
+            }
+            let max_age = refresh_interval(resp.headers());
+            let body = Limited::new(resp.into_body(), MAX_DOCUMENT)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        FetchError::TooLarge(uri.to_string())
+                    } else {
+                        FetchError::Body(uri.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok((body, max_age))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, fut)
+            .await
+            .unwrap_or_else(|_| Err(FetchError::Timeout(uri.to_string())))
+    }
+}
+
 /// One issuer's keys and the machinery that keeps them fresh.
 pub struct IssuerKeys {
     pub config: Arc<IssuerConfig>,
@@ -113,11 +218,14 @@ pub struct IssuerKeys {
     current: ArcSwapOption<KeySet>,
     generation: AtomicU64,
     state: Mutex<FetchState>,
+    fetcher: Fetcher,
+    /// The runtime fetches run on: the one the issuer was created on, so that the
+    /// HTTP client's connections live there and not on a request worker's runtime.
+    control: Option<tokio::runtime::Handle>,
     /// Milliseconds since `epoch` of the last unknown-kid refetch (`u64::MAX`: never),
     /// read without the lock so that a flood of unknown kids costs no contention.
     last_unknown_kid_ms: AtomicU64,
     epoch: Instant,
-    client: HttpClient,
     metrics: Metrics,
 }
 
@@ -143,7 +251,7 @@ impl IssuerKeys {
         let _ = metrics.jwks_failures.get_or_create(&label);
         IssuerKeys {
             label,
-            config,
+            config: config.clone(),
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             state: Mutex::new(FetchState {
@@ -153,7 +261,11 @@ impl IssuerKeys {
             }),
             last_unknown_kid_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
-            client,
+            fetcher: Fetcher {
+                config: config.clone(),
+                client,
+            },
+            control: tokio::runtime::Handle::try_current().ok(),
             metrics,
         }
     }
@@ -229,7 +341,20 @@ impl IssuerKeys {
 
     async fn fetch_locked(&self, st: &mut FetchState) -> Result<Duration, FetchError> {
         self.metrics.jwks_fetches.get_or_create(&self.label).inc();
-        match self.fetch_document(st).await {
+        let fetcher = self.fetcher.clone();
+        let discovered = st.discovered.clone();
+        let work = async move { fetcher.fetch(discovered).await };
+        let (result, discovered) = match &self.control {
+            Some(h) => h
+                .spawn(work)
+                .await
+                .unwrap_or_else(|_| (Err(FetchError::Cancelled), None)),
+            None => work.await,
+        };
+        if discovered.is_some() {
+            st.discovered = discovered;
+        }
+        match result {
             Ok((body, max_age)) => match parse_jwks(&body) {
                 Ok(keys) => {
                     self.install(keys);
@@ -277,90 +402,6 @@ impl IssuerKeys {
         self.current
             .store(Some(Arc::new(KeySet { keys, generation })));
         tracing::info!(issuer = %self.config.id, keys = count, generation, "Key set installed");
-    }
-
-    async fn fetch_document(&self, st: &mut FetchState) -> Result<(Bytes, Duration), FetchError> {
-        match &self.config.keys {
-            KeySourceConfig::JwksUri(uri) => self.get(uri).await,
-            KeySourceConfig::Discovery(url) => {
-                let jwks = match &st.discovered {
-                    Some(u) => u.clone(),
-                    None => {
-                        let u = self.discover(url).await?;
-                        st.discovered = Some(u.clone());
-                        u
-                    }
-                };
-                self.get(&jwks).await
-            }
-            KeySourceConfig::File(path) => tokio::fs::read(path)
-                .await
-                .map(|b| (Bytes::from(b), MIN_REFRESH))
-                .map_err(|e| FetchError::File(path.clone(), e)),
-            KeySourceConfig::Builtin => Err(FetchError::Discovery("builtin".to_owned())),
-        }
-    }
-
-    async fn discover(&self, url: &Uri) -> Result<Uri, FetchError> {
-        #[derive(serde::Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: String,
-        }
-        let (body, _) = self.get(url).await?;
-        let doc: Discovery =
-            serde_json::from_slice(&body).map_err(|_| FetchError::Discovery(url.to_string()))?;
-        if doc.issuer != self.config.issuer {
-            return Err(FetchError::IssuerMismatch {
-                expected: self.config.issuer.clone(),
-                found: doc.issuer,
-            });
-        }
-        let jwks: Uri = doc
-            .jwks_uri
-            .parse()
-            .map_err(|_| FetchError::Discovery(url.to_string()))?;
-        match jwks.scheme_str() {
-            Some("http") | Some("https") => Ok(jwks),
-            _ => Err(FetchError::Discovery(url.to_string())),
-        }
-    }
-
-    async fn get(&self, uri: &Uri) -> Result<(Bytes, Duration), FetchError> {
-        let req = Request::get(uri.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("portcullis/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::new())
-            .map_err(|_| FetchError::Discovery(uri.to_string()))?;
-        let fut = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| FetchError::Request(uri.to_string(), e))?;
-            if resp.status() != StatusCode::OK {
-                return Err(FetchError::Status(uri.to_string(), resp.status()));
-            }
-            let max_age = refresh_interval(resp.headers());
-            let body = Limited::new(resp.into_body(), MAX_DOCUMENT)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        FetchError::TooLarge(uri.to_string())
-                    } else {
-                        FetchError::Body(uri.to_string())
-                    }
-                })?
-                .to_bytes();
-            Ok((body, max_age))
-        };
-        tokio::time::timeout(FETCH_TIMEOUT, fut)
-            .await
-            .unwrap_or_else(|_| Err(FetchError::Timeout(uri.to_string())))
     }
 
     /// Keeps the key set fresh until `shutdown` fires. The first fetch happens at once.

@@ -29,6 +29,7 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<Parsed<SocketAddr>>,
     pub shutdown_grace: Option<Parsed<Duration>>,
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

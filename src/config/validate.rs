@@ -78,12 +78,17 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
                 None => default_listen(),
             },
             shutdown_grace: s.shutdown_grace.map(|d| d.0).unwrap_or(DEFAULT_GRACE),
+            workers: s.workers,
         },
         None => ServerConfig {
             listen: default_listen(),
             shutdown_grace: DEFAULT_GRACE,
+            workers: None,
         },
     };
+    if server.workers.is_some_and(|w| w == 0 || w > 1024) {
+        c.error("server.workers", "`workers` must be between 1 and 1024");
+    }
     let admin = raw.admin.map(|a| AdminConfig { listen: a.listen.0 });
     if let Some(a) = &admin {
         if a.listen == server.listen && a.listen.port() != 0 {
