@@ -10,7 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -210,9 +210,23 @@ impl Worker {
     }
 }
 
+/// Pending connections the kernel may queue before `accept` (capped by
+/// `net.core.somaxconn`): bursts of new connections wait instead of being refused.
+const BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| StartError::Bind(addr, e))?;
+    socket
+        .set_reuseaddr(true)
+        .map_err(|e| StartError::Bind(addr, e))?;
+    socket.bind(addr).map_err(|e| StartError::Bind(addr, e))?;
+    socket
+        .listen(BACKLOG)
         .map_err(|e| StartError::Bind(addr, e))
 }
 

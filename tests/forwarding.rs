@@ -639,6 +639,61 @@ async fn slow_upstream_is_a_504() {
     gw.shutdown().await;
 }
 
+/// The response timeout starts once the request body is sent in full: a slow
+/// upload to a healthy upstream is not cut short, and a slow answer after it is.
+#[tokio::test]
+async fn the_response_timeout_starts_after_the_upload() {
+    let (_key, _jwks, up, gw) =
+        setup_with(|yaml| yaml.replace("timeout: 5s", "timeout: 300ms")).await;
+    let chunks = futures_chunks(4, Duration::from_millis(150));
+    let req = Request::post(gw.url("/public/upload"))
+        .body(chunks)
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let resp = client.request(req).await.unwrap();
+    let (status, _, body) = read(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(up.last().body.len(), 4 * 1024);
+
+    up.set_delay(Duration::from_secs(2));
+    let chunks = futures_chunks(2, Duration::from_millis(10));
+    let req = Request::post(gw.url("/public/upload"))
+        .body(chunks)
+        .unwrap();
+    let (status, _, body) = read(client.request(req).await.unwrap()).await;
+    assert_eq!(status, 504, "{body}");
+    gw.shutdown().await;
+}
+
+/// `n` chunks of 1 KiB, each sent after `gap` (a real upload pace, not a sync point).
+fn futures_chunks(n: usize, gap: Duration) -> PacedBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for _ in 0..n {
+            tokio::time::sleep(gap).await;
+            if tx.send(Bytes::from(vec![b'x'; 1024])).await.is_err() {
+                return;
+            }
+        }
+    });
+    PacedBody(rx)
+}
+
+/// A request body fed by a channel: it ends when the sender is dropped.
+struct PacedBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for PacedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+    }
+}
+
 // === connections ===
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::oneshot;
 
 use super::respond::Reject;
 use crate::config::UpstreamConfig;
@@ -26,12 +27,36 @@ use crate::telemetry::UpstreamLabel;
 pub struct UpstreamBody {
     inner: Incoming,
     identity: Arc<[HeaderName]>,
+    /// Fired when the client's body has been read to its end (or failed).
+    finished: Option<oneshot::Sender<()>>,
 }
 
+/// Resolves when the request body has been sent in full (at once for no body).
+pub type BodySent = Option<oneshot::Receiver<()>>;
+
 impl UpstreamBody {
-    /// Wraps the client's body.
-    pub fn new(inner: Incoming, identity: Arc<[HeaderName]>) -> Self {
-        UpstreamBody { inner, identity }
+    /// Wraps the client's body; the receiver learns when it has been read in full.
+    pub fn new(inner: Incoming, identity: Arc<[HeaderName]>) -> (Self, BodySent) {
+        let (finished, sent) = if inner.is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        (
+            UpstreamBody {
+                inner,
+                identity,
+                finished,
+            },
+            sent,
+        )
+    }
+
+    fn finish(&mut self) {
+        if let Some(tx) = self.finished.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -53,9 +78,20 @@ impl Body for UpstreamBody {
                     }
                     Err(frame) => frame,
                 };
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            other => other,
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -160,11 +196,35 @@ impl Upstream {
     }
 
     /// Sends the request; the response timeout covers the wait for its headers.
-    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, Reject> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+    ///
+    /// As in Envoy, the response timeout starts once the request body has been
+    /// sent in full, so a long upload to a healthy upstream is not cut short.
+    pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        body_sent: BodySent,
+    ) -> Result<Response<Incoming>, Reject> {
+        let response = self.client.request(req);
+        tokio::pin!(response);
+        if let Some(sent) = body_sent {
+            tokio::select! {
+                r = &mut response => return self.outcome(r),
+                _ = sent => {}
+            }
+        }
+        match tokio::time::timeout(self.timeout, response).await {
             Err(_) => Err(Reject::UpstreamTimeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
+            Ok(r) => self.outcome(r),
+        }
+    }
+
+    fn outcome(
+        &self,
+        r: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    ) -> Result<Response<Incoming>, Reject> {
+        match r {
+            Ok(resp) => Ok(resp),
+            Err(e) => {
                 let timed_out = is_timeout(&e);
                 tracing::debug!(upstream = %self.label.upstream, error = %crate::telemetry::events::chain(&e), "Upstream request failed");
                 Err(if timed_out {

@@ -192,14 +192,12 @@ impl Proxy {
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        let upstream_req = Request::from_parts(
-            parts,
-            UpstreamBody::new(body, snap.identity_headers.clone()),
-        );
+        let (body, body_sent) = UpstreamBody::new(body, snap.identity_headers.clone());
+        let upstream_req = Request::from_parts(parts, body);
 
         // 7. Forward.
         let sent = Instant::now();
-        let result = upstream.send(upstream_req).await;
+        let result = upstream.send(upstream_req, body_sent).await;
         self.metrics
             .upstream_latency
             .get_or_create(&upstream.label)
