@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use portcullis::config::{AuthMode, Config, DEFAULT_PATH};
 use portcullis::server::{self, Options};
+use portcullis::telemetry::access::AccessLog;
 use portcullis::telemetry::{self, LogFormat};
 
 /// A token-validating reverse proxy and API gateway.
@@ -76,8 +77,8 @@ impl Cli {
                     Format::Json => LogFormat::Json,
                     Format::Text => LogFormat::Text,
                 };
-                let _guard = telemetry::init(format);
-                match serve(config) {
+                let logging = telemetry::init(format);
+                match serve(config, logging.access.clone()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = format!("{e:#}"), "Gateway failed");
@@ -90,7 +91,7 @@ impl Cli {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, access_log: AccessLog) -> anyhow::Result<()> {
     // The control runtime: signals, key refreshes, the admin listener. Requests
     // are served by the worker threads that `server::start` creates.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -98,9 +99,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let running = server::start(config, Options::default())
-            .await
-            .context("cannot start")?;
+        let running = server::start(
+            config,
+            Options {
+                access_log,
+                ..Options::default()
+            },
+        )
+        .await
+        .context("cannot start")?;
         wait_for_signal().await?;
         tracing::info!("Shutting down: draining in-flight requests");
         running.shutdown().await;

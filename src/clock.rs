@@ -49,3 +49,13 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The wall-clock time as seconds and microseconds since the epoch, for log
+/// timestamps (token validity uses [`Clock`] instead).
+#[allow(clippy::disallowed_methods)] // the one place allowed to read the wall clock
+pub fn wall_micros() -> (i64, u32) {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() as i64, d.subsec_micros()))
+        .unwrap_or((0, 0))
+}

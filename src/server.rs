@@ -23,6 +23,7 @@ use crate::proxy::Proxy;
 use crate::proxy::forward::Upstream;
 use crate::state::Snapshot;
 use crate::telemetry::Metrics;
+use crate::telemetry::access::AccessLog;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +53,15 @@ pub struct Running {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub clock: Arc<dyn Clock>,
+    /// Where the access log goes (default: `tracing` events).
+    pub access_log: AccessLog,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             clock: Arc::new(SystemClock),
+            access_log: AccessLog::tracing(),
         }
     }
 }
@@ -90,7 +94,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let verifier = Arc::new(Verifier::new(
         issuers.clone(),
         header_claims,
-        options.clock,
+        options.clock.clone(),
         metrics.clone(),
     ));
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(
@@ -134,7 +138,12 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             .map(Upstream::new)
             .collect::<Result<Vec<_>, _>>()?
             .into();
-        let proxy = Arc::new(Proxy::new(snapshot.clone(), upstreams, metrics.clone()));
+        let proxy = Arc::new(Proxy::new(
+            snapshot.clone(),
+            upstreams,
+            metrics.clone(),
+            options.access_log.clone(),
+        ));
         workers.push(Worker::spawn(n, listener, proxy, rx.clone(), grace)?);
     }
     drop(shared);

@@ -1,5 +1,6 @@
 //! Logging setup, metric definitions and names, and redaction helpers.
 
+pub mod access;
 pub mod events;
 pub mod redact;
 pub mod writer;
@@ -158,26 +159,38 @@ pub enum LogFormat {
     Text,
 }
 
+/// The installed logging: keep it alive until exit (dropping it writes what is
+/// still buffered), and give [`Logging::access`] to the server.
+pub struct Logging {
+    _guard: writer::FlushGuard<std::io::Stdout>,
+    pub access: access::AccessLog,
+}
+
 /// Installs the global subscriber: `RUST_LOG` filter (default `info`), JSON or
-/// text lines on stdout, written in batches (see [`writer`]). Keep the guard
-/// alive until exit: dropping it writes what is still buffered.
-pub fn init(format: LogFormat) -> writer::FlushGuard<std::io::Stdout> {
+/// text lines on stdout, written in batches (see [`writer`]).
+pub fn init(format: LogFormat) -> Logging {
     use tracing_subscriber::EnvFilter;
     let (writer, guard) = writer::BatchWriter::new(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
-    let result = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+        .with_writer(writer.clone());
+    let (result, access) = match format {
+        LogFormat::Json => (
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .try_init(),
+            access::AccessLog::json(writer),
+        ),
+        LogFormat::Text => (builder.try_init(), access::AccessLog::tracing()),
     };
     if let Err(e) = result {
         eprintln!("portcullis: logging was already initialised: {e}");
     }
-    guard
+    Logging {
+        _guard: guard,
+        access,
+    }
 }

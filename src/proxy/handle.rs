@@ -22,7 +22,8 @@ use crate::auth::bearer::{self, Credentials};
 use crate::config::AuthMode;
 use crate::routing::{self, RouteMatch};
 use crate::state::Snapshot;
-use crate::telemetry::{Metrics, Reason, RouteStatus, events};
+use crate::telemetry::access::{AccessEntry, AccessLog};
+use crate::telemetry::{Metrics, Reason, RouteStatus};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -32,6 +33,7 @@ pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     upstreams: Arc<[Upstream]>,
     metrics: Metrics,
+    access_log: AccessLog,
     proto: &'static str,
     no_route: Arc<str>,
 }
@@ -50,11 +52,13 @@ impl Proxy {
         snapshot: Arc<ArcSwap<Snapshot>>,
         upstreams: Arc<[Upstream]>,
         metrics: Metrics,
+        access_log: AccessLog,
     ) -> Proxy {
         Proxy {
             snapshot,
             upstreams,
             metrics,
+            access_log,
             proto: "http",
             no_route: Arc::from(""),
         }
@@ -104,19 +108,17 @@ impl Proxy {
         let status = resp.status().as_u16();
         let route = ctx.route.unwrap_or_else(|| self.no_route.clone());
         let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: events::ACCESS_LOG,
-            method = %method,
-            path = path_for_log.as_deref().unwrap_or("-"),
-            route = %route,
+        self.access_log.record(&AccessEntry {
+            method: method.as_str(),
+            path: path_for_log.as_deref().unwrap_or("-"),
+            route: &route,
             status,
             latency_ms,
-            sub = ctx.identity.as_ref().and_then(|i| i.sub.as_deref()),
-            org = ctx.identity.as_ref().and_then(|i| i.org.as_deref()),
+            sub: ctx.identity.as_ref().and_then(|i| i.sub.as_deref()),
+            org: ctx.identity.as_ref().and_then(|i| i.org.as_deref()),
             reason,
-            request_id = request_id.to_str().unwrap_or_default(),
-            "Request"
-        );
+            request_id: request_id.to_str().unwrap_or_default(),
+        });
         self.metrics
             .requests
             .get_or_create(&RouteStatus { route, status })

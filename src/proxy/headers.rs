@@ -25,6 +25,10 @@ const MAX_REQUEST_ID: usize = 128;
 /// header names. `Trailer` is end-to-end and stays: hyper's HTTP/1.1 encoder
 /// sends only the trailer fields it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names first: most requests carry none of these.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(&CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(&CONNECTION)
@@ -57,26 +61,46 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+    )
+}
+
 /// Removes every identity header, whatever letter case the client used
 /// (header names are case-insensitive and stored lower-case), and any spelling
 /// with `_` for `-` (`X_Auth_Subject`), which CGI, WSGI and Rack upstreams read
 /// as the identity header itself.
 pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
-    for n in names {
-        headers.remove(n);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for k in headers.keys() {
+        if names
+            .iter()
+            .any(|n| same_but_underscores(n.as_str(), k.as_str()))
+        {
+            doomed.push(k.clone());
+        }
     }
-    let smuggled: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().contains('_'))
-        .filter(|k| {
-            let dashed = k.as_str().replace('_', "-");
-            names.iter().any(|n| n.as_str() == dashed)
-        })
-        .cloned()
-        .collect();
-    for k in smuggled {
+    for k in doomed {
         headers.remove(k);
     }
+}
+
+/// `identity` spelt as `candidate`, where `candidate` may have `_` for `-`.
+fn same_but_underscores(identity: &str, candidate: &str) -> bool {
+    identity.len() == candidate.len()
+        && identity
+            .bytes()
+            .zip(candidate.bytes())
+            .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
 }
 
 /// Sets the identity headers from a verified identity.

@@ -536,9 +536,15 @@ impl Gateway {
     pub async fn start_with_clock(yaml: &str, clock: Arc<dyn portcullis::clock::Clock>) -> Gateway {
         let config =
             Config::from_yaml(yaml, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        let running = server::start(config, Options { clock })
-            .await
-            .expect("start");
+        let running = server::start(
+            config,
+            Options {
+                clock,
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("start");
         let admin = running.admin_addr.expect("admin listener");
         let gw = Gateway {
             addr: running.proxy_addr,
