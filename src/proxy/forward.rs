@@ -160,6 +160,7 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
+            .http1_writev(false)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
