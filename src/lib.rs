@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod issuer;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
