@@ -20,7 +20,10 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 
 pub use error::{ConfigError, ConfigErrors};
-pub use value::{Algorithm, PathPattern, PatternSegment};
+pub use value::{
+    Algorithm, GrantType, PathPattern, PatternSegment, Secret, SigningAlg, WebhookEvent,
+    WebhookSecret,
+};
 
 /// The default file looked for when neither `-c` nor `$PORTCULLIS_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "gateway.yaml";
@@ -37,6 +40,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Claim name → header name, in a stable order.
     pub identity_headers: Vec<(String, HeaderName)>,
+    /// The built-in issuer, when the file has an `issuer:` section.
+    pub issuer: Option<IssuerSection>,
 }
 
 /// The downstream listener.
@@ -79,6 +84,70 @@ pub struct IssuerConfig {
     pub roles_claim: Option<String>,
     /// Extra roots for an https JWKS or discovery URL.
     pub ca_file: Option<PathBuf>,
+}
+
+/// The built-in OAuth 2.0 / OIDC issuer (`issuer:`).
+#[derive(Debug, Clone)]
+pub struct IssuerSection {
+    /// The public base URL exactly as written: the `iss` of every token.
+    pub url: String,
+    /// `sqlite:…` or `postgres://…`.
+    pub database: String,
+    /// One active key per algorithm; access tokens use the first. Never empty,
+    /// no duplicates.
+    pub signing_algs: Vec<SigningAlg>,
+    /// How often a new signing key is made.
+    pub key_rotation: Duration,
+    /// Between 1 minute and 24 hours.
+    pub access_token_ttl: Duration,
+    pub id_token_ttl: Duration,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_ttl: Duration,
+    /// Optional sliding limit, never longer than `refresh_token_ttl`.
+    pub refresh_token_idle_ttl: Option<Duration>,
+    /// At most 60 s; zero turns the grace off.
+    pub refresh_reuse_grace: Duration,
+    pub resources: Vec<ResourceConfig>,
+    pub clients: Vec<ClientConfig>,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A declarative API resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceConfig {
+    /// An absolute URI: the `aud` of tokens for it.
+    pub identifier: String,
+    /// Valid scope tokens, no duplicates.
+    pub scopes: Vec<String>,
+}
+
+/// A declarative client. Public clients have no secret and always need PKCE;
+/// confidential ones have a secret.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// `Some` exactly when the client is confidential.
+    pub client_secret: Option<Secret>,
+    pub public: bool,
+    /// Absolute URIs without fragment; at least one for `authorization_code`.
+    pub redirect_uris: Vec<String>,
+    /// Never empty; no duplicates.
+    pub grant_types: Vec<GrantType>,
+    /// Resource identifier → the scopes the client may ask for there.
+    pub scopes: Vec<(String, Vec<String>)>,
+    /// Always true for public clients; true by default for confidential ones.
+    pub require_pkce: bool,
+    /// The algorithm of its ID tokens: one of `signing_algs` (default RS256).
+    pub id_token_signed_response_alg: SigningAlg,
+}
+
+/// A webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: Uri,
+    pub secret: WebhookSecret,
+    /// `None`: every event.
+    pub events: Option<Vec<WebhookEvent>>,
 }
 
 /// A named upstream.
@@ -183,5 +252,7 @@ pub fn default_identity_headers() -> Vec<(String, HeaderName)> {
     .collect()
 }
 
+#[cfg(test)]
+mod issuer_tests;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use serde::Deserialize;
 
-use super::value::{Algorithm, HttpUrl, Parsed, PathPattern};
+use super::value::{
+    Algorithm, GrantType, HttpUrl, IssuerUrl, Parsed, PathPattern, SigningAlg, WebhookEvent,
+    WebhookSecret,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +25,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub identity_headers: Option<BTreeMap<String, Parsed<HeaderName>>>,
+    pub issuer: Option<RawIssuerSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,4 +91,59 @@ pub enum RawAuth {
     Required,
     Optional,
     Anonymous,
+}
+
+/// The built-in issuer's `issuer:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuerSection {
+    pub url: Parsed<IssuerUrl>,
+    pub database: Option<String>,
+    pub signing_algs: Option<Vec<Parsed<SigningAlg>>>,
+    pub key_rotation: Option<Parsed<Duration>>,
+    pub access_token_ttl: Option<Parsed<Duration>>,
+    pub id_token_ttl: Option<Parsed<Duration>>,
+    pub refresh_token_ttl: Option<Parsed<Duration>>,
+    pub refresh_token_idle_ttl: Option<Parsed<Duration>>,
+    pub refresh_reuse_grace: Option<Parsed<Duration>>,
+    #[serde(default)]
+    pub resources: Vec<RawResource>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// One declarative API resource.
+pub struct RawResource {
+    pub identifier: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// One declarative client.
+pub struct RawClient {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub public: Option<bool>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Option<Vec<Parsed<GrantType>>>,
+    #[serde(default)]
+    pub scopes: BTreeMap<String, Vec<String>>,
+    pub require_pkce: Option<bool>,
+    pub id_token_signed_response_alg: Option<Parsed<SigningAlg>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// One webhook endpoint.
+pub struct RawWebhook {
+    pub url: Parsed<HttpUrl>,
+    pub secret: Parsed<WebhookSecret>,
+    pub events: Option<Vec<Parsed<WebhookEvent>>>,
 }

@@ -12,9 +12,11 @@ use super::locate::Locations;
 use super::raw::{RawAuth, RawConfig, RawIssuer, RawRoute};
 use super::value::Algorithm;
 use super::{
-    AdminConfig, AuthMode, Config, IssuerConfig, KeySourceConfig, RouteConfig, ServerConfig,
-    UpstreamConfig,
+    AdminConfig, AuthMode, Config, IssuerConfig, IssuerSection, KeySourceConfig, RouteConfig,
+    ServerConfig, UpstreamConfig,
 };
+
+mod issuer;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -99,7 +101,8 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
         }
     }
 
-    let issuers = issuers(&mut c, raw.issuers, &base_dir);
+    let issuer = raw.issuer.map(|r| issuer::section(&mut c, r));
+    let issuers = issuers(&mut c, raw.issuers, &base_dir, issuer.as_ref());
     let upstreams: Vec<UpstreamConfig> = raw
         .upstreams
         .into_iter()
@@ -149,6 +152,7 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
         upstreams,
         routes,
         identity_headers,
+        issuer,
     })
 }
 
@@ -158,7 +162,12 @@ fn default_listen() -> std::net::SocketAddr {
         .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
-fn issuers(c: &mut Checker<'_>, raw: Vec<RawIssuer>, base: &Path) -> Vec<IssuerConfig> {
+fn issuers(
+    c: &mut Checker<'_>,
+    raw: Vec<RawIssuer>,
+    base: &Path,
+    builtin: Option<&IssuerSection>,
+) -> Vec<IssuerConfig> {
     let mut ids = HashSet::new();
     let mut iss_values = HashSet::new();
     let mut out = Vec::new();
@@ -197,17 +206,35 @@ fn issuers(c: &mut Checker<'_>, raw: Vec<RawIssuer>, base: &Path) -> Vec<IssuerC
                 continue;
             }
         };
-        if keys == KeySourceConfig::Builtin {
-            c.error(&format!("{key}.builtin"), "`builtin: true` needs the top-level `issuer:` section of the built-in issuer, which this configuration does not have");
-            continue;
-        }
-        let Some(issuer) = r.issuer.filter(|s| !s.is_empty()) else {
-            c.error(
-                &key,
-                "missing `issuer`: the exact `iss` value of this issuer's tokens",
-            );
-            continue;
+        let builtin = match (&keys, builtin) {
+            (KeySourceConfig::Builtin, None) => {
+                c.error(&format!("{key}.builtin"), "`builtin: true` needs the top-level `issuer:` section of the built-in issuer, which this configuration does not have");
+                continue;
+            }
+            (KeySourceConfig::Builtin, Some(section)) => Some(section),
+            _ => None,
         };
+        let issuer = match (builtin, r.issuer) {
+            (Some(_), Some(_)) => {
+                c.error(&format!("{key}.issuer"), "a `builtin: true` issuer takes its `iss` from `issuer.url`; leave `issuer` out");
+                continue;
+            }
+            (Some(section), None) => section.url.clone(),
+            (None, Some(issuer)) if !issuer.is_empty() => issuer,
+            (None, _) => {
+                c.error(
+                    &key,
+                    "missing `issuer`: the exact `iss` value of this issuer's tokens",
+                );
+                continue;
+            }
+        };
+        if builtin.is_some() && r.ca_file.is_some() {
+            c.error(
+                &format!("{key}.ca_file"),
+                "`ca_file` does not apply to a `builtin: true` issuer, whose keys are in process",
+            );
+        }
         if !iss_values.insert(issuer.clone()) {
             c.error(&format!("{key}.issuer"), format!("issuer `{issuer}` is configured twice; tokens are routed to an issuer by their `iss`"));
         }
@@ -218,11 +245,14 @@ fn issuers(c: &mut Checker<'_>, raw: Vec<RawIssuer>, base: &Path) -> Vec<IssuerC
                 "`audiences` is required: at least one non-empty audience",
             );
         }
-        let algorithms: Vec<Algorithm> = match r.algorithms {
-            Some(list) => list.into_iter().map(|a| a.0).collect(),
-            None => Algorithm::ALL.to_vec(),
+        let algorithms: Vec<Algorithm> = match (r.algorithms, builtin) {
+            (Some(list), _) => list.into_iter().map(|a| a.0).collect(),
+            // The built-in issuer signs with exactly these.
+            (None, Some(section)) => section.signing_algs.iter().map(|a| a.algorithm()).collect(),
+            (None, None) => Algorithm::ALL.to_vec(),
         };
-        if algorithms.is_empty() {
+        // A built-in issuer's empty `signing_algs` is reported on its own.
+        if algorithms.is_empty() && builtin.is_none() {
             c.error(
                 &format!("{key}.algorithms"),
                 "`algorithms` must not be empty",

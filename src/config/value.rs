@@ -10,6 +10,13 @@ use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+mod oauth;
+
+pub use oauth::{
+    GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret, absolute_uri,
+    scope_token,
+};
+
 /// Something that can be parsed from one YAML string scalar.
 pub trait ParseValue: Sized {
     /// What the value should look like, for messages ("a duration such as `30s`").

@@ -1,0 +1,414 @@
+//! The `issuer:` section and `builtin: true` issuers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const ISSUER: &str = r#"
+upstreams:
+  api: { url: "http://127.0.0.1:9000" }
+routes:
+  - path: /*
+    upstream: api
+issuers:
+  - id: local
+    builtin: true
+    audiences: ["https://api.example.test"]
+issuer:
+  url: "http://127.0.0.1:8080"
+  database: "sqlite://portcullis.db"
+  signing_algs: [ES256, RS256]
+  key_rotation: 30d
+  access_token_ttl: 15m
+  id_token_ttl: 1h
+  refresh_token_ttl: 30d
+  refresh_token_idle_ttl: 7d
+  resources:
+    - identifier: "https://api.example.test"
+      scopes: [read:data, write:data]
+  clients:
+    - client_id: billing-service
+      client_secret: "${BILLING_SECRET}"
+      grant_types: [client_credentials]
+      scopes: { "https://api.example.test": [read:data] }
+    - client_id: web-app
+      public: true
+      redirect_uris: ["http://127.0.0.1:3000/callback"]
+      grant_types: [authorization_code, refresh_token]
+      scopes: { "https://api.example.test": [read:data, write:data] }
+  webhooks:
+    - url: "https://hooks.example.test/portcullis"
+      secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+      events: [user.created, key.rotated]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_yaml_with_env(text, Path::new("gateway.yaml"), &|n| {
+        (n == "BILLING_SECRET").then(|| "s3cret-from-env".to_owned())
+    })
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    parse(text)
+        .expect_err("config must be refused")
+        .errors()
+        .to_vec()
+}
+
+fn only_error(text: &str) -> ConfigError {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    errs[0].clone()
+}
+
+/// The line of the first occurrence of `needle` in `text` (1-based).
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .expect("needle in text")
+}
+
+#[test]
+fn the_contract_example_is_valid() {
+    let c = parse(ISSUER).expect("valid");
+    let s = c.issuer.as_ref().expect("issuer section");
+    assert_eq!(s.url, "http://127.0.0.1:8080");
+    assert_eq!(s.signing_algs, vec![SigningAlg::ES256, SigningAlg::RS256]);
+    assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+    assert_eq!(
+        s.refresh_token_idle_ttl,
+        Some(Duration::from_secs(7 * 86400))
+    );
+    assert_eq!(s.refresh_reuse_grace, Duration::ZERO);
+    let billing = &s.clients[0];
+    assert!(!billing.public);
+    assert_eq!(
+        billing.client_secret.as_ref().map(Secret::expose),
+        Some("s3cret-from-env")
+    );
+    assert_eq!(billing.grant_types, vec![GrantType::ClientCredentials]);
+    let web = &s.clients[1];
+    assert!(web.public && web.require_pkce && web.client_secret.is_none());
+    assert_eq!(web.id_token_signed_response_alg, SigningAlg::RS256);
+    assert_eq!(
+        web.scopes,
+        vec![(
+            "https://api.example.test".to_owned(),
+            vec!["read:data".to_owned(), "write:data".to_owned()]
+        )]
+    );
+    assert_eq!(s.webhooks[0].secret.key().len(), 24);
+    assert_eq!(
+        s.webhooks[0].events,
+        Some(vec![WebhookEvent::UserCreated, WebhookEvent::KeyRotated])
+    );
+    // The secret never shows in the configuration's Debug output.
+    assert!(!format!("{c:?}").contains("s3cret-from-env"));
+}
+
+#[test]
+fn builtin_issuer_takes_its_iss_and_algorithms_from_the_section() {
+    let c = parse(ISSUER).expect("valid");
+    let local = &c.issuers[0];
+    assert_eq!(local.keys, KeySourceConfig::Builtin);
+    assert_eq!(local.issuer, "http://127.0.0.1:8080");
+    assert_eq!(local.algorithms, vec![Algorithm::ES256, Algorithm::RS256]);
+}
+
+#[test]
+fn defaults_fill_a_minimal_section() {
+    let text = "issuer:\n  url: \"https://id.example.test\"\n";
+    let s = parse(text).expect("valid").issuer.expect("section");
+    assert_eq!(s.database, "sqlite://portcullis.db");
+    assert_eq!(s.signing_algs, vec![SigningAlg::ES256, SigningAlg::RS256]);
+    assert_eq!(s.key_rotation, Duration::from_secs(30 * 86400));
+    assert_eq!(s.access_token_ttl, Duration::from_secs(15 * 60));
+    assert_eq!(s.id_token_ttl, Duration::from_secs(3600));
+    assert_eq!(s.refresh_token_ttl, Duration::from_secs(30 * 86400));
+    assert_eq!(s.refresh_token_idle_ttl, None);
+    assert!(s.clients.is_empty() && s.resources.is_empty() && s.webhooks.is_empty());
+    assert!(
+        parse("server: { listen: \"127.0.0.1:0\" }\n")
+            .expect("valid")
+            .issuer
+            .is_none()
+    );
+}
+
+#[test]
+fn builtin_without_the_section_is_still_refused() {
+    let text = ISSUER
+        .split("issuer:\n  url")
+        .next()
+        .expect("head")
+        .to_owned();
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuers[0].builtin"));
+}
+
+#[test]
+fn builtin_must_not_also_name_an_issuer() {
+    let text = ISSUER.replace(
+        "    builtin: true\n",
+        "    builtin: true\n    issuer: \"http://127.0.0.1:8080\"\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuers[0].issuer"));
+    assert_eq!(e.line, line_of(&text, "    issuer: \"http"));
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_located_by_the_parser() {
+    let text = ISSUER.replace("  id_token_ttl: 1h", "  id_token_ttl: 1h\n  colour: blue");
+    let e = only_error(&text);
+    assert_eq!(e.line, line_of(&text, "colour"), "{e}");
+    assert!(e.message.contains("colour"), "{e}");
+    for (from, to, key) in [
+        ("[ES256, RS256]", "[ES256, PS256]", "issuer.signing_algs[1]"),
+        (
+            "[client_credentials]",
+            "[password]",
+            "issuer.clients[0].grant_types[0]",
+        ),
+        (
+            "key.rotated]",
+            "key.exploded]",
+            "issuer.webhooks[0].events[1]",
+        ),
+        (
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "issuer.webhooks[0].secret",
+        ),
+        ("\"http://127.0.0.1:8080\"", "\"ftp://x\"", "issuer.url"),
+        (
+            "access_token_ttl: 15m",
+            "access_token_ttl: soon",
+            "issuer.access_token_ttl",
+        ),
+    ] {
+        let text = ISSUER.replace(from, to);
+        let e = only_error(&text);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!(e.line, line_of(&text, to), "{e}");
+    }
+}
+
+#[test]
+fn lifetimes_are_bounded() {
+    for (from, to, key) in [
+        (
+            "access_token_ttl: 15m",
+            "access_token_ttl: 30s",
+            "issuer.access_token_ttl",
+        ),
+        (
+            "access_token_ttl: 15m",
+            "access_token_ttl: 25h",
+            "issuer.access_token_ttl",
+        ),
+        (
+            "id_token_ttl: 1h",
+            "id_token_ttl: 0s",
+            "issuer.id_token_ttl",
+        ),
+        (
+            "key_rotation: 30d",
+            "key_rotation: 10m",
+            "issuer.key_rotation",
+        ),
+        (
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 31d",
+            "issuer.refresh_token_idle_ttl",
+        ),
+        (
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 7d\n  refresh_reuse_grace: 61s",
+            "issuer.refresh_reuse_grace",
+        ),
+        ("sqlite://portcullis.db", "mysql://db", "issuer.database"),
+        (
+            "[ES256, RS256]",
+            "[ES256, ES256, RS256]",
+            "issuer.signing_algs",
+        ),
+        ("[ES256, RS256]", "[]", "issuer.signing_algs"),
+    ] {
+        let e = only_error(&ISSUER.replace(from, to));
+        assert_eq!(e.key.as_deref(), Some(key), "{to}: {e}");
+    }
+    let ok = ISSUER
+        .replace(
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 7d\n  refresh_reuse_grace: 60s",
+        )
+        .replace("sqlite://portcullis.db", "postgres://u@127.0.0.1/test");
+    let s = parse(&ok).expect("valid").issuer.expect("section");
+    assert_eq!(s.refresh_reuse_grace, Duration::from_secs(60));
+}
+
+#[test]
+fn public_and_confidential_clients() {
+    let text = ISSUER.replace(
+        "      public: true\n",
+        "      public: true\n      client_secret: nope\n      require_pkce: false\n",
+    );
+    let errs = errors(&text);
+    let keys: Vec<_> = errs.iter().filter_map(|e| e.key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "issuer.clients[1].client_secret",
+            "issuer.clients[1].require_pkce"
+        ]
+    );
+    let text = ISSUER.replace("      client_secret: \"${BILLING_SECRET}\"\n", "");
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.clients[0]"));
+    assert!(e.message.contains("client_secret"), "{e}");
+    assert_eq!(e.line, line_of(&text, "client_id: billing-service"));
+    // A confidential client needs PKCE unless it opts out.
+    let c = parse(ISSUER).expect("valid");
+    assert!(c.issuer.expect("section").clients[0].require_pkce);
+}
+
+#[test]
+fn grant_types_must_fit_the_client() {
+    for (from, to, needle) in [
+        ("[client_credentials]", "[]", "required"),
+        (
+            "[authorization_code, refresh_token]",
+            "[client_credentials]",
+            "public client",
+        ),
+        (
+            "[authorization_code, refresh_token]",
+            "[refresh_token]",
+            "refresh_token",
+        ),
+        (
+            "[client_credentials]",
+            "[client_credentials, client_credentials]",
+            "twice",
+        ),
+    ] {
+        let e = only_error(&ISSUER.replace(from, to));
+        assert!(e.message.contains(needle), "{to}: {e}");
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.ends_with("grant_types")),
+            "{e}"
+        );
+    }
+    let text = ISSUER.replace("      grant_types: [client_credentials]\n", "");
+    assert_eq!(
+        only_error(&text).key.as_deref(),
+        Some("issuer.clients[0].grant_types")
+    );
+    let text = ISSUER.replace(
+        "      redirect_uris: [\"http://127.0.0.1:3000/callback\"]\n",
+        "",
+    );
+    let e = only_error(&text);
+    assert!(e.message.contains("redirect_uris"), "{e}");
+}
+
+#[test]
+fn redirect_uris_must_be_absolute() {
+    let text = ISSUER.replace("\"http://127.0.0.1:3000/callback\"", "\"/callback\"");
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.clients[1].redirect_uris[0]"));
+    assert_eq!(e.line, line_of(&text, "/callback"));
+}
+
+#[test]
+fn client_scopes_must_name_declared_resources() {
+    let text = ISSUER.replace(
+        "scopes: { \"https://api.example.test\": [read:data] }",
+        "scopes: { \"https://other.example.test\": [read:data] }",
+    );
+    let e = only_error(&text);
+    assert_eq!(
+        e.key.as_deref(),
+        Some("issuer.clients[0].scopes.https://other.example.test")
+    );
+    assert_eq!(e.line, line_of(&text, "other.example.test"));
+    let text = ISSUER.replace("[read:data, write:data] }", "[read:data, admin] }");
+    let e = only_error(&text);
+    assert!(e.message.contains("`admin`"), "{e}");
+    // Without declared resources, the database holds them: no check here.
+    let text = ISSUER
+        .replace(
+            "  resources:\n    - identifier: \"https://api.example.test\"\n      scopes: [read:data, write:data]\n",
+            "",
+        )
+        .replace("[read:data] }", "[anything] }");
+    assert!(parse(&text).is_ok());
+    let e = only_error(&ISSUER.replace("[read:data] }", "[\"read data\"] }"));
+    assert!(e.message.contains("not a valid scope"), "{e}");
+}
+
+#[test]
+fn id_token_algorithm_must_be_one_the_issuer_signs_with() {
+    let text = ISSUER.replace(
+        "      public: true\n",
+        "      public: true\n      id_token_signed_response_alg: EdDSA\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(
+        e.key.as_deref(),
+        Some("issuer.clients[1].id_token_signed_response_alg")
+    );
+    // Without RS256, a client that gets ID tokens must name its algorithm.
+    let text = ISSUER.replace("[ES256, RS256]", "[ES256]");
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.clients[1]"));
+    let text = text.replace(
+        "      public: true\n",
+        "      public: true\n      id_token_signed_response_alg: ES256\n",
+    );
+    let c = parse(&text).expect("valid");
+    assert_eq!(
+        c.issuer.expect("section").clients[1].id_token_signed_response_alg,
+        SigningAlg::ES256
+    );
+}
+
+#[test]
+fn resources_clients_and_webhooks_are_unique() {
+    let text = ISSUER.replace(
+        "  webhooks:\n",
+        "    - client_id: web-app\n      public: true\n      grant_types: [authorization_code]\n      redirect_uris: [\"https://x.test/cb\"]\n  webhooks:\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.clients[2].client_id"));
+    let text = ISSUER.replace(
+        "      scopes: [read:data, write:data]\n  clients:",
+        "      scopes: [read:data, write:data]\n    - identifier: \"https://api.example.test\"\n  clients:",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.resources[1].identifier"));
+    let errs = errors(&ISSUER.replace(
+        "\"https://api.example.test\"\n      scopes",
+        "\"api\"\n      scopes",
+    ));
+    assert_eq!(
+        errs[0].key.as_deref(),
+        Some("issuer.resources[0].identifier")
+    );
+    let e = only_error(&ISSUER.replace("[user.created, key.rotated]", "[]"));
+    assert_eq!(e.key.as_deref(), Some("issuer.webhooks[0].events"));
+}
+
+#[test]
+fn every_issuer_error_is_collected() {
+    let text = ISSUER
+        .replace("access_token_ttl: 15m", "access_token_ttl: 2d")
+        .replace("      client_secret: \"${BILLING_SECRET}\"\n", "")
+        .replace("\"http://127.0.0.1:3000/callback\"", "\"callback\"");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs.windows(2).all(|w| w[0].line <= w[1].line));
+}

@@ -1,0 +1,344 @@
+//! Cross-checks of the built-in issuer's `issuer:` section: lifetimes within their
+//! bounds, clients consistent with their kind (public or confidential) and grants,
+//! client scopes that name declared resources, webhooks without duplicates.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::Checker;
+use crate::config::raw::{RawClient, RawIssuerSection, RawResource, RawWebhook};
+use crate::config::value::{absolute_uri, scope_token};
+use crate::config::{
+    ClientConfig, GrantType, IssuerSection, ResourceConfig, Secret, SigningAlg, WebhookConfig,
+};
+
+const DEFAULT_DATABASE: &str = "sqlite://portcullis.db";
+const DEFAULT_SIGNING_ALGS: [SigningAlg; 2] = [SigningAlg::ES256, SigningAlg::RS256];
+const DEFAULT_KEY_ROTATION: Duration = Duration::from_secs(30 * 86_400);
+const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_ID_TTL: Duration = Duration::from_secs(3_600);
+const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 86_400);
+const MIN_ACCESS_TTL: Duration = Duration::from_secs(60);
+const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3_600);
+const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
+/// Below this, keys would churn faster than JWKS caches refresh.
+const MIN_KEY_ROTATION: Duration = Duration::from_secs(3_600);
+/// The ID-token algorithm when a client names none (OIDC Discovery requires RS256).
+const DEFAULT_ID_TOKEN_ALG: SigningAlg = SigningAlg::RS256;
+
+/// Checks the section and returns it with every default filled in; problems go
+/// to `c`.
+pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSection {
+    let database = raw.database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    if !["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| database.starts_with(p))
+    {
+        c.error(
+            "issuer.database",
+            "`database` must be a `sqlite:` or `postgres://` URL",
+        );
+    }
+    let signing_algs = match raw.signing_algs {
+        Some(list) => list.into_iter().map(|a| a.0).collect(),
+        None => DEFAULT_SIGNING_ALGS.to_vec(),
+    };
+    if signing_algs.is_empty() {
+        c.error("issuer.signing_algs", "`signing_algs` must not be empty");
+    }
+    if has_duplicates(&signing_algs) {
+        c.error(
+            "issuer.signing_algs",
+            "`signing_algs` names an algorithm twice",
+        );
+    }
+    let ttl = |d: Option<crate::config::value::Parsed<Duration>>, default| {
+        d.map(|d| d.0).unwrap_or(default)
+    };
+    let key_rotation = ttl(raw.key_rotation, DEFAULT_KEY_ROTATION);
+    let access_token_ttl = ttl(raw.access_token_ttl, DEFAULT_ACCESS_TTL);
+    let id_token_ttl = ttl(raw.id_token_ttl, DEFAULT_ID_TTL);
+    let refresh_token_ttl = ttl(raw.refresh_token_ttl, DEFAULT_REFRESH_TTL);
+    let refresh_token_idle_ttl = raw.refresh_token_idle_ttl.map(|d| d.0);
+    let refresh_reuse_grace = ttl(raw.refresh_reuse_grace, Duration::ZERO);
+    if key_rotation < MIN_KEY_ROTATION {
+        c.error("issuer.key_rotation", "`key_rotation` must be at least 1h");
+    }
+    if !(MIN_ACCESS_TTL..=MAX_ACCESS_TTL).contains(&access_token_ttl) {
+        c.error(
+            "issuer.access_token_ttl",
+            "`access_token_ttl` must be between 1m and 24h",
+        );
+    }
+    for (key, d) in [
+        ("issuer.id_token_ttl", Some(id_token_ttl)),
+        ("issuer.refresh_token_ttl", Some(refresh_token_ttl)),
+        ("issuer.refresh_token_idle_ttl", refresh_token_idle_ttl),
+    ] {
+        if d.is_some_and(|d| d.is_zero()) {
+            c.error(key, "a token lifetime must be longer than zero");
+        }
+    }
+    if refresh_token_idle_ttl.is_some_and(|idle| idle > refresh_token_ttl) {
+        c.error(
+            "issuer.refresh_token_idle_ttl",
+            "`refresh_token_idle_ttl` must not be longer than `refresh_token_ttl`",
+        );
+    }
+    if refresh_reuse_grace > MAX_REUSE_GRACE {
+        c.error(
+            "issuer.refresh_reuse_grace",
+            "`refresh_reuse_grace` must be at most 60s",
+        );
+    }
+    let resources = resources(c, raw.resources);
+    let mut ids = HashSet::new();
+    let clients = raw
+        .clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if !ids.insert(r.client_id.clone()) {
+                c.error(
+                    &format!("issuer.clients[{i}].client_id"),
+                    format!("client `{}` is declared twice", r.client_id),
+                );
+            }
+            client(c, i, r, &resources, &signing_algs)
+        })
+        .collect();
+    let webhooks = webhooks(c, raw.webhooks);
+    IssuerSection {
+        url: raw.url.0.0,
+        database,
+        signing_algs,
+        key_rotation,
+        access_token_ttl,
+        id_token_ttl,
+        refresh_token_ttl,
+        refresh_token_idle_ttl,
+        refresh_reuse_grace,
+        resources,
+        clients,
+        webhooks,
+    }
+}
+
+fn has_duplicates<T: Eq + std::hash::Hash>(items: &[T]) -> bool {
+    let mut seen = HashSet::new();
+    !items.iter().all(|i| seen.insert(i))
+}
+
+fn resources(c: &mut Checker<'_>, raw: Vec<RawResource>) -> Vec<ResourceConfig> {
+    let mut seen = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("issuer.resources[{i}]");
+        if let Err(e) = absolute_uri(&r.identifier) {
+            c.error(
+                &format!("{key}.identifier"),
+                format!("a resource identifier must be an absolute URI: {e}"),
+            );
+        }
+        if !seen.insert(r.identifier.as_str()) {
+            c.error(
+                &format!("{key}.identifier"),
+                format!("resource `{}` is declared twice", r.identifier),
+            );
+        }
+        scopes(c, &format!("{key}.scopes"), &r.scopes);
+    }
+    raw.into_iter()
+        .map(|r| ResourceConfig {
+            identifier: r.identifier,
+            scopes: r.scopes,
+        })
+        .collect()
+}
+
+fn scopes(c: &mut Checker<'_>, key: &str, list: &[String]) {
+    for (j, s) in list.iter().enumerate() {
+        if !scope_token(s) {
+            c.error(
+                &format!("{key}[{j}]"),
+                format!(
+                    "`{s}` is not a valid scope (printable ASCII without spaces, `\"` or `\\`)"
+                ),
+            );
+        }
+    }
+    if has_duplicates(list) {
+        c.error(key, "a scope is listed twice");
+    }
+}
+
+fn client(
+    c: &mut Checker<'_>,
+    i: usize,
+    r: RawClient,
+    resources: &[ResourceConfig],
+    signing_algs: &[SigningAlg],
+) -> ClientConfig {
+    let key = format!("issuer.clients[{i}]");
+    if r.client_id.is_empty() {
+        c.error(&format!("{key}.client_id"), "a client id must not be empty");
+    }
+    let public = r.public.unwrap_or(false);
+    let grant_types: Vec<GrantType> = r
+        .grant_types
+        .map(|g| g.into_iter().map(|g| g.0).collect())
+        .unwrap_or_default();
+    let client_secret = match (public, r.client_secret) {
+        (true, Some(_)) => {
+            c.error(
+                &format!("{key}.client_secret"),
+                "a public client has no secret",
+            );
+            None
+        }
+        (true, None) => None,
+        (false, Some(s)) if !s.is_empty() => Some(Secret::new(s)),
+        (false, _) => {
+            c.error(
+                &key,
+                "a confidential client needs a `client_secret` (or `public: true`)",
+            );
+            None
+        }
+    };
+    if public && r.require_pkce == Some(false) {
+        c.error(
+            &format!("{key}.require_pkce"),
+            "a public client always needs PKCE",
+        );
+    }
+    grants(c, &key, &grant_types, public, r.redirect_uris.is_empty());
+    for (j, uri) in r.redirect_uris.iter().enumerate() {
+        if let Err(e) = absolute_uri(uri) {
+            c.error(
+                &format!("{key}.redirect_uris[{j}]"),
+                format!("a redirect URI must be absolute: {e}"),
+            );
+        }
+    }
+    let id_alg = match r.id_token_signed_response_alg {
+        Some(a) => {
+            if !signing_algs.contains(&a.0) {
+                c.error(
+                    &format!("{key}.id_token_signed_response_alg"),
+                    format!("`{}` is not in `issuer.signing_algs`", a.0),
+                );
+            }
+            a.0
+        }
+        None => {
+            let issues_id_tokens = grant_types.contains(&GrantType::AuthorizationCode);
+            // An empty list is reported on its own.
+            if issues_id_tokens
+                && !signing_algs.is_empty()
+                && !signing_algs.contains(&DEFAULT_ID_TOKEN_ALG)
+            {
+                c.error(&key, "this client gets ID tokens, signed with RS256 unless `id_token_signed_response_alg` names another, but `issuer.signing_algs` lacks RS256");
+            }
+            DEFAULT_ID_TOKEN_ALG
+        }
+    };
+    for (resource, list) in &r.scopes {
+        let skey = format!("{key}.scopes.{resource}");
+        scopes(c, &skey, list);
+        if resources.is_empty() {
+            // Resources live in the database only: checked when tokens are asked for.
+            continue;
+        }
+        let Some(declared) = resources.iter().find(|d| &d.identifier == resource) else {
+            c.error(
+                &skey,
+                format!("`{resource}` is not a resource declared in `issuer.resources`"),
+            );
+            continue;
+        };
+        for (j, s) in list.iter().enumerate() {
+            // An invalid token is reported once, above.
+            if scope_token(s) && !declared.scopes.contains(s) {
+                c.error(
+                    &format!("{skey}[{j}]"),
+                    format!("`{s}` is not a scope of resource `{resource}`"),
+                );
+            }
+        }
+    }
+    ClientConfig {
+        client_id: r.client_id,
+        client_secret,
+        public,
+        redirect_uris: r.redirect_uris,
+        grant_types,
+        scopes: r.scopes.into_iter().collect(),
+        require_pkce: public || r.require_pkce.unwrap_or(true),
+        id_token_signed_response_alg: id_alg,
+    }
+}
+
+fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no_redirect: bool) {
+    let gkey = format!("{key}.grant_types");
+    if grants.is_empty() {
+        c.error(
+            &gkey,
+            "`grant_types` is required: at least one of client_credentials, authorization_code, refresh_token",
+        );
+    }
+    if has_duplicates(grants) {
+        c.error(&gkey, "`grant_types` names a grant twice");
+    }
+    if public && grants.contains(&GrantType::ClientCredentials) {
+        c.error(
+            &gkey,
+            "a public client cannot use `client_credentials`: it has no secret to authenticate with",
+        );
+    }
+    let code = grants.contains(&GrantType::AuthorizationCode);
+    if grants.contains(&GrantType::RefreshToken) && !code {
+        c.error(
+            &gkey,
+            "`refresh_token` needs `authorization_code`, the only grant that issues refresh tokens",
+        );
+    }
+    if code && no_redirect {
+        c.error(
+            key,
+            "`authorization_code` needs at least one entry in `redirect_uris`",
+        );
+    }
+}
+
+fn webhooks(c: &mut Checker<'_>, raw: Vec<RawWebhook>) -> Vec<WebhookConfig> {
+    let mut urls = HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = format!("issuer.webhooks[{i}]");
+            let url = r.url.0.0;
+            if !urls.insert(url.to_string()) {
+                c.error(
+                    &format!("{key}.url"),
+                    format!("webhook `{url}` is configured twice"),
+                );
+            }
+            let events: Option<Vec<_>> = r.events.map(|e| e.into_iter().map(|e| e.0).collect());
+            match &events {
+                Some(list) if list.is_empty() => c.error(
+                    &format!("{key}.events"),
+                    "`events` must not be empty (leave it out for every event)",
+                ),
+                Some(list) if has_duplicates(list) => {
+                    c.error(&format!("{key}.events"), "`events` names an event twice")
+                }
+                _ => {}
+            }
+            WebhookConfig {
+                url,
+                secret: r.secret.0,
+                events,
+            }
+        })
+        .collect()
+}
