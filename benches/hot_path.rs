@@ -42,9 +42,24 @@ fn signer(name: &'static str, file: &str, alg: Algorithm) -> Signer {
         Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
         _ => EncodingKey::from_ed_pem(&pem).unwrap(),
     };
-    let mut jwk =
-        serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, alg).unwrap())
+    let mut jwk = if alg == Algorithm::EdDSA {
+        // jsonwebtoken cannot derive an Ed25519 JWK: take the public key from the PKCS#8.
+        use aws_lc_rs::signature::KeyPair;
+        use base64::Engine;
+        let b64: String = std::str::from_utf8(&pem)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
             .unwrap();
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA"})
+    } else {
+        serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, alg).unwrap()).unwrap()
+    };
     jwk["kid"] = json!(name);
     Signer {
         name,
