@@ -2,3 +2,5 @@
 //!
 //! Under construction: storage (`store`) and signing keys (`signing`) land first;
 //! the endpoints, grants and administration follow.
+
+pub mod signing;
