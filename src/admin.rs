@@ -25,7 +25,8 @@ impl Admin {
         Admin { snapshot, metrics }
     }
 
-    /// Whether every non-builtin issuer has a key set.
+    /// Whether every issuer has a key set (the built-in one once its keys are
+    /// installed).
     pub fn ready(&self) -> bool {
         self.snapshot
             .load()

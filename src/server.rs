@@ -115,7 +115,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    for issuer in issuers {
+    // The built-in issuer's keys are pushed in process: nothing to refresh.
+    for issuer in issuers.into_iter().filter(|i| !i.is_builtin()) {
         tasks.spawn(issuer.run_refresher(rx.clone()));
     }
     let grace = config.server.shutdown_grace;
@@ -331,5 +332,19 @@ impl Running {
     /// The snapshot in force (for tests and reload).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The key set of the `builtin: true` issuer, if one is configured: the
+    /// built-in issuer installs its published JWKS there
+    /// ([`IssuerKeys::install_jwks`]) whenever it changes, and the gateway
+    /// verifies its tokens with those keys without any HTTP fetch.
+    pub fn builtin_keys(&self) -> Option<Arc<IssuerKeys>> {
+        self.snapshot
+            .load()
+            .verifier
+            .issuers()
+            .iter()
+            .find(|i| i.is_builtin())
+            .cloned()
     }
 }

@@ -2,6 +2,8 @@
 //! and how they stay fresh: a background refresher that honours Cache-Control,
 //! keeps the last good set when the issuer is down (up to 24 h), and a
 //! single-flight, rate-limited refetch when a token names an unknown `kid`.
+//! The built-in issuer (`builtin: true`) is never fetched: it pushes its
+//! published JWKS in process ([`IssuerKeys::install_jwks`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub enum FetchError {
     Cancelled,
     #[error("could not set up TLS for key fetching")]
     Tls(#[source] std::io::Error),
+    #[error("the built-in issuer's keys are installed in process, never fetched")]
+    Builtin,
 }
 
 /// Builds the client for JWKS fetches: system roots plus an optional extra CA file.
@@ -144,7 +148,7 @@ impl Fetcher {
                     .map_err(|e| FetchError::File(path.clone(), e)),
                 None,
             ),
-            KeySourceConfig::Builtin => (Err(FetchError::Discovery("builtin".to_owned())), None),
+            KeySourceConfig::Builtin => (Err(FetchError::Builtin), None),
         }
     }
 
@@ -286,16 +290,36 @@ impl IssuerKeys {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Whether a key set is loaded.
+    /// Whether a key set is loaded (for the built-in issuer: installed).
     pub fn is_ready(&self) -> bool {
         self.current.load().is_some()
+    }
+
+    /// Whether the keys come from the built-in issuer in process.
+    pub fn is_builtin(&self) -> bool {
+        self.config.keys == KeySourceConfig::Builtin
+    }
+
+    /// Replaces the key set with `keys` (a no-op when they are the same keys);
+    /// a change bumps the generation, which invalidates cached verdicts.
+    pub fn install_keys(&self, keys: Vec<Arc<super::keys::Key>>) {
+        self.install(keys);
+    }
+
+    /// Installs the key set of a JWKS document, through exactly the checks a
+    /// fetched one passes ([`parse_jwks`]). This is how the built-in issuer
+    /// publishes its keys to the gateway; on error the keys in force stay.
+    pub fn install_jwks(&self, jwks: &[u8]) -> Result<(), JwksParseError> {
+        self.install(parse_jwks(jwks)?);
+        Ok(())
     }
 
     /// A token named a `kid` that generation `seen` lacks: refetch once (single
     /// flight, at most once per [`UNKNOWN_KID_INTERVAL`]). True when the keys changed.
     pub async fn refetch_unknown_kid(&self, seen: u64) -> bool {
-        if self.generation() != seen {
-            return true;
+        // The built-in issuer installs every key it publishes before signing with it.
+        if self.generation() != seen || self.is_builtin() {
+            return self.generation() != seen;
         }
         if self.unknown_kid_recently() {
             return false;
@@ -315,8 +339,8 @@ impl IssuerKeys {
 
     /// No keys yet: fetch now (single flight, rate-limited). True when keys are loaded.
     pub async fn fetch_if_missing(&self) -> bool {
-        if self.is_ready() {
-            return true;
+        if self.is_ready() || self.is_builtin() {
+            return self.is_ready();
         }
         let mut st = self.state.lock().await;
         if self.is_ready() {
@@ -333,8 +357,12 @@ impl IssuerKeys {
         self.is_ready()
     }
 
-    /// Fetches and installs the key set now; returns the refresh interval it asked for.
+    /// Fetches and installs the key set now; returns the refresh interval it asked
+    /// for. The built-in issuer is never fetched ([`FetchError::Builtin`]).
     pub async fn refresh(&self) -> Result<Duration, FetchError> {
+        if self.is_builtin() {
+            return Err(FetchError::Builtin);
+        }
         let mut st = self.state.lock().await;
         self.fetch_locked(&mut st).await
     }
@@ -404,8 +432,12 @@ impl IssuerKeys {
         tracing::info!(issuer = %self.config.id, keys = count, generation, "Key set installed");
     }
 
-    /// Keeps the key set fresh until `shutdown` fires. The first fetch happens at once.
+    /// Keeps the key set fresh until `shutdown` fires. The first fetch happens at
+    /// once. Returns at once for the built-in issuer, which has nothing to fetch.
     pub async fn run_refresher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if self.is_builtin() {
+            return;
+        }
         let mut delay = Duration::ZERO;
         let mut failures: u32 = 0;
         loop {

@@ -1,0 +1,173 @@
+//! The gateway verifying the built-in issuer's tokens with in-process keys: a
+//! `builtin: true` issuer is never fetched, becomes ready once the issuer installs
+//! its published JWKS, and follows key rotation through reinstalls.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use support::*;
+
+use portcullis::config::SigningAlg;
+use portcullis::issuer::signing::{KeyRecord, SigningKey, generate, jwks_json};
+
+const URL: &str = "http://127.0.0.1:8080";
+const FETCHES: &str = "portcullis_jwks_fetches_total{issuer=\"local\"}";
+
+fn yaml(upstream: &Upstream) -> String {
+    format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  shutdown_grace: 5s
+admin:
+  listen: "127.0.0.1:0"
+issuer:
+  url: "{URL}"
+  signing_algs: [ES256, RS256, EdDSA]
+issuers:
+  - id: local
+    builtin: true
+    audiences: ["{AUDIENCE}"]
+upstreams:
+  api: {{ url: "{up}", connect_timeout: 1s, timeout: 5s }}
+routes:
+  - path: /*
+    upstream: api
+    scopes: [read:data]
+"#,
+        up = upstream.url(),
+    )
+}
+
+fn record(alg: SigningAlg) -> KeyRecord {
+    generate(alg)
+        .expect("generate")
+        .into_record(None, now(), now(), now())
+        .expect("record")
+}
+
+fn access_token(record: &KeyRecord, claims: &Value) -> String {
+    SigningKey::from_record(record, None)
+        .expect("key")
+        .sign(claims, "at+jwt")
+        .expect("sign")
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": URL,
+        "aud": AUDIENCE,
+        "sub": "user-1",
+        "client_id": "web-app",
+        "iat": now(),
+        "nbf": now(),
+        "exp": now() + 900,
+        "jti": "t1",
+        "scope": "read:data",
+    })
+}
+
+#[tokio::test]
+async fn builtin_tokens_verify_with_installed_keys_and_nothing_is_fetched() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start_unready(&yaml(&upstream)).await;
+    let keys = gw.running().builtin_keys().expect("a builtin issuer");
+    assert!(keys.is_builtin());
+    // Not ready, and its tokens unverifiable (503, as for an issuer whose keys
+    // cannot be had), until the issuer installs its keys.
+    assert_eq!(gw.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    let es = record(SigningAlg::ES256);
+    let token = access_token(&es, &claims());
+    assert_eq!(gw_get(&gw, &token).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    let (rs, ed) = (record(SigningAlg::RS256), record(SigningAlg::EdDSA));
+    keys.install_jwks(jwks_json([&es, &rs, &ed]).as_bytes())
+        .expect("install");
+    assert_eq!(gw.readyz().await, StatusCode::OK);
+    for r in [&es, &rs, &ed] {
+        let token = access_token(r, &claims());
+        assert_eq!(gw_get(&gw, &token).await, StatusCode::OK, "{}", r.alg);
+    }
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-auth-subject"], "user-1");
+    assert_eq!(seen.headers["x-auth-issuer"], URL);
+
+    // Wrong issuer, audience or scope are still refused.
+    let mut c = claims();
+    c["scope"] = json!("write:data");
+    assert_eq!(
+        gw_get(&gw, &access_token(&es, &c)).await,
+        StatusCode::FORBIDDEN
+    );
+    let mut c = claims();
+    c["aud"] = json!("https://elsewhere.test");
+    assert_eq!(
+        gw_get(&gw, &access_token(&es, &c)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(gw.metric(FETCHES).await, 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn rotation_is_followed_through_reinstalls() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start_unready(&yaml(&upstream)).await;
+    let keys = gw.running().builtin_keys().expect("a builtin issuer");
+    let old = record(SigningAlg::ES256);
+    keys.install_jwks(jwks_json([&old]).as_bytes())
+        .expect("install");
+    let old_token = access_token(&old, &claims());
+    assert_eq!(gw_get(&gw, &old_token).await, StatusCode::OK);
+
+    // A key not yet published is unknown, and no fetch is tried for it.
+    let new = record(SigningAlg::ES256);
+    let new_token = access_token(&new, &claims());
+    assert_eq!(gw_get(&gw, &new_token).await, StatusCode::UNAUTHORIZED);
+    // Published beside the old one: both verify.
+    let generation = keys.generation();
+    keys.install_jwks(jwks_json([&old, &new]).as_bytes())
+        .expect("install");
+    assert!(keys.generation() > generation);
+    assert_eq!(gw_get(&gw, &new_token).await, StatusCode::OK);
+    assert_eq!(gw_get(&gw, &old_token).await, StatusCode::OK);
+    // Once the old key leaves the JWKS, its (cached) verdicts go with it.
+    keys.install_jwks(jwks_json([&new]).as_bytes())
+        .expect("install");
+    assert_eq!(gw_get(&gw, &old_token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw_get(&gw, &new_token).await, StatusCode::OK);
+
+    // A broken document changes nothing.
+    assert!(keys.install_jwks(b"{not json").is_err());
+    assert_eq!(gw_get(&gw, &new_token).await, StatusCode::OK);
+    assert_eq!(gw.metric(FETCHES).await, 0.0);
+    // Asked to refresh, it refuses: there is nothing to fetch, and no task runs.
+    assert!(matches!(
+        keys.refresh().await,
+        Err(portcullis::auth::jwks::FetchError::Builtin)
+    ));
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    keys.clone().run_refresher(rx).await;
+    assert_eq!(gw.metric(FETCHES).await, 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn gateways_without_a_builtin_issuer_have_no_builtin_keys() {
+    let jwks = JwksServer::start(&[&ec()]).await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&config(
+        &jwks,
+        &upstream,
+        "  - path: /*\n    upstream: api\n",
+    ))
+    .await;
+    assert!(gw.running().builtin_keys().is_none());
+    gw.shutdown().await;
+}
+
+async fn gw_get(gw: &Gateway, token: &str) -> StatusCode {
+    get(&gw.url("/anything"), Some(token)).await.0
+}
