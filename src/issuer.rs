@@ -4,3 +4,4 @@
 //! the endpoints, grants and administration follow.
 
 pub mod signing;
+pub mod store;

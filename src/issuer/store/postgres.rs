@@ -1,0 +1,56 @@
+//! The PostgreSQL backend, for several replicas sharing one database.
+//!
+//! The queries are shared with SQLite (`sql.rs`, compiled here for
+//! [`sqlx::Postgres`]); this file holds only what differs: connecting, the
+//! migrations, and how a transaction begins. Every race the store settles is
+//! one conditional `UPDATE` at READ COMMITTED: a concurrent writer waits for the
+//! row lock, then re-checks the `WHERE` against the committed row and matches
+//! nothing, so exactly one replica wins.
+
+use std::str::FromStr;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::StoreError;
+
+// The shared queries are compiled once per backend: `sql.rs` names its
+// database as `super::Db`. See `sql.rs` for why this is not a generic.
+#[allow(clippy::duplicate_mod)]
+#[path = "sql.rs"]
+mod sql;
+
+/// The database `sql.rs` is compiled for here.
+type Db = sqlx::Postgres;
+
+/// Transactions run at the default READ COMMITTED level (see the module docs).
+const BEGIN: &str = "BEGIN";
+
+/// Concurrent outbox claimers skip rows another claimer has locked, rather
+/// than wait for them and then find them claimed.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
+/// Connections in the pool of each replica.
+const MAX_CONNECTIONS: u32 = 16;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub use sql::SqlStore as PostgresStore;
+
+// === impl PostgresStore ===
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`; `?options=-c search_path=…` picks a
+    /// schema) and applies pending migrations. Replicas starting at once are
+    /// serialised by the migrator's advisory lock.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Connect)?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Self::new(pool))
+    }
+}

@@ -1,0 +1,287 @@
+//! The records the issuer keeps, as plain Rust values: what [`super::Store`]
+//! takes and returns. No SQL and no HTTP types live here.
+//!
+//! Times are whole seconds since the Unix epoch, always passed in by the caller
+//! (from `crate::clock::Clock`). Token-like secrets (authorization codes, refresh
+//! tokens) never reach the store: the caller hashes them (SHA-256, encoded as
+//! text) and the store compares those hashes as opaque strings.
+
+use std::collections::BTreeMap;
+
+/// Scopes of API resources, keyed by the resource identifier (the audience URL).
+pub type ScopeMap = BTreeMap<String, Vec<String>>;
+
+/// An API resource: an audience that tokens can be issued for, and its scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResource {
+    /// The audience URL, unique; becomes `aud`.
+    pub identifier: String,
+    /// The scopes this API defines.
+    pub scopes: Vec<String>,
+}
+
+/// An OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The public identifier, unique.
+    pub client_id: String,
+    /// A human-readable name.
+    pub name: String,
+    /// The hashed secret (an argon2id PHC string, opaque here); `None` for a
+    /// public client.
+    pub secret_hash: Option<String>,
+    /// A public client has no secret and must use PKCE.
+    pub public: bool,
+    /// Whether the authorization-code grant requires PKCE for this client.
+    pub require_pkce: bool,
+    /// The grant types the client may use (`client_credentials`, …).
+    pub grant_types: Vec<String>,
+    /// Redirect URIs, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// The scopes the client may obtain, per API resource identifier.
+    pub scopes: ScopeMap,
+    /// The algorithm for this client's ID tokens (`RS256` when `None`).
+    pub id_token_signed_response_alg: Option<String>,
+    /// When the client was created; an upsert keeps the first value.
+    pub created_at: i64,
+}
+
+/// An organization (a tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// The identifier, `org_…`.
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: i64,
+}
+
+/// A user who can log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The identifier, `usr_…`; becomes `sub`.
+    pub id: String,
+    /// The email address, unique regardless of letter case.
+    pub email: String,
+    /// The full name, for the `name` claim.
+    pub name: Option<String>,
+    /// A picture URL, for the `picture` claim.
+    pub picture: Option<String>,
+    /// Whether the email address has been verified.
+    pub email_verified: bool,
+    /// The argon2id PHC string (opaque here); `None` when the user has no password.
+    pub password_hash: Option<String>,
+    /// When the user was created; updates keep it.
+    pub created_at: i64,
+    /// When the user was last changed.
+    pub updated_at: i64,
+}
+
+/// A user's membership of an organization, with the roles it carries there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The organization.
+    pub org_id: String,
+    /// The member.
+    pub user_id: String,
+    /// Role names (see [`Role`]).
+    pub roles: Vec<String>,
+    /// When the membership was created.
+    pub created_at: i64,
+}
+
+/// A role: a name and the API scopes it grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// The name, unique.
+    pub name: String,
+    /// The scopes the role grants, per API resource identifier.
+    pub grants: ScopeMap,
+    /// When the role was created.
+    pub created_at: i64,
+}
+
+/// A signing key, generated and persisted by the issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// The key identifier, unique; the JWS `kid`.
+    pub kid: String,
+    /// The JWS algorithm (`ES256`, `RS256`, `EdDSA`).
+    pub alg: String,
+    /// The private key as PKCS#8 DER, possibly encrypted by the caller.
+    pub private_key: Vec<u8>,
+    /// The public key as a JWK (JSON text).
+    pub public_jwk: String,
+    /// When the key was generated.
+    pub created_at: i64,
+    /// When the key appears in the JWKS.
+    pub publish_at: i64,
+    /// When the key starts signing.
+    pub activate_at: i64,
+    /// When the key stops signing.
+    pub retire_at: Option<i64>,
+    /// When the key leaves the JWKS (every token it signed has expired).
+    pub expire_at: Option<i64>,
+}
+
+/// A pending authorization code, stored under the hash of the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCode {
+    /// The SHA-256 hash of the code (the caller's text encoding), unique.
+    pub code_hash: String,
+    /// The client the code was issued to.
+    pub client_id: String,
+    /// The user who authorized.
+    pub user_id: String,
+    /// The organization chosen for the session, if any.
+    pub org_id: Option<String>,
+    /// The redirect URI of the authorization request, matched exactly later.
+    pub redirect_uri: String,
+    /// The granted scope, space-separated.
+    pub scope: String,
+    /// The API resource (RFC 8707) the tokens are for, if any.
+    pub resource: Option<String>,
+    /// The PKCE S256 challenge, if one was sent.
+    pub code_challenge: Option<String>,
+    /// The OIDC nonce, if one was sent.
+    pub nonce: Option<String>,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// When the code stops being redeemable.
+    pub expires_at: i64,
+}
+
+/// What [`super::Store::consume_code`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// This caller is the first to redeem the code; the code is now used.
+    First(AuthCode),
+    /// The code had been redeemed before: a replay. `family_id` is the refresh
+    /// family the first redemption produced (see
+    /// [`super::Store::set_code_family`]), so the caller can revoke it.
+    Reused {
+        /// The code as stored.
+        code: AuthCode,
+        /// The refresh family the first redemption produced, if recorded.
+        family_id: Option<String>,
+    },
+}
+
+/// A refresh-token family: the chain of refresh tokens that one authorization
+/// produced, rotated one generation at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFamily {
+    /// The identifier, unique.
+    pub id: String,
+    /// The client the tokens belong to.
+    pub client_id: String,
+    /// The user the tokens act for.
+    pub user_id: String,
+    /// The organization of the session, if any.
+    pub org_id: Option<String>,
+    /// The granted scope, space-separated.
+    pub scope: String,
+    /// The API resource the tokens are for, if any.
+    pub resource: Option<String>,
+    /// When the user authenticated (for `auth_time` in refreshed ID tokens).
+    pub auth_time: i64,
+    /// Counts rotations; starts at 0.
+    pub generation: i64,
+    /// The hash of the one refresh token that is valid now.
+    pub current_hash: String,
+    /// The hash of the token the last rotation replaced.
+    pub previous_hash: Option<String>,
+    /// When the last rotation happened.
+    pub rotated_at: Option<i64>,
+    /// When the family was created.
+    pub created_at: i64,
+    /// The absolute end of the family.
+    pub absolute_expires_at: i64,
+    /// The sliding end, moved by each rotation; `None` without an idle limit.
+    pub idle_expires_at: Option<i64>,
+    /// When the family was revoked; a revoked family never rotates again.
+    pub revoked_at: Option<i64>,
+}
+
+/// Which token of a family a presented hash matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentedToken {
+    /// The current token: the only one that may rotate.
+    Current,
+    /// The token the last rotation replaced (a replay; maybe inside the grace).
+    Previous,
+    /// An older token: a replay.
+    Retired,
+}
+
+/// A family found by the hash of one of its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyMatch {
+    /// The family as stored now.
+    pub family: RefreshFamily,
+    /// Which of its tokens was presented.
+    pub presented: PresentedToken,
+}
+
+/// A webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The identifier, unique.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The Standard Webhooks secret (`whsec_…`).
+    pub secret: String,
+    /// The event names delivered; `None` for all events.
+    pub events: Option<Vec<String>>,
+    /// When the webhook was created.
+    pub created_at: i64,
+}
+
+/// An event to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The identifier, `evt_…`, unique; the `webhook-id`.
+    pub id: String,
+    /// The event name (`user.created`, …).
+    pub event: String,
+    /// The creation time as RFC 3339 text, as the payload carries it.
+    pub created_at: String,
+    /// The payload's `data` (JSON text).
+    pub data: String,
+    /// When the event is first due for delivery (normally now).
+    pub due_at: i64,
+}
+
+/// An event in the outbox, awaiting delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// The identifier, `evt_…`.
+    pub id: String,
+    /// The event name.
+    pub event: String,
+    /// The creation time as RFC 3339 text.
+    pub created_at: String,
+    /// The payload's `data` (JSON text).
+    pub data: String,
+    /// Failed delivery attempts so far.
+    pub attempts: i64,
+}
+
+/// An entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The identifier, unique.
+    pub id: String,
+    /// When it happened.
+    pub at: i64,
+    /// Who did it (a client id, a user id, `cli`, `system`).
+    pub actor: String,
+    /// What was done (`client.created`, `token.reuse_detected`, …).
+    pub action: String,
+    /// What it was done to, if anything.
+    pub target: Option<String>,
+    /// Further detail (JSON text).
+    pub detail: String,
+}

@@ -1,0 +1,389 @@
+//! The SQL both backends share, and the [`Store`] and [`StoreTx`] impls over it.
+//!
+//! This file is compiled twice, as `sqlite::sql` and `postgres::sql`, each time
+//! for the database its parent names `Db`. The statements are the same text on
+//! both: `$1`-style parameters (which SQLite accepts too), `ON CONFLICT`,
+//! `RETURNING`, integer times, JSON lists in text columns. Compiling the text
+//! per backend keeps every function concrete; a version generic over
+//! `sqlx::Database` would need a higher-ranked bound on every item and hides
+//! nothing that differs. What differs lives in `sqlite.rs` and `postgres.rs`.
+//!
+//! The query functions take a `&mut Conn`, so the same function serves a pooled
+//! connection (one [`Store`] call) and an open transaction ([`StoreTx`]).
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::{Pool, Transaction};
+
+use super::super::{
+    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, Membership, NewEvent,
+    Organization, OutboxEvent, RefreshFamily, Role, SigningKeyRecord, Store, StoreError, StoreTx,
+    User, Webhook,
+};
+use super::{BEGIN, Db, SKIP_LOCKED};
+
+#[path = "sql/catalog.rs"]
+mod catalog;
+#[path = "sql/events.rs"]
+mod events;
+#[path = "sql/keys.rs"]
+mod keys;
+#[path = "sql/tenancy.rs"]
+mod tenancy;
+#[path = "sql/tokens.rs"]
+mod tokens;
+
+/// A connection of this backend, pooled or inside a transaction.
+type Conn = <Db as sqlx::Database>::Connection;
+/// A result row of this backend.
+type Row = <Db as sqlx::Database>::Row;
+
+/// The store on one database, over a connection pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: Pool<Db>,
+}
+
+/// An open transaction of [`SqlStore`]; dropping it rolls back.
+struct SqlTx {
+    tx: Transaction<'static, Db>,
+}
+
+// === impl SqlStore ===
+
+impl SqlStore {
+    /// A store over `pool`, whose schema is already migrated.
+    pub(super) fn new(pool: Pool<Db>) -> Self {
+        Self { pool }
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Db>, StoreError> {
+        self.pool.acquire().await.map_err(StoreError::Database)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        let tx = self.pool.begin_with(BEGIN).await?;
+        Ok(Box::new(SqlTx { tx }))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn get_api_resource(&self, identifier: &str) -> Result<Option<ApiResource>, StoreError> {
+        catalog::get_api_resource(&mut *self.conn().await?, identifier).await
+    }
+
+    async fn list_api_resources(&self) -> Result<Vec<ApiResource>, StoreError> {
+        catalog::list_api_resources(&mut *self.conn().await?).await
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        catalog::get_client(&mut *self.conn().await?, client_id).await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        catalog::list_clients(&mut *self.conn().await?).await
+    }
+
+    async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError> {
+        tenancy::get_organization(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        tenancy::list_organizations(&mut *self.conn().await?).await
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        tenancy::get_user(&mut *self.conn().await?, id).await
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        tenancy::get_user_by_email(&mut *self.conn().await?, email).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        tenancy::list_users(&mut *self.conn().await?).await
+    }
+
+    async fn list_memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
+        tenancy::list_memberships(&mut *self.conn().await?, tenancy::By::User, user_id).await
+    }
+
+    async fn list_memberships_of_org(&self, org_id: &str) -> Result<Vec<Membership>, StoreError> {
+        tenancy::list_memberships(&mut *self.conn().await?, tenancy::By::Org, org_id).await
+    }
+
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError> {
+        catalog::get_role(&mut *self.conn().await?, name).await
+    }
+
+    async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
+        catalog::list_roles(&mut *self.conn().await?).await
+    }
+
+    async fn list_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        keys::list_signing_keys(&mut *self.conn().await?, now).await
+    }
+
+    async fn try_rotation_lock(
+        &self,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<bool, StoreError> {
+        keys::try_lease(
+            &mut *self.conn().await?,
+            keys::ROTATION_LEASE,
+            holder,
+            now,
+            ttl,
+        )
+        .await
+    }
+
+    async fn insert_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        tokens::insert_code(&mut *self.conn().await?, code).await
+    }
+
+    async fn consume_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<CodeRedemption>, StoreError> {
+        tokens::consume_code(&mut *self.conn().await?, code_hash, now).await
+    }
+
+    async fn set_code_family(&self, code_hash: &str, family_id: &str) -> Result<bool, StoreError> {
+        tokens::set_code_family(&mut *self.conn().await?, code_hash, family_id).await
+    }
+
+    async fn create_family(&self, family: &RefreshFamily) -> Result<(), StoreError> {
+        tokens::create_family(&mut *self.conn().await?, family).await
+    }
+
+    async fn find_family_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<FamilyMatch>, StoreError> {
+        tokens::find_family_by_token_hash(&mut *self.conn().await?, token_hash).await
+    }
+
+    async fn rotate_family(
+        &self,
+        id: &str,
+        expected_generation: i64,
+        new_hash: &str,
+        now: i64,
+        new_idle_expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        let rotation = tokens::Rotation {
+            id,
+            expected_generation,
+            new_hash,
+            now,
+            new_idle_expires_at,
+        };
+        let won = tokens::rotate_family(&mut tx, &rotation).await?;
+        tx.commit().await?;
+        Ok(won)
+    }
+
+    async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        tokens::is_jti_revoked(&mut *self.conn().await?, jti).await
+    }
+
+    async fn purge_expired(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        let purged = tokens::purge_expired(&mut tx, before).await?
+            + events::purge_delivered(&mut tx, before).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        events::list_webhooks(&mut *self.conn().await?).await
+    }
+
+    async fn due_events(
+        &self,
+        now: i64,
+        claim_until: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        events::claim_due(&mut *self.conn().await?, now, claim_until, limit).await
+    }
+
+    async fn mark_delivered(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        events::mark_delivered(&mut *self.conn().await?, id, now).await
+    }
+
+    async fn schedule_retry(
+        &self,
+        id: &str,
+        attempts: i64,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        events::schedule_retry(&mut *self.conn().await?, id, attempts, next_at).await
+    }
+
+    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        events::list_audit(&mut *self.conn().await?, limit).await
+    }
+}
+
+// === impl SqlTx ===
+
+#[async_trait]
+impl StoreTx for SqlTx {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    async fn upsert_api_resource(&mut self, resource: &ApiResource) -> Result<(), StoreError> {
+        catalog::upsert_api_resource(&mut self.tx, resource).await
+    }
+
+    async fn create_client(&mut self, client: &Client) -> Result<(), StoreError> {
+        catalog::write_client(&mut self.tx, client, catalog::OnConflict::Fail).await
+    }
+
+    async fn upsert_client(&mut self, client: &Client) -> Result<(), StoreError> {
+        catalog::write_client(&mut self.tx, client, catalog::OnConflict::Update).await
+    }
+
+    async fn delete_client(&mut self, client_id: &str) -> Result<bool, StoreError> {
+        catalog::delete_client(&mut self.tx, client_id).await
+    }
+
+    async fn create_organization(&mut self, org: &Organization) -> Result<(), StoreError> {
+        tenancy::create_organization(&mut self.tx, org).await
+    }
+
+    async fn create_user(&mut self, user: &User) -> Result<(), StoreError> {
+        tenancy::create_user(&mut self.tx, user).await
+    }
+
+    async fn update_user(&mut self, user: &User) -> Result<bool, StoreError> {
+        tenancy::update_user(&mut self.tx, user).await
+    }
+
+    async fn delete_user(&mut self, id: &str) -> Result<bool, StoreError> {
+        tenancy::delete_user(&mut self.tx, id).await
+    }
+
+    async fn add_membership(&mut self, membership: &Membership) -> Result<bool, StoreError> {
+        tenancy::add_membership(&mut self.tx, membership).await
+    }
+
+    async fn remove_membership(&mut self, org_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        tenancy::remove_membership(&mut self.tx, org_id, user_id).await
+    }
+
+    async fn create_role(&mut self, role: &Role) -> Result<(), StoreError> {
+        catalog::create_role(&mut self.tx, role).await
+    }
+
+    async fn insert_signing_key(&mut self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        keys::insert_signing_key(&mut self.tx, key).await
+    }
+
+    async fn update_signing_key_times(
+        &mut self,
+        kid: &str,
+        retire_at: Option<i64>,
+        expire_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        keys::update_signing_key_times(&mut self.tx, kid, retire_at, expire_at).await
+    }
+
+    async fn revoke_family(&mut self, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(tokens::revoke_families(&mut self.tx, tokens::Families::Id, id, now).await? > 0)
+    }
+
+    async fn revoke_families_of_user(
+        &mut self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        tokens::revoke_families(&mut self.tx, tokens::Families::OfUser, user_id, now).await
+    }
+
+    async fn revoke_families_of_client(
+        &mut self,
+        client_id: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        tokens::revoke_families(&mut self.tx, tokens::Families::OfClient, client_id, now).await
+    }
+
+    async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        tokens::revoke_jti(&mut self.tx, jti, expires_at).await
+    }
+
+    async fn upsert_webhook(&mut self, webhook: &Webhook) -> Result<(), StoreError> {
+        events::upsert_webhook(&mut self.tx, webhook).await
+    }
+
+    async fn delete_webhook(&mut self, id: &str) -> Result<bool, StoreError> {
+        events::delete_webhook(&mut self.tx, id).await
+    }
+
+    async fn enqueue_event(&mut self, event: &NewEvent) -> Result<(), StoreError> {
+        events::enqueue(&mut self.tx, event).await
+    }
+
+    async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        events::insert_audit(&mut self.tx, entry).await
+    }
+}
+
+// === helpers shared by the query modules ===
+
+/// Maps a failed write: a unique-key clash is a [`StoreError::Conflict`] and a
+/// broken foreign key a [`StoreError::MissingReference`], both naming `what`.
+fn write_error(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::MissingReference(what)
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+/// A value as JSON text for column `column`.
+fn to_json<T: Serialize + ?Sized>(column: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Json(column, e))
+}
+
+/// Reads JSON column `column` of `row`.
+fn json_column<T: DeserializeOwned>(row: &Row, column: &'static str) -> Result<T, StoreError> {
+    use sqlx::Row as _;
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Json(column, e))
+}
+
+/// Reads a nullable JSON column.
+fn opt_json_column<T: DeserializeOwned>(
+    row: &Row,
+    column: &'static str,
+) -> Result<Option<T>, StoreError> {
+    use sqlx::Row as _;
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Json(column, e)))
+        .transpose()
+}
+
+/// Decodes every row with `decode`.
+fn decode_all<T>(
+    rows: Vec<Row>,
+    decode: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(decode).collect()
+}

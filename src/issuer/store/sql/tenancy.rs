@@ -1,0 +1,226 @@
+//! Organizations, users and memberships.
+//!
+//! Emails are unique regardless of case through `email_key`, the address
+//! lowercased here (full Unicode, the same on both databases, where SQL's
+//! `lower()` on SQLite folds ASCII only).
+
+use sqlx::Row as _;
+
+use super::super::super::{Membership, Organization, StoreError, User};
+use super::{Conn, Row, decode_all, json_column, to_json, write_error};
+
+/// Which side of a membership a listing is keyed by.
+pub(super) enum By {
+    /// The user's memberships.
+    User,
+    /// The organization's memberships.
+    Org,
+}
+
+// --- organizations ---
+
+pub(super) async fn create_organization(
+    c: &mut Conn,
+    org: &Organization,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(org.created_at)
+        .execute(&mut *c)
+        .await
+        .map_err(write_error("organization"))?;
+    Ok(())
+}
+
+pub(super) async fn get_organization(
+    c: &mut Conn,
+    id: &str,
+) -> Result<Option<Organization>, StoreError> {
+    sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .as_ref()
+        .map(organization)
+        .transpose()
+}
+
+pub(super) async fn list_organizations(c: &mut Conn) -> Result<Vec<Organization>, StoreError> {
+    let rows = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY id")
+        .fetch_all(&mut *c)
+        .await?;
+    decode_all(rows, organization)
+}
+
+fn organization(row: &Row) -> Result<Organization, StoreError> {
+    Ok(Organization {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+// --- users ---
+
+const USER_COLUMNS: &str =
+    "id, email, name, picture, email_verified, password_hash, created_at, updated_at";
+
+pub(super) async fn create_user(c: &mut Conn, user: &User) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, email, email_key, name, picture, email_verified, \
+         password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(user.email.to_lowercase())
+    .bind(&user.name)
+    .bind(&user.picture)
+    .bind(user.email_verified)
+    .bind(&user.password_hash)
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .execute(&mut *c)
+    .await
+    .map_err(write_error("user"))?;
+    Ok(())
+}
+
+pub(super) async fn update_user(c: &mut Conn, user: &User) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE users SET email = $2, email_key = $3, name = $4, picture = $5, \
+         email_verified = $6, password_hash = $7, updated_at = $8 WHERE id = $1",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(user.email.to_lowercase())
+    .bind(&user.name)
+    .bind(&user.picture)
+    .bind(user.email_verified)
+    .bind(&user.password_hash)
+    .bind(user.updated_at)
+    .execute(&mut *c)
+    .await
+    .map_err(write_error("user"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn delete_user(c: &mut Conn, id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn get_user(c: &mut Conn, id: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .as_ref()
+        .map(user)
+        .transpose()
+}
+
+pub(super) async fn get_user_by_email(
+    c: &mut Conn,
+    email: &str,
+) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_key = $1");
+    sqlx::query(&sql)
+        .bind(email.to_lowercase())
+        .fetch_optional(&mut *c)
+        .await?
+        .as_ref()
+        .map(user)
+        .transpose()
+}
+
+pub(super) async fn list_users(c: &mut Conn) -> Result<Vec<User>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+    let rows = sqlx::query(&sql).fetch_all(&mut *c).await?;
+    decode_all(rows, user)
+}
+
+fn user(row: &Row) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        picture: row.try_get("picture")?,
+        email_verified: row.try_get("email_verified")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+// --- memberships ---
+
+pub(super) async fn add_membership(c: &mut Conn, m: &Membership) -> Result<bool, StoreError> {
+    let roles = to_json("roles", &m.roles)?;
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (org_id, user_id, roles, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (org_id, user_id) DO NOTHING",
+    )
+    .bind(&m.org_id)
+    .bind(&m.user_id)
+    .bind(&roles)
+    .bind(m.created_at)
+    .execute(&mut *c)
+    .await
+    .map_err(write_error("membership"))?;
+    if inserted.rows_affected() > 0 {
+        return Ok(true);
+    }
+    sqlx::query("UPDATE memberships SET roles = $3 WHERE org_id = $1 AND user_id = $2")
+        .bind(&m.org_id)
+        .bind(&m.user_id)
+        .bind(&roles)
+        .execute(&mut *c)
+        .await?;
+    Ok(false)
+}
+
+pub(super) async fn remove_membership(
+    c: &mut Conn,
+    org_id: &str,
+    user_id: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn list_memberships(
+    c: &mut Conn,
+    by: By,
+    id: &str,
+) -> Result<Vec<Membership>, StoreError> {
+    let sql = match by {
+        By::User => {
+            "SELECT org_id, user_id, roles, created_at FROM memberships \
+             WHERE user_id = $1 ORDER BY org_id"
+        }
+        By::Org => {
+            "SELECT org_id, user_id, roles, created_at FROM memberships \
+             WHERE org_id = $1 ORDER BY user_id"
+        }
+    };
+    let rows = sqlx::query(sql).bind(id).fetch_all(&mut *c).await?;
+    decode_all(rows, membership)
+}
+
+fn membership(row: &Row) -> Result<Membership, StoreError> {
+    Ok(Membership {
+        org_id: row.try_get("org_id")?,
+        user_id: row.try_get("user_id")?,
+        roles: json_column(row, "roles")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

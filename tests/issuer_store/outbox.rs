@@ -1,0 +1,252 @@
+//! Webhooks, the event outbox with its transactions, and the audit log.
+
+use super::*;
+
+fn ids(events: Vec<store::OutboxEvent>) -> Vec<String> {
+    events.into_iter().map(|e| e.id).collect()
+}
+
+pub(crate) async fn webhooks(t: Ctx) {
+    let s = &*t.store;
+    let mut all = Webhook {
+        id: "whk_a".into(),
+        url: "https://hooks.test/a".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        events: None,
+        created_at: NOW,
+    };
+    let some = Webhook {
+        id: "whk_b".into(),
+        url: "https://hooks.test/b".into(),
+        events: Some(strings(&["user.created", "token.revoked"])),
+        ..all.clone()
+    };
+    s.upsert_webhook(&all).await.unwrap();
+    s.upsert_webhook(&some).await.unwrap();
+    assert_eq!(
+        s.list_webhooks().await.unwrap(),
+        vec![all.clone(), some.clone()]
+    );
+
+    all.url = "https://hooks.test/a2".into();
+    all.events = Some(vec![]);
+    s.upsert_webhook(&all).await.unwrap();
+    assert_eq!(s.list_webhooks().await.unwrap(), vec![all, some.clone()]);
+    assert!(s.delete_webhook("whk_a").await.unwrap());
+    assert!(!s.delete_webhook("whk_a").await.unwrap());
+    assert_eq!(s.list_webhooks().await.unwrap(), vec![some]);
+}
+
+pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
+    let s = &*t.store;
+    for (id, due) in [
+        ("evt_3", NOW + 1),
+        ("evt_1", NOW),
+        ("evt_2", NOW),
+        ("evt_4", NOW + 50),
+    ] {
+        s.enqueue_event(&event(id, due)).await.unwrap();
+    }
+    assert_eq!(
+        ids(s.due_events(NOW - 1, NOW + 30, 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+    // Oldest first, at most `limit`; what one caller claimed, no other gets.
+    let claimed = s.due_events(NOW + 1, NOW + 30, 2).await.unwrap();
+    assert_eq!(
+        claimed[0],
+        store::OutboxEvent {
+            id: "evt_1".into(),
+            event: "user.created".into(),
+            created_at: "2023-11-14T22:13:20Z".into(),
+            data: r#"{"id":"usr_a"}"#.into(),
+            attempts: 0,
+        }
+    );
+    assert_eq!(ids(claimed), ["evt_1", "evt_2"]);
+    assert_eq!(
+        ids(s.due_events(NOW + 1, NOW + 30, 10).await.unwrap()),
+        ["evt_3"]
+    );
+    assert_eq!(
+        ids(s.due_events(NOW + 2, NOW + 30, 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+
+    // evt_1 is delivered; evt_2 fails and is retried later; evt_3's claim
+    // lapses, so it is claimed again (and lapses again).
+    assert!(s.mark_delivered("evt_1", NOW + 2).await.unwrap());
+    assert!(!s.mark_delivered("evt_1", NOW + 3).await.unwrap());
+    assert!(s.schedule_retry("evt_2", 1, NOW + 40).await.unwrap());
+    assert!(!s.schedule_retry("evt_1", 1, NOW + 40).await.unwrap());
+    assert!(!s.schedule_retry("evt_none", 1, NOW + 40).await.unwrap());
+    assert_eq!(
+        ids(s.due_events(NOW + 30, NOW + 60, 10).await.unwrap()),
+        ["evt_3"]
+    );
+    let retried = s.due_events(NOW + 60, NOW + 90, 10).await.unwrap();
+    assert_eq!(ids(retried.clone()), ["evt_2", "evt_3", "evt_4"]);
+    assert_eq!(retried[0].attempts, 1);
+
+    // Concurrent claimers never share an event, and between them claim all.
+    for id in ["evt_2", "evt_3", "evt_4"] {
+        assert!(s.mark_delivered(id, NOW + 60).await.unwrap());
+    }
+    for i in 0..20 {
+        s.enqueue_event(&event(&format!("evt_c{i:02}"), NOW + 100))
+            .await
+            .unwrap();
+    }
+    let other = t.open_another().await;
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                t.store.clone()
+            } else {
+                other.clone()
+            };
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.due_events(NOW + 100, NOW + 200, 3).await.unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.extend(ids(task.await.unwrap()));
+    }
+    seen.sort();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!(seen.len(), before, "an event was claimed twice");
+    assert_eq!(seen.len(), 20);
+    other.close().await;
+}
+
+pub(crate) async fn events_commit_or_roll_back_with_their_change(t: Ctx) {
+    let s = &*t.store;
+    // Dropped without commit: neither the user nor its event nor the audit entry.
+    let mut tx = s.begin().await.unwrap();
+    tx.create_user(&user("usr_a", "a@example.test"))
+        .await
+        .unwrap();
+    tx.enqueue_event(&event("evt_a", NOW)).await.unwrap();
+    tx.insert_audit(&audit("aud_a", NOW)).await.unwrap();
+    drop(tx);
+    assert_eq!(s.get_user("usr_a").await.unwrap(), None);
+    assert!(s.due_events(NOW, NOW + 30, 10).await.unwrap().is_empty());
+    assert!(s.list_audit(10).await.unwrap().is_empty());
+
+    // Committed: all three, at once.
+    let mut tx = s.begin().await.unwrap();
+    tx.create_user(&user("usr_a", "a@example.test"))
+        .await
+        .unwrap();
+    tx.create_organization(&org("org_a")).await.unwrap();
+    tx.add_membership(&member("org_a", "usr_a")).await.unwrap();
+    tx.enqueue_event(&event("evt_a", NOW)).await.unwrap();
+    tx.insert_audit(&audit("aud_a", NOW)).await.unwrap();
+    assert_eq!(
+        s.get_user("usr_a").await.unwrap(),
+        None,
+        "visible before commit"
+    );
+    tx.commit().await.unwrap();
+    assert!(s.get_user("usr_a").await.unwrap().is_some());
+    assert_eq!(s.list_memberships_of_org("org_a").await.unwrap().len(), 1);
+    assert_eq!(s.due_events(NOW, NOW + 30, 10).await.unwrap().len(), 1);
+    assert_eq!(s.list_audit(10).await.unwrap(), vec![audit("aud_a", NOW)]);
+
+    // A failing write leaves the transaction to be dropped: nothing of it lands.
+    let mut tx = s.begin().await.unwrap();
+    tx.enqueue_event(&event("evt_b", NOW)).await.unwrap();
+    let err = tx
+        .create_user(&user("usr_b", "A@example.test"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("user")), "{err:?}");
+    drop(tx);
+    let due = ids(s.due_events(NOW + 100, NOW + 130, 10).await.unwrap());
+    assert_eq!(due, ["evt_a"], "only the committed event, its claim lapsed");
+
+    // Every reported write is available in a transaction.
+    let mut tx = s.begin().await.unwrap();
+    tx.create_client(&client("cli_a")).await.unwrap();
+    tx.upsert_client(&client("cli_a")).await.unwrap();
+    tx.upsert_api_resource(&ApiResource {
+        identifier: "https://api.test".into(),
+        scopes: vec![],
+    })
+    .await
+    .unwrap();
+    tx.create_role(&Role {
+        name: "admin".into(),
+        grants: BTreeMap::new(),
+        created_at: NOW,
+    })
+    .await
+    .unwrap();
+    tx.upsert_webhook(&Webhook {
+        id: "whk_a".into(),
+        url: "https://hooks.test".into(),
+        secret: "whsec_x".into(),
+        events: None,
+        created_at: NOW,
+    })
+    .await
+    .unwrap();
+    tx.update_user(&user("usr_a", "a2@example.test"))
+        .await
+        .unwrap();
+    tx.revoke_jti("jti-a", NOW + 60).await.unwrap();
+    tx.insert_signing_key(&key("k1", NOW, None)).await.unwrap();
+    assert!(
+        tx.update_signing_key_times("k1", Some(NOW + 1), None)
+            .await
+            .unwrap()
+    );
+    assert!(!tx.revoke_family("fam_none", NOW).await.unwrap());
+    assert_eq!(tx.revoke_families_of_user("usr_a", NOW).await.unwrap(), 0);
+    assert_eq!(tx.revoke_families_of_client("cli_a", NOW).await.unwrap(), 0);
+    assert!(tx.remove_membership("org_a", "usr_a").await.unwrap());
+    assert!(tx.delete_webhook("whk_a").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(s.get_client("cli_a").await.unwrap().is_some());
+    assert!(s.get_role("admin").await.unwrap().is_some());
+    assert!(s.is_jti_revoked("jti-a").await.unwrap());
+    assert!(s.list_webhooks().await.unwrap().is_empty());
+    assert!(s.list_memberships_of_org("org_a").await.unwrap().is_empty());
+
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.delete_user("usr_a").await.unwrap());
+    assert!(tx.delete_client("cli_a").await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(s.get_user("usr_a").await.unwrap(), None);
+}
+
+pub(crate) async fn audit_log_lists_newest_first(t: Ctx) {
+    let s = &*t.store;
+    assert!(s.list_audit(10).await.unwrap().is_empty());
+    s.insert_audit(&audit("aud_1", NOW)).await.unwrap();
+    s.insert_audit(&audit("aud_3", NOW + 5)).await.unwrap();
+    // Same second as aud_3 but later: insertion order breaks the tie.
+    let mut later = audit("aud_2", NOW + 5);
+    later.target = None;
+    later.actor = "usr_a".into();
+    later.action = "token.reuse_detected".into();
+    s.insert_audit(&later).await.unwrap();
+    assert_eq!(
+        s.list_audit(2).await.unwrap(),
+        vec![later.clone(), audit("aud_3", NOW + 5)]
+    );
+    let all: Vec<_> = s
+        .list_audit(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(all, ["aud_2", "aud_3", "aud_1"]);
+}
