@@ -19,8 +19,9 @@ use crate::auth::Verifier;
 use crate::auth::jwks::{IssuerKeys, http_client};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::proxy::Proxy;
+use crate::issuer::Issuer;
 use crate::proxy::forward::Upstream;
+use crate::proxy::{Proxy, ProxyBody};
 use crate::state::Snapshot;
 use crate::telemetry::Metrics;
 use crate::telemetry::access::AccessLog;
@@ -34,6 +35,8 @@ pub enum StartError {
     Upstream(#[from] crate::proxy::forward::UpstreamError),
     #[error("cannot set up key fetching for issuer `{0}`")]
     Keys(String, #[source] crate::auth::jwks::FetchError),
+    #[error("cannot start the built-in issuer")]
+    Issuer(#[from] crate::issuer::endpoints::IssuerError),
 }
 
 /// A started gateway.
@@ -102,6 +105,18 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         verifier,
     )));
 
+    // The built-in issuer: its database and keys are ready before anything binds.
+    let issuer = match &config.issuer {
+        Some(section) => Some(
+            Issuer::start(section.clone(), options.clock.clone(), &|n| {
+                std::env::var(n).ok()
+            })
+            .await?,
+        ),
+        None => None,
+    };
+    let control = tokio::runtime::Handle::current();
+
     let proxy_listener = bind(config.server.listen).await?;
     let proxy_addr = local(&proxy_listener, config.server.listen);
     let admin_listener = match &config.admin {
@@ -116,8 +131,23 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     // The built-in issuer's keys are pushed in process: nothing to refresh.
-    for issuer in issuers.into_iter().filter(|i| !i.is_builtin()) {
-        tasks.spawn(issuer.run_refresher(rx.clone()));
+    for keys in issuers.iter().filter(|i| !i.is_builtin()) {
+        tasks.spawn(keys.clone().run_refresher(rx.clone()));
+    }
+    if let Some(issuer) = &issuer {
+        // The gateway verifies the built-in issuer's tokens with the keys it
+        // publishes, installed in process whenever they change.
+        let builtin: Vec<Arc<IssuerKeys>> =
+            issuers.iter().filter(|i| i.is_builtin()).cloned().collect();
+        let install = move |jwks: &[u8]| {
+            for keys in &builtin {
+                if let Err(e) = keys.install_jwks(jwks) {
+                    tracing::error!(error = %crate::telemetry::events::chain(&e), "Built-in keys refused");
+                }
+            }
+        };
+        install(&issuer.keys().current().jwks);
+        tasks.spawn(issuer.clone().run_key_sync(rx.clone(), install));
     }
     let grace = config.server.shutdown_grace;
     let count = config.server.workers.unwrap_or_else(|| {
@@ -145,7 +175,15 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             metrics.clone(),
             options.access_log.clone(),
         ));
-        workers.push(Worker::spawn(n, listener, proxy, rx.clone(), grace)?);
+        let issuer = issuer.clone().map(|i| (i, control.clone()));
+        workers.push(Worker::spawn(
+            n,
+            listener,
+            proxy,
+            issuer,
+            rx.clone(),
+            grace,
+        )?);
     }
     drop(shared);
     if let Some(listener) = admin_listener {
@@ -181,6 +219,7 @@ impl Worker {
         n: usize,
         listener: std::net::TcpListener,
         proxy: Arc<Proxy>,
+        issuer: Option<(Arc<Issuer>, tokio::runtime::Handle)>,
         shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) -> Result<Worker, StartError> {
@@ -200,10 +239,16 @@ impl Worker {
                             Ok(l) => {
                                 serve(l, shutdown, grace, move |req, remote| {
                                     let proxy = proxy.clone();
+                                    let issuer = issuer.clone();
                                     async move {
-                                        Ok::<_, std::convert::Infallible>(
-                                            proxy.handle(req, remote).await,
-                                        )
+                                        Ok::<_, std::convert::Infallible>(match issuer {
+                                            Some((issuer, control))
+                                                if Issuer::serves(req.uri().path()) =>
+                                            {
+                                                issue(issuer, control, req).await
+                                            }
+                                            _ => proxy.handle(req, remote).await,
+                                        })
                                     }
                                 })
                                 .await
@@ -218,6 +263,20 @@ impl Worker {
             .map_err(|e| StartError::Bind(addr, e))?;
         Ok(Worker { done, thread })
     }
+}
+
+/// Runs an issuer request on the control runtime, where the database pool and
+/// the key ring live, and hands the answer back to the worker's connection.
+async fn issue(
+    issuer: Arc<Issuer>,
+    control: tokio::runtime::Handle,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<ProxyBody> {
+    let resp = match control.spawn(async move { issuer.handle(req).await }).await {
+        Ok(resp) => resp,
+        Err(_) => crate::issuer::error::OAuthError::Server.into_response(),
+    };
+    resp.map(http_body_util::Either::Right)
 }
 
 /// Pending connections the kernel may queue before `accept` (capped by

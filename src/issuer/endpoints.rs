@@ -1,0 +1,330 @@
+//! The issuer's HTTP surface, served on the gateway's listener before any
+//! route: discovery (OpenID Connect Discovery and RFC 8414), the JWKS, and the
+//! token endpoint. [`Issuer::start`] opens the store, applies the declarative
+//! resources and clients, and brings the signing keys up to date.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio::sync::watch;
+
+use super::clients::{ClientAuth, Form, hash_secret, verify_secret};
+use super::error::{OAuthError, json_response};
+use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError, SYNC_EVERY};
+use super::signing::{MasterKey, RotationPolicy};
+use super::store::{self, ApiResource, Client, Store, StoreError};
+use super::token::Minter;
+use crate::clock::Clock;
+use crate::config::IssuerSection;
+
+/// The largest form body the token endpoint reads.
+const MAX_FORM: usize = 64 * 1024;
+
+/// Paths the issuer answers (everything else goes to the routes).
+pub const PATHS: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+    "/oauth/token",
+];
+
+/// Why the issuer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("cannot open the issuer database")]
+    Store(#[from] StoreError),
+    #[error("cannot prepare the signing keys")]
+    Keys(#[from] KeyRingError),
+    #[error("the master key is unusable")]
+    MasterKey(#[source] super::signing::SigningError),
+    #[error("cannot apply declarative client `{0}`")]
+    Client(String),
+}
+
+/// The running issuer.
+pub struct Issuer {
+    section: Arc<IssuerSection>,
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    clients: ClientAuth,
+    minter: Minter,
+    clock: Arc<dyn Clock>,
+    discovery: Bytes,
+    metadata: Bytes,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("url", &self.section.url)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Issuer ===
+
+impl Issuer {
+    /// Opens the database, upserts the declared resources and clients, and syncs
+    /// the signing keys (creating the first ones on a new database).
+    pub async fn start(
+        section: IssuerSection,
+        clock: Arc<dyn Clock>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Issuer>, IssuerError> {
+        let section = Arc::new(section);
+        let store = store::open(&section.database).await?;
+        let now = clock.now_unix();
+        apply_declarations(&section, store.as_ref(), now).await?;
+        let master = MasterKey::from_env(env).map_err(IssuerError::MasterKey)?;
+        let policy = RotationPolicy::from_section(&section, JWKS_MAX_AGE);
+        let keys = Arc::new(KeyRing::new(
+            store.clone(),
+            section.signing_algs.clone(),
+            policy,
+            master,
+        ));
+        keys.sync(now).await?;
+        let (discovery, metadata) = discovery_documents(&section);
+        Ok(Arc::new(Issuer {
+            clients: ClientAuth::new(store.clone()),
+            minter: Minter {
+                section: section.clone(),
+                keys: keys.clone(),
+                store: store.clone(),
+            },
+            section,
+            store,
+            keys,
+            clock,
+            discovery,
+            metadata,
+        }))
+    }
+
+    /// The signing keys (for the gateway's in-process verification).
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Whether the issuer answers `path`.
+    pub fn serves(path: &str) -> bool {
+        PATHS.contains(&path)
+    }
+
+    /// Keeps the keys rotating until `shutdown`; `published` is called with the
+    /// JWKS whenever the published set changes (the caller installs the first).
+    pub async fn run_key_sync(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        published: impl Fn(&[u8]) + Send + 'static,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SYNC_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.keys.sync(self.clock.now_unix()).await {
+                Ok(true) => published(&self.keys.current().jwks),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %crate::telemetry::events::chain(&e), "Signing key sync failed")
+                }
+            }
+        }
+    }
+
+    /// Answers one issuer request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        let (allowed, doc): (&'static str, Option<&Bytes>) = match path {
+            "/.well-known/openid-configuration" => ("GET, HEAD", Some(&self.discovery)),
+            "/.well-known/oauth-authorization-server" => ("GET, HEAD", Some(&self.metadata)),
+            "/.well-known/jwks.json" => ("GET, HEAD", None),
+            _ => ("POST", None),
+        };
+        let method_ok = match allowed {
+            "POST" => req.method() == Method::POST,
+            _ => req.method() == Method::GET || req.method() == Method::HEAD,
+        };
+        if !method_ok {
+            let mut resp = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method_not_allowed","error_description":"the endpoint does not allow this method"}"#.to_owned(),
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allowed));
+            return resp;
+        }
+        match (path, doc) {
+            (_, Some(doc)) => public_json(doc.clone(), "public, max-age=300"),
+            ("/.well-known/jwks.json", None) => {
+                let jwks = self.keys.current().jwks.clone();
+                let mut resp = public_json(jwks, "public, max-age=300");
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+                resp
+            }
+            _ => match self.token(req).await {
+                Ok(resp) => resp,
+                Err(e) => e.into_response(),
+            },
+        }
+    }
+
+    async fn token(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, OAuthError> {
+        let (parts, body) = req.into_parts();
+        let form = read_form(&parts.headers, body).await?;
+        let grant = form
+            .get("grant_type")
+            .ok_or(OAuthError::InvalidRequest("grant_type is required"))?;
+        let now = self.clock.now_unix();
+        let response = match grant.as_str() {
+            "client_credentials" => {
+                let client = self
+                    .clients
+                    .authenticate(&parts.headers, &form, false)
+                    .await?;
+                self.minter.client_credentials(&client, &form, now).await?
+            }
+            _ => return Err(OAuthError::UnsupportedGrantType),
+        };
+        let body = serde_json::to_string(&response).map_err(|_| OAuthError::Server)?;
+        Ok(json_response(StatusCode::OK, body))
+    }
+}
+
+fn public_json(body: Bytes, cache: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    resp
+}
+
+/// Reads an `application/x-www-form-urlencoded` body (size-capped); every
+/// parameter at most once (RFC 6749 §3.2).
+async fn read_form(headers: &http::HeaderMap, body: Incoming) -> Result<Form, OAuthError> {
+    let form_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = Limited::new(body, MAX_FORM)
+        .collect()
+        .await
+        .map_err(|_| OAuthError::InvalidRequest("the request body is too large or unreadable"))?
+        .to_bytes();
+    let mut form = HashMap::new();
+    for (k, v) in form_urlencoded::parse(&bytes) {
+        if form.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(OAuthError::InvalidRequest("a parameter is repeated"));
+        }
+    }
+    Ok(form)
+}
+
+/// Upserts the `resources:` and `clients:` of the configuration. A client's
+/// secret is re-hashed only when the stored hash no longer matches it.
+async fn apply_declarations(
+    section: &IssuerSection,
+    store: &dyn Store,
+    now: i64,
+) -> Result<(), IssuerError> {
+    for r in &section.resources {
+        store
+            .upsert_api_resource(&ApiResource {
+                identifier: r.identifier.clone(),
+                scopes: r.scopes.clone(),
+            })
+            .await?;
+    }
+    for c in &section.clients {
+        let existing = store.get_client(&c.client_id).await?;
+        let secret_hash = match &c.client_secret {
+            None => None,
+            Some(secret) => {
+                let stored = existing.as_ref().and_then(|e| e.secret_hash.clone());
+                match stored {
+                    Some(h) if verify_secret(secret.expose().to_owned(), h.clone()).await => {
+                        Some(h)
+                    }
+                    _ => Some(
+                        hash_secret(secret.expose().to_owned())
+                            .await
+                            .map_err(|_| IssuerError::Client(c.client_id.clone()))?,
+                    ),
+                }
+            }
+        };
+        let client = Client {
+            client_id: c.client_id.clone(),
+            name: c.client_id.clone(),
+            secret_hash,
+            public: c.public,
+            require_pkce: c.require_pkce,
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            redirect_uris: c.redirect_uris.clone(),
+            scopes: c.scopes.iter().cloned().collect(),
+            id_token_signed_response_alg: Some(c.id_token_signed_response_alg.as_str().to_owned()),
+            created_at: now,
+        };
+        store.upsert_client(&client).await?;
+    }
+    Ok(())
+}
+
+/// The OpenID Connect Discovery document and the RFC 8414 metadata, listing
+/// what this issuer serves today.
+fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
+    let base = section.url.trim_end_matches('/');
+    let algs: Vec<&str> = section.signing_algs.iter().map(|a| a.as_str()).collect();
+    let mut scopes: Vec<String> = section
+        .resources
+        .iter()
+        .flat_map(|r| r.scopes.clone())
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    let doc = serde_json::json!({
+        "issuer": section.url,
+        "token_endpoint": format!("{base}/oauth/token"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "org_id", "roles"],
+    });
+    let text = Bytes::from(doc.to_string());
+    (text.clone(), text)
+}

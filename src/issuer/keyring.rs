@@ -1,0 +1,221 @@
+//! The issuer's signing keys at run time: loaded from the store, created and
+//! rotated per [`RotationPolicy`], and published as a JWKS. Every replica runs
+//! the same sync; the store's rotation lease makes exactly one of them write,
+//! and all of them then read the same records, so they sign with and publish
+//! the same keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+
+use super::signing::{self, KeyAction, KeyRecord, MasterKey, RotationPolicy, SigningKey};
+use super::store::{SigningKeyRecord, Store, StoreError};
+use crate::config::SigningAlg;
+
+/// How often replicas look at the key records.
+pub const SYNC_EVERY: Duration = Duration::from_secs(60);
+/// The JWKS `Cache-Control: max-age`; successors are published this far ahead.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+/// How long the rotation lease is held by the replica that writes.
+const LEASE_TTL: i64 = 30;
+
+/// Why the key ring could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("the key store failed")]
+    Store(#[from] StoreError),
+    #[error("a signing key could not be used")]
+    Signing(#[from] signing::SigningError),
+}
+
+/// What requests see: the signer per algorithm and the published JWKS.
+#[derive(Debug, Default)]
+pub struct Ring {
+    signers: HashMap<SigningAlg, Arc<SigningKey>>,
+    /// The JWKS document, ready to serve.
+    pub jwks: Bytes,
+    /// The kids in the JWKS (for logs and tests).
+    pub published: Vec<String>,
+}
+
+impl Ring {
+    /// The key that signs `alg` tokens now.
+    pub fn signer(&self, alg: SigningAlg) -> Option<&Arc<SigningKey>> {
+        self.signers.get(&alg)
+    }
+}
+
+/// The issuer's keys, kept in sync with the store.
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    algs: Vec<SigningAlg>,
+    policy: RotationPolicy,
+    master: Option<MasterKey>,
+    holder: String,
+    ring: ArcSwap<Ring>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("algs", &self.algs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_policy_record(r: SigningKeyRecord) -> KeyRecord {
+    KeyRecord {
+        kid: r.kid,
+        alg: r.alg,
+        private_key: r.private_key,
+        public_jwk: r.public_jwk,
+        created_at: r.created_at,
+        publish_at: r.publish_at,
+        activate_at: r.activate_at,
+        retire_at: r.retire_at,
+        expire_at: r.expire_at,
+    }
+}
+
+fn to_store_record(r: KeyRecord) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: r.kid,
+        alg: r.alg,
+        private_key: r.private_key,
+        public_jwk: r.public_jwk,
+        created_at: r.created_at,
+        publish_at: r.publish_at,
+        activate_at: r.activate_at,
+        retire_at: r.retire_at,
+        expire_at: r.expire_at,
+    }
+}
+
+// === impl KeyRing ===
+
+impl KeyRing {
+    /// A ring over `store`; call [`KeyRing::sync`] before use.
+    pub fn new(
+        store: Arc<dyn Store>,
+        algs: Vec<SigningAlg>,
+        policy: RotationPolicy,
+        master: Option<MasterKey>,
+    ) -> KeyRing {
+        KeyRing {
+            store,
+            algs,
+            policy,
+            master,
+            holder: super::store::new_id("replica"),
+            ring: ArcSwap::from_pointee(Ring::default()),
+        }
+    }
+
+    /// The keys in force.
+    pub fn current(&self) -> Arc<Ring> {
+        self.ring.load_full()
+    }
+
+    /// Applies the rotation policy at `now` (when this replica holds the lease),
+    /// then reloads the records and rebuilds the signers and the JWKS. Returns
+    /// true when the published key set changed.
+    pub async fn sync(&self, now: i64) -> Result<bool, KeyRingError> {
+        self.apply(now, signing::rotation::plan).await
+    }
+
+    /// An unscheduled rotation (`portcullis admin keys rotate`): successors are
+    /// published now and sign after the JWKS cache age.
+    pub async fn rotate(&self, now: i64) -> Result<bool, KeyRingError> {
+        self.apply(now, signing::rotation::rotate_now).await
+    }
+
+    async fn apply(
+        &self,
+        now: i64,
+        decide: fn(&[KeyRecord], &[SigningAlg], &RotationPolicy, i64) -> Vec<KeyAction>,
+    ) -> Result<bool, KeyRingError> {
+        let records = self.records(now).await?;
+        let actions = decide(&records, &self.algs, &self.policy, now);
+        let mut records = records;
+        if !actions.is_empty()
+            && self
+                .store
+                .try_rotation_lock(&self.holder, now, LEASE_TTL)
+                .await?
+        {
+            // Decide again under the lease: another replica may have just written.
+            records = self.records(now).await?;
+            for action in decide(&records, &self.algs, &self.policy, now) {
+                self.act(action, now).await?;
+            }
+            records = self.records(now).await?;
+        }
+        self.rebuild(records, now)
+    }
+
+    async fn records(&self, now: i64) -> Result<Vec<KeyRecord>, KeyRingError> {
+        Ok(self
+            .store
+            .list_signing_keys(now)
+            .await?
+            .into_iter()
+            .map(to_policy_record)
+            .collect())
+    }
+
+    async fn act(&self, action: KeyAction, now: i64) -> Result<(), KeyRingError> {
+        match action {
+            KeyAction::Create {
+                alg,
+                publish_at,
+                activate_at,
+            } => {
+                let generated = signing::generate(alg)?;
+                let record =
+                    generated.into_record(self.master.as_ref(), now, publish_at, activate_at)?;
+                tracing::info!(kid = %record.kid, alg = alg.as_str(), activate_at, "Signing key created");
+                self.store
+                    .insert_signing_key(&to_store_record(record))
+                    .await?;
+            }
+            KeyAction::Retire {
+                kid,
+                retire_at,
+                expire_at,
+            } => {
+                tracing::info!(%kid, retire_at, expire_at, "Signing key retiring");
+                self.store
+                    .update_signing_key_times(&kid, Some(retire_at), Some(expire_at))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rebuild(&self, records: Vec<KeyRecord>, now: i64) -> Result<bool, KeyRingError> {
+        let mut signers = HashMap::new();
+        for &alg in &self.algs {
+            if let Some(r) = signing::rotation::active_key(&records, alg, now) {
+                let current = self.ring.load();
+                let key = match current.signers.get(&alg) {
+                    Some(k) if k.kid() == r.kid => k.clone(),
+                    _ => Arc::new(SigningKey::from_record(r, self.master.as_ref())?),
+                };
+                signers.insert(alg, key);
+            }
+        }
+        let published = signing::rotation::published(&records, now);
+        let kids: Vec<String> = published.iter().map(|r| r.kid.clone()).collect();
+        let changed = kids != self.ring.load().published;
+        let jwks = Bytes::from(signing::jwks_json(published));
+        self.ring.store(Arc::new(Ring {
+            signers,
+            jwks,
+            published: kids,
+        }));
+        Ok(changed)
+    }
+}

@@ -1,0 +1,194 @@
+//! The token endpoint's grants. Today: `client_credentials` (machine-to-machine
+//! tokens, RFC 6749 §4.4) with RFC 8707 resource selection.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::clients::Form;
+use super::error::OAuthError;
+use super::keyring::KeyRing;
+use super::store::{Client, Store};
+use crate::config::{IssuerSection, SigningAlg};
+
+/// The claims of an access token (RFC 9068 shape).
+#[derive(Debug, Serialize)]
+pub struct AccessClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: &'a str,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<&'a [String]>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Mints access tokens.
+pub struct Minter {
+    pub section: Arc<IssuerSection>,
+    pub keys: Arc<KeyRing>,
+    pub store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Minter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minter").finish_non_exhaustive()
+    }
+}
+
+/// A random, URL-safe identifier with `bytes` bytes of entropy.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    let mut buf = vec![0u8; bytes];
+    let ok = aws_lc_rs::rand::fill(&mut buf).is_ok();
+    debug_assert!(ok);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Splits a `scope` parameter; `None` when it is absent.
+pub fn requested_scopes(form: &Form) -> Result<Option<Vec<String>>, OAuthError> {
+    let Some(raw) = form.get("scope") else {
+        return Ok(None);
+    };
+    let scopes: Vec<String> = raw
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let valid = |s: &String| {
+        s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    };
+    if !scopes.iter().all(valid) {
+        return Err(OAuthError::InvalidScope);
+    }
+    Ok(Some(scopes))
+}
+
+// === impl Minter ===
+
+impl Minter {
+    /// `grant_type=client_credentials` for an authenticated client.
+    pub async fn client_credentials(
+        &self,
+        client: &Client,
+        form: &Form,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.grant_types.iter().any(|g| g == "client_credentials") {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let resource = self.resource(client, form).await?;
+        let allowed = client
+            .scopes
+            .get(&resource)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let scopes: Vec<&str> = match requested_scopes(form)? {
+            Some(req) => {
+                let granted: Vec<&str> = allowed
+                    .iter()
+                    .filter(|a| req.contains(a))
+                    .map(String::as_str)
+                    .collect();
+                if granted.is_empty() && !req.is_empty() {
+                    return Err(OAuthError::InvalidScope);
+                }
+                granted
+            }
+            None => allowed.iter().map(String::as_str).collect(),
+        };
+        let scope = scopes.join(" ");
+        let ttl = self.section.access_token_ttl.as_secs();
+        let claims = AccessClaims {
+            iss: &self.section.url,
+            sub: &client.client_id,
+            aud: &resource,
+            exp: now + ttl as i64,
+            iat: now,
+            nbf: now,
+            jti: random_token(16),
+            client_id: &client.client_id,
+            scope: scope.clone(),
+            org_id: None,
+            roles: None,
+        };
+        let access_token = self.sign_access(&claims)?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            scope,
+            refresh_token: None,
+            id_token: None,
+        })
+    }
+
+    /// Signs access-token claims with the first configured algorithm's key.
+    pub fn sign_access(&self, claims: &AccessClaims<'_>) -> Result<String, OAuthError> {
+        let alg = self
+            .section
+            .signing_algs
+            .first()
+            .copied()
+            .unwrap_or(SigningAlg::ES256);
+        let ring = self.keys.current();
+        let key = ring.signer(alg).ok_or_else(|| {
+            tracing::error!(alg = alg.as_str(), "No active signing key");
+            OAuthError::Server
+        })?;
+        key.sign(claims, "at+jwt").map_err(|e| {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Signing failed");
+            OAuthError::Server
+        })
+    }
+
+    /// The API a request targets: `resource` (RFC 8707) or `audience`, else the
+    /// client's only API. It must exist and the client must have scopes there.
+    async fn resource(&self, client: &Client, form: &Form) -> Result<String, OAuthError> {
+        let named = match (form.get("resource"), form.get("audience")) {
+            (Some(r), Some(a)) if r != a => {
+                return Err(OAuthError::InvalidRequest("resource and audience disagree"));
+            }
+            (Some(r), _) | (None, Some(r)) => Some(r.clone()),
+            (None, None) => None,
+        };
+        let resource = match named {
+            Some(r) => r,
+            None => {
+                let mut apis = client.scopes.keys();
+                match (apis.next(), apis.next()) {
+                    (Some(only), None) => only.clone(),
+                    _ => return Err(OAuthError::InvalidTarget),
+                }
+            }
+        };
+        let known = self.store.get_api_resource(&resource).await.map_err(|e| {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Resource lookup failed");
+            OAuthError::Server
+        })?;
+        if known.is_none() || !client.scopes.contains_key(&resource) {
+            return Err(OAuthError::InvalidTarget);
+        }
+        Ok(resource)
+    }
+}
