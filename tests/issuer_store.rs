@@ -19,6 +19,25 @@ use portcullis::issuer::store::{
     Webhook,
 };
 
+// === cases, by area ===
+
+#[path = "issuer_store/catalog.rs"]
+mod catalog;
+#[path = "issuer_store/keys.rs"]
+mod keys;
+#[path = "issuer_store/outbox.rs"]
+mod outbox;
+#[path = "issuer_store/tenancy.rs"]
+mod tenancy;
+#[path = "issuer_store/tokens.rs"]
+mod tokens;
+
+use catalog::*;
+use keys::*;
+use outbox::*;
+use tenancy::*;
+use tokens::*;
+
 const NOW: i64 = 1_700_000_000;
 const POSTGRES_URL: &str = "PORTCULLIS_TEST_POSTGRES_URL";
 
@@ -296,22 +315,3 @@ fn audit(id: &str, at: i64) -> AuditEntry {
         detail: r#"{"grant_types":["client_credentials"]}"#.into(),
     }
 }
-
-// === cases, by area ===
-
-#[path = "issuer_store/catalog.rs"]
-mod catalog;
-#[path = "issuer_store/keys.rs"]
-mod keys;
-#[path = "issuer_store/outbox.rs"]
-mod outbox;
-#[path = "issuer_store/tenancy.rs"]
-mod tenancy;
-#[path = "issuer_store/tokens.rs"]
-mod tokens;
-
-use catalog::*;
-use keys::*;
-use outbox::*;
-use tenancy::*;
-use tokens::*;

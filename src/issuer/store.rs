@@ -57,14 +57,6 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
 }
 
-// === impl StoreError ===
-
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        StoreError::Database(err)
-    }
-}
-
 /// The issuer's storage, shared by every task as `Arc<dyn Store>`.
 ///
 /// Methods returning `bool` report whether they changed a record (`false`: no
@@ -412,6 +404,14 @@ pub trait StoreTx: Send {
     async fn enqueue_event(&mut self, event: &NewEvent) -> Result<(), StoreError>;
     /// Appends an entry to the audit log.
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+}
+
+// === impl StoreError ===
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::Database(err)
+    }
 }
 
 /// Opens the database at `url` (`sqlite://path`, `sqlite::memory:`,

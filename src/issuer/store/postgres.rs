@@ -20,6 +20,8 @@ use super::StoreError;
 #[path = "sql.rs"]
 mod sql;
 
+pub use sql::SqlStore as PostgresStore;
+
 /// The database `sql.rs` is compiled for here.
 type Db = sqlx::Postgres;
 
@@ -34,8 +36,6 @@ const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 const MAX_CONNECTIONS: u32 = 16;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
-
-pub use sql::SqlStore as PostgresStore;
 
 // === impl PostgresStore ===
 

@@ -18,6 +18,8 @@ use super::StoreError;
 #[path = "sql.rs"]
 mod sql;
 
+pub use sql::SqlStore as SqliteStore;
+
 /// The database `sql.rs` is compiled for here.
 type Db = sqlx::Sqlite;
 
@@ -36,8 +38,6 @@ const MAX_CONNECTIONS: u32 = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-pub use sql::SqlStore as SqliteStore;
 
 // === impl SqliteStore ===
 
@@ -71,5 +71,43 @@ impl SqliteStore {
         .map_err(StoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
         Ok(Self::new(pool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::store::{ApiResource, Store};
+
+    #[tokio::test]
+    async fn an_in_memory_database_keeps_its_data_across_calls() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let api = ApiResource {
+            identifier: "https://api.test".into(),
+            scopes: vec!["read".into()],
+        };
+        store.upsert_api_resource(&api).await.unwrap();
+        // A second connection would see an empty database of its own.
+        assert_eq!(store.list_api_resources().await.unwrap(), vec![api]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_created_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let first = SqliteStore::open(&url).await.unwrap();
+        first.try_rotation_lock("a", 0, 60).await.unwrap();
+        first.close().await;
+        // Reopening finds the schema migrated and the lease held.
+        let again = SqliteStore::open(&url).await.unwrap();
+        assert!(!again.try_rotation_lock("b", 1, 60).await.unwrap());
+        again.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_url_is_a_connect_error() {
+        let err = SqliteStore::open("sqlite://?mode=bogus").await.err();
+        assert!(matches!(err, Some(StoreError::Connect(_))), "{err:?}");
     }
 }
