@@ -92,9 +92,12 @@ impl Cli {
 }
 
 fn serve(config: Config, access_log: AccessLog) -> anyhow::Result<()> {
-    // The control runtime: signals, key refreshes, the admin listener. Requests
-    // are served by the worker threads that `server::start` creates.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The control runtime: signals, key refreshes, the admin listener and the
+    // built-in issuer's endpoints (database and signing work, spread over its
+    // threads). Proxied requests are served by the worker threads that
+    // `server::start` creates, each with an event loop of its own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("portcullis-control")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
