@@ -1,5 +1,6 @@
 //! Command-line arguments, the `check` report, and exit codes: 0 success, 1 an
-//! invalid configuration, 2 a usage error (clap), 3 a runtime failure.
+//! invalid configuration (or a refused `admin` request), 2 a usage error
+//! (clap), 3 a runtime failure. The `admin` commands live in `cli/admin.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,8 @@ use portcullis::config::{AuthMode, Config, DEFAULT_PATH};
 use portcullis::server::{self, Options};
 use portcullis::telemetry::access::AccessLog;
 use portcullis::telemetry::{self, LogFormat};
+
+mod admin;
 
 /// A token-validating reverse proxy and API gateway.
 #[derive(Debug, Parser)]
@@ -43,6 +46,9 @@ enum Command {
     Run,
     /// Validate the configuration and print the route table.
     Check,
+    /// Manage the built-in issuer: APIs, clients, organizations, users,
+    /// roles, memberships and signing keys. Prints JSON.
+    Admin(admin::AdminArgs),
 }
 
 const EXIT_CONFIG: u8 = 1;
@@ -72,6 +78,7 @@ impl Cli {
                 print!("{}", route_table(&config));
                 ExitCode::SUCCESS
             }
+            Command::Admin(args) => args.run(config),
             Command::Run => {
                 let format = match self.log_format {
                     Format::Json => LogFormat::Json,

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod endpoints;
 pub mod error;
 pub mod keyring;
+pub mod manage;
 pub mod signing;
 pub mod store;
 pub mod token;

@@ -151,6 +151,10 @@ impl KeyRing {
             for action in decide(&records, &self.algs, &self.policy, now) {
                 self.act(action, now).await?;
             }
+            // Hand the lease back (renewing it to expire at `now`): the writes
+            // are done, and the next replica or `admin keys rotate` decides on
+            // the records as they are now instead of waiting out the lease.
+            self.store.try_rotation_lock(&self.holder, now, 0).await?;
             records = self.records(now).await?;
         }
         self.rebuild(records, now)

@@ -144,8 +144,10 @@ fn escape(out: &mut String, s: &str) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), from days-since-epoch arithmetic.
-fn rfc3339(out: &mut String, secs: i64, micros: u32) {
+/// Appends `secs` and `micros` since the Unix epoch as RFC 3339 text,
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), from days-since-epoch arithmetic. Also
+/// the timestamp format of webhook events.
+pub fn rfc3339(out: &mut String, secs: i64, micros: u32) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.

@@ -1,0 +1,222 @@
+//! The administration service layer shared by `portcullis admin …` and the
+//! admin REST API: it validates what an operator asks for, generates ids and
+//! client secrets, hashes secrets and passwords (argon2id), and writes each
+//! change together with its audit entry and webhook event in one
+//! [`StoreTx`](super::store::StoreTx). No argument parsing and no HTTP live
+//! here: callers pass plain values and get records back.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::keyring::KeyRingError;
+use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreError, new_id};
+use crate::config::value::{absolute_uri, scope_token};
+
+mod clients;
+mod keys;
+mod tenancy;
+
+pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
+pub use keys::{KeyReport, ReportedKey, rotate_keys};
+pub use tenancy::{
+    MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role, create_user,
+};
+
+/// Why an administrative change was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// A value is malformed (the caller's fault).
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The argument at fault (`email`, `grant types`, …).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No API resource has this identifier (the caller's fault).
+    #[error("unknown api `{0}`")]
+    UnknownApi(String),
+    /// The API resource does not define this scope (the caller's fault).
+    #[error("api `{api}` has no scope `{scope}`")]
+    UnknownScope {
+        /// The API resource identifier.
+        api: String,
+        /// The scope it lacks.
+        scope: String,
+    },
+    /// No client has this id (the caller's fault).
+    #[error("unknown client `{0}`")]
+    UnknownClient(String),
+    /// No organization has this id (the caller's fault).
+    #[error("unknown organization `{0}`")]
+    UnknownOrganization(String),
+    /// No user has this id (the caller's fault).
+    #[error("unknown user `{0}`")]
+    UnknownUser(String),
+    /// No role has this name (the caller's fault).
+    #[error("unknown role `{0}`")]
+    UnknownRole(String),
+    /// A record with the same unique key exists (the caller's fault).
+    #[error("{0} already exists")]
+    Exists(&'static str),
+    /// Another replica holds the key-rotation lease (try again shortly).
+    #[error("another replica is rotating the signing keys")]
+    RotationBusy,
+    /// Hashing a secret or drawing random bytes failed (ours).
+    #[error("cannot generate or hash a secret")]
+    Crypto,
+    /// The signing keys could not be rotated (ours).
+    #[error("cannot rotate the signing keys")]
+    Keys(#[source] KeyRingError),
+    /// The database failed (ours).
+    #[error("the issuer database failed")]
+    Store(#[source] StoreError),
+}
+
+/// Who makes a change, and when: recorded in the audit log and the events.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// `cli`, or the client id of an admin API caller.
+    pub name: &'a str,
+    /// The time of the change, seconds since the Unix epoch.
+    pub now: i64,
+}
+
+// === impl ManageError ===
+
+impl ManageError {
+    /// Whether the caller asked for something wrong (as opposed to a failure
+    /// of ours): the CLI exits 1 for these, the admin API answers 4xx.
+    pub fn is_caller_fault(&self) -> bool {
+        match self {
+            ManageError::Invalid { .. }
+            | ManageError::UnknownApi(_)
+            | ManageError::UnknownScope { .. }
+            | ManageError::UnknownClient(_)
+            | ManageError::UnknownOrganization(_)
+            | ManageError::UnknownUser(_)
+            | ManageError::UnknownRole(_)
+            | ManageError::Exists(_) => true,
+            ManageError::RotationBusy
+            | ManageError::Crypto
+            | ManageError::Keys(_)
+            | ManageError::Store(_) => false,
+        }
+    }
+}
+
+impl From<StoreError> for ManageError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => ManageError::Exists(what),
+            other => ManageError::Store(other),
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ManageError {
+    ManageError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// An audit entry for `action` on `target` by `actor`.
+fn audit(actor: Actor<'_>, action: &str, target: &str, detail: serde_json::Value) -> AuditEntry {
+    AuditEntry {
+        id: new_id("aud"),
+        at: actor.now,
+        actor: actor.name.to_owned(),
+        action: action.to_owned(),
+        target: Some(target.to_owned()),
+        detail: detail.to_string(),
+    }
+}
+
+/// A webhook event named `event`, due now, with `data` as its payload's `data`.
+pub fn event(event: &str, now: i64, data: serde_json::Value) -> NewEvent {
+    let mut created_at = String::with_capacity(27);
+    crate::telemetry::access::rfc3339(&mut created_at, now, 0);
+    NewEvent {
+        id: new_id("evt"),
+        event: event.to_owned(),
+        created_at,
+        data: data.to_string(),
+        due_at: now,
+    }
+}
+
+/// Checks a list of scopes: valid tokens, no duplicates, at least one.
+fn check_scopes(scopes: &[String]) -> Result<(), ManageError> {
+    if scopes.is_empty() {
+        return Err(invalid("scopes", "at least one scope is required"));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !scope_token(s)) {
+        return Err(invalid(
+            "scopes",
+            format!("`{bad}` is not a valid scope (printable ASCII without spaces, `\"` or `\\`)"),
+        ));
+    }
+    if scopes.iter().collect::<BTreeSet<_>>().len() != scopes.len() {
+        return Err(invalid("scopes", "a scope is listed twice"));
+    }
+    Ok(())
+}
+
+/// Checks that every API in `scopes` exists and defines the scopes named.
+async fn check_grants(store: &dyn Store, scopes: &ScopeMap) -> Result<(), ManageError> {
+    for (api, wanted) in scopes {
+        check_scopes(wanted)?;
+        let resource = store
+            .get_api_resource(api)
+            .await?
+            .ok_or_else(|| ManageError::UnknownApi(api.clone()))?;
+        if let Some(missing) = wanted.iter().find(|s| !resource.scopes.contains(s)) {
+            return Err(ManageError::UnknownScope {
+                api: api.clone(),
+                scope: missing.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), ManageError> {
+    if name.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Creates an API resource (an audience) with its scopes. An existing
+/// identifier is refused.
+pub async fn create_api(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    identifier: &str,
+    scopes: Vec<String>,
+) -> Result<ApiResource, ManageError> {
+    absolute_uri(identifier).map_err(|e| invalid("api identifier", e))?;
+    check_scopes(&scopes)?;
+    if store.get_api_resource(identifier).await?.is_some() {
+        return Err(ManageError::Exists("api"));
+    }
+    let resource = ApiResource {
+        identifier: identifier.to_owned(),
+        scopes,
+    };
+    let mut tx = store.begin().await?;
+    tx.upsert_api_resource(&resource).await?;
+    let detail = json!({ "scopes": resource.scopes });
+    tx.insert_audit(&audit(actor, "api.created", identifier, detail))
+        .await?;
+    tx.commit().await?;
+    Ok(resource)
+}
+
+#[cfg(test)]
+mod tests;

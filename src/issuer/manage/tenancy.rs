@@ -1,0 +1,188 @@
+//! Tenancy: organizations, users (argon2id passwords), roles and
+//! memberships, each with its audit entry and, where the spec names one, its
+//! webhook event.
+
+use serde_json::json;
+
+use super::{Actor, ManageError, audit, check_grants, check_name, event, invalid};
+use crate::issuer::clients::hash_secret;
+use crate::issuer::store::{Membership, Organization, Role, ScopeMap, Store, User, new_id};
+
+/// The shortest password a user may be given.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The email address, unique regardless of letter case.
+    pub email: String,
+    /// The password in the clear; stored only as an argon2id hash.
+    pub password: String,
+    /// The full name.
+    pub name: String,
+}
+
+/// Creates an organization with a fresh `org_…` id.
+pub async fn create_organization(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    name: &str,
+) -> Result<Organization, ManageError> {
+    check_name("organization name", name)?;
+    let org = Organization {
+        id: new_id("org"),
+        name: name.to_owned(),
+        created_at: actor.now,
+    };
+    let data = json!({ "id": org.id, "name": org.name });
+    let mut tx = store.begin().await?;
+    tx.create_organization(&org).await?;
+    tx.insert_audit(&audit(actor, "organization.created", &org.id, data.clone()))
+        .await?;
+    tx.enqueue_event(&event("organization.created", actor.now, data))
+        .await?;
+    tx.commit().await?;
+    Ok(org)
+}
+
+fn check_email(email: &str) -> Result<(), ManageError> {
+    let ok = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    match ok {
+        true => Ok(()),
+        false => Err(invalid(
+            "email",
+            format!("`{email}` is not an email address"),
+        )),
+    }
+}
+
+/// Creates a user with a fresh `usr_…` id and an argon2id password hash. An
+/// email already in use (in any letter case) is refused.
+pub async fn create_user(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    new: NewUser,
+) -> Result<User, ManageError> {
+    check_email(&new.email)?;
+    check_name("name", &new.name)?;
+    if new.password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(invalid(
+            "password",
+            format!("must have at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if store.get_user_by_email(&new.email).await?.is_some() {
+        return Err(ManageError::Exists("a user with this email"));
+    }
+    let hash = hash_secret(new.password)
+        .await
+        .map_err(|_| ManageError::Crypto)?;
+    let user = User {
+        id: new_id("usr"),
+        email: new.email,
+        name: Some(new.name),
+        picture: None,
+        email_verified: false,
+        password_hash: Some(hash),
+        created_at: actor.now,
+        updated_at: actor.now,
+    };
+    let data = json!({ "id": user.id, "email": user.email, "name": user.name });
+    let mut tx = store.begin().await?;
+    tx.create_user(&user).await?;
+    tx.insert_audit(&audit(actor, "user.created", &user.id, data.clone()))
+        .await?;
+    tx.enqueue_event(&event("user.created", actor.now, data))
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Creates a role granting `scopes` of the API resource `api`.
+pub async fn create_role(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    name: &str,
+    api: &str,
+    scopes: Vec<String>,
+) -> Result<Role, ManageError> {
+    check_name("role name", name)?;
+    if name.chars().any(char::is_whitespace) {
+        return Err(invalid("role name", "must not contain spaces"));
+    }
+    let grants = ScopeMap::from([(api.to_owned(), scopes)]);
+    check_grants(store, &grants).await?;
+    let role = Role {
+        name: name.to_owned(),
+        grants,
+        created_at: actor.now,
+    };
+    let mut tx = store.begin().await?;
+    tx.create_role(&role).await?;
+    let detail = json!({ "grants": role.grants });
+    tx.insert_audit(&audit(actor, "role.created", name, detail))
+        .await?;
+    tx.commit().await?;
+    Ok(role)
+}
+
+/// Makes the user a member of the organization with `roles` (each must
+/// exist), or replaces the roles of an existing membership. The
+/// `membership.created` event is sent only for a new membership.
+pub async fn add_member(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    org_id: &str,
+    user_id: &str,
+    roles: Vec<String>,
+) -> Result<Membership, ManageError> {
+    if store.get_organization(org_id).await?.is_none() {
+        return Err(ManageError::UnknownOrganization(org_id.to_owned()));
+    }
+    if store.get_user(user_id).await?.is_none() {
+        return Err(ManageError::UnknownUser(user_id.to_owned()));
+    }
+    let mut unique = Vec::with_capacity(roles.len());
+    for role in roles {
+        if store.get_role(&role).await?.is_none() {
+            return Err(ManageError::UnknownRole(role));
+        }
+        if !unique.contains(&role) {
+            unique.push(role);
+        }
+    }
+    let membership = Membership {
+        org_id: org_id.to_owned(),
+        user_id: user_id.to_owned(),
+        roles: unique,
+        created_at: actor.now,
+    };
+    let data = json!({
+        "org_id": membership.org_id,
+        "user_id": membership.user_id,
+        "roles": membership.roles,
+    });
+    let mut tx = store.begin().await?;
+    let created = tx.add_membership(&membership).await?;
+    let action = match created {
+        true => "membership.created",
+        false => "membership.updated",
+    };
+    let target = format!("{org_id}/{user_id}");
+    tx.insert_audit(&audit(actor, action, &target, data.clone()))
+        .await?;
+    if created {
+        tx.enqueue_event(&event("membership.created", actor.now, data))
+            .await?;
+    }
+    tx.commit().await?;
+    // An existing membership keeps its first `created_at`.
+    let stored = store
+        .list_memberships_of_user(user_id)
+        .await?
+        .into_iter()
+        .find(|m| m.org_id == org_id);
+    Ok(stored.unwrap_or(membership))
+}
