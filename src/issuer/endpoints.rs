@@ -31,6 +31,8 @@ pub const PATHS: &[&str] = &[
     "/.well-known/oauth-authorization-server",
     "/.well-known/jwks.json",
     "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/introspect",
 ];
 
 /// Why the issuer could not start.
@@ -176,6 +178,14 @@ impl Issuer {
                 );
                 resp
             }
+            ("/oauth/revoke", None) => {
+                let now = self.clock.now_unix();
+                super::revoke::handle(&self.minter, &self.clients, req, now).await
+            }
+            ("/oauth/introspect", None) => {
+                let now = self.clock.now_unix();
+                super::introspect::handle(&self.minter, &self.clients, req, now).await
+            }
             _ => match self.token(req).await {
                 Ok(resp) => resp,
                 Err(e) => e.into_response(),
@@ -198,6 +208,13 @@ impl Issuer {
                     .await?;
                 self.minter.client_credentials(&client, &form, now).await?
             }
+            "refresh_token" => {
+                let client = self
+                    .clients
+                    .authenticate(&parts.headers, &form, true)
+                    .await?;
+                self.minter.refresh(&client, &form, now).await?
+            }
             _ => return Err(OAuthError::UnsupportedGrantType),
         };
         let body = serde_json::to_string(&response).map_err(|_| OAuthError::Server)?;
@@ -216,7 +233,10 @@ fn public_json(body: Bytes, cache: &'static str) -> Response<Full<Bytes>> {
 
 /// Reads an `application/x-www-form-urlencoded` body (size-capped); every
 /// parameter at most once (RFC 6749 §3.2).
-async fn read_form(headers: &http::HeaderMap, body: Incoming) -> Result<Form, OAuthError> {
+pub(super) async fn read_form(
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<Form, OAuthError> {
     let form_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -314,6 +334,8 @@ fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
         "issuer": section.url,
         "token_endpoint": format!("{base}/oauth/token"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,

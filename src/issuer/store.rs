@@ -246,6 +246,21 @@ pub trait Store: Send + Sync + Debug {
         now: i64,
         new_idle_expires_at: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// As [`Store::rotate_family`], and keeps `successor` (the new token, sealed
+    /// by the caller under a key only the replaced token yields) in the same
+    /// write, for a replay of the replaced token inside the reuse grace. A
+    /// rotation without a successor clears it.
+    async fn rotate_family_with_successor(
+        &self,
+        id: &str,
+        expected_generation: i64,
+        new_hash: &str,
+        now: i64,
+        new_idle_expires_at: Option<i64>,
+        successor: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// The sealed successor the family's last rotation kept, if any.
+    async fn family_successor(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Shortcut for [`StoreTx::revoke_family`].
     async fn revoke_family(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;

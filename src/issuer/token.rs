@@ -64,6 +64,14 @@ pub fn random_token(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// How the store knows an opaque token (refresh token, authorization code):
+/// its SHA-256, base64url without padding. The token itself is never stored.
+pub fn token_hash(token: &str) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
 /// Splits a `scope` parameter; `None` when it is absent.
 pub fn requested_scopes(form: &Form) -> Result<Option<Vec<String>>, OAuthError> {
     let Some(raw) = form.get("scope") else {

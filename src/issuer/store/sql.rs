@@ -61,6 +61,14 @@ impl SqlStore {
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Db>, StoreError> {
         self.pool.acquire().await.map_err(StoreError::Database)
     }
+
+    /// One rotation in a transaction of its own (see `tokens::rotate_family`).
+    async fn rotate(&self, rotation: tokens::Rotation<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        let won = tokens::rotate_family(&mut tx, &rotation).await?;
+        tx.commit().await?;
+        Ok(won)
+    }
 }
 
 #[async_trait]
@@ -181,17 +189,39 @@ impl Store for SqlStore {
         now: i64,
         new_idle_expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN).await?;
-        let rotation = tokens::Rotation {
+        self.rotate(tokens::Rotation {
             id,
             expected_generation,
             new_hash,
             now,
             new_idle_expires_at,
-        };
-        let won = tokens::rotate_family(&mut tx, &rotation).await?;
-        tx.commit().await?;
-        Ok(won)
+            successor: None,
+        })
+        .await
+    }
+
+    async fn rotate_family_with_successor(
+        &self,
+        id: &str,
+        expected_generation: i64,
+        new_hash: &str,
+        now: i64,
+        new_idle_expires_at: Option<i64>,
+        successor: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.rotate(tokens::Rotation {
+            id,
+            expected_generation,
+            new_hash,
+            now,
+            new_idle_expires_at,
+            successor: Some(successor),
+        })
+        .await
+    }
+
+    async fn family_successor(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        tokens::family_successor(&mut *self.conn().await?, id).await
     }
 
     async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {

@@ -30,6 +30,8 @@ pub(super) struct Rotation<'a> {
     pub(super) new_hash: &'a str,
     pub(super) now: i64,
     pub(super) new_idle_expires_at: Option<i64>,
+    /// The new token sealed for a replay inside the grace (`None`: no grace).
+    pub(super) successor: Option<&'a [u8]>,
 }
 
 // --- authorization codes ---
@@ -196,7 +198,7 @@ pub(super) async fn rotate_family(c: &mut Conn, r: &Rotation<'_>) -> Result<bool
     let replaced: Option<String> = sqlx::query_scalar(
         "UPDATE refresh_families SET generation = generation + 1, \
          previous_hash = current_hash, current_hash = $3, rotated_at = $4, \
-         idle_expires_at = $5 \
+         idle_expires_at = $5, successor_sealed = $6 \
          WHERE id = $1 AND generation = $2 AND revoked_at IS NULL \
          AND absolute_expires_at > $4 AND (idle_expires_at IS NULL OR idle_expires_at > $4) \
          RETURNING previous_hash",
@@ -206,6 +208,7 @@ pub(super) async fn rotate_family(c: &mut Conn, r: &Rotation<'_>) -> Result<bool
     .bind(r.new_hash)
     .bind(r.now)
     .bind(r.new_idle_expires_at)
+    .bind(r.successor)
     .fetch_optional(&mut *c)
     .await
     .map_err(write_error("refresh token"))?;
@@ -219,6 +222,19 @@ pub(super) async fn rotate_family(c: &mut Conn, r: &Rotation<'_>) -> Result<bool
         .await
         .map_err(write_error("refresh token"))?;
     Ok(true)
+}
+
+/// The sealed successor the family's last rotation kept, if any.
+pub(super) async fn family_successor(
+    c: &mut Conn,
+    id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let sealed: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT successor_sealed FROM refresh_families WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+    Ok(sealed.flatten())
 }
 
 pub(super) async fn revoke_families(

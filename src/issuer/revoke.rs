@@ -1,0 +1,189 @@
+//! `POST /oauth/revoke` (RFC 7009). The client authenticates (a public client
+//! by `client_id`) and names a `token`, optionally with a `token_type_hint`,
+//! which is accepted and not needed: access tokens are JWTs and refresh tokens
+//! are opaque, so the token's form tells them apart.
+//!
+//! Revoking a refresh token revokes its whole family; revoking an access token
+//! records its `jti` as revoked until its `exp`, which introspection honours
+//! (the gateway verifies JWTs statelessly and does not). Only the client the
+//! token was issued to can revoke it. The answer is 200 for every well-formed,
+//! authenticated request, unknown tokens included, so that it says nothing
+//! about which tokens exist. Each revocation emits `token.revoked` and an
+//! audit entry in the same transaction.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::clients::{ClientAuth, Form};
+use super::endpoints::read_form;
+use super::error::{OAuthError, json_response};
+use super::introspect::{looks_like_jwt, verified_access_claims};
+use super::refresh::storage;
+use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily, Store};
+use super::token::{Minter, token_hash};
+
+/// Answers one revocation request.
+pub async fn handle(
+    minter: &Minter,
+    clients: &ClientAuth,
+    req: Request<Incoming>,
+    now: i64,
+) -> Response<Full<Bytes>> {
+    match revoke(minter, clients, req, now).await {
+        Ok(()) => json_response(StatusCode::OK, String::new()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn revoke(
+    minter: &Minter,
+    clients: &ClientAuth,
+    req: Request<Incoming>,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let (parts, body) = req.into_parts();
+    let form: Form = read_form(&parts.headers, body).await?;
+    let client = clients.authenticate(&parts.headers, &form, true).await?;
+    let token = form
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .ok_or(OAuthError::InvalidRequest("token is required"))?;
+    if looks_like_jwt(token) {
+        revoke_access(minter, &client, token, now).await
+    } else {
+        revoke_refresh(minter.store.as_ref(), &client, token, now).await
+    }
+}
+
+/// Records the `jti` of one of this issuer's access tokens, issued to `client`
+/// and not yet expired, as revoked until its `exp`.
+async fn revoke_access(
+    minter: &Minter,
+    client: &Client,
+    token: &str,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let Some(claims) = verified_access_claims(minter, token) else {
+        return Ok(());
+    };
+    let field = |name: &str| claims.get(name);
+    let (Some(jti), Some(exp), Some(owner)) = (
+        field("jti").and_then(Value::as_str),
+        field("exp").and_then(Value::as_i64),
+        field("client_id").and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    if owner != client.client_id || exp <= now {
+        return Ok(());
+    }
+    let store = minter.store.as_ref();
+    if store.is_jti_revoked(jti).await.map_err(storage)? {
+        return Ok(());
+    }
+    let data = json!({
+        "token_type": "access_token",
+        "jti": jti,
+        "client_id": owner,
+        "sub": field("sub").and_then(Value::as_str),
+    });
+    let mut tx = store.begin().await.map_err(storage)?;
+    tx.revoke_jti(jti, exp).await.map_err(storage)?;
+    let (event, audit) = reported("token.revoked", &client.client_id, jti, data, now);
+    tx.enqueue_event(&event).await.map_err(storage)?;
+    tx.insert_audit(&audit).await.map_err(storage)?;
+    tx.commit().await.map_err(storage)?;
+    tracing::info!(client = %client.client_id, jti, "Access token revoked");
+    Ok(())
+}
+
+/// Revokes the family of a refresh token issued to `client`.
+async fn revoke_refresh(
+    store: &dyn Store,
+    client: &Client,
+    token: &str,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let found = store
+        .find_family_by_token_hash(&token_hash(token))
+        .await
+        .map_err(storage)?;
+    let Some(found) = found else {
+        return Ok(());
+    };
+    if found.family.client_id != client.client_id {
+        return Ok(());
+    }
+    if revoke_family_reported(
+        store,
+        &found.family,
+        &client.client_id,
+        "token.revoked",
+        now,
+    )
+    .await?
+    {
+        tracing::info!(client = %client.client_id, family = %found.family.id, "Refresh token family revoked");
+    }
+    Ok(())
+}
+
+/// Revokes `family` and, when that changed it, records `event` (in the outbox
+/// and the audit log, by `actor`) in the same transaction. True when this call
+/// revoked it.
+pub(super) async fn revoke_family_reported(
+    store: &dyn Store,
+    family: &RefreshFamily,
+    actor: &str,
+    event: &str,
+    now: i64,
+) -> Result<bool, OAuthError> {
+    let mut tx = store.begin().await.map_err(storage)?;
+    if !tx.revoke_family(&family.id, now).await.map_err(storage)? {
+        return Ok(false);
+    }
+    let data = json!({
+        "token_type": "refresh_token",
+        "family_id": family.id,
+        "client_id": family.client_id,
+        "sub": family.user_id,
+        "org_id": family.org_id,
+    });
+    let (event, audit) = reported(event, actor, &family.id, data, now);
+    tx.enqueue_event(&event).await.map_err(storage)?;
+    tx.insert_audit(&audit).await.map_err(storage)?;
+    tx.commit().await.map_err(storage)?;
+    Ok(true)
+}
+
+/// The outbox event and the audit entry for one security event.
+fn reported(
+    name: &str,
+    actor: &str,
+    target: &str,
+    data: Value,
+    now: i64,
+) -> (NewEvent, AuditEntry) {
+    let mut created_at = String::new();
+    crate::telemetry::access::rfc3339(&mut created_at, now, 0);
+    let text = data.to_string();
+    let event = NewEvent {
+        id: store::new_id("evt"),
+        event: name.to_owned(),
+        created_at,
+        data: text.clone(),
+        due_at: now,
+    };
+    let audit = AuditEntry {
+        id: store::new_id("aud"),
+        at: now,
+        actor: actor.to_owned(),
+        action: name.to_owned(),
+        target: Some(target.to_owned()),
+        detail: text,
+    };
+    (event, audit)
+}
