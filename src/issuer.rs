@@ -2,15 +2,21 @@
 //!
 //! Built so far: storage (`store`), signing keys and their rotation (`signing`,
 //! `keyring`), client authentication (`clients`), discovery, the JWKS and the
-//! token endpoint with `client_credentials` (`endpoints`, `token`). The
-//! authorization-code flow, refresh rotation, revocation, introspection,
-//! administration and webhooks follow.
+//! token endpoint with `client_credentials` (`endpoints`, `token`), refresh
+//! rotation with reuse detection (`refresh`), revocation (`revoke`) and
+//! introspection (`introspect`), and the user login flow: authorization code
+//! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`).
+//! Administration and webhooks follow.
 
+pub mod authorize;
 pub mod clients;
 pub mod endpoints;
 pub mod error;
+pub mod introspect;
 pub mod keyring;
 pub mod manage;
+pub mod refresh;
+pub mod revoke;
 pub mod signing;
 pub mod store;
 pub mod token;

@@ -33,6 +33,10 @@ pub const PATHS: &[&str] = &[
     "/oauth/token",
     "/oauth/revoke",
     "/oauth/introspect",
+    "/oauth/authorize",
+    "/oauth/userinfo",
+    "/login",
+    "/logout",
 ];
 
 /// Why the issuer could not start.
@@ -55,6 +59,7 @@ pub struct Issuer {
     keys: Arc<KeyRing>,
     clients: ClientAuth,
     minter: Minter,
+    login: super::authorize::Flow,
     clock: Arc<dyn Clock>,
     discovery: Bytes,
     metadata: Bytes,
@@ -94,6 +99,12 @@ impl Issuer {
         let (discovery, metadata) = discovery_documents(&section);
         Ok(Arc::new(Issuer {
             clients: ClientAuth::new(store.clone()),
+            login: super::authorize::Flow::new(
+                section.clone(),
+                store.clone(),
+                keys.clone(),
+                clock.clone(),
+            ),
             minter: Minter {
                 section: section.clone(),
                 keys: keys.clone(),
@@ -148,6 +159,9 @@ impl Issuer {
     /// Answers one issuer request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
+        if super::authorize::Flow::serves(path) {
+            return self.login.handle(req).await;
+        }
         let (allowed, doc): (&'static str, Option<&Bytes>) = match path {
             "/.well-known/openid-configuration" => ("GET, HEAD", Some(&self.discovery)),
             "/.well-known/oauth-authorization-server" => ("GET, HEAD", Some(&self.metadata)),
@@ -207,6 +221,13 @@ impl Issuer {
                     .authenticate(&parts.headers, &form, false)
                     .await?;
                 self.minter.client_credentials(&client, &form, now).await?
+            }
+            "authorization_code" => {
+                let client = self
+                    .clients
+                    .authenticate(&parts.headers, &form, true)
+                    .await?;
+                self.login.exchange(&client, &form, now).await?
             }
             "refresh_token" => {
                 let client = self
@@ -328,15 +349,19 @@ fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
         .iter()
         .flat_map(|r| r.scopes.clone())
         .collect();
+    scopes.extend(["openid", "profile", "email", "offline_access"].map(String::from));
     scopes.sort();
     scopes.dedup();
     let doc = serde_json::json!({
         "issuer": section.url,
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
+        "userinfo_endpoint": format!("{base}/oauth/userinfo"),
+        "end_session_endpoint": format!("{base}/logout"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
@@ -345,7 +370,8 @@ fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "org_id", "roles"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "org_id", "roles",
+            "auth_time", "nonce", "email", "email_verified", "name", "picture", "org_name", "role"],
     });
     let text = Bytes::from(doc.to_string());
     (text.clone(), text)

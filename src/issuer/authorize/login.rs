@@ -1,0 +1,274 @@
+//! `/login` and `/logout`: the password form with its CSRF check and per-account
+//! failure limit, the organization chooser, and ending the session.
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::csrf;
+use super::page;
+use super::request::Params;
+use super::session::{self, Authenticated, LoginTxn};
+use super::{CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
+use crate::issuer::clients::{hash_secret, verify_secret};
+use crate::issuer::store::{StoreError, User};
+use crate::issuer::token::random_token;
+
+/// The largest login form read.
+const MAX_FORM: usize = 16 * 1024;
+
+/// A login form body; `None` when it is not a readable urlencoded form.
+async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
+    let (parts, body) = req.into_parts();
+    let is_form = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return None;
+    }
+    let bytes = Limited::new(body, MAX_FORM)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    Some((Params::parse(&bytes), parts.headers))
+}
+
+/// The login form again, with the email kept and a message.
+fn form_again(
+    id: &str,
+    txn: &LoginTxn,
+    email: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    let form = page::login_form(
+        id,
+        &txn.csrf,
+        &txn.request.client_name,
+        email,
+        Some(message),
+    );
+    page::html(status, form)
+}
+
+fn expired() -> Response<Full<Bytes>> {
+    page::html(
+        StatusCode::BAD_REQUEST,
+        page::error_page(
+            "this sign-in request has expired; go back to the application and try again",
+        ),
+    )
+}
+
+// === impl Flow ===
+
+impl Flow {
+    /// `GET /login?txn=…`: the form of a pending transaction.
+    pub(super) async fn login_page(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let params = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
+        let Some((id, txn)) = params
+            .get("txn")
+            .and_then(|id| self.state.txn(id).map(|t| (id, t)))
+        else {
+            return expired();
+        };
+        match &txn.user {
+            Some(user) => self.choose(id, &txn, user).await,
+            None => page::html(
+                StatusCode::OK,
+                page::login_form(id, &txn.csrf, &txn.request.client_name, "", None),
+            ),
+        }
+    }
+
+    /// `POST /login`: checks the CSRF token, then the password (or the chosen
+    /// organization), then continues the authorization.
+    pub(super) async fn login_submit(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some((form, headers)) = read_form(req).await else {
+            return page::html(
+                StatusCode::BAD_REQUEST,
+                page::error_page("the form could not be read"),
+            );
+        };
+        let Some((id, txn)) = form
+            .get("txn")
+            .and_then(|id| self.state.txn(id).map(|t| (id.to_owned(), t)))
+        else {
+            return expired();
+        };
+        let cookie = csrf::cookie(&headers, &self.jar.name(CSRF_COOKIE));
+        if form.repeated || !csrf::csrf_ok(&txn.csrf, cookie, form.get("csrf")) {
+            tracing::debug!(reason = "csrf", "Login form refused");
+            return page::html(
+                StatusCode::FORBIDDEN,
+                page::error_page(
+                    "the form could not be verified; go back to the application and try again",
+                ),
+            );
+        }
+        if let Some(user) = &txn.user {
+            let Some(org) = form.get("organization") else {
+                return self.choose(&id, &txn, user).await;
+            };
+            return self
+                .proceed(
+                    txn.request.clone(),
+                    user.clone(),
+                    Some(org),
+                    Some((&id, &txn)),
+                )
+                .await;
+        }
+        self.check_password(&id, &txn, &form).await
+    }
+
+    async fn check_password(
+        &self,
+        id: &str,
+        txn: &LoginTxn,
+        form: &Params,
+    ) -> Response<Full<Bytes>> {
+        let email = form.get("email").unwrap_or_default();
+        let account = email.to_lowercase();
+        if self.state.locked(&account) {
+            tracing::debug!(reason = "locked", "Login refused");
+            let message = "too many failed attempts; try again in a few minutes";
+            let mut resp = form_again(id, txn, email, StatusCode::TOO_MANY_REQUESTS, message);
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(session::FAILURE_WINDOW.as_secs()),
+            );
+            return resp;
+        }
+        let password = form.get("password").unwrap_or_default().to_owned();
+        let user = match self.authenticate(email, password).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                self.state.failed(&account);
+                tracing::debug!(reason = "bad_credentials", "Login refused");
+                let message = "wrong email or password";
+                return form_again(id, txn, email, StatusCode::UNAUTHORIZED, message);
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::events::chain(&e), "User lookup failed");
+                return page::html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    page::error_page("the server could not complete the request"),
+                );
+            }
+        };
+        self.state.succeeded(&account);
+        let authenticated = Authenticated {
+            user_id: user.id.clone(),
+            auth_time: self.clock.now_unix(),
+        };
+        let session_id = random_token(32);
+        self.state.put_session(&session_id, authenticated.clone());
+        tracing::debug!(sub = %user.id, "User signed in");
+        let mut resp = self
+            .proceed(txn.request.clone(), authenticated, None, Some((id, txn)))
+            .await;
+        let cookie = self.jar.set(
+            SESSION_COOKIE,
+            &session_id,
+            "Lax",
+            session::SESSION_TTL.as_secs(),
+        );
+        add_cookie(&mut resp, &cookie);
+        resp
+    }
+
+    /// The user with this email and password. An unknown email (or a user
+    /// without a password) still costs one argon2 verification, so timing does
+    /// not tell which accounts exist.
+    async fn authenticate(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<Option<User>, StoreError> {
+        let user = self.store.get_user_by_email(email).await?;
+        let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
+            Some(hash) => hash,
+            None => {
+                let dummy = self
+                    .dummy_hash
+                    .get_or_init(|| async {
+                        hash_secret(random_token(16)).await.unwrap_or_default()
+                    })
+                    .await;
+                verify_secret(password, dummy.clone()).await;
+                return Ok(None);
+            }
+        };
+        let ok = verify_secret(password, hash).await;
+        Ok(user.filter(|_| ok))
+    }
+
+    /// The organization chooser for a signed-in user with several memberships.
+    pub(super) async fn choose(
+        &self,
+        id: &str,
+        txn: &LoginTxn,
+        user: &Authenticated,
+    ) -> Response<Full<Bytes>> {
+        let memberships = self
+            .store
+            .list_memberships_of_user(&user.user_id)
+            .await
+            .unwrap_or_default();
+        let mut orgs = Vec::with_capacity(memberships.len());
+        for m in memberships {
+            let name = match self.store.get_organization(&m.org_id).await {
+                Ok(Some(o)) => o.name,
+                _ => m.org_id.clone(),
+            };
+            orgs.push((m.org_id, name));
+        }
+        page::html(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs))
+    }
+
+    /// `GET` or `POST /logout`: ends the session; returns to
+    /// `post_logout_redirect_uri` only when it is one of `client_id`'s
+    /// redirect URIs.
+    pub(super) async fn logout(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
+        let post = req.method() == http::Method::POST;
+        let headers = req.headers().clone();
+        let params = match post {
+            true => read_form(req).await.map(|(p, _)| p).unwrap_or(query),
+            false => query,
+        };
+        if let Some(id) = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE)) {
+            self.state.end_session(id);
+        }
+        let mut back = None;
+        if let (Some(uri), Some(client_id)) = (
+            params.get("post_logout_redirect_uri"),
+            params.get("client_id"),
+        ) {
+            if let Ok(Some(client)) = self.store.get_client(client_id).await {
+                if client.redirect_uris.iter().any(|r| r == uri) {
+                    back = Some(match params.get("state") {
+                        Some(state) => with_query(uri, &[("state", state)]),
+                        None => uri.to_owned(),
+                    });
+                }
+            }
+        }
+        let mut resp = match back {
+            Some(uri) => redirect(&uri),
+            None => page::html(StatusCode::OK, page::signed_out()),
+        };
+        add_cookie(&mut resp, &self.jar.set(SESSION_COOKIE, "", "Lax", 0));
+        resp
+    }
+}

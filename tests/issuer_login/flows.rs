@@ -1,0 +1,508 @@
+//! The cases of `tests/issuer_login.rs`.
+
+use super::*;
+
+#[tokio::test]
+async fn full_flow_issues_tokens_with_the_users_claims() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (back, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    assert!(session.len() > 40);
+    assert!(back.starts_with(CALLBACK), "{back}");
+    let q = query_of(&back);
+    assert_eq!(q["state"], "st-123");
+    assert_eq!(q["iss"], "http://issuer.test");
+    let code = q["code"].clone();
+    assert!(code.len() >= 43);
+
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "openid profile email read:data");
+    assert!(body["refresh_token"].as_str().unwrap().len() >= 43);
+
+    let access = body["access_token"].as_str().unwrap();
+    let at = claims_of(access);
+    assert_eq!(header_of(access)["typ"], "at+jwt");
+    assert_eq!(at["iss"], "http://issuer.test");
+    assert_eq!(at["sub"], "usr_alice");
+    assert_eq!(at["aud"], API);
+    assert_eq!(at["client_id"], "web");
+    assert_eq!(at["org_id"], "org_a");
+    assert_eq!(at["roles"], serde_json::json!(["reader"]));
+
+    let id = body["id_token"].as_str().unwrap();
+    assert_eq!(header_of(id)["alg"], "RS256");
+    let idc = claims_of(id);
+    assert_eq!(idc["iss"], "http://issuer.test");
+    assert_eq!(idc["sub"], "usr_alice");
+    assert_eq!(idc["aud"], "web");
+    assert_eq!(idc["nonce"], "n-456");
+    assert_eq!(idc["email"], "alice@example.test");
+    assert_eq!(idc["email_verified"], true);
+    assert_eq!(idc["name"], "usr_alice name");
+    assert_eq!(idc["picture"], "https://pics.example.test/a.png");
+    assert_eq!(idc["org_id"], "org_a");
+    assert_eq!(idc["org_name"], "Acme");
+    assert_eq!(idc["role"], "reader");
+    assert_eq!(
+        idc["exp"].as_i64().unwrap() - idc["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert!(idc["auth_time"].as_i64().unwrap() <= idc["iat"].as_i64().unwrap());
+
+    // The access token works at the gateway and at userinfo.
+    let (status, _, _) = get(&gw.url("/api/items"), Some(access)).await;
+    assert_eq!(status, 200);
+    assert_eq!(env.up.last().headers["x-auth-subject"], "usr_alice");
+    assert_eq!(env.up.last().headers["x-auth-org"], "org_a");
+    let (status, _, body) = get(&gw.url("/oauth/userinfo"), Some(access)).await;
+    assert_eq!(status, 200, "{body}");
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["sub"], "usr_alice");
+    assert_eq!(info["email"], "alice@example.test");
+    assert_eq!(info["org_name"], "Acme");
+    assert_eq!(info["role"], "reader");
+
+    // Userinfo refuses anything else.
+    for bad in [None, Some("garbage"), Some(id)] {
+        let (status, headers, _) = get(&gw.url("/oauth/userinfo"), bad).await;
+        assert!(status == 401 || status == 403, "{bad:?}: {status}");
+        assert!(headers.contains_key("www-authenticate"));
+    }
+    let (status, headers, _) = get(&gw.url("/oauth/userinfo"), Some("a.b.c")).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"portcullis\", error=\"invalid_token\""
+    );
+    // A revoked jti is refused.
+    let jti = at["jti"].as_str().unwrap();
+    env.store
+        .revoke_jti(jti, at["exp"].as_i64().unwrap())
+        .await
+        .unwrap();
+    let (status, _, _) = get(&gw.url("/oauth/userinfo"), Some(access)).await;
+    assert_eq!(status, 401);
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_lists_the_login_endpoints() {
+    let env = env().await;
+    let (_, _, body) = get(&env.gw.url("/.well-known/openid-configuration"), None).await;
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["authorization_endpoint"],
+        "http://issuer.test/oauth/authorize"
+    );
+    assert_eq!(
+        doc["userinfo_endpoint"],
+        "http://issuer.test/oauth/userinfo"
+    );
+    assert_eq!(doc["end_session_endpoint"], "http://issuer.test/logout");
+    let grants = doc["grant_types_supported"].to_string();
+    assert!(grants.contains("authorization_code") && grants.contains("refresh_token"));
+    let scopes = doc["scopes_supported"].to_string();
+    for s in ["openid", "profile", "email", "offline_access"] {
+        assert!(scopes.contains(s), "{scopes}");
+    }
+    assert!(doc["claims_supported"].to_string().contains("org_name"));
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn pkce_downgrades_are_refused() {
+    let env = env().await;
+    let gw = &env.gw;
+    // `plain`, or no method (which means plain), or no challenge for a public client.
+    let plain = format!(
+        "/oauth/authorize?response_type=code&client_id=web&redirect_uri={}&state=s1\
+         &code_challenge={VERIFIER}",
+        enc(CALLBACK)
+    );
+    for query in [
+        format!("{plain}&code_challenge_method=plain"),
+        plain.clone(),
+        format!(
+            "/oauth/authorize?response_type=code&client_id=web&redirect_uri={}&state=s1",
+            enc(CALLBACK)
+        ),
+    ] {
+        let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+        assert_eq!(status, 302, "{query}");
+        let q = query_of(&location(&headers));
+        assert_eq!(q["error"], "invalid_request", "{query}");
+        assert_eq!(q["state"], "s1");
+        assert_eq!(q["iss"], "http://issuer.test");
+    }
+
+    // A missing or wrong verifier fails; each try burns the code.
+    for verifier in ["", "wrong-verifier-0123456789-0123456789-0123456789"] {
+        let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+        let code = query_of(&back)["code"].clone();
+        let fields = if verifier.is_empty() {
+            format!(
+                "client_id=web&code={}&redirect_uri={}",
+                enc(&code),
+                enc(CALLBACK)
+            )
+        } else {
+            code_fields(&code, verifier)
+        };
+        let (status, body) = exchange(gw, &fields).await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        let (status, _) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+        assert_eq!(status, 400, "a failed code is spent");
+    }
+
+    // A confidential client without PKCE may not smuggle a verifier in later.
+    let query = format!(
+        "/oauth/authorize?response_type=code&client_id=portal&redirect_uri={}&scope=openid",
+        enc(CALLBACK)
+    );
+    let (back, _) = login(gw, &query, "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let fields = format!(
+        "client_id=portal&client_secret=portal-secret-0123456789&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        enc(&code),
+        enc(CALLBACK)
+    );
+    let (status, body) = exchange(gw, &fields).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_and_codes_stay_with_their_client() {
+    let env = env().await;
+    let gw = &env.gw;
+    let query = format!(
+        "/oauth/authorize?response_type=code&client_id=portal&redirect_uri={}&scope=openid+read:data",
+        enc(CALLBACK)
+    );
+    let (back, _) = login(gw, &query, "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let base = format!("code={}&redirect_uri={}", enc(&code), enc(CALLBACK));
+    // Without the secret: invalid_client (the code is not consumed).
+    let (status, body) = exchange(gw, &format!("client_id=portal&{base}")).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, body) = exchange(
+        gw,
+        &format!("client_id=portal&client_secret=portal-secret-0123456789&{base}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("refresh_token").is_none(), "no refresh grant");
+
+    // A code of `portal` redeemed by `web` is refused.
+    let (back, _) = login(gw, &query, "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn code_reuse_is_refused_and_revokes_its_refresh_family() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let hash = portcullis::issuer::token::token_hash(&refresh);
+    let family = env
+        .store
+        .find_family_by_token_hash(&hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(family.family.revoked_at.is_none());
+    assert_eq!(family.family.user_id, "usr_alice");
+    assert_eq!(
+        family.family.absolute_expires_at - family.family.created_at,
+        30 * 86400
+    );
+    assert_eq!(
+        family.family.idle_expires_at.unwrap() - family.family.created_at,
+        7 * 86400
+    );
+
+    // The family rotates through the refresh grant.
+    let refresh_form = |token: &str| {
+        format!(
+            "grant_type=refresh_token&client_id=web&refresh_token={}",
+            enc(token)
+        )
+    };
+    let (status, _, body) = request(
+        "POST",
+        &gw.url("/oauth/token"),
+        &[],
+        Some(&refresh_form(&refresh)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rotated: Value = serde_json::from_str(&body).unwrap();
+    let rotated = rotated["refresh_token"].as_str().unwrap().to_owned();
+
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _, body) = request(
+        "POST",
+        &gw.url("/oauth/token"),
+        &[],
+        Some(&refresh_form(&rotated)),
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "the rotated token died with the family: {body}"
+    );
+    let family = env
+        .store
+        .find_family_by_token_hash(&hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        family.family.revoked_at.is_some(),
+        "the replay revoked the family"
+    );
+
+    // Unknown codes and a mismatched redirect_uri are invalid_grant too.
+    let (status, body) = exchange(gw, &code_fields("nope", VERIFIER)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let fields = format!(
+        "client_id=web&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        enc(&code),
+        enc("http://127.0.0.1:3000/other")
+    );
+    let (status, body) = exchange(gw, &fields).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_clients_and_redirect_uris_get_a_page_never_a_redirect() {
+    let env = env().await;
+    let gw = &env.gw;
+    let challenge = pkce::s256(VERIFIER);
+    for query in [
+        format!(
+            "/oauth/authorize?response_type=code&client_id=web&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+            enc("http://evil.test/callback")
+        ),
+        format!(
+            "/oauth/authorize?response_type=code&client_id=web&code_challenge={challenge}&code_challenge_method=S256"
+        ),
+        format!(
+            "/oauth/authorize?response_type=code&client_id=ghost&redirect_uri={}",
+            enc(CALLBACK)
+        ),
+        format!(
+            "/oauth/authorize?response_type=code&client_id=web&redirect_uri={}&redirect_uri={}",
+            enc(CALLBACK),
+            enc("http://evil.test/")
+        ),
+    ] {
+        let (status, headers, body) = request("GET", &gw.url(&query), &[], None).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(!headers.contains_key("location"));
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(!body.contains("evil.test"));
+    }
+    // Other errors go back to the client with state and iss.
+    let query = authorize_query("web", "").replace("response_type=code", "response_type=token");
+    let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+    assert_eq!(status, 302);
+    let q = query_of(&location(&headers));
+    assert_eq!(q["error"], "unsupported_response_type");
+    assert_eq!(q["state"], "st-123");
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_forms_need_their_csrf_token() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    let creds = credentials("alice@example.test", PASSWORD);
+    let forged = Form {
+        cookie: form.cookie.clone(),
+        txn: form.txn.clone(),
+        csrf: "forged".into(),
+    };
+    let (status, headers, _) = submit(gw, &forged, &creds).await;
+    assert_eq!(status, 403);
+    assert!(!headers.contains_key("location"));
+    // No cookie at all (a cross-site post).
+    let body = format!("txn={}&csrf={}&{creds}", enc(&form.txn), enc(&form.csrf));
+    let (status, _, _) = request("POST", &gw.url("/login"), &[], Some(&body)).await;
+    assert_eq!(status, 403);
+    // Another transaction's cookie.
+    let (other, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    let mixed = Form {
+        cookie: other.cookie.clone(),
+        txn: form.txn.clone(),
+        csrf: form.csrf.clone(),
+    };
+    let (status, _, _) = submit(gw, &mixed, &creds).await;
+    assert_eq!(status, 403);
+    // The genuine form still works.
+    let (status, headers, _) = submit(gw, &form, &creds).await;
+    assert_eq!(status, 302);
+    assert!(query_of(&location(&headers)).contains_key("code"));
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_rate_limited_per_account() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    for _ in 0..5 {
+        let (status, _, html) =
+            submit(gw, &form, &credentials("Alice@Example.test", "wrong")).await;
+        assert_eq!(status, 401);
+        assert!(html.contains("wrong email or password"));
+    }
+    let (status, headers, _) =
+        submit(gw, &form, &credentials("alice@example.test", PASSWORD)).await;
+    assert_eq!(status, 429, "locked even with the right password");
+    assert!(headers.contains_key("retry-after"));
+    // Another account is unaffected.
+    let (status, _, _) = submit(gw, &form, &credentials("bob@example.test", PASSWORD)).await;
+    assert_eq!(status, 200, "bob is asked to choose an organization");
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn multi_org_users_choose_or_name_their_organization() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    let (status, _, html) = submit(gw, &form, &credentials("bob@example.test", PASSWORD)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Acme") && html.contains("Beta"), "{html}");
+    let (status, headers, _) = submit(gw, &form, "organization=org_b").await;
+    assert_eq!(status, 302);
+    let code = query_of(&location(&headers))["code"].clone();
+    let (_, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    let idc = claims_of(body["id_token"].as_str().unwrap());
+    assert_eq!(
+        (idc["org_id"].as_str(), idc["org_name"].as_str()),
+        (Some("org_b"), Some("Beta"))
+    );
+
+    // `organization=` picks one directly; a non-member's is refused.
+    let (back, _) = login(
+        gw,
+        &authorize_query("web", "&organization=org_a"),
+        "bob@example.test",
+    )
+    .await;
+    let code = query_of(&back)["code"].clone();
+    let (_, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap())["org_id"],
+        "org_a"
+    );
+
+    // With a session but no organization named, the chooser comes back, no password.
+    let (_, session) = login(
+        gw,
+        &authorize_query("web", "&organization=org_a"),
+        "bob@example.test",
+    )
+    .await;
+    let (form, html) = open_form(gw, &authorize_query("web", ""), &[session]).await;
+    assert!(
+        html.contains("Beta") && !html.contains("password"),
+        "{html}"
+    );
+    let (status, headers, _) = submit(gw, &form, "organization=org_b").await;
+    assert_eq!(status, 302);
+    assert!(query_of(&location(&headers)).contains_key("code"));
+    let (form, _) = open_form(gw, &authorize_query("web", "&organization=org_b"), &[]).await;
+    let (status, headers, _) =
+        submit(gw, &form, &credentials("alice@example.test", PASSWORD)).await;
+    assert_eq!(status, 302);
+    assert_eq!(query_of(&location(&headers))["error"], "access_denied");
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_skips_the_form_until_logout() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (_, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let cookies = [session.clone()];
+    let (status, headers, _) =
+        request("GET", &gw.url(&authorize_query("web", "")), &cookies, None).await;
+    assert_eq!(status, 302);
+    let back = location(&headers);
+    assert!(back.starts_with(CALLBACK), "no form: {back}");
+    let code = query_of(&back)["code"].clone();
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Logout: a foreign redirect is not followed; a registered one is.
+    let evil = format!(
+        "/logout?client_id=web&post_logout_redirect_uri={}",
+        enc("http://evil.test/")
+    );
+    let (status, headers, _) = request("GET", &gw.url(&evil), &cookies, None).await;
+    assert_eq!(status, 200);
+    assert!(!headers.contains_key("location"));
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, headers, _) =
+        request("GET", &gw.url(&authorize_query("web", "")), &cookies, None).await;
+    assert_eq!(status, 302);
+    assert!(location(&headers).starts_with("/login"), "the form again");
+
+    let (_, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let back = format!(
+        "client_id=web&post_logout_redirect_uri={}&state=bye",
+        enc(CALLBACK)
+    );
+    let (status, headers, _) = request("POST", &gw.url("/logout"), &[session], Some(&back)).await;
+    assert_eq!(status, 302);
+    assert_eq!(location(&headers), format!("{CALLBACK}?state=bye"));
+    env.gw.shutdown().await;
+}
