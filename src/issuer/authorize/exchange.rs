@@ -211,11 +211,22 @@ impl Flow {
             nonce: code.nonce.as_deref(),
             profile: Profile::of(user, org, membership),
         };
-        let alg = client
+        // RS256 by default (OIDC Discovery requires it); a client created without
+        // an algorithm on an issuer without RS256 gets the first configured one.
+        let named = client
             .id_token_signed_response_alg
             .as_deref()
-            .and_then(SigningAlg::from_name)
-            .unwrap_or(SigningAlg::RS256);
+            .and_then(SigningAlg::from_name);
+        let default = match self.section.signing_algs.contains(&SigningAlg::RS256) {
+            true => SigningAlg::RS256,
+            false => self
+                .section
+                .signing_algs
+                .first()
+                .copied()
+                .unwrap_or(SigningAlg::RS256),
+        };
+        let alg = named.unwrap_or(default);
         let ring = self.keys.current();
         let key = ring.signer(alg).ok_or_else(|| {
             tracing::error!(alg = alg.as_str(), "No active key for ID tokens");
@@ -291,5 +302,91 @@ fn check_code(code: &AuthCode, client: &Client, form: &Form, now: i64) -> Result
             Err(OAuthError::InvalidGrant("PKCE is required for this client"))
         }
         (None, None) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn client(public: bool, require_pkce: bool) -> Client {
+        Client {
+            client_id: "web".into(),
+            name: "web".into(),
+            secret_hash: None,
+            public,
+            require_pkce,
+            grant_types: vec!["authorization_code".into()],
+            redirect_uris: vec!["http://x/cb".into()],
+            scopes: Default::default(),
+            id_token_signed_response_alg: None,
+            created_at: 0,
+        }
+    }
+
+    fn code(challenge: Option<&str>) -> AuthCode {
+        AuthCode {
+            code_hash: "h".into(),
+            client_id: "web".into(),
+            user_id: "usr".into(),
+            org_id: None,
+            redirect_uri: "http://x/cb".into(),
+            scope: "openid".into(),
+            resource: None,
+            code_challenge: challenge.map(str::to_owned),
+            nonce: None,
+            auth_time: 100,
+            expires_at: 160,
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Form {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn codes_are_bound_to_client_redirect_expiry_and_challenge() {
+        let challenge = pkce::s256(VERIFIER);
+        let c = code(Some(&challenge));
+        let good = form(&[("redirect_uri", "http://x/cb"), ("code_verifier", VERIFIER)]);
+        let public = client(true, true);
+        assert_eq!(check_code(&c, &public, &good, 159), Ok(()));
+        let expired = check_code(&c, &public, &good, 160);
+        assert!(matches!(expired, Err(OAuthError::InvalidGrant(_))));
+        let mut other = client(true, true);
+        other.client_id = "other".into();
+        assert!(check_code(&c, &other, &good, 100).is_err());
+        let moved = form(&[
+            ("redirect_uri", "http://x/cb2"),
+            ("code_verifier", VERIFIER),
+        ]);
+        assert!(check_code(&c, &public, &moved, 100).is_err());
+        let no_redirect = form(&[("code_verifier", VERIFIER)]);
+        assert!(check_code(&c, &public, &no_redirect, 100).is_err());
+    }
+
+    #[test]
+    fn pkce_cannot_be_skipped_or_added_late() {
+        let challenge = pkce::s256(VERIFIER);
+        let redirect_only = form(&[("redirect_uri", "http://x/cb")]);
+        let with_verifier = form(&[("redirect_uri", "http://x/cb"), ("code_verifier", VERIFIER)]);
+        let plain = form(&[
+            ("redirect_uri", "http://x/cb"),
+            ("code_verifier", &challenge),
+        ]);
+        let public = client(true, true);
+        let lax = client(false, false);
+        let c = code(Some(&challenge));
+        assert!(check_code(&c, &public, &redirect_only, 100).is_err());
+        assert!(check_code(&c, &public, &plain, 100).is_err());
+        let bare = code(None);
+        assert!(check_code(&bare, &public, &redirect_only, 100).is_err());
+        assert!(check_code(&bare, &lax, &with_verifier, 100).is_err());
+        assert_eq!(check_code(&bare, &lax, &redirect_only, 100), Ok(()));
     }
 }
