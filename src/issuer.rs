@@ -5,8 +5,9 @@
 //! token endpoint with `client_credentials` (`endpoints`, `token`), refresh
 //! rotation with reuse detection (`refresh`), revocation (`revoke`) and
 //! introspection (`introspect`), and the user login flow: authorization code
-//! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`).
-//! Administration and webhooks follow.
+//! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`), and
+//! the administration service layer behind `portcullis admin` (`manage`). The
+//! admin REST API and webhook delivery follow.
 
 pub mod authorize;
 pub mod clients;

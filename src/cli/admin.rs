@@ -254,45 +254,15 @@ impl AdminCommand {
         actor: Actor<'_>,
     ) -> Result<Value, Failure> {
         let db = store.as_ref();
-        Ok(match self {
+        match self {
             AdminCommand::Api(ApiCommand::Create { identifier, scopes }) => {
                 let api = manage::create_api(db, actor, &identifier, scopes).await?;
-                json!({ "identifier": api.identifier, "scopes": api.scopes })
+                Ok(json!({ "identifier": api.identifier, "scopes": api.scopes }))
             }
-            AdminCommand::Client(ClientCommand::Create {
-                name,
-                grant_types,
-                redirect_uris,
-                public,
-                api,
-                scopes,
-            }) => {
-                let scopes: ScopeMap = api.into_iter().map(|a| (a, scopes.clone())).collect();
-                let new = NewClient {
-                    name,
-                    grant_types: grant_types.into_iter().map(Grant::into_config).collect(),
-                    redirect_uris,
-                    public,
-                    scopes,
-                };
-                let created = manage::create_client(db, actor, new).await?;
-                let mut out = client_json(&created.client);
-                if let (Some(secret), Some(map)) = (created.secret, out.as_object_mut()) {
-                    map.insert("client_secret".into(), Value::String(secret));
-                }
-                out
-            }
-            AdminCommand::Client(ClientCommand::List) => {
-                let clients = manage::list_clients(db).await?;
-                Value::Array(clients.iter().map(client_json).collect())
-            }
-            AdminCommand::Client(ClientCommand::Delete { id }) => {
-                manage::delete_client(db, actor, &id).await?;
-                json!({ "client_id": id, "deleted": true })
-            }
+            AdminCommand::Client(command) => command.execute(db, actor).await,
             AdminCommand::Org(OrgCommand::Create { name }) => {
                 let org = manage::create_organization(db, actor, &name).await?;
-                json!({ "id": org.id, "name": org.name, "created_at": time(org.created_at) })
+                Ok(json!({ "id": org.id, "name": org.name, "created_at": time(org.created_at) }))
             }
             AdminCommand::User(UserCommand::Create {
                 email,
@@ -305,34 +275,75 @@ impl AdminCommand {
                     name,
                 };
                 let user = manage::create_user(db, actor, new).await?;
-                json!({
+                Ok(json!({
                     "id": user.id,
                     "email": user.email,
                     "name": user.name,
                     "created_at": time(user.created_at),
-                })
+                }))
             }
             AdminCommand::Role(RoleCommand::Create { name, api, scopes }) => {
                 let role = manage::create_role(db, actor, &name, &api, scopes).await?;
-                json!({ "name": role.name, "grants": role.grants })
+                Ok(json!({ "name": role.name, "grants": role.grants }))
             }
             AdminCommand::Member(MemberCommand::Add { org, user, roles }) => {
                 let m = manage::add_member(db, actor, &org, &user, roles).await?;
-                json!({
+                Ok(json!({
                     "org_id": m.org_id,
                     "user_id": m.user_id,
                     "roles": m.roles,
                     "created_at": time(m.created_at),
-                })
+                }))
             }
             AdminCommand::Keys(KeysCommand::Rotate) => {
                 let master = MasterKey::from_env(&|name| std::env::var(name).ok())
                     .context("PORTCULLIS_MASTER_KEY is unusable")
                     .map_err(Failure::Refused)?;
                 let report = manage::rotate_keys(store.clone(), section, master, actor).await?;
-                keys_json(&report)
+                Ok(keys_json(&report))
             }
-        })
+        }
+    }
+}
+
+// === impl ClientCommand ===
+
+impl ClientCommand {
+    async fn execute(self, db: &dyn Store, actor: Actor<'_>) -> Result<Value, Failure> {
+        match self {
+            ClientCommand::Create {
+                name,
+                grant_types,
+                redirect_uris,
+                public,
+                api,
+                scopes,
+            } => {
+                let scopes: ScopeMap = api.into_iter().map(|a| (a, scopes.clone())).collect();
+                let new = NewClient {
+                    name,
+                    grant_types: grant_types.into_iter().map(Grant::into_config).collect(),
+                    redirect_uris,
+                    public,
+                    scopes,
+                };
+                let created = manage::create_client(db, actor, new).await?;
+                let mut out = client_json(&created.client);
+                if let (Some(secret), Some(map)) = (created.secret, out.as_object_mut()) {
+                    map.insert("client_secret".into(), Value::String(secret));
+                    eprintln!("portcullis: store the client_secret now: it is not shown again");
+                }
+                Ok(out)
+            }
+            ClientCommand::List => {
+                let clients = manage::list_clients(db).await?;
+                Ok(Value::Array(clients.iter().map(client_json).collect()))
+            }
+            ClientCommand::Delete { id } => {
+                manage::delete_client(db, actor, &id).await?;
+                Ok(json!({ "client_id": id, "deleted": true }))
+            }
+        }
     }
 }
 
