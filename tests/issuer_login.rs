@@ -18,6 +18,7 @@ use http_body_util::Full;
 use portcullis::issuer::authorize::pkce;
 use portcullis::issuer::clients::hash_secret;
 use portcullis::issuer::store::{self, Membership, Organization, Role, Store, User};
+use portcullis::server::Options;
 use serde_json::Value;
 use support::*;
 
@@ -81,10 +82,15 @@ routes:
 /// Starts the gateway, then creates: alice (one org, role reader), bob (two
 /// orgs), in `org_a` "Acme" and `org_b` "Beta".
 async fn env() -> Env {
+    env_with(Options::default()).await
+}
+
+/// As [`env`], with the gateway started with `options`.
+async fn env_with(options: Options) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/issuer.db", dir.path().display());
     let up = Upstream::start().await;
-    let gw = Gateway::start(&yaml(&db, &up)).await;
+    let gw = Gateway::start_with(&yaml(&db, &up), options).await;
     let store = store::open(&db).await.unwrap();
     let t = now();
     let hash = hash_secret(PASSWORD.into()).await.unwrap();

@@ -506,3 +506,29 @@ async fn a_session_skips_the_form_until_logout() {
     assert_eq!(location(&headers), format!("{CALLBACK}?state=bye"));
     env.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn codes_expire_after_sixty_seconds() {
+    let clock = Arc::new(portcullis::clock::ManualClock::new(now()));
+    let env = env_with(Options {
+        clock: clock.clone(),
+        ..Options::default()
+    })
+    .await;
+    let gw = &env.gw;
+    let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    clock.advance(60);
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    clock.advance(59);
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+    env.gw.shutdown().await;
+}

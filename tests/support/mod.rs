@@ -416,7 +416,13 @@ routes:
 impl Gateway {
     /// Starts the gateway and waits until `/readyz` answers 200.
     pub async fn start(yaml: &str) -> Gateway {
-        let gw = Self::start_unready(yaml).await;
+        Self::start_with(yaml, Options::default()).await
+    }
+
+    /// Starts the gateway with `options` (a manual clock, say) and waits until
+    /// `/readyz` answers 200.
+    pub async fn start_with(yaml: &str, options: Options) -> Gateway {
+        let gw = Self::start_unready_with(yaml, options).await;
         for _ in 0..500 {
             let (status, _, _) = get(&format!("http://{}/readyz", gw.admin), None).await;
             if status == StatusCode::OK {
@@ -429,11 +435,14 @@ impl Gateway {
 
     /// Starts the gateway without waiting for its issuers' keys.
     pub async fn start_unready(yaml: &str) -> Gateway {
+        Self::start_unready_with(yaml, Options::default()).await
+    }
+
+    /// As [`Gateway::start_unready`], with `options`.
+    pub async fn start_unready_with(yaml: &str, options: Options) -> Gateway {
         let config =
             Config::from_yaml(yaml, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        let running = server::start(config, Options::default())
-            .await
-            .expect("start");
+        let running = server::start(config, options).await.expect("start");
         let admin = running.admin_addr.expect("admin listener");
         Gateway {
             addr: running.proxy_addr,
