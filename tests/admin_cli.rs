@@ -33,7 +33,15 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_on(None).await
+}
+
+/// An [`Env`] on `database`, or on a SQLite file in the directory.
+async fn env_on(database: Option<&str>) -> Env {
     let dir = tempfile::tempdir().unwrap();
+    let database = database
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}/issuer.db", dir.path().display()));
     let up = Upstream::start().await;
     let yaml = format!(
         r#"server:
@@ -43,7 +51,7 @@ admin:
   listen: "127.0.0.1:0"
 issuer:
   url: "http://issuer.test"
-  database: "sqlite://{dir}/issuer.db"
+  database: "{database}"
   signing_algs: [ES256]
 issuers:
   - id: local
@@ -56,7 +64,6 @@ routes:
     upstream: api
     scopes: [read:data]
 "#,
-        dir = dir.path().display(),
         up = up.url(),
     );
     let config = dir.path().join("gateway.yaml");
@@ -560,4 +567,86 @@ async fn keys_rotate_publishes_a_new_kid_and_old_tokens_still_verify() {
         assert_eq!(status, 200);
     }
     later.shutdown().await;
+}
+
+/// The same commands on PostgreSQL, in a fresh schema dropped afterwards
+/// (skipped when `PORTCULLIS_TEST_POSTGRES_URL` is unset).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_commands_work_on_postgres_too() {
+    use sqlx::Connection as _;
+    let Ok(base) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
+        println!("skipped: PORTCULLIS_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("admin_{}", uuid::Uuid::new_v4().simple());
+    let ddl = |sql: String| {
+        let base = base.clone();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&base).await.expect("connect");
+            sqlx::query(&sql).execute(&mut c).await.expect("ddl");
+            c.close().await.expect("close");
+        }
+    };
+    ddl(format!("CREATE SCHEMA {schema}")).await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let env = env_on(Some(&url)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let (client_id, secret) = m2m_client(&env);
+        let org = admin(&env, &["org", "create", "--name", "Acme"]).json();
+        let user = admin(
+            &env,
+            &[
+                "user",
+                "create",
+                "--email",
+                "pg@example.test",
+                "--password",
+                "long enough",
+                "--name",
+                "Pat",
+            ],
+        )
+        .json();
+        admin(
+            &env,
+            &[
+                "role",
+                "create",
+                "--name",
+                "viewer",
+                "--api",
+                API,
+                "--scope",
+                "read:data",
+            ],
+        )
+        .json();
+        let (org, user) = (org["id"].as_str().unwrap(), user["id"].as_str().unwrap());
+        admin(
+            &env,
+            &[
+                "member", "add", "--org", org, "--user", user, "--role", "viewer",
+            ],
+        )
+        .json();
+        admin(
+            &env,
+            &[
+                "member", "add", "--org", org, "--user", user, "--role", "nope",
+            ],
+        )
+        .refused(1, "unknown role `nope`");
+        let first = admin(&env, &["keys", "rotate"]).json();
+        assert_eq!(first["rotated"], true, "{first}");
+        let second = admin(&env, &["keys", "rotate"]).json();
+        assert_eq!(second["keys"].as_array().unwrap().len(), 2, "{second}");
+        let list = admin(&env, &["client", "list"]);
+        assert!(!list.stdout.contains(&secret) && list.stdout.contains(&client_id));
+    })
+    .await;
+    ddl(format!("DROP SCHEMA {schema} CASCADE")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
