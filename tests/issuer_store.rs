@@ -167,6 +167,7 @@ cases!(
     refresh_rotation_recognises_every_replayed_token,
     concurrent_rotation_has_one_winner,
     rotation_refuses_stale_revoked_and_expired_families,
+    rotation_keeps_the_sealed_successor_with_its_generation,
     revocation_by_family_user_and_client,
     deleting_users_and_clients_cascades,
     revoked_jtis_and_purging,

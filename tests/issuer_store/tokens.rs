@@ -310,3 +310,42 @@ pub(crate) async fn revoked_jtis_and_purging(t: Ctx) {
     assert_eq!(s.purge_expired(NOW + 60).await.unwrap(), 1); // the code
     assert_eq!(s.consume_code("h-1", NOW + 61).await.unwrap(), None);
 }
+
+pub(crate) async fn rotation_keeps_the_sealed_successor_with_its_generation(t: Ctx) {
+    let s = &*t.store;
+    client_and_user(s).await;
+    s.create_family(&family("fam_s", "s-0")).await.unwrap();
+    assert_eq!(s.family_successor("fam_s").await.unwrap(), None);
+    assert_eq!(s.family_successor("fam_none").await.unwrap(), None);
+
+    let sealed = vec![0u8, 1, 2, 255];
+    assert!(
+        s.rotate_family_with_successor("fam_s", 0, "s-1", NOW, None, &sealed)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.family_successor("fam_s").await.unwrap(),
+        Some(sealed.clone())
+    );
+    // A losing rotation writes nothing.
+    assert!(
+        !s.rotate_family_with_successor("fam_s", 0, "s-x", NOW, None, &[9])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.family_successor("fam_s").await.unwrap(), Some(sealed));
+    // A rotation without a successor clears the last one.
+    assert!(s.rotate_family("fam_s", 1, "s-2", NOW, None).await.unwrap());
+    assert_eq!(s.family_successor("fam_s").await.unwrap(), None);
+    // Another replica sees what was written.
+    let other = t.open_another().await;
+    assert!(
+        other
+            .rotate_family_with_successor("fam_s", 2, "s-3", NOW, None, &[7])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.family_successor("fam_s").await.unwrap(), Some(vec![7]));
+    other.close().await;
+}
