@@ -2,8 +2,11 @@
 //! admin REST API: it validates what an operator asks for, generates ids and
 //! client secrets, hashes secrets and passwords (argon2id), and writes each
 //! change together with its audit entry and webhook event in one
-//! [`StoreTx`](super::store::StoreTx). No argument parsing and no HTTP live
-//! here: callers pass plain values and get records back.
+//! [`StoreTx`](super::store::StoreTx). Key rotation is the exception: the key
+//! ring writes its keys itself (under the rotation lease), and the audit entry
+//! and `key.rotated` event follow in a transaction of their own. No argument
+//! parsing and no HTTP live here: callers pass plain values and get records
+//! back.
 
 use std::collections::BTreeSet;
 
@@ -193,7 +196,9 @@ fn check_name(field: &'static str, name: &str) -> Result<(), ManageError> {
 }
 
 /// Creates an API resource (an audience) with its scopes. An existing
-/// identifier is refused.
+/// identifier is refused; the check reads before the transaction (the store
+/// only upserts resources), so two creations racing for one identifier may
+/// both succeed, the later one's scopes winning.
 pub async fn create_api(
     store: &dyn Store,
     actor: Actor<'_>,
