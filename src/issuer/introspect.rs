@@ -22,7 +22,7 @@ use super::error::{OAuthError, json_response};
 use super::refresh::{family_expired, storage};
 use super::store::PresentedToken;
 use super::token::{Minter, token_hash};
-use crate::auth::keys::{KeyLookup, KeySet, parse_jwks};
+use crate::auth::keys::{KeyLookup, KeySet};
 use crate::auth::verify::{Window, check_window, parse, verify_signature};
 
 /// The claims of an active access token that introspection repeats.
@@ -65,9 +65,8 @@ pub(super) fn verified_access_claims(minter: &Minter, token: &str) -> Option<Map
         return None;
     }
     let unverified = parse(token).ok()?;
-    let keys = parse_jwks(&minter.keys.current().jwks).ok()?;
     let set = KeySet {
-        keys,
+        keys: minter.keys.current().verify_keys.clone(),
         generation: 0,
     };
     let KeyLookup::Found(key) = set.find(unverified.kid.as_deref(), unverified.alg) else {

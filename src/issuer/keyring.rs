@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::signing::{self, KeyAction, KeyRecord, MasterKey, RotationPolicy, SigningKey};
 use super::store::{SigningKeyRecord, Store, StoreError};
+use crate::auth::keys::{Key, parse_jwks};
 use crate::config::SigningAlg;
 
 /// How often replicas look at the key records.
@@ -39,6 +40,9 @@ pub struct Ring {
     pub jwks: Bytes,
     /// The kids in the JWKS (for logs and tests).
     pub published: Vec<String>,
+    /// The JWKS parsed once, for verifying this issuer's own tokens
+    /// (introspection, revocation).
+    pub verify_keys: Vec<Arc<Key>>,
 }
 
 impl Ring {
@@ -215,10 +219,15 @@ impl KeyRing {
         let kids: Vec<String> = published.iter().map(|r| r.kid.clone()).collect();
         let changed = kids != self.ring.load().published;
         let jwks = Bytes::from(signing::jwks_json(published));
+        let verify_keys = parse_jwks(&jwks).unwrap_or_else(|e| {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Published JWKS does not parse");
+            Vec::new()
+        });
         self.ring.store(Arc::new(Ring {
             signers,
             jwks,
             published: kids,
+            verify_keys,
         }));
         Ok(changed)
     }
