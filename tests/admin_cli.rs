@@ -650,3 +650,30 @@ async fn the_commands_work_on_postgres_too() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+#[tokio::test]
+async fn declared_resources_are_known_before_any_gateway_ran() {
+    let env = env().await;
+    let yaml = env.yaml.replace(
+        "  signing_algs: [ES256]\n",
+        "  signing_algs: [ES256]\n  resources:\n    - identifier: \"https://declared.example.test\"\n      scopes: [read]\n",
+    );
+    std::fs::write(&env.config, yaml).unwrap();
+    let client = admin(
+        &env,
+        &[
+            "client",
+            "create",
+            "--name",
+            "m2m",
+            "--grant-type",
+            "client_credentials",
+            "--api",
+            "https://declared.example.test",
+            "--scope",
+            "read",
+        ],
+    )
+    .json();
+    assert!(client["client_secret"].is_string(), "{client}");
+}

@@ -238,6 +238,7 @@ impl AdminCommand {
             .await
             .context("cannot open the issuer database")
             .map_err(Failure::Runtime)?;
+        manage::apply_declared_resources(store.as_ref(), section).await?;
         let actor = Actor {
             name: ACTOR,
             now: SystemClock.now_unix(),

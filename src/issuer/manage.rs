@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::keyring::KeyRingError;
 use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreError, new_id};
+use crate::config::IssuerSection;
 use crate::config::value::{absolute_uri, scope_token};
 
 mod clients;
@@ -221,6 +222,24 @@ pub async fn create_api(
         .await?;
     tx.commit().await?;
     Ok(resource)
+}
+
+/// Upserts the `resources:` the configuration declares, as the issuer does at
+/// start, so that commands naming them work before any gateway has run on
+/// the database.
+pub async fn apply_declared_resources(
+    store: &dyn Store,
+    section: &IssuerSection,
+) -> Result<(), ManageError> {
+    for r in &section.resources {
+        store
+            .upsert_api_resource(&ApiResource {
+                identifier: r.identifier.clone(),
+                scopes: r.scopes.clone(),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
