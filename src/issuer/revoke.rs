@@ -96,7 +96,7 @@ async fn revoke_access(
     tx.enqueue_event(&event).await.map_err(storage)?;
     tx.insert_audit(&audit).await.map_err(storage)?;
     tx.commit().await.map_err(storage)?;
-    tracing::info!(client = %client.client_id, jti, "Access token revoked");
+    tracing::debug!(client = %client.client_id, jti, "Access token revoked");
     Ok(())
 }
 
@@ -126,7 +126,7 @@ async fn revoke_refresh(
     )
     .await?
     {
-        tracing::info!(client = %client.client_id, family = %found.family.id, "Refresh token family revoked");
+        tracing::debug!(client = %client.client_id, family = %found.family.id, "Refresh token family revoked");
     }
     Ok(())
 }
