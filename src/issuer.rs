@@ -6,13 +6,14 @@
 //! rotation with reuse detection (`refresh`), revocation (`revoke`) and
 //! introspection (`introspect`), and the user login flow: authorization code
 //! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`), and
-//! the administration service layer behind `portcullis admin` (`manage`). The
-//! admin REST API and webhook delivery follow.
+//! the administration service layer behind `portcullis admin` (`manage`), and
+//! webhook delivery from the outbox (`events`). The admin REST API follows.
 
 pub mod authorize;
 pub mod clients;
 pub mod endpoints;
 pub mod error;
+pub mod events;
 pub mod introspect;
 pub mod keyring;
 pub mod manage;

@@ -20,6 +20,7 @@ use crate::auth::jwks::{IssuerKeys, http_client};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::issuer::Issuer;
+use crate::issuer::events::Deliverer;
 use crate::proxy::forward::Upstream;
 use crate::proxy::{Proxy, ProxyBody};
 use crate::state::Snapshot;
@@ -148,6 +149,15 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         };
         install(&issuer.keys().current().jwks);
         tasks.spawn(issuer.clone().run_key_sync(rx.clone(), install));
+        let webhooks = config.issuer.as_ref().map_or(&[][..], |s| &s.webhooks[..]);
+        match Deliverer::new(issuer.store().clone(), webhooks, options.clock.clone()) {
+            Ok(deliverer) => {
+                tasks.spawn(deliverer.run(rx.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::events::chain(&e), "Webhook delivery disabled")
+            }
+        }
     }
     let grace = config.server.shutdown_grace;
     let count = config.server.workers.unwrap_or_else(|| {
