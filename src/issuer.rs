@@ -5,10 +5,12 @@
 //! token endpoint with `client_credentials` (`endpoints`, `token`), refresh
 //! rotation with reuse detection (`refresh`), revocation (`revoke`) and
 //! introspection (`introspect`), and the user login flow: authorization code
-//! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`), and
-//! the administration service layer behind `portcullis admin` (`manage`), and
-//! webhook delivery from the outbox (`events`). The admin REST API follows.
+//! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`), the
+//! administration service layer behind `portcullis admin` (`manage`) and the
+//! admin REST API under `/admin/v1/` on top of it (`admin_api`), and webhook
+//! delivery from the outbox (`events`).
 
+pub mod admin_api;
 pub mod authorize;
 pub mod clients;
 pub mod endpoints;

@@ -60,6 +60,7 @@ pub struct Issuer {
     clients: ClientAuth,
     minter: Minter,
     login: super::authorize::Flow,
+    admin: super::admin_api::AdminApi,
     clock: Arc<dyn Clock>,
     discovery: Bytes,
     metadata: Bytes,
@@ -99,6 +100,13 @@ impl Issuer {
         let (discovery, metadata) = discovery_documents(&section);
         Ok(Arc::new(Issuer {
             clients: ClientAuth::new(store.clone()),
+            admin: super::admin_api::AdminApi::new(
+                section.clone(),
+                store.clone(),
+                keys.clone(),
+                clock.clone(),
+                env,
+            ),
             login: super::authorize::Flow::new(
                 section.clone(),
                 store.clone(),
@@ -131,7 +139,7 @@ impl Issuer {
 
     /// Whether the issuer answers `path`.
     pub fn serves(path: &str) -> bool {
-        PATHS.contains(&path)
+        PATHS.contains(&path) || super::admin_api::AdminApi::serves(path)
     }
 
     /// Keeps the keys rotating until `shutdown`; `published` is called with the
@@ -161,6 +169,9 @@ impl Issuer {
         let path = req.uri().path();
         if super::authorize::Flow::serves(path) {
             return self.login.handle(req).await;
+        }
+        if super::admin_api::AdminApi::serves(path) {
+            return self.admin.handle(req).await;
         }
         let (allowed, doc): (&'static str, Option<&Bytes>) = match path {
             "/.well-known/openid-configuration" => ("GET, HEAD", Some(&self.discovery)),
