@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{Config, GrantType, IssuerSection};
-use portcullis::issuer::manage::{self, Actor, KeyReport, ManageError, NewClient, NewUser};
+use portcullis::issuer::manage::views::{client_json, keys_json, time};
+use portcullis::issuer::manage::{self, Actor, ManageError, NewClient, NewUser};
 use portcullis::issuer::signing::MasterKey;
-use portcullis::issuer::store::{self, Client, ScopeMap, Store};
+use portcullis::issuer::store::{self, ScopeMap, Store};
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
 
@@ -358,45 +359,4 @@ impl Grant {
             Grant::RefreshToken => GrantType::RefreshToken,
         }
     }
-}
-
-/// A client as printed: everything but the secret hash.
-fn client_json(c: &Client) -> Value {
-    json!({
-        "client_id": c.client_id,
-        "name": c.name,
-        "public": c.public,
-        "grant_types": c.grant_types,
-        "redirect_uris": c.redirect_uris,
-        "scopes": c.scopes,
-        "created_at": time(c.created_at),
-    })
-}
-
-fn keys_json(report: &KeyReport) -> Value {
-    let keys: Vec<Value> = report
-        .keys
-        .iter()
-        .map(|k| {
-            json!({
-                "kid": k.kid,
-                "alg": k.alg,
-                "signing": k.signing,
-                "new": k.new,
-                "published_at": time(k.publish_at),
-                "signs_from": time(k.activate_at),
-                "signs_until": k.retire_at.map(time),
-                "published_until": k.expire_at.map(time),
-            })
-        })
-        .collect();
-    let published: Vec<&str> = report.keys.iter().map(|k| k.kid.as_str()).collect();
-    json!({ "rotated": report.rotated, "published": published, "keys": keys })
-}
-
-/// Seconds since the epoch as RFC 3339 text.
-fn time(secs: i64) -> String {
-    let mut out = String::with_capacity(27);
-    portcullis::telemetry::access::rfc3339(&mut out, secs, 0);
-    out
 }

@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 use super::error::json_response;
 use super::introspect::verified_access_claims;
 use super::keyring::KeyRing;
-use super::manage::{self, Actor, KeyReport, ManageError, NewClient, NewUser};
+use super::manage::views::{client_json, keys_json, time};
+use super::manage::{self, Actor, ManageError, NewClient, NewUser};
 use super::signing::MasterKey;
 use super::signing::seal::MASTER_KEY_ENV;
-use super::store::{Client, ScopeMap, Store};
+use super::store::{ScopeMap, Store};
 use super::token::Minter;
 use crate::auth::bearer::{self, Credentials};
 use crate::auth::verify::{Window, check_window};
@@ -533,45 +534,4 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error", ours)
         }
     }
-}
-
-/// A client as listed: everything but the secret hash.
-fn client_json(c: &Client) -> Value {
-    json!({
-        "client_id": c.client_id,
-        "name": c.name,
-        "public": c.public,
-        "grant_types": c.grant_types,
-        "redirect_uris": c.redirect_uris,
-        "scopes": c.scopes,
-        "created_at": time(c.created_at),
-    })
-}
-
-fn keys_json(report: &KeyReport) -> Value {
-    let keys: Vec<Value> = report
-        .keys
-        .iter()
-        .map(|k| {
-            json!({
-                "kid": k.kid,
-                "alg": k.alg,
-                "signing": k.signing,
-                "new": k.new,
-                "published_at": time(k.publish_at),
-                "signs_from": time(k.activate_at),
-                "signs_until": k.retire_at.map(time),
-                "published_until": k.expire_at.map(time),
-            })
-        })
-        .collect();
-    let published: Vec<&str> = report.keys.iter().map(|k| k.kid.as_str()).collect();
-    json!({ "rotated": report.rotated, "published": published, "keys": keys })
-}
-
-/// Seconds since the epoch as RFC 3339 text.
-fn time(secs: i64) -> String {
-    let mut out = String::with_capacity(27);
-    crate::telemetry::access::rfc3339(&mut out, secs, 0);
-    out
 }

@@ -20,6 +20,7 @@ use crate::config::value::{absolute_uri, scope_token};
 mod clients;
 mod keys;
 mod tenancy;
+pub mod views;
 
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
