@@ -50,9 +50,19 @@ fn hasher() -> Argon2<'static> {
     }
 }
 
+/// argon2 computations running at once, process-wide. Each takes 7 MiB and tens
+/// of milliseconds on purpose: bounding them bounds the memory a burst of
+/// logins or first client authentications can take, and keeps a flood of wrong
+/// secrets from occupying every core.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Hashes a client secret or a password with argon2id (on a blocking thread:
 /// it takes tens of milliseconds on purpose).
 pub async fn hash_secret(secret: String) -> Result<String, OAuthError> {
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| OAuthError::Server)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         hasher()
@@ -66,6 +76,14 @@ pub async fn hash_secret(secret: String) -> Result<String, OAuthError> {
 
 /// Checks `secret` against an argon2 PHC `hash` (on a blocking thread).
 pub async fn verify_secret(secret: String, hash: String) -> bool {
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
+    verify_now(secret, hash).await
+}
+
+/// [`verify_secret`] for a caller that already holds an argon2 slot.
+async fn verify_now(secret: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
@@ -183,7 +201,15 @@ impl ClientAuth {
         if self.verified.get(&key).as_deref() == Some(hash) {
             return true;
         }
-        let ok = verify_secret(secret, hash.to_owned()).await;
+        let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+            return false;
+        };
+        // Many connections of one client often arrive together: once a slot is
+        // ours, the secret may have been verified while we waited.
+        if self.verified.get(&key).as_deref() == Some(hash) {
+            return true;
+        }
+        let ok = verify_now(secret, hash.to_owned()).await;
         if ok {
             self.verified.insert(key, hash.to_owned());
         }
