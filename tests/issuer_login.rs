@@ -11,7 +11,6 @@ mod support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::Full;
@@ -289,26 +288,6 @@ fn code_fields(code: &str, verifier: &str) -> String {
         enc(code),
         enc(CALLBACK)
     )
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn header_of(token: &str) -> Value {
-    let head = token.split('.').next().unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(head)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 #[path = "issuer_login/flows.rs"]

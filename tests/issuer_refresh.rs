@@ -301,16 +301,6 @@ async fn revoke(gw: &Gateway, client: (&str, &str), body: &str) {
     assert_eq!(status, 200, "{json}");
 }
 
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 async fn audit_actions(s: &dyn Store) -> Vec<String> {
     s.list_audit(100)
         .await

@@ -96,26 +96,6 @@ async fn token_request(
     (status, headers, json)
 }
 
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn header_of(token: &str) -> Value {
-    let head = token.split('.').next().unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(head)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn client_credentials_tokens_verify_at_the_gateway() {
     let env = env().await;
