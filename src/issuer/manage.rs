@@ -1,6 +1,7 @@
 //! The administration service layer shared by `portcullis admin …` and the
 //! admin REST API: it validates what an operator asks for, generates ids and
-//! client secrets, hashes secrets and passwords (argon2id), and writes each
+//! client and webhook secrets, hashes client secrets and passwords
+//! (argon2id), and writes each
 //! change together with its audit entry and webhook event in one
 //! [`StoreTx`](super::store::StoreTx). Key rotation is the exception: the key
 //! ring writes its keys itself (under the rotation lease), and the audit entry
@@ -20,12 +21,19 @@ use crate::config::value::{absolute_uri, scope_token};
 mod clients;
 mod keys;
 mod tenancy;
+mod users;
 pub mod views;
+mod webhooks;
 
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
 pub use tenancy::{
     MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role, create_user,
+    list_members, list_organizations, list_roles, remove_member,
+};
+pub use users::{UserChanges, delete_user, get_user, list_users, update_user};
+pub use webhooks::{
+    NewWebhook, create_webhook, delete_webhook, generate_webhook_secret, list_webhooks,
 };
 
 /// Why an administrative change was refused or failed.
@@ -62,6 +70,17 @@ pub enum ManageError {
     /// No role has this name (the caller's fault).
     #[error("unknown role `{0}`")]
     UnknownRole(String),
+    /// No webhook has this id (the caller's fault).
+    #[error("unknown webhook `{0}`")]
+    UnknownWebhook(String),
+    /// The user is not a member of the organization (the caller's fault).
+    #[error("user `{user}` is not a member of organization `{org}`")]
+    NotMember {
+        /// The organization id.
+        org: String,
+        /// The user id.
+        user: String,
+    },
     /// A record with the same unique key exists (the caller's fault).
     #[error("{0} already exists")]
     Exists(&'static str),
@@ -102,6 +121,8 @@ impl ManageError {
             | ManageError::UnknownOrganization(_)
             | ManageError::UnknownUser(_)
             | ManageError::UnknownRole(_)
+            | ManageError::UnknownWebhook(_)
+            | ManageError::NotMember { .. }
             | ManageError::Exists(_) => true,
             ManageError::RotationBusy
             | ManageError::Crypto

@@ -24,6 +24,9 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     /// A public client has no secret and always uses PKCE.
     pub public: bool,
+    /// Whether a confidential client must use PKCE too (ignored for a public
+    /// client, which always must).
+    pub require_pkce: bool,
     /// The scopes it may obtain, per API resource (each must exist).
     pub scopes: ScopeMap,
 }
@@ -113,9 +116,7 @@ pub async fn create_client(
         name: new.name,
         secret_hash,
         public: new.public,
-        // As for declarative clients: PKCE unless told otherwise, which this
-        // command has no flag for.
-        require_pkce: true,
+        require_pkce: new.public || new.require_pkce,
         grant_types: new
             .grant_types
             .iter()
@@ -131,6 +132,7 @@ pub async fn create_client(
     let detail = json!({
         "name": client.name,
         "public": client.public,
+        "require_pkce": client.require_pkce,
         "grant_types": client.grant_types,
         "scopes": client.scopes,
     });

@@ -45,7 +45,9 @@ pub async fn create_organization(
     Ok(org)
 }
 
-fn check_email(email: &str) -> Result<(), ManageError> {
+/// Checks that `email` looks like an address: one `@` with text on both
+/// sides, no spaces or control characters.
+pub(super) fn check_email(email: &str) -> Result<(), ManageError> {
     let ok = email.split_once('@').is_some_and(|(local, domain)| {
         !local.is_empty() && !domain.is_empty() && !domain.contains('@')
     }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -54,6 +56,17 @@ fn check_email(email: &str) -> Result<(), ManageError> {
         false => Err(invalid(
             "email",
             format!("`{email}` is not an email address"),
+        )),
+    }
+}
+
+/// Checks a new password's length (never echoing it).
+pub(super) fn check_password(password: &str) -> Result<(), ManageError> {
+    match password.chars().count() >= MIN_PASSWORD_LEN {
+        true => Ok(()),
+        false => Err(invalid(
+            "password",
+            format!("must have at least {MIN_PASSWORD_LEN} characters"),
         )),
     }
 }
@@ -67,12 +80,7 @@ pub async fn create_user(
 ) -> Result<User, ManageError> {
     check_email(&new.email)?;
     check_name("name", &new.name)?;
-    if new.password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(invalid(
-            "password",
-            format!("must have at least {MIN_PASSWORD_LEN} characters"),
-        ));
-    }
+    check_password(&new.password)?;
     if store.get_user_by_email(&new.email).await?.is_some() {
         return Err(ManageError::Exists("a user with this email"));
     }
@@ -185,4 +193,57 @@ pub async fn add_member(
         .into_iter()
         .find(|m| m.org_id == org_id);
     Ok(stored.unwrap_or(membership))
+}
+
+/// Every organization, by id.
+pub async fn list_organizations(store: &dyn Store) -> Result<Vec<Organization>, ManageError> {
+    Ok(store.list_organizations().await?)
+}
+
+/// Every role, by name.
+pub async fn list_roles(store: &dyn Store) -> Result<Vec<Role>, ManageError> {
+    Ok(store.list_roles().await?)
+}
+
+/// The organization's memberships, by user id.
+pub async fn list_members(store: &dyn Store, org_id: &str) -> Result<Vec<Membership>, ManageError> {
+    if store.get_organization(org_id).await?.is_none() {
+        return Err(ManageError::UnknownOrganization(org_id.to_owned()));
+    }
+    Ok(store.list_memberships_of_org(org_id).await?)
+}
+
+/// Removes the user from the organization and returns the membership that
+/// was; the `membership.deleted` event and the audit entry commit with it.
+pub async fn remove_member(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    org_id: &str,
+    user_id: &str,
+) -> Result<Membership, ManageError> {
+    let not_member = || ManageError::NotMember {
+        org: org_id.to_owned(),
+        user: user_id.to_owned(),
+    };
+    let membership = list_members(store, org_id)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == user_id)
+        .ok_or_else(not_member)?;
+    let data = json!({
+        "org_id": membership.org_id,
+        "user_id": membership.user_id,
+        "roles": membership.roles,
+    });
+    let mut tx = store.begin().await?;
+    if !tx.remove_membership(org_id, user_id).await? {
+        return Err(not_member());
+    }
+    let target = format!("{org_id}/{user_id}");
+    tx.insert_audit(&audit(actor, "membership.deleted", &target, data.clone()))
+        .await?;
+    tx.enqueue_event(&event("membership.deleted", actor.now, data))
+        .await?;
+    tx.commit().await?;
+    Ok(membership)
 }

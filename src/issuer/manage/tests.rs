@@ -42,6 +42,7 @@ fn m2m(scopes: &[&str]) -> NewClient {
         grant_types: vec![GrantType::ClientCredentials],
         redirect_uris: vec![],
         public: false,
+        require_pkce: false,
         scopes: ScopeMap::from([(API.into(), scopes.iter().map(|s| s.to_string()).collect())]),
     }
 }
@@ -300,3 +301,5 @@ async fn a_held_lease_is_reported_not_ignored() {
     assert!(matches!(err, Some(ManageError::RotationBusy)), "{err:?}");
     assert!(!ManageError::RotationBusy.is_caller_fault());
 }
+
+mod lifecycle;

@@ -1,0 +1,245 @@
+//! `portcullis admin api|client|webhook|keys …`: what tokens are issued for
+//! and to, where events go, and the signing keys. A client's or a webhook's
+//! secret is printed by its creation only.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::builder::PossibleValuesParser;
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use portcullis::config::value::WebhookEvent;
+use portcullis::config::{GrantType, IssuerSection};
+use portcullis::issuer::manage::views::{client_json, keys_json, webhook_json};
+use portcullis::issuer::manage::{self, Actor, NewClient, NewWebhook};
+use portcullis::issuer::signing::MasterKey;
+use portcullis::issuer::store::{ScopeMap, Store};
+
+use super::Failure;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ApiCommand {
+    /// Create an API resource; prints it.
+    Create {
+        /// The audience URL (an absolute URI); becomes `aud`.
+        #[arg(long)]
+        identifier: String,
+        /// The scopes the API defines (repeat the flag or list several).
+        #[arg(long = "scope", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ClientCommand {
+    /// Create a client; prints its `client_id` and, this once only, its
+    /// `client_secret`.
+    Create {
+        /// A human-readable name.
+        #[arg(long)]
+        name: String,
+        /// The grants the client may use.
+        #[arg(long = "grant-type", required = true, num_args = 1..)]
+        grant_types: Vec<Grant>,
+        /// Redirect URIs, matched exactly (needed for authorization_code).
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// A public client: no secret, PKCE always.
+        #[arg(long)]
+        public: bool,
+        /// A confidential client that must use PKCE (S256) in the
+        /// authorization-code grant too (public clients always must).
+        #[arg(long)]
+        require_pkce: bool,
+        /// The API whose scopes the client may obtain.
+        #[arg(long, requires = "scopes")]
+        api: Option<String>,
+        /// Scopes of `--api` the client may obtain.
+        #[arg(long = "scope", num_args = 1.., requires = "api")]
+        scopes: Vec<String>,
+    },
+    /// List the clients (never their secrets or hashes).
+    List,
+    /// Delete a client with its codes and refresh tokens.
+    Delete {
+        /// The client id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum Grant {
+    #[value(name = "client_credentials")]
+    ClientCredentials,
+    #[value(name = "authorization_code")]
+    AuthorizationCode,
+    #[value(name = "refresh_token")]
+    RefreshToken,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum WebhookCommand {
+    /// Create a webhook; prints its `id` and, this once only, its `secret`.
+    Create {
+        /// Where events are POSTed (an absolute http:// or https:// URL).
+        #[arg(long)]
+        url: String,
+        /// The events to deliver (repeat the flag or list several); every
+        /// event when absent.
+        #[arg(long = "event", value_name = "EVENT", num_args = 1.., value_parser = event_names())]
+        events: Vec<String>,
+        /// A Standard Webhooks secret (`whsec_` and base64 of 24 to 64
+        /// bytes); one is generated when absent.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List the webhooks created here or through the admin API (never their
+    /// secrets).
+    List,
+    /// Delete a webhook: no event is delivered to it any more.
+    Delete {
+        /// The webhook id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum KeysCommand {
+    /// Publish a successor for each signing algorithm now; it signs after the
+    /// JWKS cache age, and the old key stays published until its tokens expire.
+    Rotate,
+}
+
+fn event_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(WebhookEvent::ALL.map(WebhookEvent::as_str))
+}
+
+// === impl ApiCommand ===
+
+impl ApiCommand {
+    pub(super) async fn execute(self, db: &dyn Store, actor: Actor<'_>) -> Result<Value, Failure> {
+        match self {
+            ApiCommand::Create { identifier, scopes } => {
+                let api = manage::create_api(db, actor, &identifier, scopes).await?;
+                Ok(json!({ "identifier": api.identifier, "scopes": api.scopes }))
+            }
+        }
+    }
+}
+
+// === impl ClientCommand ===
+
+impl ClientCommand {
+    pub(super) async fn execute(self, db: &dyn Store, actor: Actor<'_>) -> Result<Value, Failure> {
+        match self {
+            ClientCommand::Create {
+                name,
+                grant_types,
+                redirect_uris,
+                public,
+                require_pkce,
+                api,
+                scopes,
+            } => {
+                let scopes: ScopeMap = api.into_iter().map(|a| (a, scopes.clone())).collect();
+                let new = NewClient {
+                    name,
+                    grant_types: grant_types.into_iter().map(Grant::into_config).collect(),
+                    redirect_uris,
+                    public,
+                    require_pkce,
+                    scopes,
+                };
+                let created = manage::create_client(db, actor, new).await?;
+                let mut out = client_json(&created.client);
+                if let (Some(secret), Some(map)) = (created.secret, out.as_object_mut()) {
+                    map.insert("client_secret".into(), Value::String(secret));
+                    eprintln!("portcullis: store the client_secret now: it is not shown again");
+                }
+                Ok(out)
+            }
+            ClientCommand::List => {
+                let clients = manage::list_clients(db).await?;
+                Ok(Value::Array(clients.iter().map(client_json).collect()))
+            }
+            ClientCommand::Delete { id } => {
+                manage::delete_client(db, actor, &id).await?;
+                Ok(json!({ "client_id": id, "deleted": true }))
+            }
+        }
+    }
+}
+
+// === impl Grant ===
+
+impl Grant {
+    fn into_config(self) -> GrantType {
+        match self {
+            Grant::ClientCredentials => GrantType::ClientCredentials,
+            Grant::AuthorizationCode => GrantType::AuthorizationCode,
+            Grant::RefreshToken => GrantType::RefreshToken,
+        }
+    }
+}
+
+// === impl WebhookCommand ===
+
+impl WebhookCommand {
+    pub(super) async fn execute(
+        self,
+        db: &dyn Store,
+        section: &IssuerSection,
+        actor: Actor<'_>,
+    ) -> Result<Value, Failure> {
+        match self {
+            WebhookCommand::Create {
+                url,
+                events,
+                secret,
+            } => {
+                let new = NewWebhook {
+                    url,
+                    events: (!events.is_empty()).then_some(events),
+                    secret,
+                };
+                let hook = manage::create_webhook(db, actor, &section.webhooks, new).await?;
+                let mut out = webhook_json(&hook);
+                if let Some(map) = out.as_object_mut() {
+                    map.insert("secret".into(), Value::String(hook.secret));
+                    eprintln!("portcullis: store the webhook secret now: it is not shown again");
+                }
+                Ok(out)
+            }
+            WebhookCommand::List => {
+                let hooks = manage::list_webhooks(db).await?;
+                Ok(Value::Array(hooks.iter().map(webhook_json).collect()))
+            }
+            WebhookCommand::Delete { id } => {
+                manage::delete_webhook(db, actor, &id).await?;
+                Ok(json!({ "id": id, "deleted": true }))
+            }
+        }
+    }
+}
+
+// === impl KeysCommand ===
+
+impl KeysCommand {
+    pub(super) async fn execute(
+        self,
+        store: Arc<dyn Store>,
+        section: &IssuerSection,
+        actor: Actor<'_>,
+    ) -> Result<Value, Failure> {
+        match self {
+            KeysCommand::Rotate => {
+                let master = MasterKey::from_env(&|name| std::env::var(name).ok())
+                    .context("PORTCULLIS_MASTER_KEY is unusable")
+                    .map_err(Failure::Refused)?;
+                let report = manage::rotate_keys(store, section, master, actor).await?;
+                Ok(keys_json(&report))
+            }
+        }
+    }
+}

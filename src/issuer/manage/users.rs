@@ -1,0 +1,198 @@
+//! Users after their creation: listing, reading one, changing their profile or
+//! password, and deleting them. A change commits with its audit entry and its
+//! `user.updated` / `user.deleted` event; neither ever carries a password or
+//! its hash. Creation lives in [`tenancy`](super::tenancy).
+
+use serde_json::{Value, json};
+
+use super::tenancy::{check_email, check_password};
+use super::{Actor, ManageError, audit, check_name, event, invalid};
+use crate::config::value::{HttpUrl, ParseValue};
+use crate::issuer::clients::hash_secret;
+use crate::issuer::store::{Store, User};
+
+/// What to change about a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    /// A new full name.
+    pub name: Option<String>,
+    /// A new email address (unique in any letter case). Unless
+    /// `email_verified` is given too, a changed address is unverified.
+    pub email: Option<String>,
+    /// A new picture URL (absolute http or https), or `Some(None)` to remove it.
+    pub picture: Option<Option<String>>,
+    /// Whether the email address is verified.
+    pub email_verified: Option<bool>,
+    /// A new password in the clear: stored as an argon2id hash, and every
+    /// refresh-token family of the user is revoked with the change.
+    pub password: Option<String>,
+}
+
+/// Every user, by id (with their password hashes: callers never print those).
+pub async fn list_users(store: &dyn Store) -> Result<Vec<User>, ManageError> {
+    Ok(store.list_users().await?)
+}
+
+/// The user with this id.
+pub async fn get_user(store: &dyn Store, id: &str) -> Result<User, ManageError> {
+    store
+        .get_user(id)
+        .await?
+        .ok_or_else(|| ManageError::UnknownUser(id.to_owned()))
+}
+
+/// Applies `changes` to the user and returns the user as stored. The change,
+/// its `user.updated` audit entry and event, and (for a new password) the
+/// revocation of the user's refresh-token families commit together. The user
+/// is read before the transaction, so of two updates racing on one user the
+/// later one's untouched fields win; a user deleted in between is unknown.
+pub async fn update_user(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    id: &str,
+    changes: UserChanges,
+) -> Result<User, ManageError> {
+    check_changes(&changes)?;
+    let mut user = get_user(store, id).await?;
+    if let Some(email) = &changes.email
+        && !email.eq_ignore_ascii_case(&user.email)
+        && store.get_user_by_email(email).await?.is_some()
+    {
+        return Err(ManageError::Exists("a user with this email"));
+    }
+    let hash = match changes.password {
+        Some(password) => Some(
+            hash_secret(password)
+                .await
+                .map_err(|_| ManageError::Crypto)?,
+        ),
+        None => None,
+    };
+    let mut changed: Vec<&str> = Vec::new();
+    if let Some(name) = changes.name {
+        user.name = Some(name);
+        changed.push("name");
+    }
+    if let Some(email) = changes.email {
+        if !email.eq_ignore_ascii_case(&user.email) {
+            // A new address has not been verified, unless the caller says so.
+            user.email_verified = false;
+        }
+        user.email = email;
+        changed.push("email");
+    }
+    if let Some(picture) = changes.picture {
+        user.picture = picture;
+        changed.push("picture");
+    }
+    if let Some(verified) = changes.email_verified {
+        user.email_verified = verified;
+        changed.push("email_verified");
+    }
+    if hash.is_some() {
+        user.password_hash = hash;
+        changed.push("password");
+    }
+    user.updated_at = actor.now;
+    let mut data = user_event_data(&user);
+    if let Some(map) = data.as_object_mut() {
+        map.insert("changed".into(), json!(changed));
+    }
+    let mut tx = store.begin().await?;
+    if !tx.update_user(&user).await? {
+        return Err(ManageError::UnknownUser(id.to_owned()));
+    }
+    let mut detail = data.clone();
+    if changed.contains(&"password") {
+        let revoked = tx.revoke_families_of_user(id, actor.now).await?;
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("revoked_refresh_families".into(), json!(revoked));
+        }
+    }
+    tx.insert_audit(&audit(actor, "user.updated", id, detail))
+        .await?;
+    tx.enqueue_event(&event("user.updated", actor.now, data))
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Deletes the user; their memberships, pending codes and refresh-token
+/// families go with them (foreign-key cascades), so they can neither log in
+/// nor refresh. Access tokens already issued stay valid until they expire.
+pub async fn delete_user(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    id: &str,
+) -> Result<User, ManageError> {
+    let user = get_user(store, id).await?;
+    let data = user_event_data(&user);
+    let mut tx = store.begin().await?;
+    if !tx.delete_user(id).await? {
+        return Err(ManageError::UnknownUser(id.to_owned()));
+    }
+    tx.insert_audit(&audit(actor, "user.deleted", id, data.clone()))
+        .await?;
+    tx.enqueue_event(&event("user.deleted", actor.now, data))
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// The fields of `user.created`'s data, and the profile around them: never
+/// the password hash.
+fn user_event_data(user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "picture": user.picture,
+        "email_verified": user.email_verified,
+    })
+}
+
+fn check_changes(changes: &UserChanges) -> Result<(), ManageError> {
+    let UserChanges {
+        name,
+        email,
+        picture,
+        email_verified,
+        password,
+    } = changes;
+    if name.is_none()
+        && email.is_none()
+        && picture.is_none()
+        && email_verified.is_none()
+        && password.is_none()
+    {
+        return Err(invalid(
+            "changes",
+            "name, email, picture, email_verified or password is required",
+        ));
+    }
+    if let Some(name) = name {
+        check_name("name", name)?;
+    }
+    if let Some(email) = email {
+        check_email(email)?;
+    }
+    if let Some(Some(url)) = picture {
+        check_picture(url)?;
+    }
+    if let Some(password) = password {
+        check_password(password)?;
+    }
+    Ok(())
+}
+
+/// A picture is an absolute http(s) URL without a fragment.
+fn check_picture(url: &str) -> Result<(), ManageError> {
+    HttpUrl::parse_value(url).map_err(|e| invalid("picture", e))?;
+    if url.contains('#') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "picture",
+            "must not carry a fragment, spaces or control characters",
+        ));
+    }
+    Ok(())
+}
