@@ -270,7 +270,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// As [`Upstream::start`], listening at `addr` (an address a test reserved
+    /// earlier with [`closed_port`], say).
+    pub async fn start_at(addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour {
@@ -659,4 +665,480 @@ fn jws_part(token: &str, n: usize) -> Value {
         .decode(part)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("a JSON object")
+}
+
+// === added for tests/issuer_restart.rs, tests/issuer_replicas.rs and the
+// PostgreSQL variants of the issuer suites: databases, the real binary, OAuth ===
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_URL: &str = "PORTCULLIS_TEST_POSTGRES_URL";
+
+/// An issuer database that lives as long as one test: a SQLite file in a
+/// temporary directory, or a fresh schema on `$PORTCULLIS_TEST_POSTGRES_URL`,
+/// dropped when the value is dropped (also when the test panicked).
+pub struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>, // (base url, schema)
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        TestDb {
+            url: format!("sqlite://{}/issuer.db", dir.path().display()),
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// `None` (after printing "skipped: …") when no PostgreSQL URL is set.
+    pub async fn postgres() -> Option<TestDb> {
+        use sqlx::Connection as _;
+        let Ok(base) = std::env::var(POSTGRES_URL) else {
+            println!("skipped: {POSTGRES_URL} is not set");
+            return None;
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await
+            .expect("create schema");
+        admin.close().await.expect("close");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(TestDb {
+            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+            _dir: None,
+            postgres: Some((base, schema)),
+        })
+    }
+
+    /// The `issuer.database` URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether this is a PostgreSQL schema (else a SQLite file).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// Runs one SQL statement on the database (test-only tampering, such as
+    /// moving a key's schedule), returning the rows affected.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        use sqlx::Connection as _;
+        if self.is_postgres() {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            let n = sqlx::query(sql).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+            n.rows_affected()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            let n = sqlx::query(sql).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+            n.rows_affected()
+        }
+    }
+
+    /// The columns `columns` of the rows `sql` selects, as text (integers
+    /// rendered in decimal, NULL as "NULL").
+    pub async fn rows(&self, sql: &str, columns: &[&str]) -> Vec<Vec<String>> {
+        use sqlx::{Connection as _, Row as _};
+        macro_rules! read {
+            ($conn:ty) => {{
+                let mut c = <$conn>::connect(&self.url).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+                c.close().await.unwrap();
+                rows.iter()
+                    .map(|row| {
+                        columns
+                            .iter()
+                            .map(|&name| {
+                                if let Ok(v) = row.try_get::<Option<String>, _>(name) {
+                                    return v.unwrap_or_else(|| "NULL".to_owned());
+                                }
+                                match row.try_get::<Option<i64>, _>(name) {
+                                    Ok(v) => v.map_or_else(|| "NULL".to_owned(), |v| v.to_string()),
+                                    Err(e) => panic!("column {name}: {e}"),
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }};
+        }
+        if self.is_postgres() {
+            read!(sqlx::PgConnection)
+        } else {
+            read!(sqlx::SqliteConnection)
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((base, schema)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside async: drop the schema on a runtime of its own.
+        let name = schema.clone();
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection as _;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+            })
+        })
+        .join();
+        if dropped.is_err() {
+            eprintln!("could not drop schema {name}");
+        }
+    }
+}
+
+/// Declares each `case` (an `async fn(TestDb)`) twice: `sqlite::case` on a
+/// temporary SQLite file and `postgres::case` on a fresh PostgreSQL schema
+/// (which prints "skipped" and passes when the URL is unset).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::TestDb::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(db) = $crate::support::TestDb::postgres().await {
+                        super::$case(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// The real `portcullis` binary, run in the background on a configuration
+/// file; its JSON log on stdout is read for the `Listening` line.
+pub mod process {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+    /// Variables of the test's own environment that would change the binary.
+    const AMBIENT: &[&str] = &[
+        "PORTCULLIS_CONFIG",
+        "PORTCULLIS_LOG_FORMAT",
+        "PORTCULLIS_MASTER_KEY",
+        "RUST_LOG",
+    ];
+
+    pub struct Portcullis {
+        child: tokio::process::Child,
+        pub proxy: SocketAddr,
+        pub admin: SocketAddr,
+    }
+
+    impl Portcullis {
+        /// Runs `portcullis run -c <config>` and waits for its `Listening` line
+        /// and for `/readyz` to answer 200.
+        pub async fn start(config: &Path) -> Portcullis {
+            let mut cmd = tokio::process::Command::new(BIN);
+            cmd.arg("run")
+                .arg("-c")
+                .arg(config)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            for name in AMBIENT {
+                cmd.env_remove(name);
+            }
+            let mut child = cmd.spawn().expect("spawn portcullis");
+            let stdout = child.stdout.take().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // Keeps reading (and dropping) the log, so that the pipe never fills.
+            tokio::spawn(async move {
+                let mut tx = Some(tx);
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if v["message"] == "Listening" {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(v);
+                        }
+                    }
+                }
+            });
+            let listening = tokio::time::timeout(Duration::from_secs(30), rx)
+                .await
+                .expect("no `Listening` line within 30 s")
+                .expect("portcullis exited before listening");
+            let addr = |field: &str| -> SocketAddr {
+                listening[field]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no `{field}` in {listening}"))
+                    .parse()
+                    .unwrap()
+            };
+            let p = Portcullis {
+                child,
+                proxy: addr("proxy"),
+                admin: addr("admin"),
+            };
+            let readyz = format!("http://{}/readyz", p.admin);
+            super::eventually("/readyz to answer 200", || {
+                let readyz = readyz.clone();
+                async move { super::get(&readyz, None).await.0 == 200 }
+            })
+            .await;
+            p
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("http://{}{path}", self.proxy)
+        }
+
+        /// SIGKILL (`kill -9`): no drain, no shutdown hook; waits for the exit.
+        pub async fn kill(mut self) {
+            self.child.kill().await.expect("kill portcullis");
+        }
+    }
+
+    /// Runs `portcullis admin -c <config> <args>`; asserts exit 0 and returns
+    /// the JSON it printed.
+    pub fn admin(config: &Path, args: &[&str]) -> Value {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("admin").arg("-c").arg(config).args(args);
+        for name in AMBIENT {
+            cmd.env_remove(name);
+        }
+        let out = cmd.output().expect("run portcullis admin");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "admin {args:?}: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {stdout}"))
+    }
+}
+
+/// OAuth requests against an issuer at a base URL (`http://127.0.0.1:port`),
+/// in process or not: the token, revocation and introspection endpoints, and
+/// the authorization-code flow through the hosted login form.
+pub mod oauth {
+    use std::collections::HashMap;
+
+    use base64::Engine;
+    use bytes::Bytes;
+    use http::{HeaderMap, Request, StatusCode};
+    use http_body_util::Full;
+    use serde_json::Value;
+
+    pub fn enc(s: &str) -> String {
+        form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    /// POSTs a form to `base` + `path`, with HTTP Basic client authentication
+    /// when `client` is given: status and the body as JSON (`null` when empty).
+    pub async fn post(
+        base: &str,
+        path: &str,
+        client: Option<(&str, &str)>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some((id, secret)) = client {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            req = req.header("authorization", format!("Basic {basic}"));
+        }
+        let (status, _, body) =
+            super::send(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await;
+        let json = match body.is_empty() {
+            true => Value::Null,
+            false => serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+        };
+        (status, json)
+    }
+
+    /// A `client_credentials` access token; panics unless the answer is 200.
+    pub async fn client_credentials(base: &str, client: (&str, &str)) -> String {
+        let (status, body) = post(
+            base,
+            "/oauth/token",
+            Some(client),
+            "grant_type=client_credentials",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The refresh grant for a public client.
+    pub async fn refresh(base: &str, client_id: &str, token: &str) -> (StatusCode, Value) {
+        let body = format!(
+            "grant_type=refresh_token&client_id={client_id}&refresh_token={}",
+            enc(token)
+        );
+        post(base, "/oauth/token", None, &body).await
+    }
+
+    /// `/oauth/introspect` as `client`; asserts 200 and returns the answer.
+    pub async fn introspect(base: &str, client: (&str, &str), token: &str) -> Value {
+        let (status, body) = post(
+            base,
+            "/oauth/introspect",
+            Some(client),
+            &format!("token={}", enc(token)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// `/oauth/revoke` as `client`; asserts 200.
+    pub async fn revoke(base: &str, client: (&str, &str), token: &str) {
+        let (status, body) = post(
+            base,
+            "/oauth/revoke",
+            Some(client),
+            &format!("token={}", enc(token)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// The `kid` of the JWKS at `base`, sorted.
+    pub async fn jwks_kids(base: &str) -> Vec<String> {
+        let (status, _, body) = super::get(&format!("{base}/.well-known/jwks.json"), None).await;
+        assert_eq!(status, 200, "{body}");
+        let jwks: Value = serde_json::from_str(&body).unwrap();
+        let mut kids: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    /// A request with cookies and an optional form body.
+    pub async fn request(
+        method: &str,
+        url: &str,
+        cookies: &[String],
+        form: Option<&str>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut req = Request::builder().method(method).uri(url);
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies.join("; "));
+        }
+        if form.is_some() {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let body = Bytes::from(form.unwrap_or_default().to_owned());
+        super::send(req.body(Full::new(body)).unwrap()).await
+    }
+
+    /// The `name=value` pairs of the response's `Set-Cookie` headers.
+    pub fn set_cookies(headers: &HeaderMap) -> Vec<String> {
+        headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn location(headers: &HeaderMap) -> String {
+        headers["location"].to_str().unwrap().to_owned()
+    }
+
+    pub fn query_of(url: &str) -> HashMap<String, String> {
+        let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    /// The value of the hidden form field `name`.
+    pub fn hidden(html: &str, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{name} in {html}"))
+            + marker.len();
+        html[start..].split('"').next().unwrap().to_owned()
+    }
+
+    /// The whole authorization-code flow with PKCE (S256) for the public client
+    /// `client_id`: authorize → login form (CSRF) → code → token. `scope` is
+    /// space-separated. Returns the token response.
+    pub async fn code_flow(
+        base: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        scope: &str,
+        (email, password): (&str, &str),
+    ) -> Value {
+        let verifier = portcullis::issuer::token::random_token(32);
+        let query = format!(
+            "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
+             &scope={}&state=st&nonce=n&code_challenge={}&code_challenge_method=S256",
+            enc(redirect_uri),
+            enc(scope),
+            portcullis::issuer::authorize::pkce::s256(&verifier),
+        );
+        let (status, headers, body) = request("GET", &format!("{base}{query}"), &[], None).await;
+        assert_eq!(status, 302, "{body}");
+        let login = location(&headers);
+        let cookie = set_cookies(&headers).pop().unwrap();
+        let cookies = [cookie];
+        let (status, _, html) = request("GET", &format!("{base}{login}"), &cookies, None).await;
+        assert_eq!(status, 200, "{html}");
+        let form = format!(
+            "txn={}&csrf={}&email={}&password={}",
+            enc(&hidden(&html, "txn")),
+            enc(&hidden(&html, "csrf")),
+            enc(email),
+            enc(password)
+        );
+        let (status, headers, body) =
+            request("POST", &format!("{base}/login"), &cookies, Some(&form)).await;
+        assert_eq!(status, 302, "{body}");
+        let back = location(&headers);
+        assert!(back.starts_with(redirect_uri), "{back}");
+        let code = query_of(&back)["code"].clone();
+        let fields = format!(
+            "grant_type=authorization_code&client_id={client_id}&code={}&redirect_uri={}&code_verifier={verifier}",
+            enc(&code),
+            enc(redirect_uri)
+        );
+        let (status, body) = post(base, "/oauth/token", None, &fields).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
 }

@@ -1,0 +1,328 @@
+//! Two issuer processes (the real binary, twice) on one PostgreSQL database:
+//! after `portcullis admin keys rotate` both publish the same JWKS, and a token
+//! the new key signed through one verifies at the other's gateway route; a
+//! refresh token rotated through one and replayed through the other is reuse;
+//! concurrent refreshes of one token spread over both have exactly one winner.
+//! Every case needs `PORTCULLIS_TEST_POSTGRES_URL` (each gets a fresh schema)
+//! and prints "skipped" without it.
+//!
+//! Replicas re-read the key records every `issuer::keyring::SYNC_EVERY` (60 s,
+//! not configurable), so the key case waits up to two of those periods.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::oauth::{client_credentials, code_flow, jwks_kids, refresh};
+use support::process::{Portcullis, admin};
+use support::*;
+
+const API: &str = "https://api.example.test";
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+const EMAIL: &str = "ada@example.test";
+const PASSWORD: &str = "correct horse battery staple";
+/// Longer than two key-sync periods of a replica.
+const KEY_SYNC_BOUND: Duration = Duration::from_secs(150);
+
+/// Two processes on one fresh PostgreSQL schema, with a client_credentials
+/// client and the user Ada created through `portcullis admin`.
+struct Replicas {
+    a: Portcullis,
+    b: Portcullis,
+    config: PathBuf,
+    m2m: (String, String),
+    db: TestDb,
+    _dir: tempfile::TempDir,
+    _up: Upstream,
+}
+
+impl Replicas {
+    fn m2m(&self) -> (&str, &str) {
+        (&self.m2m.0, &self.m2m.1)
+    }
+}
+
+async fn replicas() -> Option<Replicas> {
+    let db = TestDb::postgres().await?;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let yaml = format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  shutdown_grace: 1s
+admin:
+  listen: "127.0.0.1:0"
+issuer:
+  url: "http://issuer.test"
+  database: "{db}"
+  signing_algs: [ES256, RS256]
+  resources:
+    - identifier: "{API}"
+      scopes: [read:data]
+  clients:
+    - client_id: web
+      public: true
+      redirect_uris: ["{CALLBACK}"]
+      grant_types: [authorization_code, refresh_token]
+      scopes: {{ "{API}": [read:data] }}
+issuers:
+  - id: local
+    builtin: true
+    audiences: ["{API}"]
+upstreams:
+  api: {{ url: "{up}", connect_timeout: 1s, timeout: 5s }}
+routes:
+  - path: /*
+    upstream: api
+    scopes: [read:data]
+"#,
+        db = db.url(),
+        up = up.url(),
+    );
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let m2m = seed(&config);
+    let a = Portcullis::start(&config).await;
+    let b = Portcullis::start(&config).await;
+    Some(Replicas {
+        a,
+        b,
+        config,
+        m2m,
+        db,
+        _dir: dir,
+        _up: up,
+    })
+}
+
+fn seed(config: &Path) -> (String, String) {
+    let client = admin(
+        config,
+        &[
+            "client",
+            "create",
+            "--name",
+            "m2m",
+            "--grant-type",
+            "client_credentials",
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    );
+    let org = admin(config, &["org", "create", "--name", "Acme"]);
+    let user = admin(
+        config,
+        &[
+            "user",
+            "create",
+            "--email",
+            EMAIL,
+            "--password",
+            PASSWORD,
+            "--name",
+            "Ada",
+        ],
+    );
+    admin(
+        config,
+        &[
+            "role",
+            "create",
+            "--name",
+            "reader",
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    );
+    admin(
+        config,
+        &[
+            "member",
+            "add",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--user",
+            user["id"].as_str().unwrap(),
+            "--role",
+            "reader",
+        ],
+    );
+    (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `bound`.
+async fn within<F, Fut>(bound: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn kid(token: &str) -> String {
+    header_of(token)["kid"].as_str().unwrap().to_owned()
+}
+
+async fn status_at(p: &Portcullis, token: &str) -> u16 {
+    get(&p.url("/api/items"), Some(token)).await.0.as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_replicas_publish_the_same_keys_after_a_rotation() {
+    let Some(r) = replicas().await else { return };
+    let (a, b) = (r.a.url(""), r.b.url(""));
+    let before = jwks_kids(&a).await;
+    assert_eq!(jwks_kids(&b).await, before, "one key set from the start");
+    let old = client_credentials(&a, r.m2m()).await;
+    assert!(before.contains(&kid(&old)));
+
+    let rotated = admin(&r.config, &["keys", "rotate"]);
+    assert_eq!(rotated["rotated"], true, "{rotated}");
+    // One successor per algorithm; access tokens are signed with ES256's.
+    let new_keys: Vec<(String, String)> = rotated["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["new"] == true)
+        .map(|k| (k["kid"].as_str().unwrap().to_owned(), k["alg"].to_string()))
+        .collect();
+    assert_eq!(new_keys.len(), 2, "{rotated}");
+    let new_kids: Vec<String> = new_keys.iter().map(|(kid, _)| kid.clone()).collect();
+    let new_kid = new_keys
+        .iter()
+        .find(|(_, alg)| alg.contains("ES256"))
+        .map(|(kid, _)| kid.clone())
+        .unwrap_or_else(|| panic!("no new ES256 key in {rotated}"));
+    within(
+        KEY_SYNC_BOUND,
+        "both replicas to publish the new keys",
+        || {
+            let (a, b, new_kids) = (a.clone(), b.clone(), new_kids.clone());
+            async move {
+                let (ka, kb) = (jwks_kids(&a).await, jwks_kids(&b).await);
+                ka == kb && new_kids.iter().all(|k| ka.contains(k))
+            }
+        },
+    )
+    .await;
+    let published = jwks_kids(&a).await;
+    assert!(
+        published
+            .iter()
+            .all(|k| new_kids.contains(k) || before.contains(k))
+    );
+    assert_eq!(
+        status_at(&r.b, &old).await,
+        200,
+        "the old key still verifies"
+    );
+
+    // The successor signs once the JWKS cache age (300 s) has passed. Instead of
+    // waiting for it, move its schedule (and its predecessor's retirement) 300 s
+    // back in the database, as if that time had passed.
+    let new_list = new_kids
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let moved = r
+        .db
+        .execute(&format!(
+            "UPDATE signing_keys SET publish_at = publish_at - 300, activate_at = activate_at - 300 \
+             WHERE kid IN ({new_list})"
+        ))
+        .await;
+    assert_eq!(moved, 2);
+    r.db.execute(&format!(
+        "UPDATE signing_keys SET retire_at = retire_at - 300 WHERE kid NOT IN ({new_list})"
+    ))
+    .await;
+    let m2m = r.m2m.clone();
+    within(KEY_SYNC_BOUND, "replica A to sign with the new key", || {
+        let (a, m2m, new_kid) = (a.clone(), m2m.clone(), new_kid.clone());
+        async move { kid(&client_credentials(&a, (&m2m.0, &m2m.1)).await) == new_kid }
+    })
+    .await;
+    let fresh = client_credentials(&a, r.m2m()).await;
+    assert_eq!(kid(&fresh), new_kid);
+    assert_eq!(
+        status_at(&r.b, &fresh).await,
+        200,
+        "B verifies A's new-key token"
+    );
+    assert_eq!(status_at(&r.b, &old).await, 200, "and still the old key's");
+    assert_eq!(jwks_kids(&b).await, jwks_kids(&a).await);
+    r.a.kill().await;
+    r.b.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_replayed_at_the_other_replica_is_reuse() {
+    let Some(r) = replicas().await else { return };
+    let (a, b) = (r.a.url(""), r.b.url(""));
+    let issued = code_flow(&a, "web", CALLBACK, "openid read:data", (EMAIL, PASSWORD)).await;
+    let t0 = issued["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = refresh(&a, "web", &t0).await;
+    assert_eq!(status, 200, "{body}");
+    let t1 = body["refresh_token"].as_str().unwrap().to_owned();
+
+    let (status, body) = refresh(&b, "web", &t0).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    // The family is revoked: A's successor is refused too, at either replica.
+    for base in [&a, &b] {
+        let (status, body) = refresh(base, "web", &t1).await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+    }
+    r.a.kill().await;
+    r.b.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_across_replicas_have_one_winner() {
+    let Some(r) = replicas().await else { return };
+    let (a, b) = (r.a.url(""), r.b.url(""));
+    let issued = code_flow(&b, "web", CALLBACK, "openid read:data", (EMAIL, PASSWORD)).await;
+    let t0: Arc<str> = issued["refresh_token"].as_str().unwrap().into();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let base = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let t0 = t0.clone();
+            tokio::spawn(async move { refresh(&base, "web", &t0).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status.as_u16() {
+            200 => winners += 1,
+            400 => assert_eq!(body["error"], "invalid_grant", "{body}"),
+            other => panic!("status {other}: {body}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    r.a.kill().await;
+    r.b.kill().await;
+}

@@ -1,0 +1,338 @@
+//! Restart safety of the built-in issuer against the real binary: everything
+//! issued before a `kill -9` (SIGKILL, no drain) is still there after a restart
+//! on the same database — refresh families and their rotation state, revoked
+//! access tokens, the signing keys (no new key is generated), client secrets,
+//! and webhook events still waiting in the outbox (delivered afterwards, exactly
+//! as stored). Each case runs on a SQLite file and, when
+//! `PORTCULLIS_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use support::oauth::{self, client_credentials, introspect, jwks_kids, refresh};
+use support::process::{Portcullis, admin};
+use support::*;
+
+const API: &str = "https://api.example.test";
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+const EMAIL: &str = "ada@example.test";
+const PASSWORD: &str = "correct horse battery staple";
+const HOOK_SECRET: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A configuration file for `db` in a temporary directory; `hook` is the
+/// address of a webhook receiver (which need not be listening).
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    _up: Upstream,
+}
+
+async fn setup(db: &TestDb, hook: Option<SocketAddr>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start().await;
+    let webhooks = hook
+        .map(|addr| {
+            format!("  webhooks:\n    - url: \"http://{addr}/hook\"\n      secret: \"whsec_{HOOK_SECRET}\"\n")
+        })
+        .unwrap_or_default();
+    let yaml = format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  shutdown_grace: 1s
+admin:
+  listen: "127.0.0.1:0"
+issuer:
+  url: "http://issuer.test"
+  database: "{db}"
+  signing_algs: [ES256, RS256]
+  access_token_ttl: 15m
+  refresh_token_ttl: 30d
+  resources:
+    - identifier: "{API}"
+      scopes: [read:data, write:data]
+  clients:
+    - client_id: web
+      public: true
+      redirect_uris: ["{CALLBACK}"]
+      grant_types: [authorization_code, refresh_token]
+      scopes: {{ "{API}": [read:data] }}
+{webhooks}issuers:
+  - id: local
+    builtin: true
+    audiences: ["{API}"]
+upstreams:
+  api: {{ url: "{up}", connect_timeout: 1s, timeout: 5s }}
+routes:
+  - path: /*
+    upstream: api
+    scopes: [read:data]
+"#,
+        db = db.url(),
+        up = up.url(),
+    );
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    Setup {
+        _dir: dir,
+        config,
+        _up: up,
+    }
+}
+
+/// Creates, with `portcullis admin`, a client_credentials client (returned as
+/// id and secret) and the user Ada, a reader in the organization Acme.
+fn seed(config: &Path) -> (String, String) {
+    let client = admin(
+        config,
+        &[
+            "client",
+            "create",
+            "--name",
+            "m2m",
+            "--grant-type",
+            "client_credentials",
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    );
+    let org = admin(config, &["org", "create", "--name", "Acme"]);
+    let user = admin(
+        config,
+        &[
+            "user",
+            "create",
+            "--email",
+            EMAIL,
+            "--password",
+            PASSWORD,
+            "--name",
+            "Ada",
+        ],
+    );
+    admin(
+        config,
+        &[
+            "role",
+            "create",
+            "--name",
+            "reader",
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    );
+    admin(
+        config,
+        &[
+            "member",
+            "add",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--user",
+            user["id"].as_str().unwrap(),
+            "--role",
+            "reader",
+        ],
+    );
+    (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn base(p: &Portcullis) -> String {
+    p.url("")
+}
+
+/// The status of a GET of a protected route through the gateway.
+async fn through_gateway(p: &Portcullis, token: &str) -> u16 {
+    get(&p.url("/api/items"), Some(token)).await.0.as_u16()
+}
+
+async fn tokens_survive_a_kill(db: TestDb) {
+    let s = setup(&db, None).await;
+    let (client_id, secret) = seed(&s.config);
+    let m2m = (client_id.as_str(), secret.as_str());
+
+    let first = Portcullis::start(&s.config).await;
+    let url = base(&first);
+    let kids = jwks_kids(&url).await;
+    assert!(!kids.is_empty());
+    let kept = client_credentials(&url, m2m).await;
+    let revoked = client_credentials(&url, m2m).await;
+    oauth::revoke(&url, m2m, &revoked).await;
+    assert_eq!(introspect(&url, m2m, &revoked).await["active"], false);
+    assert_eq!(through_gateway(&first, &kept).await, 200);
+
+    // A refresh token through the real login flow, rotated once before the kill.
+    let issued =
+        oauth::code_flow(&url, "web", CALLBACK, "openid read:data", (EMAIL, PASSWORD)).await;
+    let user_access = issued["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims_of(&user_access)["org_id"]
+            .as_str()
+            .map(|o| o.starts_with("org")),
+        Some(true)
+    );
+    let (status, body) = refresh(&url, "web", issued["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let current = body["refresh_token"].as_str().unwrap().to_owned();
+
+    first.kill().await;
+    let second = Portcullis::start(&s.config).await;
+    let url = base(&second);
+
+    // The same keys, no new one: tokens from before the kill still verify.
+    assert_eq!(
+        jwks_kids(&url).await,
+        kids,
+        "the key set changed on restart"
+    );
+    assert_eq!(through_gateway(&second, &kept).await, 200);
+    assert_eq!(through_gateway(&second, &user_access).await, 200);
+    let again = client_credentials(&url, m2m).await;
+    assert!(kids.contains(&header_of(&again)["kid"].as_str().unwrap().to_owned()));
+
+    // Revocation state and client secrets are where they were.
+    assert_eq!(introspect(&url, m2m, &revoked).await["active"], false);
+    let live = introspect(&url, m2m, &kept).await;
+    assert_eq!(live["active"], true, "{live}");
+    assert_eq!(live["client_id"], client_id.as_str());
+    let (status, body) = oauth::post(
+        &url,
+        "/oauth/token",
+        Some((&client_id, "not-the-secret")),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    // The family rotates on; the replaced token is then reuse, which revokes it.
+    let (status, body) = refresh(&url, "web", &current).await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        through_gateway(&second, body["access_token"].as_str().unwrap()).await,
+        200
+    );
+    let (status, body) = refresh(&url, "web", &current).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, body) = refresh(&url, "web", &next).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the successor died with its family"
+    );
+    second.kill().await;
+}
+
+/// The columns of the outbox that make up what is delivered.
+const OUTBOX: &[&str] = &[
+    "id",
+    "event",
+    "created_at",
+    "data",
+    "attempts",
+    "delivered_at",
+];
+
+async fn outbox(db: &TestDb, event: &str) -> Vec<Vec<String>> {
+    db.rows(
+        &format!(
+            "SELECT id, event, created_at, data, attempts, delivered_at FROM event_outbox WHERE event = '{event}'"
+        ),
+        OUTBOX,
+    )
+    .await
+}
+
+/// Polls `condition` for up to `secs` (generous: a retry is due 5 s after a
+/// failed attempt); panics naming `what`.
+async fn within<F, Fut>(secs: u64, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_pending_webhook_event_survives_a_kill(db: TestDb) {
+    // The receiver is down for the first process: nothing can be delivered.
+    let hook = closed_port().await;
+    let s = setup(&db, Some(hook)).await;
+    let first = Portcullis::start(&s.config).await;
+    admin(&s.config, &["org", "create", "--name", "Acme"]);
+    // Wait until the first process has tried and failed (so the event is
+    // pending a retry, not claimed), then kill it.
+    within(30, "a failed delivery attempt", || async {
+        outbox(&db, "organization.created")
+            .await
+            .first()
+            .is_some_and(|row| row[4] != "0")
+    })
+    .await;
+    first.kill().await;
+    let stored = outbox(&db, "organization.created").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let stored = stored[0].clone();
+    assert_eq!(stored[5], "NULL", "not delivered before the kill");
+
+    let receiver = Upstream::start_at(hook).await;
+    let second = Portcullis::start(&s.config).await;
+    within(30, "the delivery after the restart", || async {
+        receiver.count() >= 1
+    })
+    .await;
+    within(30, "the event to be marked delivered", || async {
+        outbox(&db, "organization.created").await[0][5] != "NULL"
+    })
+    .await;
+    second.kill().await;
+
+    assert_eq!(receiver.count(), 1, "delivered exactly once");
+    let r = receiver.last();
+    let header = |name: &str| r.headers[name].to_str().unwrap().to_owned();
+    assert_eq!(header("webhook-id"), stored[0]);
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["id"], stored[0].as_str());
+    assert_eq!(body["event"], stored[1].as_str());
+    assert_eq!(body["created_at"], stored[2].as_str());
+    assert_eq!(
+        body["data"],
+        serde_json::from_str::<Value>(&stored[3]).unwrap()
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &STANDARD.decode(HOOK_SECRET).unwrap());
+    let ts = header("webhook-timestamp");
+    let signed = [stored[0].as_bytes(), b".", ts.as_bytes(), b".", &r.body].concat();
+    assert_eq!(
+        header("webhook-signature"),
+        format!("v1,{}", STANDARD.encode(hmac::sign(&key, &signed).as_ref()))
+    );
+}
+
+on_both_databases!(
+    tokens_survive_a_kill,
+    a_pending_webhook_event_survives_a_kill
+);
