@@ -677,3 +677,6 @@ async fn declared_resources_are_known_before_any_gateway_ran() {
     .json();
     assert!(client["client_secret"].is_string(), "{client}");
 }
+
+#[path = "admin_cli/manage.rs"]
+mod manage;

@@ -1,0 +1,440 @@
+//! The commands that manage what exists: users (list, show, update with
+//! `--password-stdin`, delete), organizations, roles and members (list,
+//! remove), webhooks (create with the secret shown once, list, delete), and
+//! `client create --require-pkce`. Events are read from the outbox and audit
+//! entries from the log, through the store on the same SQLite file.
+
+use std::io::Write as _;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use portcullis::issuer::clients::verify_secret;
+use portcullis::issuer::store::{self, RefreshFamily, Store};
+use serde_json::json;
+
+use super::*;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Runs `portcullis admin -c <config> <args>` with `input` on stdin.
+fn admin_stdin(env: &Env, args: &[&str], input: &str) -> Output {
+    let mut child = std::process::Command::new(BIN)
+        .arg("admin")
+        .arg("-c")
+        .arg(&env.config)
+        .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_MASTER_KEY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run portcullis");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn db(env: &Env) -> Arc<dyn Store> {
+    store::open(&format!("sqlite://{}/issuer.db", env.dir.path().display()))
+        .await
+        .unwrap()
+}
+
+/// The data of the outbox's events named `name` (nothing delivers them here).
+async fn events(db: &dyn Store, name: &str) -> Vec<Value> {
+    db.due_events(now() + 3600, now() + 7200, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == name)
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect()
+}
+
+/// Creates a user with the password on stdin, the API, an org and a role;
+/// makes the user a member: (user id, org id). Once per environment.
+fn member(env: &Env, email: &str) -> (String, String) {
+    let args = [
+        "user",
+        "create",
+        "--email",
+        email,
+        "--name",
+        "Ann",
+        "--password-stdin",
+    ];
+    let user = admin_stdin(env, &args, &format!("{PASSWORD}\n")).json();
+    let api = ["api", "create", "--identifier", API, "--scope", "read:data"];
+    admin(env, &api).json();
+    let org = admin(env, &["org", "create", "--name", "Acme"]).json();
+    let role = format!("viewer-{email}");
+    admin(
+        env,
+        &[
+            "role",
+            "create",
+            "--name",
+            &role,
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    )
+    .json();
+    let (user, org) = (user["id"].as_str().unwrap(), org["id"].as_str().unwrap());
+    admin(
+        env,
+        &[
+            "member", "add", "--org", org, "--user", user, "--role", &role,
+        ],
+    )
+    .json();
+    (user.to_owned(), org.to_owned())
+}
+
+/// A live refresh family of `user_id` for a new client: its token hash.
+async fn family(env: &Env, db: &dyn Store, user_id: &str) -> String {
+    let args = [
+        "client",
+        "create",
+        "--name",
+        "session",
+        "--grant-type",
+        "client_credentials",
+    ];
+    let client = admin(env, &args).json();
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let hash = format!("hash-{user_id}");
+    db.create_family(&RefreshFamily {
+        id: format!("fam-{user_id}"),
+        client_id,
+        user_id: user_id.to_owned(),
+        org_id: None,
+        scope: "read:data".into(),
+        resource: None,
+        auth_time: now(),
+        generation: 0,
+        current_hash: hash.clone(),
+        previous_hash: None,
+        rotated_at: None,
+        created_at: now(),
+        absolute_expires_at: now() + 86_400,
+        idle_expires_at: None,
+        revoked_at: None,
+    })
+    .await
+    .unwrap();
+    hash
+}
+
+#[tokio::test]
+async fn users_are_listed_shown_updated_and_deleted() {
+    let env = env().await;
+    let (id, org) = member(&env, "ann@example.test");
+    let db = db(&env).await;
+    let stored = db.get_user(&id).await.unwrap().unwrap();
+    // One trailing newline is dropped from the password on stdin.
+    assert!(verify_secret(PASSWORD.into(), stored.password_hash.unwrap()).await);
+
+    let list = admin(&env, &["user", "list"]);
+    assert!(!list.stdout.contains("argon2") && !list.stdout.contains("password"));
+    assert_eq!(list.json()[0]["id"], id.as_str());
+    let shown = admin(&env, &["user", "show", &id]).json();
+    assert_eq!(shown["email"], "ann@example.test");
+    assert_eq!(shown["memberships"][0]["org_id"], org.as_str());
+
+    let args = [
+        "user",
+        "update",
+        &id,
+        "--name",
+        "Ann Smith",
+        "--picture",
+        "https://pics.example.test/ann.png",
+        "--email-verified",
+        "true",
+    ];
+    let updated = admin(&env, &args).json();
+    assert_eq!(updated["name"], "Ann Smith");
+    assert_eq!(updated["picture"], "https://pics.example.test/ann.png");
+    assert_eq!(updated["email_verified"], true);
+    let cleared = admin(&env, &["user", "update", &id, "--picture", ""]).json();
+    assert_eq!(cleared["picture"], Value::Null);
+
+    let hash = family(&env, db.as_ref(), &id).await;
+    let new = "a new password\r\n";
+    let out = admin_stdin(&env, &["user", "update", &id, "--password-stdin"], new);
+    assert!(!out.json().to_string().contains("new password"));
+    let stored = db.get_user(&id).await.unwrap().unwrap();
+    let stored_hash = stored.password_hash.unwrap();
+    assert!(verify_secret("a new password".into(), stored_hash.clone()).await);
+    assert!(!verify_secret(PASSWORD.into(), stored_hash).await);
+    let fam = db.find_family_by_token_hash(&hash).await.unwrap().unwrap();
+    assert!(fam.family.revoked_at.is_some(), "a new password revokes");
+
+    let updates = events(db.as_ref(), "user.updated").await;
+    assert_eq!(updates.len(), 3);
+    assert!(updates.iter().any(|d| d["changed"] == json!(["password"])));
+    assert!(updates.iter().all(|d| d["id"] == id.as_str()));
+    let text = serde_json::to_string(&updates).unwrap();
+    assert!(!text.contains("argon2") && !text.contains("new password"));
+
+    let deleted = admin(&env, &["user", "delete", &id]).json();
+    assert_eq!(deleted, json!({ "id": id, "deleted": true }));
+    assert!(db.find_family_by_token_hash(&hash).await.unwrap().is_none());
+    let gone = events(db.as_ref(), "user.deleted").await;
+    assert_eq!(gone[0]["email"], "ann@example.test");
+    let audit = db.list_audit(100).await.unwrap();
+    assert_eq!(audit[0].action, "user.deleted");
+    assert_eq!(audit[0].actor, "cli");
+    assert_eq!(
+        audit.iter().filter(|a| a.action == "user.updated").count(),
+        3
+    );
+    assert!(audit.iter().all(|a| !a.detail.contains("argon2")));
+
+    for args in [
+        &["user", "show", id.as_str()][..],
+        &["user", "delete", &id],
+        &["user", "update", &id, "--name", "Ghost"],
+    ] {
+        admin(&env, args).refused(1, "unknown user");
+    }
+    admin(&env, &["user", "update", "usr_nope", "--email", "nope"]).refused(1, "email");
+    let args = [
+        "user",
+        "create",
+        "--email",
+        "b@x.test",
+        "--name",
+        "B",
+        "--password-stdin",
+    ];
+    admin_stdin(&env, &args, "short\n").refused(1, "password");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn orgs_roles_and_members_are_listed_and_members_removed() {
+    let env = env().await;
+    let (id, org) = member(&env, "cy@example.test");
+    let orgs = admin(&env, &["org", "list"]).json();
+    assert_eq!(orgs[0]["id"], org.as_str());
+    let roles = admin(&env, &["role", "list"]).json();
+    assert_eq!(roles[0]["grants"][API], json!(["read:data"]));
+    let members = admin(&env, &["member", "list", "--org", &org]).json();
+    assert_eq!(members[0]["user_id"], id.as_str());
+
+    let remove = ["member", "remove", "--org", &org, "--user", &id];
+    let removed = admin(&env, &remove).json();
+    assert_eq!(
+        removed,
+        json!({ "org_id": org, "user_id": id, "deleted": true })
+    );
+    let members = admin(&env, &["member", "list", "--org", &org]).json();
+    assert_eq!(members, json!([]));
+    admin(&env, &remove).refused(1, "not a member");
+    admin(&env, &["member", "list", "--org", "org_nope"]).refused(1, "unknown organization");
+
+    let db = db(&env).await;
+    let data = events(db.as_ref(), "membership.deleted").await;
+    assert_eq!(data[0]["org_id"], org.as_str());
+    assert_eq!(data[0]["user_id"], id.as_str());
+    let last = db.list_audit(1).await.unwrap().remove(0);
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("membership.deleted", "cli")
+    );
+    db.close().await;
+}
+
+#[tokio::test]
+async fn webhooks_are_created_once_with_their_secret_listed_and_deleted() {
+    let env = env().await;
+    let url = "https://hooks.example.test/in";
+    let args = [
+        "webhook",
+        "create",
+        "--url",
+        url,
+        "--event",
+        "user.created",
+        "user.deleted",
+    ];
+    let out = admin(&env, &args);
+    assert!(out.stderr.contains("not shown again"), "{}", out.stderr);
+    let hook = out.json();
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let secret = hook["secret"].as_str().unwrap();
+    assert!(
+        id.starts_with("whk_") && secret.starts_with("whsec_"),
+        "{hook}"
+    );
+    assert_eq!(hook["events"], json!(["user.created", "user.deleted"]));
+    let given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let args = [
+        "webhook",
+        "create",
+        "--url",
+        "http://127.0.0.1:9/h",
+        "--secret",
+        given,
+    ];
+    let second = admin(&env, &args).json();
+    assert_eq!(second["secret"], given);
+    assert_eq!(second["events"], Value::Null);
+
+    let list = admin(&env, &["webhook", "list"]);
+    assert!(!list.stdout.contains("whsec_"), "{}", list.stdout);
+    assert_eq!(list.json().as_array().unwrap().len(), 2);
+
+    admin(&env, &["webhook", "create", "--url", url]).refused(1, "already exists");
+    admin(&env, &["webhook", "create", "--url", "hooks.example.test"]).refused(1, "url");
+    let args = [
+        "webhook",
+        "create",
+        "--url",
+        "https://h.test/",
+        "--secret",
+        "whsec_not-base64!",
+    ];
+    let bad = admin(&env, &args);
+    bad.refused(1, "secret");
+    assert!(!bad.stderr.contains("not-base64"), "{}", bad.stderr);
+
+    let deleted = admin(&env, &["webhook", "delete", &id]).json();
+    assert_eq!(deleted, json!({ "id": id, "deleted": true }));
+    admin(&env, &["webhook", "delete", &id]).refused(1, "unknown webhook");
+    let list = admin(&env, &["webhook", "list"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let db = db(&env).await;
+    let audit = db.list_audit(10).await.unwrap();
+    assert_eq!(audit[0].action, "webhook.deleted");
+    let created = audit.iter().filter(|a| a.action == "webhook.created");
+    assert_eq!(created.count(), 2);
+    assert!(audit.iter().all(|a| !a.detail.contains("whsec_")));
+    db.close().await;
+}
+
+#[tokio::test]
+async fn require_pkce_is_set_per_confidential_client() {
+    let env = env().await;
+    m2m_client(&env);
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "client",
+            "create",
+            "--name",
+            "portal",
+            "--grant-type",
+            "authorization_code",
+            "--redirect-uri",
+            "https://portal.example.test/cb",
+        ];
+        args.extend_from_slice(extra);
+        admin(&env, &args).json()
+    };
+    let strict = create(&["--require-pkce"]);
+    assert_eq!(strict["public"], false);
+    assert_eq!(strict["require_pkce"], true);
+    assert!(strict["client_secret"].is_string());
+    let lax = create(&[]);
+    assert_eq!(lax["require_pkce"], false);
+    let public = create(&["--public"]);
+    assert_eq!(
+        public["require_pkce"], true,
+        "public clients always use PKCE"
+    );
+    let listed = admin(&env, &["client", "list"]).json();
+    let found = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == strict["client_id"])
+        .unwrap();
+    assert_eq!(found["require_pkce"], true);
+}
+
+#[test]
+fn bad_arguments_of_the_new_commands_exit_2_and_each_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("none.yaml");
+    let both = [
+        "user",
+        "create",
+        "--email",
+        "a@b.test",
+        "--name",
+        "A",
+        "--password",
+        "long enough",
+        "--password-stdin",
+    ];
+    let event = [
+        "webhook",
+        "create",
+        "--url",
+        "https://h.test/",
+        "--event",
+        "user.exploded",
+    ];
+    for args in [
+        &both[..],
+        &["user", "update", "usr_x"],
+        &[
+            "user",
+            "update",
+            "usr_x",
+            "--password",
+            "p",
+            "--password-stdin",
+        ],
+        &["user", "update", "usr_x", "--email-verified", "maybe"],
+        &["user", "update", "--name", "A"],
+        &["user", "show"],
+        &["user", "delete"],
+        &["member", "list"],
+        &["member", "remove", "--org", "o"],
+        &["webhook", "create"],
+        &event,
+        &["webhook", "delete"],
+        &["org", "list", "extra"],
+    ] {
+        let out = admin_with(&config, args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("error:"), "{args:?}: {}", out.stderr);
+    }
+    for args in [
+        &["user", "list", "--help"][..],
+        &["user", "show", "--help"],
+        &["user", "update", "--help"],
+        &["user", "delete", "--help"],
+        &["org", "list", "--help"],
+        &["role", "list", "--help"],
+        &["member", "list", "--help"],
+        &["member", "remove", "--help"],
+        &["webhook", "create", "--help"],
+        &["webhook", "list", "--help"],
+        &["webhook", "delete", "--help"],
+    ] {
+        let out = admin_with(&config, args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("Usage: portcullis admin"),
+            "{}",
+            out.stdout
+        );
+    }
+}
