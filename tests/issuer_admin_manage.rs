@@ -1,9 +1,10 @@
 //! The admin REST API's management of existing records end to end: users
 //! (list, show, update, delete), organizations, roles and members (list,
-//! remove) and webhooks (create, list, delete). What a change does is checked
-//! where it shows: a new password at `/login` and at the refresh grant, a
-//! deleted user there too, each event at a real webhook receiver (signed with
-//! the secret shown once), each change in the audit log. Runs on a temporary
+//! remove), webhooks (create, list, delete) and clients' `require_pkce`. What
+//! a change does is checked where it shows: a new password at `/login` and at
+//! the refresh grant, a deleted user there too, `require_pkce` at
+//! `/oauth/authorize`, each event at a real webhook receiver (signed with the
+//! secret shown once), each change in the audit log. Runs on a temporary
 //! SQLite database; the cases live in `issuer_admin_manage/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -342,6 +343,8 @@ impl Receiver {
     }
 }
 
+#[path = "issuer_admin_manage/clients.rs"]
+mod clients;
 #[path = "issuer_admin_manage/users.rs"]
 mod users;
 #[path = "issuer_admin_manage/webhooks.rs"]
