@@ -2,7 +2,8 @@
 //! hosted login form (CSRF) → code → token exchange with PKCE → access and ID
 //! tokens → userinfo, and the ways it must refuse. Cookies are carried by hand;
 //! users, organizations and roles are created through the `Store` on the same
-//! temporary SQLite database the gateway uses.
+//! database the gateway uses. Every case runs on a temporary SQLite file and,
+//! when `PORTCULLIS_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,10 +28,11 @@ const VERIFIER: &str = "verifier-0123456789-0123456789-0123456789-abcdef";
 const PASSWORD: &str = "correct horse battery staple";
 
 struct Env {
-    _dir: tempfile::TempDir,
     gw: Gateway,
     store: Arc<dyn Store>,
     up: Upstream,
+    /// Last, so that the schema is dropped after everything that uses it.
+    _db: TestDb,
 }
 
 fn yaml(db: &str, up: &Upstream) -> String {
@@ -78,19 +80,17 @@ routes:
     )
 }
 
-/// Starts the gateway, then creates: alice (one org, role reader), bob (two
-/// orgs), in `org_a` "Acme" and `org_b` "Beta".
-async fn env() -> Env {
-    env_with(Options::default()).await
+/// Starts the gateway on `db`, then creates: alice (one org, role reader), bob
+/// (two orgs), in `org_a` "Acme" and `org_b` "Beta".
+async fn env(db: TestDb) -> Env {
+    env_with(db, Options::default()).await
 }
 
 /// As [`env`], with the gateway started with `options`.
-async fn env_with(options: Options) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/issuer.db", dir.path().display());
+async fn env_with(db: TestDb, options: Options) -> Env {
     let up = Upstream::start().await;
-    let gw = Gateway::start_with(&yaml(&db, &up), options).await;
-    let store = store::open(&db).await.unwrap();
+    let gw = Gateway::start_with(&yaml(db.url(), &up), options).await;
+    let store = store::open(db.url()).await.unwrap();
     let t = now();
     let hash = hash_secret(PASSWORD.into()).await.unwrap();
     let mut grants = store::ScopeMap::new();
@@ -143,10 +143,10 @@ async fn env_with(options: Options) -> Env {
         }
     }
     Env {
-        _dir: dir,
         gw,
         store,
         up,
+        _db: db,
     }
 }
 

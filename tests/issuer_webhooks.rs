@@ -1,7 +1,8 @@
 //! Webhook delivery end to end: events enqueued in the outbox reach recording
 //! receivers, signed per Standard Webhooks, with retries after a failure and the
-//! `events` filter honoured. Runs on a temporary SQLite database and a manual
-//! clock, so that backoff passes without waiting.
+//! `events` filter honoured. Runs on a manual clock, so that backoff passes
+//! without waiting, on a temporary SQLite database and, when
+//! `PORTCULLIS_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,16 +25,12 @@ const SECRET: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "c2Vjb25kLXNlY3JldC1rZXktZm9yLXRlc3Rz";
 
 struct Env {
-    _dir: tempfile::TempDir,
-    db: String,
+    db: TestDb,
     clock: Arc<ManualClock>,
 }
 
-fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/issuer.db", dir.path().display());
+fn env(db: TestDb) -> Env {
     Env {
-        _dir: dir,
         db,
         clock: Arc::new(ManualClock::new(now())),
     }
@@ -66,7 +63,7 @@ routes:
   - path: /*
     upstream: api
 "#,
-        db = env.db,
+        db = env.db.url(),
         up = up.url(),
     );
     let options = Options {
@@ -88,7 +85,7 @@ fn hook(receiver: &Upstream, secret: &str, events: Option<&str>) -> String {
 }
 
 async fn enqueue(env: &Env, name: &str, data: Value) -> (Arc<dyn Store>, String) {
-    let store = store::open(&env.db).await.unwrap();
+    let store = store::open(env.db.url()).await.unwrap();
     let event = manage::event(name, env.clock.now_unix(), data);
     store.enqueue_event(&event).await.unwrap();
     (store, event.id)
@@ -121,9 +118,8 @@ fn header<'a>(r: &'a Received, name: &str) -> &'a str {
         .unwrap()
 }
 
-#[tokio::test]
-async fn an_event_is_posted_signed() {
-    let env = env();
+async fn an_event_is_posted_signed(db: TestDb) {
+    let env = env(db);
     let receiver = Upstream::start().await;
     let gw = gateway(&env, &hook(&receiver, SECRET, None)).await;
     let (_store, id) = enqueue(&env, "user.created", json!({"user_id": "usr_1"})).await;
@@ -148,9 +144,8 @@ async fn an_event_is_posted_signed() {
     gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_failed_delivery_is_retried() {
-    let env = env();
+async fn a_failed_delivery_is_retried(db: TestDb) {
+    let env = env(db);
     let receiver = Upstream::start().await;
     receiver.set_status(500);
     let gw = gateway(&env, &hook(&receiver, SECRET, None)).await;
@@ -163,9 +158,8 @@ async fn a_failed_delivery_is_retried() {
     gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks() {
-    let env = env();
+async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks(db: TestDb) {
+    let env = env(db);
     let unwanted = Upstream::start().await;
     let wanted = Upstream::start().await;
     let stored = Upstream::start().await;
@@ -175,7 +169,7 @@ async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks() {
         hook(&wanted, SECRET, Some("user.created, user.deleted")),
     );
     let gw = gateway(&env, &hooks).await;
-    let db = store::open(&env.db).await.unwrap();
+    let db = store::open(env.db.url()).await.unwrap();
     db.upsert_webhook(&Webhook {
         id: "wh_stored".to_owned(),
         url: format!("{}/stored", stored.url()),
@@ -200,3 +194,9 @@ async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks() {
     assert_eq!(unwanted.count(), 0);
     gw.shutdown().await;
 }
+
+on_both_databases!(
+    an_event_is_posted_signed,
+    a_failed_delivery_is_retried,
+    the_events_filter_is_honoured_for_configured_and_stored_webhooks,
+);

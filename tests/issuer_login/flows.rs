@@ -2,9 +2,8 @@
 
 use super::*;
 
-#[tokio::test]
-async fn full_flow_issues_tokens_with_the_users_claims() {
-    let env = env().await;
+async fn full_flow_issues_tokens_with_the_users_claims(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (back, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
     assert!(session.len() > 40);
@@ -87,9 +86,8 @@ async fn full_flow_issues_tokens_with_the_users_claims() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn discovery_lists_the_login_endpoints() {
-    let env = env().await;
+async fn discovery_lists_the_login_endpoints(db: TestDb) {
+    let env = env(db).await;
     let (_, _, body) = get(&env.gw.url("/.well-known/openid-configuration"), None).await;
     let doc: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -111,9 +109,8 @@ async fn discovery_lists_the_login_endpoints() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn pkce_downgrades_are_refused() {
-    let env = env().await;
+async fn pkce_downgrades_are_refused(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     // `plain`, or no method (which means plain), or no challenge for a public client.
     let plain = format!(
@@ -179,9 +176,8 @@ async fn pkce_downgrades_are_refused() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn confidential_clients_authenticate_and_codes_stay_with_their_client() {
-    let env = env().await;
+async fn confidential_clients_authenticate_and_codes_stay_with_their_client(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let query = format!(
         "/oauth/authorize?response_type=code&client_id=portal&redirect_uri={}&scope=openid+read:data",
@@ -215,9 +211,8 @@ async fn confidential_clients_authenticate_and_codes_stay_with_their_client() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn code_reuse_is_refused_and_revokes_its_refresh_family() {
-    let env = env().await;
+async fn code_reuse_is_refused_and_revokes_its_refresh_family(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
     let code = query_of(&back)["code"].clone();
@@ -308,9 +303,8 @@ async fn code_reuse_is_refused_and_revokes_its_refresh_family() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn bad_clients_and_redirect_uris_get_a_page_never_a_redirect() {
-    let env = env().await;
+async fn bad_clients_and_redirect_uris_get_a_page_never_a_redirect(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let challenge = pkce::s256(VERIFIER);
     for query in [
@@ -352,9 +346,8 @@ async fn bad_clients_and_redirect_uris_get_a_page_never_a_redirect() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn login_forms_need_their_csrf_token() {
-    let env = env().await;
+async fn login_forms_need_their_csrf_token(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
     let creds = credentials("alice@example.test", PASSWORD);
@@ -386,9 +379,8 @@ async fn login_forms_need_their_csrf_token() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn wrong_passwords_are_rate_limited_per_account() {
-    let env = env().await;
+async fn wrong_passwords_are_rate_limited_per_account(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
     for _ in 0..5 {
@@ -407,9 +399,8 @@ async fn wrong_passwords_are_rate_limited_per_account() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn multi_org_users_choose_or_name_their_organization() {
-    let env = env().await;
+async fn multi_org_users_choose_or_name_their_organization(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
     let (status, _, html) = submit(gw, &form, &credentials("bob@example.test", PASSWORD)).await;
@@ -462,9 +453,8 @@ async fn multi_org_users_choose_or_name_their_organization() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_session_skips_the_form_until_logout() {
-    let env = env().await;
+async fn a_session_skips_the_form_until_logout(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (_, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
     let cookies = [session.clone()];
@@ -507,13 +497,15 @@ async fn a_session_skips_the_form_until_logout() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn codes_expire_after_sixty_seconds() {
+async fn codes_expire_after_sixty_seconds(db: TestDb) {
     let clock = Arc::new(portcullis::clock::ManualClock::new(now()));
-    let env = env_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
+    let env = env_with(
+        db,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
     .await;
     let gw = &env.gw;
     let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
@@ -532,3 +524,17 @@ async fn codes_expire_after_sixty_seconds() {
     assert_eq!(status, 200, "{body}");
     env.gw.shutdown().await;
 }
+
+crate::on_both_databases!(
+    full_flow_issues_tokens_with_the_users_claims,
+    discovery_lists_the_login_endpoints,
+    pkce_downgrades_are_refused,
+    confidential_clients_authenticate_and_codes_stay_with_their_client,
+    code_reuse_is_refused_and_revokes_its_refresh_family,
+    bad_clients_and_redirect_uris_get_a_page_never_a_redirect,
+    login_forms_need_their_csrf_token,
+    wrong_passwords_are_rate_limited_per_account,
+    multi_org_users_choose_or_name_their_organization,
+    a_session_skips_the_form_until_logout,
+    codes_expire_after_sixty_seconds,
+);
