@@ -2,7 +2,9 @@
 //! database: every command's JSON, the client secret shown once and then good
 //! for tokens at a gateway on the same database, secrets never listed, exit 1
 //! for unknown references, exit 2 for bad arguments, and `keys rotate`
-//! publishing a new kid while tokens of the old key still verify.
+//! publishing a new kid while tokens of the old key still verify. The commands
+//! that list, update and delete (users, members, webhooks) are in
+//! `admin_cli/manage.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

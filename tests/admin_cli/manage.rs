@@ -52,6 +52,7 @@ async fn db(env: &Env) -> Arc<dyn Store> {
 }
 
 /// The data of the outbox's events named `name` (nothing delivers them here).
+/// Reading claims every due event, so a second read sees only newer ones.
 async fn events(db: &dyn Store, name: &str) -> Vec<Value> {
     db.due_events(now() + 3600, now() + 7200, 1000)
         .await
@@ -436,5 +437,86 @@ fn bad_arguments_of_the_new_commands_exit_2_and_each_has_help() {
             "{}",
             out.stdout
         );
+    }
+}
+
+/// The new commands in one go, as the PostgreSQL test runs them: a member
+/// updated (profile, then password), removed and deleted, and a webhook made,
+/// listed and deleted. Returns the user id.
+fn lifecycle(env: &Env) -> String {
+    let (id, org) = member(env, "pg@example.test");
+    let listed = admin(env, &["user", "list"]).json();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(admin(env, &["org", "list"]).json()[0]["id"], org.as_str());
+    assert_eq!(
+        admin(env, &["role", "list"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let updated = admin(env, &["user", "update", &id, "--name", "Pat"]).json();
+    assert_eq!(updated["name"], "Pat");
+    let args = ["user", "update", &id, "--password-stdin"];
+    admin_stdin(env, &args, "another password\n").json();
+    let members = admin(env, &["member", "list", "--org", &org]).json();
+    assert_eq!(members[0]["user_id"], id.as_str());
+    admin(env, &["member", "remove", "--org", &org, "--user", &id]).json();
+    admin(env, &["user", "delete", &id]).json();
+    admin(env, &["user", "show", &id]).refused(1, "unknown user");
+    let hook = admin(env, &["webhook", "create", "--url", "https://h.test/in"]).json();
+    let hook_id = hook["id"].as_str().unwrap();
+    let list = admin(env, &["webhook", "list"]);
+    assert!(list.stdout.contains(hook_id) && !list.stdout.contains("whsec_"));
+    admin(env, &["webhook", "delete", hook_id]).json();
+    admin(env, &["webhook", "delete", hook_id]).refused(1, "unknown webhook");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_new_commands_work_on_postgres_too() {
+    use sqlx::Connection as _;
+    let Ok(base) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
+        println!("skipped: PORTCULLIS_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("admin_{}", uuid::Uuid::new_v4().simple());
+    let ddl = |sql: String| {
+        let base = base.clone();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&base).await.expect("connect");
+            sqlx::query(&sql).execute(&mut c).await.expect("ddl");
+            c.close().await.expect("close");
+        }
+    };
+    ddl(format!("CREATE SCHEMA {schema}")).await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let env = env_on(Some(&url)).await;
+    let outcome = tokio::task::spawn_blocking(move || lifecycle(&env)).await;
+    let checked = match outcome {
+        Ok(id) => {
+            let db = store::open(&url).await.unwrap();
+            // One read: reading the outbox claims what it returns.
+            let due = db.due_events(now() + 3600, now() + 7200, 1000).await;
+            let due = due.unwrap();
+            let names = ["user.updated", "membership.deleted", "user.deleted"];
+            for name in names {
+                let found = due.iter().any(|e| e.event == name && e.data.contains(&id));
+                assert!(found, "{name}");
+            }
+            let audit = db.list_audit(100).await.unwrap();
+            for action in names.iter().chain(&["webhook.created", "webhook.deleted"]) {
+                assert!(audit.iter().any(|a| a.action == *action), "{action}");
+            }
+            db.close().await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    ddl(format!("DROP SCHEMA {schema} CASCADE")).await;
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
