@@ -4,7 +4,7 @@
 //! for unknown references, exit 2 for bad arguments, and `keys rotate`
 //! publishing a new kid while tokens of the old key still verify. The commands
 //! that list, update and delete (users, members, webhooks) are in
-//! `admin_cli/manage.rs`.
+//! `admin_cli/manage.rs` and `admin_cli/catalog.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -680,5 +680,7 @@ async fn declared_resources_are_known_before_any_gateway_ran() {
     assert!(client["client_secret"].is_string(), "{client}");
 }
 
+#[path = "admin_cli/catalog.rs"]
+mod catalog;
 #[path = "admin_cli/manage.rs"]
 mod manage;
