@@ -1,10 +1,10 @@
 //! The admin REST API under `/admin/v1/`: the same changes as `portcullis
 //! admin …`, as JSON in and out, authorised by an access token of this issuer
 //! carrying the `portcullis:admin` scope. Validation, ids, hashing, audit
-//! entries and events are [`manage`](super::manage)'s; this module
+//! entries and events are [`manage`]'s; this module
 //! authorises, routes, parses and prints. This file holds the state, the
-//! authorisation and the route table; [`catalog`] and [`tenancy`] the
-//! endpoints, [`body`] the request shapes, and [`error`] the one mapping of
+//! authorisation and the route table; `catalog` and `tenancy` the
+//! endpoints, `body` the request shapes, and `error` the one mapping of
 //! errors to responses.
 
 use std::sync::Arc;
