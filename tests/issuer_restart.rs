@@ -12,6 +12,8 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
@@ -332,7 +334,61 @@ async fn a_pending_webhook_event_survives_a_kill(db: TestDb) {
     );
 }
 
+/// A receiver that accepts connections and reads requests but never answers;
+/// counts the connections that sent something.
+async fn hanging_receiver(addr: SocketAddr) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            held.push(stream);
+        }
+    });
+    (task, seen)
+}
+
+/// A `kill -9` while a delivery is in flight (claimed, the POST unanswered):
+/// after a restart the event must still be delivered, without waiting out the
+/// dead process's claim.
+async fn an_event_claimed_by_a_killed_process_is_delivered_after_restart(db: TestDb) {
+    let hook = closed_port().await;
+    let s = setup(&db, Some(hook)).await;
+    let (hanging, seen) = hanging_receiver(hook).await;
+    let first = Portcullis::start(&s.config).await;
+    admin(&s.config, &["org", "create", "--name", "Acme"]);
+    within(30, "the first process to POST the event", || async {
+        seen.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    first.kill().await;
+    hanging.abort();
+    let _ = hanging.await;
+    let stored = outbox(&db, "organization.created").await;
+    assert_eq!(stored[0][5], "NULL", "not delivered before the kill");
+
+    let receiver = Upstream::start_at(hook).await;
+    let second = Portcullis::start(&s.config).await;
+    within(60, "the delivery after the restart", || async {
+        receiver.count() >= 1
+    })
+    .await;
+    second.kill().await;
+    assert_eq!(
+        receiver.last().headers["webhook-id"].to_str().unwrap(),
+        stored[0][0]
+    );
+}
+
 on_both_databases!(
     tokens_survive_a_kill,
-    a_pending_webhook_event_survives_a_kill
+    a_pending_webhook_event_survives_a_kill,
+    #[ignore = "src bug: the dead process's claim holds the event for issuer::events::CLAIM_SECS (600 s)"]
+    an_event_claimed_by_a_killed_process_is_delivered_after_restart,
 );

@@ -809,13 +809,15 @@ impl Drop for TestDb {
 
 /// Declares each `case` (an `async fn(TestDb)`) twice: `sqlite::case` on a
 /// temporary SQLite file and `postgres::case` on a fresh PostgreSQL schema
-/// (which prints "skipped" and passes when the URL is unset).
+/// (which prints "skipped" and passes when the URL is unset). Attributes before
+/// a case (`#[ignore = "…"]`) go on both of its tests.
 #[macro_export]
 macro_rules! on_both_databases {
-    ($($case:ident),* $(,)?) => {
+    ($($(#[$meta:meta])* $case:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$meta])*
                 async fn $case() {
                     super::$case($crate::support::TestDb::sqlite()).await;
                 }
@@ -824,6 +826,7 @@ macro_rules! on_both_databases {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $(#[$meta])*
                 async fn $case() {
                     if let Some(db) = $crate::support::TestDb::postgres().await {
                         super::$case(db).await;
