@@ -9,17 +9,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::Full;
+use http::{HeaderMap, StatusCode};
 use portcullis::issuer::authorize::pkce;
 use portcullis::issuer::clients::hash_secret;
 use portcullis::issuer::store::{self, Membership, Organization, Role, Store, User};
 use portcullis::server::Options;
 use serde_json::Value;
+use support::oauth::{enc, hidden, location, query_of, request, set_cookies};
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -152,10 +150,6 @@ async fn env_with(db: TestDb, options: Options) -> Env {
 
 // === helpers ===
 
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 fn authorize_query(client: &str, extra: &str) -> String {
     format!(
         "/oauth/authorize?response_type=code&client_id={client}&redirect_uri={}\
@@ -164,50 +158,6 @@ fn authorize_query(client: &str, extra: &str) -> String {
         enc(CALLBACK),
         pkce::s256(VERIFIER),
     )
-}
-
-async fn request(
-    method: &str,
-    url: &str,
-    cookies: &[String],
-    form: Option<&str>,
-) -> (StatusCode, HeaderMap, String) {
-    let mut req = Request::builder().method(method).uri(url);
-    if !cookies.is_empty() {
-        req = req.header("cookie", cookies.join("; "));
-    }
-    if form.is_some() {
-        req = req.header("content-type", "application/x-www-form-urlencoded");
-    }
-    let body = Bytes::from(form.unwrap_or_default().to_owned());
-    send(req.body(Full::new(body)).unwrap()).await
-}
-
-/// The `name=value` pairs of the response's `Set-Cookie` headers.
-fn set_cookies(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .collect()
-}
-
-fn location(headers: &HeaderMap) -> String {
-    headers["location"].to_str().unwrap().to_owned()
-}
-
-fn query_of(url: &str) -> HashMap<String, String> {
-    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("{name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
 }
 
 /// A login form opened by an authorize request: its URL, the CSRF cookie, the
