@@ -163,6 +163,19 @@ async fn through_gateway(p: &Portcullis, token: &str) -> u16 {
     get(&p.url("/api/items"), Some(token)).await.0.as_u16()
 }
 
+/// Every stored signing key with its schedule.
+async fn signing_keys(db: &TestDb) -> Vec<Vec<String>> {
+    let columns = ["kid", "alg", "publish_at", "activate_at", "retire_at"];
+    db.rows(
+        &format!(
+            "SELECT {} FROM signing_keys ORDER BY kid",
+            columns.join(", ")
+        ),
+        &columns,
+    )
+    .await
+}
+
 async fn tokens_survive_a_kill(db: TestDb) {
     let s = setup(&db, None).await;
     let (client_id, secret) = seed(&s.config);
@@ -172,6 +185,7 @@ async fn tokens_survive_a_kill(db: TestDb) {
     let url = base(&first);
     let kids = jwks_kids(&url).await;
     assert!(!kids.is_empty());
+    let key_rows = signing_keys(&db).await;
     let kept = client_credentials(&url, m2m).await;
     let revoked = client_credentials(&url, m2m).await;
     oauth::revoke(&url, m2m, &revoked).await;
@@ -201,6 +215,11 @@ async fn tokens_survive_a_kill(db: TestDb) {
         jwks_kids(&url).await,
         kids,
         "the key set changed on restart"
+    );
+    assert_eq!(
+        signing_keys(&db).await,
+        key_rows,
+        "a key was made or changed"
     );
     assert_eq!(through_gateway(&second, &kept).await, 200);
     assert_eq!(through_gateway(&second, &user_access).await, 200);
