@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::oauth::{client_credentials, code_flow, jwks_kids, refresh};
+use support::oauth::{
+    client_credentials, code_flow, jwks_kids, login_for_code, redeem_code, refresh,
+};
 use support::process::{Portcullis, admin};
 use support::*;
 
@@ -293,7 +295,11 @@ async fn a_refresh_token_replayed_at_the_other_replica_is_reuse() {
         return;
     };
     let (a, b) = (r.a.url(""), r.b.url(""));
-    let issued = code_flow(&a, "web", CALLBACK, "openid read:data", (EMAIL, PASSWORD)).await;
+    // The code comes from A and is redeemed at B (codes live in the database).
+    let (code, verifier) =
+        login_for_code(&a, "web", CALLBACK, "openid read:data", (EMAIL, PASSWORD)).await;
+    let (status, issued) = redeem_code(&b, "web", CALLBACK, &code, &verifier).await;
+    assert_eq!(status, 200, "{issued}");
     let t0 = issued["refresh_token"].as_str().unwrap().to_owned();
     let (status, body) = refresh(&a, "web", &t0).await;
     assert_eq!(status, 200, "{body}");

@@ -205,6 +205,9 @@ async fn tokens_survive_a_kill(db: TestDb) {
     let (status, body) = refresh(&url, "web", issued["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let current = body["refresh_token"].as_str().unwrap().to_owned();
+    // And a code issued, not yet redeemed.
+    let (code, verifier) =
+        oauth::login_for_code(&url, "web", CALLBACK, "openid read:data", (EMAIL, PASSWORD)).await;
 
     first.kill().await;
     let second = Portcullis::start(&s.config).await;
@@ -241,6 +244,19 @@ async fn tokens_survive_a_kill(db: TestDb) {
     assert_eq!(
         (status.as_u16(), body["error"].as_str()),
         (401, Some("invalid_client"))
+    );
+
+    // The code is redeemed once, after the restart.
+    let (status, body) = oauth::redeem_code(&url, "web", CALLBACK, &code, &verifier).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        through_gateway(&second, body["access_token"].as_str().unwrap()).await,
+        200
+    );
+    let (status, body) = oauth::redeem_code(&url, "web", CALLBACK, &code, &verifier).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
     );
 
     // The family rotates on; the replaced token is then reuse, which revokes it.

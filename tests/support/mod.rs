@@ -1105,8 +1105,23 @@ pub mod oauth {
         client_id: &str,
         redirect_uri: &str,
         scope: &str,
-        (email, password): (&str, &str),
+        user: (&str, &str),
     ) -> Value {
+        let (code, verifier) = login_for_code(base, client_id, redirect_uri, scope, user).await;
+        let (status, body) = redeem_code(base, client_id, redirect_uri, &code, &verifier).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The first half of [`code_flow`]: authorize → login form (CSRF) → the
+    /// code in the redirect. Returns the code and its PKCE verifier.
+    pub async fn login_for_code(
+        base: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        scope: &str,
+        (email, password): (&str, &str),
+    ) -> (String, String) {
         let verifier = portcullis::issuer::token::random_token(32);
         let query = format!(
             "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
@@ -1134,14 +1149,23 @@ pub mod oauth {
         assert_eq!(status, 302, "{body}");
         let back = location(&headers);
         assert!(back.starts_with(redirect_uri), "{back}");
-        let code = query_of(&back)["code"].clone();
+        (query_of(&back)["code"].clone(), verifier)
+    }
+
+    /// The second half of [`code_flow`]: the code exchanged at the token
+    /// endpoint (status and JSON, not asserted).
+    pub async fn redeem_code(
+        base: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        code: &str,
+        verifier: &str,
+    ) -> (StatusCode, Value) {
         let fields = format!(
             "grant_type=authorization_code&client_id={client_id}&code={}&redirect_uri={}&code_verifier={verifier}",
-            enc(&code),
+            enc(code),
             enc(redirect_uri)
         );
-        let (status, body) = post(base, "/oauth/token", None, &fields).await;
-        assert_eq!(status, 200, "{body}");
-        body
+        post(base, "/oauth/token", None, &fields).await
     }
 }
