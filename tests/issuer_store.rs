@@ -14,9 +14,9 @@ use sqlx::postgres::PgConnection;
 use tokio::sync::Barrier;
 
 use portcullis::issuer::store::{
-    self, ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, Membership, NewEvent,
-    Organization, PresentedToken, RefreshFamily, Role, SigningKeyRecord, Store, StoreError, User,
-    Webhook,
+    self, ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, LoginSession,
+    LoginTransaction, Membership, NewEvent, Organization, PresentedToken, RefreshFamily, Role,
+    SigningKeyRecord, Store, StoreError, User, Webhook,
 };
 
 // === cases, by area ===
@@ -25,6 +25,8 @@ use portcullis::issuer::store::{
 mod catalog;
 #[path = "issuer_store/keys.rs"]
 mod keys;
+#[path = "issuer_store/login.rs"]
+mod login;
 #[path = "issuer_store/outbox.rs"]
 mod outbox;
 #[path = "issuer_store/tenancy.rs"]
@@ -34,6 +36,7 @@ mod tokens;
 
 use catalog::*;
 use keys::*;
+use login::*;
 use outbox::*;
 use tenancy::*;
 use tokens::*;
@@ -177,6 +180,10 @@ cases!(
     audit_log_lists_newest_first,
     conflicts_and_missing_references,
     everything_survives_a_restart,
+    login_transactions_are_replaced_expire_and_finish_once,
+    login_sessions_end_alone_per_user_or_at_expiry,
+    login_failures_count_in_a_sliding_window,
+    purging_ends_finished_login_state,
 );
 
 // === fixtures ===

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 pub use self::error::AuthorizeError;
 
 use self::csrf::CookieJar;
-use self::request::{AuthRequest, Params, Target};
+use self::request::{AuthRequest, Params, Prompt, Target};
 use self::session::{Authenticated, LoginState};
 use super::keyring::KeyRing;
 use super::store::{AuthCode, Store, StoreError};
@@ -112,11 +112,11 @@ impl Flow {
                 keys: keys.clone(),
                 store: store.clone(),
             },
+            state: LoginState::new(store.clone()),
             section,
             store,
             keys,
             clock,
-            state: LoginState::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
@@ -166,21 +166,36 @@ impl Flow {
             Ok(r) => r,
             Err(e) => return self.fail(Some(&target), e),
         };
-        let session = csrf::cookie(req.headers(), &self.jar.name(SESSION_COOKIE))
-            .and_then(|id| self.state.session(id));
-        match session {
-            Some(user) => self.proceed(request, user, None, None).await,
-            None => self.start_login(request, None),
+        let now = self.clock.now_unix();
+        let session = match csrf::cookie(req.headers(), &self.jar.name(SESSION_COOKIE)) {
+            Some(id) => match self.state.session(id, now).await {
+                Ok(found) => found,
+                Err(e) => return self.fail(Some(&target), AuthorizeError::state(&e)),
+            },
+            None => None,
+        };
+        // A session is good enough unless the request asks for a fresh login
+        // (`prompt=login`) or a recent one (`max_age`).
+        let fresh_enough = |user: &Authenticated| match request.max_age {
+            Some(max) => now.saturating_sub(user.auth_time) <= max,
+            None => true,
+        };
+        let session = session.filter(|u| request.prompt != Prompt::Login && fresh_enough(u));
+        match (session, request.prompt) {
+            (Some(user), _) => self.proceed(request, user, None, None).await,
+            (None, Prompt::None) => self.fail(Some(&target), AuthorizeError::LoginRequired),
+            (None, _) => self.start_login(request, None).await,
         }
     }
 
     /// Opens a login transaction and sends the browser to its form (or, with
     /// `user`, to its organization chooser).
-    fn start_login(
+    async fn start_login(
         &self,
         request: AuthRequest,
         user: Option<Authenticated>,
     ) -> Response<Full<Bytes>> {
+        let target = request.target.clone();
         let id = random_token(32);
         let csrf = random_token(32);
         let cookie = self.jar.set(
@@ -189,14 +204,14 @@ impl Flow {
             "Strict",
             session::TRANSACTION_TTL.as_secs(),
         );
-        self.state.put_txn(
-            &id,
-            session::LoginTxn {
-                request,
-                csrf,
-                user,
-            },
-        );
+        let txn = session::LoginTxn {
+            request,
+            csrf,
+            user,
+        };
+        if let Err(e) = self.state.put_txn(&id, &txn, self.clock.now_unix()).await {
+            return self.fail(Some(&target), AuthorizeError::state(&e));
+        }
         let mut resp = redirect(&with_query("/login", &[("txn", &id)]));
         add_cookie(&mut resp, &cookie);
         resp
@@ -260,16 +275,27 @@ impl Flow {
                     Some((id, txn)) => {
                         let mut txn = txn.clone();
                         txn.user = Some(user.clone());
-                        self.state.put_txn(id, txn.clone());
+                        let now = self.clock.now_unix();
+                        if let Err(e) = self.state.put_txn(id, &txn, now).await {
+                            return self.fail(Some(&target), AuthorizeError::state(&e));
+                        }
                         self.choose(id, &txn, &user).await
                     }
-                    None => self.start_login(request, Some(user)),
+                    None if request.prompt == Prompt::None => {
+                        self.fail(Some(&target), AuthorizeError::AccountSelectionRequired)
+                    }
+                    None => self.start_login(request, Some(user)).await,
                 };
             }
             None => memberships.first(),
         };
         if let Some((id, _)) = txn {
-            self.state.finish_txn(id);
+            // Single-use: of two submissions of one form, one gets the code.
+            match self.state.finish_txn(id, self.clock.now_unix()).await {
+                Ok(true) => {}
+                Ok(false) => return login::expired(),
+                Err(e) => return self.fail(Some(&target), AuthorizeError::state(&e)),
+            }
         }
         match self.issue_code(&request, &user, membership).await {
             Ok(code) => {

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, Membership, NewEvent,
-    Organization, OutboxEvent, PresentedToken, RefreshFamily, Role, ScopeMap, SigningKeyRecord,
-    User, Webhook,
+    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, LoginSession,
+    LoginTransaction, Membership, NewEvent, Organization, OutboxEvent, PresentedToken,
+    RefreshFamily, Role, ScopeMap, SigningKeyRecord, User, Webhook,
 };
 
 /// Why a store operation failed.
@@ -297,8 +297,54 @@ pub trait Store: Send + Sync + Debug {
         tx.revoke_jti(jti, expires_at).await?;
         tx.commit().await
     }
+    // --- the login flow: sign-in transactions, sessions, failed logins ---
+
+    /// Stores (or replaces) a sign-in transaction.
+    async fn put_login_transaction(&self, txn: &LoginTransaction) -> Result<(), StoreError>;
+    /// The sign-in transaction with this id hash, if still usable at `now`.
+    async fn get_login_transaction(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<LoginTransaction>, StoreError>;
+    /// Ends a sign-in transaction (they are single-use). True when this call
+    /// ended it: of two finishing the same transaction at once, one is told
+    /// `true`.
+    async fn take_login_transaction(&self, id_hash: &str, now: i64) -> Result<bool, StoreError>;
+    /// Starts a browser session.
+    async fn create_login_session(&self, session: &LoginSession) -> Result<(), StoreError>;
+    /// The session with this id hash, if it has not ended at `now`.
+    async fn get_login_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<LoginSession>, StoreError>;
+    /// Ends one session.
+    async fn delete_login_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Shortcut for [`StoreTx::delete_login_sessions_of_user`].
+    async fn delete_login_sessions_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let ended = tx.delete_login_sessions_of_user(user_id).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+    /// Failed logins of `account` in the window still open at `now`.
+    async fn login_failures(&self, account: &str, now: i64) -> Result<u32, StoreError>;
+    /// Counts a failed login of `account` and returns the count in its window,
+    /// which (re)opens for `window` seconds from `now`. One statement, so
+    /// failures at once through several replicas are all counted.
+    async fn record_login_failure(
+        &self,
+        account: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<u32, StoreError>;
+    /// Forgets the failed logins of `account` (after a successful one).
+    async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError>;
+
     /// Deletes what has no use after `before`: revoked JTIs and codes that
-    /// expired, families past their absolute expiry, and delivered events. Pass
+    /// expired, families past their absolute expiry, delivered events, and
+    /// sign-in transactions, sessions and failure windows that ended. Pass
     /// `now` minus a retention margin to keep codes replay-detectable for a while.
     /// Returns the number of rows deleted.
     async fn purge_expired(&self, before: i64) -> Result<u64, StoreError>;
@@ -411,6 +457,9 @@ pub trait StoreTx: Send {
     /// Records an access token's `jti` as revoked until `expires_at` (its `exp`).
     /// Revoking it again changes nothing.
     async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Ends every browser session of the user (a changed password, an
+    /// administrator's sign-out); returns how many ended.
+    async fn delete_login_sessions_of_user(&mut self, user_id: &str) -> Result<u64, StoreError>;
     /// Inserts or replaces the webhook with this id.
     async fn upsert_webhook(&mut self, webhook: &Webhook) -> Result<(), StoreError>;
     /// Deletes the webhook.

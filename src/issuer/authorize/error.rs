@@ -1,6 +1,7 @@
 //! Why an authorization request failed, and the `error` code and fixed
 //! description each failure carries back to the client (RFC 6749 §4.1.2.1).
 
+use super::session::StateError;
 use crate::issuer::store::StoreError;
 
 /// Why an authorization request failed. The first two are shown on a page
@@ -23,6 +24,10 @@ pub enum AuthorizeError {
     InvalidTarget,
     #[error("the user may not authorize this request")]
     AccessDenied(&'static str),
+    #[error("prompt=none, and the user is not signed in or must sign in again")]
+    LoginRequired,
+    #[error("prompt=none, and the user must choose an organization")]
+    AccountSelectionRequired,
     #[error("the issuer could not complete the request")]
     Server,
 }
@@ -33,6 +38,12 @@ impl AuthorizeError {
     /// Logs a store failure (ours) and names it.
     pub(super) fn store(err: &StoreError) -> AuthorizeError {
         tracing::error!(error = %crate::telemetry::events::chain(err), "Login flow storage failed");
+        AuthorizeError::Server
+    }
+
+    /// Logs a failure of the login state (ours) and names it.
+    pub(super) fn state(err: &StateError) -> AuthorizeError {
+        tracing::error!(error = %crate::telemetry::events::chain(err), "Login flow state failed");
         AuthorizeError::Server
     }
 
@@ -59,6 +70,14 @@ impl AuthorizeError {
                 "the requested resource is unknown or not allowed",
             ),
             AuthorizeError::AccessDenied(d) => ("access_denied", d),
+            AuthorizeError::LoginRequired => (
+                "login_required",
+                "the user must sign in, and prompt=none forbids asking",
+            ),
+            AuthorizeError::AccountSelectionRequired => (
+                "account_selection_required",
+                "the user must choose an organization, and prompt=none forbids asking",
+            ),
             AuthorizeError::Server => ("server_error", "the server could not complete the request"),
         }
     }

@@ -11,9 +11,9 @@ use super::csrf;
 use super::page;
 use super::request::Params;
 use super::session::{self, Authenticated, LoginTxn};
-use super::{CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
+use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
 use crate::issuer::clients::{hash_secret, verify_secret};
-use crate::issuer::store::{StoreError, User};
+use crate::issuer::store::{AuditEntry, StoreError, User, new_id};
 use crate::issuer::token::random_token;
 
 /// The largest login form read.
@@ -60,12 +60,22 @@ fn form_again(
     page::html(status, form)
 }
 
-fn expired() -> Response<Full<Bytes>> {
+/// The page for a transaction that expired or already finished.
+pub(super) fn expired() -> Response<Full<Bytes>> {
     page::html(
         StatusCode::BAD_REQUEST,
         page::error_page(
             "this sign-in request has expired; go back to the application and try again",
         ),
+    )
+}
+
+/// A failure of the login state store, as a page (ours; logged).
+fn server_error(err: &session::StateError) -> Response<Full<Bytes>> {
+    let _ = AuthorizeError::state(err);
+    page::html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        page::error_page("the server could not complete the request"),
     )
 }
 
@@ -75,18 +85,23 @@ impl Flow {
     /// `GET /login?txn=…`: the form of a pending transaction.
     pub(super) async fn login_page(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let params = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
-        let Some((id, txn)) = params
-            .get("txn")
-            .and_then(|id| self.state.txn(id).map(|t| (id, t)))
-        else {
+        let Some(id) = params.get("txn") else {
             return expired();
+        };
+        let txn = match self.state.txn(id, self.clock.now_unix()).await {
+            Ok(Some(txn)) => txn,
+            Ok(None) => return expired(),
+            Err(e) => return server_error(&e),
         };
         match &txn.user {
             Some(user) => self.choose(id, &txn, user).await,
-            None => page::html(
-                StatusCode::OK,
-                page::login_form(id, &txn.csrf, &txn.request.client_name, "", None),
-            ),
+            None => {
+                let hint = txn.request.login_hint.as_deref().unwrap_or_default();
+                page::html(
+                    StatusCode::OK,
+                    page::login_form(id, &txn.csrf, &txn.request.client_name, hint, None),
+                )
+            }
         }
     }
 
@@ -99,11 +114,13 @@ impl Flow {
                 page::error_page("the form could not be read"),
             );
         };
-        let Some((id, txn)) = form
-            .get("txn")
-            .and_then(|id| self.state.txn(id).map(|t| (id.to_owned(), t)))
-        else {
+        let Some(id) = form.get("txn").map(str::to_owned) else {
             return expired();
+        };
+        let txn = match self.state.txn(&id, self.clock.now_unix()).await {
+            Ok(Some(txn)) => txn,
+            Ok(None) => return expired(),
+            Err(e) => return server_error(&e),
         };
         let cookie = csrf::cookie(&headers, &self.jar.name(CSRF_COOKIE));
         if form.repeated || !csrf::csrf_ok(&txn.csrf, cookie, form.get("csrf")) {
@@ -139,22 +156,33 @@ impl Flow {
     ) -> Response<Full<Bytes>> {
         let email = form.get("email").unwrap_or_default();
         let account = email.to_lowercase();
-        if self.state.locked(&account) {
-            tracing::debug!(reason = "locked", "Login refused");
-            let message = "too many failed attempts; try again in a few minutes";
-            let mut resp = form_again(id, txn, email, StatusCode::TOO_MANY_REQUESTS, message);
-            resp.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from(session::FAILURE_WINDOW.as_secs()),
-            );
-            return resp;
+        let now = self.clock.now_unix();
+        match self.state.locked(&account, now).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!(reason = "locked", "Login refused");
+                self.audit_login("login.locked", None, &account, &txn.request.client_id)
+                    .await;
+                let message = "too many failed attempts; try again in a few minutes";
+                let mut resp = form_again(id, txn, email, StatusCode::TOO_MANY_REQUESTS, message);
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(session::FAILURE_WINDOW.as_secs()),
+                );
+                return resp;
+            }
+            Err(e) => return server_error(&e),
         }
         let password = form.get("password").unwrap_or_default().to_owned();
         let user = match self.authenticate(email, password).await {
             Ok(Some(user)) => user,
             Ok(None) => {
-                self.state.failed(&account);
+                if let Err(e) = self.state.failed(&account, now).await {
+                    return server_error(&e);
+                }
                 tracing::debug!(reason = "bad_credentials", "Login refused");
+                self.audit_login("login.failed", None, &account, &txn.request.client_id)
+                    .await;
                 let message = "wrong email or password";
                 return form_again(id, txn, email, StatusCode::UNAUTHORIZED, message);
             }
@@ -166,14 +194,28 @@ impl Flow {
                 );
             }
         };
-        self.state.succeeded(&account);
         let authenticated = Authenticated {
             user_id: user.id.clone(),
-            auth_time: self.clock.now_unix(),
+            auth_time: now,
         };
         let session_id = random_token(32);
-        self.state.put_session(&session_id, authenticated.clone());
+        let started = async {
+            self.state.succeeded(&account).await?;
+            self.state
+                .put_session(&session_id, &authenticated, now)
+                .await
+        };
+        if let Err(e) = started.await {
+            return server_error(&e);
+        }
         tracing::debug!(sub = %user.id, "User signed in");
+        self.audit_login(
+            "login.succeeded",
+            Some(&user.id),
+            &account,
+            &txn.request.client_id,
+        )
+        .await;
         let mut resp = self
             .proceed(txn.request.clone(), authenticated, None, Some((id, txn)))
             .await;
@@ -185,6 +227,30 @@ impl Flow {
         );
         add_cookie(&mut resp, &cookie);
         resp
+    }
+
+    /// Records a login outcome in the audit log (a failure to record is
+    /// logged, and does not change the outcome). `account` is the lowercased
+    /// email as typed, kept only when no user is known.
+    async fn audit_login(&self, action: &str, user: Option<&str>, account: &str, client: &str) {
+        let detail = match user {
+            Some(_) => serde_json::json!({ "client_id": client }),
+            None => {
+                let account: String = account.chars().take(320).collect();
+                serde_json::json!({ "client_id": client, "account": account })
+            }
+        };
+        let entry = AuditEntry {
+            id: new_id("aud"),
+            at: self.clock.now_unix(),
+            actor: user.unwrap_or("anonymous").to_owned(),
+            action: action.to_owned(),
+            target: user.map(str::to_owned),
+            detail: detail.to_string(),
+        };
+        if let Err(e) = self.store.insert_audit(&entry).await {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Audit entry lost");
+        }
     }
 
     /// The user with this email and password. An unknown email (or a user
@@ -248,7 +314,9 @@ impl Flow {
             false => query,
         };
         if let Some(id) = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE)) {
-            self.state.end_session(id);
+            if let Err(e) = self.state.end_session(id).await {
+                return server_error(&e);
+            }
         }
         let mut back = None;
         if let (Some(uri), Some(client_id)) = (

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::AuthorizeError;
 use super::pkce;
 use crate::issuer::store::{Client, Store};
@@ -19,7 +21,7 @@ pub struct Params {
 
 /// Where an error or a code may be sent: the client's verified redirect URI and
 /// the request's `state`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     pub redirect_uri: String,
     pub state: Option<String>,
@@ -27,7 +29,7 @@ pub struct Target {
 
 /// A checked authorization request, kept with its login transaction and
 /// turned into a code once the user is known.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {
     pub client_id: String,
     pub client_name: String,
@@ -45,6 +47,31 @@ pub struct AuthRequest {
     pub organization: Option<String>,
     /// The client may use refresh tokens (so `offline_access` may be granted).
     pub offline: bool,
+    /// What `prompt` asks of the login page.
+    #[serde(default)]
+    pub prompt: Prompt,
+    /// `max_age`: the longest time since the user last typed their password
+    /// that is still good enough (seconds).
+    #[serde(default)]
+    pub max_age: Option<i64>,
+    /// `login_hint`: the email the form starts with.
+    #[serde(default)]
+    pub login_hint: Option<String>,
+}
+
+/// The `prompt` parameter (OIDC Core §3.1.2.1). `consent` and `select_account`
+/// are accepted: this issuer asks no consent of first-party users, and the
+/// organization chooser appears whenever the user has several.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Prompt {
+    /// Sign in when there is no session.
+    #[default]
+    Default,
+    /// Never show a page: answer `login_required` (or
+    /// `account_selection_required`) instead.
+    None,
+    /// Ask for the password even when there is a session.
+    Login,
 }
 
 // === impl Params ===
@@ -156,6 +183,13 @@ pub async fn validate(
         .as_ref()
         .and_then(|r| client.scopes.get(r).cloned())
         .unwrap_or_default();
+    let prompt = prompt(params.get("prompt"))?;
+    let max_age = match params.get("max_age") {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or(
+            AuthorizeError::InvalidRequest("max_age must be a non-negative integer"),
+        )?),
+    };
     Ok(AuthRequest {
         client_id: client.client_id.clone(),
         client_name: client.name.clone(),
@@ -167,7 +201,41 @@ pub async fn validate(
         code_challenge,
         organization: params.get("organization").map(str::to_owned),
         offline: client.grant_types.iter().any(|g| g == "refresh_token"),
+        prompt,
+        max_age,
+        login_hint: params
+            .get("login_hint")
+            .filter(|h| h.len() <= 320)
+            .map(str::to_owned),
     })
+}
+
+/// Reads `prompt`: space-separated values, `none` only alone, unknown values
+/// refused.
+fn prompt(raw: Option<&str>) -> Result<Prompt, AuthorizeError> {
+    let Some(raw) = raw else {
+        return Ok(Prompt::Default);
+    };
+    let mut out = Prompt::Default;
+    let values: Vec<&str> = raw.split(' ').filter(|v| !v.is_empty()).collect();
+    for v in &values {
+        match *v {
+            "none" if values.len() == 1 => out = Prompt::None,
+            "none" => {
+                return Err(AuthorizeError::InvalidRequest(
+                    "prompt=none cannot be combined with other values",
+                ));
+            }
+            "login" => out = Prompt::Login,
+            "consent" | "select_account" => {}
+            _ => {
+                return Err(AuthorizeError::InvalidRequest(
+                    "prompt has an unknown value",
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The S256 challenge: required for public clients and those with
@@ -234,7 +302,20 @@ mod tests {
             code_challenge: None,
             organization: None,
             offline: false,
+            prompt: Prompt::Default,
+            max_age: None,
+            login_hint: None,
         }
+    }
+
+    #[test]
+    fn prompt_values_are_read_and_none_stands_alone() {
+        assert_eq!(prompt(None), Ok(Prompt::Default));
+        assert_eq!(prompt(Some("none")), Ok(Prompt::None));
+        assert_eq!(prompt(Some("login consent")), Ok(Prompt::Login));
+        assert_eq!(prompt(Some("select_account")), Ok(Prompt::Default));
+        assert!(prompt(Some("none login")).is_err());
+        assert!(prompt(Some("bogus")).is_err());
     }
 
     #[test]

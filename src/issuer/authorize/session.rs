@@ -1,14 +1,14 @@
-//! What the login flow remembers between requests, in memory with a TTL (one
-//! replica's memory: a restart signs everyone out, and several replicas need
-//! sticky sessions until this moves to the store): login transactions, browser
-//! sessions, and failed logins per account.
+//! What the login flow remembers between requests, kept in the store so that
+//! every replica sees it and a restart signs nobody out: login transactions,
+//! browser sessions, and failed logins per account. Identifiers reach the store
+//! only as hashes; the plain values live in the browser's URL and cookies.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::sync::Cache;
-
 use super::request::AuthRequest;
+use crate::issuer::store::{LoginSession, LoginTransaction, Store, StoreError};
+use crate::issuer::token::token_hash;
 
 /// How long a login form stays usable.
 pub const TRANSACTION_TTL: Duration = Duration::from_secs(600);
@@ -36,11 +36,18 @@ pub struct LoginTxn {
     pub user: Option<Authenticated>,
 }
 
-/// The in-memory state of the login flow.
+/// Why the login state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("login state store failed")]
+    Store(#[from] StoreError),
+    #[error("a stored login transaction could not be read")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The login flow's state, over the issuer's store.
 pub struct LoginState {
-    transactions: Cache<String, Arc<LoginTxn>>,
-    sessions: Cache<String, Authenticated>,
-    failures: Cache<String, u32>,
+    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for LoginState {
@@ -49,71 +56,105 @@ impl std::fmt::Debug for LoginState {
     }
 }
 
-impl Default for LoginState {
-    fn default() -> Self {
-        LoginState {
-            transactions: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(TRANSACTION_TTL)
-                .build(),
-            sessions: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(SESSION_TTL)
-                .build(),
-            failures: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(FAILURE_WINDOW)
-                .build(),
-        }
-    }
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 // === impl LoginState ===
 
 impl LoginState {
-    /// Stores (or replaces) the transaction `id`.
-    pub fn put_txn(&self, id: &str, txn: LoginTxn) {
-        self.transactions.insert(id.to_owned(), Arc::new(txn));
+    pub fn new(store: Arc<dyn Store>) -> LoginState {
+        LoginState { store }
     }
 
-    /// The transaction `id`, if it has not expired or finished.
-    pub fn txn(&self, id: &str) -> Option<Arc<LoginTxn>> {
-        self.transactions.get(id)
+    /// Stores (or replaces) the transaction `id`; it lasts [`TRANSACTION_TTL`]
+    /// from `now`.
+    pub async fn put_txn(&self, id: &str, txn: &LoginTxn, now: i64) -> Result<(), StateError> {
+        let record = LoginTransaction {
+            id_hash: token_hash(id),
+            csrf: txn.csrf.clone(),
+            request: serde_json::to_string(&txn.request)?,
+            user: txn.user.as_ref().map(|u| (u.user_id.clone(), u.auth_time)),
+            expires_at: now.saturating_add(secs(TRANSACTION_TTL)),
+        };
+        Ok(self.store.put_login_transaction(&record).await?)
     }
 
-    /// Ends the transaction `id` (it is single-use).
-    pub fn finish_txn(&self, id: &str) {
-        self.transactions.invalidate(id);
+    /// The transaction `id`, if it has neither expired nor finished at `now`.
+    pub async fn txn(&self, id: &str, now: i64) -> Result<Option<LoginTxn>, StateError> {
+        let Some(record) = self
+            .store
+            .get_login_transaction(&token_hash(id), now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LoginTxn {
+            request: serde_json::from_str(&record.request)?,
+            csrf: record.csrf,
+            user: record
+                .user
+                .map(|(user_id, auth_time)| Authenticated { user_id, auth_time }),
+        }))
     }
 
-    /// Starts the session `id` for `user`.
-    pub fn put_session(&self, id: &str, user: Authenticated) {
-        self.sessions.insert(id.to_owned(), user);
+    /// Ends the transaction `id` (it is single-use): true when this call ended
+    /// it, false when it had already finished or expired.
+    pub async fn finish_txn(&self, id: &str, now: i64) -> Result<bool, StateError> {
+        Ok(self
+            .store
+            .take_login_transaction(&token_hash(id), now)
+            .await?)
     }
 
-    /// Who the session `id` belongs to.
-    pub fn session(&self, id: &str) -> Option<Authenticated> {
-        self.sessions.get(id)
+    /// Starts the session `id` for `user`; it lasts [`SESSION_TTL`] from `now`.
+    pub async fn put_session(
+        &self,
+        id: &str,
+        user: &Authenticated,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let session = LoginSession {
+            id_hash: token_hash(id),
+            user_id: user.user_id.clone(),
+            auth_time: user.auth_time,
+            created_at: now,
+            expires_at: now.saturating_add(secs(SESSION_TTL)),
+        };
+        Ok(self.store.create_login_session(&session).await?)
+    }
+
+    /// Who the session `id` belongs to, if it has not ended at `now`.
+    pub async fn session(&self, id: &str, now: i64) -> Result<Option<Authenticated>, StateError> {
+        let found = self.store.get_login_session(&token_hash(id), now).await?;
+        Ok(found.map(|s| Authenticated {
+            user_id: s.user_id,
+            auth_time: s.auth_time,
+        }))
     }
 
     /// Ends the session `id`.
-    pub fn end_session(&self, id: &str) {
-        self.sessions.invalidate(id);
+    pub async fn end_session(&self, id: &str) -> Result<(), StateError> {
+        self.store.delete_login_session(&token_hash(id)).await?;
+        Ok(())
     }
 
-    /// Whether the account (a lowercased email) is locked out for now.
-    pub fn locked(&self, account: &str) -> bool {
-        self.failures.get(account).unwrap_or(0) >= MAX_LOGIN_FAILURES
+    /// Whether the account (a lowercased email) is locked out at `now`.
+    pub async fn locked(&self, account: &str, now: i64) -> Result<bool, StateError> {
+        Ok(self.store.login_failures(account, now).await? >= MAX_LOGIN_FAILURES)
     }
 
-    /// Counts a failed login for the account.
-    pub fn failed(&self, account: &str) {
-        let n = self.failures.get(account).unwrap_or(0).saturating_add(1);
-        self.failures.insert(account.to_owned(), n);
+    /// Counts a failed login for the account; returns the failures in its
+    /// window.
+    pub async fn failed(&self, account: &str, now: i64) -> Result<u32, StateError> {
+        Ok(self
+            .store
+            .record_login_failure(account, now, secs(FAILURE_WINDOW))
+            .await?)
     }
 
     /// Forgets the account's failures after a successful login.
-    pub fn succeeded(&self, account: &str) {
-        self.failures.invalidate(account);
+    pub async fn succeeded(&self, account: &str) -> Result<(), StateError> {
+        Ok(self.store.clear_login_failures(account).await?)
     }
 }

@@ -285,3 +285,38 @@ pub struct AuditEntry {
     /// Further detail (JSON text).
     pub detail: String,
 }
+
+/// A pending sign-in at the hosted login page: what the authorization request
+/// asked for, its CSRF token, and the user once their password was checked
+/// (while they choose an organization). Keyed by the hash of the identifier the
+/// login URL carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginTransaction {
+    /// The hash of the transaction identifier.
+    pub id_hash: String,
+    /// The transaction's CSRF token (rendered into the form; of no use without
+    /// the identifier, which is stored only hashed).
+    pub csrf: String,
+    /// The checked authorization request, JSON text opaque to the store.
+    pub request: String,
+    /// The user who signed in, and when; `None` until the password is checked.
+    pub user: Option<(String, i64)>,
+    /// When the transaction stops being usable.
+    pub expires_at: i64,
+}
+
+/// A browser session: a user who signed in at the login page. Keyed by the hash
+/// of the session cookie's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSession {
+    /// The hash of the session identifier.
+    pub id_hash: String,
+    /// Who signed in.
+    pub user_id: String,
+    /// When they checked their password.
+    pub auth_time: i64,
+    /// When the session began.
+    pub created_at: i64,
+    /// When it ends.
+    pub expires_at: i64,
+}

@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use sqlx::{Pool, Transaction};
 
 use super::super::{
-    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, Membership, NewEvent,
-    Organization, OutboxEvent, RefreshFamily, Role, SigningKeyRecord, Store, StoreError, StoreTx,
-    User, Webhook,
+    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, LoginSession,
+    LoginTransaction, Membership, NewEvent, Organization, OutboxEvent, RefreshFamily, Role,
+    SigningKeyRecord, Store, StoreError, StoreTx, User, Webhook,
 };
 use super::{BEGIN, Db, SKIP_LOCKED};
 
@@ -29,6 +29,8 @@ mod catalog;
 mod events;
 #[path = "sql/keys.rs"]
 mod keys;
+#[path = "sql/login.rs"]
+mod login;
 #[path = "sql/tenancy.rs"]
 mod tenancy;
 #[path = "sql/tokens.rs"]
@@ -231,9 +233,59 @@ impl Store for SqlStore {
     async fn purge_expired(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let purged = tokens::purge_expired(&mut tx, before).await?
-            + events::purge_delivered(&mut tx, before).await?;
+            + events::purge_delivered(&mut tx, before).await?
+            + login::purge(&mut tx, before).await?;
         tx.commit().await?;
         Ok(purged)
+    }
+
+    async fn put_login_transaction(&self, txn: &LoginTransaction) -> Result<(), StoreError> {
+        login::put_transaction(&mut *self.conn().await?, txn).await
+    }
+
+    async fn get_login_transaction(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<LoginTransaction>, StoreError> {
+        login::get_transaction(&mut *self.conn().await?, id_hash, now).await
+    }
+
+    async fn take_login_transaction(&self, id_hash: &str, now: i64) -> Result<bool, StoreError> {
+        login::take_transaction(&mut *self.conn().await?, id_hash, now).await
+    }
+
+    async fn create_login_session(&self, session: &LoginSession) -> Result<(), StoreError> {
+        login::create_session(&mut *self.conn().await?, session).await
+    }
+
+    async fn get_login_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<LoginSession>, StoreError> {
+        login::get_session(&mut *self.conn().await?, id_hash, now).await
+    }
+
+    async fn delete_login_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        login::delete_session(&mut *self.conn().await?, id_hash).await
+    }
+
+    async fn login_failures(&self, account: &str, now: i64) -> Result<u32, StoreError> {
+        login::login_failures(&mut *self.conn().await?, account, now).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        account: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<u32, StoreError> {
+        login::record_login_failure(&mut *self.conn().await?, account, now, window).await
+    }
+
+    async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
+        login::clear_login_failures(&mut *self.conn().await?, account).await
     }
 
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
@@ -354,6 +406,10 @@ impl StoreTx for SqlTx {
 
     async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
         tokens::revoke_jti(&mut self.tx, jti, expires_at).await
+    }
+
+    async fn delete_login_sessions_of_user(&mut self, user_id: &str) -> Result<u64, StoreError> {
+        login::delete_sessions_of_user(&mut self.tx, user_id).await
     }
 
     async fn upsert_webhook(&mut self, webhook: &Webhook) -> Result<(), StoreError> {

@@ -1,0 +1,195 @@
+//! The login flow's state: sign-in transactions, sessions, failed logins.
+
+use super::*;
+
+fn txn(id_hash: &str, user: Option<(&str, i64)>) -> LoginTransaction {
+    LoginTransaction {
+        id_hash: id_hash.into(),
+        csrf: "csrf-token".into(),
+        request: r#"{"client_id":"web"}"#.into(),
+        user: user.map(|(u, at)| (u.to_owned(), at)),
+        expires_at: NOW + 600,
+    }
+}
+
+fn session(id_hash: &str, user: &str) -> LoginSession {
+    LoginSession {
+        id_hash: id_hash.into(),
+        user_id: user.into(),
+        auth_time: NOW - 5,
+        created_at: NOW,
+        expires_at: NOW + 3600,
+    }
+}
+
+pub(crate) async fn login_transactions_are_replaced_expire_and_finish_once(t: Ctx) {
+    let s = &*t.store;
+    s.create_user(&user("usr_a", "a@example.test"))
+        .await
+        .unwrap();
+    s.put_login_transaction(&txn("h1", None)).await.unwrap();
+    assert_eq!(
+        s.get_login_transaction("h1", NOW).await.unwrap(),
+        Some(txn("h1", None))
+    );
+    // The user becomes known (the organization chooser): same id, replaced.
+    let known = txn("h1", Some(("usr_a", NOW - 1)));
+    s.put_login_transaction(&known).await.unwrap();
+    assert_eq!(
+        s.get_login_transaction("h1", NOW).await.unwrap(),
+        Some(known)
+    );
+    // Expired at its expiry, not before; an unknown hash is nothing.
+    assert!(
+        s.get_login_transaction("h1", NOW + 600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.get_login_transaction("h9", NOW).await.unwrap().is_none());
+    assert!(!s.take_login_transaction("h1", NOW + 600).await.unwrap());
+
+    // Finishing is single-use, also when many replicas try at once.
+    let others = [t.open_another().await, t.open_another().await];
+    let barrier = Arc::new(Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = match i % 3 {
+            0 => t.store.clone(),
+            n => others[n - 1].clone(),
+        };
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.take_login_transaction("h1", NOW).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert!(s.get_login_transaction("h1", NOW).await.unwrap().is_none());
+    // A deleted user takes their pending transactions along.
+    s.put_login_transaction(&txn("h2", Some(("usr_a", NOW))))
+        .await
+        .unwrap();
+    s.delete_user("usr_a").await.unwrap();
+    assert!(s.get_login_transaction("h2", NOW).await.unwrap().is_none());
+    for other in others {
+        other.close().await;
+    }
+}
+
+pub(crate) async fn login_sessions_end_alone_per_user_or_at_expiry(t: Ctx) {
+    let s = &*t.store;
+    for (id, email) in [("usr_a", "a@example.test"), ("usr_b", "b@example.test")] {
+        s.create_user(&user(id, email)).await.unwrap();
+    }
+    for (h, u) in [("s1", "usr_a"), ("s2", "usr_a"), ("s3", "usr_b")] {
+        s.create_login_session(&session(h, u)).await.unwrap();
+    }
+    assert!(matches!(
+        s.create_login_session(&session("s1", "usr_b")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_login_session(&session("s4", "usr_z")).await,
+        Err(StoreError::MissingReference(_))
+    ));
+    assert_eq!(
+        s.get_login_session("s1", NOW).await.unwrap(),
+        Some(session("s1", "usr_a"))
+    );
+    assert!(
+        s.get_login_session("s1", NOW + 3600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Another replica sees the same sessions.
+    let other = t.open_another().await;
+    assert!(other.get_login_session("s3", NOW).await.unwrap().is_some());
+    assert!(other.delete_login_session("s3").await.unwrap());
+    assert!(!other.delete_login_session("s3").await.unwrap());
+    assert!(s.get_login_session("s3", NOW).await.unwrap().is_none());
+    // Every session of one user ends at once; the other user's stay.
+    s.create_login_session(&session("s5", "usr_b"))
+        .await
+        .unwrap();
+    assert_eq!(s.delete_login_sessions_of_user("usr_a").await.unwrap(), 2);
+    assert!(s.get_login_session("s2", NOW).await.unwrap().is_none());
+    assert!(s.get_login_session("s5", NOW).await.unwrap().is_some());
+    // And a deleted user's sessions go with them.
+    s.delete_user("usr_b").await.unwrap();
+    assert!(s.get_login_session("s5", NOW).await.unwrap().is_none());
+    other.close().await;
+}
+
+pub(crate) async fn login_failures_count_in_a_sliding_window(t: Ctx) {
+    let s = &*t.store;
+    assert_eq!(s.login_failures("a@x.test", NOW).await.unwrap(), 0);
+    for n in 1..=3 {
+        let count = s
+            .record_login_failure("a@x.test", NOW + n, 300)
+            .await
+            .unwrap();
+        assert_eq!(count, u32::try_from(n).unwrap());
+    }
+    assert_eq!(s.login_failures("a@x.test", NOW + 3).await.unwrap(), 3);
+    assert_eq!(s.login_failures("b@x.test", NOW + 3).await.unwrap(), 0);
+    // Each failure moved the window's end: it closes 300 s after the last one.
+    assert_eq!(s.login_failures("a@x.test", NOW + 302).await.unwrap(), 3);
+    assert_eq!(s.login_failures("a@x.test", NOW + 303).await.unwrap(), 0);
+    // A failure after the window closed starts over.
+    assert_eq!(
+        s.record_login_failure("a@x.test", NOW + 400, 300)
+            .await
+            .unwrap(),
+        1
+    );
+    // Failures at once through several replicas are all counted.
+    let other = t.open_another().await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 {
+            t.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_login_failure("c@x.test", NOW, 300)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=10).collect::<Vec<u32>>());
+    s.clear_login_failures("c@x.test").await.unwrap();
+    assert_eq!(s.login_failures("c@x.test", NOW).await.unwrap(), 0);
+    other.close().await;
+}
+
+pub(crate) async fn purging_ends_finished_login_state(t: Ctx) {
+    let s = &*t.store;
+    s.create_user(&user("usr_a", "a@example.test"))
+        .await
+        .unwrap();
+    s.put_login_transaction(&txn("h1", None)).await.unwrap();
+    s.create_login_session(&session("s1", "usr_a"))
+        .await
+        .unwrap();
+    s.record_login_failure("a@x.test", NOW, 300).await.unwrap();
+    // Nothing has ended yet.
+    s.purge_expired(NOW).await.unwrap();
+    assert!(s.get_login_transaction("h1", NOW).await.unwrap().is_some());
+    assert!(s.get_login_session("s1", NOW).await.unwrap().is_some());
+    assert_eq!(s.login_failures("a@x.test", NOW).await.unwrap(), 1);
+    // Past every expiry, all three go.
+    assert_eq!(s.purge_expired(NOW + 3600).await.unwrap(), 3);
+}
