@@ -242,3 +242,5 @@ fn code_fields(code: &str, verifier: &str) -> String {
 
 #[path = "issuer_login/flows.rs"]
 mod flows;
+#[path = "issuer_login/sessions.rs"]
+mod sessions;
