@@ -25,6 +25,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 pub use self::error::AuthorizeError;
+pub(crate) use self::exchange::IdSubject;
 
 use self::csrf::CookieJar;
 use self::request::{AuthRequest, Params, Prompt, Target};

@@ -22,10 +22,13 @@ mod seal;
 
 use seal::{open_successor, seal_successor};
 
+use super::authorize::IdSubject;
 use super::clients::Form;
 use super::error::OAuthError;
 use super::revoke::revoke_family_reported;
-use super::store::{Client, FamilyMatch, PresentedToken, RefreshFamily, StoreError};
+use super::store::{
+    Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, StoreError, User,
+};
 use super::token::{
     AccessClaims, Minter, TokenResponse, random_token, requested_scopes, token_hash,
 };
@@ -44,11 +47,14 @@ pub(super) fn family_expired(family: &RefreshFamily, now: i64) -> bool {
     now >= family.absolute_expires_at || family.idle_expires_at.is_some_and(|idle| now >= idle)
 }
 
-/// The `sub`, organization and roles an access token of the family carries.
+/// The `sub`, organization and roles an access token of the family carries,
+/// and what an ID token says of the user (when `openid` is in the scope).
 struct Subject {
     org_id: Option<String>,
     roles: Option<Vec<String>>,
     scope: Vec<String>,
+    membership: Option<Membership>,
+    profile: Option<(User, Option<Organization>)>,
 }
 
 // === impl Minter ===
@@ -209,7 +215,7 @@ impl Minter {
         family: &RefreshFamily,
         scope: Vec<String>,
     ) -> Result<Subject, OAuthError> {
-        let roles = match &family.org_id {
+        let membership = match &family.org_id {
             None => None,
             Some(org) => {
                 let memberships = self
@@ -223,17 +229,51 @@ impl Minter {
                         "the user is no longer a member of the organization",
                     ));
                 };
-                Some(membership.roles)
+                Some(membership)
             }
         };
+        let roles = membership.as_ref().map(|m| m.roles.clone());
         let scope = self
             .allowed_scope(client, family, roles.as_deref(), scope)
             .await?;
+        let profile = match scope.iter().any(|s| s == "openid") {
+            true => Some(self.profile(family).await?),
+            false => None,
+        };
         Ok(Subject {
             org_id: family.org_id.clone(),
             roles,
             scope,
+            membership,
+            profile,
         })
+    }
+
+    /// The family's user and organization as they are now, for a fresh ID
+    /// token.
+    async fn profile(
+        &self,
+        family: &RefreshFamily,
+    ) -> Result<(User, Option<Organization>), OAuthError> {
+        let user = self
+            .store
+            .get_user(&family.user_id)
+            .await
+            .map_err(storage)?
+            .ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
+        let org = match &family.org_id {
+            Some(id) => Some(
+                self.store
+                    .get_organization(id)
+                    .await
+                    .map_err(storage)?
+                    .ok_or(OAuthError::InvalidGrant(
+                        "the organization no longer exists",
+                    ))?,
+            ),
+            None => None,
+        };
+        Ok((user, org))
     }
 
     /// Drops the API scopes of the family's resource that the client, or (in
@@ -305,13 +345,28 @@ impl Minter {
             org_id: subject.org_id.as_deref(),
             roles: subject.roles.as_deref(),
         };
+        // OIDC Core §12.2: a new ID token for the same sign-in (its auth_time),
+        // without the nonce of the original request.
+        let id_token = match &subject.profile {
+            Some((user, org)) => {
+                let about = IdSubject {
+                    user,
+                    org: org.as_ref(),
+                    membership: subject.membership.as_ref(),
+                    auth_time: family.auth_time,
+                    nonce: None,
+                };
+                Some(self.id_token(client, &about, now)?)
+            }
+            None => None,
+        };
         Ok(TokenResponse {
             access_token: self.sign_access(&claims)?,
             token_type: "Bearer",
             expires_in: ttl,
             scope,
             refresh_token: Some(refresh_token),
-            id_token: None,
+            id_token,
         })
     }
 }

@@ -152,6 +152,51 @@ async fn families_end_at_their_idle_and_absolute_expiry() {
 }
 
 #[tokio::test]
+async fn openid_families_get_a_fresh_id_token_for_the_same_sign_in() {
+    let env = env(DEFAULT).await;
+    let t0 = family(&env, "app", DEFAULT).await;
+    let signed_in = env.clock.now_unix();
+    env.clock.advance(600);
+    env.store
+        .update_user(&User {
+            id: env.user.clone(),
+            email: format!("{}@example.test", env.user),
+            name: Some("Ada Lovelace".into()),
+            picture: None,
+            email_verified: true,
+            password_hash: None,
+            created_at: signed_in,
+            updated_at: signed_in,
+        })
+        .await
+        .unwrap();
+    let (_, body) = rotate(&env.gw, &t0).await;
+    let id_token = body["id_token"].as_str().expect("an ID token");
+    assert_eq!(header_of(id_token)["typ"], "JWT");
+    let id = claims_of(id_token);
+    assert_eq!(id["iss"], "http://issuer.test");
+    assert_eq!(id["sub"], env.user.as_str());
+    assert_eq!(id["aud"], "app");
+    // Issued now, about the original sign-in, with the profile as it is now.
+    assert_eq!(id["iat"], env.clock.now_unix());
+    assert_eq!(id["auth_time"], signed_in);
+    assert!(id.get("nonce").is_none());
+    assert_eq!(id["name"], "Ada Lovelace");
+    assert_eq!(id["org_id"], "org_acme");
+    assert_eq!(id["org_name"], "Acme");
+    assert_eq!(id["role"], "editor");
+
+    // Narrowed to API scopes only (no openid): no ID token.
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}&scope=read%3Adata",
+        enc(body["refresh_token"].as_str().unwrap())
+    );
+    let (status, _, json) = post(&env.gw, "/oauth/token", Some(APP), &form).await;
+    assert_eq!(status, 200, "{json}");
+    assert!(json.get("id_token").is_none(), "{json}");
+}
+
+#[tokio::test]
 async fn scope_may_narrow_but_never_widen() {
     let env = env(DEFAULT).await;
     let t0 = family(&env, "app", DEFAULT).await;

@@ -15,7 +15,7 @@ use crate::issuer::store::{
     AuthCode, Client, CodeRedemption, Membership, Organization, RefreshFamily, StoreError, User,
     new_id,
 };
-use crate::issuer::token::{AccessClaims, TokenResponse, random_token, token_hash};
+use crate::issuer::token::{AccessClaims, Minter, TokenResponse, random_token, token_hash};
 
 /// The claims of an ID token (OIDC Core §2) plus the tenancy claims.
 #[derive(Debug, Serialize)]
@@ -48,6 +48,68 @@ pub struct Profile {
     /// The first role of the membership.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+}
+
+/// Whom an ID token is about, and how they signed in.
+#[derive(Debug, Clone, Copy)]
+pub struct IdSubject<'a> {
+    pub user: &'a User,
+    pub org: Option<&'a Organization>,
+    pub membership: Option<&'a Membership>,
+    /// When the user typed their password (the original sign-in, also on
+    /// refresh: OIDC Core §12.2).
+    pub auth_time: i64,
+    /// The authorization request's nonce; absent on refresh.
+    pub nonce: Option<&'a str>,
+}
+
+// === impl Minter ===
+
+impl Minter {
+    /// A signed ID token for `client` about `subject`, issued `now`, with the
+    /// client's `id_token_signed_response_alg`.
+    pub(crate) fn id_token(
+        &self,
+        client: &Client,
+        subject: &IdSubject<'_>,
+        now: i64,
+    ) -> Result<String, OAuthError> {
+        let claims = IdClaims {
+            iss: &self.section.url,
+            sub: &subject.user.id,
+            aud: &client.client_id,
+            exp: now + self.section.id_token_ttl.as_secs() as i64,
+            iat: now,
+            auth_time: subject.auth_time,
+            nonce: subject.nonce,
+            profile: Profile::of(subject.user, subject.org, subject.membership),
+        };
+        // RS256 by default (OIDC Discovery requires it); a client created without
+        // an algorithm on an issuer without RS256 gets the first configured one.
+        let named = client
+            .id_token_signed_response_alg
+            .as_deref()
+            .and_then(SigningAlg::from_name);
+        let default = match self.section.signing_algs.contains(&SigningAlg::RS256) {
+            true => SigningAlg::RS256,
+            false => self
+                .section
+                .signing_algs
+                .first()
+                .copied()
+                .unwrap_or(SigningAlg::RS256),
+        };
+        let alg = named.unwrap_or(default);
+        let ring = self.keys.current();
+        let key = ring.signer(alg).ok_or_else(|| {
+            tracing::error!(alg = alg.as_str(), "No active key for ID tokens");
+            OAuthError::Server
+        })?;
+        key.sign(&claims, "JWT").map_err(|e| {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Signing failed");
+            OAuthError::Server
+        })
+    }
 }
 
 fn store_failed(err: &StoreError) -> OAuthError {
@@ -201,41 +263,14 @@ impl Flow {
         membership: Option<&Membership>,
         now: i64,
     ) -> Result<String, OAuthError> {
-        let claims = IdClaims {
-            iss: &self.section.url,
-            sub: &user.id,
-            aud: &client.client_id,
-            exp: now + self.section.id_token_ttl.as_secs() as i64,
-            iat: now,
+        let subject = IdSubject {
+            user,
+            org,
+            membership,
             auth_time: code.auth_time,
             nonce: code.nonce.as_deref(),
-            profile: Profile::of(user, org, membership),
         };
-        // RS256 by default (OIDC Discovery requires it); a client created without
-        // an algorithm on an issuer without RS256 gets the first configured one.
-        let named = client
-            .id_token_signed_response_alg
-            .as_deref()
-            .and_then(SigningAlg::from_name);
-        let default = match self.section.signing_algs.contains(&SigningAlg::RS256) {
-            true => SigningAlg::RS256,
-            false => self
-                .section
-                .signing_algs
-                .first()
-                .copied()
-                .unwrap_or(SigningAlg::RS256),
-        };
-        let alg = named.unwrap_or(default);
-        let ring = self.keys.current();
-        let key = ring.signer(alg).ok_or_else(|| {
-            tracing::error!(alg = alg.as_str(), "No active key for ID tokens");
-            OAuthError::Server
-        })?;
-        key.sign(&claims, "JWT").map_err(|e| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Signing failed");
-            OAuthError::Server
-        })
+        self.minter.id_token(client, &subject, now)
     }
 
     /// Starts a refresh family for the code and returns its first token.
