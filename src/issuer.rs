@@ -19,6 +19,7 @@ pub mod events;
 pub mod introspect;
 pub mod keyring;
 pub mod manage;
+pub mod purge;
 pub mod refresh;
 pub mod revoke;
 pub mod signing;

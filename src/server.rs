@@ -149,6 +149,11 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         };
         install(&issuer.keys().current().jwks);
         tasks.spawn(issuer.clone().run_key_sync(rx.clone(), install));
+        tasks.spawn(crate::issuer::purge::run(
+            issuer.store().clone(),
+            options.clock.clone(),
+            rx.clone(),
+        ));
         let webhooks = config.issuer.as_ref().map_or(&[][..], |s| &s.webhooks[..]);
         match Deliverer::new(issuer.store().clone(), webhooks, options.clock.clone()) {
             Ok(deliverer) => {
