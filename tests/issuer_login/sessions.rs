@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use portcullis::clock::{Clock, ManualClock};
+use serde_json::json;
 
 use super::*;
 
@@ -216,5 +217,40 @@ async fn login_hint_fills_in_the_email() {
     )
     .await;
     assert!(!html.contains("\"><b>x"), "{html}");
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn logout_names_its_client_by_id_token_hint() {
+    let env = env().await;
+    let gw = &env.gw;
+    let (back, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let (_, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    let id_token = body["id_token"].as_str().unwrap().to_owned();
+    let cookies = [session];
+    // A hint from another issuer, garbage, or one that contradicts client_id
+    // is refused, and the session stays.
+    let foreign = token(&rsa(), &claims_with(json!({ "aud": "web" })));
+    for bad in [
+        format!("id_token_hint={}", enc(&foreign)),
+        "id_token_hint=not.a.jwt".to_owned(),
+        format!("id_token_hint={}&client_id=portal", enc(&id_token)),
+    ] {
+        let (status, _, _) =
+            request("GET", &gw.url(&format!("/logout?{bad}")), &cookies, None).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    assert!(authorize(gw, "", &cookies).await.starts_with(CALLBACK));
+    // Our ID token names the client, whose registered URI is then followed.
+    let url = format!(
+        "/logout?id_token_hint={}&post_logout_redirect_uri={}&state=bye",
+        enc(&id_token),
+        enc(CALLBACK)
+    );
+    let (status, headers, _) = request("GET", &gw.url(&url), &cookies, None).await;
+    assert_eq!(status, 302);
+    assert_eq!(location(&headers), format!("{CALLBACK}?state=bye"));
+    assert!(authorize(gw, "", &cookies).await.starts_with("/login"));
     env.gw.shutdown().await;
 }

@@ -302,9 +302,10 @@ impl Flow {
         page::html(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs))
     }
 
-    /// `GET` or `POST /logout`: ends the session; returns to
-    /// `post_logout_redirect_uri` only when it is one of `client_id`'s
-    /// redirect URIs.
+    /// `GET` or `POST /logout` (OIDC RP-Initiated Logout): ends the session;
+    /// returns to `post_logout_redirect_uri` only when it is one of the
+    /// client's redirect URIs, the client being named by `client_id` or by the
+    /// audience of `id_token_hint` (an ID token of ours, expired or not).
     pub(super) async fn logout(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
         let post = req.method() == http::Method::POST;
@@ -313,17 +314,20 @@ impl Flow {
             true => read_form(req).await.map(|(p, _)| p).unwrap_or(query),
             false => query,
         };
+        let client_id = match self.logout_client(&params) {
+            Ok(client) => client,
+            Err(message) => {
+                return page::html(StatusCode::BAD_REQUEST, page::error_page(message));
+            }
+        };
         if let Some(id) = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE)) {
             if let Err(e) = self.state.end_session(id).await {
                 return server_error(&e);
             }
         }
         let mut back = None;
-        if let (Some(uri), Some(client_id)) = (
-            params.get("post_logout_redirect_uri"),
-            params.get("client_id"),
-        ) {
-            if let Ok(Some(client)) = self.store.get_client(client_id).await {
+        if let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), client_id) {
+            if let Ok(Some(client)) = self.store.get_client(&client_id).await {
                 if client.redirect_uris.iter().any(|r| r == uri) {
                     back = Some(match params.get("state") {
                         Some(state) => with_query(uri, &[("state", state)]),
@@ -338,5 +342,31 @@ impl Flow {
         };
         add_cookie(&mut resp, &self.jar.set(SESSION_COOKIE, "", "Lax", 0));
         resp
+    }
+
+    /// The client a logout request names: `client_id`, or the audience of
+    /// `id_token_hint`; both must agree when both are sent. A hint that is not
+    /// an ID token of ours is refused.
+    fn logout_client(&self, params: &Params) -> Result<Option<String>, &'static str> {
+        if params.repeated {
+            return Err("the logout request repeats a parameter");
+        }
+        let named = params.get("client_id").map(str::to_owned);
+        let Some(hint) = params.get("id_token_hint") else {
+            return Ok(named);
+        };
+        let claims = self
+            .signed_by_us(hint)
+            .map_err(|_| "the id_token_hint is not an ID token of this issuer")?;
+        let aud = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => Some(a.clone()),
+            Some(serde_json::Value::Array(a)) if a.len() == 1 => a[0].as_str().map(str::to_owned),
+            _ => None,
+        };
+        let aud = aud.ok_or("the id_token_hint is not an ID token of this issuer")?;
+        match named {
+            Some(c) if c != aud => Err("client_id does not match the id_token_hint"),
+            _ => Ok(Some(aud)),
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::issuer::error::json_response;
 
 /// Why a userinfo request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-enum UserinfoError {
+pub(super) enum UserinfoError {
     /// No or a malformed `Authorization` header (the client's fault).
     #[error("the request carries no usable bearer token")]
     InvalidRequest,
@@ -117,9 +117,9 @@ impl Flow {
         Ok(body)
     }
 
-    /// Verifies one of our access tokens: signature with a published key,
-    /// `iss`, `typ`, the time window, and that its `jti` is not revoked.
-    async fn verify_access(
+    /// The claims of a JWT this issuer signed (with a key it still publishes)
+    /// and whose `iss` is this issuer; nothing about its type or time.
+    pub(super) fn signed_by_us(
         &self,
         token: &str,
     ) -> Result<serde_json::Map<String, Value>, UserinfoError> {
@@ -137,6 +137,16 @@ impl Flow {
         if claims.get("iss").and_then(Value::as_str) != Some(self.section.url.as_str()) {
             return Err(UserinfoError::InvalidToken);
         }
+        Ok(claims)
+    }
+
+    /// Verifies one of our access tokens: signature with a published key,
+    /// `iss`, `typ`, the time window, and that its `jti` is not revoked.
+    async fn verify_access(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, Value>, UserinfoError> {
+        let claims = self.signed_by_us(token)?;
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
