@@ -11,8 +11,7 @@ use super::*;
 
 /// A second gateway on the environment's database.
 async fn replica(env: &Env, options: Options) -> Gateway {
-    let db = format!("sqlite://{}/issuer.db", env._dir.path().display());
-    Gateway::start_with(&yaml(&db, &env.up), options).await
+    Gateway::start_with(&yaml(env._db.url(), &env.up), options).await
 }
 
 /// The redirect an authorize request with `cookies` answers.
@@ -28,9 +27,8 @@ async fn authorize(gw: &Gateway, extra: &str, cookies: &[String]) -> String {
     location(&headers)
 }
 
-#[tokio::test]
-async fn sessions_and_forms_are_shared_by_replicas_and_survive_a_restart() {
-    let env = env().await;
+async fn sessions_and_forms_are_shared_by_replicas_and_survive_a_restart(db: TestDb) {
+    let env = env(db).await;
     let other = replica(&env, Options::default()).await;
     // Signed in through one gateway, known to the other: no form.
     let (_, session) = login(&env.gw, &authorize_query("web", ""), "alice@example.test").await;
@@ -50,15 +48,13 @@ async fn sessions_and_forms_are_shared_by_replicas_and_survive_a_restart() {
     assert!(html.contains("expired"), "{html}");
     // The first gateway goes away; a new one on the same database still knows
     // the session, and a logout through it ends the session everywhere.
-    let Env { gw, _dir, up, .. } = env;
+    let Env { gw, store, up, _db } = env;
     gw.shutdown().await;
     let env = Env {
         gw: other,
-        store: store::open(&format!("sqlite://{}/issuer.db", _dir.path().display()))
-            .await
-            .unwrap(),
-        _dir,
+        store,
         up,
+        _db,
     };
     let restarted = replica(&env, Options::default()).await;
     assert!(
@@ -73,9 +69,8 @@ async fn sessions_and_forms_are_shared_by_replicas_and_survive_a_restart() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn failed_logins_count_across_replicas() {
-    let env = env().await;
+async fn failed_logins_count_across_replicas(db: TestDb) {
+    let env = env(db).await;
     let other = replica(&env, Options::default()).await;
     let (form, _) = open_form(&env.gw, &authorize_query("web", ""), &[]).await;
     for n in 0..5 {
@@ -104,9 +99,8 @@ async fn failed_logins_count_across_replicas() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn successful_logins_are_audited() {
-    let env = env().await;
+async fn successful_logins_are_audited(db: TestDb) {
+    let env = env(db).await;
     login(&env.gw, &authorize_query("web", ""), "alice@example.test").await;
     let audit = env.store.list_audit(10).await.unwrap();
     let entry = audit
@@ -119,9 +113,8 @@ async fn successful_logins_are_audited() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn prompt_none_never_shows_a_page() {
-    let env = env().await;
+async fn prompt_none_never_shows_a_page(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     // No session: back to the client with login_required, state and iss.
     let back = authorize(gw, "&prompt=none", &[]).await;
@@ -154,14 +147,13 @@ async fn prompt_none_never_shows_a_page() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn prompt_login_and_max_age_ask_for_the_password_again() {
+async fn prompt_login_and_max_age_ask_for_the_password_again(db: TestDb) {
     let clock = Arc::new(ManualClock::new(now()));
-    let env = env_with(Options {
+    let options = Options {
         clock: clock.clone(),
         ..Options::default()
-    })
-    .await;
+    };
+    let env = env_with(db, options).await;
     let gw = &env.gw;
     let (_, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
     let cookies = [session];
@@ -199,9 +191,8 @@ async fn prompt_login_and_max_age_ask_for_the_password_again() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn login_hint_fills_in_the_email() {
-    let env = env().await;
+async fn login_hint_fills_in_the_email(db: TestDb) {
+    let env = env(db).await;
     let (_, html) = open_form(
         &env.gw,
         &authorize_query("web", "&login_hint=alice%40example.test"),
@@ -220,9 +211,8 @@ async fn login_hint_fills_in_the_email() {
     env.gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn logout_names_its_client_by_id_token_hint() {
-    let env = env().await;
+async fn logout_names_its_client_by_id_token_hint(db: TestDb) {
+    let env = env(db).await;
     let gw = &env.gw;
     let (back, session) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
     let code = query_of(&back)["code"].clone();
@@ -254,3 +244,13 @@ async fn logout_names_its_client_by_id_token_hint() {
     assert!(authorize(gw, "", &cookies).await.starts_with("/login"));
     env.gw.shutdown().await;
 }
+
+crate::on_both_databases!(
+    sessions_and_forms_are_shared_by_replicas_and_survive_a_restart,
+    failed_logins_count_across_replicas,
+    successful_logins_are_audited,
+    prompt_none_never_shows_a_page,
+    prompt_login_and_max_age_ask_for_the_password_again,
+    login_hint_fills_in_the_email,
+    logout_names_its_client_by_id_token_hint,
+);
