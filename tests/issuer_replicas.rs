@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::oauth::{
-    client_credentials, code_flow, jwks_kids, login_for_code, redeem_code, refresh,
+    client_credentials, code_flow, jwks_kids, login_attempts, login_for_code, redeem_code, refresh,
 };
 use support::process::{Portcullis, admin};
 use support::*;
@@ -380,6 +380,24 @@ async fn replicas_started_together_on_a_new_database_share_one_key_set() {
     assert!(kids.contains(&kid(&from_a)) && kids.contains(&kid(&from_b)));
     assert_eq!(status_at(&r.b, &from_a).await, 200);
     assert_eq!(status_at(&r.a, &from_b).await, 200);
+    r.a.kill().await;
+    r.b.kill().await;
+}
+
+/// The per-account login limit holds for the account, not per replica: after
+/// five wrong passwords through A, B refuses the right one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_limit_holds_across_replicas() {
+    let Some(r) = replicas(Start::OneAfterTheOther).await else {
+        return;
+    };
+    let (a, b) = (r.a.url(""), r.b.url(""));
+    let wrong = login_attempts(&a, "web", CALLBACK, EMAIL, &["wrong"; 5]).await;
+    assert!(wrong.iter().all(|s| *s == 401), "{wrong:?}");
+    let locked = login_attempts(&a, "web", CALLBACK, EMAIL, &[PASSWORD]).await;
+    assert_eq!(locked[0], 429, "A itself is locked");
+    let elsewhere = login_attempts(&b, "web", CALLBACK, EMAIL, &[PASSWORD]).await;
+    assert_eq!(elsewhere[0], 429, "B let the account in");
     r.a.kill().await;
     r.b.kill().await;
 }

@@ -1152,6 +1152,45 @@ pub mod oauth {
         (query_of(&back)["code"].clone(), verifier)
     }
 
+    /// Opens the login form of an authorization request for `client_id` at
+    /// `base` and submits `email` and `password` once per entry of
+    /// `passwords`; the status of each answer.
+    pub async fn login_attempts(
+        base: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        email: &str,
+        passwords: &[&str],
+    ) -> Vec<StatusCode> {
+        let verifier = portcullis::issuer::token::random_token(32);
+        let query = format!(
+            "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
+             &scope=openid&code_challenge={}&code_challenge_method=S256",
+            enc(redirect_uri),
+            portcullis::issuer::authorize::pkce::s256(&verifier),
+        );
+        let (status, headers, body) = request("GET", &format!("{base}{query}"), &[], None).await;
+        assert_eq!(status, 302, "{body}");
+        let login = location(&headers);
+        let cookies = [set_cookies(&headers).pop().unwrap()];
+        let (status, _, html) = request("GET", &format!("{base}{login}"), &cookies, None).await;
+        assert_eq!(status, 200, "{html}");
+        let mut statuses = Vec::new();
+        for password in passwords {
+            let form = format!(
+                "txn={}&csrf={}&email={}&password={}",
+                enc(&hidden(&html, "txn")),
+                enc(&hidden(&html, "csrf")),
+                enc(email),
+                enc(password)
+            );
+            let (status, _, _) =
+                request("POST", &format!("{base}/login"), &cookies, Some(&form)).await;
+            statuses.push(status);
+        }
+        statuses
+    }
+
     /// The second half of [`code_flow`]: the code exchanged at the token
     /// endpoint (status and JSON, not asserted).
     pub async fn redeem_code(
