@@ -215,13 +215,27 @@ fn hidden(html: &str, name: &str) -> String {
 /// Submits `email` and `password` on a fresh login form of the public client
 /// `web`: the status, and the code when the login succeeded.
 async fn login(gw: &Gateway, email: &str, password: &str) -> (StatusCode, Option<String>) {
-    let query = format!(
+    let (status, code, _) = login_session(gw, email, password).await;
+    (status, code)
+}
+
+/// The authorization request every login here starts with.
+fn authorize_query() -> String {
+    format!(
         "/oauth/authorize?response_type=code&client_id=web&redirect_uri={}\
          &scope=openid+read:data&state=st&code_challenge={}&code_challenge_method=S256",
         enc(CALLBACK),
         pkce::s256(VERIFIER),
-    );
-    let (status, headers, body) = request(&gw.url(&query), None, None).await;
+    )
+}
+
+/// As [`login`], with the session cookie (`name=value`) the login set.
+async fn login_session(
+    gw: &Gateway,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Option<String>, Option<String>) {
+    let (status, headers, body) = request(&gw.url(&authorize_query()), None, None).await;
     assert_eq!(status, 302, "{body}");
     let login = headers["location"].to_str().unwrap().to_owned();
     let set = headers["set-cookie"].to_str().unwrap();
@@ -242,7 +256,13 @@ async fn login(gw: &Gateway, email: &str, password: &str) -> (StatusCode, Option
             form_urlencoded::parse(q.as_bytes()).into_owned().collect();
         pairs.get("code").cloned()
     });
-    (status, code)
+    let session = headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .find(|c| c.starts_with("portcullis_session="))
+        .map(str::to_owned);
+    (status, code, session)
 }
 
 /// A token request of the public client `web`: status and JSON body.

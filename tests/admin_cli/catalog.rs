@@ -97,7 +97,9 @@ async fn require_pkce_is_set_per_confidential_client() {
     assert_eq!(strict["public"], false);
     assert_eq!(strict["require_pkce"], true);
     assert!(strict["client_secret"].is_string());
-    let lax = create(&[]);
+    // PKCE by default; leaving it out takes an explicit false.
+    assert_eq!(create(&[])["require_pkce"], true);
+    let lax = create(&["--require-pkce=false"]);
     assert_eq!(lax["require_pkce"], false);
     let public = create(&["--public"]);
     assert_eq!(

@@ -47,7 +47,21 @@ async fn users_are_listed_shown_and_updated_and_a_new_password_ends_old_sessions
     let (status, rotated) = refresh(gw, &first).await;
     assert_eq!(status, 200, "{rotated}");
 
+    // And a browser session from the old password, which skips the form.
+    let (_, _, session) = login_session(gw, "ada@example.test", OLD).await;
+    let session = session.expect("a session cookie");
+    let goes_to = |session: String| async move {
+        let (status, headers, _) = request(&gw.url(&authorize_query()), Some(&session), None).await;
+        assert_eq!(status, 302);
+        headers["location"].to_str().unwrap().to_owned()
+    };
+    assert!(goes_to(session.clone()).await.starts_with(CALLBACK));
+
     let updated = ok(gw, &t, "PATCH", &path, Some(json!({ "password": NEW }))).await;
+    assert!(
+        goes_to(session).await.starts_with("/login"),
+        "the new password ended the session"
+    );
     assert!(!updated.to_string().contains(NEW));
     assert_eq!(
         refresh(gw, &rotated).await,
@@ -71,6 +85,7 @@ async fn users_are_listed_shown_and_updated_and_a_new_password_ends_old_sessions
     );
     assert_eq!(updates[0]["detail"]["changed"], json!(["password"]));
     assert_eq!(updates[0]["detail"]["revoked_refresh_families"], 1);
+    assert_eq!(updates[0]["detail"]["ended_sessions"], 2);
     let text = Value::Array(entries).to_string();
     assert!(!text.contains(NEW) && !text.contains("argon2"));
     env.gw.shutdown().await;

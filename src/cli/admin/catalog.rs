@@ -48,9 +48,18 @@ pub(super) enum ClientCommand {
         /// A public client: no secret, PKCE always.
         #[arg(long)]
         public: bool,
-        /// A confidential client that must use PKCE (S256) in the
-        /// authorization-code grant too (public clients always must).
-        #[arg(long)]
+        /// Whether a confidential client must use PKCE (S256) in the
+        /// authorization-code grant (default true; `--require-pkce=false` to
+        /// allow codes without it). Public clients always must.
+        #[arg(
+            long,
+            value_name = "BOOL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_value_t = true,
+            default_missing_value = "true",
+            action = clap::ArgAction::Set
+        )]
         require_pkce: bool,
         /// The API whose scopes the client may obtain.
         #[arg(long, requires = "scopes")]

@@ -41,7 +41,7 @@ pub(super) struct ClientBody {
     redirect_uris: Vec<String>,
     #[serde(default)]
     public: bool,
-    #[serde(default)]
+    #[serde(default = "yes")]
     require_pkce: bool,
     #[serde(default)]
     scopes: ScopeMap,
@@ -216,4 +216,9 @@ impl From<WebhookBody> for NewWebhook {
             secret: b.secret,
         }
     }
+}
+
+/// PKCE is required unless a client is created without it explicitly.
+fn yes() -> bool {
+    true
 }

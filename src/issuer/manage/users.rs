@@ -104,9 +104,13 @@ pub async fn update_user(
     }
     let mut detail = data.clone();
     if changed.contains(&"password") {
+        // A new password signs the user out everywhere: refresh tokens and
+        // browser sessions alike.
         let revoked = tx.revoke_families_of_user(id, actor.now).await?;
+        let ended = tx.delete_login_sessions_of_user(id).await?;
         if let Some(map) = detail.as_object_mut() {
             map.insert("revoked_refresh_families".into(), json!(revoked));
+            map.insert("ended_sessions".into(), json!(ended));
         }
     }
     tx.insert_audit(&audit(actor, "user.updated", id, detail))
