@@ -278,6 +278,43 @@ async fn tokens_survive_a_kill(db: TestDb) {
     second.kill().await;
 }
 
+/// `keys rotate` while the issuer runs, then a kill -9: the restarted process
+/// publishes the waiting successors beside the keys in force, keeps signing with
+/// the latter (the successors are not due yet), and makes no key of its own.
+async fn a_waiting_successor_survives_a_kill(db: TestDb) {
+    let s = setup(&db, None).await;
+    let (client_id, secret, _) = seed(&s.config);
+    let m2m = (client_id.as_str(), secret.as_str());
+    let first = Portcullis::start(&s.config).await;
+    let before = jwks_kids(&first.url("")).await;
+    let token = client_credentials(&first.url(""), m2m).await;
+    let rotated = admin(&s.config, &["keys", "rotate"]);
+    assert_eq!(rotated["rotated"], true, "{rotated}");
+    let mut published: Vec<String> = rotated["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    published.sort();
+    assert_eq!(published.len(), before.len() * 2, "{rotated}");
+    let key_rows = signing_keys(&db).await;
+    first.kill().await;
+
+    let second = Portcullis::start(&s.config).await;
+    let url = second.url("");
+    assert_eq!(jwks_kids(&url).await, published);
+    assert_eq!(
+        signing_keys(&db).await,
+        key_rows,
+        "a key was made or changed"
+    );
+    let fresh = client_credentials(&url, m2m).await;
+    assert_eq!(header_of(&fresh)["kid"], header_of(&token)["kid"]);
+    assert_eq!(through_gateway(&second, &token).await, 200);
+    second.kill().await;
+}
+
 /// The columns of the outbox that make up what is delivered.
 const OUTBOX: &[&str] = &[
     "id",
@@ -420,6 +457,7 @@ async fn an_event_claimed_by_a_killed_process_is_delivered_after_restart(db: Tes
 
 on_both_databases!(
     tokens_survive_a_kill,
+    a_waiting_successor_survives_a_kill,
     a_pending_webhook_event_survives_a_kill,
     #[ignore = "src bug: the dead process's claim holds the event for issuer::events::CLAIM_SECS (600 s)"]
     an_event_claimed_by_a_killed_process_is_delivered_after_restart,
