@@ -38,6 +38,8 @@ struct Replicas {
     config: PathBuf,
     m2m: (String, String),
     db: TestDb,
+    /// The receiver of the webhook both processes deliver to.
+    hooks: Upstream,
     _dir: tempfile::TempDir,
     _up: Upstream,
 }
@@ -61,6 +63,7 @@ async fn replicas(start: Start) -> Option<Replicas> {
     let db = TestDb::postgres().await?;
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start().await;
+    let hooks = Upstream::start().await;
     let yaml = format!(
         r#"server:
   listen: "127.0.0.1:0"
@@ -80,6 +83,9 @@ issuer:
       redirect_uris: ["{CALLBACK}"]
       grant_types: [authorization_code, refresh_token]
       scopes: {{ "{API}": [read:data] }}
+  webhooks:
+    - url: "{hooks}/hook"
+      secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 issuers:
   - id: local
     builtin: true
@@ -93,6 +99,7 @@ routes:
 "#,
         db = db.url(),
         up = up.url(),
+        hooks = hooks.url(),
     );
     let config = dir.path().join("gateway.yaml");
     std::fs::write(&config, yaml).unwrap();
@@ -110,6 +117,7 @@ routes:
         config,
         m2m,
         db,
+        hooks,
         _dir: dir,
         _up: up,
     })
@@ -398,6 +406,47 @@ async fn the_login_limit_holds_across_replicas() {
     assert_eq!(locked[0], 429, "A itself is locked");
     let elsewhere = login_attempts(&b, "web", CALLBACK, EMAIL, &[PASSWORD]).await;
     assert_eq!(elsewhere[0], 429, "B let the account in");
+    r.a.kill().await;
+    r.b.kill().await;
+}
+
+/// Both processes poll the one outbox: every event reaches the webhook once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_delivered_once_by_one_of_the_replicas() {
+    let Some(r) = replicas(Start::OneAfterTheOther).await else {
+        return;
+    };
+    for n in 0..8 {
+        admin(&r.config, &["org", "create", "--name", &format!("Org {n}")]);
+    }
+    let ids = |rows: Vec<Vec<String>>| -> Vec<String> {
+        let mut ids: Vec<String> = rows.into_iter().map(|mut row| row.remove(0)).collect();
+        ids.sort();
+        ids
+    };
+    let stored = ids(r.db.rows("SELECT id FROM event_outbox", &["id"]).await);
+    assert!(stored.len() >= 8, "{stored:?}");
+    within(
+        Duration::from_secs(30),
+        "every event to be delivered",
+        || async {
+            r.db.rows(
+                "SELECT id FROM event_outbox WHERE delivered_at IS NULL",
+                &["id"],
+            )
+            .await
+            .is_empty()
+        },
+    )
+    .await;
+    let mut delivered: Vec<String> = r
+        .hooks
+        .received()
+        .iter()
+        .map(|req| req.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, stored, "each stored event exactly once");
     r.a.kill().await;
     r.b.kill().await;
 }

@@ -344,6 +344,11 @@ impl Upstream {
         self.received.lock().unwrap().len()
     }
 
+    /// Every request received so far, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
     pub fn last(&self) -> Received {
         self.received
             .lock()
