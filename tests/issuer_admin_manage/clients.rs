@@ -37,6 +37,14 @@ async fn a_client_created_with_require_pkce_must_use_it() {
     assert!(strict["client_secret"].is_string());
     let lax = create(false).await;
     assert_eq!(lax["require_pkce"], false);
+    // Without the field, PKCE is required.
+    let body = json!({
+        "name": "default",
+        "grant_types": ["authorization_code"],
+        "redirect_uris": [CALLBACK],
+    });
+    let default = ok(gw, &t, "POST", "/admin/v1/clients", Some(body)).await;
+    assert_eq!(default["require_pkce"], true);
 
     let refused = authorize_without_pkce(gw, strict["client_id"].as_str().unwrap()).await;
     assert!(refused.starts_with(CALLBACK), "{refused}");
