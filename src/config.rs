@@ -107,6 +107,9 @@ pub struct IssuerSection {
     pub refresh_token_idle_ttl: Option<Duration>,
     /// At most 60 s; zero turns the grace off.
     pub refresh_reuse_grace: Duration,
+    /// How often each replica re-reads the signing keys (and, when it takes
+    /// the lease, rotates them); between 1 s and 1 h, 60 s by default.
+    pub key_sync_interval: Duration,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub webhooks: Vec<WebhookConfig>,

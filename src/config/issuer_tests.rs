@@ -82,6 +82,7 @@ fn the_contract_example_is_valid() {
         Some(Duration::from_secs(7 * 86400))
     );
     assert_eq!(s.refresh_reuse_grace, Duration::ZERO);
+    assert_eq!(s.key_sync_interval, Duration::from_secs(60));
     let billing = &s.clients[0];
     assert!(!billing.public);
     assert_eq!(
@@ -228,6 +229,16 @@ fn lifetimes_are_bounded() {
             "refresh_token_idle_ttl: 7d",
             "refresh_token_idle_ttl: 7d\n  refresh_reuse_grace: 61s",
             "issuer.refresh_reuse_grace",
+        ),
+        (
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 7d\n  key_sync_interval: 0s",
+            "issuer.key_sync_interval",
+        ),
+        (
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 7d\n  key_sync_interval: 2h",
+            "issuer.key_sync_interval",
         ),
         ("sqlite://portcullis.db", "mysql://db", "issuer.database"),
         (

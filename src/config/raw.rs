@@ -106,6 +106,7 @@ pub struct RawIssuerSection {
     pub refresh_token_ttl: Option<Parsed<Duration>>,
     pub refresh_token_idle_ttl: Option<Parsed<Duration>>,
     pub refresh_reuse_grace: Option<Parsed<Duration>>,
+    pub key_sync_interval: Option<Parsed<Duration>>,
     #[serde(default)]
     pub resources: Vec<RawResource>,
     #[serde(default)]

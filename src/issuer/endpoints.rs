@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::clients::{ClientAuth, Form, hash_secret, verify_secret};
 use super::error::{OAuthError, json_response};
-use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError, SYNC_EVERY};
+use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
 use super::store::{self, ApiResource, Client, Store, StoreError};
 use super::token::Minter;
@@ -96,7 +96,7 @@ impl Issuer {
             policy,
             master,
         ));
-        keys.sync(now).await?;
+        keys.sync_at_start(clock.as_ref()).await?;
         let (discovery, metadata) = discovery_documents(&section);
         Ok(Arc::new(Issuer {
             clients: ClientAuth::new(store.clone()),
@@ -151,7 +151,7 @@ impl Issuer {
     ) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(SYNC_EVERY) => {}
+                _ = tokio::time::sleep(self.section.key_sync_interval) => {}
                 _ = shutdown.changed() => return,
             }
             match self.keys.sync(self.clock.now_unix()).await {

@@ -16,12 +16,13 @@ use super::store::{SigningKeyRecord, Store, StoreError};
 use crate::auth::keys::{Key, parse_jwks};
 use crate::config::SigningAlg;
 
-/// How often replicas look at the key records.
-pub const SYNC_EVERY: Duration = Duration::from_secs(60);
 /// The JWKS `Cache-Control: max-age`; successors are published this far ahead.
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 /// How long the rotation lease is held by the replica that writes.
 const LEASE_TTL: i64 = 30;
+
+/// How often a replica starting beside the lease holder re-reads the keys.
+const STARTUP_RETRY: Duration = Duration::from_millis(100);
 
 /// Why the key ring could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +129,31 @@ impl KeyRing {
     /// true when the published key set changed.
     pub async fn sync(&self, now: i64) -> Result<bool, KeyRingError> {
         self.apply(now, signing::rotation::plan).await
+    }
+
+    /// Whether every configured algorithm has a key that signs now.
+    pub fn complete(&self) -> bool {
+        let ring = self.current();
+        self.algs.iter().all(|alg| ring.signers.contains_key(alg))
+    }
+
+    /// [`KeyRing::sync`] at start: when another replica holds the rotation
+    /// lease (several replicas starting at once on a new database), the first
+    /// keys are being written by it, so this waits for them, re-reading every
+    /// [`STARTUP_RETRY`] for at most one lease, instead of starting with none.
+    pub async fn sync_at_start(&self, clock: &dyn crate::clock::Clock) -> Result<(), KeyRingError> {
+        self.sync(clock.now_unix()).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_TTL as u64);
+        while !self.complete() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(STARTUP_RETRY).await;
+            self.sync(clock.now_unix()).await?;
+        }
+        if !self.complete() {
+            tracing::warn!(
+                "Starting without a signing key for every algorithm; the next key sync retries"
+            );
+        }
+        Ok(())
     }
 
     /// An unscheduled rotation (`portcullis admin keys rotate`): successors are

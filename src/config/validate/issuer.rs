@@ -18,6 +18,7 @@ const DEFAULT_KEY_ROTATION: Duration = Duration::from_secs(30 * 86_400);
 const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_ID_TTL: Duration = Duration::from_secs(3_600);
 const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 86_400);
+const DEFAULT_KEY_SYNC: Duration = Duration::from_secs(60);
 const MIN_ACCESS_TTL: Duration = Duration::from_secs(60);
 const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3_600);
 const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
@@ -61,6 +62,13 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
     let refresh_token_ttl = ttl(raw.refresh_token_ttl, DEFAULT_REFRESH_TTL);
     let refresh_token_idle_ttl = raw.refresh_token_idle_ttl.map(|d| d.0);
     let refresh_reuse_grace = ttl(raw.refresh_reuse_grace, Duration::ZERO);
+    let key_sync_interval = ttl(raw.key_sync_interval, DEFAULT_KEY_SYNC);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&key_sync_interval) {
+        c.error(
+            "issuer.key_sync_interval",
+            "`key_sync_interval` must be between 1s and 1h",
+        );
+    }
     if key_rotation < MIN_KEY_ROTATION {
         c.error("issuer.key_rotation", "`key_rotation` must be at least 1h");
     }
@@ -118,6 +126,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
         refresh_token_ttl,
         refresh_token_idle_ttl,
         refresh_reuse_grace,
+        key_sync_interval,
         resources,
         clients,
         webhooks,
