@@ -424,8 +424,8 @@ async fn hanging_receiver(addr: SocketAddr) -> (tokio::task::JoinHandle<()>, Arc
 }
 
 /// A `kill -9` while a delivery is in flight (claimed, the POST unanswered):
-/// after a restart the event must still be delivered, without waiting out the
-/// dead process's claim.
+/// after a restart the event is still delivered, once the dead process's claim
+/// lapses (as long as a batch can take: a minute with one webhook).
 async fn an_event_claimed_by_a_killed_process_is_delivered_after_restart(db: TestDb) {
     let hook = closed_port().await;
     let s = setup(&db, Some(hook)).await;
@@ -444,7 +444,7 @@ async fn an_event_claimed_by_a_killed_process_is_delivered_after_restart(db: Tes
 
     let receiver = Upstream::start_at(hook).await;
     let second = Portcullis::start(&s.config).await;
-    within(60, "the delivery after the restart", || async {
+    within(120, "the delivery after the restart", || async {
         receiver.count() >= 1
     })
     .await;
@@ -459,6 +459,5 @@ on_both_databases!(
     tokens_survive_a_kill,
     a_waiting_successor_survives_a_kill,
     a_pending_webhook_event_survives_a_kill,
-    #[ignore = "src bug: the dead process's claim holds the event for issuer::events::CLAIM_SECS (600 s)"]
     an_event_claimed_by_a_killed_process_is_delivered_after_restart,
 );

@@ -27,10 +27,11 @@ use crate::telemetry::events::chain;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Time allowed for one POST, response body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events claimed per poll.
-const BATCH: i64 = 50;
-/// How long a claim holds; longer than a batch can take to deliver.
-const CLAIM_SECS: i64 = 600;
+/// Events claimed per poll (another poll follows at once while batches are
+/// full).
+const BATCH: i64 = 5;
+/// Added to the longest a batch can take, for the outbox updates after it.
+const CLAIM_MARGIN_SECS: i64 = 10;
 /// The first retry's delay; it doubles per failed attempt up to [`MAX_DELAY_SECS`].
 const BASE_DELAY_SECS: i64 = 5;
 const MAX_DELAY_SECS: i64 = 3600;
@@ -100,34 +101,44 @@ impl Deliverer {
         })
     }
 
-    /// Polls the outbox every second until `shutdown`.
+    /// Polls the outbox every second until `shutdown`; at once again while
+    /// polls find full batches.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL_EVERY) => {}
                 _ = shutdown.changed() => return,
             }
-            self.poll_once().await;
+            while self.poll_once().await >= BATCH as usize {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
         }
     }
 
-    /// Claims the due events and delivers each once.
-    pub async fn poll_once(&self) {
+    /// Claims the due events and delivers each once; how many it claimed.
+    ///
+    /// The claim lasts as long as delivering the batch can take (every POST
+    /// of every event timing out, one after the other), so that no other
+    /// replica claims an event still in delivery, and an event claimed by a
+    /// process that died is due again soon after.
+    pub async fn poll_once(&self) -> usize {
+        let targets = self.targets().await;
+        let posts = BATCH * (self.configured.len() + targets.len()).max(1) as i64;
+        let claim = posts * REQUEST_TIMEOUT.as_secs() as i64 + CLAIM_MARGIN_SECS;
         let now = self.clock.now_unix();
-        let due = match self.store.due_events(now, now + CLAIM_SECS, BATCH).await {
+        let due = match self.store.due_events(now, now + claim, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "Webhook outbox poll failed");
-                return;
+                return 0;
             }
         };
-        if due.is_empty() {
-            return;
-        }
-        let targets = self.targets().await;
         for event in &due {
             self.deliver(event, &targets).await;
         }
+        due.len()
     }
 
     async fn targets(&self) -> Vec<Target> {
