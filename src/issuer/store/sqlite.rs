@@ -31,8 +31,19 @@ const BEGIN: &str = "BEGIN IMMEDIATE";
 /// SQLite has no row locks: writers are serialised, so claims never overlap.
 const SKIP_LOCKED: &str = "";
 
-/// Connections in the pool: WAL lets readers run beside the one writer.
-const MAX_CONNECTIONS: u32 = 8;
+/// Connections in the pool: WAL lets readers run beside the one writer. Four
+/// serve as many requests as eight on the issuer's workloads
+/// (`benches/RESULTS.md`): writers are serialised anyway, and with fewer
+/// connections fewer writers sleep in the busy handler waiting for the write
+/// lock (with eight, refresh rotation's p99 was up to twice as high). Each
+/// connection is a thread with its own page cache.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Page cache per connection, in KiB (SQLite's default is 2000). The OS page
+/// cache still holds the file, so a miss here is a `pread`, not a disk read;
+/// with the default, a database of a few hundred thousand refresh families
+/// grew the process by 2 MiB per connection under load.
+const CACHE_KIB: u32 = 512;
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,18 +64,22 @@ impl SqliteStore {
             // a power loss may lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", format!("-{CACHE_KIB}"))
             .foreign_keys(true);
+        // No ping before handing out a connection: an embedded database cannot
+        // hang up, and the ping is a round trip through the connection's
+        // thread on every store call.
+        let pool = SqlitePoolOptions::new().test_before_acquire(false);
         // Each connection to `:memory:` is a database of its own: keep exactly
         // one, for as long as the pool lives.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = if in_memory {
-            SqlitePoolOptions::new()
-                .min_connections(1)
+            pool.min_connections(1)
                 .max_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+            pool.max_connections(MAX_CONNECTIONS)
         }
         .connect_with(options)
         .await
