@@ -158,6 +158,27 @@ async fn a_failed_delivery_is_retried(db: TestDb) {
     gw.shutdown().await;
 }
 
+/// A retry goes only to the webhooks the event has not reached yet.
+async fn a_retry_skips_the_webhooks_already_reached(db: TestDb) {
+    let env = env(db);
+    let healthy = Upstream::start().await;
+    let failing = Upstream::start().await;
+    failing.set_status(503);
+    let hooks = format!(
+        "{}{}",
+        hook(&healthy, SECRET, None),
+        hook(&failing, OTHER_SECRET, None)
+    );
+    let gw = gateway(&env, &hooks).await;
+    let (_store, id) = enqueue(&env, "token.revoked", json!({})).await;
+    wait_for(&env, &failing, 2).await;
+    failing.set_status(200);
+    wait_for(&env, &failing, 3).await;
+    assert_eq!(header(&failing.last(), "webhook-id"), id);
+    assert_eq!(healthy.count(), 1, "the healthy webhook got the event once");
+    gw.shutdown().await;
+}
+
 async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks(db: TestDb) {
     let env = env(db);
     let unwanted = Upstream::start().await;
@@ -198,5 +219,6 @@ async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks(db: Te
 on_both_databases!(
     an_event_is_posted_signed,
     a_failed_delivery_is_retried,
+    a_retry_skips_the_webhooks_already_reached,
     the_events_filter_is_honoured_for_configured_and_stored_webhooks,
 );

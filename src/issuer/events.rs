@@ -171,14 +171,19 @@ impl Deliverer {
     async fn deliver(&self, event: &OutboxEvent, stored: &[Target]) {
         let body = Bytes::from(payload(event));
         let mut ok = true;
+        let mut delivered_to = event.delivered_to.clone();
         for target in self.configured.iter().chain(stored) {
-            if !target.wants(&event.event) {
+            let key = target.key();
+            if !target.wants(&event.event) || delivered_to.contains(&key) {
                 continue;
             }
             let timestamp = self.clock.now_unix();
-            if let Err(e) = self.post(target, event, timestamp, body.clone()).await {
-                tracing::warn!(url = %target.url, event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
-                ok = false;
+            match self.post(target, event, timestamp, body.clone()).await {
+                Ok(()) => delivered_to.push(key),
+                Err(e) => {
+                    tracing::warn!(url = %target.url, event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
+                    ok = false;
+                }
             }
         }
         let now = self.clock.now_unix();
@@ -191,7 +196,7 @@ impl Deliverer {
         } else {
             let next_at = now + backoff(attempts);
             self.store
-                .schedule_retry(&event.id, attempts, next_at)
+                .schedule_retry(&event.id, attempts, next_at, &delivered_to)
                 .await
         };
         if let Err(e) = result {
@@ -241,6 +246,12 @@ impl Deliverer {
 // === impl Target ===
 
 impl Target {
+    /// What the outbox remembers of a webhook an event reached: the hash of
+    /// its URL (a URL may carry a credential in its query).
+    fn key(&self) -> String {
+        super::token::token_hash(&self.url.to_string())
+    }
+
     fn wants(&self, event: &str) -> bool {
         self.events
             .as_ref()

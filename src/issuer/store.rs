@@ -385,12 +385,14 @@ pub trait Store: Send + Sync + Debug {
     ) -> Result<Vec<OutboxEvent>, StoreError>;
     /// Marks the event delivered; it is never due again.
     async fn mark_delivered(&self, id: &str, now: i64) -> Result<bool, StoreError>;
-    /// Records `attempts` failed attempts and makes the event due at `next_at`.
+    /// Records `attempts` failed attempts and makes the event due at `next_at`;
+    /// `delivered_to` replaces the list of webhooks it already reached.
     async fn schedule_retry(
         &self,
         id: &str,
         attempts: i64,
         next_at: i64,
+        delivered_to: &[String],
     ) -> Result<bool, StoreError>;
     /// Shortcut for [`StoreTx::insert_audit`].
     async fn insert_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -61,6 +61,7 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
             created_at: "2023-11-14T22:13:20Z".into(),
             data: r#"{"id":"usr_a"}"#.into(),
             attempts: 0,
+            delivered_to: Vec::new(),
         }
     );
     assert_eq!(ids(claimed), ["evt_1", "evt_2"]);
@@ -77,9 +78,18 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
     // lapses, so it is claimed again (and lapses again).
     assert!(s.mark_delivered("evt_1", NOW + 2).await.unwrap());
     assert!(!s.mark_delivered("evt_1", NOW + 3).await.unwrap());
-    assert!(s.schedule_retry("evt_2", 1, NOW + 40).await.unwrap());
-    assert!(!s.schedule_retry("evt_1", 1, NOW + 40).await.unwrap());
-    assert!(!s.schedule_retry("evt_none", 1, NOW + 40).await.unwrap());
+    let reached = vec!["hook-a".to_owned()];
+    assert!(
+        s.schedule_retry("evt_2", 1, NOW + 40, &reached)
+            .await
+            .unwrap()
+    );
+    assert!(!s.schedule_retry("evt_1", 1, NOW + 40, &[]).await.unwrap());
+    assert!(
+        !s.schedule_retry("evt_none", 1, NOW + 40, &[])
+            .await
+            .unwrap()
+    );
     assert_eq!(
         ids(s.due_events(NOW + 30, NOW + 60, 10).await.unwrap()),
         ["evt_3"]
@@ -87,6 +97,8 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
     let retried = s.due_events(NOW + 60, NOW + 90, 10).await.unwrap();
     assert_eq!(ids(retried.clone()), ["evt_2", "evt_3", "evt_4"]);
     assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].delivered_to, reached);
+    assert!(retried[1].delivered_to.is_empty());
 
     // Concurrent claimers never share an event, and between them claim all.
     for id in ["evt_2", "evt_3", "evt_4"] {

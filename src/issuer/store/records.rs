@@ -267,6 +267,9 @@ pub struct OutboxEvent {
     pub data: String,
     /// Failed delivery attempts so far.
     pub attempts: i64,
+    /// The webhooks an earlier attempt reached (opaque keys the deliverer
+    /// chose), which a retry skips.
+    pub delivered_to: Vec<String>,
 }
 
 /// An entry of the audit log.

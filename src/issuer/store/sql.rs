@@ -310,8 +310,16 @@ impl Store for SqlStore {
         id: &str,
         attempts: i64,
         next_at: i64,
+        delivered_to: &[String],
     ) -> Result<bool, StoreError> {
-        events::schedule_retry(&mut *self.conn().await?, id, attempts, next_at).await
+        events::schedule_retry(
+            &mut *self.conn().await?,
+            id,
+            attempts,
+            next_at,
+            delivered_to,
+        )
+        .await
     }
 
     async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {

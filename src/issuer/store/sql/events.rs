@@ -92,7 +92,7 @@ pub(super) async fn claim_due(
          UPDATE event_outbox SET next_attempt_at = $2 \
          WHERE id IN (SELECT id FROM claimed) \
          AND delivered_at IS NULL AND next_attempt_at <= $1 \
-         RETURNING id, event, created_at, data, attempts, enqueued_at"
+         RETURNING id, event, created_at, data, attempts, delivered_to, enqueued_at"
     );
     let rows = sqlx::query(&sql)
         .bind(now)
@@ -125,14 +125,16 @@ pub(super) async fn schedule_retry(
     id: &str,
     attempts: i64,
     next_at: i64,
+    delivered_to: &[String],
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE event_outbox SET attempts = $2, next_attempt_at = $3 \
+        "UPDATE event_outbox SET attempts = $2, next_attempt_at = $3, delivered_to = $4 \
          WHERE id = $1 AND delivered_at IS NULL",
     )
     .bind(id)
     .bind(attempts)
     .bind(next_at)
+    .bind(to_json("delivered_to", delivered_to)?)
     .execute(&mut *c)
     .await?;
     Ok(done.rows_affected() > 0)
@@ -153,6 +155,7 @@ fn outbox_event(row: &Row) -> Result<OutboxEvent, StoreError> {
         created_at: row.try_get("created_at")?,
         data: row.try_get("data")?,
         attempts: row.try_get("attempts")?,
+        delivered_to: opt_json_column(row, "delivered_to")?.unwrap_or_default(),
     })
 }
 
