@@ -155,7 +155,13 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             rx.clone(),
         ));
         let webhooks = config.issuer.as_ref().map_or(&[][..], |s| &s.webhooks[..]);
-        match Deliverer::new(issuer.store().clone(), webhooks, options.clock.clone()) {
+        let deliverer = Deliverer::new(
+            issuer.store().clone(),
+            webhooks,
+            options.clock.clone(),
+            metrics.clone(),
+        );
+        match deliverer {
             Ok(deliverer) => {
                 tasks.spawn(deliverer.run(rx.clone()));
             }

@@ -33,6 +33,12 @@ pub struct IssuerLabel {
     pub issuer: Arc<str>,
 }
 
+/// A single `outcome` label (`delivered`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
 /// A single `upstream` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabel {
@@ -51,6 +57,10 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub config_generation: Gauge,
     pub config_reload_failures: Counter,
+    /// Webhook POSTs, by outcome.
+    pub webhook_deliveries: Family<Outcome, Counter>,
+    /// Events given up on after the last attempt.
+    pub webhook_events_abandoned: Counter,
     registry: Arc<Registry>,
 }
 
@@ -76,6 +86,8 @@ impl Metrics {
         let cache_misses = Counter::default();
         let config_generation = Gauge::default();
         let config_reload_failures = Counter::default();
+        let webhook_deliveries = Family::<Outcome, Counter>::default();
+        let webhook_events_abandoned = Counter::default();
         registry.register(
             m::REQUESTS,
             "Requests answered, by route and status",
@@ -121,6 +133,16 @@ impl Metrics {
             "Configuration reloads refused",
             config_reload_failures.clone(),
         );
+        registry.register(
+            m::WEBHOOK_DELIVERIES,
+            "Webhook POSTs, by outcome",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            m::WEBHOOK_EVENTS_ABANDONED,
+            "Webhook events given up on after their last attempt",
+            webhook_events_abandoned.clone(),
+        );
         config_generation.set(1);
         Metrics {
             requests,
@@ -132,6 +154,8 @@ impl Metrics {
             cache_misses,
             config_generation,
             config_reload_failures,
+            webhook_deliveries,
+            webhook_events_abandoned,
             registry: Arc::new(registry),
         }
     }

@@ -176,6 +176,18 @@ async fn a_retry_skips_the_webhooks_already_reached(db: TestDb) {
     wait_for(&env, &failing, 3).await;
     assert_eq!(header(&failing.last(), "webhook-id"), id);
     assert_eq!(healthy.count(), 1, "the healthy webhook got the event once");
+    // Every POST is counted by outcome: two delivered, two failed (at least;
+    // the counter is bumped after the receiver saw the request).
+    let delivered = r#"portcullis_webhook_deliveries_total{outcome="delivered"}"#;
+    let failed = r#"portcullis_webhook_deliveries_total{outcome="failed"}"#;
+    eventually("the delivery counters", || async {
+        gw.metric(delivered).await == 2.0 && gw.metric(failed).await == 2.0
+    })
+    .await;
+    assert_eq!(
+        gw.metric("portcullis_webhook_events_abandoned_total").await,
+        0.0
+    );
     gw.shutdown().await;
 }
 

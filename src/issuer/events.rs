@@ -22,6 +22,7 @@ use super::store::{OutboxEvent, Store};
 use crate::clock::Clock;
 use crate::config::WebhookConfig;
 use crate::telemetry::events::chain;
+use crate::telemetry::{Metrics, Outcome};
 
 /// How often the outbox is polled.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -47,6 +48,7 @@ pub struct Deliverer {
     configured: Vec<Target>,
     clock: Arc<dyn Clock>,
     client: WebhookClient,
+    metrics: Metrics,
 }
 
 /// One endpoint, from the configuration or the store.
@@ -81,6 +83,7 @@ impl Deliverer {
         store: Arc<dyn Store>,
         webhooks: &[WebhookConfig],
         clock: Arc<dyn Clock>,
+        metrics: Metrics,
     ) -> Result<Self, rustls::Error> {
         let configured = webhooks
             .iter()
@@ -98,6 +101,7 @@ impl Deliverer {
             configured,
             clock,
             client: client()?,
+            metrics,
         })
     }
 
@@ -178,7 +182,16 @@ impl Deliverer {
                 continue;
             }
             let timestamp = self.clock.now_unix();
-            match self.post(target, event, timestamp, body.clone()).await {
+            let posted = self.post(target, event, timestamp, body.clone()).await;
+            let outcome = match posted {
+                Ok(()) => "delivered",
+                Err(_) => "failed",
+            };
+            self.metrics
+                .webhook_deliveries
+                .get_or_create(&Outcome { outcome })
+                .inc();
+            match posted {
                 Ok(()) => delivered_to.push(key),
                 Err(e) => {
                     tracing::warn!(url = %target.url, event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
@@ -192,6 +205,7 @@ impl Deliverer {
             self.store.mark_delivered(&event.id, now).await
         } else if attempts >= MAX_ATTEMPTS {
             tracing::error!(event_id = %event.id, attempts, "Webhook delivery abandoned");
+            self.metrics.webhook_events_abandoned.inc();
             self.store.mark_delivered(&event.id, now).await
         } else {
             let next_at = now + backoff(attempts);
