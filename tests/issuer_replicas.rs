@@ -13,14 +13,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::oauth::{
     client_credentials, code_flow, jwks_kids, login_attempts, login_for_code, redeem_code, refresh,
 };
-use support::process::{Portcullis, admin};
+use support::process::{Portcullis, admin, seed};
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -104,7 +104,8 @@ routes:
     );
     let config = dir.path().join("gateway.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let m2m = seed(&config);
+    let seeded = seed(&config, API, EMAIL, PASSWORD);
+    let m2m = (seeded.client_id, seeded.client_secret);
     let (a, b) = match start {
         Start::OneAfterTheOther => {
             let a = Portcullis::start(&config).await;
@@ -122,81 +123,6 @@ routes:
         _dir: dir,
         _up: up,
     })
-}
-
-fn seed(config: &Path) -> (String, String) {
-    let client = admin(
-        config,
-        &[
-            "client",
-            "create",
-            "--name",
-            "m2m",
-            "--grant-type",
-            "client_credentials",
-            "--api",
-            API,
-            "--scope",
-            "read:data",
-        ],
-    );
-    let org = admin(config, &["org", "create", "--name", "Acme"]);
-    let user = admin(
-        config,
-        &[
-            "user",
-            "create",
-            "--email",
-            EMAIL,
-            "--password",
-            PASSWORD,
-            "--name",
-            "Ada",
-        ],
-    );
-    admin(
-        config,
-        &[
-            "role",
-            "create",
-            "--name",
-            "reader",
-            "--api",
-            API,
-            "--scope",
-            "read:data",
-        ],
-    );
-    admin(
-        config,
-        &[
-            "member",
-            "add",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--user",
-            user["id"].as_str().unwrap(),
-            "--role",
-            "reader",
-        ],
-    );
-    (
-        client["client_id"].as_str().unwrap().to_owned(),
-        client["client_secret"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// Polls `condition` until it holds; panics naming `what` after `bound`.
-async fn within<F, Fut>(bound: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn kid(token: &str) -> String {

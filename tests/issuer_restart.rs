@@ -11,17 +11,17 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use support::oauth::{self, client_credentials, introspect, jwks_kids, refresh};
-use support::process::{Portcullis, admin};
+use support::process::{Portcullis, Seeded, admin, seed};
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -90,72 +90,6 @@ routes:
     }
 }
 
-/// Creates, with `portcullis admin`, a client_credentials client (returned as
-/// id and secret) and the user Ada, a reader in the organization Acme (whose
-/// id is the third value).
-fn seed(config: &Path) -> (String, String, String) {
-    let client = admin(
-        config,
-        &[
-            "client",
-            "create",
-            "--name",
-            "m2m",
-            "--grant-type",
-            "client_credentials",
-            "--api",
-            API,
-            "--scope",
-            "read:data",
-        ],
-    );
-    let org = admin(config, &["org", "create", "--name", "Acme"]);
-    let user = admin(
-        config,
-        &[
-            "user",
-            "create",
-            "--email",
-            EMAIL,
-            "--password",
-            PASSWORD,
-            "--name",
-            "Ada",
-        ],
-    );
-    admin(
-        config,
-        &[
-            "role",
-            "create",
-            "--name",
-            "reader",
-            "--api",
-            API,
-            "--scope",
-            "read:data",
-        ],
-    );
-    admin(
-        config,
-        &[
-            "member",
-            "add",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--user",
-            user["id"].as_str().unwrap(),
-            "--role",
-            "reader",
-        ],
-    );
-    (
-        client["client_id"].as_str().unwrap().to_owned(),
-        client["client_secret"].as_str().unwrap().to_owned(),
-        org["id"].as_str().unwrap().to_owned(),
-    )
-}
-
 fn base(p: &Portcullis) -> String {
     p.url("")
 }
@@ -180,7 +114,11 @@ async fn signing_keys(db: &TestDb) -> Vec<Vec<String>> {
 
 async fn tokens_survive_a_kill(db: TestDb) {
     let s = setup(&db, None).await;
-    let (client_id, secret, org) = seed(&s.config);
+    let Seeded {
+        client_id,
+        client_secret: secret,
+        org_id: org,
+    } = seed(&s.config, API, EMAIL, PASSWORD);
     let m2m = (client_id.as_str(), secret.as_str());
 
     let first = Portcullis::start(&s.config).await;
@@ -283,7 +221,11 @@ async fn tokens_survive_a_kill(db: TestDb) {
 /// the latter (the successors are not due yet), and makes no key of its own.
 async fn a_waiting_successor_survives_a_kill(db: TestDb) {
     let s = setup(&db, None).await;
-    let (client_id, secret, _) = seed(&s.config);
+    let Seeded {
+        client_id,
+        client_secret: secret,
+        ..
+    } = seed(&s.config, API, EMAIL, PASSWORD);
     let m2m = (client_id.as_str(), secret.as_str());
     let first = Portcullis::start(&s.config).await;
     let before = jwks_kids(&first.url("")).await;
@@ -335,20 +277,6 @@ async fn outbox(db: &TestDb, event: &str) -> Vec<Vec<String>> {
     .await
 }
 
-/// Polls `condition` for up to `secs` (generous: a retry is due 5 s after a
-/// failed attempt); panics naming `what`.
-async fn within<F, Fut>(secs: u64, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn a_pending_webhook_event_survives_a_kill(db: TestDb) {
     // The receiver is down for the first process: nothing can be delivered.
     let hook = closed_port().await;
@@ -357,12 +285,16 @@ async fn a_pending_webhook_event_survives_a_kill(db: TestDb) {
     admin(&s.config, &["org", "create", "--name", "Acme"]);
     // Wait until the first process has tried and failed (so the event is
     // pending a retry, not claimed), then kill it.
-    within(30, "a failed delivery attempt", || async {
-        outbox(&db, "organization.created")
-            .await
-            .first()
-            .is_some_and(|row| row[4] != "0")
-    })
+    within(
+        Duration::from_secs(30),
+        "a failed delivery attempt",
+        || async {
+            outbox(&db, "organization.created")
+                .await
+                .first()
+                .is_some_and(|row| row[4] != "0")
+        },
+    )
     .await;
     first.kill().await;
     let stored = outbox(&db, "organization.created").await;
@@ -372,13 +304,17 @@ async fn a_pending_webhook_event_survives_a_kill(db: TestDb) {
 
     let receiver = Upstream::start_at(hook).await;
     let second = Portcullis::start(&s.config).await;
-    within(30, "the delivery after the restart", || async {
-        receiver.count() >= 1
-    })
+    within(
+        Duration::from_secs(30),
+        "the delivery after the restart",
+        || async { receiver.count() >= 1 },
+    )
     .await;
-    within(30, "the event to be marked delivered", || async {
-        outbox(&db, "organization.created").await[0][5] != "NULL"
-    })
+    within(
+        Duration::from_secs(30),
+        "the event to be marked delivered",
+        || async { outbox(&db, "organization.created").await[0][5] != "NULL" },
+    )
     .await;
     second.kill().await;
 
@@ -432,9 +368,11 @@ async fn an_event_claimed_by_a_killed_process_is_delivered_after_restart(db: Tes
     let (hanging, seen) = hanging_receiver(hook).await;
     let first = Portcullis::start(&s.config).await;
     admin(&s.config, &["org", "create", "--name", "Acme"]);
-    within(30, "the first process to POST the event", || async {
-        seen.load(Ordering::SeqCst) >= 1
-    })
+    within(
+        Duration::from_secs(30),
+        "the first process to POST the event",
+        || async { seen.load(Ordering::SeqCst) >= 1 },
+    )
     .await;
     first.kill().await;
     hanging.abort();
@@ -444,9 +382,11 @@ async fn an_event_claimed_by_a_killed_process_is_delivered_after_restart(db: Tes
 
     let receiver = Upstream::start_at(hook).await;
     let second = Portcullis::start(&s.config).await;
-    within(120, "the delivery after the restart", || async {
-        receiver.count() >= 1
-    })
+    within(
+        Duration::from_secs(120),
+        "the delivery after the restart",
+        || async { receiver.count() >= 1 },
+    )
     .await;
     second.kill().await;
     assert_eq!(

@@ -638,12 +638,22 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
 }
 
 /// Polls `condition` until it holds; panics naming `what` after 10 s.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    within(Duration::from_secs(10), what, condition).await;
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `bound` (a
+/// bound, never a wait: the poll ends as soon as the condition holds).
+pub async fn within<F, Fut>(bound: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + bound;
     while !condition().await {
         assert!(
             std::time::Instant::now() < deadline,
@@ -952,6 +962,57 @@ pub mod process {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {stdout}"))
+    }
+
+    /// What [`seed`] created.
+    pub struct Seeded {
+        pub client_id: String,
+        pub client_secret: String,
+        pub org_id: String,
+    }
+
+    /// Creates, with `portcullis admin`, a client_credentials client for
+    /// `api`'s `read:data`, and the user `email` ("Ada"), a `reader` (of
+    /// `api`'s `read:data`) in the organization Acme.
+    pub fn seed(config: &Path, api: &str, email: &str, password: &str) -> Seeded {
+        let m2m = ["--name", "m2m", "--grant-type", "client_credentials"];
+        let api_scope = ["--api", api, "--scope", "read:data"];
+        let client = admin(
+            config,
+            &[&["client", "create"][..], &m2m, &api_scope].concat(),
+        );
+        let org = admin(config, &["org", "create", "--name", "Acme"]);
+        let user = admin(
+            config,
+            &[
+                "user",
+                "create",
+                "--email",
+                email,
+                "--password",
+                password,
+                "--name",
+                "Ada",
+            ],
+        );
+        admin(
+            config,
+            &[&["role", "create", "--name", "reader"][..], &api_scope].concat(),
+        );
+        let text = |v: &Value, key: &str| v[key].as_str().expect(key).to_owned();
+        let org_id = text(&org, "id");
+        let user_id = text(&user, "id");
+        admin(
+            config,
+            &[
+                "member", "add", "--org", &org_id, "--user", &user_id, "--role", "reader",
+            ],
+        );
+        Seeded {
+            client_id: text(&client, "client_id"),
+            client_secret: text(&client, "client_secret"),
+            org_id,
+        }
     }
 }
 
