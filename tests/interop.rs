@@ -1,37 +1,61 @@
 //! Interop with libraries nobody here wrote: openid-client discovers the
-//! built-in issuer and runs `client_credentials`; jose verifies the token with
+//! built-in issuer and runs `client_credentials`, and the whole user lifecycle
+//! (authorization code with PKCE through the login form, ID tokens it
+//! validates itself, userinfo, refresh rotation and reuse, revocation,
+//! introspection, logout); jose verifies access tokens with
 //! `createRemoteJWKSet` + `jwtVerify`. The npm packages are installed by
-//! `.ci/run` (`npm ci --prefix tests/interop`); without node or them, the test
-//! says it was skipped.
+//! `.ci/run` (`npm ci --prefix tests/interop`); without node or them, the tests
+//! say they were skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use portcullis::issuer::clients::hash_secret;
+use portcullis::issuer::store::{self, Membership, Organization, User};
+use serde_json::Value;
 use support::*;
 
 const API: &str = "https://api.example.test";
+const SECRET: &str = "interop-secret-0123456789";
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+const EMAIL: &str = "ada@example.test";
+const PASSWORD: &str = "correct horse battery staple";
 
-#[tokio::test]
-async fn openid_client_and_jose_accept_the_issuer() {
+/// The folder of the scripts, when node and the packages are there.
+fn interop_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let has_node = std::process::Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_node
-        || !dir.join("node_modules/jose").exists()
-        || !dir.join("node_modules/openid-client").exists()
-    {
-        println!(
-            "skipped: node or tests/interop/node_modules missing (run `npm ci --prefix tests/interop`)"
-        );
-        return;
+    let installed = ["jose", "openid-client"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).exists());
+    if has_node && installed {
+        return Some(dir);
     }
-    let db_dir = tempfile::tempdir().unwrap();
-    // The issuer URL must be where clients reach it: reserve a port first.
+    println!(
+        "skipped: node or tests/interop/node_modules missing (run `npm ci --prefix tests/interop`)"
+    );
+    None
+}
+
+/// The gateway with the issuer at a reserved port (the issuer URL must be
+/// where clients reach it), on a temporary SQLite file.
+struct Env {
+    gw: Gateway,
+    url: String,
+    db: String,
+    _dir: tempfile::TempDir,
+    _up: Upstream,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/issuer.db", dir.path().display());
     let addr = closed_port().await;
     let url = format!("http://{addr}");
     let up = Upstream::start().await;
@@ -42,15 +66,20 @@ admin:
   listen: "127.0.0.1:0"
 issuer:
   url: "{url}"
-  database: "sqlite://{db}/issuer.db"
+  database: "{db}"
   signing_algs: [ES256, RS256]
   resources:
     - identifier: "{API}"
       scopes: [read:data]
   clients:
     - client_id: interop
-      client_secret: "interop-secret-0123456789"
+      client_secret: "{SECRET}"
       grant_types: [client_credentials]
+      scopes: {{ "{API}": [read:data] }}
+    - client_id: webapp
+      client_secret: "{SECRET}"
+      redirect_uris: ["{CALLBACK}"]
+      grant_types: [authorization_code, refresh_token]
       scopes: {{ "{API}": [read:data] }}
 issuers:
   - id: local
@@ -62,29 +91,100 @@ routes:
   - path: /*
     upstream: api
 "#,
-        db = db_dir.path().display(),
         up = up.url(),
     );
     let gw = Gateway::start(&yaml).await;
-    let out = tokio::process::Command::new("node")
-        .arg(dir.join("client_credentials.mjs"))
-        .env("ISSUER", &url)
-        .env("CLIENT_ID", "interop")
-        .env("CLIENT_SECRET", "interop-secret-0123456789")
-        .env("RESOURCE", API)
-        .output()
-        .await
-        .unwrap();
+    Env {
+        gw,
+        url,
+        db,
+        _dir: dir,
+        _up: up,
+    }
+}
+
+/// Runs `script` with `vars`; the JSON line it printed.
+async fn node(dir: &Path, script: &str, vars: &[(&str, &str)]) -> Value {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join(script));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "node failed:\n{stdout}\n{}",
+        "node {script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[tokio::test]
+async fn openid_client_and_jose_accept_the_issuer() {
+    let Some(dir) = interop_dir() else { return };
+    let env = env().await;
+    let vars = [
+        ("ISSUER", env.url.as_str()),
+        ("CLIENT_ID", "interop"),
+        ("CLIENT_SECRET", SECRET),
+        ("RESOURCE", API),
+    ];
+    let report = node(&dir, "client_credentials.mjs", &vars).await;
     assert_eq!(report["ok"], true);
     assert_eq!(report["alg"], "ES256");
     assert_eq!(report["scope"], "read:data");
     assert_eq!(report["sub"], "interop");
-    gw.shutdown().await;
+    env.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn openid_client_runs_the_user_lifecycle() {
+    let Some(dir) = interop_dir() else { return };
+    let env = env().await;
+    let s = store::open(&env.db).await.unwrap();
+    let t = now();
+    s.create_organization(&Organization {
+        id: "org_acme".into(),
+        name: "Acme".into(),
+        created_at: t,
+    })
+    .await
+    .unwrap();
+    s.create_user(&User {
+        id: "usr_ada".into(),
+        email: EMAIL.into(),
+        name: Some("Ada".into()),
+        picture: None,
+        email_verified: true,
+        password_hash: Some(hash_secret(PASSWORD.into()).await.unwrap()),
+        created_at: t,
+        updated_at: t,
+    })
+    .await
+    .unwrap();
+    s.add_membership(&Membership {
+        org_id: "org_acme".into(),
+        user_id: "usr_ada".into(),
+        roles: Vec::new(),
+        created_at: t,
+    })
+    .await
+    .unwrap();
+    let vars = [
+        ("ISSUER", env.url.as_str()),
+        ("CLIENT_ID", "webapp"),
+        ("CLIENT_SECRET", SECRET),
+        ("REDIRECT_URI", CALLBACK),
+        ("RESOURCE", API),
+        ("EMAIL", EMAIL),
+        ("PASSWORD", PASSWORD),
+    ];
+    let report = node(&dir, "code_flow.mjs", &vars).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["sub"], "usr_ada");
+    assert_eq!(report["org_id"], "org_acme");
+    assert_eq!(report["id_alg"], "RS256");
+    s.close().await;
+    env.gw.shutdown().await;
 }
