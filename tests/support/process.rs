@@ -1,0 +1,162 @@
+//! The real `portcullis` binary, run in the background on a configuration
+//! file; its JSON log on stdout is read for the `Listening` line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// Variables of the test's own environment that would change the binary.
+const AMBIENT: &[&str] = &[
+    "PORTCULLIS_CONFIG",
+    "PORTCULLIS_LOG_FORMAT",
+    "PORTCULLIS_MASTER_KEY",
+    "RUST_LOG",
+];
+
+pub struct Portcullis {
+    child: tokio::process::Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Portcullis {
+    /// Runs `portcullis run -c <config>` and waits for its `Listening` line
+    /// and for `/readyz` to answer 200.
+    pub async fn start(config: &Path) -> Portcullis {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("run")
+            .arg("-c")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for name in AMBIENT {
+            cmd.env_remove(name);
+        }
+        let mut child = cmd.spawn().expect("spawn portcullis");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Keeps reading (and dropping) the log, so that the pipe never fills.
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if v["message"] == "Listening" {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(v);
+                    }
+                }
+            }
+        });
+        let listening = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("no `Listening` line within 30 s")
+            .expect("portcullis exited before listening");
+        let addr = |field: &str| -> SocketAddr {
+            listening[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no `{field}` in {listening}"))
+                .parse()
+                .unwrap()
+        };
+        let p = Portcullis {
+            child,
+            proxy: addr("proxy"),
+            admin: addr("admin"),
+        };
+        let readyz = format!("http://{}/readyz", p.admin);
+        super::eventually("/readyz to answer 200", || {
+            let readyz = readyz.clone();
+            async move { super::get(&readyz, None).await.0 == 200 }
+        })
+        .await;
+        p
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    /// SIGKILL (`kill -9`): no drain, no shutdown hook; waits for the exit.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill portcullis");
+    }
+}
+
+/// Runs `portcullis admin -c <config> <args>`; asserts exit 0 and returns
+/// the JSON it printed.
+pub fn admin(config: &Path, args: &[&str]) -> Value {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("admin").arg("-c").arg(config).args(args);
+    for name in AMBIENT {
+        cmd.env_remove(name);
+    }
+    let out = cmd.output().expect("run portcullis admin");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {stdout}"))
+}
+
+/// What [`seed`] created.
+pub struct Seeded {
+    pub client_id: String,
+    pub client_secret: String,
+    pub org_id: String,
+}
+
+/// Creates, with `portcullis admin`, a client_credentials client for
+/// `api`'s `read:data`, and the user `email` ("Ada"), a `reader` (of
+/// `api`'s `read:data`) in the organization Acme.
+pub fn seed(config: &Path, api: &str, email: &str, password: &str) -> Seeded {
+    let m2m = ["--name", "m2m", "--grant-type", "client_credentials"];
+    let api_scope = ["--api", api, "--scope", "read:data"];
+    let client = admin(
+        config,
+        &[&["client", "create"][..], &m2m, &api_scope].concat(),
+    );
+    let org = admin(config, &["org", "create", "--name", "Acme"]);
+    let user = admin(
+        config,
+        &[
+            "user",
+            "create",
+            "--email",
+            email,
+            "--password",
+            password,
+            "--name",
+            "Ada",
+        ],
+    );
+    admin(
+        config,
+        &[&["role", "create", "--name", "reader"][..], &api_scope].concat(),
+    );
+    let text = |v: &Value, key: &str| v[key].as_str().expect(key).to_owned();
+    let org_id = text(&org, "id");
+    let user_id = text(&user, "id");
+    admin(
+        config,
+        &[
+            "member", "add", "--org", &org_id, "--user", &user_id, "--role", "reader",
+        ],
+    );
+    Seeded {
+        client_id: text(&client, "client_id"),
+        client_secret: text(&client, "client_secret"),
+        org_id,
+    }
+}
