@@ -307,6 +307,39 @@ async fn failed_client_authentications_are_rate_limited() {
 }
 
 #[tokio::test]
+async fn the_client_failure_limit_holds_across_replicas() {
+    let env = env().await;
+    let a = Gateway::start(&yaml(&env)).await;
+    let b = Gateway::start(&yaml(&env)).await;
+    let right = basic("billing", "billing-secret-0123456789");
+    // B has verified the right secret once, A never has.
+    let (status, _, _) = token_request(&b, Some(&right), "grant_type=client_credentials").await;
+    assert_eq!(status, 200);
+    for n in 0..10 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        let wrong = basic("billing", "wrong");
+        let (status, _, _) = token_request(gw, Some(&wrong), "grant_type=client_credentials").await;
+        assert_eq!(status, 401);
+    }
+    // Neither replica saw ten failures itself; together they did.
+    for gw in [&a, &b] {
+        let (status, _, body) =
+            token_request(gw, Some(&right), "grant_type=client_credentials").await;
+        assert_eq!(status, 429, "{body}");
+    }
+    // Another client is not affected.
+    let (status, _, _) = token_request(
+        &a,
+        Some(&basic("multi", "multi-secret-0123456789")),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_ne!(status, 429);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
 async fn discovery_documents_describe_the_issuer() {
     let env = env().await;
     let gw = Gateway::start(&yaml(&env)).await;

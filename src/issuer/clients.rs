@@ -15,6 +15,7 @@ use moka::sync::Cache;
 
 use super::error::OAuthError;
 use super::store::{Client, Store};
+use crate::clock::Clock;
 
 /// Failed authentications allowed per client per [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: u32 = 10;
@@ -27,10 +28,23 @@ const VERIFIED_TTL: Duration = Duration::from_secs(300);
 pub type Form = std::collections::HashMap<String, String>;
 
 /// Authenticates clients.
+///
+/// Failed authentications are counted in this process (checked first, for
+/// free) and, for clients that exist, in the store, shared by every replica.
+/// The shared count is read only before a secret has to be verified with
+/// argon2 (a secret this process verified recently is answered from memory),
+/// so a guesser is stopped across replicas while known clients cost no read.
 pub struct ClientAuth {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     verified: Cache<[u8; 32], String>,
     failures: Cache<String, u32>,
+}
+
+/// The key of a client's failures in the store's failure counters (beside
+/// the login page's, which count accounts).
+fn failure_key(client_id: &str) -> String {
+    format!("client:{client_id}")
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -140,9 +154,10 @@ fn credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Option<Strin
 
 impl ClientAuth {
     /// Authenticates against the clients in `store`.
-    pub fn new(store: Arc<dyn Store>) -> ClientAuth {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> ClientAuth {
         ClientAuth {
             store,
+            clock,
             verified: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(VERIFIED_TTL)
@@ -172,7 +187,7 @@ impl ClientAuth {
         })?;
         let ok = match (&client, secret) {
             (Some(c), Some(secret)) => match &c.secret_hash {
-                Some(hash) => self.check(&c.client_id, secret, hash).await,
+                Some(hash) => self.check(&c.client_id, secret, hash).await?,
                 None => false,
             },
             (Some(c), None) => c.public && allow_public,
@@ -180,15 +195,32 @@ impl ClientAuth {
         };
         match client {
             Some(c) if ok => Ok(c),
-            _ => {
-                let n = self.failures.get(&id).unwrap_or(0).saturating_add(1);
+            found => {
+                let mut n = self.failures.get(&id).unwrap_or(0).saturating_add(1);
+                if found.is_some() {
+                    let now = self.clock.now_unix();
+                    let window = FAILURE_WINDOW.as_secs() as i64;
+                    match self
+                        .store
+                        .record_login_failure(&failure_key(&id), now, window)
+                        .await
+                    {
+                        Ok(shared) => n = n.max(shared),
+                        Err(e) => {
+                            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count lost")
+                        }
+                    }
+                }
                 self.failures.insert(id, n);
                 Err(OAuthError::InvalidClient)
             }
         }
     }
 
-    async fn check(&self, client_id: &str, secret: String, hash: &str) -> bool {
+    /// Whether `secret` is the client's; `SlowDown` when the client's failures
+    /// across replicas reached the limit and the secret is not one this process
+    /// verified recently.
+    async fn check(&self, client_id: &str, secret: String, hash: &str) -> Result<bool, OAuthError> {
         let mut material = Vec::with_capacity(client_id.len() + secret.len() + 1);
         material.extend_from_slice(client_id.as_bytes());
         material.push(0);
@@ -199,21 +231,34 @@ impl ClientAuth {
         // The remembered hash must still be the stored one: a changed secret
         // (or a deleted and recreated client) is verified afresh.
         if self.verified.get(&key).as_deref() == Some(hash) {
-            return true;
+            return Ok(true);
+        }
+        let now = self.clock.now_unix();
+        let shared = self
+            .store
+            .login_failures(&failure_key(client_id), now)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unreadable");
+                OAuthError::Server
+            })?;
+        if shared >= MAX_FAILURES {
+            self.failures.insert(client_id.to_owned(), shared);
+            return Err(OAuthError::SlowDown);
         }
         let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
-            return false;
+            return Ok(false);
         };
         // Many connections of one client often arrive together: once a slot is
         // ours, the secret may have been verified while we waited.
         if self.verified.get(&key).as_deref() == Some(hash) {
-            return true;
+            return Ok(true);
         }
         let ok = verify_now(secret, hash.to_owned()).await;
         if ok {
             self.verified.insert(key, hash.to_owned());
         }
-        ok
+        Ok(ok)
     }
 }
 

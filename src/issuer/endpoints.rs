@@ -99,7 +99,7 @@ impl Issuer {
         keys.sync_at_start(clock.as_ref()).await?;
         let (discovery, metadata) = discovery_documents(&section);
         Ok(Arc::new(Issuer {
-            clients: ClientAuth::new(store.clone()),
+            clients: ClientAuth::new(store.clone(), clock.clone()),
             admin: super::admin_api::AdminApi::new(
                 section.clone(),
                 store.clone(),

@@ -141,7 +141,11 @@ impl LoginState {
 
     /// Whether the account (a lowercased email) is locked out at `now`.
     pub async fn locked(&self, account: &str, now: i64) -> Result<bool, StateError> {
-        Ok(self.store.login_failures(account, now).await? >= MAX_LOGIN_FAILURES)
+        let failures = self
+            .store
+            .login_failures(&account_key(account), now)
+            .await?;
+        Ok(failures >= MAX_LOGIN_FAILURES)
     }
 
     /// Counts a failed login for the account; returns the failures in its
@@ -149,12 +153,21 @@ impl LoginState {
     pub async fn failed(&self, account: &str, now: i64) -> Result<u32, StateError> {
         Ok(self
             .store
-            .record_login_failure(account, now, secs(FAILURE_WINDOW))
+            .record_login_failure(&account_key(account), now, secs(FAILURE_WINDOW))
             .await?)
     }
 
     /// Forgets the account's failures after a successful login.
     pub async fn succeeded(&self, account: &str) -> Result<(), StateError> {
-        Ok(self.store.clear_login_failures(account).await?)
+        Ok(self
+            .store
+            .clear_login_failures(&account_key(account))
+            .await?)
     }
+}
+
+/// The key of an account's failures in the store's failure counters (beside
+/// the token endpoint's, which count clients).
+fn account_key(account: &str) -> String {
+    format!("account:{account}")
 }
