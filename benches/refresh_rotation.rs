@@ -18,6 +18,8 @@
 //! | `--secs D` (timed seconds per cell) | `PORTCULLIS_BENCH_SECS` | 4 |
 //! | `--warmup W` (untimed seconds per cell) | `PORTCULLIS_BENCH_WARMUP` | 1 |
 //! | `--workers N` (`server.workers`) | `PORTCULLIS_BENCH_WORKERS` | one per CPU |
+//! | `--scope S` (the families' scope) | `PORTCULLIS_BENCH_SCOPE` | `openid offline_access read:data write:data` |
+//! | `--id-token-alg A` (the clients' `id_token_signed_response_alg`) | `PORTCULLIS_BENCH_ID_TOKEN_ALG` | the issuer's default (RS256) |
 //! | | `PORTCULLIS_BENCH_POSTGRES_URL` | `postgres://postgres@127.0.0.1:5432/test` |
 //!
 //! The issuer runs in this process as `portcullis run` runs it (`server::start`
@@ -78,6 +80,8 @@ struct Settings {
     secs: u64,
     warmup: u64,
     workers: Option<usize>,
+    scope: String,
+    id_token_alg: Option<String>,
     postgres: String,
 }
 
@@ -105,12 +109,14 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let s = settings()?;
     println!(
-        "refresh rotation: {} clients (HTTP/1.1 keep-alive, one chain each), {} s warm-up + {} s timed per cell, server.workers {}",
+        "refresh rotation: {} clients (HTTP/1.1 keep-alive, one chain each), {} s warm-up + {} s timed per cell, server.workers {}, scope \"{}\", ID tokens {}",
         s.clients,
         s.warmup,
         s.secs,
         s.workers
             .map_or_else(|| "= CPUs".to_owned(), |w| w.to_string()),
+        s.scope,
+        s.id_token_alg.as_deref().unwrap_or("default alg"),
     );
     let mut outcomes = Vec::new();
     let mut failure = None;
@@ -204,6 +210,9 @@ fn settings() -> anyhow::Result<Settings> {
     let mut secs = env("PORTCULLIS_BENCH_SECS").unwrap_or_else(|| "4".into());
     let mut warmup = env("PORTCULLIS_BENCH_WARMUP").unwrap_or_else(|| "1".into());
     let mut workers = env("PORTCULLIS_BENCH_WORKERS");
+    let mut scope = env("PORTCULLIS_BENCH_SCOPE")
+        .unwrap_or_else(|| "openid offline_access read:data write:data".into());
+    let mut id_token_alg = env("PORTCULLIS_BENCH_ID_TOKEN_ALG").unwrap_or_default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -218,6 +227,8 @@ fn settings() -> anyhow::Result<Settings> {
             "--clients" => &mut clients,
             "--secs" => &mut secs,
             "--warmup" => &mut warmup,
+            "--scope" => &mut scope,
+            "--id-token-alg" => &mut id_token_alg,
             "--workers" => {
                 workers = Some(match inline {
                     Some(v) => v,
@@ -263,6 +274,8 @@ fn settings() -> anyhow::Result<Settings> {
             .map(|w| w.parse())
             .transpose()
             .context("--workers")?,
+        scope,
+        id_token_alg: Some(id_token_alg).filter(|a| !a.is_empty()),
         postgres: env("PORTCULLIS_BENCH_POSTGRES_URL").unwrap_or_else(|| DEFAULT_POSTGRES.into()),
     };
     ensure!(settings.clients > 0, "--clients must be at least 1");
@@ -332,9 +345,12 @@ impl Database {
     }
 }
 
-fn yaml(db: &str, workers: Option<usize>) -> String {
+fn yaml(db: &str, workers: Option<usize>, id_token_alg: Option<&str>) -> String {
     let workers = workers
         .map(|w| format!("  workers: {w}\n"))
+        .unwrap_or_default();
+    let alg = id_token_alg
+        .map(|a| format!("      id_token_signed_response_alg: {a}\n"))
         .unwrap_or_default();
     format!(
         r#"server:
@@ -354,12 +370,12 @@ issuer:
       redirect_uris: ["http://127.0.0.1:3000/callback"]
       grant_types: [authorization_code, refresh_token]
       scopes: {{ "{API}": [read:data, write:data] }}
-    - client_id: spa
+{alg}    - client_id: spa
       public: true
       redirect_uris: ["http://127.0.0.1:3000/callback"]
       grant_types: [authorization_code, refresh_token]
       scopes: {{ "{API}": [read:data, write:data] }}
-issuers:
+{alg}issuers:
   - id: local
     builtin: true
     audiences: ["{API}"]
@@ -389,14 +405,17 @@ fn cell(s: &Settings, db: Db, kind: Kind) -> anyhow::Result<Outcome> {
 }
 
 async fn serve_and_load(s: &Settings, db: Db, kind: Kind, url: &str) -> anyhow::Result<Outcome> {
-    let config = Config::from_yaml(&yaml(url, s.workers), Path::new("bench.yaml"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = Config::from_yaml(
+        &yaml(url, s.workers, s.id_token_alg.as_deref()),
+        Path::new("bench.yaml"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let running = server::start(config, Options::default())
         .await
         .context("cannot start the issuer")?;
     let addr = running.proxy_addr;
     let store = store::open(url).await.context("cannot open the store")?;
-    let seeded = seed(store.as_ref(), s.clients, kind).await;
+    let seeded = seed(store.as_ref(), s.clients, kind, &s.scope).await;
     store.close().await;
     let tokens = match seeded {
         Ok(t) => t,
@@ -442,7 +461,7 @@ async fn serve_and_load(s: &Settings, db: Db, kind: Kind, url: &str) -> anyhow::
 /// A user who is an `editor` in `org_bench`, and `n` refresh families of the
 /// client `kind` uses, as the authorization-code grant creates them; their
 /// first refresh tokens.
-async fn seed(s: &dyn Store, n: usize, kind: Kind) -> anyhow::Result<Vec<String>> {
+async fn seed(s: &dyn Store, n: usize, kind: Kind, scope: &str) -> anyhow::Result<Vec<String>> {
     let now = SystemClock.now_unix();
     let user = store::new_id("usr");
     s.create_organization(&Organization {
@@ -492,7 +511,7 @@ async fn seed(s: &dyn Store, n: usize, kind: Kind) -> anyhow::Result<Vec<String>
             client_id: client.into(),
             user_id: user.clone(),
             org_id: Some("org_bench".into()),
-            scope: "openid offline_access read:data write:data".into(),
+            scope: scope.to_owned(),
             resource: Some(API.into()),
             auth_time: now,
             generation: 0,

@@ -40,8 +40,9 @@ const MAX_CONNECTIONS: u32 = 16;
 /// the server or the network dropped meanwhile (a restart, a failover, an idle
 /// timeout) is replaced instead of failing a request. A connection that served
 /// a statement more recently is used as is: sqlx's default pings before every
-/// acquisition, a round trip more per store call, which cost refresh rotation
-/// (six store calls) a quarter of its throughput (`benches/RESULTS.md`).
+/// acquisition, a round trip more per store call: refresh rotation makes six
+/// to eight store calls, and the pings cost it 10–30 % of its throughput
+/// (`benches/RESULTS.md`).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
