@@ -39,7 +39,9 @@ const MAX_CONNECTIONS: u32 = 16;
 /// A pooled connection idle at least this long is pinged before use, so one
 /// the server or the network dropped meanwhile (a restart, a failover, an idle
 /// timeout) is replaced instead of failing a request. A connection that served
-/// a statement more recently is used as is: sqlx's default pings before every
+/// a statement more recently is used as is (if the server dropped it within
+/// that second, the one request that next takes it fails with `server_error`
+/// and the connection is discarded): sqlx's default pings before every
 /// acquisition, a round trip more per store call: refresh rotation makes six
 /// to eight store calls, and the pings cost it 10–30 % of its throughput
 /// (`benches/RESULTS.md`).
