@@ -9,7 +9,10 @@ mod jwk;
 pub mod rotation;
 pub mod seal;
 
-use jsonwebtoken::{EncodingKey, Header};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 pub use rotation::{KeyAction, KeyRecord, RotationPolicy};
@@ -29,7 +32,9 @@ pub enum SigningError {
     #[error("signing key `{kid}` does not match its key id")]
     KidMismatch { kid: String },
     #[error("could not sign a token")]
-    Sign(#[source] jsonwebtoken::errors::Error),
+    Sign,
+    #[error("could not encode the claims of a token")]
+    Claims(#[source] serde_json::Error),
     #[error("signing key `{kid}` is encrypted but PORTCULLIS_MASTER_KEY is not set")]
     MasterKeyMissing { kid: String },
     #[error(
@@ -62,11 +67,31 @@ impl std::fmt::Debug for GeneratedKey {
     }
 }
 
-/// A key ready to sign tokens.
+/// A key ready to sign tokens: parsed and checked once, when it is loaded
+/// (jsonwebtoken's `encode` parses its key again for every token, which for
+/// RSA cost more than the signature itself).
 pub struct SigningKey {
     alg: SigningAlg,
     kid: String,
-    encoding: EncodingKey,
+    prepared: Prepared,
+    /// The JWS header's base64url for each `typ` this issuer signs, made once.
+    access_header: String,
+    id_header: String,
+}
+
+/// The private key in aws-lc-rs's ready form.
+enum Prepared {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// The JOSE header of our tokens.
+#[derive(Serialize)]
+struct JoseHeader<'a> {
+    alg: &'static str,
+    kid: &'a str,
+    typ: &'a str,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -140,15 +165,33 @@ impl SigningKey {
     /// A key from its PKCS#8 document; the `kid` is derived from it.
     pub fn from_pkcs8(alg: SigningAlg, pkcs8: &[u8]) -> Result<SigningKey, SigningError> {
         let kid = jwk::public_key(alg, pkcs8)?.kid;
-        let encoding = match alg {
-            SigningAlg::ES256 => EncodingKey::from_ec_der(pkcs8),
-            SigningAlg::EdDSA => EncodingKey::from_ed_der(pkcs8),
-            // jsonwebtoken takes RSA keys as PKCS#1.
-            SigningAlg::RS256 => EncodingKey::from_rsa_der(
-                jwk::pkcs1_from_pkcs8(pkcs8).ok_or(SigningError::InvalidKey(alg))?,
+        let invalid = |_| SigningError::InvalidKey(alg);
+        let prepared = match alg {
+            SigningAlg::ES256 => Prepared::Ec(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+                    .map_err(invalid)?,
             ),
+            SigningAlg::RS256 => Prepared::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(invalid)?),
+            SigningAlg::EdDSA => {
+                Prepared::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(invalid)?)
+            }
         };
-        Ok(SigningKey { alg, kid, encoding })
+        let header = |typ: &str| -> Result<String, SigningError> {
+            let json = serde_json::to_vec(&JoseHeader {
+                alg: alg.as_str(),
+                kid: &kid,
+                typ,
+            })
+            .map_err(SigningError::Claims)?;
+            Ok(URL_SAFE_NO_PAD.encode(json))
+        };
+        Ok(SigningKey {
+            access_header: header(ACCESS_TYP)?,
+            id_header: header(ID_TYP)?,
+            alg,
+            kid,
+            prepared,
+        })
     }
 
     /// The key of a stored record, unsealed with `master`; refused when the key
@@ -182,16 +225,58 @@ impl SigningKey {
     /// A compact JWS of `claims` whose header carries `alg`, `kid` and `typ`
     /// (`at+jwt` for access tokens, `JWT` for ID tokens).
     pub fn sign<T: Serialize>(&self, claims: &T, typ: &str) -> Result<String, SigningError> {
-        let mut header = Header::new(match self.alg {
-            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
-            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
-            SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-        });
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(SigningError::Sign)
+        let payload = serde_json::to_vec(claims).map_err(SigningError::Claims)?;
+        let header = match typ {
+            ACCESS_TYP => self.access_header.clone(),
+            ID_TYP => self.id_header.clone(),
+            other => {
+                let json = serde_json::to_vec(&JoseHeader {
+                    alg: self.alg.as_str(),
+                    kid: &self.kid,
+                    typ: other,
+                })
+                .map_err(SigningError::Claims)?;
+                URL_SAFE_NO_PAD.encode(json)
+            }
+        };
+        let mut token = header;
+        token.reserve(payload.len() * 4 / 3 + 4 + 700);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self.signature(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+
+    /// The JWS signature of the signing input (RFC 7518 §3: fixed-size R || S
+    /// for ECDSA, PKCS#1 v1.5 with SHA-256 for RS256, Ed25519 for EdDSA).
+    fn signature(&self, input: &[u8]) -> Result<Vec<u8>, SigningError> {
+        match &self.prepared {
+            Prepared::Ec(key) => key
+                .sign(&SystemRandom::new(), input)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| SigningError::Sign),
+            Prepared::Rsa(key) => {
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                key.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    input,
+                    &mut sig,
+                )
+                .map_err(|_| SigningError::Sign)?;
+                Ok(sig)
+            }
+            Prepared::Ed(key) => Ok(key.sign(input).as_ref().to_vec()),
+        }
     }
 }
+
+/// The `typ` of access tokens (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+/// The `typ` of ID tokens.
+pub const ID_TYP: &str = "JWT";
 
 /// The JWKS document (`{"keys": [...]}`) of these keys' public JWKs; a JWK that
 /// is not valid JSON is left out.

@@ -83,45 +83,6 @@ pub(super) fn public_key(alg: SigningAlg, pkcs8: &[u8]) -> Result<PublicKey, Sig
     })
 }
 
-/// The `RSAPrivateKey` (PKCS#1) inside an RSA PKCS#8 `PrivateKeyInfo`:
-/// `SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING privateKey, … }`.
-pub(super) fn pkcs1_from_pkcs8(der: &[u8]) -> Option<&[u8]> {
-    let (0x30, info, _) = tlv(der)? else {
-        return None;
-    };
-    let (0x02, _, rest) = tlv(info)? else {
-        return None;
-    };
-    let (0x30, _, rest) = tlv(rest)? else {
-        return None;
-    };
-    let (0x04, key, _) = tlv(rest)? else {
-        return None;
-    };
-    Some(key)
-}
-
-/// One DER tag-length-value: the tag, the contents, and what follows.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *input.first()?;
-    let first = *input.get(1)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | usize::from(*input.get(2 + i)?);
-        }
-        (len, 2 + n)
-    };
-    let end = header.checked_add(len)?;
-    Some((tag, input.get(header..end)?, input.get(end..)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,22 +98,6 @@ mod tests {
         let canonical = serde_json::to_string(&members).expect("json");
         let kid = URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()).as_ref());
         assert_eq!(kid, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
-    }
-
-    #[test]
-    fn der_walk_refuses_truncated_input() {
-        assert_eq!(
-            tlv(&[0x04, 0x02, 0xaa, 0xbb, 0xcc]),
-            Some((0x04, &[0xaa, 0xbb][..], &[0xcc][..]))
-        );
-        assert_eq!(tlv(&[0x04, 0x03, 0xaa]), None);
-        assert_eq!(tlv(&[0x04, 0x80]), None);
-        assert_eq!(
-            tlv(&[0x04, 0x81, 0x01, 0x00]),
-            Some((0x04, &[0x00][..], &[][..]))
-        );
-        assert_eq!(pkcs1_from_pkcs8(&[0x30, 0x00]), None);
-        assert_eq!(pkcs1_from_pkcs8(b"not der"), None);
     }
 
     #[test]
