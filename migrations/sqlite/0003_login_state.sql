@@ -25,7 +25,7 @@ CREATE INDEX login_sessions_user_id ON login_sessions (user_id);
 CREATE INDEX login_sessions_expires_at ON login_sessions (expires_at);
 
 CREATE TABLE login_failures (
-    account         TEXT PRIMARY KEY,  -- account:<email, lowercased> or client:<client_id>
+    account         TEXT PRIMARY KEY,  -- the email, lowercased
     failures        INTEGER NOT NULL,
     window_ends_at  INTEGER NOT NULL
 );

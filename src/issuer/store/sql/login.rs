@@ -114,6 +114,11 @@ pub(super) async fn delete_sessions_of_user(
     Ok(done.rows_affected())
 }
 
+// `login_failures.account` holds any key a caller counts failures under: the
+// login page uses `account:<email, lowercased>`, client authentication
+// `client:<client_id>` (the migration's comment predates the second; applied
+// migrations are never edited).
+
 pub(super) async fn login_failures(
     c: &mut Conn,
     account: &str,
