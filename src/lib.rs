@@ -18,3 +18,4 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod tls;

@@ -73,11 +73,9 @@ pub enum FetchError {
 
 /// Builds the client for JWKS fetches: system roots plus an optional extra CA file.
 pub fn http_client(ca_file: Option<&Path>) -> Result<HttpClient, FetchError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
+    let mut roots = crate::tls::native_roots();
     if let Some(path) = ca_file {
+        let roots = Arc::make_mut(&mut roots);
         use rustls_pki_types::pem::PemObject;
         let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
             .map_err(|e| FetchError::Tls(std::io::Error::other(e.to_string())))?;

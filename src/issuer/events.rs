@@ -308,10 +308,7 @@ fn backoff(attempts: i64) -> i64 {
 }
 
 fn client() -> Result<WebhookClient, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
+    let roots = crate::tls::native_roots();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider);
     let tls = builder

@@ -255,10 +255,7 @@ fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn rustls_client() -> Result<rustls::ClientConfig, std::io::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
+    let roots = crate::tls::native_roots();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
