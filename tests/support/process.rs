@@ -29,7 +29,13 @@ impl Portcullis {
     /// Runs `portcullis run -c <config>` and waits for its `Listening` line
     /// and for `/readyz` to answer 200.
     pub async fn start(config: &Path) -> Portcullis {
+        Portcullis::start_with_env(config, &[]).await
+    }
+
+    /// As [`Portcullis::start`], with `vars` added to its environment.
+    pub async fn start_with_env(config: &Path, vars: &[(&str, &str)]) -> Portcullis {
         let mut cmd = tokio::process::Command::new(BIN);
+        cmd.envs(vars.iter().copied());
         cmd.arg("run")
             .arg("-c")
             .arg(config)
@@ -84,6 +90,11 @@ impl Portcullis {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
     }
 
     /// SIGKILL (`kill -9`): no drain, no shutdown hook; waits for the exit.
