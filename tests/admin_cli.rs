@@ -575,23 +575,10 @@ async fn keys_rotate_publishes_a_new_kid_and_old_tokens_still_verify() {
 /// (skipped when `PORTCULLIS_TEST_POSTGRES_URL` is unset).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_commands_work_on_postgres_too() {
-    use sqlx::Connection as _;
-    let Ok(base) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
-        println!("skipped: PORTCULLIS_TEST_POSTGRES_URL is not set");
+    let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let schema = format!("admin_{}", uuid::Uuid::new_v4().simple());
-    let ddl = |sql: String| {
-        let base = base.clone();
-        async move {
-            let mut c = sqlx::PgConnection::connect(&base).await.expect("connect");
-            sqlx::query(&sql).execute(&mut c).await.expect("ddl");
-            c.close().await.expect("close");
-        }
-    };
-    ddl(format!("CREATE SCHEMA {schema}")).await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let url = db.url().to_owned();
     let env = env_on(Some(&url)).await;
     let outcome = tokio::task::spawn_blocking(move || {
         let (client_id, secret) = m2m_client(&env);
@@ -647,7 +634,7 @@ async fn the_commands_work_on_postgres_too() {
         assert!(!list.stdout.contains(&secret) && list.stdout.contains(&client_id));
     })
     .await;
-    ddl(format!("DROP SCHEMA {schema} CASCADE")).await;
+    drop(db);
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

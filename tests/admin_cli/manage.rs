@@ -298,23 +298,10 @@ fn lifecycle(env: &Env) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_new_commands_work_on_postgres_too() {
-    use sqlx::Connection as _;
-    let Ok(base) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
-        println!("skipped: PORTCULLIS_TEST_POSTGRES_URL is not set");
+    let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let schema = format!("admin_{}", uuid::Uuid::new_v4().simple());
-    let ddl = |sql: String| {
-        let base = base.clone();
-        async move {
-            let mut c = sqlx::PgConnection::connect(&base).await.expect("connect");
-            sqlx::query(&sql).execute(&mut c).await.expect("ddl");
-            c.close().await.expect("close");
-        }
-    };
-    ddl(format!("CREATE SCHEMA {schema}")).await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let url = db.url().to_owned();
     let env = env_on(Some(&url)).await;
     let outcome = tokio::task::spawn_blocking(move || lifecycle(&env)).await;
     let checked = match outcome {
@@ -337,7 +324,7 @@ async fn the_new_commands_work_on_postgres_too() {
         }
         Err(e) => Err(e),
     };
-    ddl(format!("DROP SCHEMA {schema} CASCADE")).await;
+    drop(db);
     if let Err(e) = checked {
         std::panic::resume_unwind(e.into_panic());
     }
