@@ -178,9 +178,6 @@ impl ClientAuth {
         allow_public: bool,
     ) -> Result<Client, OAuthError> {
         let (id, secret) = credentials(headers, form)?;
-        if self.failures.get(&id).unwrap_or(0) >= MAX_FAILURES {
-            return Err(OAuthError::SlowDown);
-        }
         let client = self.store.get_client(&id).await.map_err(|e| {
             tracing::error!(error = %crate::telemetry::events::chain(&e), "Client lookup failed");
             OAuthError::Server
@@ -195,31 +192,18 @@ impl ClientAuth {
         };
         match client {
             Some(c) if ok => Ok(c),
-            found => {
-                let mut n = self.failures.get(&id).unwrap_or(0).saturating_add(1);
-                if found.is_some() {
-                    let now = self.clock.now_unix();
-                    let window = FAILURE_WINDOW.as_secs() as i64;
-                    match self
-                        .store
-                        .record_login_failure(&failure_key(&id), now, window)
-                        .await
-                    {
-                        Ok(shared) => n = n.max(shared),
-                        Err(e) => {
-                            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count lost")
-                        }
-                    }
-                }
-                self.failures.insert(id, n);
-                Err(OAuthError::InvalidClient)
-            }
+            _ => Err(OAuthError::InvalidClient),
         }
     }
 
-    /// Whether `secret` is the client's; `SlowDown` when the client's failures
-    /// across replicas reached the limit and the secret is not one this process
-    /// verified recently.
+    /// Whether `secret` is the client's. A secret this process verified
+    /// recently is answered from memory, whatever the failure count (nothing is
+    /// being guessed). Any other secret waits for one of the [`ARGON2_SLOTS`];
+    /// only then is the client's failure count read (this process's, and the
+    /// store's, shared by replicas), so guesses sent at once are checked
+    /// against the failures of the guesses before them: past [`MAX_FAILURES`]
+    /// in the window the answer is `SlowDown`, and at most the slots in flight
+    /// can go over. A secret that verifies clears the count.
     async fn check(&self, client_id: &str, secret: String, hash: &str) -> Result<bool, OAuthError> {
         let mut material = Vec::with_capacity(client_id.len() + secret.len() + 1);
         material.extend_from_slice(client_id.as_bytes());
@@ -233,17 +217,7 @@ impl ClientAuth {
         if self.verified.get(&key).as_deref() == Some(hash) {
             return Ok(true);
         }
-        let now = self.clock.now_unix();
-        let shared = self
-            .store
-            .login_failures(&failure_key(client_id), now)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unreadable");
-                OAuthError::Server
-            })?;
-        if shared >= MAX_FAILURES {
-            self.failures.insert(client_id.to_owned(), shared);
+        if self.failures.get(client_id).unwrap_or(0) >= MAX_FAILURES {
             return Err(OAuthError::SlowDown);
         }
         let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
@@ -254,11 +228,43 @@ impl ClientAuth {
         if self.verified.get(&key).as_deref() == Some(hash) {
             return Ok(true);
         }
-        let ok = verify_now(secret, hash.to_owned()).await;
-        if ok {
-            self.verified.insert(key, hash.to_owned());
+        let store_failed = |e: super::store::StoreError| {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unavailable");
+            OAuthError::Server
+        };
+        let now = self.clock.now_unix();
+        let counted = failure_key(client_id);
+        let local = self.failures.get(client_id).unwrap_or(0);
+        let shared = self
+            .store
+            .login_failures(&counted, now)
+            .await
+            .map_err(store_failed)?;
+        if local.max(shared) >= MAX_FAILURES {
+            self.failures
+                .insert(client_id.to_owned(), local.max(shared));
+            return Err(OAuthError::SlowDown);
         }
-        Ok(ok)
+        if verify_now(secret, hash.to_owned()).await {
+            self.verified.insert(key, hash.to_owned());
+            self.failures.invalidate(client_id);
+            if shared > 0 {
+                self.store
+                    .clear_login_failures(&counted)
+                    .await
+                    .map_err(store_failed)?;
+            }
+            return Ok(true);
+        }
+        let window = FAILURE_WINDOW.as_secs() as i64;
+        let shared = self
+            .store
+            .record_login_failure(&counted, now, window)
+            .await
+            .map_err(store_failed)?;
+        self.failures
+            .insert(client_id.to_owned(), local.saturating_add(1).max(shared));
+        Ok(false)
     }
 }
 

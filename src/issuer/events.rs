@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -194,7 +194,7 @@ impl Deliverer {
             match posted {
                 Ok(()) => delivered_to.push(key),
                 Err(e) => {
-                    tracing::warn!(url = %target.url, event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
+                    tracing::warn!(url = %target.shown(), event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
                     ok = false;
                 }
             }
@@ -263,7 +263,27 @@ impl Target {
     /// What the outbox remembers of a webhook an event reached: the hash of
     /// its URL (a URL may carry a credential in its query).
     fn key(&self) -> String {
-        super::token::token_hash(&self.url.to_string())
+        // URL and secret: a webhook deleted and created again with a new
+        // secret is a new receiver.
+        let mut material = self.url.to_string().into_bytes();
+        material.push(0);
+        material.extend_from_slice(&self.key);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
+        URL_SAFE_NO_PAD.encode(digest.as_ref())
+    }
+
+    /// The URL without its query, for logs (a query may carry a credential).
+    fn shown(&self) -> String {
+        let mut shown = format!(
+            "{}://{}{}",
+            self.url.scheme_str().unwrap_or("http"),
+            self.url.authority().map(|a| a.as_str()).unwrap_or(""),
+            self.url.path()
+        );
+        if self.url.query().is_some() {
+            shown.push_str("?…");
+        }
+        shown
     }
 
     fn wants(&self, event: &str) -> bool {

@@ -108,11 +108,35 @@ impl Minter {
         // Everything that can refuse runs before the rotation, so that a refusal
         // never costs the client its refresh token.
         let subject = self.subject(client, &family, scope).await?;
+        let id_token = self.refreshed_id_token(client, &family, &subject, now)?;
         let refresh_token = match successor {
             Some(token) => token,
             None => self.rotate(&family, presented, now).await?,
         };
-        self.respond(client, &family, subject, refresh_token, now)
+        self.respond(client, &family, subject, refresh_token, id_token, now)
+    }
+
+    /// OIDC Core §12.2: a new ID token for the same sign-in (its auth_time),
+    /// without the nonce of the original request, when `openid` is in the
+    /// scope. Signed before the rotation, like everything else that can fail.
+    fn refreshed_id_token(
+        &self,
+        client: &Client,
+        family: &RefreshFamily,
+        subject: &Subject,
+        now: i64,
+    ) -> Result<Option<String>, OAuthError> {
+        let Some((user, org)) = &subject.profile else {
+            return Ok(None);
+        };
+        let about = IdSubject {
+            user,
+            org: org.as_ref(),
+            membership: subject.membership.as_ref(),
+            auth_time: family.auth_time,
+            nonce: None,
+        };
+        self.id_token(client, &about, now).map(Some)
     }
 
     /// Rotates the family away from `presented`; the new token, or
@@ -325,6 +349,7 @@ impl Minter {
         family: &RefreshFamily,
         subject: Subject,
         refresh_token: String,
+        id_token: Option<String>,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let ttl = self.section.access_token_ttl.as_secs();
@@ -344,21 +369,6 @@ impl Minter {
             scope: scope.clone(),
             org_id: subject.org_id.as_deref(),
             roles: subject.roles.as_deref(),
-        };
-        // OIDC Core §12.2: a new ID token for the same sign-in (its auth_time),
-        // without the nonce of the original request.
-        let id_token = match &subject.profile {
-            Some((user, org)) => {
-                let about = IdSubject {
-                    user,
-                    org: org.as_ref(),
-                    membership: subject.membership.as_ref(),
-                    auth_time: family.auth_time,
-                    nonce: None,
-                };
-                Some(self.id_token(client, &about, now)?)
-            }
-            None => None,
         };
         Ok(TokenResponse {
             access_token: self.sign_access(&claims)?,

@@ -460,7 +460,8 @@ pub trait StoreTx: Send {
     /// Revoking it again changes nothing.
     async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Ends every browser session of the user (a changed password, an
-    /// administrator's sign-out); returns how many ended.
+    /// administrator's sign-out), and the sign-ins pending with the user
+    /// already known; returns how many sessions ended.
     async fn delete_login_sessions_of_user(&mut self, user_id: &str) -> Result<u64, StoreError>;
     /// Inserts or replaces the webhook with this id.
     async fn upsert_webhook(&mut self, webhook: &Webhook) -> Result<(), StoreError>;

@@ -88,7 +88,8 @@ async fn failed_logins_count_across_replicas(db: TestDb) {
     let audit = env.store.list_audit(50).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions.iter().filter(|a| **a == "login.failed").count(), 5);
-    assert_eq!(actions.iter().filter(|a| **a == "login.locked").count(), 2);
+    // One `login.locked` when the lock began, not one per refusal.
+    assert_eq!(actions.iter().filter(|a| **a == "login.locked").count(), 1);
     let failed = audit.iter().find(|a| a.action == "login.failed").unwrap();
     assert_eq!(failed.actor, "anonymous");
     let detail: Value = serde_json::from_str(&failed.detail).unwrap();
@@ -96,6 +97,33 @@ async fn failed_logins_count_across_replicas(db: TestDb) {
     assert_eq!(detail["client_id"], "web");
     assert!(audit.iter().all(|a| !a.detail.contains("nope")));
     other.shutdown().await;
+    env.gw.shutdown().await;
+}
+
+async fn guesses_sent_at_once_get_no_more_tries(db: TestDb) {
+    let env = env(db).await;
+    let gw = &env.gw;
+    let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let url = gw.url("/login");
+            let cookies = [form.cookie.clone()];
+            let body = format!(
+                "txn={}&csrf={}&{}",
+                enc(&form.txn),
+                enc(&form.csrf),
+                credentials("alice@example.test", &format!("guess {i}"))
+            );
+            tokio::spawn(async move { request("POST", &url, &cookies, Some(&body)).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (5, 7), "{statuses:?}");
     env.gw.shutdown().await;
 }
 
@@ -218,20 +246,32 @@ async fn logout_names_its_client_by_id_token_hint(db: TestDb) {
     let code = query_of(&back)["code"].clone();
     let (_, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
     let id_token = body["id_token"].as_str().unwrap().to_owned();
-    let cookies = [session];
-    // A hint from another issuer, garbage, or one that contradicts client_id
-    // is refused, and the session stays.
+    // A hint from another issuer, garbage, an access token of ours, or one that
+    // contradicts client_id is refused (no redirect) — and the session ends
+    // all the same.
     let foreign = token(&rsa(), &claims_with(json!({ "aud": "web" })));
+    let access = body["access_token"].as_str().unwrap();
+    let mut session = session;
     for bad in [
         format!("id_token_hint={}", enc(&foreign)),
         "id_token_hint=not.a.jwt".to_owned(),
+        format!("id_token_hint={}", enc(access)),
         format!("id_token_hint={}&client_id=portal", enc(&id_token)),
     ] {
-        let (status, _, _) =
-            request("GET", &gw.url(&format!("/logout?{bad}")), &cookies, None).await;
+        let url = format!("/logout?{bad}&post_logout_redirect_uri={}", enc(CALLBACK));
+        let cookies = [session.clone()];
+        let (status, headers, _) = request("GET", &gw.url(&url), &cookies, None).await;
         assert_eq!(status, 400, "{bad}");
+        assert!(!headers.contains_key("location"));
+        assert!(
+            authorize(gw, "", &cookies).await.starts_with("/login"),
+            "{bad}"
+        );
+        session = login(gw, &authorize_query("web", ""), "alice@example.test")
+            .await
+            .1;
     }
-    assert!(authorize(gw, "", &cookies).await.starts_with(CALLBACK));
+    let cookies = [session];
     // Our ID token names the client, whose registered URI is then followed.
     let url = format!(
         "/logout?id_token_hint={}&post_logout_redirect_uri={}&state=bye",
@@ -249,6 +289,7 @@ crate::on_both_databases!(
     sessions_and_forms_are_shared_by_replicas_and_survive_a_restart,
     failed_logins_count_across_replicas,
     successful_logins_are_audited,
+    guesses_sent_at_once_get_no_more_tries,
     prompt_none_never_shows_a_page,
     prompt_login_and_max_age_ask_for_the_password_again,
     login_hint_fills_in_the_email,

@@ -113,11 +113,20 @@ pub(crate) async fn login_sessions_end_alone_per_user_or_at_expiry(t: Ctx) {
     assert!(other.delete_login_session("s3").await.unwrap());
     assert!(!other.delete_login_session("s3").await.unwrap());
     assert!(s.get_login_session("s3", NOW).await.unwrap().is_none());
-    // Every session of one user ends at once; the other user's stay.
+    // Every session of one user ends at once, with the sign-ins pending for
+    // them (an organization chooser); the other user's stay.
     s.create_login_session(&session("s5", "usr_b"))
         .await
         .unwrap();
+    s.put_login_transaction(&txn("ta", Some(("usr_a", NOW))))
+        .await
+        .unwrap();
+    s.put_login_transaction(&txn("tb", Some(("usr_b", NOW))))
+        .await
+        .unwrap();
     assert_eq!(s.delete_login_sessions_of_user("usr_a").await.unwrap(), 2);
+    assert!(s.get_login_transaction("ta", NOW).await.unwrap().is_none());
+    assert!(s.get_login_transaction("tb", NOW).await.unwrap().is_some());
     assert!(s.get_login_session("s2", NOW).await.unwrap().is_none());
     assert!(s.get_login_session("s5", NOW).await.unwrap().is_some());
     // And a deleted user's sessions go with them.

@@ -145,7 +145,8 @@ impl Flow {
                 )
                 .await;
         }
-        self.check_password(&id, &txn, &form).await
+        let previous = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE));
+        self.check_password(&id, &txn, &form, previous).await
     }
 
     async fn check_password(
@@ -153,16 +154,22 @@ impl Flow {
         id: &str,
         txn: &LoginTxn,
         form: &Params,
+        previous: Option<&str>,
     ) -> Response<Full<Bytes>> {
         let email = form.get("email").unwrap_or_default();
         let account = email.to_lowercase();
         let now = self.clock.now_unix();
-        match self.state.locked(&account, now).await {
-            Ok(false) => {}
-            Ok(true) => {
+        // The attempt is counted before the password is checked, so guesses sent
+        // at once cannot all pass a check made before any of them failed.
+        match self.state.attempt(&account, now).await {
+            Ok(n) if n <= session::MAX_LOGIN_FAILURES => {}
+            Ok(n) => {
                 tracing::debug!(reason = "locked", "Login refused");
-                self.audit_login("login.locked", None, &account, &txn.request.client_id)
-                    .await;
+                // One audit entry when the lock begins, not one per refusal.
+                if n == session::MAX_LOGIN_FAILURES + 1 {
+                    self.audit_login("login.locked", None, &account, &txn.request.client_id)
+                        .await;
+                }
                 let message = "too many failed attempts; try again in a few minutes";
                 let mut resp = form_again(id, txn, email, StatusCode::TOO_MANY_REQUESTS, message);
                 resp.headers_mut().insert(
@@ -177,9 +184,6 @@ impl Flow {
         let user = match self.authenticate(email, password).await {
             Ok(Some(user)) => user,
             Ok(None) => {
-                if let Err(e) = self.state.failed(&account, now).await {
-                    return server_error(&e);
-                }
                 tracing::debug!(reason = "bad_credentials", "Login refused");
                 self.audit_login("login.failed", None, &account, &txn.request.client_id)
                     .await;
@@ -201,6 +205,11 @@ impl Flow {
         let session_id = random_token(32);
         let started = async {
             self.state.succeeded(&account).await?;
+            // A new sign-in replaces the browser's session (prompt=login,
+            // max_age, or another user on the same browser).
+            if let Some(previous) = previous {
+                self.state.end_session(previous).await?;
+            }
             self.state
                 .put_session(&session_id, &authenticated, now)
                 .await
@@ -314,17 +323,22 @@ impl Flow {
             true => read_form(req).await.map(|(p, _)| p).unwrap_or(query),
             false => query,
         };
-        let client_id = match self.logout_client(&params) {
-            Ok(client) => client,
-            Err(message) => {
-                return page::html(StatusCode::BAD_REQUEST, page::error_page(message));
-            }
-        };
+        // The session ends whatever the rest of the request is worth; the
+        // parameters only decide where the browser goes next.
         if let Some(id) = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE)) {
             if let Err(e) = self.state.end_session(id).await {
                 return server_error(&e);
             }
         }
+        let clear = self.jar.set(SESSION_COOKIE, "", "Lax", 0);
+        let client_id = match self.logout_client(&params) {
+            Ok(client) => client,
+            Err(message) => {
+                let mut resp = page::html(StatusCode::BAD_REQUEST, page::error_page(message));
+                add_cookie(&mut resp, &clear);
+                return resp;
+            }
+        };
         let mut back = None;
         if let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), client_id) {
             if let Ok(Some(client)) = self.store.get_client(&client_id).await {
@@ -340,7 +354,7 @@ impl Flow {
             Some(uri) => redirect(&uri),
             None => page::html(StatusCode::OK, page::signed_out()),
         };
-        add_cookie(&mut resp, &self.jar.set(SESSION_COOKIE, "", "Lax", 0));
+        add_cookie(&mut resp, &clear);
         resp
     }
 
@@ -357,7 +371,10 @@ impl Flow {
         };
         let claims = self
             .signed_by_us(hint)
-            .map_err(|_| "the id_token_hint is not an ID token of this issuer")?;
+            .ok()
+            // Access tokens carry `client_id`; ID tokens do not.
+            .filter(|c| !c.contains_key("client_id"))
+            .ok_or("the id_token_hint is not an ID token of this issuer")?;
         let aud = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => Some(a.clone()),
             Some(serde_json::Value::Array(a)) if a.len() == 1 => a[0].as_str().map(str::to_owned),

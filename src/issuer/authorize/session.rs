@@ -14,7 +14,8 @@ use crate::issuer::token::token_hash;
 pub const TRANSACTION_TTL: Duration = Duration::from_secs(600);
 /// How long a browser session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
-/// Failed logins allowed per account per [`FAILURE_WINDOW`].
+/// Failed logins allowed per account per [`FAILURE_WINDOW`] (attempts are
+/// counted as they start; a successful one clears the count).
 pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// The window of the login failure limit (each failure restarts it).
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
@@ -139,18 +140,10 @@ impl LoginState {
         Ok(())
     }
 
-    /// Whether the account (a lowercased email) is locked out at `now`.
-    pub async fn locked(&self, account: &str, now: i64) -> Result<bool, StateError> {
-        let failures = self
-            .store
-            .login_failures(&account_key(account), now)
-            .await?;
-        Ok(failures >= MAX_LOGIN_FAILURES)
-    }
-
-    /// Counts a failed login for the account; returns the failures in its
-    /// window.
-    pub async fn failed(&self, account: &str, now: i64) -> Result<u32, StateError> {
+    /// Counts a login attempt for the account (a lowercased email) before its
+    /// password is checked; returns the attempts in the window, which a
+    /// successful login clears. More than [`MAX_LOGIN_FAILURES`]: locked out.
+    pub async fn attempt(&self, account: &str, now: i64) -> Result<u32, StateError> {
         Ok(self
             .store
             .record_login_failure(&account_key(account), now, secs(FAILURE_WINDOW))

@@ -107,6 +107,12 @@ pub(super) async fn delete_sessions_of_user(
     c: &mut Conn,
     user_id: &str,
 ) -> Result<u64, StoreError> {
+    // Pending sign-ins that already know the user (the organization chooser)
+    // end too: they would otherwise still produce a code.
+    sqlx::query("DELETE FROM login_transactions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *c)
+        .await?;
     let done = sqlx::query("DELETE FROM login_sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *c)
