@@ -1,7 +1,7 @@
 //! The user login flow: `GET /oauth/authorize` (authorization code with PKCE,
 //! RFC 6749 §4.1, RFC 7636, RFC 9207 `iss`), the hosted `/login` form with its
 //! organization chooser, `/logout`, the `authorization_code` grant at the token
-//! endpoint ([`exchange`]) and `/oauth/userinfo` ([`userinfo`]).
+//! endpoint (`exchange`) and `/oauth/userinfo` (`userinfo`).
 //!
 //! Pages, cookies and in-memory sessions live in the submodules; the token
 //! endpoint's dispatch and client authentication stay in `endpoints`.

@@ -140,7 +140,7 @@ impl KeyRing {
     /// [`KeyRing::sync`] at start: when another replica holds the rotation
     /// lease (several replicas starting at once on a new database), the first
     /// keys are being written by it, so this waits for them, re-reading every
-    /// [`STARTUP_RETRY`] for at most one lease, instead of starting with none.
+    /// `STARTUP_RETRY` for at most one lease, instead of starting with none.
     pub async fn sync_at_start(&self, clock: &dyn crate::clock::Clock) -> Result<(), KeyRingError> {
         self.sync(clock.now_unix()).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_TTL as u64);

@@ -232,9 +232,7 @@ impl Store for SqlStore {
 
     async fn purge_expired(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
-        let purged = tokens::purge_expired(&mut tx, before).await?
-            + events::purge_delivered(&mut tx, before).await?
-            + login::purge(&mut tx, before).await?;
+        let purged = purge_expired(&mut tx, before).await?;
         tx.commit().await?;
         Ok(purged)
     }
@@ -435,6 +433,19 @@ impl StoreTx for SqlTx {
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
         events::insert_audit(&mut self.tx, entry).await
     }
+}
+
+/// Runs every module's purge statements (`$1` = `before`); the rows deleted.
+async fn purge_expired(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
+    let mut purged = 0;
+    for sql in [tokens::PURGE, events::PURGE, login::PURGE].concat() {
+        purged += sqlx::query(sql)
+            .bind(before)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+    }
+    Ok(purged)
 }
 
 // === helpers shared by the query modules ===

@@ -140,13 +140,8 @@ pub(super) async fn schedule_retry(
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn purge_delivered(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
-    let done = sqlx::query("DELETE FROM event_outbox WHERE delivered_at <= $1")
-        .bind(before)
-        .execute(&mut *c)
-        .await?;
-    Ok(done.rows_affected())
-}
+/// What [`super::purge_expired`] deletes here: events delivered before `$1`.
+pub(super) const PURGE: &[&str] = &["DELETE FROM event_outbox WHERE delivered_at <= $1"];
 
 fn outbox_event(row: &Row) -> Result<OutboxEvent, StoreError> {
     Ok(OutboxEvent {

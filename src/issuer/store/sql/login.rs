@@ -177,23 +177,13 @@ pub(super) async fn clear_login_failures(c: &mut Conn, account: &str) -> Result<
     Ok(())
 }
 
-/// Deletes transactions and sessions that ended, and failure windows that
-/// closed, before `before`.
-pub(super) async fn purge(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
-    let mut purged = 0;
-    for sql in [
-        "DELETE FROM login_transactions WHERE expires_at <= $1",
-        "DELETE FROM login_sessions WHERE expires_at <= $1",
-        "DELETE FROM login_failures WHERE window_ends_at <= $1",
-    ] {
-        purged += sqlx::query(sql)
-            .bind(before)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
-    }
-    Ok(purged)
-}
+/// What [`super::purge_expired`] deletes here: transactions and sessions that
+/// ended, and failure windows that closed, before `$1`.
+pub(super) const PURGE: &[&str] = &[
+    "DELETE FROM login_transactions WHERE expires_at <= $1",
+    "DELETE FROM login_sessions WHERE expires_at <= $1",
+    "DELETE FROM login_failures WHERE window_ends_at <= $1",
+];
 
 fn transaction(row: &Row) -> Result<LoginTransaction, StoreError> {
     let user_id: Option<String> = row.try_get("user_id")?;

@@ -301,19 +301,10 @@ pub(super) async fn is_jti_revoked(c: &mut Conn, jti: &str) -> Result<bool, Stor
     Ok(found.is_some())
 }
 
-/// Deletes expired JTIs, codes and families (their retired hashes cascade).
-pub(super) async fn purge_expired(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
-    let mut purged = 0;
-    for sql in [
-        "DELETE FROM revoked_jtis WHERE expires_at <= $1",
-        "DELETE FROM authorization_codes WHERE expires_at <= $1",
-        "DELETE FROM refresh_families WHERE absolute_expires_at <= $1",
-    ] {
-        purged += sqlx::query(sql)
-            .bind(before)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
-    }
-    Ok(purged)
-}
+/// What [`super::purge_expired`] deletes here: JTIs, codes and families that
+/// expired before `$1` (their retired hashes cascade).
+pub(super) const PURGE: &[&str] = &[
+    "DELETE FROM revoked_jtis WHERE expires_at <= $1",
+    "DELETE FROM authorization_codes WHERE expires_at <= $1",
+    "DELETE FROM refresh_families WHERE absolute_expires_at <= $1",
+];
