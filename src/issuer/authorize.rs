@@ -3,7 +3,7 @@
 //! organization chooser, `/logout`, the `authorization_code` grant at the token
 //! endpoint (`exchange`) and `/oauth/userinfo` (`userinfo`).
 //!
-//! Pages, cookies and in-memory sessions live in the submodules; the token
+//! Pages, cookies and the login state (kept in the store) live in the submodules; the token
 //! endpoint's dispatch and client authentication stay in `endpoints`.
 
 mod csrf;
