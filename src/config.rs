@@ -195,6 +195,13 @@ pub struct RouteConfig {
     /// Indexes into [`Config::issuers`]; `None`: all issuers.
     pub issuers: Option<Vec<usize>>,
     pub forward_token: bool,
+    /// Paths with matrix parameters (`/a;v=1`) are accepted; the route and the
+    /// policy judge the path without them. Off: such paths get 400.
+    pub matrix_params: bool,
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override` reach the
+    /// upstream, and the route and policy judge the overridden method. Off: they
+    /// are removed.
+    pub method_override: bool,
 }
 
 // === impl Config ===
@@ -239,6 +246,19 @@ impl Config {
     pub fn issuer_index(&self, id: &str) -> Option<usize> {
         self.issuers.iter().position(|i| i.id == id)
     }
+}
+
+/// Whether `item` can travel as one element of a `sep`-separated header list
+/// (`X-Auth-Scopes` with spaces, `X-Auth-Roles` with commas) and be read back
+/// unchanged: printable ASCII, not empty, no separator, no quote or backslash
+/// (RFC 9110 list parsers treat them specially), no space at either end. Route
+/// requirements are checked with it, and so are a token's scopes and roles.
+pub fn is_list_item(item: &str, sep: u8) -> bool {
+    !item.is_empty()
+        && item.trim_matches(' ') == item
+        && item
+            .bytes()
+            .all(|b| (b.is_ascii_graphic() || b == b' ') && b != sep && b != b'"' && b != b'\\')
 }
 
 /// The identity headers used when the file does not name any.

@@ -123,6 +123,8 @@ mod tests {
             org_param: None,
             issuers: None,
             forward_token: true,
+            matrix_params: false,
+            method_override: false,
         }
     }
 

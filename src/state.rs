@@ -18,6 +18,10 @@ pub struct Route {
     pub name: Arc<str>,
     pub upstream: usize,
     pub policy: Policy,
+    /// Paths with matrix parameters are accepted (`matrix_params: true`).
+    pub matrix_params: bool,
+    /// Method overrides are honoured (`method_override: true`).
+    pub method_override: bool,
 }
 
 /// Everything a request needs, built completely before it is used.
@@ -41,6 +45,8 @@ impl Snapshot {
                 name: Arc::from(r.path.as_str()),
                 upstream: r.upstream,
                 policy: Policy::new(r),
+                matrix_params: r.matrix_params,
+                method_override: r.method_override,
             })
             .collect();
         Snapshot {

@@ -70,6 +70,8 @@ impl TokenError {
 pub struct Unverified<'a> {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The header says `typ: at+jwt` (RFC 9068): an access token, never an ID token.
+    pub at_jwt: bool,
     /// `header.payload`, the signed bytes.
     pub signing_input: &'a str,
     pub signature: &'a str,
@@ -103,10 +105,15 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
         serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Malformed)?;
     let alg = header.alg.ok_or(TokenError::Malformed)?;
     let alg = Algorithm::from_name(&alg).ok_or(TokenError::DisallowedAlg)?;
-    if let Some(typ) = &header.typ {
-        if !typ.eq_ignore_ascii_case("JWT") && !typ.eq_ignore_ascii_case("at+jwt") {
-            return Err(TokenError::BadType);
-        }
+    // RFC 7515 §4.1.9: a `typ` without `/` means the same with `application/`.
+    let typ = header.typ.as_deref().map(|t| {
+        t.get(..12)
+            .filter(|p| p.eq_ignore_ascii_case("application/"))
+            .map_or(t, |_| &t[12..])
+    });
+    let at_jwt = typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"));
+    if typ.is_some_and(|t| !at_jwt && !t.eq_ignore_ascii_case("JWT")) {
+        return Err(TokenError::BadType);
     }
     if header.crit.is_some() {
         // No extension is understood, so any `crit` (even a malformed one) rejects.
@@ -120,6 +127,7 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
     Ok(Unverified {
         alg,
         kid: header.kid,
+        at_jwt,
         signing_input: &token[..h.len() + 1 + p.len()],
         signature: s,
         claims,

@@ -83,6 +83,8 @@ pub struct RawRoute {
     pub org_param: Option<String>,
     pub issuers: Option<Vec<String>>,
     pub forward_token: Option<bool>,
+    pub matrix_params: Option<bool>,
+    pub method_override: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -319,6 +319,24 @@ fn route(
     if auth == AuthMode::Anonymous && has_requirements {
         c.error(&key, "an `auth: anonymous` route examines no token, so `scopes`, `any_scopes`, `roles`, `org_param` and `issuers` cannot apply");
     }
+    // What a route requires must be something a token can carry and the
+    // identity headers can forward as one item.
+    for (field, items, sep) in [
+        ("scopes", &r.scopes, b' '),
+        ("any_scopes", &r.any_scopes, b' '),
+        ("roles", &r.roles, b','),
+    ] {
+        for (j, item) in items.iter().enumerate() {
+            if !super::is_list_item(item, sep) {
+                let what = if sep == b' ' {
+                    "a scope must be printable ASCII without spaces, quotes or backslashes"
+                } else {
+                    "a role must be printable ASCII without commas, quotes, backslashes or spaces at either end"
+                };
+                c.error(&format!("{key}.{field}[{j}]"), format!("`{item}`: {what}"));
+            }
+        }
+    }
     let methods = r
         .methods
         .map(|m| m.into_iter().map(|m| m.0).collect::<Vec<_>>());
@@ -355,6 +373,8 @@ fn route(
         org_param: r.org_param,
         issuers: route_issuers,
         forward_token: r.forward_token.unwrap_or(true),
+        matrix_params: r.matrix_params.unwrap_or(false),
+        method_override: r.method_override.unwrap_or(false),
     })
 }
 

@@ -272,9 +272,12 @@ impl ParseValue for PathPattern {
                 }
                 names.push(name);
                 segments.push(PatternSegment::Param(name.to_owned()));
-            } else if seg.contains(['{', '}', '*', '%', '?', '#']) || seg == "." || seg == ".." {
+            } else if seg.contains(['{', '}', '*', '%', '?', '#', ';', '\\'])
+                || seg == "."
+                || seg == ".."
+            {
                 return Err(format!(
-                    "invalid segment `{seg}` in path pattern `{s}`: `*` is allowed only as a trailing `/*`"
+                    "invalid segment `{seg}` in path pattern `{s}`: a literal segment cannot be `.` or `..` or contain `{{`, `}}`, `%`, `?`, `#`, `;` or `\\`, and `*` is allowed only as a trailing `/*`"
                 ));
             } else {
                 segments.push(PatternSegment::Literal(seg.to_owned()));
@@ -298,7 +301,9 @@ mod pattern_tests {
             PathPattern::parse_value("/").map(|p| p.segments.len()),
             Ok(0)
         );
-        for bad in ["a", "/a*", "/{x", "/{}", "/a/*/b", "/{a}/{a}", "/a/../b"] {
+        for bad in [
+            "a", "/a*", "/{x", "/{}", "/a/*/b", "/{a}/{a}", "/a/../b", "/a;b", "/a\\b",
+        ] {
             assert!(PathPattern::parse_value(bad).is_err(), "{bad}");
         }
     }

@@ -73,7 +73,11 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_trailers() {
                     Ok(mut trailers) => {
-                        super::headers::strip_identity(&mut trailers, &this.identity);
+                        super::headers::strip_client_controlled(
+                            &mut trailers,
+                            &this.identity,
+                            super::headers::Overrides::Strip,
+                        );
                         Frame::trailers(trailers)
                     }
                     Err(frame) => frame,

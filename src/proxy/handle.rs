@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONNECTION};
-use http::{HeaderValue, Request, Response, Version};
+use http::{HeaderValue, Method, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -20,7 +20,7 @@ use super::respond::Reject;
 use crate::auth::Identity;
 use crate::auth::bearer::{self, Credentials};
 use crate::config::AuthMode;
-use crate::routing::{self, RouteMatch};
+use crate::routing::{self, NormalPath, PathError, RouteMatch};
 use crate::state::Snapshot;
 use crate::telemetry::access::{AccessEntry, AccessLog};
 use crate::telemetry::{Metrics, Reason, RouteStatus};
@@ -141,12 +141,8 @@ impl Proxy {
         let path = routing::normalize(req.uri(), h2).map_err(Reject::BadPath)?;
         *path_for_log = Some(path.decoded().to_owned());
 
-        // 2. Route.
-        let index = match snap.table.lookup(req.method(), &path) {
-            RouteMatch::Found(i) => i,
-            RouteMatch::MethodNotAllowed(allow) => return Err(Reject::MethodNotAllowed(allow)),
-            RouteMatch::NotFound => return Err(Reject::NotFound),
-        };
+        // 2. Route, with the method the upstream will act on.
+        let (index, effective_method) = route(snap, req.method(), req.headers(), &path)?;
         let route = &snap.routes[index];
         ctx.route = Some(route.name.clone());
         let policy = &route.policy;
@@ -176,7 +172,15 @@ impl Proxy {
         let uri = upstream.uri(path.encoded(), parts.uri.query())?;
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::strip_identity(&mut parts.headers, &snap.identity_headers);
+        let overrides = if route.method_override {
+            headers::Overrides::KeepMethod
+        } else {
+            headers::Overrides::Strip
+        };
+        headers::strip_client_controlled(&mut parts.headers, &snap.identity_headers, overrides);
+        if let Some(m) = &effective_method {
+            headers::set_method_override(&mut parts.headers, m);
+        }
         if let Some(id) = &identity {
             headers::set_identity(&mut parts.headers, &snap.identity_headers, id);
         }
@@ -208,6 +212,45 @@ impl Proxy {
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
+}
+
+/// Finds the route for a normalised path, and the overridden method when the
+/// route honours method overrides.
+///
+/// A path with matrix parameters is routed without them, and refused unless the
+/// route it reaches opts in: a servlet upstream would route it without them too.
+/// A method override is judged like the method itself: the route is looked up
+/// again with it, and that route must opt in as well (so a `GET`-only route
+/// cannot become a `DELETE` through another route's opt-in).
+fn route(
+    snap: &Snapshot,
+    method: &Method,
+    headers: &http::HeaderMap,
+    path: &NormalPath,
+) -> Result<(usize, Option<Method>), Reject> {
+    let found = |m: &Method| match snap.table.lookup(m, path) {
+        RouteMatch::Found(i) => Ok(i),
+        // With matrix parameters, a path that reaches no route is refused for
+        // them: the same resource without them may well exist.
+        _ if path.has_matrix_params() => Err(Reject::BadPath(PathError::MatrixParams)),
+        RouteMatch::MethodNotAllowed(allow) => Err(Reject::MethodNotAllowed(allow)),
+        RouteMatch::NotFound => Err(Reject::NotFound),
+    };
+    let mut index = found(method)?;
+    let mut effective = None;
+    if snap.routes[index].method_override {
+        if let Some(m) = headers::method_override(headers).map_err(|_| Reject::BadMethodOverride)? {
+            index = found(&m)?;
+            if !snap.routes[index].method_override {
+                return Err(Reject::MethodOverrideRefused);
+            }
+            effective = Some(m);
+        }
+    }
+    if path.has_matrix_params() && !snap.routes[index].matrix_params {
+        return Err(Reject::BadPath(PathError::MatrixParams));
+    }
+    Ok((index, effective))
 }
 
 impl std::fmt::Debug for Proxy {

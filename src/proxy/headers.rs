@@ -1,5 +1,6 @@
-//! Header rewriting: hop-by-hop removal, identity headers (set from the token,
-//! stripped from the client), `X-Forwarded-*` and `X-Request-Id`.
+//! Header rewriting: hop-by-hop removal, what a client may not control (identity
+//! headers, the forwarded family, method and URL overrides), identity headers set
+//! from the token, `X-Forwarded-*` / `Forwarded` / `X-Real-IP`, and `X-Request-Id`.
 
 use std::net::IpAddr;
 
@@ -13,6 +14,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
@@ -75,18 +78,46 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Removes every identity header, whatever letter case the client used
-/// (header names are case-insensitive and stored lower-case), and any spelling
-/// with `_` for `-` (`X_Auth_Subject`), which CGI, WSGI and Rack upstreams read
-/// as the identity header itself.
-pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
+/// Which of the method-override headers a route lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overrides {
+    /// Every method and URL override header is removed.
+    Strip,
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override` (in
+    /// their `-` spelling) stay; URL overrides are removed all the same.
+    KeepMethod,
+}
+
+/// What a header a client sent is, for [`strip_client_controlled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controlled {
+    /// Not ours to police.
+    No,
+    /// Always removed: identity headers, the forwarded family, URL overrides,
+    /// and any of these spelt with `_`.
+    Always,
+    /// A method override in its canonical spelling.
+    MethodOverride,
+}
+
+/// Removes every header a client must not control on its way upstream, whatever
+/// letter case it used (names are stored lower-case) and in any spelling with `_`
+/// for `-` (`X_Auth_Subject`), which CGI, WSGI, Rack and PHP upstreams read as the
+/// header itself:
+/// - the identity headers (`identity`), so that only the gateway sets them;
+/// - the forwarded family (`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the
+///   client-address and client-certificate headers that CDNs and proxies set),
+///   which the gateway replaces with what it saw ([`set_forwarded`]);
+/// - URL overrides (`X-Original-URL`, `X-Rewrite-URL`, …), which some frameworks
+///   route by instead of the request line the policy judged;
+/// - method overrides, unless the route keeps them ([`Overrides::KeepMethod`]).
+pub fn strip_client_controlled(headers: &mut HeaderMap, identity: &[HeaderName], o: Overrides) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for k in headers.keys() {
-        if names
-            .iter()
-            .any(|n| same_but_underscores(n.as_str(), k.as_str()))
-        {
-            doomed.push(k.clone());
+        match controlled(k.as_str(), identity) {
+            Controlled::No => {}
+            Controlled::MethodOverride if o == Overrides::KeepMethod => {}
+            Controlled::Always | Controlled::MethodOverride => doomed.push(k.clone()),
         }
     }
     for k in doomed {
@@ -94,13 +125,117 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
     }
 }
 
-/// `identity` spelt as `candidate`, where `candidate` may have `_` for `-`.
-fn same_but_underscores(identity: &str, candidate: &str) -> bool {
-    identity.len() == candidate.len()
-        && identity
-            .bytes()
-            .zip(candidate.bytes())
-            .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+/// Classifies one lower-case header name.
+fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
+    let canonical: std::borrow::Cow<'_, str> = if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    let underscored = matches!(canonical, std::borrow::Cow::Owned(_));
+    let c = canonical.as_ref();
+    if identity.iter().any(|n| n.as_str() == c) || is_always_replaced(c) {
+        return Controlled::Always;
+    }
+    if METHOD_OVERRIDES.iter().any(|n| n.as_str() == c) {
+        // The `_` spelling is never honoured: the upstream would see two values.
+        return if underscored {
+            Controlled::Always
+        } else {
+            Controlled::MethodOverride
+        };
+    }
+    Controlled::No
+}
+
+/// The forwarded family and URL overrides (canonical, lower-case).
+fn is_always_replaced(name: &str) -> bool {
+    matches!(
+        name,
+        // What the gateway saw of the client and the request (set_forwarded).
+        "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "forwarded"
+            | "x-real-ip"
+            // Others of the family that frameworks read for links and redirects,
+            // or as the client's address (Spring, Rails, Express, Django, CDNs).
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+            | "x-forwarded-server"
+            | "x-forwarded-ssl"
+            | "x-forwarded-scheme"
+            | "x-forwarded-uri"
+            | "x-forwarded-method"
+            | "x-original-forwarded-for"
+            | "x-original-host"
+            | "x-host"
+            | "x-url-scheme"
+            | "front-end-https"
+            | "x-client-ip"
+            | "client-ip"
+            | "true-client-ip"
+            | "x-cluster-client-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
+            // Client certificates as a TLS terminator passes them on (RFC 9440,
+            // Envoy, nginx, HAProxy conventions).
+            | "client-cert"
+            | "client-cert-chain"
+            | "x-forwarded-client-cert"
+            | "x-client-cert"
+            | "x-ssl-client-cert"
+            | "ssl-client-cert"
+            // URL overrides: IIS, Symfony, Laminas and others route by these.
+            | "x-original-url"
+            | "x-original-uri"
+            | "x-rewrite-url"
+    )
+}
+
+/// The method-override headers a route may opt in to (`method_override: true`).
+pub static METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Why a method override could not be honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the method override is invalid or ambiguous")]
+pub struct BadOverride;
+
+/// The method a client asks for with an override header, upper-cased as the
+/// frameworks that honour them do (Rails, Symfony, Express); `None` without one.
+/// Several lines, lists or headers that disagree are refused: frameworks differ
+/// in which one they take.
+pub fn method_override(headers: &HeaderMap) -> Result<Option<http::Method>, BadOverride> {
+    let mut found: Option<http::Method> = None;
+    for name in &METHOD_OVERRIDES {
+        for v in headers.get_all(name) {
+            let text = v.to_str().map_err(|_| BadOverride)?.trim();
+            let upper = text.to_ascii_uppercase();
+            let m = http::Method::from_bytes(upper.as_bytes()).map_err(|_| BadOverride)?;
+            match &found {
+                Some(prev) if *prev != m => return Err(BadOverride),
+                _ => found = Some(m),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Writes the judged method into every method-override header the client sent,
+/// so the upstream reads exactly the method the policy was checked against.
+pub fn set_method_override(headers: &mut HeaderMap, method: &http::Method) {
+    let Ok(value) = HeaderValue::from_str(method.as_str()) else {
+        return;
+    };
+    for name in &METHOD_OVERRIDES {
+        if headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// Sets the identity headers from a verified identity.
@@ -112,9 +247,11 @@ pub fn set_identity(headers: &mut HeaderMap, names: &[HeaderName], identity: &Id
     }
 }
 
-/// Appends the client address to `X-Forwarded-For` (every incoming line kept,
-/// joined into one), sets `X-Forwarded-Proto` and `X-Forwarded-Host` (from
-/// `Host`, or the HTTP/2 authority).
+/// Sets what the gateway saw of the request, after
+/// [`strip_client_controlled`] removed the client's own values: `X-Forwarded-For`
+/// and `X-Real-IP` (the peer address), `X-Forwarded-Proto`, `X-Forwarded-Host`
+/// (from `Host`, or the HTTP/2 authority) and `Forwarded` (RFC 7239) with the same
+/// facts.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
@@ -122,34 +259,40 @@ pub fn set_forwarded(
     authority: Option<&str>,
 ) {
     let ip = client.to_string();
-    // Several header lines are one comma-separated list (RFC 9110 §5.3).
-    let prev: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    let xff = if prev.is_empty() {
-        ip
-    } else {
-        format!("{}, {ip}", prev.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     let host = headers
         .get(&HOST)
         .cloned()
         .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
-    match host {
-        Some(h) => {
-            headers.insert(X_FORWARDED_HOST.clone(), h);
+    let mut forwarded = String::with_capacity(48 + ip.len());
+    forwarded.push_str("for=");
+    match client {
+        IpAddr::V4(_) => forwarded.push_str(&ip),
+        IpAddr::V6(_) => {
+            forwarded.push_str("\"[");
+            forwarded.push_str(&ip);
+            forwarded.push_str("]\"");
         }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
+    }
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        // A quoted-string: a host with a port has a `:`, which a token cannot hold.
+        if !h.contains(['"', '\\']) {
+            forwarded.push_str(";host=\"");
+            forwarded.push_str(h);
+            forwarded.push('"');
         }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(X_FORWARDED_FOR.clone(), v.clone());
+        headers.insert(X_REAL_IP.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(FORWARDED.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
     }
 }
 
@@ -207,16 +350,101 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_append_and_set() {
+    fn forwarded_family_is_replaced_with_what_the_gateway_saw() {
         let mut h = map(&[
             ("x-forwarded-for", "10.0.0.1"),
-            ("host", "api.example.test"),
+            ("X_Forwarded_For", "10.0.0.2"),
+            ("host", "api.example.test:8080"),
             ("x-forwarded-proto", "https"),
+            ("forwarded", "for=10.0.0.3;proto=https"),
+            ("x-real-ip", "10.0.0.4"),
+            ("true-client-ip", "10.0.0.5"),
+            ("x-forwarded-prefix", "/evil"),
+            ("client-cert", ":AAAA:"),
         ]);
+        strip_client_controlled(&mut h, &[], Overrides::Strip);
         set_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http", None);
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "api.example.test");
+        assert_eq!(h["x-forwarded-host"], "api.example.test:8080");
+        assert_eq!(
+            h["forwarded"],
+            "for=127.0.0.1;host=\"api.example.test:8080\";proto=http"
+        );
+        for gone in [
+            "x_forwarded_for",
+            "true-client-ip",
+            "x-forwarded-prefix",
+            "client-cert",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, "::1".parse().expect("ip"), "http", Some("[::1]:9"));
+        assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"[::1]:9\";proto=http");
+    }
+
+    #[test]
+    fn overrides_are_stripped_in_every_spelling_unless_the_route_keeps_them() {
+        let all = [
+            ("x-http-method-override", "DELETE"),
+            ("X-HTTP-Method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("X_HTTP_Method_Override", "PUT"),
+            ("x-original-url", "/admin"),
+            ("X-Rewrite-URL", "/admin"),
+            ("x_original_url", "/admin"),
+            ("x-auth-subject", "root"),
+            ("X_Auth_Subject", "root"),
+            ("accept", "*/*"),
+        ];
+        let identity = [HeaderName::from_static("x-auth-subject")];
+        let mut h = map(&all);
+        strip_client_controlled(&mut h, &identity, Overrides::Strip);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        let mut h = map(&all);
+        strip_client_controlled(&mut h, &identity, Overrides::KeepMethod);
+        let mut kept: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "accept",
+                "x-http-method",
+                "x-http-method-override",
+                "x-method-override"
+            ]
+        );
+    }
+
+    #[test]
+    fn method_overrides_must_agree() {
+        use http::Method;
+        assert_eq!(method_override(&HeaderMap::new()), Ok(None));
+        let h = map(&[("x-http-method-override", " delete ")]);
+        assert_eq!(method_override(&h), Ok(Some(Method::DELETE)));
+        let h = map(&[("x-http-method-override", "PUT"), ("x-http-method", "put")]);
+        assert_eq!(method_override(&h), Ok(Some(Method::PUT)));
+        for bad in [
+            &[
+                ("x-http-method-override", "PUT"),
+                ("x-method-override", "DELETE"),
+            ][..],
+            &[
+                ("x-http-method-override", "PUT"),
+                ("x-http-method-override", "GET"),
+            ][..],
+            &[("x-http-method-override", "DELETE, GET")][..],
+            &[("x-http-method-override", "")][..],
+        ] {
+            assert_eq!(method_override(&map(bad)), Err(BadOverride), "{bad:?}");
+        }
+        let mut h = map(&[("x-http-method-override", "delete")]);
+        set_method_override(&mut h, &Method::DELETE);
+        assert_eq!(h["x-http-method-override"], "DELETE");
+        assert!(!h.contains_key("x-http-method"));
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum Reject {
     /// Client: a route matches but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed(Vec<Method>),
+    /// Client: a method-override header is malformed, or several disagree.
+    #[error("bad method override")]
+    BadMethodOverride,
+    /// Client: the overridden method reaches a route that does not honour overrides.
+    #[error("method override refused")]
+    MethodOverrideRefused,
     /// Client: the Authorization header is malformed.
     #[error("malformed authorization")]
     BadAuthorization(#[source] BearerError),
@@ -57,6 +63,7 @@ impl Reject {
             Reject::BadPath(_) => "bad_path",
             Reject::NotFound => "not_found",
             Reject::MethodNotAllowed(_) => "method_not_allowed",
+            Reject::BadMethodOverride | Reject::MethodOverrideRefused => "bad_method_override",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
@@ -90,6 +97,18 @@ impl Reject {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "the route does not allow this method".into(),
+                None,
+            ),
+            Reject::BadMethodOverride => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the method override header is invalid or ambiguous".into(),
+                None,
+            ),
+            Reject::MethodOverrideRefused => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the route of the overridden method does not accept method overrides".into(),
                 None,
             ),
             Reject::BadAuthorization(e) => (
