@@ -250,15 +250,16 @@ impl Config {
 
 /// Whether `item` can travel as one element of a `sep`-separated header list
 /// (`X-Auth-Scopes` with spaces, `X-Auth-Roles` with commas) and be read back
-/// unchanged: printable ASCII, not empty, no separator, no quote or backslash
-/// (RFC 9110 list parsers treat them specially), no space at either end. Route
+/// unchanged: not empty, no control character, no separator, no quote or
+/// backslash (RFC 9110 list parsers treat them specially), no space at either
+/// end. UTF-8 is fine: no byte of a multi-byte character is a separator. Route
 /// requirements are checked with it, and so are a token's scopes and roles.
 pub fn is_list_item(item: &str, sep: u8) -> bool {
     !item.is_empty()
         && item.trim_matches(' ') == item
-        && item
-            .bytes()
-            .all(|b| (b.is_ascii_graphic() || b == b' ') && b != sep && b != b'"' && b != b'\\')
+        && item.bytes().all(|b| {
+            (b >= 0x80 || b.is_ascii_graphic() || b == b' ') && b != sep && b != b'"' && b != b'\\'
+        })
 }
 
 /// The identity headers used when the file does not name any.

@@ -130,8 +130,10 @@ enum Trigger {
 struct FetchState {
     /// The fetch running now; its channel turns `Some` when it ends.
     in_flight: Option<watch::Receiver<Option<Outcome>>>,
-    /// When the last on-demand fetch for missing keys ended.
-    missing_keys_ended: Option<Instant>,
+    /// When the last on-demand fetch for missing keys ended. The system's
+    /// monotonic clock, not tokio's: it is set on the control runtime and read on
+    /// request workers, whose tokio clocks a test may pause apart.
+    missing_keys_ended: Option<std::time::Instant>,
     last_success: Option<Instant>,
     /// The `jwks_uri` learned from discovery.
     discovered: Option<Uri>,
@@ -300,7 +302,7 @@ impl Drop for InFlight {
         let mut st = self.keys.lock_state();
         st.in_flight = None;
         match self.trigger {
-            Trigger::MissingKeys => st.missing_keys_ended = Some(Instant::now()),
+            Trigger::MissingKeys => st.missing_keys_ended = Some(std::time::Instant::now()),
             Trigger::UnknownKid => self
                 .keys
                 .unknown_kid_ended_ms

@@ -152,3 +152,35 @@ fn anonymous_routes_cannot_carry_requirements() {
     );
     assert_eq!(only_error(&text).key.as_deref(), Some("routes[0]"));
 }
+
+#[test]
+fn route_requirements_must_fit_the_identity_headers() {
+    let text = GOOD.replace(
+        "    scopes: [read:data]\n",
+        "    scopes: [read:data]\n    roles: [\"viewer,admin\"]\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("routes[1].roles[0]"));
+    assert_eq!(e.line, 23);
+    assert!(e.message.contains("commas"), "{}", e.message);
+    let text = GOOD.replace("scopes: [read:data]", "scopes: [\"read data\"]");
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("routes[1].scopes[0]"));
+    assert!(e.message.contains("spaces"), "{}", e.message);
+}
+
+#[test]
+fn matrix_params_and_method_override_are_opt_in() {
+    let c = parse(GOOD).expect("valid");
+    assert!(!c.routes[2].matrix_params && !c.routes[2].method_override);
+    let text = GOOD.replace(
+        "  - path: /*\n    upstream: api\n",
+        "  - path: /*\n    upstream: api\n    matrix_params: true\n    method_override: true\n",
+    );
+    let c = parse(&text).expect("valid");
+    assert!(c.routes[2].matrix_params && c.routes[2].method_override);
+    // A literal `;` in a pattern could never match: refused where it is written.
+    let e = only_error(&GOOD.replace("path: /public/*", "path: /public;v=1/*"));
+    assert_eq!(e.key.as_deref(), Some("routes[0].path"));
+    assert!(e.message.contains("`;`"), "{}", e.message);
+}

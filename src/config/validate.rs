@@ -329,9 +329,9 @@ fn route(
         for (j, item) in items.iter().enumerate() {
             if !super::is_list_item(item, sep) {
                 let what = if sep == b' ' {
-                    "a scope must be printable ASCII without spaces, quotes or backslashes"
+                    "a scope cannot be empty or contain spaces, control characters, quotes or backslashes"
                 } else {
-                    "a role must be printable ASCII without commas, quotes, backslashes or spaces at either end"
+                    "a role cannot be empty or contain commas, control characters, quotes or backslashes, or begin or end with a space"
                 };
                 c.error(&format!("{key}.{field}[{j}]"), format!("`{item}`: {what}"));
             }

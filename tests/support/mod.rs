@@ -155,6 +155,8 @@ pub struct JwksServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<JwksState>>,
     fetches: Arc<AtomicUsize>,
+    /// While true, `/jwks.json` requests are counted, then wait (a slow issuer).
+    held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl JwksServer {
@@ -168,10 +170,16 @@ impl JwksServer {
             discovery_issuer: ISSUER.to_owned(),
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (s, f) = (state.clone(), fetches.clone());
+        let held = Arc::new(tokio::sync::watch::channel(false).0);
+        let (s, f, h) = (state.clone(), fetches.clone(), held.clone());
         serve(listener, move |req: Request<Incoming>| {
-            let (s, f) = (s.clone(), f.clone());
+            let (s, f, h) = (s.clone(), f.clone(), h.clone());
             async move {
+                if req.uri().path() == "/jwks.json" && *h.borrow() {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let _ = h.subscribe().wait_for(|held| !*held).await;
+                    f.fetch_sub(1, Ordering::SeqCst);
+                }
                 let st = s.lock().unwrap();
                 let mut resp = match req.uri().path() {
                     "/jwks.json" => {
@@ -205,6 +213,7 @@ impl JwksServer {
             addr,
             state,
             fetches,
+            held,
         }
     }
 
@@ -235,6 +244,18 @@ impl JwksServer {
 
     pub fn set_discovery_issuer(&self, issuer: &str) {
         self.state.lock().unwrap().discovery_issuer = issuer.to_owned();
+    }
+
+    /// Makes `/jwks.json` requests wait (counted on arrival) until [`release`].
+    ///
+    /// [`release`]: JwksServer::release
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Lets every waiting and later `/jwks.json` request through.
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     pub fn fetches(&self) -> usize {
