@@ -27,12 +27,14 @@ use crate::telemetry::UpstreamLabel;
 pub struct UpstreamBody {
     inner: Incoming,
     identity: Arc<[HeaderName]>,
-    /// Fired when the client's body has been read to its end (or failed).
-    finished: Option<oneshot::Sender<()>>,
+    /// Fired when the client's body has been read to its end (`true`) or broke
+    /// off (`false`).
+    finished: Option<oneshot::Sender<bool>>,
 }
 
-/// Resolves when the request body has been sent in full (at once for no body).
-pub type BodySent = Option<oneshot::Receiver<()>>;
+/// Resolves when the request body has been sent in full (`true`) or failed
+/// (`false`); `None` for a request without a body.
+pub type BodySent = Option<oneshot::Receiver<bool>>;
 
 impl UpstreamBody {
     /// Wraps the client's body; the receiver learns when it has been read in full.
@@ -53,9 +55,9 @@ impl UpstreamBody {
         )
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, complete: bool) {
         if let Some(tx) = self.finished.take() {
-            let _ = tx.send(());
+            let _ = tx.send(complete);
         }
     }
 }
@@ -83,16 +85,16 @@ impl Body for UpstreamBody {
                     Err(frame) => frame,
                 };
                 if this.inner.is_end_stream() {
-                    this.finish();
+                    this.finish(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                this.finish();
+                this.finish(true);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish();
+                this.finish(false);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => Poll::Pending,
@@ -203,7 +205,9 @@ impl Upstream {
     /// Sends the request; the response timeout covers the wait for its headers.
     ///
     /// As in Envoy, the response timeout starts once the request body has been
-    /// sent in full, so a long upload to a healthy upstream is not cut short.
+    /// sent in full, so a long upload to a healthy upstream is not cut short. A
+    /// client body that breaks off (or is malformed, as a bad chunk) is the
+    /// client's fault: 400, not 502.
     pub async fn send(
         &self,
         req: Request<UpstreamBody>,
@@ -213,8 +217,15 @@ impl Upstream {
         tokio::pin!(response);
         if let Some(sent) = body_sent {
             tokio::select! {
+                // The body's verdict first: the failed body also fails the
+                // response, which must not read as the upstream's fault.
+                biased;
+                complete = sent => {
+                    if complete == Ok(false) {
+                        return Err(Reject::BadBody);
+                    }
+                }
                 r = &mut response => return self.outcome(r),
-                _ = sent => {}
             }
         }
         match tokio::time::timeout(self.timeout, response).await {

@@ -129,12 +129,21 @@ impl Proxy {
     async fn pipeline(
         &self,
         snap: &Snapshot,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: SocketAddr,
         request_id: &HeaderValue,
         ctx: &mut Ctx,
         path_for_log: &mut Option<String>,
     ) -> Result<Response<ProxyBody>, Reject> {
+        // 0. The request line and `Host`: what the upstream will dispatch on must
+        //    be unambiguous before anything is judged by it.
+        if !is_upper_token(req.method()) {
+            return Err(Reject::BadMethod);
+        }
+        let (version, authority) = (req.version(), req.uri().authority().cloned());
+        headers::check_host(req.headers_mut(), version, authority.as_ref())
+            .map_err(|_| Reject::BadHost)?;
+
         // 1. Normalise before anything looks at the path, so that the route, the
         //    policy and the upstream all see the same resource.
         let h2 = req.version() == Version::HTTP_2;
@@ -212,6 +221,16 @@ impl Proxy {
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
+}
+
+/// Whether the method is an upper-case token (`A-Z`, `-`, `_`). Methods are
+/// case-sensitive, but many frameworks upper-case them (Symfony, Laravel): a
+/// `get` that no `methods: [GET]` route matches would reach them as a GET
+/// through a weaker route. nginx refuses such methods too.
+fn is_upper_token(m: &Method) -> bool {
+    m.as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
 /// Finds the route for a normalised path, and the overridden method when the

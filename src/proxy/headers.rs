@@ -296,6 +296,51 @@ pub fn set_forwarded(
     }
 }
 
+/// Why the request's `Host` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the Host header is missing, repeated, invalid or contradicts the authority")]
+pub struct BadHost;
+
+/// Checks `Host` as RFC 9112 §3.2 and RFC 9113 §8.3.1 require, so that the
+/// gateway and the upstream agree on the virtual host: exactly one in HTTP/1.1
+/// (at most one in HTTP/1.0), a valid `host[:port]` without userinfo, and in
+/// HTTP/2 the same as `:authority` when both are sent. An HTTP/2 request
+/// without `Host` gets one from `:authority`, so that the upstream sees the
+/// client's host whatever protocol it spoke (HTTP/1.1 passes its `Host` on).
+pub fn check_host(
+    headers: &mut HeaderMap,
+    version: http::Version,
+    authority: Option<&http::uri::Authority>,
+) -> Result<(), BadHost> {
+    let mut hosts = headers.get_all(&HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(BadHost);
+    }
+    match host {
+        Some(h) => {
+            let valid = !h.as_bytes().contains(&b'@')
+                && http::uri::Authority::try_from(h.as_bytes()).is_ok_and(|a| !a.host().is_empty());
+            if !valid {
+                return Err(BadHost);
+            }
+            if let Some(a) = authority {
+                if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+                    return Err(BadHost);
+                }
+            }
+            Ok(())
+        }
+        None if version == http::Version::HTTP_11 => Err(BadHost),
+        None => {
+            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                headers.insert(HOST, v);
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The request id: the client's when it is sane, else a new UUID.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
@@ -445,6 +490,56 @@ mod tests {
         set_method_override(&mut h, &Method::DELETE);
         assert_eq!(h["x-http-method-override"], "DELETE");
         assert!(!h.contains_key("x-http-method"));
+    }
+
+    #[test]
+    fn host_must_be_one_valid_authority() {
+        use http::Version;
+        let h11 = Version::HTTP_11;
+        assert_eq!(
+            check_host(&mut map(&[("host", "api.test:8080")]), h11, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_host(&mut map(&[("host", "[::1]:80")]), h11, None),
+            Ok(())
+        );
+        for bad in [
+            &[][..],
+            &[("host", "a"), ("host", "b")][..],
+            &[("host", "a b")][..],
+            &[("host", "user@api.test")][..],
+            &[("host", "api.test/x")][..],
+            &[("host", "")][..],
+            &[("host", ":80")][..],
+        ] {
+            assert_eq!(
+                check_host(&mut map(bad), h11, None),
+                Err(BadHost),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            check_host(&mut HeaderMap::new(), Version::HTTP_10, None),
+            Ok(())
+        );
+        let authority: http::uri::Authority = "api.test:8443".parse().expect("authority");
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            check_host(&mut h, Version::HTTP_2, Some(&authority)),
+            Ok(())
+        );
+        assert_eq!(h["host"], "api.test:8443");
+        let mut h = map(&[("host", "API.test:8443")]);
+        assert_eq!(
+            check_host(&mut h, Version::HTTP_2, Some(&authority)),
+            Ok(())
+        );
+        let mut h = map(&[("host", "other.test")]);
+        assert_eq!(
+            check_host(&mut h, Version::HTTP_2, Some(&authority)),
+            Err(BadHost)
+        );
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub enum Reject {
     /// Client: a route matches but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed(Vec<Method>),
+    /// Client: the method is not an upper-case token.
+    #[error("bad method")]
+    BadMethod,
+    /// Client: `Host` is missing, repeated, malformed, or contradicts `:authority`.
+    #[error("bad host")]
+    BadHost,
+    /// Client: the request body broke off or was malformed on its way upstream.
+    #[error("bad request body")]
+    BadBody,
     /// Client: a method-override header is malformed, or several disagree.
     #[error("bad method override")]
     BadMethodOverride,
@@ -64,6 +73,9 @@ impl Reject {
             Reject::NotFound => "not_found",
             Reject::MethodNotAllowed(_) => "method_not_allowed",
             Reject::BadMethodOverride | Reject::MethodOverrideRefused => "bad_method_override",
+            Reject::BadMethod => "bad_method",
+            Reject::BadHost => "bad_host",
+            Reject::BadBody => "bad_body",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
@@ -97,6 +109,24 @@ impl Reject {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "the route does not allow this method".into(),
+                None,
+            ),
+            Reject::BadMethod => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the method must be an upper-case token".into(),
+                None,
+            ),
+            Reject::BadHost => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the Host header is missing, repeated or invalid".into(),
+                None,
+            ),
+            Reject::BadBody => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body ended early or is malformed".into(),
                 None,
             ),
             Reject::BadMethodOverride => (
