@@ -37,6 +37,17 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// The fixed `error_description` sent to the client: part of the API, so it
+    /// does not follow `Display`, which may change for logs.
+    pub fn description(self) -> &'static str {
+        match self {
+            Denial::IssuerNotAllowed => "the token's issuer is not accepted on this route",
+            Denial::InsufficientScope => "the token lacks a required scope",
+            Denial::OrgMismatch => "the token's organization does not match the path",
+            Denial::MissingRole => "the token lacks a required role",
+        }
+    }
+
     /// A stable, low-cardinality name for logs and metrics.
     pub fn reason(self) -> &'static str {
         match self {

@@ -44,6 +44,30 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// The fixed `error_description` sent to the client (and in the
+    /// `WWW-Authenticate` challenge): part of the API, so it does not follow
+    /// `Display`, which may change for logs. Never mentions the token's content.
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "the token is malformed",
+            TokenError::DisallowedAlg => "the token's algorithm is not allowed",
+            TokenError::BadType => "the token's type is not accepted",
+            TokenError::UnsupportedCrit => {
+                "the token names a critical extension that is not understood"
+            }
+            TokenError::UnknownIssuer => "the token's issuer is not trusted",
+            TokenError::IssuerNotAllowed => "the token's issuer is not accepted on this route",
+            TokenError::UnknownKey => "the token's signing key is unknown",
+            TokenError::BadSignature => "the token's signature is invalid",
+            TokenError::WrongAudience => "the token's audience is not accepted",
+            TokenError::Expired => "the token is expired",
+            TokenError::NotYetValid => "the token is not yet valid",
+            TokenError::IssuedInFuture => "the token was issued in the future",
+            TokenError::MissingClaim => "the token lacks a required claim",
+            TokenError::KeysUnavailable => "the issuer's keys are not available",
+        }
+    }
+
     /// A stable, low-cardinality name for logs and metrics.
     pub fn reason(self) -> &'static str {
         match self {

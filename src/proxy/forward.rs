@@ -193,13 +193,13 @@ impl Upstream {
             pq.push('?');
             pq.push_str(q);
         }
-        let pq = PathAndQuery::try_from(pq).map_err(|_| Reject::UpstreamUnavailable)?;
+        let pq = PathAndQuery::try_from(pq).map_err(|_| Reject::Internal)?;
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|_| Reject::UpstreamUnavailable)
+            .map_err(|_| Reject::Internal)
     }
 
     /// Sends the request; the response timeout covers the wait for its headers.

@@ -37,6 +37,23 @@ pub enum PathError {
     EncodedSemicolon,
 }
 
+impl PathError {
+    /// The fixed `error_description` sent to the client: part of the API, so it
+    /// does not follow `Display`, which may change for logs.
+    pub fn description(self) -> &'static str {
+        match self {
+            PathError::NotOriginForm => "the request target is not in origin form",
+            PathError::DotSegment => "the path contains a dot segment",
+            PathError::EncodedSeparator => "the path contains an encoded slash or backslash",
+            PathError::Nul => "the path contains a NUL byte",
+            PathError::BadEscape => "the path contains an invalid percent-encoding",
+            PathError::NotUtf8 => "the path is not valid UTF-8 once decoded",
+            PathError::MatrixParams => "the path contains a `;` (matrix parameters) in a segment",
+            PathError::EncodedSemicolon => "the path contains an encoded semicolon",
+        }
+    }
+}
+
 /// A decoded, normalised path and its re-encoded form for the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath {
