@@ -136,6 +136,9 @@ mod tests {
             forward_token: true,
             matrix_params: false,
             method_override: false,
+            max_body: None,
+            websocket: false,
+            cors: None,
         }
     }
 

@@ -38,6 +38,58 @@ pub enum StartError {
     Keys(String, #[source] crate::auth::jwks::FetchError),
     #[error("cannot start the built-in issuer")]
     Issuer(#[from] crate::issuer::endpoints::IssuerError),
+    #[error("`{0}` is accepted by the configuration but not served by this build yet")]
+    NotYetServed(&'static str),
+}
+
+/// Keys the configuration knows but the server does not serve yet: refused at
+/// start rather than silently ignored.
+fn not_yet_served(config: &Config) -> Result<(), StartError> {
+    let s = &config.server;
+    let checks: [(&'static str, bool); 11] = [
+        ("server.tls", !s.tls.is_empty()),
+        ("server.client_ca", s.client_ca.is_some()),
+        ("server.trusted_proxies", !s.trusted_proxies.is_empty()),
+        (
+            "server.limits",
+            s.limits != crate::config::Limits::default(),
+        ),
+        ("forward_auth", config.forward_auth.is_some()),
+        (
+            "upstreams.*.protocol",
+            config
+                .upstreams
+                .iter()
+                .any(|u| u.protocol != crate::config::UpstreamProtocol::Http1),
+        ),
+        (
+            "upstreams.*.ca_file / client_cert",
+            config
+                .upstreams
+                .iter()
+                .any(|u| u.ca_file.is_some() || u.client_cert.is_some()),
+        ),
+        (
+            "routes[*].max_body",
+            config.routes.iter().any(|r| r.max_body.is_some()),
+        ),
+        (
+            "routes[*].websocket",
+            config.routes.iter().any(|r| r.websocket),
+        ),
+        (
+            "routes[*].cors",
+            config.routes.iter().any(|r| r.cors.is_some()),
+        ),
+        (
+            "issuers[*].introspection",
+            config.issuers.iter().any(|i| i.introspection.is_some()),
+        ),
+    ];
+    match checks.into_iter().find(|(_, used)| *used) {
+        Some((key, _)) => Err(StartError::NotYetServed(key)),
+        None => Ok(()),
+    }
 }
 
 /// A started gateway.
@@ -78,6 +130,7 @@ impl Default for Options {
 /// its own upstream connection pools: a request never hops between threads. Key
 /// refreshes and the admin listener run on the caller's runtime.
 pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
+    not_yet_served(&config)?;
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let mut issuers = Vec::with_capacity(config.issuers.len());

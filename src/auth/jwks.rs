@@ -81,6 +81,8 @@ pub enum FetchError {
     Tls(#[source] Arc<std::io::Error>),
     #[error("the built-in issuer's keys are installed in process, never fetched")]
     Builtin,
+    #[error("the issuer has no signing keys: its tokens are checked by introspection")]
+    NoKeys,
 }
 
 /// Builds the client for JWKS fetches: system roots plus an optional extra CA file.
@@ -187,6 +189,7 @@ impl Fetcher {
                 None,
             ),
             KeySourceConfig::Builtin => (Err(FetchError::Builtin), None),
+            KeySourceConfig::None => (Err(FetchError::NoKeys), None),
         }
     }
 
@@ -373,14 +376,26 @@ impl IssuerKeys {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Whether a key set is loaded (for the built-in issuer: installed).
+    /// Whether a key set is loaded (for the built-in issuer: installed; an
+    /// issuer without keys, whose tokens are opaque, is always ready).
     pub fn is_ready(&self) -> bool {
-        self.current.load().is_some()
+        self.current.load().is_some() || !self.has_keys()
     }
 
     /// Whether the keys come from the built-in issuer in process.
     pub fn is_builtin(&self) -> bool {
         self.config.keys == KeySourceConfig::Builtin
+    }
+
+    /// Whether the issuer has signing keys at all (not only introspection).
+    pub fn has_keys(&self) -> bool {
+        self.config.keys != KeySourceConfig::None
+    }
+
+    /// Whether the keys are fetched (not pushed by the built-in issuer, and not
+    /// absent).
+    fn fetched(&self) -> bool {
+        !self.is_builtin() && self.has_keys()
     }
 
     /// Replaces the key set with `keys` (a no-op when they are the same keys);
@@ -409,7 +424,7 @@ impl IssuerKeys {
             }
         };
         // The built-in issuer installs every key it publishes before signing with it.
-        if self.generation() != seen || self.is_builtin() {
+        if self.generation() != seen || !self.fetched() {
             return changed(self);
         }
         let joined = {
@@ -431,12 +446,12 @@ impl IssuerKeys {
     /// from the end of the last such fetch), waiting at most [`WAIT_FOR_FETCH`].
     /// True when keys are loaded.
     pub async fn fetch_if_missing(self: &Arc<Self>) -> bool {
-        if self.is_ready() || self.is_builtin() {
-            return self.is_ready();
+        if self.current.load().is_some() || !self.fetched() {
+            return self.current.load().is_some();
         }
         let joined = {
             let mut st = self.lock_state();
-            if self.is_ready() {
+            if self.current.load().is_some() {
                 return true;
             }
             match &st.in_flight {
@@ -458,8 +473,12 @@ impl IssuerKeys {
     /// however long it takes); returns the refresh interval it asked for. The
     /// built-in issuer is never fetched ([`FetchError::Builtin`]).
     pub async fn refresh(self: &Arc<Self>) -> Result<Duration, FetchError> {
-        if self.is_builtin() {
-            return Err(FetchError::Builtin);
+        match self.config.keys {
+            KeySourceConfig::Builtin => return Err(FetchError::Builtin),
+            KeySourceConfig::None => return Err(FetchError::NoKeys),
+            KeySourceConfig::JwksUri(_)
+            | KeySourceConfig::Discovery(_)
+            | KeySourceConfig::File(_) => {}
         }
         let mut rx = {
             let mut st = self.lock_state();
@@ -561,7 +580,7 @@ impl IssuerKeys {
     /// Keeps the key set fresh until `shutdown` fires. The first fetch happens at
     /// once. Returns at once for the built-in issuer, which has nothing to fetch.
     pub async fn run_refresher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        if self.is_builtin() {
+        if !self.fetched() {
             return;
         }
         let mut delay = Duration::ZERO;

@@ -22,6 +22,7 @@ fn issuer() -> IssuerConfig {
         org_claim: "org_id".into(),
         roles_claim: None,
         ca_file: None,
+        introspection: None,
     }
 }
 
