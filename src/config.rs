@@ -125,7 +125,7 @@ pub struct ForwardAuthConfig {
 }
 
 /// The operations listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
 }
@@ -172,7 +172,7 @@ pub struct IntrospectionConfig {
 }
 
 /// The built-in OAuth 2.0 / OIDC issuer (`issuer:`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuerSection {
     /// The public base URL exactly as written: the `iss` of every token.
     pub url: String,
@@ -211,7 +211,7 @@ pub struct ResourceConfig {
 
 /// A declarative client. Public clients have no secret and always need PKCE;
 /// confidential ones have a secret.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     pub client_id: String,
     /// `Some` exactly when the client is confidential.
@@ -230,7 +230,7 @@ pub struct ClientConfig {
 }
 
 /// A webhook endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookConfig {
     pub url: Uri,
     pub secret: WebhookSecret,

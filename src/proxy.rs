@@ -1,10 +1,11 @@
 //! The request pipeline: normalise, route, read the bearer token, verify,
 //! authorise, rewrite headers, forward, respond.
 
-pub mod forward;
+pub mod body;
 pub mod handle;
 pub mod headers;
+pub mod pool;
 pub mod respond;
 
-pub use handle::{Proxy, ProxyBody};
+pub use handle::{Outcome, Proxy, ProxyBody};
 pub use respond::Reject;

@@ -39,6 +39,29 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+/// A single `limit` label: which of `server.limits` (or a route's `max_body`)
+/// refused or cut something.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: &'static str,
+}
+
+impl LimitLabel {
+    pub const MAX_HEADER_BYTES: LimitLabel = LimitLabel {
+        limit: "max_header_bytes",
+    };
+    pub const MAX_CONNECTIONS: LimitLabel = LimitLabel {
+        limit: "max_connections",
+    };
+    pub const HEADER_READ_TIMEOUT: LimitLabel = LimitLabel {
+        limit: "header_read_timeout",
+    };
+    pub const IDLE_TIMEOUT: LimitLabel = LimitLabel {
+        limit: "idle_timeout",
+    };
+    pub const MAX_BODY: LimitLabel = LimitLabel { limit: "max_body" };
+}
+
 /// A single `upstream` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabel {
@@ -57,6 +80,10 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub config_generation: Gauge,
     pub config_reload_failures: Counter,
+    /// Unix time of the last configuration that loaded (at start or by reload).
+    pub config_last_load: Gauge,
+    /// Limits that refused or cut a request or connection, by limit.
+    pub limit_hits: Family<LimitLabel, Counter>,
     /// Webhook POSTs, by outcome.
     pub webhook_deliveries: Family<Outcome, Counter>,
     /// Events given up on after the last attempt.
@@ -86,6 +113,8 @@ impl Metrics {
         let cache_misses = Counter::default();
         let config_generation = Gauge::default();
         let config_reload_failures = Counter::default();
+        let config_last_load = Gauge::default();
+        let limit_hits = Family::<LimitLabel, Counter>::default();
         let webhook_deliveries = Family::<Outcome, Counter>::default();
         let webhook_events_abandoned = Counter::default();
         registry.register(
@@ -134,6 +163,16 @@ impl Metrics {
             config_reload_failures.clone(),
         );
         registry.register(
+            m::CONFIG_LAST_LOAD,
+            "Unix time of the last configuration that loaded",
+            config_last_load.clone(),
+        );
+        registry.register(
+            m::LIMIT_HITS,
+            "Requests or connections refused or cut by a limit, by limit",
+            limit_hits.clone(),
+        );
+        registry.register(
             m::WEBHOOK_DELIVERIES,
             "Webhook POSTs, by outcome",
             webhook_deliveries.clone(),
@@ -143,7 +182,17 @@ impl Metrics {
             "Webhook events given up on after their last attempt",
             webhook_events_abandoned.clone(),
         );
-        config_generation.set(1);
+        config_generation.set(0);
+        for l in [
+            LimitLabel::MAX_HEADER_BYTES,
+            LimitLabel::MAX_CONNECTIONS,
+            LimitLabel::HEADER_READ_TIMEOUT,
+            LimitLabel::IDLE_TIMEOUT,
+            LimitLabel::MAX_BODY,
+        ] {
+            // Exported at zero from the start, so that `increase()` sees the first.
+            let _ = limit_hits.get_or_create(&l);
+        }
         Metrics {
             requests,
             rejections,
@@ -154,10 +203,17 @@ impl Metrics {
             cache_misses,
             config_generation,
             config_reload_failures,
+            config_last_load,
+            limit_hits,
             webhook_deliveries,
             webhook_events_abandoned,
             registry: Arc::new(registry),
         }
+    }
+
+    /// Counts one hit of `limit`.
+    pub fn limit_hit(&self, limit: LimitLabel) {
+        self.limit_hits.get_or_create(&limit).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -274,6 +274,8 @@ pub struct IssuerKeys {
     unknown_kid_ended_ms: AtomicU64,
     epoch: Instant,
     metrics: Metrics,
+    /// Set when a reload drops this issuer: its refresher stops.
+    retired: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for IssuerKeys {
@@ -348,7 +350,14 @@ impl IssuerKeys {
             },
             control: tokio::runtime::Handle::try_current().ok(),
             metrics,
+            retired: watch::channel(false).0,
         }
+    }
+
+    /// A reload dropped this issuer (or changed it into a new one): its
+    /// background refresher stops. Requests that still hold it finish with it.
+    pub fn retire(&self) {
+        self.retired.send_replace(true);
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, FetchState> {
@@ -583,12 +592,14 @@ impl IssuerKeys {
         if !self.fetched() {
             return;
         }
+        let mut retired = self.retired.subscribe();
         let mut delay = Duration::ZERO;
         let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => return,
+                _ = retired.wait_for(|r| *r) => return,
             }
             match self.refresh().await {
                 Ok(max_age) => {

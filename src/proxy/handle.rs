@@ -2,7 +2,6 @@
 //! verify → authorise → rewrite headers → forward → respond, then one access-log
 //! line and the metrics, on success and on failure alike.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -14,82 +13,73 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::forward::{Upstream, UpstreamBody};
+use super::body::{ResponseBody, UpstreamBody};
 use super::headers::{self, X_REQUEST_ID};
+use super::pool::{self, ForwardError, Pools};
 use super::respond::Reject;
 use crate::auth::Identity;
 use crate::auth::bearer::{self, Credentials};
 use crate::config::AuthMode;
+use crate::net::{self, ConnInfo};
 use crate::routing::{self, NormalPath, PathError, RouteMatch};
 use crate::state::Snapshot;
-use crate::telemetry::access::{AccessEntry, AccessLog};
-use crate::telemetry::{Metrics, Reason, RouteStatus};
+use crate::telemetry::{Metrics, Reason};
+use crate::upstream::{ConnectError, Target};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<ResponseBody, Full<Bytes>>;
 
-/// The proxy service shared by every connection.
+/// One worker's proxy: the configuration in force (shared) and this worker's
+/// upstream connections (its own).
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    upstreams: Arc<[Upstream]>,
+    /// This worker's connections to the upstreams.
+    pools: Pools,
     metrics: Metrics,
-    access_log: AccessLog,
-    proto: &'static str,
-    no_route: Arc<str>,
 }
 
-/// What the access log and metrics need to know about one request.
-struct Ctx {
-    route: Option<Arc<str>>,
-    identity: Option<Arc<Identity>>,
+/// What one request did, for the access log and the metrics (written by the
+/// dispatcher once the response is ready, on success and failure alike).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The matched route's pattern.
+    pub route: Option<Arc<str>>,
+    /// The verified identity, when a token was verified.
+    pub identity: Option<Arc<Identity>>,
+    /// The normalised path (absent when the path was refused).
+    pub path: Option<String>,
+    /// Why the gateway answered itself.
+    pub reason: Option<&'static str>,
 }
 
 // === impl Proxy ===
 
 impl Proxy {
-    /// A proxy over `snapshot`, forwarding to `upstreams` (indexed as in the config).
-    pub fn new(
-        snapshot: Arc<ArcSwap<Snapshot>>,
-        upstreams: Arc<[Upstream]>,
-        metrics: Metrics,
-        access_log: AccessLog,
-    ) -> Proxy {
+    /// A proxy over `snapshot`, for one worker: its upstream connections are its own.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Proxy {
         Proxy {
             snapshot,
-            upstreams,
+            pools: Pools::new(),
             metrics,
-            access_log,
-            proto: "http",
-            no_route: Arc::from(""),
         }
     }
 
-    /// Handles one request; never fails (every error becomes a response).
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
-        let start = Instant::now();
+    /// Handles one request; never fails (every refusal becomes a response, and
+    /// is counted in `portcullis_rejections_total`). What it did goes to `out`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
-        let request_id = headers::request_id(req.headers());
-        let method = req.method().clone();
         let close_after_reject = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
-        let mut ctx = Ctx {
-            route: None,
-            identity: None,
-        };
-        let mut path_for_log = None;
-        let result = self
-            .pipeline(
-                &snapshot,
-                req,
-                client,
-                &request_id,
-                &mut ctx,
-                &mut path_for_log,
-            )
-            .await;
-        let (mut resp, reason) = match result {
-            Ok(resp) => (resp, None),
+        match self.pipeline(&snapshot, req, conn, request_id, out).await {
+            Ok(resp) => resp,
             Err(reject) => {
                 let reason = reject.reason();
+                out.reason = Some(reason);
                 self.metrics
                     .rejections
                     .get_or_create(&Reason { reason })
@@ -100,40 +90,18 @@ impl Proxy {
                     resp.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
-                (resp, Some(reason))
+                resp
             }
-        };
-        resp.headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        let status = resp.status().as_u16();
-        let route = ctx.route.unwrap_or_else(|| self.no_route.clone());
-        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-        self.access_log.record(&AccessEntry {
-            method: method.as_str(),
-            path: path_for_log.as_deref().unwrap_or("-"),
-            route: &route,
-            status,
-            latency_ms,
-            sub: ctx.identity.as_ref().and_then(|i| i.sub.as_deref()),
-            org: ctx.identity.as_ref().and_then(|i| i.org.as_deref()),
-            reason,
-            request_id: request_id.to_str().unwrap_or_default(),
-        });
-        self.metrics
-            .requests
-            .get_or_create(&RouteStatus { route, status })
-            .inc();
-        resp
+        }
     }
 
     async fn pipeline(
         &self,
         snap: &Snapshot,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        conn: &ConnInfo,
         request_id: &HeaderValue,
-        ctx: &mut Ctx,
-        path_for_log: &mut Option<String>,
+        out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, Reject> {
         // 0. The request line and `Host`: what the upstream will dispatch on must
         //    be unambiguous before anything is judged by it.
@@ -148,12 +116,12 @@ impl Proxy {
         //    policy and the upstream all see the same resource.
         let h2 = req.version() == Version::HTTP_2;
         let path = routing::normalize(req.uri(), h2).map_err(Reject::BadPath)?;
-        *path_for_log = Some(path.decoded().to_owned());
+        out.path = Some(path.decoded().to_owned());
 
         // 2. Route, with the method the upstream will act on.
         let (index, effective_method) = route(snap, req.method(), req.headers(), &path)?;
         let route = &snap.routes[index];
-        ctx.route = Some(route.name.clone());
+        out.route = Some(route.name.clone());
         let policy = &route.policy;
 
         // 3–5. Bearer, verify, authorise (anonymous routes never look at the header).
@@ -167,7 +135,7 @@ impl Proxy {
                 Credentials::Absent | Credentials::OtherScheme => None,
                 Credentials::Bearer(token) => {
                     let id = snap.verifier.verify(token).await.map_err(Reject::Token)?;
-                    ctx.identity = Some(id.clone());
+                    out.identity = Some(id.clone());
                     policy
                         .authorize(&id, &path)
                         .map_err(|d| Reject::Denied(d, policy.scope_challenge.clone()))?;
@@ -176,9 +144,13 @@ impl Proxy {
             },
         };
         // 6. Rewrite headers.
-        let upstream = &self.upstreams[route.upstream];
+        let pools = self.pools.get(snap.generation, &snap.upstreams);
+        let pool = &pools[route.upstream];
+        let target = pool.target();
         let (mut parts, body) = req.into_parts();
-        let uri = upstream.uri(path.encoded(), parts.uri.query())?;
+        let pq = target
+            .path_and_query(path.encoded(), parts.uri.query())
+            .ok_or(Reject::Internal)?;
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         headers::strip_hop_by_hop(&mut parts.headers);
         let overrides = if route.method_override {
@@ -186,7 +158,13 @@ impl Proxy {
         } else {
             headers::Overrides::Strip
         };
-        headers::strip_client_controlled(&mut parts.headers, &snap.identity_headers, overrides);
+        let trusted = net::is_trusted(conn.peer.ip(), &snap.config.server.trusted_proxies);
+        headers::strip_client_controlled(
+            &mut parts.headers,
+            &snap.identity_headers,
+            overrides,
+            trusted,
+        );
         if let Some(m) = &effective_method {
             headers::set_method_override(&mut parts.headers, m);
         }
@@ -198,29 +176,60 @@ impl Proxy {
         }
         headers::set_forwarded(
             &mut parts.headers,
-            client.ip(),
-            self.proto,
-            authority.as_deref(),
+            &headers::Hop {
+                peer: conn.peer.ip(),
+                proto: if conn.tls { "https" } else { "http" },
+                authority: authority.as_deref(),
+                trusted,
+                client_certs: conn.client_certs.as_deref(),
+            },
         );
         parts
             .headers
             .insert(X_REQUEST_ID.clone(), request_id.clone());
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let (body, body_sent) = UpstreamBody::new(body, snap.identity_headers.clone());
+        pool::prepare(target, &mut parts, pq, false).map_err(|e| forward_reject(e, target))?;
+        let (body, body_sent) =
+            UpstreamBody::new(body, snap.identity_headers.clone(), route.max_body);
         let upstream_req = Request::from_parts(parts, body);
 
         // 7. Forward.
         let sent = Instant::now();
-        let result = upstream.send(upstream_req, body_sent).await;
+        let result = pool.send(upstream_req, body_sent, false).await;
         self.metrics
             .upstream_latency
-            .get_or_create(&upstream.label)
+            .get_or_create(&target.label)
             .observe(sent.elapsed().as_secs_f64());
-        let mut resp = result?;
+        let mut resp = result.map_err(|e| forward_reject(e, target))?;
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
+}
+
+/// The refusal for a forwarding failure, logged with its cause: `warn` when the
+/// upstream failed, `debug` when the client's body did.
+fn forward_reject(e: ForwardError, target: &Target) -> Reject {
+    let reject = match &e {
+        ForwardError::Connect(ConnectError::Timeout) | ForwardError::ResponseTimeout => {
+            Reject::UpstreamTimeout
+        }
+        ForwardError::Connect(_) | ForwardError::Handshake(_) | ForwardError::Exchange(_) => {
+            Reject::UpstreamUnavailable
+        }
+        ForwardError::ClientBody => Reject::BadBody,
+        ForwardError::BodyTooLarge => Reject::BodyTooLarge,
+        ForwardError::BadRequest => Reject::Internal,
+    };
+    let error = crate::telemetry::events::chain(&e);
+    match reject {
+        Reject::BadBody | Reject::BodyTooLarge => {
+            tracing::debug!(upstream = %target.label.upstream, %error, "Request body refused")
+        }
+        Reject::Internal => {
+            tracing::error!(upstream = %target.label.upstream, %error, "Upstream request could not be built")
+        }
+        _ => tracing::warn!(upstream = %target.label.upstream, %error, "Upstream request failed"),
+    }
+    reject
 }
 
 /// Whether the method is an upper-case token (`A-Z`, `-`, `_`). Methods are

@@ -16,6 +16,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+static CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
@@ -93,9 +95,11 @@ pub enum Overrides {
 enum Controlled {
     /// Not ours to police.
     No,
-    /// Always removed: identity headers, the forwarded family, URL overrides,
-    /// and any of these spelt with `_`.
+    /// Always removed: identity headers, URL overrides, and any member of a
+    /// family spelt with `_`.
     Always,
+    /// The forwarded family in its canonical spelling: kept from trusted proxies.
+    Forwarded,
     /// A method override in its canonical spelling.
     MethodOverride,
 }
@@ -107,17 +111,26 @@ enum Controlled {
 /// - the identity headers (`identity`), so that only the gateway sets them;
 /// - the forwarded family (`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the
 ///   client-address and client-certificate headers that CDNs and proxies set),
-///   which the gateway replaces with what it saw ([`set_forwarded`]);
+///   which the gateway replaces with what it saw ([`set_forwarded`]) — unless
+///   the peer is a trusted proxy (`trusted`), whose values are kept and extended;
 /// - URL overrides (`X-Original-URL`, `X-Rewrite-URL`, …), which some frameworks
 ///   route by instead of the request line the policy judged;
 /// - method overrides, unless the route keeps them ([`Overrides::KeepMethod`]).
-pub fn strip_client_controlled(headers: &mut HeaderMap, identity: &[HeaderName], o: Overrides) {
+pub fn strip_client_controlled(
+    headers: &mut HeaderMap,
+    identity: &[HeaderName],
+    o: Overrides,
+    trusted: bool,
+) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for k in headers.keys() {
         match controlled(k.as_str(), identity) {
             Controlled::No => {}
             Controlled::MethodOverride if o == Overrides::KeepMethod => {}
-            Controlled::Always | Controlled::MethodOverride => doomed.push(k.clone()),
+            Controlled::Forwarded if trusted => {}
+            Controlled::Always | Controlled::MethodOverride | Controlled::Forwarded => {
+                doomed.push(k.clone())
+            }
         }
     }
     for k in doomed {
@@ -134,8 +147,16 @@ fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
     };
     let underscored = matches!(canonical, std::borrow::Cow::Owned(_));
     let c = canonical.as_ref();
-    if identity.iter().any(|n| n.as_str() == c) || is_always_replaced(c) {
+    if identity.iter().any(|n| n.as_str() == c) || is_url_override(c) {
         return Controlled::Always;
+    }
+    if is_forwarded_family(c) {
+        // The `_` spelling is never kept: the upstream would see two values.
+        return if underscored {
+            Controlled::Always
+        } else {
+            Controlled::Forwarded
+        };
     }
     if METHOD_OVERRIDES.iter().any(|n| n.as_str() == c) {
         // The `_` spelling is never honoured: the upstream would see two values.
@@ -148,8 +169,13 @@ fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
     Controlled::No
 }
 
-/// The forwarded family and URL overrides (canonical, lower-case).
-fn is_always_replaced(name: &str) -> bool {
+/// URL overrides: IIS, Symfony, Laminas and others route by these.
+fn is_url_override(name: &str) -> bool {
+    matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
+}
+
+/// The forwarded family (canonical, lower-case).
+fn is_forwarded_family(name: &str) -> bool {
     matches!(
         name,
         // What the gateway saw of the client and the request (set_forwarded).
@@ -186,10 +212,6 @@ fn is_always_replaced(name: &str) -> bool {
             | "x-client-cert"
             | "x-ssl-client-cert"
             | "ssl-client-cert"
-            // URL overrides: IIS, Symfony, Laminas and others route by these.
-            | "x-original-url"
-            | "x-original-uri"
-            | "x-rewrite-url"
     )
 }
 
@@ -247,52 +269,131 @@ pub fn set_identity(headers: &mut HeaderMap, names: &[HeaderName], identity: &Id
     }
 }
 
+/// What the gateway saw of one hop, for [`set_forwarded`].
+#[derive(Debug)]
+pub struct Hop<'a> {
+    /// The peer's address.
+    pub peer: IpAddr,
+    /// `http` or `https`: what the client spoke to the gateway.
+    pub proto: &'static str,
+    /// The HTTP/2 `:authority`, when there is one.
+    pub authority: Option<&'a str>,
+    /// The peer is one of `server.trusted_proxies`.
+    pub trusted: bool,
+    /// The client certificate chain the gateway's TLS handshake verified.
+    pub client_certs: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
+}
+
 /// Sets what the gateway saw of the request, after
-/// [`strip_client_controlled`] removed the client's own values: `X-Forwarded-For`
-/// and `X-Real-IP` (the peer address), `X-Forwarded-Proto`, `X-Forwarded-Host`
-/// (from `Host`, or the HTTP/2 authority) and `Forwarded` (RFC 7239) with the same
-/// facts.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    client: IpAddr,
-    proto: &'static str,
-    authority: Option<&str>,
-) {
-    let ip = client.to_string();
+/// [`strip_client_controlled`] removed what an untrusted client sent:
+/// `X-Forwarded-For` (appended to a trusted proxy's list, else just the peer),
+/// `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` (a trusted proxy's
+/// values are kept), `Forwarded` (RFC 7239; this hop appended to a trusted
+/// proxy's), and `Client-Cert` / `Client-Cert-Chain` (RFC 9440) when the
+/// gateway's own TLS handshake verified a client certificate.
+pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let ip = hop.peer.to_string();
     let host = headers
         .get(&HOST)
         .cloned()
-        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
-    let mut forwarded = String::with_capacity(48 + ip.len());
-    forwarded.push_str("for=");
-    match client {
-        IpAddr::V4(_) => forwarded.push_str(&ip),
+        .or_else(|| hop.authority.and_then(|a| HeaderValue::from_str(a).ok()));
+    let mut element = String::with_capacity(48 + ip.len());
+    element.push_str("for=");
+    match hop.peer {
+        IpAddr::V4(_) => element.push_str(&ip),
         IpAddr::V6(_) => {
-            forwarded.push_str("\"[");
-            forwarded.push_str(&ip);
-            forwarded.push_str("]\"");
+            element.push_str("\"[");
+            element.push_str(&ip);
+            element.push_str("]\"");
         }
     }
     if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
         // A quoted-string: a host with a port has a `:`, which a token cannot hold.
         if !h.contains(['"', '\\']) {
-            forwarded.push_str(";host=\"");
-            forwarded.push_str(h);
-            forwarded.push('"');
+            element.push_str(";host=\"");
+            element.push_str(h);
+            element.push('"');
         }
     }
-    forwarded.push_str(";proto=");
-    forwarded.push_str(proto);
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_FORWARDED_FOR.clone(), v.clone());
-        headers.insert(X_REAL_IP.clone(), v);
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
+
+    let xff = match hop
+        .trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR))
+        .flatten()
+    {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    let forwarded = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
+        Some(prev) => format!("{prev}, {element}"),
+        None => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert(FORWARDED.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(h) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), h);
+    let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
+    if !keep(headers, &X_REAL_IP) {
+        if let Ok(v) = HeaderValue::from_str(&ip) {
+            headers.insert(X_REAL_IP.clone(), v);
+        }
+    }
+    if !keep(headers, &X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(hop.proto),
+        );
+    }
+    if !keep(headers, &X_FORWARDED_HOST) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    if let Some(chain) = hop.client_certs.filter(|c| !c.is_empty()) {
+        set_client_cert(headers, chain);
+    }
+}
+
+/// Every line of a list header, joined (RFC 9110 §5.3); `None` when absent.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// `Client-Cert: :<base64 DER>:` and `Client-Cert-Chain` (RFC 9440 byte
+/// sequences) for a chain the gateway verified itself.
+fn set_client_cert(headers: &mut HeaderMap, chain: &[rustls::pki_types::CertificateDer<'static>]) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let item = |c: &rustls::pki_types::CertificateDer<'_>| format!(":{}:", b64.encode(c.as_ref()));
+    if let Some(leaf) = chain.first() {
+        if let Ok(v) = HeaderValue::from_str(&item(leaf)) {
+            headers.insert(CLIENT_CERT.clone(), v);
+        }
+    }
+    let rest: Vec<String> = chain.iter().skip(1).map(item).collect();
+    match HeaderValue::from_str(&rest.join(", ")) {
+        Ok(v) if !rest.is_empty() => {
+            headers.insert(CLIENT_CERT_CHAIN.clone(), v);
+        }
+        _ => {
+            headers.remove(&CLIENT_CERT_CHAIN);
+        }
     }
 }
 
@@ -394,6 +495,41 @@ mod tests {
         assert!(h.contains_key("te"));
     }
 
+    fn hop<'a>(peer: &str, authority: Option<&'a str>, trusted: bool) -> Hop<'a> {
+        Hop {
+            peer: peer.parse().expect("ip"),
+            proto: "http",
+            authority,
+            trusted,
+            client_certs: None,
+        }
+    }
+
+    #[test]
+    fn a_trusted_proxy_s_values_are_kept_and_extended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "api.example.test"),
+            ("forwarded", "for=203.0.113.7;proto=https"),
+            ("x-real-ip", "203.0.113.7"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("host", "internal:8080"),
+        ]);
+        strip_client_controlled(&mut h, &[], Overrides::Strip, true);
+        set_forwarded(&mut h, &hop("10.0.0.2", None, true));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example.test");
+        assert_eq!(h["x-real-ip"], "203.0.113.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.7;proto=https, for=10.0.0.2;host=\"internal:8080\";proto=http"
+        );
+        assert!(!h.contains_key("x_forwarded_for"));
+    }
+
     #[test]
     fn forwarded_family_is_replaced_with_what_the_gateway_saw() {
         let mut h = map(&[
@@ -407,8 +543,8 @@ mod tests {
             ("x-forwarded-prefix", "/evil"),
             ("client-cert", ":AAAA:"),
         ]);
-        strip_client_controlled(&mut h, &[], Overrides::Strip);
-        set_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http", None);
+        strip_client_controlled(&mut h, &[], Overrides::Strip, false);
+        set_forwarded(&mut h, &hop("127.0.0.1", None, false));
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -427,7 +563,7 @@ mod tests {
         }
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, "::1".parse().expect("ip"), "http", Some("[::1]:9"));
+        set_forwarded(&mut h, &hop("::1", Some("[::1]:9"), false));
         assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"[::1]:9\";proto=http");
     }
 
@@ -447,10 +583,10 @@ mod tests {
         ];
         let identity = [HeaderName::from_static("x-auth-subject")];
         let mut h = map(&all);
-        strip_client_controlled(&mut h, &identity, Overrides::Strip);
+        strip_client_controlled(&mut h, &identity, Overrides::Strip, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
         let mut h = map(&all);
-        strip_client_controlled(&mut h, &identity, Overrides::KeepMethod);
+        strip_client_controlled(&mut h, &identity, Overrides::KeepMethod, false);
         let mut kept: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         kept.sort_unstable();
         assert_eq!(

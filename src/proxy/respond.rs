@@ -38,6 +38,9 @@ pub enum Reject {
     /// Client: the request body broke off or was malformed on its way upstream.
     #[error("bad request body")]
     BadBody,
+    /// Client: the request body is larger than the route's `max_body`.
+    #[error("request body too large")]
+    BodyTooLarge,
     /// Client: a method-override header is malformed, or several disagree.
     #[error("bad method override")]
     BadMethodOverride,
@@ -109,6 +112,7 @@ impl Reject {
             Reject::BadMethod => "bad_method",
             Reject::BadHost => "bad_host",
             Reject::BadBody => "bad_body",
+            Reject::BodyTooLarge => "body_too_large",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
@@ -144,6 +148,11 @@ impl Reject {
                 S::BAD_REQUEST,
                 BAD,
                 "the request body ended early or is malformed",
+            ),
+            Reject::BodyTooLarge => Answer::new(
+                S::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than the route allows",
             ),
             Reject::BadMethodOverride => Answer::new(
                 S::BAD_REQUEST,
