@@ -187,7 +187,8 @@ impl Proxy {
         parts
             .headers
             .insert(X_REQUEST_ID.clone(), request_id.clone());
-        pool::prepare(target, &mut parts, pq, false).map_err(|e| forward_reject(e, target))?;
+        pool::prepare(target, &mut parts, pq, false)
+            .map_err(|e| forward_reject(e, target, request_id))?;
         let (body, body_sent) =
             UpstreamBody::new(body, snap.identity_headers.clone(), route.max_body);
         let upstream_req = Request::from_parts(parts, body);
@@ -199,15 +200,16 @@ impl Proxy {
             .upstream_latency
             .get_or_create(&target.label)
             .observe(sent.elapsed().as_secs_f64());
-        let mut resp = result.map_err(|e| forward_reject(e, target))?;
+        let mut resp = result.map_err(|e| forward_reject(e, target, request_id))?;
         headers::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
 }
 
-/// The refusal for a forwarding failure, logged with its cause: `warn` when the
-/// upstream failed, `debug` when the client's body did.
-fn forward_reject(e: ForwardError, target: &Target) -> Reject {
+/// The refusal for a forwarding failure, logged with its cause (and the request
+/// id, also when the request span is filtered out): `warn` when the upstream
+/// failed, `debug` when the client's body did.
+fn forward_reject(e: ForwardError, target: &Target, request_id: &HeaderValue) -> Reject {
     let reject = match &e {
         ForwardError::Connect(ConnectError::Timeout) | ForwardError::ResponseTimeout => {
             Reject::UpstreamTimeout
@@ -220,14 +222,16 @@ fn forward_reject(e: ForwardError, target: &Target) -> Reject {
         ForwardError::BadRequest => Reject::Internal,
     };
     let error = crate::telemetry::events::chain(&e);
+    let upstream = &*target.label.upstream;
+    let request_id = request_id.to_str().unwrap_or_default();
     match reject {
         Reject::BadBody | Reject::BodyTooLarge => {
-            tracing::debug!(upstream = %target.label.upstream, %error, "Request body refused")
+            tracing::debug!(upstream, request_id, %error, "Request body refused")
         }
         Reject::Internal => {
-            tracing::error!(upstream = %target.label.upstream, %error, "Upstream request could not be built")
+            tracing::error!(upstream, request_id, %error, "Upstream request could not be built")
         }
-        _ => tracing::warn!(upstream = %target.label.upstream, %error, "Upstream request failed"),
+        _ => tracing::warn!(upstream, request_id, %error, "Upstream request failed"),
     }
     reject
 }

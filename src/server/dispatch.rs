@@ -80,7 +80,10 @@ pub async fn public(worker: Arc<Worker>, req: Request<Incoming>) -> Response<Pro
     let mut resp = match result {
         Ok(resp) => resp,
         Err(_) => {
-            span.in_scope(|| tracing::error!("Request handler panicked"));
+            tracing::error!(
+                request_id = %request_id.to_str().unwrap_or_default(),
+                "Request handler panicked"
+            );
             let reason = Reject::Internal.reason();
             out.reason = Some(reason);
             worker

@@ -269,6 +269,10 @@ impl JwksServer {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
+    /// The HTTP version it arrived with.
+    pub version: http::Version,
+    /// Whether the connection presented a (verified) client certificate.
+    pub client_cert: bool,
     /// Path and query, exactly as sent on the wire.
     pub target: String,
     pub headers: HeaderMap,
@@ -287,7 +291,21 @@ pub struct Upstream {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    scheme: &'static str,
 }
+
+/// How a test upstream speaks.
+#[derive(Clone, Default)]
+pub struct UpstreamKind {
+    /// HTTPS with this configuration (its ALPN decides HTTP/1.1 or HTTP/2).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 only (prior knowledge in cleartext).
+    pub h2_only: bool,
+}
+
+/// Marks a request that came with a verified client certificate.
+#[derive(Clone, Copy)]
+struct ClientCert;
 
 impl Upstream {
     pub async fn start() -> Upstream {
@@ -297,15 +315,25 @@ impl Upstream {
     /// As [`Upstream::start`], listening at `addr` (an address a test reserved
     /// earlier with [`closed_port`], say).
     pub async fn start_at(addr: SocketAddr) -> Upstream {
+        Self::start_kind(addr, UpstreamKind::default()).await
+    }
+
+    /// An HTTPS upstream, or an HTTP/2-only one, as `kind` says.
+    pub async fn start_with(kind: UpstreamKind) -> Upstream {
+        Self::start_kind("127.0.0.1:0".parse().unwrap(), kind).await
+    }
+
+    async fn start_kind(addr: SocketAddr, kind: UpstreamKind) -> Upstream {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scheme = if kind.tls.is_some() { "https" } else { "http" };
         let received = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour {
             status: 200,
             delay: Duration::ZERO,
         }));
         let (r, b) = (received.clone(), behaviour.clone());
-        serve(listener, move |req: Request<Incoming>| {
+        serve_kind(listener, kind, move |req: Request<Incoming>| {
             let (r, b) = (r.clone(), b.clone());
             async move {
                 let (status, delay) = {
@@ -313,12 +341,16 @@ impl Upstream {
                     (b.status, b.delay)
                 };
                 let (parts, body) = req.into_parts();
+                let version = parts.version;
+                let client_cert = parts.extensions.get::<ClientCert>().is_some();
                 let collected = body.collect().await.unwrap();
                 let trailers = collected.trailers().cloned();
                 let body = collected.to_bytes();
                 let len = body.len();
                 r.lock().unwrap().push(Received {
                     method: parts.method.to_string(),
+                    version,
+                    client_cert,
                     target: parts
                         .uri
                         .path_and_query()
@@ -346,11 +378,17 @@ impl Upstream {
             addr,
             received,
             behaviour,
+            scheme,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The URL with `host` instead of the address (for TLS name checks).
+    pub fn url_for(&self, host: &str) -> String {
+        format!("{}://{host}:{}", self.scheme, self.addr.port())
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -400,6 +438,58 @@ where
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
+            });
+        }
+    });
+}
+
+/// Serves `handler` as `kind` says: TLS (with ALPN), HTTP/2 only, or both
+/// HTTP/1.1 and h2c.
+pub fn serve_kind<F, Fut>(listener: TcpListener, kind: UpstreamKind, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    if kind.tls.is_none() && !kind.h2_only {
+        return serve(listener, handler);
+    }
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            let kind = kind.clone();
+            tokio::spawn(async move {
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if kind.h2_only {
+                    builder = builder.http2_only();
+                }
+                match kind.tls {
+                    None => {
+                        let svc = service_fn(move |req| {
+                            let handler = handler.clone();
+                            async move { Ok::<_, Infallible>(handler(req).await) }
+                        });
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(config) => {
+                        let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                        else {
+                            return;
+                        };
+                        let cert = tls.get_ref().1.peer_certificates().is_some();
+                        let svc = service_fn(move |mut req: Request<Incoming>| {
+                            if cert {
+                                req.extensions_mut().insert(ClientCert);
+                            }
+                            let handler = handler.clone();
+                            async move { Ok::<_, Infallible>(handler(req).await) }
+                        });
+                        let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                    }
+                }
             });
         }
     });
@@ -633,6 +723,29 @@ impl Gateway {
         self.running.as_ref().expect("the gateway was shut down")
     }
 
+    /// Writes `yaml` to `path` and starts the gateway from that file (so that it
+    /// can be reloaded), watching it every 50 ms when `watch` is set.
+    pub async fn start_file(path: &Path, yaml: &str, watch: bool) -> Gateway {
+        std::fs::write(path, yaml).unwrap();
+        let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let options = Options {
+            watch_interval: watch.then(|| Duration::from_millis(50)),
+            ..Options::default()
+        };
+        let running = server::start(config, options).await.expect("start");
+        let admin = running.admin_addr.expect("admin listener");
+        let gw = Gateway {
+            addr: running.proxy_addr,
+            admin,
+            running: Some(running),
+        };
+        eventually("the gateway to be ready", || async {
+            gw.readyz().await == StatusCode::OK
+        })
+        .await;
+        gw
+    }
+
     /// The key machinery of the `n`th configured issuer.
     pub fn issuer(&self, n: usize) -> Arc<portcullis::auth::jwks::IssuerKeys> {
         self.running().snapshot().verifier.issuers()[n].clone()
@@ -710,3 +823,4 @@ mod db;
 pub use db::*;
 pub mod oauth;
 pub mod process;
+pub mod tls;
