@@ -2,10 +2,12 @@
 //! authorise, rewrite headers, forward, respond.
 
 pub mod body;
+pub mod decide;
 pub mod handle;
 pub mod headers;
 pub mod pool;
 pub mod respond;
+pub mod upgrade;
 
 pub use handle::{Outcome, Proxy, ProxyBody};
 pub use respond::Reject;

@@ -57,12 +57,8 @@ pub enum StartError {
 /// Keys the configuration knows but the server does not serve yet: refused at
 /// start rather than silently ignored.
 fn not_yet_served(config: &Config) -> Result<(), StartError> {
-    let checks: [(&'static str, bool); 4] = [
+    let checks: [(&'static str, bool); 3] = [
         ("forward_auth", config.forward_auth.is_some()),
-        (
-            "routes[*].websocket",
-            config.routes.iter().any(|r| r.websocket),
-        ),
         (
             "routes[*].cors",
             config.routes.iter().any(|r| r.cors.is_some()),

@@ -36,6 +36,8 @@ pub struct Route {
     pub method_override: bool,
     /// Larger request bodies get 413.
     pub max_body: Option<u64>,
+    /// `Upgrade: websocket` is allowed.
+    pub websocket: bool,
 }
 
 /// Everything a request needs, built completely before it is used.
@@ -135,6 +137,7 @@ impl Snapshot {
                 matrix_params: r.matrix_params,
                 method_override: r.method_override,
                 max_body: r.max_body,
+                websocket: r.websocket,
             })
             .collect();
         Ok(Snapshot {

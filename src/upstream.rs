@@ -38,6 +38,9 @@ pub struct Target {
     /// A base path from the upstream URL, without a trailing slash ("" for none).
     base_path: String,
     tls: Option<connect::Tls>,
+    /// For `protocol: h2` over TLS: the same, offering `http/1.1`, for the
+    /// connections a protocol upgrade (WebSocket) needs.
+    tls_http1: Option<connect::Tls>,
 }
 
 impl std::fmt::Debug for Target {
@@ -63,16 +66,22 @@ impl Target {
         };
         let host = authority.host().to_owned();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
-            Some(
-                connect::Tls::new(
-                    &host,
-                    cfg.ca_file.as_deref(),
-                    cfg.client_cert.as_ref(),
-                    cfg.protocol,
-                )
-                .map_err(|e| UpstreamError::Tls(cfg.name.clone(), e))?,
+        let tls_for = |protocol| {
+            connect::Tls::new(
+                &host,
+                cfg.ca_file.as_deref(),
+                cfg.client_cert.as_ref(),
+                protocol,
             )
+            .map_err(|e| UpstreamError::Tls(cfg.name.clone(), e))
+        };
+        let tls = if https {
+            Some(tls_for(cfg.protocol)?)
+        } else {
+            None
+        };
+        let tls_http1 = if https && cfg.protocol == UpstreamProtocol::H2 {
+            Some(tls_for(UpstreamProtocol::Http1)?)
         } else {
             None
         };
@@ -87,6 +96,7 @@ impl Target {
             port,
             base_path: cfg.url.path().trim_end_matches('/').to_owned(),
             tls,
+            tls_http1,
         })
     }
 
@@ -141,13 +151,19 @@ impl Target {
         &self.authority
     }
 
-    /// Opens a connection (TLS when `https://`) within `connect_timeout`.
-    pub async fn connect(&self) -> Result<Stream, ConnectError> {
+    /// Opens a connection (TLS when `https://`) within `connect_timeout`, in the
+    /// upstream's protocol, or in HTTP/1.1 for a protocol upgrade (`http1`).
+    pub async fn connect(&self, http1: bool) -> Result<Stream, ConnectError> {
+        let (tls, protocol) = match (http1, &self.tls_http1) {
+            (true, Some(t)) => (Some(t), UpstreamProtocol::Http1),
+            (true, None) => (self.tls.as_ref(), UpstreamProtocol::Http1),
+            (false, _) => (self.tls.as_ref(), self.config.protocol),
+        };
         connect::connect(
             &self.host,
             self.port,
-            self.tls.as_ref(),
-            self.config.protocol,
+            tls,
+            protocol,
             self.config.connect_timeout,
         )
         .await

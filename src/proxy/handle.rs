@@ -1,29 +1,29 @@
-//! The pipeline, top to bottom in one function: normalise → route → bearer →
-//! verify → authorise → rewrite headers → forward → respond, then one access-log
-//! line and the metrics, on success and on failure alike.
+//! The pipeline, top to bottom: the request's `Host` → the decision (method,
+//! path, route, token, policy: `decide`) → upgrade check → rewrite headers →
+//! forward → respond. The dispatcher writes one access-log line and the metrics
+//! from the [`Outcome`], on success and on failure alike.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONNECTION};
-use http::{HeaderValue, Method, Request, Response, Version};
+use http::header::{AUTHORIZATION, CONNECTION, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{ResponseBody, UpstreamBody};
+use super::decide::{self, Decision};
 use super::headers::{self, X_REQUEST_ID};
 use super::pool::{self, ForwardError, Pools};
 use super::respond::Reject;
+use super::upgrade::{self, Asked};
 use crate::auth::Identity;
-use crate::auth::bearer::{self, Credentials};
-use crate::config::AuthMode;
 use crate::net::{self, ConnInfo};
-use crate::routing::{self, NormalPath, PathError, RouteMatch};
 use crate::state::Snapshot;
-use crate::telemetry::{Metrics, Reason};
+use crate::telemetry::{LimitLabel, Metrics, Reason};
 use crate::upstream::{ConnectError, Target};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
@@ -84,9 +84,14 @@ impl Proxy {
                     .rejections
                     .get_or_create(&Reason { reason })
                     .inc();
+                if reject == Reject::BodyTooLarge {
+                    self.metrics.limit_hit(LimitLabel::MAX_BODY);
+                }
+                // The request body was not read, or the client expects to speak
+                // another protocol next: the connection cannot be reused.
+                let close = close_after_reject || reject == Reject::UpgradeRefused;
                 let mut resp = reject.into_response().map(Either::Right);
-                // The request body was not read: the connection cannot be reused.
-                if close_after_reject {
+                if close {
                     resp.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
@@ -103,107 +108,129 @@ impl Proxy {
         request_id: &HeaderValue,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, Reject> {
-        // 0. The request line and `Host`: what the upstream will dispatch on must
-        //    be unambiguous before anything is judged by it.
-        if !is_upper_token(req.method()) {
-            return Err(Reject::BadMethod);
-        }
+        // 1. `Host` before anything is judged: the upstream's virtual host must
+        //    be the one the gateway saw (HTTP/2 requests get `:authority`).
         let (version, authority) = (req.version(), req.uri().authority().cloned());
         headers::check_host(req.headers_mut(), version, authority.as_ref())
             .map_err(|_| Reject::BadHost)?;
-
-        // 1. Normalise before anything looks at the path, so that the route, the
-        //    policy and the upstream all see the same resource.
-        let h2 = req.version() == Version::HTTP_2;
-        let path = routing::normalize(req.uri(), h2).map_err(Reject::BadPath)?;
-        out.path = Some(path.decoded().to_owned());
-
-        // 2. Route, with the method the upstream will act on.
-        let (index, effective_method) = route(snap, req.method(), req.headers(), &path)?;
-        let route = &snap.routes[index];
-        out.route = Some(route.name.clone());
-        let policy = &route.policy;
-
-        // 3–5. Bearer, verify, authorise (anonymous routes never look at the header).
-        let identity = match policy.auth {
-            AuthMode::Anonymous => None,
-            mode => match bearer::read(req.headers()).map_err(Reject::BadAuthorization)? {
-                Credentials::Absent if mode == AuthMode::Required => return Err(Reject::NoToken),
-                Credentials::OtherScheme if mode == AuthMode::Required => {
-                    return Err(Reject::WrongScheme);
-                }
-                Credentials::Absent | Credentials::OtherScheme => None,
-                Credentials::Bearer(token) => {
-                    let id = snap.verifier.verify(token).await.map_err(Reject::Token)?;
-                    out.identity = Some(id.clone());
-                    policy
-                        .authorize(&id, &path)
-                        .map_err(|d| Reject::Denied(d, policy.scope_challenge.clone()))?;
-                    Some(id)
-                }
-            },
+        // 2. The decision: method, path, route, token, policy.
+        let h2 = version == Version::HTTP_2;
+        let decision =
+            decide::decide(snap, req.method(), req.uri(), req.headers(), h2, out).await?;
+        let route = &snap.routes[decision.route];
+        // 3. An upgrade only where the route allows it; it never reaches an
+        //    upstream otherwise. Its token was checked above, once.
+        let asked = if h2 {
+            Asked::Nothing
+        } else {
+            upgrade::asked(req.headers())
         };
-        // 6. Rewrite headers.
+        let websocket = match asked {
+            Asked::Nothing => false,
+            Asked::WebSocket if route.websocket => true,
+            Asked::WebSocket | Asked::Other => return Err(Reject::UpgradeRefused),
+        };
+        // A declared body over the route's limit: refused before anything is sent.
+        if let (Some(limit), Some(len)) = (route.max_body, req.body().size_hint().exact()) {
+            if len > limit {
+                return Err(Reject::BodyTooLarge);
+            }
+        }
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        // 4. Rewrite, 5. forward.
         let pools = self.pools.get(snap.generation, &snap.upstreams);
         let pool = &pools[route.upstream];
         let target = pool.target();
-        let (mut parts, body) = req.into_parts();
-        let pq = target
-            .path_and_query(path.encoded(), parts.uri.query())
-            .ok_or(Reject::Internal)?;
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-        headers::strip_hop_by_hop(&mut parts.headers);
-        let overrides = if route.method_override {
-            headers::Overrides::KeepMethod
-        } else {
-            headers::Overrides::Strip
-        };
-        let trusted = net::is_trusted(conn.peer.ip(), &snap.config.server.trusted_proxies);
-        headers::strip_client_controlled(
-            &mut parts.headers,
-            &snap.identity_headers,
-            overrides,
-            trusted,
-        );
-        if let Some(m) = &effective_method {
-            headers::set_method_override(&mut parts.headers, m);
-        }
-        if let Some(id) = &identity {
-            headers::set_identity(&mut parts.headers, &snap.identity_headers, id);
-        }
-        if !policy.forward_token {
-            parts.headers.remove(AUTHORIZATION);
-        }
-        headers::set_forwarded(
-            &mut parts.headers,
-            &headers::Hop {
-                peer: conn.peer.ip(),
-                proto: if conn.tls { "https" } else { "http" },
-                authority: authority.as_deref(),
-                trusted,
-                client_certs: conn.client_certs.as_deref(),
-            },
-        );
-        parts
-            .headers
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        pool::prepare(target, &mut parts, pq, false)
-            .map_err(|e| forward_reject(e, target, request_id))?;
-        let (body, body_sent) =
-            UpstreamBody::new(body, snap.identity_headers.clone(), route.max_body);
-        let upstream_req = Request::from_parts(parts, body);
-
-        // 7. Forward.
+        let (upstream_req, body_sent) =
+            rewrite(snap, req, conn, request_id, &decision, target, websocket)?;
         let sent = Instant::now();
-        let result = pool.send(upstream_req, body_sent, false).await;
+        let result = pool.send(upstream_req, body_sent, websocket).await;
         self.metrics
             .upstream_latency
             .get_or_create(&target.label)
             .observe(sent.elapsed().as_secs_f64());
         let mut resp = result.map_err(|e| forward_reject(e, target, request_id))?;
-        headers::strip_hop_by_hop(resp.headers_mut());
+        // 6. Respond: a 101 splices the two upgraded streams.
+        match client_upgrade {
+            Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let upstream = hyper::upgrade::on(&mut resp);
+                headers::strip_hop_by_hop(resp.headers_mut());
+                let h = resp.headers_mut();
+                h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                upgrade::splice(client, upstream, snap.config.server.limits.idle_timeout);
+            }
+            _ => headers::strip_hop_by_hop(resp.headers_mut()),
+        }
         Ok(resp.map(Either::Left))
     }
+}
+
+/// The upstream request: the normalised path on the target, hop-by-hop and
+/// client-controlled headers gone, identity and forwarding headers set, the body
+/// streamed under the route's size limit.
+fn rewrite(
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    decision: &Decision,
+    target: &Target,
+    websocket: bool,
+) -> Result<(Request<UpstreamBody>, super::body::BodySent), Reject> {
+    let route = &snap.routes[decision.route];
+    let (mut parts, body) = req.into_parts();
+    let pq = target
+        .path_and_query(decision.path.encoded(), parts.uri.query())
+        .ok_or(Reject::Internal)?;
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let overrides = if route.method_override {
+        headers::Overrides::KeepMethod
+    } else {
+        headers::Overrides::Strip
+    };
+    let trusted = net::is_trusted(conn.peer.ip(), &snap.config.server.trusted_proxies);
+    headers::strip_client_controlled(
+        &mut parts.headers,
+        &snap.identity_headers,
+        overrides,
+        trusted,
+    );
+    if let Some(m) = &decision.overridden {
+        headers::set_method_override(&mut parts.headers, m);
+    }
+    if let Some(id) = &decision.identity {
+        headers::set_identity(&mut parts.headers, &snap.identity_headers, id);
+    }
+    if !route.policy.forward_token {
+        parts.headers.remove(AUTHORIZATION);
+    }
+    headers::set_forwarded(
+        &mut parts.headers,
+        &headers::Hop {
+            peer: conn.peer.ip(),
+            proto: if conn.tls { "https" } else { "http" },
+            authority: authority.as_deref(),
+            trusted,
+            client_certs: conn.client_certs.as_deref(),
+        },
+    );
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    if websocket {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    pool::prepare(target, &mut parts, pq, websocket)
+        .map_err(|e| forward_reject(e, target, request_id))?;
+    let (body, body_sent) = UpstreamBody::new(body, snap.identity_headers.clone(), route.max_body);
+    Ok((Request::from_parts(parts, body), body_sent))
 }
 
 /// The refusal for a forwarding failure, logged with its cause (and the request
@@ -234,55 +261,6 @@ fn forward_reject(e: ForwardError, target: &Target, request_id: &HeaderValue) ->
         _ => tracing::warn!(upstream, request_id, %error, "Upstream request failed"),
     }
     reject
-}
-
-/// Whether the method is an upper-case token (`A-Z`, `-`, `_`). Methods are
-/// case-sensitive, but many frameworks upper-case them (Symfony, Laravel): a
-/// `get` that no `methods: [GET]` route matches would reach them as a GET
-/// through a weaker route. nginx refuses such methods too.
-fn is_upper_token(m: &Method) -> bool {
-    m.as_str()
-        .bytes()
-        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
-}
-
-/// Finds the route for a normalised path, and the overridden method when the
-/// route honours method overrides.
-///
-/// A path with matrix parameters is routed without them, and refused unless the
-/// route it reaches opts in: a servlet upstream would route it without them too.
-/// A method override is judged like the method itself: the route is looked up
-/// again with it, and that route must opt in as well (so a `GET`-only route
-/// cannot become a `DELETE` through another route's opt-in).
-fn route(
-    snap: &Snapshot,
-    method: &Method,
-    headers: &http::HeaderMap,
-    path: &NormalPath,
-) -> Result<(usize, Option<Method>), Reject> {
-    let found = |m: &Method| match snap.table.lookup(m, path) {
-        RouteMatch::Found(i) => Ok(i),
-        // With matrix parameters, a path that reaches no route is refused for
-        // them: the same resource without them may well exist.
-        _ if path.has_matrix_params() => Err(Reject::BadPath(PathError::MatrixParams)),
-        RouteMatch::MethodNotAllowed(allow) => Err(Reject::MethodNotAllowed(allow)),
-        RouteMatch::NotFound => Err(Reject::NotFound),
-    };
-    let mut index = found(method)?;
-    let mut effective = None;
-    if snap.routes[index].method_override {
-        if let Some(m) = headers::method_override(headers).map_err(|_| Reject::BadMethodOverride)? {
-            index = found(&m)?;
-            if !snap.routes[index].method_override {
-                return Err(Reject::MethodOverrideRefused);
-            }
-            effective = Some(m);
-        }
-    }
-    if path.has_matrix_params() && !snap.routes[index].matrix_params {
-        return Err(Reject::BadPath(PathError::MatrixParams));
-    }
-    Ok((index, effective))
 }
 
 impl std::fmt::Debug for Proxy {

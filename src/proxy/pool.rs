@@ -159,7 +159,7 @@ impl Pool {
         loop {
             let (mut tx, from_pool) = match pooled.take() {
                 Some(tx) => (tx, true),
-                None => (self.open_h1().await?, false),
+                None => (self.open_h1(upgrade).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
@@ -180,8 +180,15 @@ impl Pool {
         }
     }
 
-    async fn open_h1(&self) -> Result<http1::SendRequest<UpstreamBody>, ForwardError> {
-        let stream = self.target.connect().await.map_err(ForwardError::Connect)?;
+    async fn open_h1(
+        &self,
+        upgrade: bool,
+    ) -> Result<http1::SendRequest<UpstreamBody>, ForwardError> {
+        let stream = self
+            .target
+            .connect(upgrade)
+            .await
+            .map_err(ForwardError::Connect)?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -229,7 +236,11 @@ impl Pool {
     }
 
     async fn open_h2(&self) -> Result<http2::SendRequest<UpstreamBody>, ForwardError> {
-        let stream = self.target.connect().await.map_err(ForwardError::Connect)?;
+        let stream = self
+            .target
+            .connect(false)
+            .await
+            .map_err(ForwardError::Connect)?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))

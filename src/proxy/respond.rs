@@ -38,6 +38,9 @@ pub enum Reject {
     /// Client: the request body broke off or was malformed on its way upstream.
     #[error("bad request body")]
     BadBody,
+    /// Client: a protocol upgrade the route does not allow.
+    #[error("upgrade refused")]
+    UpgradeRefused,
     /// Client: the request body is larger than the route's `max_body`.
     #[error("request body too large")]
     BodyTooLarge,
@@ -113,6 +116,7 @@ impl Reject {
             Reject::BadHost => "bad_host",
             Reject::BadBody => "bad_body",
             Reject::BodyTooLarge => "body_too_large",
+            Reject::UpgradeRefused => "upgrade_refused",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
@@ -148,6 +152,11 @@ impl Reject {
                 S::BAD_REQUEST,
                 BAD,
                 "the request body ended early or is malformed",
+            ),
+            Reject::UpgradeRefused => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "this route does not accept a protocol upgrade",
             ),
             Reject::BodyTooLarge => Answer::new(
                 S::PAYLOAD_TOO_LARGE,
