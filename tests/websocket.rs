@@ -37,6 +37,7 @@ impl Echo {
             while let Ok((stream, _)) = listener.accept().await {
                 let record = record.clone();
                 tokio::spawn(async move {
+                    #[allow(clippy::result_large_err)] // tungstenite's callback signature
                     let callback = |req: &Request, resp: Response| {
                         record.lock().unwrap().push(req.headers().clone());
                         Ok(resp)
@@ -55,10 +56,8 @@ impl Echo {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        if msg.is_text() || msg.is_binary() {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
+                        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                            return;
                         }
                     }
                 });
