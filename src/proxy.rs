@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod decide;
+pub mod forward_auth;
 pub mod handle;
 pub mod headers;
 pub mod pool;

@@ -57,8 +57,7 @@ pub enum StartError {
 /// Keys the configuration knows but the server does not serve yet: refused at
 /// start rather than silently ignored.
 fn not_yet_served(config: &Config) -> Result<(), StartError> {
-    let checks: [(&'static str, bool); 3] = [
-        ("forward_auth", config.forward_auth.is_some()),
+    let checks: [(&'static str, bool); 2] = [
         (
             "routes[*].cors",
             config.routes.iter().any(|r| r.cors.is_some()),
@@ -81,6 +80,8 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     /// Where the admin listener listens, when configured.
     pub admin_addr: Option<SocketAddr>,
+    /// Where the forward-auth listener listens, when configured.
+    pub forward_auth_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     workers: Vec<WorkerThread>,
@@ -162,6 +163,19 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         .first()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(listen);
+    let mut forward_auth_listeners: Vec<Option<std::net::TcpListener>> = match &config.forward_auth
+    {
+        Some(f) => listen::bind_group(f.listen, count)
+            .map_err(|e| StartError::Bind(f.listen, e))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
+    let forward_auth_addr = forward_auth_listeners
+        .first()
+        .and_then(|l| l.as_ref())
+        .and_then(|l| l.local_addr().ok());
     let admin_listener = match &config.admin {
         Some(a) => Some(
             listen::bind_one(a.listen, false)
@@ -214,6 +228,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         workers.push(WorkerThread::spawn(
             n,
             listener,
+            forward_auth_listeners.get_mut(n).and_then(Option::take),
             shared.clone(),
             worker,
             rx.clone(),
@@ -237,13 +252,18 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             handler,
         ));
     }
-    match admin_addr {
-        Some(admin) => tracing::info!(proxy = %proxy_addr, %admin, workers = count, "Listening"),
-        None => tracing::info!(proxy = %proxy_addr, workers = count, "Listening"),
-    }
+    tracing::info!(
+        proxy = %proxy_addr,
+        admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        forward_auth = %forward_auth_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        tls = !config.server.tls.is_empty(),
+        workers = count,
+        "Listening"
+    );
     Ok(Running {
         proxy_addr,
         admin_addr,
+        forward_auth_addr,
         shutdown,
         tasks,
         workers,
@@ -310,6 +330,7 @@ impl WorkerThread {
     fn spawn(
         n: usize,
         listener: std::net::TcpListener,
+        forward_auth: Option<std::net::TcpListener>,
         shared: Arc<Shared>,
         worker: Arc<dispatch::Worker>,
         shutdown: watch::Receiver<bool>,
@@ -324,25 +345,48 @@ impl WorkerThread {
                     .build()
                 {
                     Ok(rt) => rt.block_on(async move {
-                        match TcpListener::from_std(listener) {
-                            Ok(l) => {
-                                let handler = move |req| dispatch::public(worker.clone(), req);
-                                let connections = shared.connections.clone();
-                                let metrics = shared.metrics.clone();
-                                accept_loop(
-                                    l,
-                                    true,
-                                    connections,
-                                    metrics,
-                                    shared,
-                                    shutdown,
-                                    grace,
-                                    handler,
-                                )
-                                .await
+                        let public = async {
+                            match TcpListener::from_std(listener) {
+                                Ok(l) => {
+                                    let w = worker.clone();
+                                    let handler = move |req| dispatch::public(w.clone(), req);
+                                    accept_loop(
+                                        l,
+                                        true,
+                                        shared.connections.clone(),
+                                        shared.metrics.clone(),
+                                        shared.clone(),
+                                        shutdown.clone(),
+                                        grace,
+                                        handler,
+                                    )
+                                    .await
+                                }
+                                Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
                             }
-                            Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
-                        }
+                        };
+                        let decisions = async {
+                            let Some(l) = forward_auth else { return };
+                            match TcpListener::from_std(l) {
+                                Ok(l) => {
+                                    let w = worker.clone();
+                                    let handler = move |req| dispatch::forward_auth(w.clone(), req);
+                                    accept_loop(
+                                        l,
+                                        false,
+                                        shared.connections.clone(),
+                                        shared.metrics.clone(),
+                                        shared.clone(),
+                                        shutdown.clone(),
+                                        grace,
+                                        handler,
+                                    )
+                                    .await
+                                }
+                                Err(e) => tracing::error!(error = %e, "Worker cannot use the forward-auth listener"),
+                            }
+                        };
+                        tokio::join!(public, decisions);
                     }),
                     Err(e) => tracing::error!(error = %e, "Worker cannot start its event loop"),
                 }

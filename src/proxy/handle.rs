@@ -77,27 +77,41 @@ impl Proxy {
         let close_after_reject = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
         match self.pipeline(&snapshot, req, conn, request_id, out).await {
             Ok(resp) => resp,
-            Err(reject) => {
-                let reason = reject.reason();
-                out.reason = Some(reason);
-                self.metrics
-                    .rejections
-                    .get_or_create(&Reason { reason })
-                    .inc();
-                if reject == Reject::BodyTooLarge {
-                    self.metrics.limit_hit(LimitLabel::MAX_BODY);
-                }
-                // The request body was not read, or the client expects to speak
-                // another protocol next: the connection cannot be reused.
-                let close = close_after_reject || reject == Reject::UpgradeRefused;
-                let mut resp = reject.into_response().map(Either::Right);
-                if close {
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                resp
-            }
+            Err(reject) => self.refuse(reject, out, close_after_reject),
         }
+    }
+
+    /// The configuration in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The response for a refusal, counted in `portcullis_rejections_total`.
+    /// `body_unread`: an HTTP/1.x request body was left unread.
+    pub fn refuse(
+        &self,
+        reject: Reject,
+        out: &mut Outcome,
+        body_unread: bool,
+    ) -> Response<ProxyBody> {
+        let reason = reject.reason();
+        out.reason = Some(reason);
+        self.metrics
+            .rejections
+            .get_or_create(&Reason { reason })
+            .inc();
+        if reject == Reject::BodyTooLarge {
+            self.metrics.limit_hit(LimitLabel::MAX_BODY);
+        }
+        // The request body was not read, or the client expects to speak
+        // another protocol next: the connection cannot be reused.
+        let close = body_unread || reject == Reject::UpgradeRefused;
+        let mut resp = reject.into_response().map(Either::Right);
+        if close {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
 
     async fn pipeline(

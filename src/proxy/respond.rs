@@ -38,6 +38,10 @@ pub enum Reject {
     /// Client: the request body broke off or was malformed on its way upstream.
     #[error("bad request body")]
     BadBody,
+    /// Client (the outer proxy of forward-auth): two descriptions of the
+    /// original request disagree, or one is repeated.
+    #[error("ambiguous original request")]
+    AmbiguousOriginal,
     /// Client: a protocol upgrade the route does not allow.
     #[error("upgrade refused")]
     UpgradeRefused,
@@ -117,6 +121,7 @@ impl Reject {
             Reject::BadBody => "bad_body",
             Reject::BodyTooLarge => "body_too_large",
             Reject::UpgradeRefused => "upgrade_refused",
+            Reject::AmbiguousOriginal => "ambiguous_original",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
@@ -152,6 +157,11 @@ impl Reject {
                 S::BAD_REQUEST,
                 BAD,
                 "the request body ended early or is malformed",
+            ),
+            Reject::AmbiguousOriginal => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the original request is described twice, differently",
             ),
             Reject::UpgradeRefused => Answer::new(
                 S::BAD_REQUEST,

@@ -40,8 +40,30 @@ impl std::fmt::Debug for Worker {
 /// The `route` label of the issuer's admin API (its paths carry ids).
 const ADMIN_ROUTE: &str = "/admin/v1/*";
 
+/// Which listener a request came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public listener: issuer endpoints, then proxied routes.
+    Public,
+    /// `forward_auth.listen`: decisions only.
+    ForwardAuth,
+}
+
 /// Answers one request of the public listener.
 pub async fn public(worker: Arc<Worker>, req: Request<Incoming>) -> Response<ProxyBody> {
+    dispatch(worker, req, Listener::Public).await
+}
+
+/// Answers one request of the forward-auth listener.
+pub async fn forward_auth(worker: Arc<Worker>, req: Request<Incoming>) -> Response<ProxyBody> {
+    dispatch(worker, req, Listener::ForwardAuth).await
+}
+
+async fn dispatch(
+    worker: Arc<Worker>,
+    req: Request<Incoming>,
+    listener: Listener,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
@@ -58,6 +80,9 @@ pub async fn public(worker: Arc<Worker>, req: Request<Incoming>) -> Response<Pro
         let worker = &worker;
         let request_id = &request_id;
         async move {
+            if listener == Listener::ForwardAuth {
+                return worker.proxy.forward_auth(req, &conn, out).await;
+            }
             match &worker.issuer {
                 Some((issuer, control)) if Issuer::serves(req.uri().path()) => {
                     let path = req.uri().path();

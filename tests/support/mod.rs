@@ -746,6 +746,13 @@ impl Gateway {
         gw
     }
 
+    /// Where the forward-auth listener listens.
+    pub fn forward_auth_addr(&self) -> SocketAddr {
+        self.running()
+            .forward_auth_addr
+            .expect("a forward_auth listener")
+    }
+
     /// The key machinery of the `n`th configured issuer.
     pub fn issuer(&self, n: usize) -> Arc<portcullis::auth::jwks::IssuerKeys> {
         self.running().snapshot().verifier.issuers()[n].clone()
