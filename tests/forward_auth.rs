@@ -110,7 +110,8 @@ async fn every_decision_matches_the_proxy_s() {
     let gw = Gateway::start(&yaml(&jwks, &up)).await;
     let bearer = |c: serde_json::Value| ("authorization", format!("Bearer {}", token(&key, &c)));
     let good = bearer(claims_with(json!({"org_id": "acme", "roles": ["admin"]})));
-    let cases: Vec<(&str, &str, Vec<(&str, String)>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
+    let cases: Vec<Case<'_>> = vec![
         ("GET", "/orgs/acme/items/1?x=1", vec![good.clone()]),
         ("GET", "/orgs/acme/items/1", vec![]),
         (
@@ -178,7 +179,7 @@ async fn every_decision_matches_the_proxy_s() {
         "forwarded",
         "GET",
         "/orgs/acme/items/1",
-        &[good.clone()],
+        std::slice::from_ref(&good),
     )
     .await;
     assert_eq!(status, 200);
