@@ -1,4 +1,7 @@
-//! Route requirements checked against a verified identity. Pure.
+//! Route requirements checked against a verified identity, and the route's CORS
+//! policy ([`cors`]). Pure.
+
+pub mod cors;
 
 use http::HeaderValue;
 

@@ -57,16 +57,10 @@ pub enum StartError {
 /// Keys the configuration knows but the server does not serve yet: refused at
 /// start rather than silently ignored.
 fn not_yet_served(config: &Config) -> Result<(), StartError> {
-    let checks: [(&'static str, bool); 2] = [
-        (
-            "routes[*].cors",
-            config.routes.iter().any(|r| r.cors.is_some()),
-        ),
-        (
-            "issuers[*].introspection",
-            config.issuers.iter().any(|i| i.introspection.is_some()),
-        ),
-    ];
+    let checks: [(&'static str, bool); 1] = [(
+        "issuers[*].introspection",
+        config.issuers.iter().any(|i| i.introspection.is_some()),
+    )];
     match checks.into_iter().find(|(_, used)| *used) {
         Some((key, _)) => Err(StartError::NotYetServed(key)),
         None => Ok(()),

@@ -19,6 +19,7 @@ use crate::auth::jwks::{FetchError, IssuerKeys, http_client};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::Policy;
+use crate::policy::cors::Cors;
 use crate::routing::RouteTable;
 use crate::telemetry::Metrics;
 use crate::upstream::{Target, UpstreamError};
@@ -38,6 +39,8 @@ pub struct Route {
     pub max_body: Option<u64>,
     /// `Upgrade: websocket` is allowed.
     pub websocket: bool,
+    /// The route's CORS policy (`cors:`).
+    pub cors: Option<Arc<Cors>>,
 }
 
 /// Everything a request needs, built completely before it is used.
@@ -138,6 +141,10 @@ impl Snapshot {
                 method_override: r.method_override,
                 max_body: r.max_body,
                 websocket: r.websocket,
+                cors: r
+                    .cors
+                    .as_ref()
+                    .map(|c| Arc::new(Cors::new(c, r.methods.as_deref()))),
             })
             .collect();
         Ok(Snapshot {

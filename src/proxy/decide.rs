@@ -53,6 +53,7 @@ pub async fn decide(
     let (index, overridden) = route(snap, method, headers, &path)?;
     let route = &snap.routes[index];
     out.route = Some(route.name.clone());
+    out.route_index = Some(index);
     // 4. Bearer, verify, authorise (anonymous routes never look at the header).
     let identity = authenticate(snap, index, headers, &path, out).await?;
     Ok(Decision {

@@ -27,6 +27,7 @@ use super::respond::Reject;
 use super::upgrade::{self, Asked};
 use crate::auth::Identity;
 use crate::net::ConnInfo;
+use crate::policy::cors::{self, Preflight};
 use crate::state::Snapshot;
 
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
@@ -65,6 +66,21 @@ async fn decide_forwarded(
     out: &mut Outcome,
 ) -> Result<Option<Arc<Identity>>, Reject> {
     let original = original(req)?;
+    // A CORS preflight on a route with `cors:` needs no token; the outer proxy
+    // then answers it (CORS response headers are its job in this mode).
+    if let Some(asked) = cors::preflight_method(&original.method, req.headers()) {
+        let path = crate::routing::normalize(&original.uri, false).map_err(Reject::BadPath)?;
+        if let crate::routing::RouteMatch::Found(i) = snap.table.lookup(&asked, &path) {
+            if let Some(policy) = &snap.routes[i].cors {
+                out.route = Some(snap.routes[i].name.clone());
+                out.route_index = Some(i);
+                return match policy.preflight(&asked, req.headers()) {
+                    Preflight::Allowed(_) => Ok(None),
+                    Preflight::Refused => Err(Reject::CorsRefused),
+                };
+            }
+        }
+    }
     let decision = decide::decide(
         snap,
         &original.method,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONNECTION, UPGRADE};
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::header::{AUTHORIZATION, CONNECTION, ORIGIN, UPGRADE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -22,6 +22,7 @@ use super::respond::Reject;
 use super::upgrade::{self, Asked};
 use crate::auth::Identity;
 use crate::net::{self, ConnInfo};
+use crate::policy::cors::{self, Preflight};
 use crate::state::Snapshot;
 use crate::telemetry::{LimitLabel, Metrics, Reason};
 use crate::upstream::{ConnectError, Target};
@@ -44,6 +45,8 @@ pub struct Proxy {
 pub struct Outcome {
     /// The matched route's pattern.
     pub route: Option<Arc<str>>,
+    /// The matched route, as an index into the snapshot's routes.
+    pub route_index: Option<usize>,
     /// The verified identity, when a token was verified.
     pub identity: Option<Arc<Identity>>,
     /// The normalised path (absent when the path was refused).
@@ -75,10 +78,20 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
         let close_after_reject = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
-        match self.pipeline(&snapshot, req, conn, request_id, out).await {
+        let origin = req.headers().get(ORIGIN).cloned();
+        let mut resp = match self.pipeline(&snapshot, req, conn, request_id, out).await {
             Ok(resp) => resp,
             Err(reject) => self.refuse(reject, out, close_after_reject),
+        };
+        // CORS headers on everything a CORS route answers, refusals included,
+        // so that a browser can read a 401.
+        if let Some(cors) = out
+            .route_index
+            .and_then(|i| snapshot.routes[i].cors.as_ref())
+        {
+            cors.decorate(origin.as_ref(), resp.headers_mut());
         }
+        resp
     }
 
     /// The configuration in force.
@@ -127,8 +140,15 @@ impl Proxy {
         let (version, authority) = (req.version(), req.uri().authority().cloned());
         headers::check_host(req.headers_mut(), version, authority.as_ref())
             .map_err(|_| Reject::BadHost)?;
-        // 2. The decision: method, path, route, token, policy.
+        // A CORS preflight on a route with `cors:` is answered here, without a
+        // token (browsers send none) and never forwarded.
         let h2 = version == Version::HTTP_2;
+        if let Some(asked) = cors::preflight_method(req.method(), req.headers()) {
+            if let Some(answer) = preflight(snap, &req, &asked, h2, out) {
+                return answer;
+            }
+        }
+        // 2. The decision: method, path, route, token, policy.
         let decision =
             decide::decide(snap, req.method(), req.uri(), req.headers(), h2, out).await?;
         let route = &snap.routes[decision.route];
@@ -178,6 +198,43 @@ impl Proxy {
         }
         Ok(resp.map(Either::Left))
     }
+}
+
+/// Answers a preflight when the route that would serve the actual request (its
+/// path, the method it asks about) has `cors:`; `None` otherwise, and the
+/// `OPTIONS` request goes on as an ordinary one.
+fn preflight(
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+    asked: &Method,
+    h2: bool,
+    out: &mut Outcome,
+) -> Option<Result<Response<ProxyBody>, Reject>> {
+    let path = crate::routing::normalize(req.uri(), h2).ok()?;
+    let crate::routing::RouteMatch::Found(index) = snap.table.lookup(asked, &path) else {
+        return None;
+    };
+    let route = &snap.routes[index];
+    let cors = route.cors.as_ref()?;
+    // Not `route_index`: a preflight's answer is complete, not decorated later.
+    out.route = Some(route.name.clone());
+    out.path = Some(path.decoded().to_owned());
+    Some(match cors.preflight(asked, req.headers()) {
+        Preflight::Allowed(headers) => {
+            let mut resp = Response::new(Either::Right(Full::default()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            *resp.headers_mut() = headers;
+            for token in [
+                "origin",
+                "access-control-request-method",
+                "access-control-request-headers",
+            ] {
+                cors::add_vary(resp.headers_mut(), token);
+            }
+            Ok(resp)
+        }
+        Preflight::Refused => Err(Reject::CorsRefused),
+    })
 }
 
 /// The upstream request: the normalised path on the target, hop-by-hop and

@@ -42,6 +42,10 @@ pub enum Reject {
     /// original request disagree, or one is repeated.
     #[error("ambiguous original request")]
     AmbiguousOriginal,
+    /// Client: a CORS preflight the route's policy does not allow (origin,
+    /// method or a header).
+    #[error("CORS preflight refused")]
+    CorsRefused,
     /// Client: a protocol upgrade the route does not allow.
     #[error("upgrade refused")]
     UpgradeRefused,
@@ -121,6 +125,7 @@ impl Reject {
             Reject::BadBody => "bad_body",
             Reject::BodyTooLarge => "body_too_large",
             Reject::UpgradeRefused => "upgrade_refused",
+            Reject::CorsRefused => "cors_refused",
             Reject::AmbiguousOriginal => "ambiguous_original",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
@@ -162,6 +167,11 @@ impl Reject {
                 S::BAD_REQUEST,
                 BAD,
                 "the original request is described twice, differently",
+            ),
+            Reject::CorsRefused => Answer::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "the CORS preflight is not allowed for this origin, method or headers",
             ),
             Reject::UpgradeRefused => Answer::new(
                 S::BAD_REQUEST,
