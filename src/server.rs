@@ -50,21 +50,6 @@ pub enum StartError {
     Issuer(#[from] crate::issuer::endpoints::IssuerError),
     #[error("cannot start worker thread {0}")]
     Worker(usize, #[source] std::io::Error),
-    #[error("`{0}` is accepted by the configuration but not served by this build yet")]
-    NotYetServed(&'static str),
-}
-
-/// Keys the configuration knows but the server does not serve yet: refused at
-/// start rather than silently ignored.
-fn not_yet_served(config: &Config) -> Result<(), StartError> {
-    let checks: [(&'static str, bool); 1] = [(
-        "issuers[*].introspection",
-        config.issuers.iter().any(|i| i.introspection.is_some()),
-    )];
-    match checks.into_iter().find(|(_, used)| *used) {
-        Some((key, _)) => Err(StartError::NotYetServed(key)),
-        None => Ok(()),
-    }
 }
 
 /// A started gateway.
@@ -123,7 +108,6 @@ impl std::fmt::Debug for Shared {
 /// Binds the listeners, starts the key refreshers, and serves until
 /// [`Running::shutdown`].
 pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
-    not_yet_served(&config)?;
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let deps = Deps {

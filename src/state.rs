@@ -15,6 +15,7 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use crate::auth::Verifier;
+use crate::auth::introspect::Introspector;
 use crate::auth::jwks::{FetchError, IssuerKeys, http_client};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -99,11 +100,21 @@ impl Snapshot {
                 None => {
                     let client = http_client(i.ca_file.as_deref())
                         .map_err(|e| BuildError::Keys(i.id.clone(), e))?;
-                    Arc::new(IssuerKeys::new(
-                        Arc::new(i.clone()),
-                        client,
-                        deps.metrics.clone(),
-                    ))
+                    let keys = IssuerKeys::new(Arc::new(i.clone()), client, deps.metrics.clone());
+                    let keys = match &i.introspection {
+                        Some(intro) => keys.with_introspector(
+                            Introspector::new(
+                                &i.id,
+                                intro,
+                                i.ca_file.as_deref(),
+                                deps.clock.clone(),
+                                deps.metrics.clone(),
+                            )
+                            .map_err(|e| BuildError::Keys(i.id.clone(), e))?,
+                        ),
+                        None => keys,
+                    };
+                    Arc::new(keys)
                 }
             };
             issuers.push(keys);

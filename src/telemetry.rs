@@ -62,6 +62,14 @@ impl LimitLabel {
     pub const MAX_BODY: LimitLabel = LimitLabel { limit: "max_body" };
 }
 
+/// Labels of the introspection counter: the issuer's id and the outcome
+/// (`active`, `inactive`, `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntrospectionLabel {
+    pub issuer: Arc<str>,
+    pub outcome: &'static str,
+}
+
 /// A single `upstream` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabel {
@@ -84,6 +92,8 @@ pub struct Metrics {
     pub config_last_load: Gauge,
     /// Limits that refused or cut a request or connection, by limit.
     pub limit_hits: Family<LimitLabel, Counter>,
+    /// Calls to introspection endpoints, by issuer and outcome.
+    pub introspections: Family<IntrospectionLabel, Counter>,
     /// Webhook POSTs, by outcome.
     pub webhook_deliveries: Family<Outcome, Counter>,
     /// Events given up on after the last attempt.
@@ -115,6 +125,7 @@ impl Metrics {
         let config_reload_failures = Counter::default();
         let config_last_load = Gauge::default();
         let limit_hits = Family::<LimitLabel, Counter>::default();
+        let introspections = Family::<IntrospectionLabel, Counter>::default();
         let webhook_deliveries = Family::<Outcome, Counter>::default();
         let webhook_events_abandoned = Counter::default();
         registry.register(
@@ -173,6 +184,11 @@ impl Metrics {
             limit_hits.clone(),
         );
         registry.register(
+            m::INTROSPECTIONS,
+            "Calls to introspection endpoints, by issuer and outcome",
+            introspections.clone(),
+        );
+        registry.register(
             m::WEBHOOK_DELIVERIES,
             "Webhook POSTs, by outcome",
             webhook_deliveries.clone(),
@@ -205,6 +221,7 @@ impl Metrics {
             config_reload_failures,
             config_last_load,
             limit_hits,
+            introspections,
             webhook_deliveries,
             webhook_events_abandoned,
             registry: Arc::new(registry),

@@ -85,8 +85,9 @@ pub enum FetchError {
     NoKeys,
 }
 
-/// Builds the client for JWKS fetches: system roots plus an optional extra CA file.
-pub fn http_client(ca_file: Option<&Path>) -> Result<HttpClient, FetchError> {
+/// The TLS settings for an issuer's fetches: system roots plus an optional
+/// extra CA file.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, FetchError> {
     let mut roots = crate::tls::native_roots();
     if let Some(path) = ca_file {
         let roots = Arc::make_mut(&mut roots);
@@ -102,11 +103,16 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<HttpClient, FetchError> {
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| FetchError::Tls(Arc::new(std::io::Error::other(e))))?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// Builds the client for JWKS fetches: system roots plus an optional extra CA file.
+pub fn http_client(ca_file: Option<&Path>) -> Result<HttpClient, FetchError> {
+    let tls = tls_config(ca_file)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -276,6 +282,8 @@ pub struct IssuerKeys {
     metrics: Metrics,
     /// Set when a reload drops this issuer: its refresher stops.
     retired: watch::Sender<bool>,
+    /// RFC 7662 introspection for its opaque tokens, when configured.
+    introspector: Option<super::introspect::Introspector>,
 }
 
 impl std::fmt::Debug for IssuerKeys {
@@ -351,7 +359,22 @@ impl IssuerKeys {
             control: tokio::runtime::Handle::try_current().ok(),
             metrics,
             retired: watch::channel(false).0,
+            introspector: None,
         }
+    }
+
+    /// The same, with an introspection client for the issuer's opaque tokens.
+    pub fn with_introspector(
+        mut self,
+        introspector: super::introspect::Introspector,
+    ) -> IssuerKeys {
+        self.introspector = Some(introspector);
+        self
+    }
+
+    /// The issuer's introspection client, when it declares `introspection:`.
+    pub fn introspector(&self) -> Option<&super::introspect::Introspector> {
+        self.introspector.as_ref()
     }
 
     /// A reload dropped this issuer (or changed it into a new one): its

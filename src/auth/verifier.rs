@@ -7,7 +7,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 
-use super::cache::{Rejection, TokenCache, digest};
+use super::cache::{Rejection, TokenCache, TokenDigest, digest};
+use super::introspect::{Answer, Introspector};
 use super::jwks::{IssuerKeys, Refetch};
 use super::keys::{Identity, KeyLookup};
 use super::verify::{self, TokenError};
@@ -93,7 +94,16 @@ impl Verifier {
             }
         }
         self.metrics.cache_misses.inc();
-        let parsed = verify::parse(token)?;
+        let parsed = match verify::parse(token) {
+            Ok(p) => p,
+            // Not a JWT: an opaque token, for the issuers that introspect.
+            Err(e) => {
+                return self
+                    .introspect_opaque(token, key, now)
+                    .await
+                    .unwrap_or(Err(e));
+            }
+        };
         let iss = parsed
             .claims
             .get("iss")
@@ -102,6 +112,14 @@ impl Verifier {
         let index = *self.by_iss.get(iss).ok_or(TokenError::UnknownIssuer)?;
         let issuer = &self.issuers[index];
         let config = &issuer.config;
+        if !issuer.has_keys() {
+            // An issuer without signing keys vouches for its tokens only by
+            // introspection, whatever their form.
+            return match issuer.introspector() {
+                Some(i) => self.introspected(index, i, token, key, now).await,
+                None => Err(TokenError::UnknownKey),
+            };
+        }
         if !config.algorithms.contains(&parsed.alg) {
             return Err(TokenError::DisallowedAlg);
         }
@@ -159,6 +177,64 @@ impl Verifier {
             Arc::new(self.identity(index, keys.generation, window, &parsed.claims, config));
         self.cache.insert_verified(key, identity.clone());
         Ok(identity)
+    }
+
+    /// An opaque token, asked of every issuer that introspects, in order: the
+    /// first active answer wins; if none is active and one could not answer,
+    /// the outage decides (503), else the token is inactive. `None` when no
+    /// issuer introspects.
+    async fn introspect_opaque(
+        &self,
+        token: &str,
+        key: TokenDigest,
+        now: i64,
+    ) -> Option<Result<Arc<Identity>, TokenError>> {
+        let mut verdict = None;
+        for (index, issuer) in self.issuers.iter().enumerate() {
+            let Some(introspector) = issuer.introspector() else {
+                continue;
+            };
+            match self
+                .introspected(index, introspector, token, key, now)
+                .await
+            {
+                Ok(id) => return Some(Ok(id)),
+                Err(TokenError::IntrospectionUnavailable) => {
+                    verdict = Some(Err(TokenError::IntrospectionUnavailable));
+                }
+                Err(e) => {
+                    if verdict.is_none() {
+                        verdict = Some(Err(e));
+                    }
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Checks an introspection answer like a JWT's claims: `active`, then `iss`
+    /// (when present, the configured issuer), `aud`, `exp`, `nbf`, `iat`.
+    async fn introspected(
+        &self,
+        index: usize,
+        introspector: &Introspector,
+        token: &str,
+        key: TokenDigest,
+        now: i64,
+    ) -> Result<Arc<Identity>, TokenError> {
+        let claims = match introspector.introspect(token, key).await {
+            Err(_) => return Err(TokenError::IntrospectionUnavailable),
+            Ok(Answer::Inactive) => return Err(TokenError::Inactive),
+            Ok(Answer::Active(claims)) => claims,
+        };
+        let config = &self.issuers[index].config;
+        if let Some(iss) = claims.get("iss") {
+            if iss.as_str() != Some(config.issuer.as_str()) {
+                return Err(TokenError::UnknownIssuer);
+            }
+        }
+        let window = verify::check_claims(&claims, config, now)?;
+        Ok(Arc::new(self.identity(index, 0, window, &claims, config)))
     }
 
     fn identity(

@@ -41,6 +41,10 @@ pub enum TokenError {
     MissingClaim,
     #[error("the issuer's keys are not available")]
     KeysUnavailable,
+    #[error("the token is not active")]
+    Inactive,
+    #[error("the issuer's introspection endpoint is not available")]
+    IntrospectionUnavailable,
 }
 
 impl TokenError {
@@ -65,6 +69,8 @@ impl TokenError {
             TokenError::IssuedInFuture => "the token was issued in the future",
             TokenError::MissingClaim => "the token lacks a required claim",
             TokenError::KeysUnavailable => "the issuer's keys are not available",
+            TokenError::Inactive => "the token is not active",
+            TokenError::IntrospectionUnavailable => "the token cannot be checked right now",
         }
     }
 
@@ -85,6 +91,8 @@ impl TokenError {
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::MissingClaim => "missing_claim",
             TokenError::KeysUnavailable => "keys_unavailable",
+            TokenError::Inactive => "inactive_token",
+            TokenError::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 }

@@ -277,7 +277,7 @@ pub fn json_error(
 
 fn token_answer(e: TokenError) -> Answer {
     match e {
-        TokenError::KeysUnavailable => Answer::new(
+        TokenError::KeysUnavailable | TokenError::IntrospectionUnavailable => Answer::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             e.description(),
@@ -294,7 +294,8 @@ fn token_answer(e: TokenError) -> Answer {
         | TokenError::Expired
         | TokenError::NotYetValid
         | TokenError::IssuedInFuture
-        | TokenError::MissingClaim => invalid_token(e.description()),
+        | TokenError::MissingClaim
+        | TokenError::Inactive => invalid_token(e.description()),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod metric {
     pub const CONFIG_RELOAD_FAILURES: &str = "portcullis_config_reload_failures";
     pub const CONFIG_LAST_LOAD: &str = "portcullis_config_last_load_timestamp_seconds";
     pub const LIMIT_HITS: &str = "portcullis_limit_hits";
+    pub const INTROSPECTIONS: &str = "portcullis_introspections";
     pub const WEBHOOK_DELIVERIES: &str = "portcullis_webhook_deliveries";
     pub const WEBHOOK_EVENTS_ABANDONED: &str = "portcullis_webhook_events_abandoned";
 }
