@@ -1094,3 +1094,30 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     eventually("the idle connection to be closed", || idle.is_closed()).await;
     assert_eq!(up.count(), 2);
 }
+
+/// From a peer in `server.trusted_proxies`, the forwarded family is kept and
+/// extended; the identity headers are still the gateway's alone.
+#[tokio::test]
+async fn a_trusted_proxy_s_forwarding_headers_are_kept_and_extended() {
+    let (_key, _jwks, up, gw) = setup_with(|yaml| {
+        yaml.replace(
+            "  shutdown_grace: 5s\n",
+            "  shutdown_grace: 5s\n  trusted_proxies: [\"127.0.0.0/8\", \"::1\"]\n",
+        )
+    })
+    .await;
+    let request = "GET /public/t HTTP/1.1\r\nHost: internal:8080\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: api.example.test\r\nForwarded: for=203.0.113.7;proto=https\r\nX-Real-IP: 203.0.113.7\r\nX-Auth-Subject: spoofed\r\nConnection: close\r\n\r\n";
+    let resp = raw(gw.addr, request.as_bytes()).await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    let got = up.last().headers;
+    assert_eq!(got["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(got["x-forwarded-proto"], "https");
+    assert_eq!(got["x-forwarded-host"], "api.example.test");
+    assert_eq!(got["x-real-ip"], "203.0.113.7");
+    assert_eq!(
+        got["forwarded"],
+        "for=203.0.113.7;proto=https, for=127.0.0.1;host=\"internal:8080\";proto=http"
+    );
+    assert!(!got.contains_key("x-auth-subject"));
+    gw.shutdown().await;
+}

@@ -111,7 +111,14 @@ pub async fn serve<H, F>(
                 .max_concurrent_streams(limits.max_concurrent_streams)
                 .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
             let conn = b.serve_connection(io, service);
-            drive(conn, &activity, limits.idle_timeout, &mut shutdown).await
+            drive(
+                conn,
+                &activity,
+                limits.idle_timeout,
+                &mut shutdown,
+                &metrics,
+            )
+            .await
         } else {
             let mut b = http1::Builder::new();
             b.timer(TokioTimer::new())
@@ -121,7 +128,14 @@ pub async fn serve<H, F>(
                 // cheaper for the small heads and bodies an API gateway carries.
                 .writev(false);
             let conn = b.serve_connection(io, service).with_upgrades();
-            drive(conn, &activity, limits.idle_timeout, &mut shutdown).await
+            drive(
+                conn,
+                &activity,
+                limits.idle_timeout,
+                &mut shutdown,
+                &metrics,
+            )
+            .await
         };
         if let Err(e) = result {
             if e.is_parse_too_large() {
@@ -196,6 +210,7 @@ async fn drive<C: Graceful>(
     activity: &AtomicU64,
     idle: Duration,
     shutdown: &mut watch::Receiver<bool>,
+    metrics: &Metrics,
 ) -> Result<(), hyper::Error> {
     tokio::pin!(conn);
     let tick = idle / 4;
@@ -214,6 +229,7 @@ async fn drive<C: Graceful>(
                     quiet += 1;
                     if quiet >= 4 {
                         closing = true;
+                        metrics.limit_hit(LimitLabel::IDLE_TIMEOUT);
                         conn.as_mut().graceful();
                     }
                 } else {

@@ -1,0 +1,256 @@
+//! The limits that protect the gateway and the upstream, each exceeded on
+//! purpose: `max_header_bytes` (431), a route's `max_body` (413, declared or
+//! grown mid-stream, nothing complete upstream), `max_connections` (the rest
+//! wait), `header_read_timeout` (slowloris, plain and TLS), `idle_timeout`, and
+//! the HTTP/2 stream limit. Each hit is counted in
+//! `portcullis_limit_hits_total{limit}`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn yaml(up: &str, limits: &str, server_extra: &str) -> String {
+    format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  workers: 1
+{server_extra}  limits:
+{limits}
+admin:
+  listen: "127.0.0.1:0"
+upstreams:
+  api: {{ url: "{up}", connect_timeout: 1s, timeout: 10s }}
+routes:
+  - path: /small/*
+    upstream: api
+    auth: anonymous
+    max_body: 1KiB
+  - path: /*
+    upstream: api
+    auth: anonymous
+"#
+    )
+}
+
+async fn hits(gw: &Gateway, limit: &str) -> f64 {
+    gw.metric(&format!("portcullis_limit_hits_total{{limit=\"{limit}\"}}"))
+        .await
+}
+
+/// Reads until the peer closes (or `bound` passes); the bytes read and whether
+/// it closed.
+async fn read_until_closed(s: &mut TcpStream, bound: Duration) -> (String, bool) {
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(bound, s.read_to_end(&mut out)).await;
+    (String::from_utf8_lossy(&out).into_owned(), r.is_ok())
+}
+
+#[tokio::test]
+async fn oversized_heads_and_bodies() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&yaml(&up.url(), "    max_header_bytes: 8192", "")).await;
+    // Headers over 8 KiB: 431.
+    let big = format!(
+        "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(raw_status(&raw(gw.addr, big.as_bytes()).await), 431);
+    assert_eq!(hits(&gw, "max_header_bytes").await, 1.0);
+    // Just under: fine.
+    let fits = format!(
+        "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(7000)
+    );
+    assert_eq!(raw_status(&raw(gw.addr, fits.as_bytes()).await), 200);
+    assert_eq!(up.count(), 1);
+
+    // A declared body over the route's 1 KiB: 413 before anything is sent.
+    let body = "b".repeat(1025);
+    let declared = format!(
+        "POST /small/x HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw(gw.addr, declared.as_bytes()).await;
+    assert_eq!(raw_status(&answer), 413, "{answer}");
+    assert!(answer.contains("request_too_large"));
+    // A chunked body that grows past it mid-stream: 413, nothing complete upstream.
+    let chunked = format!(
+        "POST /small/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n200\r\n{}\r\n200\r\n{}\r\n200\r\n{}\r\n0\r\n\r\n",
+        "c".repeat(512),
+        "c".repeat(512),
+        "c".repeat(512)
+    );
+    let answer = raw(gw.addr, chunked.as_bytes()).await;
+    assert_eq!(raw_status(&answer), 413, "{answer}");
+    assert_eq!(
+        up.count(),
+        1,
+        "a body over the limit reached the upstream whole"
+    );
+    // Exactly the limit is fine, both ways.
+    let ok = format!(
+        "POST /small/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n{}",
+        "d".repeat(1024)
+    );
+    assert_eq!(raw_status(&raw(gw.addr, ok.as_bytes()).await), 200);
+    assert_eq!(up.last().body.len(), 1024);
+    assert_eq!(hits(&gw, "max_body").await, 2.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_connections_makes_the_rest_wait() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&yaml(&up.url(), "    max_connections: 2", "")).await;
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    for s in [&mut first, &mut second] {
+        s.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+    }
+    // A third connection is queued by the kernel but not served...
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    third
+        .write_all(b"GET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read_exact(&mut buf)).await;
+    assert!(early.is_err(), "a connection over the limit was served");
+    assert!(hits(&gw, "max_connections").await >= 1.0);
+    // ...until one of the others closes.
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), third.read_exact(&mut buf))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed() {
+    let up = Upstream::start().await;
+    let pki = support::tls::Pki::new("gw");
+    let files = pki.server("api", &["api.example.test"]);
+    let gw = Gateway::start(&yaml(&up.url(), "    header_read_timeout: 400ms", "")).await;
+    // Slowloris: half a head, then nothing.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "a slow head kept its connection");
+    assert!(hits(&gw, "header_read_timeout").await >= 1.0);
+    gw.shutdown().await;
+
+    // Idle after a request: closed, without a request in flight being cut. (An
+    // HTTP/1.1 connection waiting for its next head is also bounded by
+    // `header_read_timeout`; here that is the longer of the two.)
+    let gw = Gateway::start(&yaml(
+        &up.url(),
+        "    header_read_timeout: 5s\n    idle_timeout: 600ms",
+        "",
+    ))
+    .await;
+    up.set_delay(Duration::from_millis(900));
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "an idle connection stayed open");
+    assert_eq!(
+        raw_status(&answer),
+        200,
+        "the request in flight was cut: {answer}"
+    );
+    assert!(hits(&gw, "idle_timeout").await >= 1.0);
+    up.set_delay(Duration::ZERO);
+    gw.shutdown().await;
+
+    // A TLS listener: a client that never finishes its handshake is cut too.
+    let tls = format!(
+        "  tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+        files.cert.display(),
+        files.key.display()
+    );
+    let gw = Gateway::start(&yaml(&up.url(), "    header_read_timeout: 400ms", &tls)).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "a stalled handshake kept its connection");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn http2_streams_per_connection_are_bounded() {
+    // An upstream that reports how many requests it holds at once.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, p) = (now.clone(), peak.clone());
+    serve(listener, move |_req: Request<hyper::body::Incoming>| {
+        let (n, p) = (n.clone(), p.clone());
+        async move {
+            let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(c, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            n.fetch_sub(1, Ordering::SeqCst);
+            Response::new(Full::new(Bytes::from_static(b"ok")))
+        }
+    });
+    let gw = Gateway::start(&yaml(
+        &format!("http://{up_addr}"),
+        "    max_concurrent_streams: 2",
+        "",
+    ))
+    .await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // One exchange first, so that the server's SETTINGS are in force (before
+    // them a client may open more streams, and the extra are refused).
+    let mut first = sender.clone();
+    let req = Request::get("http://api.test/s/first")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(first.send_request(req).await.unwrap().status(), 200);
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let mut tx = sender.clone();
+        let uri = format!("http://api.test/s/{i}");
+        all.push(tokio::spawn(async move {
+            tx.ready().await.unwrap();
+            let req = Request::get(uri).body(Full::<Bytes>::default()).unwrap();
+            tx.send_request(req).await.map(|r| r.status().as_u16())
+        }));
+    }
+    for h in all {
+        assert_eq!(h.await.unwrap().unwrap(), 200);
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) <= 2,
+        "more than 2 streams at once"
+    );
+    gw.shutdown().await;
+}
