@@ -122,7 +122,10 @@ fn serve(config: Config, access_log: AccessLog) -> anyhow::Result<()> {
         .context("cannot start")?;
         wait_for_signal().await?;
         tracing::info!("Shutting down: draining in-flight requests");
-        running.shutdown().await;
+        let stopped = running.shutdown().await;
+        if stopped.panics > 0 {
+            tracing::error!(panics = stopped.panics, "Panics were caught while serving");
+        }
         tracing::info!("Stopped");
         Ok(())
     })

@@ -97,6 +97,16 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     /// One permit per open downstream connection (`server.limits.max_connections`).
     pub connections: Arc<Semaphore>,
+    /// Panics caught anywhere in the server: request handlers, connection
+    /// tasks, background tasks, worker threads.
+    pub panics: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How a gateway stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Panics caught while it ran (each was logged; tests assert none).
+    pub panics: usize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -169,6 +179,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         tls: ArcSwapOption::new(tls_config),
         metrics: metrics.clone(),
         connections: Arc::new(Semaphore::new(config.server.limits.max_connections)),
+        panics: Arc::default(),
     });
     metrics.config_generation.set(1);
     metrics.config_last_load.set(options.clock.now_unix());
@@ -198,6 +209,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     for (n, listener) in proxy_listeners.into_iter().enumerate() {
         let worker = Arc::new(dispatch::Worker {
             proxy: Proxy::new(shared.snapshot.clone(), metrics.clone()),
+            panics: shared.panics.clone(),
             issuer: issuer.clone().map(|i| (i, control.clone())),
             metrics: metrics.clone(),
             access_log: options.access_log.clone(),
@@ -420,7 +432,13 @@ async fn accept_loop<H, F>(
                     continue;
                 }
             },
-            Some(_) = open.join_next(), if !open.is_empty() => continue,
+            Some(done) = open.join_next(), if !open.is_empty() => {
+                if done.as_ref().is_err_and(|e| e.is_panic()) {
+                    tracing::error!("A connection task panicked");
+                    shared.panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         let config = if use_tls {
@@ -438,7 +456,16 @@ async fn accept_loop<H, F>(
         });
     }
     drop(listener);
-    let drain = async { while open.join_next().await.is_some() {} };
+    let drain = async {
+        while let Some(done) = open.join_next().await {
+            if done.is_err_and(|e| e.is_panic()) {
+                tracing::error!("A connection task panicked");
+                shared
+                    .panics
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    };
     if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::warn!(
             grace_ms = grace.as_millis() as u64,
@@ -451,20 +478,28 @@ async fn accept_loop<H, F>(
 
 impl Running {
     /// Stops accepting, drains in-flight requests (up to the grace period), stops
-    /// the background tasks, and returns when everything has finished.
-    pub async fn shutdown(mut self) {
+    /// the background tasks, and returns when everything has finished, with the
+    /// number of panics caught while it ran.
+    pub async fn shutdown(mut self) -> Stopped {
+        use std::sync::atomic::Ordering;
         let _ = self.shutdown.send(true);
         for w in std::mem::take(&mut self.workers) {
             let _ = w.done.await;
             // The thread has sent its last word; joining only reaps it.
-            let _ = tokio::task::spawn_blocking(move || w.thread.join()).await;
+            let joined = tokio::task::spawn_blocking(move || w.thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("A worker thread panicked");
+                self.shared.panics.fetch_add(1, Ordering::Relaxed);
+            }
         }
         while let Some(res) = self.tasks.join_next().await {
-            if let Err(e) = res {
-                if e.is_panic() {
-                    tracing::error!("A server task panicked");
-                }
+            if res.is_err_and(|e| e.is_panic()) {
+                tracing::error!("A server task panicked");
+                self.shared.panics.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        Stopped {
+            panics: self.shared.panics.load(Ordering::Relaxed),
         }
     }
 

@@ -22,11 +22,7 @@ const ROUTES: &str = "  - path: /public/*\n    upstream: api\n    auth: anonymou
 async fn setup() -> (JwksServer, Upstream, Gateway) {
     let jwks = JwksServer::start(&[&rsa()]).await;
     let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&jwks, &up, ROUTES).replace(
-        "  shutdown_grace: 5s\n",
-        "  shutdown_grace: 5s\n  workers: 1\n",
-    ))
-    .await;
+    let gw = Gateway::start(&config(&jwks, &up, ROUTES)).await;
     (jwks, up, gw)
 }
 

@@ -27,6 +27,8 @@ pub struct Worker {
     pub issuer: Option<(Arc<Issuer>, tokio::runtime::Handle)>,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Where caught panics are counted.
+    pub panics: Arc<std::sync::atomic::AtomicUsize>,
     /// The `route` label of requests no route matched.
     pub no_route: Arc<str>,
 }
@@ -105,6 +107,9 @@ async fn dispatch(
     let mut resp = match result {
         Ok(resp) => resp,
         Err(_) => {
+            worker
+                .panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(
                 request_id = %request_id.to_str().unwrap_or_default(),
                 "Request handler panicked"

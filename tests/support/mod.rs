@@ -519,6 +519,7 @@ pub fn config(jwks: &JwksServer, upstream: &Upstream, routes: &str) -> String {
         r#"server:
   listen: "127.0.0.1:0"
   shutdown_grace: 5s
+  workers: 1
 admin:
   listen: "127.0.0.1:0"
 issuers:
@@ -583,7 +584,8 @@ impl Gateway {
 
     pub async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
-            r.shutdown().await;
+            let stopped = r.shutdown().await;
+            assert_eq!(stopped.panics, 0, "a server task panicked");
         }
     }
 }
@@ -702,6 +704,7 @@ pub fn config_with_keys(source: &str, upstream: &Upstream, routes: &str) -> Stri
         r#"server:
   listen: "127.0.0.1:0"
   shutdown_grace: 5s
+  workers: 1
 admin:
   listen: "127.0.0.1:0"
 issuers:
