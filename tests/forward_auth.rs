@@ -285,7 +285,7 @@ fn nginx_binary() -> Option<&'static str> {
 
 async fn start_nginx(auth: SocketAddr, upstream: SocketAddr) -> Option<Nginx> {
     let Some(bin) = nginx_binary() else {
-        eprintln!("skipped: nginx is not installed (.ci/run installs it)");
+        skip("needs nginx (.ci/run installs it from Debian's packages)");
         return None;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,40 @@
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL: &str = "PORTCULLIS_TEST_POSTGRES_URL";
 
+/// Where the tests look for PostgreSQL when the variable is unset.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL server for tests: the variable's URL (a test then fails if it
+/// is unreachable: CI asked for it), else the default when a connection to it
+/// succeeds; `None` after recording a skip.
+pub async fn postgres_url() -> Option<String> {
+    static PROBE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    if let Ok(url) = std::env::var(POSTGRES_URL) {
+        return Some(url);
+    }
+    let reachable = *PROBE
+        .get_or_init(|| async {
+            use sqlx::Connection as _;
+            let attempt = sqlx::PgConnection::connect(DEFAULT_POSTGRES_URL);
+            match tokio::time::timeout(std::time::Duration::from_secs(3), attempt).await {
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await;
+    if reachable {
+        Some(DEFAULT_POSTGRES_URL.to_owned())
+    } else {
+        super::skip(&format!(
+            "needs PostgreSQL: {POSTGRES_URL} is unset and nothing answers at {DEFAULT_POSTGRES_URL}"
+        ));
+        None
+    }
+}
+
 /// An issuer database that lives as long as one test: a SQLite file in a
 /// temporary directory, or a fresh schema on `$PORTCULLIS_TEST_POSTGRES_URL`,
 /// dropped when the value is dropped (also when the test panicked).
@@ -24,13 +58,13 @@ impl TestDb {
         }
     }
 
-    /// `None` (after printing "skipped: …") when no PostgreSQL URL is set.
+    /// A fresh schema on the tests' PostgreSQL: `$PORTCULLIS_TEST_POSTGRES_URL`,
+    /// else the documented default (`postgres://postgres@127.0.0.1:5432/test`)
+    /// when something answers there; `None` (the test says it was skipped)
+    /// when neither is available.
     pub async fn postgres() -> Option<TestDb> {
         use sqlx::Connection as _;
-        let Ok(base) = std::env::var(POSTGRES_URL) else {
-            println!("skipped: {POSTGRES_URL} is not set");
-            return None;
-        };
+        let base = postgres_url().await?;
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&base)
             .await

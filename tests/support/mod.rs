@@ -833,4 +833,7 @@ mod db;
 pub use db::*;
 pub mod oauth;
 pub mod process;
+pub mod skip;
 pub mod tls;
+
+pub use skip::skip;
