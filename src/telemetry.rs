@@ -277,7 +277,8 @@ pub fn init(format: LogFormat) -> Logging {
             builder
                 .json()
                 .flatten_event(true)
-                .with_current_span(false)
+                .with_current_span(true)
+                .with_span_list(false)
                 .try_init(),
             access::AccessLog::json(writer),
         ),
