@@ -379,6 +379,34 @@ async fn discovery_documents_describe_the_issuer() {
                 .iter()
                 .any(|a| a == "RS256")
         );
+        // Only what is implemented: secrets (basic or post) and public
+        // clients; no `*_jwt` method, so no signing algorithms for one.
+        let methods = serde_json::json!(["client_secret_basic", "client_secret_post", "none"]);
+        assert_eq!(doc["token_endpoint_auth_methods_supported"], methods);
+        assert_eq!(doc["revocation_endpoint_auth_methods_supported"], methods);
+        assert_eq!(
+            doc["introspection_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert!(
+            doc.get("token_endpoint_auth_signing_alg_values_supported")
+                .is_none(),
+            "{doc}"
+        );
+        // Defaults that would claim more than there is are spelt out.
+        assert_eq!(
+            doc["response_modes_supported"],
+            serde_json::json!(["query"])
+        );
+        for flag in [
+            "request_parameter_supported",
+            "request_uri_parameter_supported",
+            "claims_parameter_supported",
+        ] {
+            assert_eq!(doc[flag], false, "{flag}");
+        }
+        // The admin API's scope is not advertised.
+        assert!(!body.contains("portcullis:admin"), "{body}");
     }
     gw.shutdown().await;
 }
