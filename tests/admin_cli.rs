@@ -345,6 +345,49 @@ async fn unknown_references_and_invalid_values_exit_1() {
         ],
     )
     .refused(1, "has no scope `delete:all`");
+    // Role names are joined by commas in X-Auth-Roles: one named
+    // `viewer,admin` would read as two roles upstream. Such names (and
+    // spaces, quotes, control characters) are refused, and nothing is made.
+    for bad in [
+        "viewer,admin",
+        "two words",
+        "say\"hi\"",
+        "it's",
+        "tab\there",
+        "",
+        "ünï",
+    ] {
+        admin(
+            &env,
+            &[
+                "role",
+                "create",
+                "--name",
+                bad,
+                "--api",
+                API,
+                "--scope",
+                "read:data",
+            ],
+        )
+        .refused(1, "no commas, spaces, quotes or control characters");
+    }
+    let long = "r".repeat(65);
+    admin(
+        &env,
+        &[
+            "role",
+            "create",
+            "--name",
+            &long,
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    )
+    .refused(1, "invalid role name");
+    assert_eq!(admin(&env, &["role", "list"]).json(), serde_json::json!([]));
     admin(
         &env,
         &[

@@ -288,6 +288,17 @@ async fn every_endpoint_works_and_is_audited() {
     .await;
     assert_eq!(status, 201, "{role}");
     assert_eq!(role["grants"][new_api], json!(["reports:read"]));
+    // A comma would make one role two in X-Auth-Roles; such names are refused.
+    for bad in ["analyst,admin", "two words", "quo\"te", "ctl\u{7}", "ünï"] {
+        let body = json!({ "name": bad, "api": new_api, "scopes": ["reports:read"] });
+        let (status, _, refused) = call(gw, "POST", "/admin/v1/roles", t, Some(body)).await;
+        assert_eq!(status, 400, "{bad:?}: {refused}");
+        assert_eq!(refused["error"], "invalid_request");
+        let text = refused["error_description"].as_str().unwrap();
+        assert!(text.contains("no commas, spaces, quotes"), "{text}");
+    }
+    let (_, _, roles) = call(gw, "GET", "/admin/v1/roles", t, None).await;
+    assert_eq!(roles.as_array().unwrap().len(), 1, "{roles}");
     let (status, _, member) = call(
         gw,
         "POST",

@@ -28,8 +28,8 @@ mod webhooks;
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
 pub use tenancy::{
-    MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role, create_user,
-    list_members, list_organizations, list_roles, remove_member,
+    MAX_ROLE_NAME_LEN, MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role,
+    create_user, is_role_name, list_members, list_organizations, list_roles, remove_member,
 };
 pub use users::{UserChanges, delete_user, get_user, list_users, update_user};
 pub use webhooks::{

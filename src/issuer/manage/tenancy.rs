@@ -108,7 +108,39 @@ pub async fn create_user(
     Ok(user)
 }
 
-/// Creates a role granting `scopes` of the API resource `api`.
+/// The longest role name.
+pub const MAX_ROLE_NAME_LEN: usize = 64;
+
+/// Whether `name` may name a role: 1 to [`MAX_ROLE_NAME_LEN`] of the ASCII
+/// letters, digits and `. _ : @ / + -`. Role names travel in the `roles` claim
+/// and, joined by commas, in the gateway's `X-Auth-Roles` header: a comma
+/// would split one role into two upstream, and spaces, quotes, semicolons,
+/// non-ASCII and control characters have other meanings in headers and
+/// logs, so none of them is allowed.
+pub fn is_role_name(name: &str) -> bool {
+    (1..=MAX_ROLE_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@/+-".contains(&b))
+}
+
+fn check_role_name(name: &str) -> Result<(), ManageError> {
+    match is_role_name(name) {
+        true => Ok(()),
+        // The name is not echoed: it may hold control characters.
+        false => Err(invalid(
+            "role name",
+            format!(
+                "use 1 to {MAX_ROLE_NAME_LEN} of the characters A-Z a-z 0-9 . _ : @ / + - \
+                 (no commas, spaces, quotes or control characters: role names are joined \
+                 by commas in X-Auth-Roles)"
+            ),
+        )),
+    }
+}
+
+/// Creates a role granting `scopes` of the API resource `api`. The name must
+/// pass [`is_role_name`].
 pub async fn create_role(
     store: &dyn Store,
     actor: Actor<'_>,
@@ -116,10 +148,7 @@ pub async fn create_role(
     api: &str,
     scopes: Vec<String>,
 ) -> Result<Role, ManageError> {
-    check_name("role name", name)?;
-    if name.chars().any(char::is_whitespace) {
-        return Err(invalid("role name", "must not contain spaces"));
-    }
+    check_role_name(name)?;
     let grants = ScopeMap::from([(api.to_owned(), scopes)]);
     check_grants(store, &grants).await?;
     let role = Role {

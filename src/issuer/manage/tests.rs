@@ -181,6 +181,39 @@ async fn users_orgs_and_memberships_emit_their_events() {
     create_role(db, cli(), "viewer", API, vec!["read".into()])
         .await
         .unwrap();
+    for bad in [
+        "viewer,admin",
+        "a b",
+        "a\"b",
+        "a'b",
+        "a;b",
+        "a\\b",
+        "a\nb",
+        "é",
+        "",
+    ] {
+        let refused = create_role(db, cli(), bad, API, vec!["read".into()]).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ManageError::Invalid {
+                    field: "role name",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    for good in [
+        "team-lead",
+        "billing.admin",
+        "org:owner",
+        "viewer-ann+x@example.test",
+        "a/b_c",
+    ] {
+        assert!(is_role_name(good), "{good}");
+    }
+    assert!(!is_role_name(&"r".repeat(MAX_ROLE_NAME_LEN + 1)));
     let unknown_role = add_member(db, cli(), &org.id, &ann.id, vec!["admin".into()]).await;
     assert!(matches!(unknown_role, Err(ManageError::UnknownRole(r)) if r == "admin"));
     let unknown_org = add_member(db, cli(), "org_x", &ann.id, vec!["viewer".into()]).await;
