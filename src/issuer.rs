@@ -21,6 +21,7 @@ pub mod keyring;
 pub mod manage;
 pub mod purge;
 pub mod refresh;
+pub mod reserved;
 pub mod revoke;
 pub mod signing;
 pub mod store;

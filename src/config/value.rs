@@ -13,8 +13,8 @@ use serde::de::{self, Deserializer, Visitor};
 mod oauth;
 
 pub use oauth::{
-    GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret, absolute_uri,
-    scope_token,
+    ADMIN_SCOPE, GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret,
+    absolute_uri, admin_audience, scope_token,
 };
 
 /// Something that can be parsed from one YAML string scalar.

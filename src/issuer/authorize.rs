@@ -31,6 +31,7 @@ use self::csrf::CookieJar;
 use self::request::{AuthRequest, Params, Prompt, Target};
 use self::session::{Authenticated, LoginState};
 use super::keyring::KeyRing;
+use super::reserved::confine;
 use super::store::{AuthCode, Store, StoreError};
 use super::token::{Minter, random_token, token_hash};
 use crate::clock::Clock;
@@ -325,7 +326,8 @@ impl Flow {
                 .map_err(|e| AuthorizeError::store(&e))?,
             _ => Vec::new(),
         };
-        let scope = request::granted_scope(request, &role_grants).join(" ");
+        let granted = request::granted_scope(request, &role_grants);
+        let scope = confine(&self.section.url, request.resource.as_deref(), &granted).join(" ");
         let code = random_token(32);
         let now = self.clock.now_unix();
         let record = AuthCode {

@@ -17,7 +17,7 @@ use super::clients::{ClientAuth, Form, hash_secret, verify_secret};
 use super::error::{OAuthError, json_response};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
-use super::store::{self, ApiResource, Client, Store, StoreError};
+use super::store::{self, Client, Store, StoreError};
 use super::token::Minter;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
@@ -50,6 +50,8 @@ pub enum IssuerError {
     MasterKey(#[source] super::signing::SigningError),
     #[error("cannot apply declarative client `{0}`")]
     Client(String),
+    #[error("cannot apply the declared resources")]
+    Resources(#[source] super::manage::ManageError),
 }
 
 /// The running issuer.
@@ -88,6 +90,7 @@ impl Issuer {
         let store = store::open(&section.database).await?;
         let now = clock.now_unix();
         apply_declarations(&section, store.as_ref(), now).await?;
+        warn_on_unsafe_role_names(store.as_ref()).await?;
         let master = MasterKey::from_env(env).map_err(IssuerError::MasterKey)?;
         let policy = RotationPolicy::from_section(&section, JWKS_MAX_AGE);
         let keys = Arc::new(KeyRing::new(
@@ -296,21 +299,20 @@ pub(super) async fn read_form(
     Ok(form)
 }
 
-/// Upserts the `resources:` and `clients:` of the configuration. A client's
+/// Upserts the `resources:` (with the admin API's own, see
+/// [`super::reserved`]) and `clients:` of the configuration. A client's
 /// secret is re-hashed only when the stored hash no longer matches it.
 async fn apply_declarations(
     section: &IssuerSection,
     store: &dyn Store,
     now: i64,
 ) -> Result<(), IssuerError> {
-    for r in &section.resources {
-        store
-            .upsert_api_resource(&ApiResource {
-                identifier: r.identifier.clone(),
-                scopes: r.scopes.clone(),
-            })
-            .await?;
-    }
+    super::manage::apply_declared_resources(store, section)
+        .await
+        .map_err(|e| match e {
+            super::manage::ManageError::Store(e) => IssuerError::Store(e),
+            other => IssuerError::Resources(other),
+        })?;
     for c in &section.clients {
         let existing = store.get_client(&c.client_id).await?;
         let secret_hash = match &c.client_secret {
@@ -346,6 +348,21 @@ async fn apply_declarations(
             created_at: now,
         };
         store.upsert_client(&client).await?;
+    }
+    Ok(())
+}
+
+/// Logs, at `warn`, stored roles whose names roles created today could not
+/// have (from before names were checked): a comma in one splits it in two in
+/// the gateway's `X-Auth-Roles`. The roles stay; an operator renames them.
+async fn warn_on_unsafe_role_names(store: &dyn Store) -> Result<(), IssuerError> {
+    for role in store.list_roles().await? {
+        if !super::manage::is_role_name(&role.name) {
+            tracing::warn!(
+                role = %role.name.escape_debug(),
+                "A stored role has a name new roles may not have (commas, spaces, quotes or control characters); recreate it under a plain name"
+            );
+        }
     }
     Ok(())
 }

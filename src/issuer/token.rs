@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::clients::Form;
 use super::error::OAuthError;
 use super::keyring::KeyRing;
+use super::reserved::confine;
 use super::store::{Client, Store};
 use crate::config::{IssuerSection, SigningAlg};
 
@@ -106,11 +107,11 @@ impl Minter {
             return Err(OAuthError::UnauthorizedClient);
         }
         let resource = self.resource(client, form).await?;
-        let allowed = client
-            .scopes
-            .get(&resource)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let allowed = confine(
+            &self.section.url,
+            Some(&resource),
+            client.scopes.get(&resource).into_iter().flatten(),
+        );
         let scopes: Vec<&str> = match requested_scopes(form)? {
             Some(req) => {
                 let granted: Vec<&str> = allowed

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Checker;
 use crate::config::raw::{RawClient, RawIssuerSection, RawResource, RawWebhook};
-use crate::config::value::{absolute_uri, scope_token};
+use crate::config::value::{ADMIN_SCOPE, absolute_uri, admin_audience, scope_token};
 use crate::config::{
     ClientConfig, GrantType, IssuerSection, ResourceConfig, Secret, SigningAlg, WebhookConfig,
 };
@@ -99,7 +99,8 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
             "`refresh_reuse_grace` must be at most 60s",
         );
     }
-    let resources = resources(c, raw.resources);
+    let admin = admin_audience(&raw.url.0.0);
+    let resources = resources(c, raw.resources, &admin);
     let mut ids = HashSet::new();
     let clients = raw
         .clients
@@ -112,7 +113,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
                     format!("client `{}` is declared twice", r.client_id),
                 );
             }
-            client(c, i, r, &resources, &signing_algs)
+            client(c, i, r, &resources, &signing_algs, &admin)
         })
         .collect();
     let webhooks = webhooks(c, raw.webhooks);
@@ -138,10 +139,24 @@ fn has_duplicates<T: Eq + std::hash::Hash>(items: &[T]) -> bool {
     !items.iter().all(|i| seen.insert(i))
 }
 
-fn resources(c: &mut Checker<'_>, raw: Vec<RawResource>) -> Vec<ResourceConfig> {
+fn resources(c: &mut Checker<'_>, raw: Vec<RawResource>, admin: &str) -> Vec<ResourceConfig> {
     let mut seen = HashSet::new();
     for (i, r) in raw.iter().enumerate() {
         let key = format!("issuer.resources[{i}]");
+        if r.identifier == admin {
+            c.error(
+                &format!("{key}.identifier"),
+                format!("`{admin}` is the admin API's resource, which the issuer declares itself (with `{ADMIN_SCOPE}`); leave it out"),
+            );
+        }
+        for (j, s) in r.scopes.iter().enumerate() {
+            if s == ADMIN_SCOPE && r.identifier != admin {
+                c.error(
+                    &format!("{key}.scopes[{j}]"),
+                    format!("`{ADMIN_SCOPE}` exists only on the admin API's resource `{admin}`: a token for any other API would carry it to that API's upstreams"),
+                );
+            }
+        }
         if let Err(e) = absolute_uri(&r.identifier) {
             c.error(
                 &format!("{key}.identifier"),
@@ -186,6 +201,7 @@ fn client(
     r: RawClient,
     resources: &[ResourceConfig],
     signing_algs: &[SigningAlg],
+    admin: &str,
 ) -> ClientConfig {
     let key = format!("issuer.clients[{i}]");
     if r.client_id.is_empty() {
@@ -254,6 +270,25 @@ fn client(
     for (resource, list) in &r.scopes {
         let skey = format!("{key}.scopes.{resource}");
         scopes(c, &skey, list);
+        if resource == admin {
+            // The issuer declares this resource, with its one scope.
+            for (j, s) in list.iter().enumerate() {
+                if s != ADMIN_SCOPE {
+                    c.error(
+                        &format!("{skey}[{j}]"),
+                        format!("the admin API `{admin}` has one scope, `{ADMIN_SCOPE}`"),
+                    );
+                }
+            }
+            continue;
+        }
+        if let Some(j) = list.iter().position(|s| s == ADMIN_SCOPE) {
+            c.error(
+                &format!("{skey}[{j}]"),
+                format!("`{ADMIN_SCOPE}` exists only on the admin API's resource `{admin}`"),
+            );
+            continue;
+        }
         if resources.is_empty() {
             // Resources live in the database only: checked when tokens are asked for.
             continue;

@@ -1,0 +1,73 @@
+//! The `issuer:` checks that keep privileges where they belong: the admin
+//! API's scope on its own resource only.
+
+use super::{ISSUER, errors, line_of, only_error, parse};
+
+const ADMIN_API: &str = "http://127.0.0.1:8080/admin/v1";
+
+#[test]
+fn clients_may_be_given_the_admin_scope_on_the_admin_api() {
+    let text = ISSUER.replace(
+        "scopes: { \"https://api.example.test\": [read:data] }",
+        &format!("scopes: {{ \"{ADMIN_API}\": [\"portcullis:admin\"] }}"),
+    );
+    let c = parse(&text).expect("valid");
+    let issuer = c.issuer.expect("issuer");
+    assert_eq!(
+        issuer.clients[0].scopes,
+        [(ADMIN_API.to_owned(), vec!["portcullis:admin".to_owned()])]
+    );
+    // The admin API has one scope.
+    let text = ISSUER.replace(
+        "scopes: { \"https://api.example.test\": [read:data] }",
+        &format!("scopes: {{ \"{ADMIN_API}\": [\"portcullis:admin\", read:data] }}"),
+    );
+    let e = only_error(&text);
+    assert_eq!(
+        e.key.as_deref(),
+        Some(format!("issuer.clients[0].scopes.{ADMIN_API}[1]").as_str())
+    );
+    assert!(e.message.contains("has one scope"), "{e}");
+}
+
+#[test]
+fn no_other_resource_may_define_or_grant_the_admin_scope() {
+    // A resource defining it.
+    let text = ISSUER.replace(
+        "scopes: [read:data, write:data]",
+        "scopes: [read:data, write:data, \"portcullis:admin\"]",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.resources[0].scopes[2]"));
+    assert_eq!(e.line, line_of(&text, "portcullis:admin"));
+    assert!(e.message.contains(ADMIN_API), "{e}");
+    // Declaring the admin API's resource itself.
+    let text = ISSUER.replace(
+        "    - identifier: \"https://api.example.test\"\n      scopes: [read:data, write:data]\n",
+        &format!(
+            "    - identifier: \"https://api.example.test\"\n      scopes: [read:data, write:data]\n    - identifier: \"{ADMIN_API}\"\n      scopes: [\"portcullis:admin\"]\n"
+        ),
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.resources[1].identifier"));
+    assert!(e.message.contains("declares itself"), "{e}");
+    // A client granted it on another resource, with or without declared
+    // resources (the database holds them then, and is not read here).
+    let granted = ISSUER.replace(
+        "scopes: { \"https://api.example.test\": [read:data] }",
+        "scopes: { \"https://api.example.test\": [read:data, \"portcullis:admin\"] }",
+    );
+    let undeclared = granted.replace(
+        "  resources:\n    - identifier: \"https://api.example.test\"\n      scopes: [read:data, write:data]\n",
+        "",
+    );
+    for text in [granted, undeclared] {
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].key.as_deref(),
+            Some("issuer.clients[0].scopes.https://api.example.test[1]")
+        );
+        assert!(errs[0].message.contains("exists only on"), "{}", errs[0]);
+    }
+}
