@@ -142,6 +142,9 @@ pub struct ClientConfig {
     pub require_pkce: bool,
     /// The algorithm of its ID tokens: one of `signing_algs` (default RS256).
     pub id_token_signed_response_alg: SigningAlg,
+    /// Resources whose access tokens this (confidential) client may
+    /// introspect although issued to other clients; empty by default.
+    pub introspection: Vec<String>,
 }
 
 /// A webhook endpoint.

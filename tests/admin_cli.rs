@@ -710,9 +710,9 @@ async fn declared_resources_are_known_before_any_gateway_ran() {
     assert!(client["client_secret"].is_string(), "{client}");
 }
 
-#[path = "admin_cli/admin_token.rs"]
-mod admin_token;
 #[path = "admin_cli/catalog.rs"]
 mod catalog;
 #[path = "admin_cli/manage.rs"]
 mod manage;
+#[path = "admin_cli/privileges.rs"]
+mod privileges;

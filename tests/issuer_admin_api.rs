@@ -238,10 +238,12 @@ async fn every_endpoint_works_and_is_audited() {
             "name": "Reports job",
             "grant_types": ["client_credentials"],
             "scopes": { new_api: ["reports:read"] },
+            "introspection": [new_api],
         })),
     )
     .await;
     assert_eq!(status, 201, "{client}");
+    assert_eq!(client["introspection"], json!([new_api]));
     assert_eq!(headers["cache-control"], "no-store");
     let id = client["client_id"].as_str().unwrap().to_owned();
     let secret = client["client_secret"].as_str().unwrap().to_owned();

@@ -210,6 +210,7 @@ fn client(id: &str) -> Client {
         redirect_uris: strings(&["http://127.0.0.1:3000/callback"]),
         scopes: scopes(&[("https://api.test", &["read:data", "write:data"])]),
         id_token_signed_response_alg: Some("ES256".into()),
+        introspection: vec!["https://api.example.test".into()],
         created_at: NOW,
     }
 }

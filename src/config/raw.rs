@@ -138,6 +138,9 @@ pub struct RawClient {
     pub scopes: BTreeMap<String, Vec<String>>,
     pub require_pkce: Option<bool>,
     pub id_token_signed_response_alg: Option<Parsed<SigningAlg>>,
+    /// Resources whose access tokens this client may introspect.
+    #[serde(default)]
+    pub introspection: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

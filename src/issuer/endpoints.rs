@@ -345,6 +345,7 @@ async fn apply_declarations(
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.iter().cloned().collect(),
             id_token_signed_response_alg: Some(c.id_token_signed_response_alg.as_str().to_owned()),
+            introspection: c.introspection.clone(),
             created_at: now,
         };
         store.upsert_client(&client).await?;

@@ -67,6 +67,12 @@ pub(super) enum ClientCommand {
         /// Scopes of `--api` the client may obtain.
         #[arg(long = "scope", num_args = 1.., requires = "api")]
         scopes: Vec<String>,
+        /// An API whose access tokens this confidential client may
+        /// introspect although issued to other clients (a resource
+        /// server's client); repeat for several. Without it, a client
+        /// introspects its own tokens only.
+        #[arg(long = "introspect", value_name = "API")]
+        introspection: Vec<String>,
     },
     /// List the clients (never their secrets or hashes).
     List,
@@ -150,6 +156,7 @@ impl ClientCommand {
                 require_pkce,
                 api,
                 scopes,
+                introspection,
             } => {
                 let scopes: ScopeMap = api.into_iter().map(|a| (a, scopes.clone())).collect();
                 let new = NewClient {
@@ -159,6 +166,7 @@ impl ClientCommand {
                     public,
                     require_pkce,
                     scopes,
+                    introspection,
                 };
                 let created = manage::create_client(db, actor, new).await?;
                 let mut out = client_json(&created.client);

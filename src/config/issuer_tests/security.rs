@@ -71,3 +71,30 @@ fn no_other_resource_may_define_or_grant_the_admin_scope() {
         assert!(errs[0].message.contains("exists only on"), "{}", errs[0]);
     }
 }
+
+#[test]
+fn introspection_is_for_confidential_clients_and_declared_resources() {
+    let text = ISSUER.replace(
+        "      grant_types: [client_credentials]\n",
+        "      grant_types: [client_credentials]\n      introspection: [\"https://api.example.test\"]\n",
+    );
+    let c = parse(&text).expect("valid");
+    assert_eq!(
+        c.issuer.expect("issuer").clients[0].introspection,
+        ["https://api.example.test"]
+    );
+    let text = ISSUER.replace(
+        "      grant_types: [client_credentials]\n",
+        "      grant_types: [client_credentials]\n      introspection: [\"https://nope.example.test\"]\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.clients[0].introspection[0]"));
+    assert!(e.message.contains("not a resource declared"), "{e}");
+    let text = ISSUER.replace(
+        "      public: true\n",
+        "      public: true\n      introspection: [\"https://api.example.test\"]\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.clients[1].introspection"));
+    assert!(e.message.contains("public client cannot introspect"), "{e}");
+}

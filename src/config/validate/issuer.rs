@@ -310,6 +310,7 @@ fn client(
             }
         }
     }
+    introspection(c, &key, &r.introspection, public, resources, admin);
     ClientConfig {
         client_id: r.client_id,
         client_secret,
@@ -319,6 +320,45 @@ fn client(
         scopes: r.scopes.into_iter().collect(),
         require_pkce: public || r.require_pkce.unwrap_or(true),
         id_token_signed_response_alg: id_alg,
+        introspection: r.introspection,
+    }
+}
+
+/// A client's `introspection` list: resources (declared ones, when any are,
+/// or the admin API's), none twice, and only for a confidential client.
+fn introspection(
+    c: &mut Checker<'_>,
+    key: &str,
+    list: &[String],
+    public: bool,
+    resources: &[ResourceConfig],
+    admin: &str,
+) {
+    let ikey = format!("{key}.introspection");
+    if public && !list.is_empty() {
+        c.error(
+            &ikey,
+            "a public client cannot introspect: introspection needs client authentication",
+        );
+    }
+    if has_duplicates(list) {
+        c.error(&ikey, "`introspection` names a resource twice");
+    }
+    for (j, resource) in list.iter().enumerate() {
+        let declared = resources.is_empty()
+            || resource == admin
+            || resources.iter().any(|r| &r.identifier == resource);
+        if let Err(e) = absolute_uri(resource) {
+            c.error(
+                &format!("{ikey}[{j}]"),
+                format!("a resource identifier must be an absolute URI: {e}"),
+            );
+        } else if !declared {
+            c.error(
+                &format!("{ikey}[{j}]"),
+                format!("`{resource}` is not a resource declared in `issuer.resources`"),
+            );
+        }
     }
 }
 

@@ -44,6 +44,7 @@ fn m2m(scopes: &[&str]) -> NewClient {
         public: false,
         require_pkce: false,
         scopes: ScopeMap::from([(API.into(), scopes.iter().map(|s| s.to_string()).collect())]),
+        introspection: vec![],
     }
 }
 
@@ -123,7 +124,48 @@ async fn client_rules_and_references_are_checked() {
     };
     let err = refused(elsewhere).await.unwrap();
     assert!(matches!(err, ManageError::UnknownApi(_)) && err.is_caller_fault());
+    // Introspection of other clients' tokens: existing APIs, confidential
+    // clients, each once.
+    let introspect = |list: &[&str]| NewClient {
+        introspection: list.iter().map(|s| s.to_string()).collect(),
+        ..m2m(&["read"])
+    };
+    let err = refused(introspect(&["https://other.test"])).await.unwrap();
+    assert!(matches!(err, ManageError::UnknownApi(_)), "{err}");
+    let err = refused(introspect(&[API, API])).await.unwrap();
+    assert!(
+        matches!(
+            err,
+            ManageError::Invalid {
+                field: "introspection",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let public = NewClient {
+        public: true,
+        grant_types: vec![GrantType::AuthorizationCode],
+        redirect_uris: vec!["https://app.test/cb".into()],
+        ..introspect(&[API])
+    };
+    let err = refused(public).await.unwrap();
+    assert!(
+        matches!(
+            err,
+            ManageError::Invalid {
+                field: "introspection",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(store.list_clients().await.unwrap().is_empty());
+    let made = create_client(store.as_ref(), cli(), introspect(&[API]))
+        .await
+        .unwrap();
+    let stored = store.get_client(&made.client.client_id).await.unwrap();
+    assert_eq!(stored.unwrap().introspection, [API]);
 
     let err = delete_client(store.as_ref(), cli(), "client_nope").await;
     assert!(matches!(err, Err(ManageError::UnknownClient(_))));

@@ -42,6 +42,10 @@ pub struct Client {
     pub scopes: ScopeMap,
     /// The algorithm for this client's ID tokens (`RS256` when `None`).
     pub id_token_signed_response_alg: Option<String>,
+    /// The API resources whose access tokens the client may introspect
+    /// although they were issued to other clients (a resource server's
+    /// client); empty for most. A client may always introspect its own.
+    pub introspection: Vec<String>,
     /// When the client was created; an upsert keeps the first value.
     pub created_at: i64,
 }
