@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod introspect;
+pub mod kdf;
 pub mod keyring;
 pub mod manage;
 pub mod purge;
@@ -25,6 +26,7 @@ pub mod reserved;
 pub mod revoke;
 pub mod signing;
 pub mod store;
+pub mod throttle;
 pub mod token;
 
 pub use endpoints::Issuer;

@@ -266,7 +266,7 @@ impl Worker {
                                             Some((issuer, control))
                                                 if Issuer::serves(req.uri().path()) =>
                                             {
-                                                issue(issuer, control, req).await
+                                                issue(issuer, control, req, remote).await
                                             }
                                             _ => proxy.handle(req, remote).await,
                                         })
@@ -288,11 +288,16 @@ impl Worker {
 
 /// Runs an issuer request on the control runtime, where the database pool and
 /// the key ring live, and hands the answer back to the worker's connection.
+/// The peer's address goes along in the request's extensions: the issuer
+/// throttles failed authentications per source address.
 async fn issue(
     issuer: Arc<Issuer>,
     control: tokio::runtime::Handle,
-    req: http::Request<hyper::body::Incoming>,
+    mut req: http::Request<hyper::body::Incoming>,
+    remote: SocketAddr,
 ) -> http::Response<ProxyBody> {
+    req.extensions_mut()
+        .insert(crate::issuer::throttle::ClientAddr(remote));
     let resp = match control.spawn(async move { issuer.handle(req).await }).await {
         Ok(resp) => resp,
         Err(_) => crate::issuer::error::OAuthError::Server.into_response(),

@@ -13,11 +13,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use super::clients::{ClientAuth, Form, hash_secret, verify_secret};
+use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
+use super::kdf::{Budget, LOGIN_LIMITS, hash_secret, verify_secret};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
 use super::store::{self, Client, Store, StoreError};
+use super::throttle::{ClientAddr, Source};
 use super::token::Minter;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
@@ -101,6 +103,13 @@ impl Issuer {
         ));
         keys.sync_at_start(clock.as_ref()).await?;
         let (discovery, metadata) = discovery_documents(&section);
+        // Unknown emails at /login replay real verification times: one is
+        // measured now, so that there is one before the first login.
+        let login_budget = Arc::new(Budget::new("login", LOGIN_LIMITS));
+        tokio::spawn({
+            let budget = login_budget.clone();
+            async move { budget.prepare().await }
+        });
         Ok(Arc::new(Issuer {
             clients: ClientAuth::new(store.clone(), clock.clone()),
             admin: super::admin_api::AdminApi::new(
@@ -115,6 +124,7 @@ impl Issuer {
                 store.clone(),
                 keys.clone(),
                 clock.clone(),
+                login_budget,
             ),
             minter: Minter {
                 section: section.clone(),
@@ -167,8 +177,11 @@ impl Issuer {
         }
     }
 
-    /// Answers one issuer request.
+    /// Answers one issuer request. The server puts the peer's address in
+    /// the request's extensions ([`ClientAddr`]); failed authentications
+    /// are throttled per source address.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let source = Source::of(req.extensions().get::<ClientAddr>().copied());
         let path = req.uri().path();
         if super::authorize::Flow::serves(path) {
             return self.login.handle(req).await;
@@ -208,20 +221,24 @@ impl Issuer {
             }
             ("/oauth/revoke", None) => {
                 let now = self.clock.now_unix();
-                super::revoke::handle(&self.minter, &self.clients, req, now).await
+                super::revoke::handle(&self.minter, &self.clients, req, &source, now).await
             }
             ("/oauth/introspect", None) => {
                 let now = self.clock.now_unix();
-                super::introspect::handle(&self.minter, &self.clients, req, now).await
+                super::introspect::handle(&self.minter, &self.clients, req, &source, now).await
             }
-            _ => match self.token(req).await {
+            _ => match self.token(req, &source).await {
                 Ok(resp) => resp,
                 Err(e) => e.into_response(),
             },
         }
     }
 
-    async fn token(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, OAuthError> {
+    async fn token(
+        &self,
+        req: Request<Incoming>,
+        source: &Source,
+    ) -> Result<Response<Full<Bytes>>, OAuthError> {
         let (parts, body) = req.into_parts();
         let form = read_form(&parts.headers, body).await?;
         let grant = form
@@ -232,21 +249,21 @@ impl Issuer {
             "client_credentials" => {
                 let client = self
                     .clients
-                    .authenticate(&parts.headers, &form, false)
+                    .authenticate(&parts.headers, &form, false, source)
                     .await?;
                 self.minter.client_credentials(&client, &form, now).await?
             }
             "authorization_code" => {
                 let client = self
                     .clients
-                    .authenticate(&parts.headers, &form, true)
+                    .authenticate(&parts.headers, &form, true, source)
                     .await?;
                 self.login.exchange(&client, &form, now).await?
             }
             "refresh_token" => {
                 let client = self
                     .clients
-                    .authenticate(&parts.headers, &form, true)
+                    .authenticate(&parts.headers, &form, true, source)
                     .await?;
                 self.minter.refresh(&client, &form, now).await?
             }
@@ -326,7 +343,7 @@ async fn apply_declarations(
                     _ => Some(
                         hash_secret(secret.expose().to_owned())
                             .await
-                            .map_err(|_| IssuerError::Client(c.client_id.clone()))?,
+                            .ok_or_else(|| IssuerError::Client(c.client_id.clone()))?,
                     ),
                 }
             }

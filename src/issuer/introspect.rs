@@ -29,6 +29,7 @@ use super::endpoints::read_form;
 use super::error::{OAuthError, json_response};
 use super::refresh::{family_expired, storage};
 use super::store::{Client, PresentedToken};
+use super::throttle::Source;
 use super::token::{Minter, token_hash};
 use crate::auth::keys::{KeyLookup, KeySet};
 use crate::auth::verify::{Window, check_window, parse, verify_signature};
@@ -52,9 +53,10 @@ pub async fn handle(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Response<Full<Bytes>> {
-    match introspect(minter, clients, req, now).await {
+    match introspect(minter, clients, req, source, now).await {
         Ok(body) => json_response(StatusCode::OK, body.to_string()),
         Err(e) => e.into_response(),
     }
@@ -108,11 +110,14 @@ async fn introspect(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Result<Value, OAuthError> {
     let (parts, body) = req.into_parts();
     let form: Form = read_form(&parts.headers, body).await?;
-    let client = clients.authenticate(&parts.headers, &form, false).await?;
+    let client = clients
+        .authenticate(&parts.headers, &form, false, source)
+        .await?;
     let token = form
         .get("token")
         .filter(|t| !t.is_empty())

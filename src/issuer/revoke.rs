@@ -28,6 +28,7 @@ use super::error::{OAuthError, json_response};
 use super::introspect::{looks_like_jwt, verified_access_claims};
 use super::refresh::{family_expired, storage};
 use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily, Store};
+use super::throttle::Source;
 use super::token::{Minter, token_hash};
 
 /// Answers one revocation request.
@@ -35,9 +36,10 @@ pub async fn handle(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Response<Full<Bytes>> {
-    match revoke(minter, clients, req, now).await {
+    match revoke(minter, clients, req, source, now).await {
         Ok(()) => json_response(StatusCode::OK, String::new()),
         Err(e) => e.into_response(),
     }
@@ -47,11 +49,14 @@ async fn revoke(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Result<(), OAuthError> {
     let (parts, body) = req.into_parts();
     let form: Form = read_form(&parts.headers, body).await?;
-    let client = clients.authenticate(&parts.headers, &form, true).await?;
+    let client = clients
+        .authenticate(&parts.headers, &form, true, source)
+        .await?;
     let token = form
         .get("token")
         .filter(|t| !t.is_empty())

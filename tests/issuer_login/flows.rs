@@ -379,23 +379,62 @@ async fn login_forms_need_their_csrf_token(db: TestDb) {
     env.gw.shutdown().await;
 }
 
-async fn wrong_passwords_are_rate_limited_per_account(db: TestDb) {
-    let env = env(db).await;
+async fn wrong_passwords_slow_down_the_account_at_that_source(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(now()));
+    let options = Options {
+        clock: clock.clone(),
+        ..Options::default()
+    };
+    let env = env_with(db, options).await;
     let gw = &env.gw;
     let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
-    for _ in 0..5 {
-        let (status, _, html) =
-            submit(gw, &form, &credentials("Alice@Example.test", "wrong")).await;
+    let (stranger, alice) = (loopback(2), loopback(3));
+    for _ in 0..3 {
+        let (status, _, html) = submit_from(
+            gw,
+            stranger,
+            &form,
+            &credentials("Alice@Example.test", "wrong"),
+        )
+        .await;
         assert_eq!(status, 401);
         assert!(html.contains("wrong email or password"));
     }
-    let (status, headers, _) =
-        submit(gw, &form, &credentials("alice@example.test", PASSWORD)).await;
-    assert_eq!(status, 429, "locked even with the right password");
-    assert!(headers.contains_key("retry-after"));
-    // Another account is unaffected.
-    let (status, _, _) = submit(gw, &form, &credentials("bob@example.test", PASSWORD)).await;
+    // That source now waits 2 s for this account, whatever it sends; the
+    // password is not checked meanwhile.
+    for password in ["wrong", PASSWORD] {
+        let (status, headers, html) = submit_from(
+            gw,
+            stranger,
+            &form,
+            &credentials("alice@example.test", password),
+        )
+        .await;
+        assert_eq!(status, 429);
+        assert_eq!(headers["retry-after"], "2");
+        assert!(html.contains("wait a moment"), "{html}");
+    }
+    // Alice herself, elsewhere, is never refused: a correct password works.
+    let (status, headers, _) = submit_from(
+        gw,
+        alice,
+        &form,
+        &credentials("alice@example.test", PASSWORD),
+    )
+    .await;
+    assert_eq!(status, 302);
+    assert!(query_of(&location(&headers)).contains_key("code"));
+    // Another account from the stranger's address is not slowed down.
+    let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    let bob = credentials("bob@example.test", PASSWORD);
+    let (status, _, _) = submit_from(gw, stranger, &form, &bob).await;
     assert_eq!(status, 200, "bob is asked to choose an organization");
+    // The delay ends on time, and the right password then works there too.
+    clock.advance(2);
+    let (form, _) = open_form(gw, &authorize_query("web", ""), &[]).await;
+    let right = credentials("alice@example.test", PASSWORD);
+    let (status, _, _) = submit_from(gw, stranger, &form, &right).await;
+    assert_eq!(status, 302);
     env.gw.shutdown().await;
 }
 
@@ -533,7 +572,7 @@ crate::on_both_databases!(
     code_reuse_is_refused_and_revokes_its_refresh_family,
     bad_clients_and_redirect_uris_get_a_page_never_a_redirect,
     login_forms_need_their_csrf_token,
-    wrong_passwords_are_rate_limited_per_account,
+    wrong_passwords_slow_down_the_account_at_that_source,
     multi_org_users_choose_or_name_their_organization,
     a_session_skips_the_form_until_logout,
     codes_expire_after_sixty_seconds,

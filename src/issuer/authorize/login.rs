@@ -1,5 +1,6 @@
-//! `/login` and `/logout`: the password form with its CSRF check and per-account
-//! failure limit, the organization chooser, and ending the session.
+//! `/login` and `/logout`: the password form with its CSRF check, failures
+//! slowed down per account and source address (`throttle`) and argon2 in the
+//! login budget (`kdf`), the organization chooser, and ending the session.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -12,8 +13,9 @@ use super::page;
 use super::request::Params;
 use super::session::{self, Authenticated, LoginTxn};
 use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
-use crate::issuer::clients::{hash_secret, verify_secret};
+use crate::issuer::kdf::{Permit, Refusal};
 use crate::issuer::store::{AuditEntry, StoreError, User, new_id};
+use crate::issuer::throttle::{self, Keys, Source, Verdict};
 use crate::issuer::token::random_token;
 
 /// The largest login form read.
@@ -58,6 +60,24 @@ fn form_again(
         Some(message),
     );
     page::html(status, form)
+}
+
+/// The login form again with `message`, `status` and `Retry-After`: the
+/// attempt was not checked and may be made again after `retry_after` seconds.
+fn wait_page(
+    id: &str,
+    txn: &LoginTxn,
+    email: &str,
+    status: StatusCode,
+    message: &str,
+    retry_after: u64,
+) -> Response<Full<Bytes>> {
+    let mut resp = form_again(id, txn, email, status, message);
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(retry_after.max(1)),
+    );
+    resp
 }
 
 /// The page for a transaction that expired or already finished.
@@ -107,7 +127,11 @@ impl Flow {
 
     /// `POST /login`: checks the CSRF token, then the password (or the chosen
     /// organization), then continues the authorization.
-    pub(super) async fn login_submit(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(super) async fn login_submit(
+        &self,
+        req: Request<Incoming>,
+        source: &Source,
+    ) -> Response<Full<Bytes>> {
         let Some((form, headers)) = read_form(req).await else {
             return page::html(
                 StatusCode::BAD_REQUEST,
@@ -146,7 +170,8 @@ impl Flow {
                 .await;
         }
         let previous = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE));
-        self.check_password(&id, &txn, &form, previous).await
+        self.check_password(&id, &txn, &form, previous, source)
+            .await
     }
 
     async fn check_password(
@@ -155,38 +180,69 @@ impl Flow {
         txn: &LoginTxn,
         form: &Params,
         previous: Option<&str>,
+        source: &Source,
     ) -> Response<Full<Bytes>> {
         let email = form.get("email").unwrap_or_default();
         let account = email.to_lowercase();
         let now = self.clock.now_unix();
-        // The attempt is counted before the password is checked, so guesses sent
-        // at once cannot all pass a check made before any of them failed.
-        match self.state.attempt(&account, now).await {
-            Ok(n) if n <= session::MAX_LOGIN_FAILURES => {}
-            Ok(n) => {
-                tracing::debug!(reason = "locked", "Login refused");
-                // One audit entry when the lock begins, not one per refusal.
-                if n == session::MAX_LOGIN_FAILURES + 1 {
-                    self.audit_login("login.locked", None, &account, &txn.request.client_id)
-                        .await;
-                }
-                let message = "too many failed attempts; try again in a few minutes";
-                let mut resp = form_again(id, txn, email, StatusCode::TOO_MANY_REQUESTS, message);
-                resp.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from(session::FAILURE_WINDOW.as_secs()),
+        // The attempt is counted before the password is checked, so guesses
+        // sent at once cannot all pass a check made before any of them failed.
+        // Unknown emails are counted like known ones: the throttle must not
+        // tell them apart either.
+        let keys = Keys::new(throttle::LOGIN, &account, source);
+        let delays_begin = match self.throttle.attempt(&keys, now).await {
+            Ok(Verdict::Check { delays_begin }) => delays_begin,
+            Ok(Verdict::Wait { retry_after }) => {
+                tracing::debug!(
+                    source = source.as_str(),
+                    reason = "throttled",
+                    "Login refused"
                 );
-                return resp;
+                let message = "too many failed sign-ins for this account from your network; wait a moment and try again";
+                return wait_page(
+                    id,
+                    txn,
+                    email,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    message,
+                    retry_after,
+                );
             }
-            Err(e) => return server_error(&e),
-        }
+            Err(e) => return server_error(&e.into()),
+        };
+        let permit = match self.budget.admit(source).await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                if let Err(e) = self.throttle.unchecked(&keys, now).await {
+                    return server_error(&e.into());
+                }
+                let (status, message) = match refusal {
+                    Refusal::Busy => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is busy; try again in a moment",
+                    ),
+                    Refusal::SourceBusy => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "another sign-in from your network is in progress; try again in a moment",
+                    ),
+                };
+                return wait_page(id, txn, email, status, message, 1);
+            }
+        };
         let password = form.get("password").unwrap_or_default().to_owned();
-        let user = match self.authenticate(email, password).await {
+        let checked = self.authenticate(&permit, email, password).await;
+        drop(permit);
+        let user = match checked {
             Ok(Some(user)) => user,
             Ok(None) => {
                 tracing::debug!(reason = "bad_credentials", "Login refused");
                 self.audit_login("login.failed", None, &account, &txn.request.client_id)
                     .await;
+                if delays_begin {
+                    // Once per run of failures, not once per refusal.
+                    self.audit_login("login.throttled", None, &account, &txn.request.client_id)
+                        .await;
+                }
                 let message = "wrong email or password";
                 return form_again(id, txn, email, StatusCode::UNAUTHORIZED, message);
             }
@@ -204,7 +260,10 @@ impl Flow {
         };
         let session_id = random_token(32);
         let started = async {
-            self.state.succeeded(&account).await?;
+            self.throttle
+                .succeeded(&keys, now)
+                .await
+                .map_err(session::StateError::from)?;
             // A new sign-in replaces the browser's session (prompt=login,
             // max_age, or another user on the same browser).
             if let Some(previous) = previous {
@@ -262,30 +321,27 @@ impl Flow {
         }
     }
 
-    /// The user with this email and password. An unknown email (or a user
-    /// without a password) still costs one argon2 verification, so timing does
-    /// not tell which accounts exist.
+    /// The user with this email and password, checked in `permit`'s argon2
+    /// slot. An unknown email (or a user without a password) holds the slot
+    /// as long as a verification takes, computing nothing (see
+    /// [`Permit::imitate`]), so timing does not tell which accounts exist.
     async fn authenticate(
         &self,
+        permit: &Permit<'_>,
         email: &str,
         password: String,
     ) -> Result<Option<User>, StoreError> {
         let user = self.store.get_user_by_email(email).await?;
-        let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
-            Some(hash) => hash,
-            None => {
-                let dummy = self
-                    .dummy_hash
-                    .get_or_init(|| async {
-                        hash_secret(random_token(16)).await.unwrap_or_default()
-                    })
-                    .await;
-                verify_secret(password, dummy.clone()).await;
-                return Ok(None);
+        match user.as_ref().and_then(|u| u.password_hash.clone()) {
+            Some(hash) => {
+                let ok = permit.verify(password, hash).await;
+                Ok(user.filter(|_| ok))
             }
-        };
-        let ok = verify_secret(password, hash).await;
-        Ok(user.filter(|_| ok))
+            None => {
+                permit.imitate().await;
+                Ok(None)
+            }
+        }
     }
 
     /// The organization chooser for a signed-in user with several memberships.

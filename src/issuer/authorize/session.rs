@@ -1,6 +1,6 @@
 //! What the login flow remembers between requests, kept in the store so that
-//! every replica sees it and a restart signs nobody out: login transactions,
-//! browser sessions, and failed logins per account. Identifiers reach the store
+//! every replica sees it and a restart signs nobody out: login transactions
+//! and browser sessions (failed logins are `throttle`'s). Identifiers reach the store
 //! only as hashes; the plain values live in the browser's URL and cookies.
 
 use std::sync::Arc;
@@ -14,11 +14,6 @@ use crate::issuer::token::token_hash;
 pub const TRANSACTION_TTL: Duration = Duration::from_secs(600);
 /// How long a browser session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
-/// Failed logins allowed per account per [`FAILURE_WINDOW`] (attempts are
-/// counted as they start; a successful one clears the count).
-pub const MAX_LOGIN_FAILURES: u32 = 5;
-/// The window of the login failure limit (each failure restarts it).
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
 /// A user who proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,28 +134,4 @@ impl LoginState {
         self.store.delete_login_session(&token_hash(id)).await?;
         Ok(())
     }
-
-    /// Counts a login attempt for the account (a lowercased email) before its
-    /// password is checked; returns the attempts in the window, which a
-    /// successful login clears. More than [`MAX_LOGIN_FAILURES`]: locked out.
-    pub async fn attempt(&self, account: &str, now: i64) -> Result<u32, StateError> {
-        Ok(self
-            .store
-            .record_login_failure(&account_key(account), now, secs(FAILURE_WINDOW))
-            .await?)
-    }
-
-    /// Forgets the account's failures after a successful login.
-    pub async fn succeeded(&self, account: &str) -> Result<(), StateError> {
-        Ok(self
-            .store
-            .clear_login_failures(&account_key(account))
-            .await?)
-    }
-}
-
-/// The key of an account's failures in the store's failure counters (beside
-/// the token endpoint's, which count clients).
-fn account_key(account: &str) -> String {
-    format!("account:{account}")
 }

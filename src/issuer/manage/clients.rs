@@ -128,11 +128,7 @@ pub async fn create_client(
         false => Some(generate_secret()?),
     };
     let secret_hash = match &secret {
-        Some(s) => Some(
-            hash_secret(s.clone())
-                .await
-                .map_err(|_| ManageError::Crypto)?,
-        ),
+        Some(s) => Some(hash_secret(s.clone()).await.ok_or(ManageError::Crypto)?),
         None => None,
     };
     let client = Client {

@@ -84,9 +84,7 @@ pub async fn create_user(
     if store.get_user_by_email(&new.email).await?.is_some() {
         return Err(ManageError::Exists("a user with this email"));
     }
-    let hash = hash_secret(new.password)
-        .await
-        .map_err(|_| ManageError::Crypto)?;
+    let hash = hash_secret(new.password).await.ok_or(ManageError::Crypto)?;
     let user = User {
         id: new_id("usr"),
         email: new.email,

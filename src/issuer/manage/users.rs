@@ -61,11 +61,7 @@ pub async fn update_user(
         return Err(ManageError::Exists("a user with this email"));
     }
     let hash = match changes.password {
-        Some(password) => Some(
-            hash_secret(password)
-                .await
-                .map_err(|_| ManageError::Crypto)?,
-        ),
+        Some(password) => Some(hash_secret(password).await.ok_or(ManageError::Crypto)?),
         None => None,
     };
     let mut changed: Vec<&str> = Vec::new();

@@ -327,3 +327,38 @@ pub struct LoginSession {
     /// When it ends.
     pub expires_at: i64,
 }
+
+/// How failed attempts under one key are slowed down (the caller's policy,
+/// passed to [`super::Store::take_attempt`]). All times are seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRule {
+    /// Attempts counted before the first delay.
+    pub free: i64,
+    /// The first delay; each further counted attempt doubles it.
+    pub first_delay: i64,
+    /// The longest delay.
+    pub max_delay: i64,
+    /// How long after its last delay ends a key is remembered; then it starts
+    /// over.
+    pub memory: i64,
+}
+
+/// What [`super::Store::take_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt is counted (as a failure, until forgiven) and may be
+    /// checked. `failures` includes it; the next attempt under the key is
+    /// refused before `delayed_until`.
+    Counted {
+        /// Counted attempts under the key, this one included.
+        failures: i64,
+        /// When the next attempt may be counted (`now` when not delayed).
+        delayed_until: i64,
+    },
+    /// The key is in a delay: the attempt is refused and not counted, so the
+    /// delay does not grow.
+    Delayed {
+        /// When the delay ends.
+        until: i64,
+    },
+}

@@ -156,6 +156,19 @@ fn outbox_event(row: &Row) -> Result<OutboxEvent, StoreError> {
 
 // --- the audit log ---
 
+/// Deletes the failed-login entries (`login.failed`, `login.throttled`) from
+/// before `before`: their number follows what strangers send, so they are
+/// kept for a while only, unlike the rest of the log.
+pub(super) async fn purge_login_audit(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM audit_log WHERE action IN ('login.failed', 'login.throttled') AND at <= $1",
+    )
+    .bind(before)
+    .execute(&mut *c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub(super) async fn insert_audit(c: &mut Conn, a: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (id, at, actor, action, target, detail) \
