@@ -257,5 +257,7 @@ fn code_fields(code: &str, verifier: &str) -> String {
 mod budgets;
 #[path = "issuer_login/flows.rs"]
 mod flows;
+#[path = "issuer_login/logout.rs"]
+mod logout;
 #[path = "issuer_login/sessions.rs"]
 mod sessions;

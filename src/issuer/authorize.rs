@@ -10,6 +10,7 @@ mod csrf;
 mod error;
 mod exchange;
 mod login;
+mod logout;
 mod page;
 pub mod pkce;
 mod request;

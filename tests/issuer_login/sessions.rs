@@ -62,7 +62,10 @@ async fn sessions_and_forms_are_shared_by_replicas_and_survive_a_restart(db: Tes
             .await
             .starts_with(CALLBACK)
     );
-    let (status, _, _) = request("GET", &restarted.url("/logout"), &cookies, None).await;
+    let (status, _, html) = request("GET", &restarted.url("/logout"), &cookies, None).await;
+    assert_eq!(status, 200);
+    let form = format!("csrf={}", enc(&hidden(&html, "csrf")));
+    let (status, _, _) = request("POST", &restarted.url("/logout"), &cookies, Some(&form)).await;
     assert_eq!(status, 200);
     assert!(authorize(&env.gw, "", &cookies).await.starts_with("/login"));
     restarted.shutdown().await;
@@ -270,11 +273,11 @@ async fn logout_names_its_client_by_id_token_hint(db: TestDb) {
     let (_, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
     let id_token = body["id_token"].as_str().unwrap().to_owned();
     // A hint from another issuer, garbage, an access token of ours, or one that
-    // contradicts client_id is refused (no redirect) — and the session ends
-    // all the same.
+    // contradicts client_id is refused (no redirect, no page to confirm), and
+    // the session stays: a GET changes nothing.
     let foreign = token(&rsa(), &claims_with(json!({ "aud": "web" })));
     let access = body["access_token"].as_str().unwrap();
-    let mut session = session;
+    let cookies = [session];
     for bad in [
         format!("id_token_hint={}", enc(&foreign)),
         "id_token_hint=not.a.jwt".to_owned(),
@@ -282,26 +285,32 @@ async fn logout_names_its_client_by_id_token_hint(db: TestDb) {
         format!("id_token_hint={}&client_id=portal", enc(&id_token)),
     ] {
         let url = format!("/logout?{bad}&post_logout_redirect_uri={}", enc(CALLBACK));
-        let cookies = [session.clone()];
         let (status, headers, _) = request("GET", &gw.url(&url), &cookies, None).await;
         assert_eq!(status, 400, "{bad}");
         assert!(!headers.contains_key("location"));
+        assert!(!headers.contains_key("set-cookie"));
         assert!(
-            authorize(gw, "", &cookies).await.starts_with("/login"),
+            authorize(gw, "", &cookies).await.starts_with(CALLBACK),
             "{bad}"
         );
-        session = login(gw, &authorize_query("web", ""), "alice@example.test")
-            .await
-            .1;
     }
-    let cookies = [session];
-    // Our ID token names the client, whose registered URI is then followed.
+    // Our ID token names the client, whose registered URI is then followed
+    // once the user confirms.
     let url = format!(
         "/logout?id_token_hint={}&post_logout_redirect_uri={}&state=bye",
         enc(&id_token),
         enc(CALLBACK)
     );
-    let (status, headers, _) = request("GET", &gw.url(&url), &cookies, None).await;
+    let (status, _, html) = request("GET", &gw.url(&url), &cookies, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(hidden(&html, "id_token_hint"), id_token);
+    let form = format!(
+        "csrf={}&id_token_hint={}&post_logout_redirect_uri={}&state=bye",
+        enc(&hidden(&html, "csrf")),
+        enc(&id_token),
+        enc(CALLBACK)
+    );
+    let (status, headers, _) = request("POST", &gw.url("/logout"), &cookies, Some(&form)).await;
     assert_eq!(status, 302);
     assert_eq!(location(&headers), format!("{CALLBACK}?state=bye"));
     assert!(authorize(gw, "", &cookies).await.starts_with("/login"));

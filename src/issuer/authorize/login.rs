@@ -1,6 +1,6 @@
-//! `/login` and `/logout`: the password form with its CSRF check, failures
-//! slowed down per account and source address (`throttle`) and argon2 in the
-//! login budget (`kdf`), the organization chooser, and ending the session.
+//! `/login`: the password form with its CSRF check, failures slowed down per
+//! account and source address (`throttle`) and argon2 in the login budget
+//! (`kdf`), and the organization chooser. `/logout` is `logout.rs`.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -12,7 +12,7 @@ use super::csrf;
 use super::page;
 use super::request::Params;
 use super::session::{self, Authenticated, LoginTxn};
-use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
+use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie};
 use crate::issuer::kdf::{Permit, Refusal};
 use crate::issuer::store::{AuditEntry, StoreError, User, new_id};
 use crate::issuer::throttle::{self, Keys, Source, Verdict};
@@ -22,7 +22,7 @@ use crate::issuer::token::random_token;
 const MAX_FORM: usize = 16 * 1024;
 
 /// A login form body; `None` when it is not a readable urlencoded form.
-async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
+pub(super) async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
     let (parts, body) = req.into_parts();
     let is_form = parts
         .headers
@@ -59,7 +59,13 @@ fn form_again(
         email,
         Some(message),
     );
-    page::html(status, form)
+    form_page(status, form, txn)
+}
+
+/// A page with a form of login transaction `txn`: a successful submission
+/// redirects to the client, which the CSP lets through.
+fn form_page(status: StatusCode, body: String, txn: &LoginTxn) -> Response<Full<Bytes>> {
+    page::html_with_form_target(status, body, Some(&txn.request.target.redirect_uri))
 }
 
 /// The login form again with `message`, `status` and `Retry-After`: the
@@ -91,7 +97,7 @@ pub(super) fn expired() -> Response<Full<Bytes>> {
 }
 
 /// A failure of the login state store, as a page (ours; logged).
-fn server_error(err: &session::StateError) -> Response<Full<Bytes>> {
+pub(super) fn server_error(err: &session::StateError) -> Response<Full<Bytes>> {
     let _ = AuthorizeError::state(err);
     page::html(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -117,10 +123,8 @@ impl Flow {
             Some(user) => self.choose(id, &txn, user).await,
             None => {
                 let hint = txn.request.login_hint.as_deref().unwrap_or_default();
-                page::html(
-                    StatusCode::OK,
-                    page::login_form(id, &txn.csrf, &txn.request.client_name, hint, None),
-                )
+                let form = page::login_form(id, &txn.csrf, &txn.request.client_name, hint, None);
+                form_page(StatusCode::OK, form, &txn)
             }
         }
     }
@@ -364,82 +368,6 @@ impl Flow {
             };
             orgs.push((m.org_id, name));
         }
-        page::html(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs))
-    }
-
-    /// `GET` or `POST /logout` (OIDC RP-Initiated Logout): ends the session;
-    /// returns to `post_logout_redirect_uri` only when it is one of the
-    /// client's redirect URIs, the client being named by `client_id` or by the
-    /// audience of `id_token_hint` (an ID token of ours, expired or not).
-    pub(super) async fn logout(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
-        let post = req.method() == http::Method::POST;
-        let headers = req.headers().clone();
-        let params = match post {
-            true => read_form(req).await.map(|(p, _)| p).unwrap_or(query),
-            false => query,
-        };
-        // The session ends whatever the rest of the request is worth; the
-        // parameters only decide where the browser goes next.
-        if let Some(id) = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE)) {
-            if let Err(e) = self.state.end_session(id).await {
-                return server_error(&e);
-            }
-        }
-        let clear = self.jar.set(SESSION_COOKIE, "", "Lax", 0);
-        let client_id = match self.logout_client(&params) {
-            Ok(client) => client,
-            Err(message) => {
-                let mut resp = page::html(StatusCode::BAD_REQUEST, page::error_page(message));
-                add_cookie(&mut resp, &clear);
-                return resp;
-            }
-        };
-        let mut back = None;
-        if let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), client_id) {
-            if let Ok(Some(client)) = self.store.get_client(&client_id).await {
-                if client.redirect_uris.iter().any(|r| r == uri) {
-                    back = Some(match params.get("state") {
-                        Some(state) => with_query(uri, &[("state", state)]),
-                        None => uri.to_owned(),
-                    });
-                }
-            }
-        }
-        let mut resp = match back {
-            Some(uri) => redirect(&uri),
-            None => page::html(StatusCode::OK, page::signed_out()),
-        };
-        add_cookie(&mut resp, &clear);
-        resp
-    }
-
-    /// The client a logout request names: `client_id`, or the audience of
-    /// `id_token_hint`; both must agree when both are sent. A hint that is not
-    /// an ID token of ours is refused.
-    fn logout_client(&self, params: &Params) -> Result<Option<String>, &'static str> {
-        if params.repeated {
-            return Err("the logout request repeats a parameter");
-        }
-        let named = params.get("client_id").map(str::to_owned);
-        let Some(hint) = params.get("id_token_hint") else {
-            return Ok(named);
-        };
-        let claims = self
-            .signed_by_us(hint)
-            .ok()
-            // Access tokens carry `client_id`; ID tokens do not.
-            .filter(|c| !c.contains_key("client_id"))
-            .ok_or("the id_token_hint is not an ID token of this issuer")?;
-        let aud = match claims.get("aud") {
-            Some(serde_json::Value::String(a)) => Some(a.clone()),
-            Some(serde_json::Value::Array(a)) if a.len() == 1 => a[0].as_str().map(str::to_owned),
-            _ => None,
-        };
-        let aud = aud.ok_or("the id_token_hint is not an ID token of this issuer")?;
-        match named {
-            Some(c) if c != aud => Err("client_id does not match the id_token_hint"),
-            _ => Ok(Some(aud)),
-        }
+        form_page(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs), txn)
     }
 }
