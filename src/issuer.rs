@@ -30,3 +30,6 @@ pub mod throttle;
 pub mod token;
 
 pub use endpoints::Issuer;
+
+#[cfg(test)]
+mod debug_tests;

@@ -20,7 +20,6 @@ use crate::auth::jwks::{IssuerKeys, http_client};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::issuer::Issuer;
-use crate::issuer::events::Deliverer;
 use crate::proxy::forward::Upstream;
 use crate::proxy::{Proxy, ProxyBody};
 use crate::state::Snapshot;
@@ -154,13 +153,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             options.clock.clone(),
             rx.clone(),
         ));
-        let webhooks = config.issuer.as_ref().map_or(&[][..], |s| &s.webhooks[..]);
-        let deliverer = Deliverer::new(
-            issuer.store().clone(),
-            webhooks,
-            options.clock.clone(),
-            metrics.clone(),
-        );
+        let deliverer = issuer.deliverer(options.clock.clone(), metrics.clone());
         match deliverer {
             Ok(deliverer) => {
                 tasks.spawn(deliverer.run(rx.clone()));

@@ -124,9 +124,9 @@ pub struct RawResource {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-/// One declarative client.
+/// One declarative client. Its `Debug` hides the secret.
 pub struct RawClient {
     pub client_id: String,
     pub client_secret: Option<String>,
@@ -141,6 +141,28 @@ pub struct RawClient {
     /// Resources whose access tokens this client may introspect.
     #[serde(default)]
     pub introspection: Vec<String>,
+}
+
+impl std::fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawClient")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public", &self.public)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .field("require_pkce", &self.require_pkce)
+            .field(
+                "id_token_signed_response_alg",
+                &self.id_token_signed_response_alg,
+            )
+            .field("introspection", &self.introspection)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -55,6 +55,8 @@ pub struct AdminApi {
 struct Call<'a> {
     store: &'a dyn Store,
     section: &'a IssuerSection,
+    /// The master key's text, for endpoints that seal secrets.
+    master: Option<&'a str>,
     actor: Actor<'a>,
     headers: HeaderMap,
     query: Option<String>,
@@ -127,6 +129,7 @@ impl AdminApi {
         let call = Call {
             store: self.minter.store.as_ref(),
             section: &self.minter.section,
+            master: self.master.as_deref(),
             actor: Actor { name: &sub, now },
             headers: parts.headers,
             query,
@@ -238,6 +241,17 @@ impl AdminApi {
             true => Ok(sub.to_owned()),
             false => Err(ApiError::Forbidden),
         }
+    }
+}
+
+// === impl Call ===
+
+impl Call<'_> {
+    /// The master key, derived for this call (a derived key cannot be
+    /// shared); `None` when unset.
+    fn master(&self) -> Result<Option<MasterKey>, ApiError> {
+        let text = self.master.map(str::to_owned);
+        MasterKey::from_env(&|_| text.clone()).map_err(|_| ApiError::Manage(ManageError::Crypto))
     }
 }
 

@@ -54,6 +54,8 @@ pub enum IssuerError {
     Client(String),
     #[error("cannot apply the declared resources")]
     Resources(#[source] super::manage::ManageError),
+    #[error("cannot seal the stored webhook secrets")]
+    Seal(#[source] super::signing::seal::SecretError),
 }
 
 /// The running issuer.
@@ -68,6 +70,8 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     discovery: Bytes,
     metadata: Bytes,
+    /// Opens the stored webhooks' sealed secrets for delivery.
+    secrets: Option<Arc<MasterKey>>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -94,6 +98,11 @@ impl Issuer {
         apply_declarations(&section, store.as_ref(), now).await?;
         warn_on_unsafe_role_names(store.as_ref()).await?;
         let master = MasterKey::from_env(env).map_err(IssuerError::MasterKey)?;
+        // A second derivation: a derived key cannot be shared with the ring.
+        let secrets = MasterKey::from_env(env)
+            .map_err(IssuerError::MasterKey)?
+            .map(Arc::new);
+        seal_stored_secrets(store.as_ref(), secrets.as_deref()).await?;
         let policy = RotationPolicy::from_section(&section, JWKS_MAX_AGE);
         let keys = Arc::new(KeyRing::new(
             store.clone(),
@@ -137,7 +146,25 @@ impl Issuer {
             clock,
             discovery,
             metadata,
+            secrets,
         }))
+    }
+
+    /// The webhook deliverer for this issuer: the configuration's webhooks
+    /// and the stored ones (their secrets opened with the master key).
+    /// Fails only if TLS cannot be set up.
+    pub fn deliverer(
+        &self,
+        clock: Arc<dyn Clock>,
+        metrics: crate::telemetry::Metrics,
+    ) -> Result<super::events::Deliverer, rustls::Error> {
+        super::events::Deliverer::new(
+            self.store.clone(),
+            &self.section.webhooks,
+            clock,
+            metrics,
+            self.secrets.clone(),
+        )
     }
 
     /// The signing keys (for the gateway's in-process verification).
@@ -366,6 +393,54 @@ async fn apply_declarations(
             created_at: now,
         };
         store.upsert_client(&client).await?;
+    }
+    Ok(())
+}
+
+/// Seals, with `master`, the stored webhook secrets that are still plain
+/// (created without a master key, or before secrets were sealed), so that a
+/// restart with `PORTCULLIS_MASTER_KEY` set leaves none in the clear; each is
+/// replaced only if unchanged meanwhile. Without a master key: a warning at
+/// start, and an error for sealed secrets that cannot be opened then.
+async fn seal_stored_secrets(
+    store: &dyn Store,
+    master: Option<&MasterKey>,
+) -> Result<(), IssuerError> {
+    let hooks = store.list_webhooks().await?;
+    let Some(master) = master else {
+        tracing::warn!(
+            "PORTCULLIS_MASTER_KEY is not set: signing keys and webhook secrets are stored unencrypted in the issuer database"
+        );
+        let sealed = hooks
+            .iter()
+            .filter(|w| super::signing::seal::is_sealed_secret(&w.secret))
+            .count();
+        if sealed > 0 {
+            tracing::error!(
+                webhooks = sealed,
+                "Stored webhook secrets are encrypted but PORTCULLIS_MASTER_KEY is not set; those webhooks get no events"
+            );
+        }
+        return Ok(());
+    };
+    let mut sealed = 0;
+    for w in hooks
+        .iter()
+        .filter(|w| !super::signing::seal::is_sealed_secret(&w.secret))
+    {
+        let context = super::manage::webhook_secret_context(&w.id);
+        let what = format!("the secret of webhook {}", w.id);
+        let new = super::signing::seal::seal_secret(Some(master), &context, &w.secret, &what)
+            .map_err(IssuerError::Seal)?;
+        if store.replace_webhook_secret(&w.id, &w.secret, &new).await? {
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!(
+            webhooks = sealed,
+            "Stored webhook secrets sealed with the master key"
+        );
     }
     Ok(())
 }

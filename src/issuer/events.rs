@@ -18,6 +18,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
+use super::manage::webhook_secret_context;
+use super::signing::MasterKey;
+use super::signing::seal::open_secret;
 use super::store::{OutboxEvent, Store};
 use crate::clock::Clock;
 use crate::config::WebhookConfig;
@@ -49,6 +52,8 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
     client: WebhookClient,
     metrics: Metrics,
+    /// Opens the stored webhooks' sealed secrets.
+    master: Option<Arc<MasterKey>>,
 }
 
 /// One endpoint, from the configuration or the store.
@@ -84,6 +89,7 @@ impl Deliverer {
         webhooks: &[WebhookConfig],
         clock: Arc<dyn Clock>,
         metrics: Metrics,
+        master: Option<Arc<MasterKey>>,
     ) -> Result<Self, rustls::Error> {
         let configured = webhooks
             .iter()
@@ -102,6 +108,7 @@ impl Deliverer {
             clock,
             client: client()?,
             metrics,
+            master,
         })
     }
 
@@ -156,8 +163,16 @@ impl Deliverer {
         let mut targets: Vec<Target> = Vec::new();
         for w in stored.drain(..) {
             let url = w.url.parse::<Uri>();
-            let key = w
-                .secret
+            let context = webhook_secret_context(&w.id);
+            let what = format!("the secret of webhook {}", w.id);
+            let secret = match open_secret(self.master.as_deref(), &context, &w.secret, &what) {
+                Ok(secret) => secret,
+                Err(e) => {
+                    tracing::error!(webhook = %w.id, error = %chain(&e), "Stored webhook secret cannot be opened; webhook skipped");
+                    continue;
+                }
+            };
+            let key = secret
                 .strip_prefix("whsec_")
                 .and_then(|k| STANDARD.decode(k).ok());
             match (url, key) {

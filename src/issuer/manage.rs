@@ -35,6 +35,7 @@ pub use tenancy::{
 pub use users::{UserChanges, delete_user, get_user, list_users, update_user};
 pub use webhooks::{
     NewWebhook, create_webhook, delete_webhook, generate_webhook_secret, list_webhooks,
+    webhook_secret_context,
 };
 
 /// Why an administrative change was refused or failed.

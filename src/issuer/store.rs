@@ -27,7 +27,8 @@ use async_trait::async_trait;
 pub use records::{
     ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch,
     LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent,
-    PresentedToken, RefreshFamily, Role, ScopeMap, SigningKeyRecord, User, Webhook,
+    PresentedToken, Redacted, RefreshFamily, Role, ScopeMap, SigningKeyRecord, User, Webhook,
+    redacted,
 };
 
 /// Why a store operation failed.
@@ -40,6 +41,10 @@ pub enum StoreError {
     /// The database could not be opened or reached (ours or the operator's).
     #[error("cannot open the database")]
     Connect(#[source] sqlx::Error),
+    /// The SQLite file's permissions could not be set to owner-only
+    /// (the operator's).
+    #[error("cannot restrict the database file to its owner")]
+    File(#[source] std::io::Error),
     /// The schema could not be brought up to date (ours).
     #[error("cannot migrate the database schema")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -368,6 +373,15 @@ pub trait Store: Send + Sync + Debug {
 
     /// Every webhook, by id.
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+    /// Replaces the stored secret of webhook `id` with `new` if it is still
+    /// `expected` (sealing a plain secret at start; a webhook deleted or
+    /// changed meanwhile is left alone). True when it was replaced.
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
     /// Shortcut for [`StoreTx::upsert_webhook`].
     async fn upsert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;

@@ -9,7 +9,7 @@ use super::clients::Form;
 use super::error::OAuthError;
 use super::keyring::KeyRing;
 use super::reserved::confine;
-use super::store::{Client, Store};
+use super::store::{Client, Redacted, Store, redacted};
 use crate::config::{IssuerSection, SigningAlg};
 
 /// The claims of an access token (RFC 9068 shape).
@@ -30,8 +30,9 @@ pub struct AccessClaims<'a> {
     pub roles: Option<&'a [String]>,
 }
 
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+/// A successful token response (RFC 6749 §5.1). Its `Debug` hides the
+/// tokens.
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -41,6 +42,19 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &Redacted)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .field("id_token", &redacted(&self.id_token))
+            .finish()
+    }
 }
 
 /// Mints access tokens.

@@ -16,7 +16,7 @@ use portcullis::issuer::manage::{self, Actor, NewClient, NewWebhook};
 use portcullis::issuer::signing::MasterKey;
 use portcullis::issuer::store::{ScopeMap, Store};
 
-use super::Failure;
+use super::{Failure, SecretArg};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ApiCommand {
@@ -107,7 +107,7 @@ pub(super) enum WebhookCommand {
         /// A Standard Webhooks secret (`whsec_` and base64 of 24 to 64
         /// bytes); one is generated when absent.
         #[arg(long)]
-        secret: Option<String>,
+        secret: Option<SecretArg>,
     },
     /// List the webhooks created here or through the admin API (never their
     /// secrets).
@@ -218,9 +218,19 @@ impl WebhookCommand {
                 let new = NewWebhook {
                     url,
                     events: (!events.is_empty()).then_some(events),
-                    secret,
+                    secret: secret.map(SecretArg::expose),
                 };
-                let hook = manage::create_webhook(db, actor, &section.webhooks, new).await?;
+                let master = MasterKey::from_env(&|name| std::env::var(name).ok())
+                    .context("PORTCULLIS_MASTER_KEY is unusable")
+                    .map_err(Failure::Refused)?;
+                if master.is_none() {
+                    eprintln!(
+                        "portcullis: PORTCULLIS_MASTER_KEY is not set: the webhook secret is stored unencrypted (a gateway started with it set seals it)"
+                    );
+                }
+                let hook =
+                    manage::create_webhook(db, actor, &section.webhooks, new, master.as_ref())
+                        .await?;
                 let mut out = webhook_json(&hook);
                 if let Some(map) = out.as_object_mut() {
                     map.insert("secret".into(), Value::String(hook.secret));

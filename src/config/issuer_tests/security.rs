@@ -98,3 +98,26 @@ fn introspection_is_for_confidential_clients_and_declared_resources() {
     assert_eq!(e.key.as_deref(), Some("issuer.clients[1].introspection"));
     assert!(e.message.contains("public client cannot introspect"), "{e}");
 }
+
+#[test]
+fn the_configuration_never_shows_its_secrets() {
+    let c = parse(ISSUER).expect("valid");
+    for shown in [format!("{c:?}"), format!("{c:#?}")] {
+        // The client secret (from the environment) and the webhook secret.
+        assert!(!shown.contains("s3cret-from-env"), "{shown}");
+        assert!(
+            !shown.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "{shown}"
+        );
+        assert!(shown.contains("billing-service"));
+    }
+    let raw: crate::config::raw::RawClient = serde_yaml_ng::from_str(
+        "{ client_id: c, client_secret: raw-secret-123, grant_types: [client_credentials] }",
+    )
+    .expect("raw client");
+    let shown = format!("{raw:?}");
+    assert!(
+        !shown.contains("raw-secret-123") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}

@@ -24,12 +24,22 @@ pub struct Authenticated {
 }
 
 /// One pending authorization: the request, its CSRF token, and the user once
-/// known (while they choose an organization).
-#[derive(Debug, Clone)]
+/// known (while they choose an organization). Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct LoginTxn {
     pub request: AuthRequest,
     pub csrf: String,
     pub user: Option<Authenticated>,
+}
+
+impl std::fmt::Debug for LoginTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginTxn")
+            .field("request", &self.request)
+            .field("csrf", &crate::issuer::store::Redacted)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 /// Why the login state could not be read or written.
@@ -133,5 +143,29 @@ impl LoginState {
     pub async fn end_session(&self, id: &str) -> Result<(), StateError> {
         self.store.delete_login_session(&token_hash(id)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_does_not_show_its_csrf_token() {
+        let request: AuthRequest = serde_json::from_value(serde_json::json!({
+            "client_id": "web", "client_name": "Web",
+            "target": { "redirect_uri": "http://127.0.0.1/cb", "state": null },
+            "nonce": null, "scope": null, "resource": null, "allowed": [],
+            "code_challenge": null, "organization": null, "offline": false,
+        }))
+        .unwrap();
+        let txn = LoginTxn {
+            request,
+            csrf: "csrf-secret-0123456789".into(),
+            user: None,
+        };
+        let shown = format!("{txn:?}");
+        assert!(!shown.contains("csrf-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
     }
 }

@@ -8,7 +8,7 @@ use super::{Actor, ManageError, audit, check_grants, check_name, invalid};
 use crate::config::value::absolute_uri;
 use crate::config::{GrantType, SigningAlg};
 use crate::issuer::clients::hash_secret;
-use crate::issuer::store::{Client, ScopeMap, Store, new_id};
+use crate::issuer::store::{Client, ScopeMap, Store, new_id, redacted};
 
 /// Bytes of randomness in a generated client secret (256 bits).
 const SECRET_BYTES: usize = 32;
@@ -35,13 +35,22 @@ pub struct NewClient {
 }
 
 /// A client just created, with its secret in the clear: the only time it is
-/// ever available.
-#[derive(Debug, Clone)]
+/// ever available. Its `Debug` hides the secret.
+#[derive(Clone)]
 pub struct CreatedClient {
     /// The stored record (its `secret_hash` is the argon2id hash).
     pub client: Client,
     /// The secret; `None` for a public client.
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedClient")
+            .field("client", &self.client)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
 }
 
 /// The grant-type rules of the configuration's declarative clients.

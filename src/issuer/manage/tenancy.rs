@@ -6,13 +6,15 @@ use serde_json::json;
 
 use super::{Actor, ManageError, audit, check_grants, check_name, event, invalid};
 use crate::issuer::clients::hash_secret;
-use crate::issuer::store::{Membership, Organization, Role, ScopeMap, Store, User, new_id};
+use crate::issuer::store::{
+    Membership, Organization, Redacted, Role, ScopeMap, Store, User, new_id,
+};
 
 /// The shortest password a user may be given.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// A user to create.
-#[derive(Debug, Clone)]
+/// A user to create. Its `Debug` hides the password.
+#[derive(Clone)]
 pub struct NewUser {
     /// The email address, unique regardless of letter case.
     pub email: String,
@@ -20,6 +22,16 @@ pub struct NewUser {
     pub password: String,
     /// The full name.
     pub name: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("password", &Redacted)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Creates an organization with a fresh `org_…` id.

@@ -7,9 +7,27 @@
 //! text) and the store compares those hashes as opaque strings.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// Scopes of API resources, keyed by the resource identifier (the audience URL).
 pub type ScopeMap = BTreeMap<String, Vec<String>>;
+
+/// Stands in for a secret in `Debug` output: `<redacted>`. Secret-bearing
+/// types print this (or nothing) in place of the value, so that no log line,
+/// panic message or error chain ever carries one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// [`Redacted`] for a value that is there, `None` for one that is not.
+pub fn redacted<T>(value: &Option<T>) -> Option<Redacted> {
+    value.as_ref().map(|_| Redacted)
+}
 
 /// An API resource: an audience that tokens can be issued for, and its scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +38,8 @@ pub struct ApiResource {
     pub scopes: Vec<String>,
 }
 
-/// An OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An OAuth client. Its `Debug` hides the secret's hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Client {
     /// The public identifier, unique.
     pub client_id: String,
@@ -61,8 +79,8 @@ pub struct Organization {
     pub created_at: i64,
 }
 
-/// A user who can log in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A user who can log in. Its `Debug` hides the password's hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     /// The identifier, `usr_…`; becomes `sub`.
     pub id: String,
@@ -106,8 +124,9 @@ pub struct Role {
     pub created_at: i64,
 }
 
-/// A signing key, generated and persisted by the issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signing key, generated and persisted by the issuer. Its `Debug` hides
+/// the private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// The key identifier, unique; the JWS `kid`.
     pub kid: String,
@@ -228,14 +247,16 @@ pub struct FamilyMatch {
     pub presented: PresentedToken,
 }
 
-/// A webhook endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A webhook endpoint. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     /// The identifier, unique.
     pub id: String,
     /// Where events are POSTed.
     pub url: String,
-    /// The Standard Webhooks secret (`whsec_…`).
+    /// The Standard Webhooks secret as stored: sealed (`pcws1:…`) under the
+    /// master key when one is set, else as it is (`whsec_…`). Opened with
+    /// `signing::seal::open_secret` for the context `webhook:<id>`.
     pub secret: String,
     /// The event names delivered; `None` for all events.
     pub events: Option<Vec<String>>,
@@ -296,8 +317,8 @@ pub struct AuditEntry {
 /// A pending sign-in at the hosted login page: what the authorization request
 /// asked for, its CSRF token, and the user once their password was checked
 /// (while they choose an organization). Keyed by the hash of the identifier the
-/// login URL carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// login URL carries. Its `Debug` hides the CSRF token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginTransaction {
     /// The hash of the transaction identifier.
     pub id_hash: String,
@@ -361,4 +382,82 @@ pub enum Attempt {
         /// When the delay ends.
         until: i64,
     },
+}
+
+// === Debug without secrets ===
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("name", &self.name)
+            .field("secret_hash", &redacted(&self.secret_hash))
+            .field("public", &self.public)
+            .field("require_pkce", &self.require_pkce)
+            .field("grant_types", &self.grant_types)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("scopes", &self.scopes)
+            .field(
+                "id_token_signed_response_alg",
+                &self.id_token_signed_response_alg,
+            )
+            .field("introspection", &self.introspection)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("picture", &self.picture)
+            .field("email_verified", &self.email_verified)
+            .field("password_hash", &redacted(&self.password_hash))
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_key", &Redacted)
+            .field("public_jwk", &self.public_jwk)
+            .field("created_at", &self.created_at)
+            .field("publish_at", &self.publish_at)
+            .field("activate_at", &self.activate_at)
+            .field("retire_at", &self.retire_at)
+            .field("expire_at", &self.expire_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("secret", &Redacted)
+            .field("events", &self.events)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LoginTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginTransaction")
+            .field("id_hash", &self.id_hash)
+            .field("csrf", &Redacted)
+            .field("request", &self.request)
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }

@@ -301,6 +301,15 @@ impl Store for SqlStore {
         events::list_webhooks(&mut *self.conn().await?).await
     }
 
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        events::replace_webhook_secret(&mut *self.conn().await?, id, expected, new).await
+    }
+
     async fn due_events(
         &self,
         now: i64,

@@ -7,6 +7,21 @@ use super::{Conn, Row, SKIP_LOCKED, decode_all, opt_json_column, to_json, write_
 
 // --- webhooks ---
 
+pub(super) async fn replace_webhook_secret(
+    c: &mut Conn,
+    id: &str,
+    expected: &str,
+    new: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2")
+        .bind(id)
+        .bind(expected)
+        .bind(new)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub(super) async fn upsert_webhook(c: &mut Conn, w: &Webhook) -> Result<(), StoreError> {
     let events = w
         .events
