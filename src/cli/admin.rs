@@ -226,7 +226,7 @@ mod tests {
                 "whsec_pw-secret-0123",
             ][..],
         ] {
-            let cli = Cli::try_parse_from(args).expect("valid arguments");
+            let cli = Cli::try_parse_from(args).unwrap();
             let shown = format!("{cli:?} {cli:#?}");
             assert!(!shown.contains("pw-secret-0123"), "{shown}");
             assert!(shown.contains("<redacted>"), "{shown}");
