@@ -186,6 +186,7 @@ impl AdminCommand {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use clap::Parser as _;
 
