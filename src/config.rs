@@ -21,8 +21,8 @@ use http::{HeaderName, Method, Uri};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use value::{
-    Algorithm, GrantType, PathPattern, PatternSegment, Secret, SigningAlg, WebhookEvent,
-    WebhookSecret,
+    Algorithm, GrantType, PathPattern, PatternSegment, Secret, SigningAlg, WebhookAddressPolicy,
+    WebhookEvent, WebhookSecret,
 };
 
 /// The default file looked for when neither `-c` nor `$PORTCULLIS_CONFIG` is given.
@@ -113,6 +113,9 @@ pub struct IssuerSection {
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub webhooks: Vec<WebhookConfig>,
+    /// Which addresses webhooks may be delivered to (private ranges refused
+    /// unless `allow_private`).
+    pub webhook_address_policy: WebhookAddressPolicy,
 }
 
 /// A declarative API resource.

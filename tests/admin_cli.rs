@@ -54,6 +54,7 @@ admin:
 issuer:
   url: "http://issuer.test"
   database: "{database}"
+  webhook_address_policy: {{ allow_private: true }}  # receivers on 127.0.0.1
   signing_algs: [ES256]
 issuers:
   - id: local

@@ -442,6 +442,28 @@ async fn bad_requests_get_json_errors() {
     assert_eq!(status, 404);
     let (status, _, _) = call(gw, "GET", "/admin/v1/audit?limit=0", t, None).await;
     assert_eq!(status, 400);
+
+    // The default address policy: a webhook at an obviously private address
+    // is refused at creation (deliveries check every resolved address).
+    for url in [
+        "http://10.0.0.5/hook",
+        "http://localhost:8080/",
+        "http://[fd00::1]/",
+    ] {
+        let (status, _, body) = call(
+            gw,
+            "POST",
+            "/admin/v1/webhooks",
+            t,
+            Some(json!({ "url": url })),
+        )
+        .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        let text = body["error_description"].as_str().unwrap();
+        assert!(text.contains("webhook_address_policy"), "{text}");
+    }
+    let (_, _, hooks) = call(gw, "GET", "/admin/v1/webhooks", t, None).await;
+    assert_eq!(hooks, json!([]));
 }
 
 #[path = "issuer_admin_api/audience.rs"]

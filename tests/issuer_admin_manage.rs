@@ -50,6 +50,7 @@ admin:
 issuer:
   url: "http://issuer.test"
   database: "{db}"
+  webhook_address_policy: {{ allow_private: true }}  # receivers on 127.0.0.1
   signing_algs: [ES256, RS256]
   resources:
     - identifier: "{API}"

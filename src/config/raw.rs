@@ -9,7 +9,7 @@ use http::{HeaderName, Method};
 use serde::Deserialize;
 
 use super::value::{
-    Algorithm, GrantType, HttpUrl, IssuerUrl, Parsed, PathPattern, SigningAlg, WebhookEvent,
+    Algorithm, Cidr, GrantType, HttpUrl, IssuerUrl, Parsed, PathPattern, SigningAlg, WebhookEvent,
     WebhookSecret,
 };
 
@@ -113,6 +113,18 @@ pub struct RawIssuerSection {
     pub clients: Vec<RawClient>,
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    pub webhook_address_policy: Option<RawWebhookAddressPolicy>,
+}
+
+/// `issuer.webhook_address_policy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhookAddressPolicy {
+    pub allow_private: Option<bool>,
+    #[serde(default)]
+    pub allow: Vec<Parsed<Cidr>>,
+    #[serde(default)]
+    pub deny: Vec<Parsed<Cidr>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,8 +10,10 @@ use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+mod net;
 mod oauth;
 
+pub use net::{Cidr, WebhookAddressPolicy};
 pub use oauth::{
     ADMIN_SCOPE, GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret,
     absolute_uri, admin_audience, scope_token,

@@ -164,6 +164,7 @@ impl Issuer {
             clock,
             metrics,
             self.secrets.clone(),
+            self.section.webhook_address_policy.clone(),
         )
     }
 

@@ -228,9 +228,15 @@ impl WebhookCommand {
                         "portcullis: PORTCULLIS_MASTER_KEY is not set: the webhook secret is stored unencrypted (a gateway started with it set seals it)"
                     );
                 }
-                let hook =
-                    manage::create_webhook(db, actor, &section.webhooks, new, master.as_ref())
-                        .await?;
+                let hook = manage::create_webhook(
+                    db,
+                    actor,
+                    &section.webhooks,
+                    new,
+                    master.as_ref(),
+                    &section.webhook_address_policy,
+                )
+                .await?;
                 let mut out = webhook_json(&hook);
                 if let Some(map) = out.as_object_mut() {
                     map.insert("secret".into(), Value::String(hook.secret));

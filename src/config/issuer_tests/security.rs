@@ -121,3 +121,55 @@ fn the_configuration_never_shows_its_secrets() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_webhook_address_policy_is_on_by_default_and_checked() {
+    use crate::config::value::{Cidr, ParseValue};
+    let c = parse(ISSUER).expect("valid");
+    let policy = c.issuer.expect("issuer").webhook_address_policy;
+    assert!(!policy.allow_private && policy.allow.is_empty() && policy.deny.is_empty());
+    // A configured webhook at an obviously private address is refused, with
+    // its key and line, unless the policy allows it.
+    let private = ISSUER.replace(
+        "https://hooks.example.test/portcullis",
+        "http://127.0.0.1:9000/portcullis",
+    );
+    let e = only_error(&private);
+    assert_eq!(e.key.as_deref(), Some("issuer.webhooks[0].url"));
+    assert!(
+        e.message.contains("loopback") && e.message.contains("allow_private"),
+        "{e}"
+    );
+    let dev = private.replace(
+        "  webhooks:\n",
+        "  webhook_address_policy: { allow_private: true, deny: [\"198.51.100.0/24\"] }\n  webhooks:\n",
+    );
+    let c = parse(&dev).expect("valid for development");
+    let policy = c.issuer.expect("issuer").webhook_address_policy;
+    assert!(policy.allow_private);
+    assert_eq!(policy.deny, [Cidr::parse_value("198.51.100.0/24").unwrap()]);
+    // An allowed range; a bad range and an unknown key are located errors.
+    let allowed = private.replace(
+        "  webhooks:\n",
+        "  webhook_address_policy: { allow: [\"127.0.0.0/8\"] }\n  webhooks:\n",
+    );
+    assert!(parse(&allowed).is_ok());
+    let bad = ISSUER.replace(
+        "  webhooks:\n",
+        "  webhook_address_policy: { deny: [\"10.0.0.1/8\"] }\n  webhooks:\n",
+    );
+    let e = only_error(&bad);
+    assert!(
+        e.key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("issuer.webhook_address_policy.deny")),
+        "{e:?}"
+    );
+    assert!(e.message.contains("bits set after its prefix"), "{e}");
+    let unknown = ISSUER.replace(
+        "  webhooks:\n",
+        "  webhook_address_policy: { allow_everything: true }\n  webhooks:\n",
+    );
+    let e = only_error(&unknown);
+    assert!(e.message.contains("allow_everything"), "{e}");
+}

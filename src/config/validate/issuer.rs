@@ -9,7 +9,8 @@ use super::Checker;
 use crate::config::raw::{RawClient, RawIssuerSection, RawResource, RawWebhook};
 use crate::config::value::{ADMIN_SCOPE, absolute_uri, admin_audience, scope_token};
 use crate::config::{
-    ClientConfig, GrantType, IssuerSection, ResourceConfig, Secret, SigningAlg, WebhookConfig,
+    ClientConfig, GrantType, IssuerSection, ResourceConfig, Secret, SigningAlg,
+    WebhookAddressPolicy, WebhookConfig,
 };
 
 const DEFAULT_DATABASE: &str = "sqlite://portcullis.db";
@@ -116,7 +117,15 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
             client(c, i, r, &resources, &signing_algs, &admin)
         })
         .collect();
-    let webhooks = webhooks(c, raw.webhooks);
+    let webhook_address_policy = match raw.webhook_address_policy {
+        Some(p) => WebhookAddressPolicy {
+            allow_private: p.allow_private.unwrap_or(false),
+            allow: p.allow.into_iter().map(|c| c.0).collect(),
+            deny: p.deny.into_iter().map(|c| c.0).collect(),
+        },
+        None => WebhookAddressPolicy::default(),
+    };
+    let webhooks = webhooks(c, raw.webhooks, &webhook_address_policy);
     IssuerSection {
         url: raw.url.0.0,
         database,
@@ -131,6 +140,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
         resources,
         clients,
         webhooks,
+        webhook_address_policy,
     }
 }
 
@@ -394,7 +404,11 @@ fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no
     }
 }
 
-fn webhooks(c: &mut Checker<'_>, raw: Vec<RawWebhook>) -> Vec<WebhookConfig> {
+fn webhooks(
+    c: &mut Checker<'_>,
+    raw: Vec<RawWebhook>,
+    policy: &WebhookAddressPolicy,
+) -> Vec<WebhookConfig> {
     let mut urls = HashSet::new();
     raw.into_iter()
         .enumerate()
@@ -405,6 +419,12 @@ fn webhooks(c: &mut Checker<'_>, raw: Vec<RawWebhook>) -> Vec<WebhookConfig> {
                 c.error(
                     &format!("{key}.url"),
                     format!("webhook `{url}` is configured twice"),
+                );
+            }
+            if let Some(what) = url.host().and_then(|h| policy.refuses_host(h)) {
+                c.error(
+                    &format!("{key}.url"),
+                    format!("webhook `{url}` points at a {what} address, which `issuer.webhook_address_policy` refuses (set `allow_private: true` for development, or `allow` the range)"),
                 );
             }
             let events: Option<Vec<_>> = r.events.map(|e| e.into_iter().map(|e| e.0).collect());

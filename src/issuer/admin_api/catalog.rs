@@ -76,6 +76,7 @@ pub(super) async fn create_webhook(call: Call<'_>) -> Answer {
         configured,
         b.into(),
         master.as_ref(),
+        &call.section.webhook_address_policy,
     )
     .await?;
     let mut out = webhook_json(&hook);

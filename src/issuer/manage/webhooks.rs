@@ -10,8 +10,8 @@ use http::Uri;
 use serde_json::json;
 
 use super::{Actor, ManageError, audit, invalid};
-use crate::config::WebhookConfig;
 use crate::config::value::{HttpUrl, ParseValue, WebhookEvent, WebhookSecret};
+use crate::config::{WebhookAddressPolicy, WebhookConfig};
 use crate::issuer::signing::MasterKey;
 use crate::issuer::signing::seal::seal_secret;
 use crate::issuer::store::{Store, Webhook, new_id, redacted};
@@ -57,15 +57,28 @@ pub fn generate_webhook_secret() -> Result<String, ManageError> {
 /// sealed under `master` (when set). A URL that a stored webhook or the
 /// configuration (`configured`) already delivers to is refused, so that no
 /// event is delivered twice to one endpoint. The check reads before the
-/// transaction, so two creations racing for one URL may both succeed.
+/// transaction, so two creations racing for one URL may both succeed. A URL
+/// whose host is obviously refused by `policy` (a literal private address,
+/// `localhost`) is refused here, as a helpful early error; every delivery
+/// checks the resolved addresses again.
 pub async fn create_webhook(
     store: &dyn Store,
     actor: Actor<'_>,
     configured: &[WebhookConfig],
     new: NewWebhook,
     master: Option<&MasterKey>,
+    policy: &WebhookAddressPolicy,
 ) -> Result<Webhook, ManageError> {
     let uri = check_url(&new.url)?;
+    if let Some(what) = uri.host().and_then(|h| policy.refuses_host(h)) {
+        return Err(invalid(
+            "url",
+            format!(
+                "the host is a {what} address, which issuer.webhook_address_policy refuses \
+                 (allow_private: true for development, or allow the range)"
+            ),
+        ));
+    }
     let events = match new.events {
         Some(events) => Some(check_events(events)?),
         None => None,
