@@ -180,7 +180,42 @@ async fn the_sqlite_files_are_readable_by_their_owner_only() {
     p.kill().await;
 }
 
+/// The first six bytes of every stored private key, in lowercase hex.
+async fn key_prefixes(db: &TestDb) -> Vec<String> {
+    let sql = match db.is_postgres() {
+        true => {
+            "SELECT encode(substring(private_key from 1 for 6), 'hex') AS head FROM signing_keys"
+        }
+        false => "SELECT lower(hex(substr(private_key, 1, 6))) AS head FROM signing_keys",
+    };
+    let rows = db.rows(sql, &["head"]).await;
+    rows.into_iter().map(|r| r[0].clone()).collect()
+}
+
+/// `pcsk1:`, the prefix of a sealed key, in hex.
+const SEALED: &str = "7063736b313a";
+
+async fn plain_signing_keys_are_sealed_when_a_master_key_arrives(db: TestDb) {
+    let s = setup(&db).await;
+    // Without a master key the first keys are stored plain (PKCS#8).
+    let first = Portcullis::start(&s.config).await;
+    let jwks = support::oauth::jwks_kids(&first.url("")).await;
+    first.kill().await;
+    let heads = key_prefixes(&db).await;
+    assert!(
+        !heads.is_empty() && heads.iter().all(|h| h != "pcsk1:"),
+        "{heads:?}"
+    );
+    // With one, the next start seals them, and they still sign and publish.
+    let second = Portcullis::start_with_env(&s.config, &[MASTER]).await;
+    let heads = key_prefixes(&db).await;
+    assert!(heads.iter().all(|h| h == SEALED), "{heads:?}");
+    assert_eq!(support::oauth::jwks_kids(&second.url("")).await, jwks);
+    second.kill().await;
+}
+
 on_both_databases!(
+    plain_signing_keys_are_sealed_when_a_master_key_arrives,
     webhook_secrets_are_sealed_at_rest_and_still_sign,
     without_a_master_key_the_start_warns,
 );

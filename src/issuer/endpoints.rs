@@ -398,11 +398,12 @@ async fn apply_declarations(
     Ok(())
 }
 
-/// Seals, with `master`, the stored webhook secrets that are still plain
-/// (created without a master key, or before secrets were sealed), so that a
-/// restart with `PORTCULLIS_MASTER_KEY` set leaves none in the clear; each is
-/// replaced only if unchanged meanwhile. Without a master key: a warning at
-/// start, and an error for sealed secrets that cannot be opened then.
+/// Seals, with `master`, the stored signing keys and webhook secrets that
+/// are still plain (written without a master key, or before webhook secrets
+/// were sealed), so that a restart with `PORTCULLIS_MASTER_KEY` set leaves
+/// none in the clear; each is replaced only if unchanged meanwhile. Without a
+/// master key: a warning at start, and an error for sealed webhook secrets
+/// that cannot be opened then.
 async fn seal_stored_secrets(
     store: &dyn Store,
     master: Option<&MasterKey>,
@@ -424,6 +425,23 @@ async fn seal_stored_secrets(
         }
         return Ok(());
     };
+    let mut keys = 0;
+    for k in store.list_signing_keys(i64::MIN).await? {
+        if super::signing::seal::is_sealed(&k.private_key) {
+            continue;
+        }
+        let new = super::signing::seal::seal(Some(master), &k.kid, &k.private_key)
+            .map_err(IssuerError::MasterKey)?;
+        if store
+            .replace_signing_key_material(&k.kid, &k.private_key, &new)
+            .await?
+        {
+            keys += 1;
+        }
+    }
+    if keys > 0 {
+        tracing::info!(keys, "Stored signing keys sealed with the master key");
+    }
     let mut sealed = 0;
     for w in hooks
         .iter()

@@ -192,6 +192,15 @@ pub trait Store: Send + Sync + Debug {
     /// at once exactly one gets it.
     async fn try_rotation_lock(&self, holder: &str, now: i64, ttl: i64)
     -> Result<bool, StoreError>;
+    /// Replaces the stored private key of `kid` with `new` if it is still
+    /// `expected` (sealing a plain key once a master key is set); true when
+    /// it was replaced.
+    async fn replace_signing_key_material(
+        &self,
+        kid: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Shortcut for [`StoreTx::insert_signing_key`].
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;

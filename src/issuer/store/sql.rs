@@ -158,6 +158,15 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn replace_signing_key_material(
+        &self,
+        kid: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        keys::replace_material(&mut *self.conn().await?, kid, expected, new).await
+    }
+
     async fn insert_code(&self, code: &AuthCode) -> Result<(), StoreError> {
         tokens::insert_code(&mut *self.conn().await?, code).await
     }
