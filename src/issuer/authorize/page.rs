@@ -135,15 +135,29 @@ pub fn signed_out() -> String {
 /// (`https://app.example.test:8443`), or its scheme (`com.example.app:`) for
 /// a URI without an authority. `None` when `uri` cannot be one safely.
 pub fn form_target_source(uri: &str) -> Option<String> {
-    let parsed: http::Uri = uri.parse().ok()?;
-    let scheme = parsed.scheme_str()?;
-    let source = match parsed.authority() {
-        Some(authority) => format!("{scheme}://{authority}"),
+    let (scheme, rest) = uri.split_once(':')?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return None;
+    }
+    let source = match rest.strip_prefix("//") {
+        Some(after) => {
+            let authority = after.split(['/', '?', '#']).next()?;
+            // Without any user information.
+            let host = authority.rsplit('@').next()?;
+            if host.is_empty() {
+                return None;
+            }
+            format!("{scheme}://{host}")
+        }
         None => format!("{scheme}:"),
     };
     let safe = source
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"+-.:/[]@%_~".contains(&b));
+        .all(|b| b.is_ascii_alphanumeric() || b"+-.:/[]_~".contains(&b));
     safe.then_some(source)
 }
 
@@ -217,6 +231,11 @@ mod tests {
             Some("com.example.app:")
         );
         assert_eq!(form_target_source("not a uri"), None);
+        assert_eq!(
+            form_target_source("https://user:pw@app.test/cb").as_deref(),
+            Some("https://app.test")
+        );
+        assert_eq!(form_target_source("https://app.test;x/cb"), None);
         let resp = html_with_form_target(
             StatusCode::OK,
             String::new(),
