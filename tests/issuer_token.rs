@@ -399,6 +399,43 @@ async fn client_failures_count_across_replicas() {
     b.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_one_clients_connections_is_checked_once() {
+    let env = env().await;
+    let gw = Arc::new(Gateway::start(&yaml(&env)).await);
+    // A pool of twenty connections starting at once, from one address, with
+    // a secret this process has not verified yet: one argon2 check answers
+    // them all (its per-address share of the budget is four).
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let auth = basic("billing", "billing-secret-0123456789");
+                token_request_from(&gw, loopback(11), &auth).await.0
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    // The same burst with a wrong secret: one counted failure, not twenty.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let auth = basic("multi", "a wrong guess");
+                token_request_from(&gw, loopback(12), &auth).await.0
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 401);
+    }
+    let right = basic("multi", "multi-secret-0123456789");
+    let (status, _, body) = token_request_from(&gw, loopback(12), &right).await;
+    assert_ne!(status, 429, "{body}");
+}
+
 #[tokio::test]
 async fn discovery_documents_describe_the_issuer() {
     let env = env().await;

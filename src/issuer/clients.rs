@@ -5,13 +5,15 @@
 //! source address (`throttle`), and argon2 rationed in its own budget
 //! (`kdf`), apart from logins.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use moka::sync::Cache;
+use tokio::sync::watch;
 
 use super::error::OAuthError;
 use super::kdf::{self, Budget, CLIENT_LIMITS};
@@ -39,8 +41,30 @@ pub struct ClientAuth {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     verified: Cache<[u8; 32], String>,
+    /// Checks under way, by the key of the client and secret they check;
+    /// their answer, once known.
+    in_flight: Mutex<HashMap<[u8; 32], Answer>>,
     throttle: Throttle,
     budget: Budget,
+}
+
+/// The answer of a check under way.
+type Answer = watch::Receiver<Option<Result<bool, OAuthError>>>;
+
+/// The first of several identical checks; when it ends (answered or
+/// cancelled) the others stop waiting for it.
+struct Flight<'a> {
+    flights: &'a Mutex<HashMap<[u8; 32], Answer>>,
+    key: [u8; 32],
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -96,6 +120,7 @@ impl ClientAuth {
         ClientAuth {
             throttle: Throttle::new(store.clone()),
             budget: Budget::new("client authentication", CLIENT_LIMITS),
+            in_flight: Mutex::new(HashMap::new()),
             store,
             clock,
             verified: Cache::builder()
@@ -137,11 +162,10 @@ impl ClientAuth {
 
     /// Whether `secret` is the client's. A secret this process verified
     /// recently is answered from memory, whatever the throttle says (nothing
-    /// is being guessed). Any other attempt is counted first: during a delay
-    /// for this client at this source it is refused at once (`SlowDown`), not
-    /// checked and not counted. Then it waits for an argon2 slot (refused with
-    /// `TemporarilyUnavailable` or `SlowDown` past the budget's bounds, and
-    /// forgiven). A secret that verifies clears the count.
+    /// is being guessed). The same client and secret presented on several
+    /// connections at once (a client's pool starting) are checked once: the
+    /// first request does, the others wait for its answer, so a burst costs
+    /// one argon2 slot and one throttled attempt, not one per connection.
     async fn check(
         &self,
         client_id: &str,
@@ -150,11 +174,60 @@ impl ClientAuth {
         source: &Source,
     ) -> Result<bool, OAuthError> {
         let key = verified_key(client_id, &secret);
-        // The remembered hash must still be the stored one: a changed secret
-        // (or a deleted and recreated client) is verified afresh.
-        if self.verified.get(&key).as_deref() == Some(hash) {
-            return Ok(true);
+        loop {
+            // The remembered hash must still be the stored one: a changed
+            // secret (or a deleted and recreated client) is verified afresh.
+            if self.verified.get(&key).as_deref() == Some(hash) {
+                return Ok(true);
+            }
+            let joined = {
+                let mut flights = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match flights.get(&key) {
+                    Some(rx) => Err(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        flights.insert(key, rx);
+                        Ok(tx)
+                    }
+                }
+            };
+            let mut answer = match joined {
+                Ok(tx) => {
+                    let _flight = Flight {
+                        flights: &self.in_flight,
+                        key,
+                    };
+                    let result = self.verify(client_id, secret, hash, source, key).await;
+                    let _ = tx.send(Some(result));
+                    return result;
+                }
+                Err(answer) => answer,
+            };
+            match answer.wait_for(Option::is_some).await {
+                Ok(result) => return (*result).unwrap_or(Err(OAuthError::Server)),
+                // The first request went away before it answered: try again.
+                Err(_) => continue,
+            }
         }
+    }
+
+    /// Checks `secret` for the first of the requests that present it now.
+    /// The attempt is counted first: during a delay for this client at this
+    /// source it is refused at once (`SlowDown`), not checked and not
+    /// counted. Then it waits for an argon2 slot (refused with
+    /// `TemporarilyUnavailable` or `SlowDown` past the budget's bounds, and
+    /// forgiven). A secret that verifies is remembered and clears the count.
+    async fn verify(
+        &self,
+        client_id: &str,
+        secret: String,
+        hash: &str,
+        source: &Source,
+        key: [u8; 32],
+    ) -> Result<bool, OAuthError> {
         let store_failed = |e: super::store::StoreError| {
             tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unavailable");
             OAuthError::Server
@@ -188,10 +261,7 @@ impl ClientAuth {
                 return Err(refusal.into());
             }
         };
-        // Many connections of one client often arrive together: once a slot is
-        // ours, the secret may have been verified while we waited.
-        let ok = self.verified.get(&key).as_deref() == Some(hash)
-            || permit.verify(secret, hash.to_owned()).await;
+        let ok = permit.verify(secret, hash.to_owned()).await;
         drop(permit);
         if ok {
             self.verified.insert(key, hash.to_owned());
