@@ -15,14 +15,20 @@ use tokio::sync::watch;
 
 use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
-use super::kdf::{Budget, LOGIN_LIMITS, hash_secret, verify_secret};
+use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
-use super::store::{self, Client, Store, StoreError};
+use super::store::{self, Store, StoreError};
 use super::throttle::{ClientAddr, Source};
 use super::token::Minter;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
+
+mod discovery;
+mod startup;
+
+use discovery::discovery_documents;
+use startup::{apply_declarations, seal_stored_secrets, warn_on_unsafe_role_names};
 
 /// The largest form body the token endpoint reads.
 const MAX_FORM: usize = 64 * 1024;
@@ -342,190 +348,4 @@ pub(super) async fn read_form(
         }
     }
     Ok(form)
-}
-
-/// Upserts the `resources:` (with the admin API's own, see
-/// [`super::reserved`]) and `clients:` of the configuration. A client's
-/// secret is re-hashed only when the stored hash no longer matches it.
-async fn apply_declarations(
-    section: &IssuerSection,
-    store: &dyn Store,
-    now: i64,
-) -> Result<(), IssuerError> {
-    super::manage::apply_declared_resources(store, section)
-        .await
-        .map_err(|e| match e {
-            super::manage::ManageError::Store(e) => IssuerError::Store(e),
-            other => IssuerError::Resources(other),
-        })?;
-    for c in &section.clients {
-        let existing = store.get_client(&c.client_id).await?;
-        let secret_hash = match &c.client_secret {
-            None => None,
-            Some(secret) => {
-                let stored = existing.as_ref().and_then(|e| e.secret_hash.clone());
-                match stored {
-                    Some(h) if verify_secret(secret.expose().to_owned(), h.clone()).await => {
-                        Some(h)
-                    }
-                    _ => Some(
-                        hash_secret(secret.expose().to_owned())
-                            .await
-                            .ok_or_else(|| IssuerError::Client(c.client_id.clone()))?,
-                    ),
-                }
-            }
-        };
-        let client = Client {
-            client_id: c.client_id.clone(),
-            name: c.client_id.clone(),
-            secret_hash,
-            public: c.public,
-            require_pkce: c.require_pkce,
-            grant_types: c
-                .grant_types
-                .iter()
-                .map(|g| g.as_str().to_owned())
-                .collect(),
-            redirect_uris: c.redirect_uris.clone(),
-            scopes: c.scopes.iter().cloned().collect(),
-            id_token_signed_response_alg: Some(c.id_token_signed_response_alg.as_str().to_owned()),
-            introspection: c.introspection.clone(),
-            created_at: now,
-        };
-        store.upsert_client(&client).await?;
-    }
-    Ok(())
-}
-
-/// Seals, with `master`, the stored signing keys and webhook secrets that
-/// are still plain (written without a master key, or before webhook secrets
-/// were sealed), so that a restart with `PORTCULLIS_MASTER_KEY` set leaves
-/// none in the clear; each is replaced only if unchanged meanwhile. Without a
-/// master key: a warning at start, and an error for sealed webhook secrets
-/// that cannot be opened then.
-async fn seal_stored_secrets(
-    store: &dyn Store,
-    master: Option<&MasterKey>,
-) -> Result<(), IssuerError> {
-    let hooks = store.list_webhooks().await?;
-    let Some(master) = master else {
-        tracing::warn!(
-            "PORTCULLIS_MASTER_KEY is not set: signing keys and webhook secrets are stored unencrypted in the issuer database"
-        );
-        let sealed = hooks
-            .iter()
-            .filter(|w| super::signing::seal::is_sealed_secret(&w.secret))
-            .count();
-        if sealed > 0 {
-            tracing::error!(
-                webhooks = sealed,
-                "Stored webhook secrets are encrypted but PORTCULLIS_MASTER_KEY is not set; those webhooks get no events"
-            );
-        }
-        return Ok(());
-    };
-    let mut keys = 0;
-    for k in store.list_signing_keys(i64::MIN).await? {
-        if super::signing::seal::is_sealed(&k.private_key) {
-            continue;
-        }
-        let new = super::signing::seal::seal(Some(master), &k.kid, &k.private_key)
-            .map_err(IssuerError::MasterKey)?;
-        if store
-            .replace_signing_key_material(&k.kid, &k.private_key, &new)
-            .await?
-        {
-            keys += 1;
-        }
-    }
-    if keys > 0 {
-        tracing::info!(keys, "Stored signing keys sealed with the master key");
-    }
-    let mut sealed = 0;
-    for w in hooks
-        .iter()
-        .filter(|w| !super::signing::seal::is_sealed_secret(&w.secret))
-    {
-        let context = super::manage::webhook_secret_context(&w.id);
-        let what = format!("the secret of webhook {}", w.id);
-        let new = super::signing::seal::seal_secret(Some(master), &context, &w.secret, &what)
-            .map_err(IssuerError::Seal)?;
-        if store.replace_webhook_secret(&w.id, &w.secret, &new).await? {
-            sealed += 1;
-        }
-    }
-    if sealed > 0 {
-        tracing::info!(
-            webhooks = sealed,
-            "Stored webhook secrets sealed with the master key"
-        );
-    }
-    Ok(())
-}
-
-/// Logs, at `warn`, stored roles whose names roles created today could not
-/// have (from before names were checked): a comma in one splits it in two in
-/// the gateway's `X-Auth-Roles`. The roles stay; an operator renames them.
-async fn warn_on_unsafe_role_names(store: &dyn Store) -> Result<(), IssuerError> {
-    for role in store.list_roles().await? {
-        if !super::manage::is_role_name(&role.name) {
-            tracing::warn!(
-                role = %role.name.escape_debug(),
-                "A stored role has a name new roles may not have (commas, spaces, quotes or control characters); recreate it under a plain name"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The OpenID Connect Discovery document and the RFC 8414 metadata, listing
-/// what this issuer serves today.
-fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
-    let base = section.url.trim_end_matches('/');
-    let algs: Vec<&str> = section.signing_algs.iter().map(|a| a.as_str()).collect();
-    let mut scopes: Vec<String> = section
-        .resources
-        .iter()
-        .flat_map(|r| r.scopes.clone())
-        .collect();
-    scopes.extend(["openid", "profile", "email", "offline_access"].map(String::from));
-    scopes.sort();
-    scopes.dedup();
-    let doc = serde_json::json!({
-        "issuer": section.url,
-        "authorization_endpoint": format!("{base}/oauth/authorize"),
-        "token_endpoint": format!("{base}/oauth/token"),
-        "userinfo_endpoint": format!("{base}/oauth/userinfo"),
-        "end_session_endpoint": format!("{base}/logout"),
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "revocation_endpoint": format!("{base}/oauth/revoke"),
-        "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        // `none`: public clients identify themselves by `client_id` alone
-        // (with PKCE). No `*_jwt` method exists, so no
-        // `token_endpoint_auth_signing_alg_values_supported` either.
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        // Revocation accepts public clients; introspection does not.
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": scopes,
-        "response_types_supported": ["code"],
-        // Codes come back in the query only (the OIDC default would also
-        // claim `fragment`).
-        "response_modes_supported": ["query"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
-        // Absent, these default to true (`request_uri`) or would be read as
-        // support; none of them is implemented.
-        "request_parameter_supported": false,
-        "request_uri_parameter_supported": false,
-        "claims_parameter_supported": false,
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "org_id", "roles",
-            "auth_time", "nonce", "email", "email_verified", "name", "picture", "org_name", "role"],
-    });
-    let text = Bytes::from(doc.to_string());
-    (text.clone(), text)
 }
