@@ -3,6 +3,7 @@
 
 pub mod bearer;
 pub mod cache;
+pub mod introspect;
 pub mod jwks;
 pub mod keys;
 mod verifier;

@@ -113,6 +113,8 @@ fn serve(config: Config, access_log: AccessLog) -> anyhow::Result<()> {
             config,
             Options {
                 access_log,
+                // A change of the file (or a TLS file it names) reloads; so does SIGHUP.
+                watch_interval: Some(std::time::Duration::from_secs(1)),
                 ..Options::default()
             },
         )

@@ -42,20 +42,90 @@ pub struct Config {
     pub identity_headers: Vec<(String, HeaderName)>,
     /// The built-in issuer, when the file has an `issuer:` section.
     pub issuer: Option<IssuerSection>,
+    /// The forward-auth listener (decisions without proxying), when configured.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 /// The downstream listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Request worker threads (one event loop each); `None`: one per CPU.
     pub workers: Option<usize>,
+    /// TLS certificates; empty: cleartext. The first is the default, the others
+    /// are chosen by SNI.
+    pub tls: Vec<TlsCert>,
+    /// Client certificates are asked for (and verified against this PEM bundle).
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// Peers whose forwarding headers are kept and extended.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub limits: Limits,
+}
+
+/// A certificate chain and key (PEM files) for the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// SNI names (exact, or `*.example.test`); empty for the default certificate.
+    pub server_names: Vec<String>,
+}
+
+/// A client certificate and key (PEM files) presented to an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Whether a TLS client must present a certificate (with `client_ca`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// A certificate is asked for; without one the handshake still succeeds.
+    #[default]
+    Optional,
+    /// No valid certificate, no handshake.
+    Required,
+}
+
+/// Limits that protect the gateway and the upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Request line and headers; over it: 431.
+    pub max_header_bytes: usize,
+    /// Open downstream connections; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Time allowed for a request head (and a TLS handshake) to arrive.
+    pub header_read_timeout: Duration,
+    /// A connection with nothing to do for this long is closed.
+    pub idle_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// The forward-auth listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    pub listen: SocketAddr,
 }
 
 /// The operations listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
 }
@@ -67,10 +137,13 @@ pub enum KeySourceConfig {
     Discovery(Uri),
     File(PathBuf),
     Builtin,
+    /// No signing keys: the issuer's tokens are opaque, checked only by
+    /// introspection.
+    None,
 }
 
 /// One trusted token issuer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuerConfig {
     pub id: String,
     /// The exact `iss` value of its tokens.
@@ -82,12 +155,24 @@ pub struct IssuerConfig {
     pub org_claim: String,
     /// `None`: `roles` (array) or `role` (string).
     pub roles_claim: Option<String>,
-    /// Extra roots for an https JWKS or discovery URL.
+    /// Extra roots for an https JWKS, discovery or introspection URL.
     pub ca_file: Option<PathBuf>,
+    /// RFC 7662 introspection for tokens that are not JWTs.
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// How opaque tokens of an issuer are checked (RFC 7662).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntrospectionConfig {
+    pub url: Uri,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// A positive answer is kept no longer than this (nor than the token's `exp`).
+    pub cache: Duration,
 }
 
 /// The built-in OAuth 2.0 / OIDC issuer (`issuer:`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuerSection {
     /// The public base URL exactly as written: the `iss` of every token.
     pub url: String,
@@ -129,7 +214,7 @@ pub struct ResourceConfig {
 
 /// A declarative client. Public clients have no secret and always need PKCE;
 /// confidential ones have a secret.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     pub client_id: String,
     /// `Some` exactly when the client is confidential.
@@ -151,7 +236,7 @@ pub struct ClientConfig {
 }
 
 /// A webhook endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookConfig {
     pub url: Uri,
     pub secret: WebhookSecret,
@@ -160,7 +245,7 @@ pub struct WebhookConfig {
 }
 
 /// A named upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub name: String,
     /// Scheme and authority (and an optional base path) of the upstream.
@@ -168,6 +253,20 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response headers arrive.
     pub timeout: Duration,
+    pub protocol: UpstreamProtocol,
+    /// Extra roots for an `https://` upstream (the system roots always apply).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate for mTLS to an `https://` upstream.
+    pub client_cert: Option<CertPair>,
+}
+
+/// The HTTP version spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2: by ALPN over TLS, with prior knowledge over cleartext.
+    H2,
 }
 
 /// How a route treats the `Authorization` header.
@@ -183,7 +282,7 @@ pub enum AuthMode {
 }
 
 /// One route, in file order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {
     /// The pattern as written (`/orgs/{org}/items/*`).
     pub path: String,
@@ -201,6 +300,31 @@ pub struct RouteConfig {
     /// Indexes into [`Config::issuers`]; `None`: all issuers.
     pub issuers: Option<Vec<usize>>,
     pub forward_token: bool,
+    /// Paths with matrix parameters (`/a;v=1`) are accepted; the route and the
+    /// policy judge the path without them. Off: such paths get 400.
+    pub matrix_params: bool,
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override` reach the
+    /// upstream, and the route and policy judge the overridden method. Off: they
+    /// are removed.
+    pub method_override: bool,
+    /// Request bodies larger than this get 413.
+    pub max_body: Option<u64>,
+    /// `Upgrade: websocket` is allowed (the token is checked once, at the upgrade).
+    pub websocket: bool,
+    /// The route answers CORS preflights itself and adds CORS response headers.
+    pub cors: Option<CorsConfig>,
+}
+
+/// A route's CORS policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.test`), or `*` for any.
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<Method>,
+    pub allow_headers: Vec<HeaderName>,
+    pub expose_headers: Vec<HeaderName>,
+    pub max_age: Option<Duration>,
+    pub allow_credentials: bool,
 }
 
 // === impl Config ===
@@ -245,6 +369,20 @@ impl Config {
     pub fn issuer_index(&self, id: &str) -> Option<usize> {
         self.issuers.iter().position(|i| i.id == id)
     }
+}
+
+/// Whether `item` can travel as one element of a `sep`-separated header list
+/// (`X-Auth-Scopes` with spaces, `X-Auth-Roles` with commas) and be read back
+/// unchanged: not empty, no control character, no separator, no quote or
+/// backslash (RFC 9110 list parsers treat them specially), no space at either
+/// end. UTF-8 is fine: no byte of a multi-byte character is a separator. Route
+/// requirements are checked with it, and so are a token's scopes and roles.
+pub fn is_list_item(item: &str, sep: u8) -> bool {
+    !item.is_empty()
+        && item.trim_matches(' ') == item
+        && item.bytes().all(|b| {
+            (b >= 0x80 || b.is_ascii_graphic() || b == b' ') && b != sep && b != b'"' && b != b'\\'
+        })
 }
 
 /// The identity headers used when the file does not name any.

@@ -1,4 +1,7 @@
-//! Route requirements checked against a verified identity. Pure.
+//! Route requirements checked against a verified identity, and the route's CORS
+//! policy ([`cors`]). Pure.
+
+pub mod cors;
 
 use http::HeaderValue;
 
@@ -37,6 +40,17 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// The fixed `error_description` sent to the client: part of the API, so it
+    /// does not follow `Display`, which may change for logs.
+    pub fn description(self) -> &'static str {
+        match self {
+            Denial::IssuerNotAllowed => "the token's issuer is not accepted on this route",
+            Denial::InsufficientScope => "the token lacks a required scope",
+            Denial::OrgMismatch => "the token's organization does not match the path",
+            Denial::MissingRole => "the token lacks a required role",
+        }
+    }
+
     /// A stable, low-cardinality name for logs and metrics.
     pub fn reason(self) -> &'static str {
         match self {
@@ -123,6 +137,11 @@ mod tests {
             org_param: None,
             issuers: None,
             forward_token: true,
+            matrix_params: false,
+            method_override: false,
+            max_body: None,
+            websocket: false,
+            cors: None,
         }
     }
 

@@ -1,10 +1,14 @@
 //! The request pipeline: normalise, route, read the bearer token, verify,
 //! authorise, rewrite headers, forward, respond.
 
-pub mod forward;
+pub mod body;
+pub mod decide;
+pub mod forward_auth;
 pub mod handle;
 pub mod headers;
+pub mod pool;
 pub mod respond;
+pub mod upgrade;
 
-pub use handle::{Proxy, ProxyBody};
+pub use handle::{Outcome, Proxy, ProxyBody};
 pub use respond::Reject;

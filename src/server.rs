@@ -1,42 +1,54 @@
-//! Listeners and connections: binding, HTTP/1.1 + h2c on one port, the admin
-//! listener, and graceful drain on shutdown.
+//! Listeners and connections: the public listener (cleartext or TLS, HTTP/1.1
+//! and HTTP/2), the forward-auth and admin listeners, the request workers, the
+//! built-in issuer's background tasks, reload, and graceful drain.
+//!
+//! Requests are served by `server.workers` threads (default: one per CPU), each
+//! with its own single-threaded event loop, its own `SO_REUSEPORT` listening
+//! socket and its own upstream connection pools: a connection and its requests
+//! never change thread. Key refreshes, the issuer, reloads and the admin
+//! listener run on the caller's runtime (the control runtime).
+
+mod conn;
+mod dispatch;
+mod listen;
+mod reload;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http_body_util::Either;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+pub use reload::{ReloadError, Reloaded};
+
 use crate::admin::Admin;
-use crate::auth::Verifier;
-use crate::auth::jwks::{IssuerKeys, http_client};
+use crate::auth::jwks::IssuerKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::issuer::Issuer;
-use crate::proxy::forward::Upstream;
-use crate::proxy::{Proxy, ProxyBody};
-use crate::state::Snapshot;
-use crate::telemetry::Metrics;
+use crate::proxy::Proxy;
+use crate::state::{BuildError, Deps, Snapshot};
 use crate::telemetry::access::AccessLog;
+use crate::telemetry::{LimitLabel, Metrics};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
-    #[error("cannot set up upstream")]
-    Upstream(#[from] crate::proxy::forward::UpstreamError),
-    #[error("cannot set up key fetching for issuer `{0}`")]
-    Keys(String, #[source] crate::auth::jwks::FetchError),
+    #[error("cannot compile the configuration")]
+    Build(#[from] BuildError),
+    #[error("cannot set up TLS for the listener")]
+    Tls(#[from] tls::TlsError),
     #[error("cannot start the built-in issuer")]
     Issuer(#[from] crate::issuer::endpoints::IssuerError),
+    #[error("cannot start worker thread {0}")]
+    Worker(usize, #[source] std::io::Error),
 }
 
 /// A started gateway.
@@ -46,10 +58,13 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     /// Where the admin listener listens, when configured.
     pub admin_addr: Option<SocketAddr>,
+    /// Where the forward-auth listener listens, when configured.
+    pub forward_auth_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    workers: Vec<Worker>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    workers: Vec<WorkerThread>,
+    shared: Arc<Shared>,
+    reloader: Arc<reload::Reloader>,
 }
 
 /// What [`start`] needs besides the configuration; tests inject a clock.
@@ -58,6 +73,9 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// Where the access log goes (default: `tracing` events).
     pub access_log: AccessLog,
+    /// How often the configuration file (and the TLS files it names) is checked
+    /// for changes; `None`: only SIGHUP and [`Running::reload`] reload.
+    pub watch_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -65,45 +83,38 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             access_log: AccessLog::tracing(),
+            watch_interval: None,
         }
+    }
+}
+
+/// What the workers and the control runtime share.
+pub(crate) struct Shared {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The listener's TLS configuration in force (`None`: cleartext).
+    pub tls: ArcSwapOption<rustls::ServerConfig>,
+    pub metrics: Metrics,
+    /// One permit per open downstream connection (`server.limits.max_connections`).
+    pub connections: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
     }
 }
 
 /// Binds the listeners, starts the key refreshers, and serves until
 /// [`Running::shutdown`].
-///
-/// Requests are served by `server.workers` threads (default: one per CPU), each
-/// with its own single-threaded event loop accepting from the shared listener and
-/// its own upstream connection pools: a request never hops between threads. Key
-/// refreshes and the admin listener run on the caller's runtime.
 pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let mut issuers = Vec::with_capacity(config.issuers.len());
-    for i in &config.issuers {
-        let client =
-            http_client(i.ca_file.as_deref()).map_err(|e| StartError::Keys(i.id.clone(), e))?;
-        issuers.push(Arc::new(IssuerKeys::new(
-            Arc::new(i.clone()),
-            client,
-            metrics.clone(),
-        )));
-    }
-    let header_claims = config
-        .identity_headers
-        .iter()
-        .map(|(c, _)| c.clone())
-        .collect();
-    let verifier = Arc::new(Verifier::new(
-        issuers.clone(),
-        header_claims,
-        options.clock.clone(),
-        metrics.clone(),
-    ));
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(
-        config.clone(),
-        verifier,
-    )));
+    let deps = Deps {
+        clock: options.clock.clone(),
+        metrics: metrics.clone(),
+    };
+    let snapshot = Snapshot::build(config.clone(), None, 1, &deps)?;
+    let tls_config = tls::server_config(&config.server)?;
 
     // The built-in issuer: its database and keys are ready before anything binds.
     let issuer = match &config.issuer {
@@ -117,129 +128,184 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     };
     let control = tokio::runtime::Handle::current();
 
-    let proxy_listener = bind(config.server.listen).await?;
-    let proxy_addr = local(&proxy_listener, config.server.listen);
-    let admin_listener = match &config.admin {
-        Some(a) => Some(bind(a.listen).await?),
-        None => None,
-    };
-    let admin_addr = admin_listener
-        .as_ref()
-        .zip(config.admin.as_ref())
-        .map(|(l, a)| local(l, a.listen));
-
-    let (shutdown, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    // The built-in issuer's keys are pushed in process: nothing to refresh.
-    for keys in issuers.iter().filter(|i| !i.is_builtin()) {
-        tasks.spawn(keys.clone().run_refresher(rx.clone()));
-    }
-    if let Some(issuer) = &issuer {
-        // The gateway verifies the built-in issuer's tokens with the keys it
-        // publishes, installed in process whenever they change.
-        let builtin: Vec<Arc<IssuerKeys>> =
-            issuers.iter().filter(|i| i.is_builtin()).cloned().collect();
-        let install = move |jwks: &[u8]| {
-            for keys in &builtin {
-                if let Err(e) = keys.install_jwks(jwks) {
-                    tracing::error!(error = %crate::telemetry::events::chain(&e), "Built-in keys refused");
-                }
-            }
-        };
-        install(&issuer.keys().current().jwks);
-        tasks.spawn(issuer.clone().run_key_sync(rx.clone(), install));
-        tasks.spawn(crate::issuer::purge::run(
-            issuer.store().clone(),
-            options.clock.clone(),
-            rx.clone(),
-        ));
-        let deliverer = issuer.deliverer(options.clock.clone(), metrics.clone());
-        match deliverer {
-            Ok(deliverer) => {
-                tasks.spawn(deliverer.run(rx.clone()));
-            }
-            Err(e) => {
-                tracing::error!(error = %crate::telemetry::events::chain(&e), "Webhook delivery disabled")
-            }
-        }
-    }
-    let grace = config.server.shutdown_grace;
     let count = config.server.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let shared = proxy_listener
-        .into_std()
-        .map_err(|e| StartError::Bind(proxy_addr, e))?;
+    let listen = config.server.listen;
+    let proxy_listeners =
+        listen::bind_group(listen, count).map_err(|e| StartError::Bind(listen, e))?;
+    let proxy_addr = proxy_listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(listen);
+    let mut forward_auth_listeners: Vec<Option<std::net::TcpListener>> = match &config.forward_auth
+    {
+        Some(f) => listen::bind_group(f.listen, count)
+            .map_err(|e| StartError::Bind(f.listen, e))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
+    let forward_auth_addr = forward_auth_listeners
+        .first()
+        .and_then(|l| l.as_ref())
+        .and_then(|l| l.local_addr().ok());
+    let admin_listener = match &config.admin {
+        Some(a) => Some(
+            listen::bind_one(a.listen, false)
+                .and_then(TcpListener::from_std)
+                .map_err(|e| StartError::Bind(a.listen, e))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let shared = Arc::new(Shared {
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        tls: ArcSwapOption::new(tls_config),
+        metrics: metrics.clone(),
+        connections: Arc::new(Semaphore::new(config.server.limits.max_connections)),
+    });
+    metrics.config_generation.set(1);
+    metrics.config_last_load.set(options.clock.now_unix());
+
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for keys in shared.snapshot.load().verifier.issuers() {
+        tasks.spawn(keys.clone().run_refresher(rx.clone()));
+    }
+    if let Some(issuer) = &issuer {
+        start_issuer_tasks(issuer, &shared, &options, &mut tasks, &rx);
+    }
+    let reloader = Arc::new(reload::Reloader::new(
+        shared.clone(),
+        deps,
+        issuer.as_ref().map(|i| i.keys().clone()),
+        rx.clone(),
+    ));
+    if let Some(interval) = options.watch_interval {
+        tasks.spawn(reloader.clone().watch(interval));
+    }
+    #[cfg(unix)]
+    tasks.spawn(reloader.clone().on_sighup());
+
+    let grace = config.server.shutdown_grace;
     let mut workers = Vec::with_capacity(count);
-    for n in 0..count {
-        let listener = shared
-            .try_clone()
-            .map_err(|e| StartError::Bind(proxy_addr, e))?;
-        let upstreams: Arc<[Upstream]> = config
-            .upstreams
-            .iter()
-            .map(Upstream::new)
-            .collect::<Result<Vec<_>, _>>()?
-            .into();
-        let proxy = Arc::new(Proxy::new(
-            snapshot.clone(),
-            upstreams,
-            metrics.clone(),
-            options.access_log.clone(),
-        ));
-        let issuer = issuer.clone().map(|i| (i, control.clone()));
-        workers.push(Worker::spawn(
+    for (n, listener) in proxy_listeners.into_iter().enumerate() {
+        let worker = Arc::new(dispatch::Worker {
+            proxy: Proxy::new(shared.snapshot.clone(), metrics.clone()),
+            issuer: issuer.clone().map(|i| (i, control.clone())),
+            metrics: metrics.clone(),
+            access_log: options.access_log.clone(),
+            no_route: Arc::from(""),
+        });
+        workers.push(WorkerThread::spawn(
             n,
             listener,
-            proxy,
-            issuer,
+            forward_auth_listeners.get_mut(n).and_then(Option::take),
+            shared.clone(),
+            worker,
             rx.clone(),
             grace,
         )?);
     }
-    drop(shared);
     if let Some(listener) = admin_listener {
-        let admin = Arc::new(Admin::new(snapshot.clone(), metrics));
-        tasks.spawn(serve(listener, rx, grace, move |req, _| {
-            let admin = admin.clone();
-            async move { Ok::<_, std::convert::Infallible>(admin.handle(&req)) }
-        }));
+        let admin = Arc::new(Admin::new(shared.snapshot.clone(), metrics.clone()));
+        let handler = move |req: http::Request<hyper::body::Incoming>| {
+            let resp = admin.handle(&req).map(Either::Right);
+            async move { resp }
+        };
+        tasks.spawn(accept_loop(
+            listener,
+            false,
+            Arc::new(Semaphore::new(1024)),
+            metrics.clone(),
+            shared.clone(),
+            rx,
+            grace,
+            handler,
+        ));
     }
-    match admin_addr {
-        Some(admin) => tracing::info!(proxy = %proxy_addr, %admin, workers = count, "Listening"),
-        None => tracing::info!(proxy = %proxy_addr, workers = count, "Listening"),
-    }
+    tracing::info!(
+        proxy = %proxy_addr,
+        admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        forward_auth = %forward_auth_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        tls = !config.server.tls.is_empty(),
+        workers = count,
+        "Listening"
+    );
     Ok(Running {
         proxy_addr,
         admin_addr,
+        forward_auth_addr,
         shutdown,
         tasks,
         workers,
-        snapshot,
+        shared,
+        reloader,
     })
+}
+
+/// The issuer's background work: key sync (publishing its JWKS to the
+/// gateway's `builtin: true` issuer, whichever snapshot holds it), housekeeping,
+/// webhook delivery.
+fn start_issuer_tasks(
+    issuer: &Arc<Issuer>,
+    shared: &Arc<Shared>,
+    options: &Options,
+    tasks: &mut JoinSet<()>,
+    rx: &watch::Receiver<bool>,
+) {
+    let snapshot = shared.snapshot.clone();
+    let install = move |jwks: &[u8]| {
+        if let Some(keys) = snapshot.load().builtin_keys() {
+            install_builtin(&keys, jwks);
+        }
+    };
+    install(&issuer.keys().current().jwks);
+    tasks.spawn(issuer.clone().run_key_sync(rx.clone(), install));
+    tasks.spawn(crate::issuer::purge::run(
+        issuer.store().clone(),
+        options.clock.clone(),
+        rx.clone(),
+    ));
+    match issuer.deliverer(options.clock.clone(), shared.metrics.clone()) {
+        Ok(deliverer) => {
+            tasks.spawn(deliverer.run(rx.clone()));
+        }
+        Err(e) => {
+            tracing::error!(error = %crate::telemetry::events::chain(&e), "Webhook delivery disabled")
+        }
+    }
+}
+
+/// Installs the built-in issuer's published JWKS into the gateway's key set.
+pub(crate) fn install_builtin(keys: &IssuerKeys, jwks: &[u8]) {
+    if let Err(e) = keys.install_jwks(jwks) {
+        tracing::error!(error = %crate::telemetry::events::chain(&e), "Built-in keys refused");
+    }
 }
 
 /// One request worker thread and the signal that it has finished.
 #[derive(Debug)]
-struct Worker {
+struct WorkerThread {
     done: tokio::sync::oneshot::Receiver<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl Worker {
+impl WorkerThread {
     fn spawn(
         n: usize,
         listener: std::net::TcpListener,
-        proxy: Arc<Proxy>,
-        issuer: Option<(Arc<Issuer>, tokio::runtime::Handle)>,
+        forward_auth: Option<std::net::TcpListener>,
+        shared: Arc<Shared>,
+        worker: Arc<dispatch::Worker>,
         shutdown: watch::Receiver<bool>,
         grace: Duration,
-    ) -> Result<Worker, StartError> {
-        let addr = listener
-            .local_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    ) -> Result<WorkerThread, StartError> {
         let (tx, done) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("portcullis-worker-{n}"))
@@ -249,107 +315,94 @@ impl Worker {
                     .build()
                 {
                     Ok(rt) => rt.block_on(async move {
-                        match TcpListener::from_std(listener) {
-                            Ok(l) => {
-                                serve(l, shutdown, grace, move |req, remote| {
-                                    let proxy = proxy.clone();
-                                    let issuer = issuer.clone();
-                                    async move {
-                                        Ok::<_, std::convert::Infallible>(match issuer {
-                                            Some((issuer, control))
-                                                if Issuer::serves(req.uri().path()) =>
-                                            {
-                                                issue(issuer, control, req, remote).await
-                                            }
-                                            _ => proxy.handle(req, remote).await,
-                                        })
-                                    }
-                                })
-                                .await
+                        let public = async {
+                            match TcpListener::from_std(listener) {
+                                Ok(l) => {
+                                    let w = worker.clone();
+                                    let handler = move |req| dispatch::public(w.clone(), req);
+                                    accept_loop(
+                                        l,
+                                        true,
+                                        shared.connections.clone(),
+                                        shared.metrics.clone(),
+                                        shared.clone(),
+                                        shutdown.clone(),
+                                        grace,
+                                        handler,
+                                    )
+                                    .await
+                                }
+                                Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
                             }
-                            Err(e) => tracing::error!(error = %e, "Worker cannot use the listener"),
-                        }
+                        };
+                        let decisions = async {
+                            let Some(l) = forward_auth else { return };
+                            match TcpListener::from_std(l) {
+                                Ok(l) => {
+                                    let w = worker.clone();
+                                    let handler = move |req| dispatch::forward_auth(w.clone(), req);
+                                    accept_loop(
+                                        l,
+                                        false,
+                                        shared.connections.clone(),
+                                        shared.metrics.clone(),
+                                        shared.clone(),
+                                        shutdown.clone(),
+                                        grace,
+                                        handler,
+                                    )
+                                    .await
+                                }
+                                Err(e) => tracing::error!(error = %e, "Worker cannot use the forward-auth listener"),
+                            }
+                        };
+                        tokio::join!(public, decisions);
                     }),
                     Err(e) => tracing::error!(error = %e, "Worker cannot start its event loop"),
                 }
                 let _ = tx.send(());
             })
-            .map_err(|e| StartError::Bind(addr, e))?;
-        Ok(Worker { done, thread })
+            .map_err(|e| StartError::Worker(n, e))?;
+        Ok(WorkerThread { done, thread })
     }
 }
 
-/// Runs an issuer request on the control runtime, where the database pool and
-/// the key ring live, and hands the answer back to the worker's connection.
-/// The peer's address goes along in the request's extensions: the issuer
-/// throttles failed authentications per source address.
-async fn issue(
-    issuer: Arc<Issuer>,
-    control: tokio::runtime::Handle,
-    mut req: http::Request<hyper::body::Incoming>,
-    remote: SocketAddr,
-) -> http::Response<ProxyBody> {
-    req.extensions_mut()
-        .insert(crate::issuer::throttle::ClientAddr(remote));
-    let resp = match control.spawn(async move { issuer.handle(req).await }).await {
-        Ok(resp) => resp,
-        Err(_) => crate::issuer::error::OAuthError::Server.into_response(),
-    };
-    resp.map(http_body_util::Either::Right)
-}
-
-/// Pending connections the kernel may queue before `accept` (capped by
-/// `net.core.somaxconn`): bursts of new connections wait instead of being refused.
-const BACKLOG: u32 = 4096;
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| StartError::Bind(addr, e))?;
-    socket
-        .set_reuseaddr(true)
-        .map_err(|e| StartError::Bind(addr, e))?;
-    socket.bind(addr).map_err(|e| StartError::Bind(addr, e))?;
-    socket
-        .listen(BACKLOG)
-        .map_err(|e| StartError::Bind(addr, e))
-}
-
-fn local(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
-    l.local_addr().unwrap_or(fallback)
-}
-
-/// Accepts connections until shutdown, then waits up to `grace` for in-flight
-/// requests; keep-alive connections are told to close after their current request.
-async fn serve<F, Fut, B>(
+/// Accepts connections until shutdown (at most as many open at once as
+/// `connections` has permits; the rest wait in the kernel's accept queue), then
+/// waits up to `grace` for in-flight requests: keep-alive connections are told to
+/// close after their current request. With `use_tls`, each connection is
+/// served with the listener's TLS configuration in force when it is accepted
+/// (none configured: cleartext).
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop<H, F>(
     listener: TcpListener,
+    use_tls: bool,
+    connections: Arc<Semaphore>,
+    metrics: Metrics,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-    handler: F,
+    handler: H,
 ) where
-    F: Fn(http::Request<hyper::body::Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
-        + Send
-        + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    H: Fn(http::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = http::Response<crate::proxy::ProxyBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        // One flattened write per response instead of a vectored one: cheaper
-        // for the small heads and bodies an API gateway mostly carries.
-        .writev(false);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let mut open = JoinSet::new();
     loop {
-        let (stream, remote) = tokio::select! {
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                metrics.limit_hit(LimitLabel::MAX_CONNECTIONS);
+                tokio::select! {
+                    p = connections.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -359,26 +412,26 @@ async fn serve<F, Fut, B>(
                     continue;
                 }
             },
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             _ = shutdown.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
+        let config = if use_tls {
+            shared.tls.load_full()
+        } else {
+            None
+        };
+        let limits = shared.snapshot.load().config.server.limits;
         let handler = handler.clone();
-        let service = service_fn(move |req| handler(req, remote));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "Connection ended with an error");
-            }
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        open.spawn(async move {
+            conn::serve(stream, peer, config, limits, metrics, shutdown, handler).await;
+            drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drain = async { while open.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::warn!(
             grace_ms = grace.as_millis() as u64,
             "Shutdown grace elapsed with requests in flight"
@@ -409,7 +462,14 @@ impl Running {
 
     /// The snapshot in force (for tests and reload).
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.shared.snapshot.load_full()
+    }
+
+    /// Reloads the configuration file now (as SIGHUP does): the new
+    /// configuration is built completely, then swapped in; on any error the
+    /// one in force stays and the error is returned (and logged, and counted).
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload().await
     }
 
     /// The key set of the `builtin: true` issuer, if one is configured: the
@@ -417,12 +477,6 @@ impl Running {
     /// ([`IssuerKeys::install_jwks`]) whenever it changes, and the gateway
     /// verifies its tokens with those keys without any HTTP fetch.
     pub fn builtin_keys(&self) -> Option<Arc<IssuerKeys>> {
-        self.snapshot
-            .load()
-            .verifier
-            .issuers()
-            .iter()
-            .find(|i| i.is_builtin())
-            .cloned()
+        self.shared.snapshot.load().builtin_keys()
     }
 }

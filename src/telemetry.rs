@@ -39,6 +39,37 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+/// A single `limit` label: which of `server.limits` (or a route's `max_body`)
+/// refused or cut something.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: &'static str,
+}
+
+impl LimitLabel {
+    pub const MAX_HEADER_BYTES: LimitLabel = LimitLabel {
+        limit: "max_header_bytes",
+    };
+    pub const MAX_CONNECTIONS: LimitLabel = LimitLabel {
+        limit: "max_connections",
+    };
+    pub const HEADER_READ_TIMEOUT: LimitLabel = LimitLabel {
+        limit: "header_read_timeout",
+    };
+    pub const IDLE_TIMEOUT: LimitLabel = LimitLabel {
+        limit: "idle_timeout",
+    };
+    pub const MAX_BODY: LimitLabel = LimitLabel { limit: "max_body" };
+}
+
+/// Labels of the introspection counter: the issuer's id and the outcome
+/// (`active`, `inactive`, `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntrospectionLabel {
+    pub issuer: Arc<str>,
+    pub outcome: &'static str,
+}
+
 /// A single `upstream` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabel {
@@ -57,6 +88,12 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub config_generation: Gauge,
     pub config_reload_failures: Counter,
+    /// Unix time of the last configuration that loaded (at start or by reload).
+    pub config_last_load: Gauge,
+    /// Limits that refused or cut a request or connection, by limit.
+    pub limit_hits: Family<LimitLabel, Counter>,
+    /// Calls to introspection endpoints, by issuer and outcome.
+    pub introspections: Family<IntrospectionLabel, Counter>,
     /// Webhook POSTs, by outcome.
     pub webhook_deliveries: Family<Outcome, Counter>,
     /// Events given up on after the last attempt.
@@ -86,6 +123,9 @@ impl Metrics {
         let cache_misses = Counter::default();
         let config_generation = Gauge::default();
         let config_reload_failures = Counter::default();
+        let config_last_load = Gauge::default();
+        let limit_hits = Family::<LimitLabel, Counter>::default();
+        let introspections = Family::<IntrospectionLabel, Counter>::default();
         let webhook_deliveries = Family::<Outcome, Counter>::default();
         let webhook_events_abandoned = Counter::default();
         registry.register(
@@ -134,6 +174,21 @@ impl Metrics {
             config_reload_failures.clone(),
         );
         registry.register(
+            m::CONFIG_LAST_LOAD,
+            "Unix time of the last configuration that loaded",
+            config_last_load.clone(),
+        );
+        registry.register(
+            m::LIMIT_HITS,
+            "Requests or connections refused or cut by a limit, by limit",
+            limit_hits.clone(),
+        );
+        registry.register(
+            m::INTROSPECTIONS,
+            "Calls to introspection endpoints, by issuer and outcome",
+            introspections.clone(),
+        );
+        registry.register(
             m::WEBHOOK_DELIVERIES,
             "Webhook POSTs, by outcome",
             webhook_deliveries.clone(),
@@ -143,7 +198,17 @@ impl Metrics {
             "Webhook events given up on after their last attempt",
             webhook_events_abandoned.clone(),
         );
-        config_generation.set(1);
+        config_generation.set(0);
+        for l in [
+            LimitLabel::MAX_HEADER_BYTES,
+            LimitLabel::MAX_CONNECTIONS,
+            LimitLabel::HEADER_READ_TIMEOUT,
+            LimitLabel::IDLE_TIMEOUT,
+            LimitLabel::MAX_BODY,
+        ] {
+            // Exported at zero from the start, so that `increase()` sees the first.
+            let _ = limit_hits.get_or_create(&l);
+        }
         Metrics {
             requests,
             rejections,
@@ -154,10 +219,18 @@ impl Metrics {
             cache_misses,
             config_generation,
             config_reload_failures,
+            config_last_load,
+            limit_hits,
+            introspections,
             webhook_deliveries,
             webhook_events_abandoned,
             registry: Arc::new(registry),
         }
+    }
+
+    /// Counts one hit of `limit`.
+    pub fn limit_hit(&self, limit: LimitLabel) {
+        self.limit_hits.get_or_create(&limit).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -172,3 +172,109 @@ async fn gateways_without_a_builtin_issuer_have_no_builtin_keys() {
 async fn gw_get(gw: &Gateway, token: &str) -> StatusCode {
     get(&gw.url("/anything"), Some(token)).await.0
 }
+
+/// An ID token of the built-in issuer never passes a route, even where the
+/// operator listed the client id among the audiences: the gateway wants
+/// `typ: at+jwt` from the built-in issuer. The tokens come from a real sign-in.
+#[tokio::test]
+async fn builtin_id_tokens_never_pass_a_route() {
+    use portcullis::issuer::clients::hash_secret;
+    use portcullis::issuer::store::{self, User};
+    const API: &str = "https://api.example.test";
+    const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+    let db = TestDb::sqlite();
+    let upstream = Upstream::start().await;
+    let yaml = format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  workers: 1
+admin:
+  listen: "127.0.0.1:0"
+issuer:
+  url: "http://issuer.test"
+  database: "{db}"
+  signing_algs: [ES256, RS256]
+  resources:
+    - identifier: "{API}"
+      scopes: [read:data]
+  clients:
+    - client_id: web
+      public: true
+      redirect_uris: ["{CALLBACK}"]
+      grant_types: [authorization_code]
+      scopes: {{ "{API}": [read:data] }}
+issuers:
+  - id: local
+    builtin: true
+    audiences: ["{API}", "web"]
+upstreams:
+  api: {{ url: "{up}", connect_timeout: 1s, timeout: 5s }}
+routes:
+  - path: /*
+    upstream: api
+"#,
+        db = db.url(),
+        up = upstream.url(),
+    );
+    let gw = Gateway::start(&yaml).await;
+    let store = store::open(db.url()).await.unwrap();
+    store
+        .create_user(&User {
+            id: "usr_alice".into(),
+            email: "alice@example.test".into(),
+            name: Some("Alice".into()),
+            picture: None,
+            email_verified: true,
+            password_hash: Some(hash_secret("a long enough password".into()).await.unwrap()),
+            created_at: now(),
+            updated_at: now(),
+        })
+        .await
+        .unwrap();
+    let tokens = support::oauth::code_flow(
+        &gw.url(""),
+        "web",
+        CALLBACK,
+        "openid email read:data",
+        ("alice@example.test", "a long enough password"),
+    )
+    .await;
+    let id_token = tokens["id_token"].as_str().expect("an ID token");
+    assert_eq!(claims_of(id_token)["aud"], "web");
+    let (status, headers, body) = get(&gw.url("/anything"), Some(id_token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_code(&body), "invalid_token");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    // The access token of the same sign-in passes.
+    let access = tokens["access_token"].as_str().expect("an access token");
+    assert_eq!(header_of(access)["typ"], "at+jwt");
+    assert_eq!(gw_get(&gw, access).await, StatusCode::OK);
+    assert_eq!(upstream.count(), 1);
+
+    // Signed by the issuer's own key but without `typ: at+jwt`: refused too.
+    let keys = gw.running().builtin_keys().expect("builtin keys");
+    let es = record(SigningAlg::ES256);
+    keys.install_jwks(jwks_json([&es]).as_bytes())
+        .expect("install");
+    let mut c = claims();
+    c["iss"] = json!("http://issuer.test");
+    c["aud"] = json!(API);
+    for typ in ["JWT", "application/jwt"] {
+        let t = SigningKey::from_record(&es, None)
+            .expect("key")
+            .sign(&c, typ)
+            .expect("sign");
+        assert_eq!(gw_get(&gw, &t).await, StatusCode::UNAUTHORIZED, "{typ}");
+    }
+    let t = SigningKey::from_record(&es, None)
+        .expect("key")
+        .sign(&c, "at+jwt")
+        .expect("sign");
+    assert_eq!(gw_get(&gw, &t).await, StatusCode::OK);
+    gw.shutdown().await;
+}

@@ -548,3 +548,38 @@ async fn run_with_a_bad_file_or_a_taken_port_fails_with_distinct_codes() {
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert!(out.stderr.contains(&addr), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration() {
+    let jwks = JwksServer::start(&[&rsa()]).await;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = run_config(&up, &jwks);
+    let path = write(dir.path(), "run.yaml", &text);
+    let mut gw = Process::start(dir.path(), &["run", "-c", path.to_str().unwrap()], &[]).await;
+    assert_eq!(get(&gw.url("/open/a"), None).await.0, 401);
+    // The same length, the same modification time and inode: only SIGHUP can
+    // tell the process that the file changed.
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let edited = text.replace("path: /public/*", "path: /open/*  ");
+    assert_eq!(edited.len(), text.len());
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut &file, edited.as_bytes()).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+    gw.signal("HUP");
+    let reloaded = next_message(&mut gw.lines, "Configuration reloaded").await;
+    assert_eq!(reloaded["generation"], 2);
+    assert_eq!(get(&gw.url("/open/a"), None).await.0, 200);
+    // A broken file on SIGHUP: refused, located, and the process serves on.
+    std::fs::write(&path, "routes: [").unwrap();
+    gw.signal("HUP");
+    let refused = next_message(&mut gw.lines, "Configuration reload refused").await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("run.yaml"),
+        "{refused}"
+    );
+    assert_eq!(get(&gw.url("/open/a"), None).await.0, 200);
+    gw.signal("TERM");
+    assert_eq!(gw.exit_code().await, Some(0));
+}

@@ -623,3 +623,103 @@ async fn metrics_report_fetches_caches_requests_rejections_and_latency() {
     assert_eq!(gw.metric(FAILURES).await, 1.0);
     gw.shutdown().await;
 }
+
+// === a slow issuer ===
+
+/// An issuer that does not answer: every request waits for the one fetch in
+/// flight (never starting one of its own), for a bounded time, then gets 503 with
+/// `Retry-After`; once the issuer answers, the keys serve without another fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_wait_for_the_one_fetch_in_flight_then_get_503() {
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    jwks.hold();
+    let up = Upstream::start().await;
+    let gw = Gateway::start_unready(&config_with_keys(&jwks_uri(&jwks), &up, ROUTES)).await;
+    let mut requests = JoinSet::new();
+    for i in 0..30 {
+        let t = fresh_token(&key, &format!("user-{i}"));
+        let url = gw.url("/r");
+        requests.spawn(async move { get(&url, Some(&t)).await });
+    }
+    while let Some(res) = requests.join_next().await {
+        let (status, headers, body) = res.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(headers.contains_key("retry-after"));
+        assert_eq!(error_code(&body), "temporarily_unavailable");
+    }
+    // Thirty requests, one fetch (the start-up fetch they all joined).
+    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(up.count(), 0);
+
+    jwks.release();
+    eventually("the keys to arrive", || async {
+        gw.readyz().await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status(&gw, &fresh_token(&key, "after")).await, 200);
+    assert_eq!(jwks.fetches(), 1);
+    assert_eq!(gw.metric(FETCHES).await, 1.0);
+    gw.shutdown().await;
+}
+
+/// The same for an unknown `kid` while the issuer is slow: one refetch, joined
+/// by everyone, 503 (try again) rather than 401 (your token is bad) while it
+/// runs, and the new key serves once it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_unknown_kid_refetch_is_shared_and_bounded() {
+    let a = rsa();
+    let b = ec();
+    let jwks = JwksServer::start(&[&a]).await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config_with_keys(&jwks_uri(&jwks), &up, ROUTES)).await;
+    let before = jwks.fetches();
+    jwks.set_keys(&[&a, &b]);
+    jwks.hold();
+    let mut requests = JoinSet::new();
+    for i in 0..30 {
+        let t = fresh_token(&b, &format!("user-{i}"));
+        let url = gw.url("/r");
+        requests.spawn(async move { get(&url, Some(&t)).await });
+    }
+    while let Some(res) = requests.join_next().await {
+        let (status, headers, body) = res.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(headers.contains_key("retry-after"));
+    }
+    assert_eq!(jwks.fetches(), before + 1);
+    // Tokens of known keys do not wait for it.
+    assert_eq!(status(&gw, &fresh_token(&a, "known")).await, 200);
+
+    jwks.release();
+    eventually("the new key to arrive", || async {
+        status(&gw, &fresh_token(&b, "later")).await == 200
+    })
+    .await;
+    assert_eq!(jwks.fetches(), before + 1);
+    gw.shutdown().await;
+}
+
+/// Fetch errors, which are logged, show the URL without its query or userinfo.
+#[tokio::test]
+async fn fetch_errors_never_show_the_query_of_a_key_url() {
+    let up = Upstream::start().await;
+    let closed = closed_port().await;
+    let source = format!("jwks_uri: \"http://user:pw@{closed}/jwks.json?api_key=s3cret\"");
+    let gw = Gateway::start_unready(&config_with_keys(&source, &up, ROUTES)).await;
+    let err = gw
+        .issuer(0)
+        .refresh()
+        .await
+        .expect_err("nothing listens there");
+    let shown = portcullis::telemetry::events::chain(&err);
+    assert!(
+        shown.contains(&format!("http://{closed}/jwks.json")),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("pw"),
+        "{shown}"
+    );
+    gw.shutdown().await;
+}

@@ -7,6 +7,7 @@
 
 mod support;
 
+use serde_json::json;
 use support::*;
 
 /// Routes over two upstreams (`a` and `b`), so a test can tell which route won.
@@ -314,5 +315,125 @@ async fn method_mismatch_gets_405_with_allow() {
     // A path no route matches is 404 whatever the method.
     assert_eq!(f.send("POST", "/orgs/acme").await.status, 404);
     assert_eq!(f.upstream_count(), 0);
+    f.gw.shutdown().await;
+}
+
+// === matrix parameters (`;`) ===
+
+/// Layouts where a segment with `;` would be a bypass if the gateway and a
+/// servlet upstream (which strips `;…` before routing) disagreed: a weaker
+/// catch-all after a protected prefix, an anonymous prefix before it, and one
+/// route that opts in to matrix parameters.
+fn matrix_config(jwks: &JwksServer, a: &Upstream, b: &Upstream) -> String {
+    format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+  workers: 1
+admin:
+  listen: "127.0.0.1:0"
+issuers:
+  - id: main
+    issuer: "{ISSUER}"
+    jwks_uri: "{jwks}"
+    audiences: ["{AUDIENCE}"]
+upstreams:
+  a: {{ url: "{a}", connect_timeout: 1s, timeout: 5s }}
+  b: {{ url: "{b}", connect_timeout: 1s, timeout: 5s }}
+routes:
+  - path: /public/*
+    upstream: a
+    auth: anonymous
+  - path: /admin/*
+    upstream: b
+    roles: [admin]
+  - path: /api/{{org}}/*
+    upstream: b
+    matrix_params: true
+    org_param: org
+  - path: /*
+    upstream: a
+    auth: anonymous
+"#,
+        jwks = jwks.url(),
+        a = a.url(),
+        b = b.url(),
+    )
+}
+
+#[tokio::test]
+async fn segments_with_semicolons_are_refused_unless_the_route_opts_in() {
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let gw = Gateway::start(&matrix_config(&jwks, &a, &b)).await;
+    let f = Fixture {
+        gw,
+        a,
+        b,
+        _jwks: jwks,
+    };
+    let refused = [
+        // `/admin;x/…` is `/admin/…` to Tomcat: it must not fall through to `/*`.
+        "/admin;x/users",
+        "/admin;jsessionid=ABC",
+        "/ADMIN;x/users/../x",
+        // `..;` is `..` to Tomcat: it must not climb out of the anonymous prefix.
+        "/public/..;/admin/users",
+        "/public/..;x=1/admin/users",
+        "/public/.;/admin",
+        "/public/a/..;/..;/admin",
+        // No route but the opted-in one accepts parameters.
+        "/public;x/a",
+        "/public/a;x",
+        "/anything;x",
+        "/;x/admin",
+        "/a/;/b",
+        // An encoded `;` is refused everywhere, the opted-in route included.
+        "/admin%3Bx/users",
+        "/public/..%3B/admin",
+        "/api/acme/%3B",
+        "/api/acme%3bx/items",
+        // Opting in never lets a parameter hide a dot segment or a separator.
+        "/api/acme/..;/..;/admin/users",
+        "/api/acme/x;a%2Fb",
+        "/api/acme/x;a%00",
+    ];
+    for target in refused {
+        let got = f.get(target).await;
+        assert_eq!(got.status, 400, "{target}: {}{}", got.head, got.body);
+        assert_eq!(error_code(&got.body), "invalid_request", "{target}");
+        assert_eq!(got.header("www-authenticate"), None, "{target}");
+    }
+    assert_eq!(
+        f.upstream_count(),
+        0,
+        "a refused request reached an upstream"
+    );
+
+    // The opted-in route judges the path without its parameters: it still wants
+    // a token, and `org_param` sees `acme`, not `acme;v=1`.
+    let got = f.get("/api/acme;v=1/items;page=2").await;
+    assert_eq!(got.status, 401, "{}{}", got.head, got.body);
+    let tok = token(&key, &claims_with(json!({"org_id": "acme"})));
+    let send = |target: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: gateway.test\r\nAuthorization: Bearer {tok}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let resp = raw(
+        f.gw.addr,
+        send("/api/acme;v=1/items;page=2?q=;x").as_bytes(),
+    )
+    .await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    // The upstream gets the parameters as sent: it is the one that reads them.
+    assert_eq!(f.b.last().target, "/api/acme;v=1/items;page=2?q=;x");
+    let resp = raw(f.gw.addr, send("/api/globex;v=1/items").as_bytes()).await;
+    assert_eq!(raw_status(&resp), 403, "{resp}");
+    assert_eq!(f.b.count(), 1);
+
+    // A `;` in the query is not a path matter.
+    let got = f.get("/public/a?x=;y").await;
+    assert_eq!(got.status, 200, "{}{}", got.head, got.body);
     f.gw.shutdown().await;
 }

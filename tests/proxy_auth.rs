@@ -1160,6 +1160,38 @@ async fn clients_cannot_spoof_identity_headers_on_any_route() {
     );
 }
 
+/// A role or scope that the comma- or space-separated identity header could not
+/// carry as one item (`viewer,admin` would read as two roles upstream) is left
+/// out, for the gateway's policy and the upstream alike: both see one set.
+#[tokio::test]
+async fn list_items_that_would_split_upstream_are_left_out_for_policy_and_header() {
+    let p = Policies::start().await;
+    // The only `admin` is hidden in a role that would split upstream: refused.
+    let split = p.main_token(json!({ "roles": ["viewer,admin", "editor"] }));
+    assert_forbidden(&with_token(&p.gw, "/admin/x", &split).await, "viewer,admin");
+    let quoted = p.main_token(json!({ "roles": ["\"x", "admin\""] }));
+    assert_forbidden(&with_token(&p.gw, "/admin/x", &quoted).await, "quotes");
+    // Elsewhere the token passes, and the header lists only whole roles.
+    assert_passed(&with_token(&p.gw, "/open/x", &split).await, "open route");
+    assert_eq!(
+        upstream_header(&p.up, "x-auth-roles").as_deref(),
+        Some("editor")
+    );
+    let role = p.main_token(json!({ "role": "viewer,admin" }));
+    assert_passed(&with_token(&p.gw, "/open/x", &role).await, "role string");
+    assert_eq!(upstream_header(&p.up, "x-auth-roles"), None);
+
+    // An `scp` item with a space would read as two scopes upstream.
+    let scp = p.main_token(json!({ "scope": null, "scp": ["read:data write:data", "read:data"] }));
+    let got = with_token(&p.gw, "/scoped/x", &scp).await;
+    assert_eq!(got.status, 403, "{}", got.body);
+    assert_passed(&with_token(&p.gw, "/open/x", &scp).await, "scp");
+    assert_eq!(
+        upstream_header(&p.up, "x-auth-scopes").as_deref(),
+        Some("read:data")
+    );
+}
+
 #[tokio::test]
 async fn custom_identity_headers_replace_the_defaults() {
     let key = rsa();

@@ -30,6 +30,19 @@ pub enum BearerError {
     Malformed,
 }
 
+impl BearerError {
+    /// The fixed `error_description` sent to the client: part of the API, so it
+    /// does not follow `Display`, which may change for logs.
+    pub fn description(self) -> &'static str {
+        match self {
+            BearerError::Duplicate => "more than one Authorization header",
+            BearerError::TooLong => "the Authorization header is too long",
+            BearerError::Empty => "the bearer token is empty",
+            BearerError::Malformed => "the Authorization header is malformed",
+        }
+    }
+}
+
 /// Reads the credentials; the scheme name is case-insensitive.
 pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, BearerError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 
-use super::cache::{Rejection, TokenCache, digest};
-use super::jwks::IssuerKeys;
+use super::cache::{Rejection, TokenCache, TokenDigest, digest};
+use super::introspect::{Answer, Introspector};
+use super::jwks::{IssuerKeys, Refetch};
 use super::keys::{Identity, KeyLookup};
 use super::verify::{self, TokenError};
 use crate::clock::Clock;
-use crate::config::IssuerConfig;
+use crate::config::{IssuerConfig, is_list_item};
 use crate::telemetry::Metrics;
 
 /// Verifies tokens for every configured issuer.
@@ -93,7 +94,16 @@ impl Verifier {
             }
         }
         self.metrics.cache_misses.inc();
-        let parsed = verify::parse(token)?;
+        let parsed = match verify::parse(token) {
+            Ok(p) => p,
+            // Not a JWT: an opaque token, for the issuers that introspect.
+            Err(e) => {
+                return self
+                    .introspect_opaque(token, key, now)
+                    .await
+                    .unwrap_or(Err(e));
+            }
+        };
         let iss = parsed
             .claims
             .get("iss")
@@ -102,8 +112,21 @@ impl Verifier {
         let index = *self.by_iss.get(iss).ok_or(TokenError::UnknownIssuer)?;
         let issuer = &self.issuers[index];
         let config = &issuer.config;
+        if !issuer.has_keys() {
+            // An issuer without signing keys vouches for its tokens only by
+            // introspection, whatever their form.
+            return match issuer.introspector() {
+                Some(i) => self.introspected(index, i, token, key, now).await,
+                None => Err(TokenError::UnknownKey),
+            };
+        }
         if !config.algorithms.contains(&parsed.alg) {
             return Err(TokenError::DisallowedAlg);
+        }
+        // The built-in issuer marks its access tokens `at+jwt`; its ID tokens
+        // (audience: a client id) and anything else it signs never pass a route.
+        if issuer.is_builtin() && !parsed.at_jwt {
+            return Err(TokenError::BadType);
         }
         let keys = match issuer.current() {
             Some(k) => k,
@@ -119,17 +142,19 @@ impl Verifier {
             match keys.find(parsed.kid.as_deref(), parsed.alg) {
                 KeyLookup::Found(k) => break verify::verify_signature(&parsed, k),
                 KeyLookup::Unsuitable => break Err(TokenError::DisallowedAlg),
-                KeyLookup::UnknownKid => {
-                    if issuer.refetch_unknown_kid(keys.generation).await {
-                        if let Some(fresh) = issuer.current() {
-                            if fresh.generation != keys.generation {
-                                keys = fresh;
-                                continue;
-                            }
+                KeyLookup::UnknownKid => match issuer.refetch_unknown_kid(keys.generation).await {
+                    Refetch::Changed => match issuer.current() {
+                        Some(fresh) if fresh.generation != keys.generation => {
+                            keys = fresh;
+                            continue;
                         }
-                    }
-                    break Err(TokenError::UnknownKey);
-                }
+                        Some(_) => break Err(TokenError::UnknownKey),
+                        None => return Err(TokenError::KeysUnavailable),
+                    },
+                    Refetch::Unchanged => break Err(TokenError::UnknownKey),
+                    // The issuer is slow: "try again", not "your token is bad".
+                    Refetch::StillRunning => return Err(TokenError::KeysUnavailable),
+                },
             }
         };
         if let Err(error) = verdict {
@@ -152,6 +177,64 @@ impl Verifier {
             Arc::new(self.identity(index, keys.generation, window, &parsed.claims, config));
         self.cache.insert_verified(key, identity.clone());
         Ok(identity)
+    }
+
+    /// An opaque token, asked of every issuer that introspects, in order: the
+    /// first active answer wins; if none is active and one could not answer,
+    /// the outage decides (503), else the token is inactive. `None` when no
+    /// issuer introspects.
+    async fn introspect_opaque(
+        &self,
+        token: &str,
+        key: TokenDigest,
+        now: i64,
+    ) -> Option<Result<Arc<Identity>, TokenError>> {
+        let mut verdict = None;
+        for (index, issuer) in self.issuers.iter().enumerate() {
+            let Some(introspector) = issuer.introspector() else {
+                continue;
+            };
+            match self
+                .introspected(index, introspector, token, key, now)
+                .await
+            {
+                Ok(id) => return Some(Ok(id)),
+                Err(TokenError::IntrospectionUnavailable) => {
+                    verdict = Some(Err(TokenError::IntrospectionUnavailable));
+                }
+                Err(e) => {
+                    if verdict.is_none() {
+                        verdict = Some(Err(e));
+                    }
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Checks an introspection answer like a JWT's claims: `active`, then `iss`
+    /// (when present, the configured issuer), `aud`, `exp`, `nbf`, `iat`.
+    async fn introspected(
+        &self,
+        index: usize,
+        introspector: &Introspector,
+        token: &str,
+        key: TokenDigest,
+        now: i64,
+    ) -> Result<Arc<Identity>, TokenError> {
+        let claims = match introspector.introspect(token, key).await {
+            Err(_) => return Err(TokenError::IntrospectionUnavailable),
+            Ok(Answer::Inactive) => return Err(TokenError::Inactive),
+            Ok(Answer::Active(claims)) => claims,
+        };
+        let config = &self.issuers[index].config;
+        if let Some(iss) = claims.get("iss") {
+            if iss.as_str() != Some(config.issuer.as_str()) {
+                return Err(TokenError::UnknownIssuer);
+            }
+        }
+        let window = verify::check_claims(&claims, config, now)?;
+        Ok(Arc::new(self.identity(index, 0, window, &claims, config)))
     }
 
     fn identity(
@@ -192,38 +275,66 @@ impl Verifier {
     }
 }
 
-/// Scopes from `scope` (space-separated) or `scp` (array of strings).
+/// Scopes from `scope` (space-separated) or `scp` (array of strings). A scope
+/// that could not be written into the space-separated `X-Auth-Scopes` as one
+/// item ([`is_list_item`]) is left out, for the policy and the header alike.
 fn scopes(claims: &Map<String, Value>) -> Vec<String> {
-    match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) => s.split_ascii_whitespace().map(str::to_owned).collect(),
-        (_, Some(Value::Array(a))) => a
-            .iter()
-            .filter_map(Value::as_str)
+    let from_str = |s: &str| -> Vec<String> {
+        s.split_ascii_whitespace()
+            .filter(|x| is_list_item(x, b' '))
             .map(str::to_owned)
-            .collect(),
-        (_, Some(Value::String(s))) => s.split_ascii_whitespace().map(str::to_owned).collect(),
+            .collect()
+    };
+    match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(s)), _) => from_str(s),
+        (_, Some(Value::Array(a))) => strings(a, b' ', "scp"),
+        (_, Some(Value::String(s))) => from_str(s),
         _ => Vec::new(),
     }
 }
 
 /// Roles from the configured claim, else `roles` (array) or `role` (string).
+/// A role that could not be written into the comma-separated `X-Auth-Roles` as
+/// one item (`viewer,admin` would read as two roles upstream) is left out, for
+/// the policy and the header alike.
 fn roles(claims: &Map<String, Value>, claim: Option<&str>) -> Vec<String> {
-    let from = |v: Option<&Value>| match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
+    let from = |name: &str, v: Option<&Value>| match v {
+        Some(Value::Array(a)) => strings(a, b',', name),
+        Some(Value::String(s)) if is_list_item(s, b',') => vec![s.clone()],
+        Some(Value::String(_)) => {
+            tracing::debug!(
+                claim = name,
+                "Role left out: it cannot be forwarded as one item"
+            );
+            Vec::new()
+        }
         _ => Vec::new(),
     };
     match claim {
-        Some(c) => from(claims.get(c)),
+        Some(c) => from(c, claims.get(c)),
         None => match claims.get("roles") {
-            Some(v) => from(Some(v)),
-            None => from(claims.get("role")),
+            Some(v) => from("roles", Some(v)),
+            None => from("role", claims.get("role")),
         },
     }
+}
+
+/// The string items of an array claim that survive a `sep`-joined header.
+fn strings(items: &[Value], sep: u8, claim: &str) -> Vec<String> {
+    let kept: Vec<String> = items
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|s| is_list_item(s, sep))
+        .map(str::to_owned)
+        .collect();
+    if kept.len() != items.len() {
+        tracing::debug!(
+            claim,
+            left_out = items.len() - kept.len(),
+            "Claim items left out: they cannot be forwarded as one item each"
+        );
+    }
+    kept
 }
 
 fn join_header(items: &[String], sep: &str) -> Option<HeaderValue> {
@@ -233,20 +344,57 @@ fn join_header(items: &[String], sep: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&items.join(sep)).ok()
 }
 
-/// Strings as they are, arrays joined with commas, anything else as compact JSON.
+/// Strings as they are, arrays joined with commas (items that are not
+/// [`is_list_item`] strings, numbers or booleans left out), anything else as
+/// compact JSON.
 fn claim_header(v: &Value) -> Option<HeaderValue> {
     let text = match v {
         Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| match x {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+        Value::Array(a) => {
+            let items: Vec<String> = a
+                .iter()
+                .filter_map(|x| match x {
+                    Value::String(s) if is_list_item(s, b',') => Some(s.clone()),
+                    Value::Number(_) | Value::Bool(_) => Some(x.to_string()),
+                    _ => None,
+                })
+                .collect();
+            if items.is_empty() {
+                return None;
+            }
+            items.join(",")
+        }
         Value::Null => return None,
         other => other.to_string(),
     };
     HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn list_items_that_would_change_meaning_upstream_are_left_out() {
+        let c = claims(serde_json::json!({
+            "roles": ["viewer,admin", "editor", "Org Admin", " pad", "q\"x", "caf\u{e9}", "", "a\tb", 7],
+        }));
+        assert_eq!(roles(&c, None), ["editor", "Org Admin", "caf\u{e9}"]);
+        let c = claims(serde_json::json!({"role": "viewer,admin"}));
+        assert!(roles(&c, None).is_empty());
+        let c = claims(serde_json::json!({"scp": ["read write", "read", "a\tb"]}));
+        assert_eq!(scopes(&c), ["read"]);
+        let c = claims(serde_json::json!({"scope": "read  write\tadmin"}));
+        assert_eq!(scopes(&c), ["read", "write", "admin"]);
+        let groups = serde_json::json!(["a,b", "c", 1, true, {"x": 1}]);
+        assert_eq!(claim_header(&groups).expect("header"), "c,1,true");
+        assert_eq!(claim_header(&serde_json::json!(["a,b"])), None);
+    }
 }

@@ -41,9 +41,39 @@ pub enum TokenError {
     MissingClaim,
     #[error("the issuer's keys are not available")]
     KeysUnavailable,
+    #[error("the token is not active")]
+    Inactive,
+    #[error("the issuer's introspection endpoint is not available")]
+    IntrospectionUnavailable,
 }
 
 impl TokenError {
+    /// The fixed `error_description` sent to the client (and in the
+    /// `WWW-Authenticate` challenge): part of the API, so it does not follow
+    /// `Display`, which may change for logs. Never mentions the token's content.
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "the token is malformed",
+            TokenError::DisallowedAlg => "the token's algorithm is not allowed",
+            TokenError::BadType => "the token's type is not accepted",
+            TokenError::UnsupportedCrit => {
+                "the token names a critical extension that is not understood"
+            }
+            TokenError::UnknownIssuer => "the token's issuer is not trusted",
+            TokenError::IssuerNotAllowed => "the token's issuer is not accepted on this route",
+            TokenError::UnknownKey => "the token's signing key is unknown",
+            TokenError::BadSignature => "the token's signature is invalid",
+            TokenError::WrongAudience => "the token's audience is not accepted",
+            TokenError::Expired => "the token is expired",
+            TokenError::NotYetValid => "the token is not yet valid",
+            TokenError::IssuedInFuture => "the token was issued in the future",
+            TokenError::MissingClaim => "the token lacks a required claim",
+            TokenError::KeysUnavailable => "the issuer's keys are not available",
+            TokenError::Inactive => "the token is not active",
+            TokenError::IntrospectionUnavailable => "the token cannot be checked right now",
+        }
+    }
+
     /// A stable, low-cardinality name for logs and metrics.
     pub fn reason(self) -> &'static str {
         match self {
@@ -61,6 +91,8 @@ impl TokenError {
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::MissingClaim => "missing_claim",
             TokenError::KeysUnavailable => "keys_unavailable",
+            TokenError::Inactive => "inactive_token",
+            TokenError::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 }
@@ -70,6 +102,8 @@ impl TokenError {
 pub struct Unverified<'a> {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The header says `typ: at+jwt` (RFC 9068): an access token, never an ID token.
+    pub at_jwt: bool,
     /// `header.payload`, the signed bytes.
     pub signing_input: &'a str,
     pub signature: &'a str,
@@ -103,10 +137,15 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
         serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Malformed)?;
     let alg = header.alg.ok_or(TokenError::Malformed)?;
     let alg = Algorithm::from_name(&alg).ok_or(TokenError::DisallowedAlg)?;
-    if let Some(typ) = &header.typ {
-        if !typ.eq_ignore_ascii_case("JWT") && !typ.eq_ignore_ascii_case("at+jwt") {
-            return Err(TokenError::BadType);
-        }
+    // RFC 7515 §4.1.9: a `typ` without `/` means the same with `application/`.
+    let typ = header.typ.as_deref().map(|t| {
+        t.get(..12)
+            .filter(|p| p.eq_ignore_ascii_case("application/"))
+            .map_or(t, |_| &t[12..])
+    });
+    let at_jwt = typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"));
+    if typ.is_some_and(|t| !at_jwt && !t.eq_ignore_ascii_case("JWT")) {
+        return Err(TokenError::BadType);
     }
     if header.crit.is_some() {
         // No extension is understood, so any `crit` (even a malformed one) rejects.
@@ -120,6 +159,7 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
     Ok(Unverified {
         alg,
         kid: header.kid,
+        at_jwt,
         signing_input: &token[..h.len() + 1 + p.len()],
         signature: s,
         claims,

@@ -9,8 +9,8 @@ use http::{HeaderName, Method};
 use serde::Deserialize;
 
 use super::value::{
-    Algorithm, Cidr, GrantType, HttpUrl, IssuerUrl, Parsed, PathPattern, SigningAlg, WebhookEvent,
-    WebhookSecret,
+    Algorithm, ByteSize, GrantType, HttpUrl, IssuerUrl, OneOrMany, Parsed, PathPattern, SigningAlg,
+    WebhookEvent, WebhookSecret,
 };
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub identity_headers: Option<BTreeMap<String, Parsed<HeaderName>>>,
     pub issuer: Option<RawIssuerSection>,
+    pub forward_auth: Option<RawForwardAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,51 @@ pub struct RawServer {
     pub listen: Option<Parsed<SocketAddr>>,
     pub shutdown_grace: Option<Parsed<Duration>>,
     pub workers: Option<usize>,
+    pub tls: Option<OneOrMany<RawCert>>,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<RawClientAuth>,
+    pub trusted_proxies: Option<Vec<Parsed<ipnet::IpNet>>>,
+    pub limits: Option<RawLimits>,
+}
+
+/// A certificate chain and its key, PEM files; `server_names` for SNI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: String,
+    pub key: String,
+    pub server_names: Option<Vec<String>>,
+}
+
+/// A client certificate for mTLS to an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawClientAuth {
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<Parsed<Duration>>,
+    pub idle_timeout: Option<Parsed<Duration>>,
+    pub max_concurrent_streams: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub listen: Parsed<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +103,17 @@ pub struct RawIssuer {
     pub org_claim: Option<String>,
     pub roles_claim: Option<String>,
     pub ca_file: Option<String>,
+    pub introspection: Option<RawIntrospection>,
+}
+
+/// RFC 7662 introspection for opaque tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub url: Parsed<HttpUrl>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub cache: Option<Parsed<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +122,16 @@ pub struct RawUpstream {
     pub url: Parsed<HttpUrl>,
     pub connect_timeout: Option<Parsed<Duration>>,
     pub timeout: Option<Parsed<Duration>>,
+    pub protocol: Option<RawProtocol>,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<RawCertPair>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProtocol {
+    Http1,
+    H2,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +150,23 @@ pub struct RawRoute {
     pub org_param: Option<String>,
     pub issuers: Option<Vec<String>>,
     pub forward_token: Option<bool>,
+    pub matrix_params: Option<bool>,
+    pub method_override: Option<bool>,
+    pub max_body: Option<Parsed<ByteSize>>,
+    pub websocket: Option<bool>,
+    pub cors: Option<RawCors>,
+}
+
+/// CORS for one route (the Fetch standard's response headers).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Option<Vec<Parsed<Method>>>,
+    pub allow_headers: Option<Vec<Parsed<HeaderName>>>,
+    pub expose_headers: Option<Vec<Parsed<HeaderName>>>,
+    pub max_age: Option<Parsed<Duration>>,
+    pub allow_credentials: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -122,9 +206,9 @@ pub struct RawIssuerSection {
 pub struct RawWebhookAddressPolicy {
     pub allow_private: Option<bool>,
     #[serde(default)]
-    pub allow: Vec<Parsed<Cidr>>,
+    pub allow: Vec<Parsed<ipnet::IpNet>>,
     #[serde(default)]
-    pub deny: Vec<Parsed<Cidr>>,
+    pub deny: Vec<Parsed<ipnet::IpNet>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -152,3 +152,187 @@ fn anonymous_routes_cannot_carry_requirements() {
     );
     assert_eq!(only_error(&text).key.as_deref(), Some("routes[0]"));
 }
+
+#[test]
+fn route_requirements_must_fit_the_identity_headers() {
+    let text = GOOD.replace(
+        "    scopes: [read:data]\n",
+        "    scopes: [read:data]\n    roles: [\"viewer,admin\"]\n",
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("routes[1].roles[0]"));
+    assert_eq!(e.line, 23);
+    assert!(e.message.contains("commas"), "{}", e.message);
+    let text = GOOD.replace("scopes: [read:data]", "scopes: [\"read data\"]");
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("routes[1].scopes[0]"));
+    assert!(e.message.contains("spaces"), "{}", e.message);
+}
+
+#[test]
+fn matrix_params_and_method_override_are_opt_in() {
+    let c = parse(GOOD).expect("valid");
+    assert!(!c.routes[2].matrix_params && !c.routes[2].method_override);
+    let text = GOOD.replace(
+        "  - path: /*\n    upstream: api\n",
+        "  - path: /*\n    upstream: api\n    matrix_params: true\n    method_override: true\n",
+    );
+    let c = parse(&text).expect("valid");
+    assert!(c.routes[2].matrix_params && c.routes[2].method_override);
+    // A literal `;` in a pattern could never match: refused where it is written.
+    let e = only_error(&GOOD.replace("path: /public/*", "path: /public;v=1/*"));
+    assert_eq!(e.key.as_deref(), Some("routes[0].path"));
+    assert!(e.message.contains("`;`"), "{}", e.message);
+}
+
+/// The production keys as the contract shows them.
+const PRODUCTION: &str = r#"
+server:
+  listen: "0.0.0.0:8443"
+  tls: { cert: tls/cert.pem, key: tls/key.pem }
+  client_ca: tls/clients-ca.pem
+  client_auth: optional
+  trusted_proxies: ["10.0.0.0/8", "192.0.2.1"]
+  shutdown_grace: 30s
+  limits:
+    max_header_bytes: 32768
+    max_connections: 10000
+    header_read_timeout: 10s
+    idle_timeout: 60s
+forward_auth:
+  listen: "127.0.0.1:9902"
+upstreams:
+  api:
+    url: "https://api.internal:8443"
+    protocol: h2
+    ca_file: ca.pem
+    client_cert: { cert: client.pem, key: client.key }
+routes:
+  - path: /api/*
+    upstream: api
+    max_body: 10MB
+    websocket: true
+    cors:
+      allow_origins: ["https://app.example.test"]
+      allow_methods: [GET, POST]
+      allow_headers: [authorization, content-type]
+      max_age: 10m
+      allow_credentials: false
+issuers:
+  - id: opaque-idp
+    issuer: "https://idp.example.test"
+    audiences: ["https://api.example.test"]
+    introspection:
+      url: "https://idp.example.test/oauth/introspect"
+      client_id: gateway
+      client_secret: "${INTROSPECTION_SECRET:-s3cret}"
+      cache: 60s
+"#;
+
+#[test]
+fn the_production_keys_are_valid() {
+    let c = Config::from_yaml_with_env(PRODUCTION, Path::new("/etc/p/gateway.yaml"), &|_| None)
+        .expect("valid");
+    assert_eq!(c.server.tls.len(), 1);
+    assert_eq!(c.server.tls[0].cert, Path::new("/etc/p/tls/cert.pem"));
+    assert_eq!(c.server.client_auth, ClientAuth::Optional);
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.limits.max_concurrent_streams, 100);
+    assert_eq!(c.forward_auth.map(|f| f.listen.port()), Some(9902));
+    let u = &c.upstreams[0];
+    assert_eq!(u.protocol, UpstreamProtocol::H2);
+    assert_eq!(u.ca_file.as_deref(), Some(Path::new("/etc/p/ca.pem")));
+    let r = &c.routes[0];
+    assert_eq!(r.max_body, Some(10_000_000));
+    assert!(r.websocket);
+    let cors = r.cors.as_ref().expect("cors");
+    assert_eq!(cors.allow_methods.len(), 2);
+    assert_eq!(cors.max_age, Some(Duration::from_secs(600)));
+    let i = &c.issuers[0];
+    assert_eq!(i.keys, KeySourceConfig::None);
+    let intro = i.introspection.as_ref().expect("introspection");
+    assert_eq!(intro.client_secret.expose(), "s3cret");
+    assert_eq!(intro.cache, Duration::from_secs(60));
+}
+
+#[test]
+fn a_certificate_list_needs_server_names_after_the_first() {
+    let text = PRODUCTION.replace(
+        "  tls: { cert: tls/cert.pem, key: tls/key.pem }\n",
+        "  tls:\n    - { cert: a.pem, key: a.key }\n    - { cert: b.pem, key: b.key }\n    - { cert: c.pem, key: c.key, server_names: [\"Api.test\", \"*.api.test\", \"bad name\"] }\n    - { cert: d.pem, key: d.key, server_names: [\"api.test\"] }\n",
+    );
+    let errs =
+        Config::from_yaml_with_env(&text, Path::new("g.yaml"), &|_| None).expect_err("refused");
+    let keys: Vec<_> = errs.errors().iter().filter_map(|e| e.key.clone()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.tls[1]",
+            "server.tls[2].server_names",
+            "server.tls[3].server_names"
+        ],
+        "{errs}"
+    );
+}
+
+#[test]
+fn production_keys_are_cross_checked() {
+    let cases = [
+        (
+            PRODUCTION.replace("  tls: { cert: tls/cert.pem, key: tls/key.pem }\n", ""),
+            "server.client_ca",
+        ),
+        (
+            PRODUCTION.replace("https://api.internal:8443", "http://api.internal:8080"),
+            "upstreams.api.ca_file",
+        ),
+        (
+            PRODUCTION
+                .replace("[\"https://app.example.test\"]", "[\"*\"]")
+                .replace("allow_credentials: false", "allow_credentials: true"),
+            "routes[0].cors.allow_credentials",
+        ),
+        (
+            PRODUCTION.replace(
+                "[\"https://app.example.test\"]",
+                "[\"https://app.example.test/x\"]",
+            ),
+            "routes[0].cors.allow_origins[0]",
+        ),
+        (
+            PRODUCTION.replace("\"127.0.0.1:9902\"", "\"0.0.0.0:8443\""),
+            "forward_auth.listen",
+        ),
+        (
+            PRODUCTION.replace("max_header_bytes: 32768", "max_header_bytes: 10"),
+            "server.limits.max_header_bytes",
+        ),
+        (
+            PRODUCTION.replace("cache: 60s", "cache: 2h"),
+            "issuers[0].introspection.cache",
+        ),
+    ];
+    for (text, key) in cases {
+        let errs =
+            Config::from_yaml_with_env(&text, Path::new("g.yaml"), &|_| None).expect_err(key);
+        assert!(
+            errs.errors().iter().any(|e| e.key.as_deref() == Some(key)),
+            "{key}: {errs}"
+        );
+    }
+    // A bad size is reported where it is written.
+    let errs = Config::from_yaml_with_env(
+        &PRODUCTION.replace("max_body: 10MB", "max_body: 10 parsecs"),
+        Path::new("g.yaml"),
+        &|_| None,
+    )
+    .expect_err("bad size");
+    let e = &errs.errors()[0];
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (25, Some("routes[0].max_body")),
+        "{errs}"
+    );
+    assert!(e.message.contains("size"), "{errs}");
+}

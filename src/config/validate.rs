@@ -9,17 +9,18 @@ use http::HeaderName;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locations;
-use super::raw::{RawAuth, RawConfig, RawIssuer, RawRoute};
+use super::raw::{RawAuth, RawConfig, RawCors, RawIssuer, RawProtocol, RawRoute, RawUpstream};
 use super::value::Algorithm;
 use super::{
-    AdminConfig, AuthMode, Config, IssuerConfig, IssuerSection, KeySourceConfig, RouteConfig,
-    ServerConfig, UpstreamConfig,
+    AdminConfig, AuthMode, CertPair, Config, CorsConfig, ForwardAuthConfig, IntrospectionConfig,
+    IssuerConfig, IssuerSection, KeySourceConfig, RouteConfig, Secret, UpstreamConfig,
+    UpstreamProtocol,
 };
 
 mod issuer;
+mod server;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_INTROSPECTION_CACHE: Duration = Duration::from_secs(60);
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,57 +74,30 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
     };
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
 
-    let server = match raw.server {
-        Some(s) => ServerConfig {
-            listen: match s.listen {
-                Some(l) => l.0,
-                None => default_listen(),
-            },
-            shutdown_grace: s.shutdown_grace.map(|d| d.0).unwrap_or(DEFAULT_GRACE),
-            workers: s.workers,
-        },
-        None => ServerConfig {
-            listen: default_listen(),
-            shutdown_grace: DEFAULT_GRACE,
-            workers: None,
-        },
-    };
-    if server.workers.is_some_and(|w| w == 0 || w > 1024) {
-        c.error("server.workers", "`workers` must be between 1 and 1024");
-    }
+    let server = server::server(&mut c, raw.server, &base_dir);
     let admin = raw.admin.map(|a| AdminConfig { listen: a.listen.0 });
-    if let Some(a) = &admin {
-        if a.listen == server.listen && a.listen.port() != 0 {
-            c.error(
-                "admin.listen",
-                "the admin listener must not share the public listener's address",
-            );
-        }
-    }
+    let forward_auth = raw
+        .forward_auth
+        .map(|f| ForwardAuthConfig { listen: f.listen.0 });
+    server::distinct_listeners(
+        &mut c,
+        &[
+            ("server.listen", Some(server.listen)),
+            ("admin.listen", admin.as_ref().map(|a| a.listen)),
+            (
+                "forward_auth.listen",
+                forward_auth.as_ref().map(|f| f.listen),
+            ),
+        ],
+    );
 
     let issuer = raw.issuer.map(|r| issuer::section(&mut c, r));
     let issuers = issuers(&mut c, raw.issuers, &base_dir, issuer.as_ref());
     let upstreams: Vec<UpstreamConfig> = raw
         .upstreams
         .into_iter()
-        .map(|(name, u)| UpstreamConfig {
-            name,
-            url: u.url.0.0,
-            connect_timeout: u
-                .connect_timeout
-                .map(|d| d.0)
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            timeout: u.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
-        })
+        .map(|(name, u)| upstream(&mut c, name, u, &base_dir))
         .collect();
-    for u in &upstreams {
-        if u.url.query().is_some() {
-            c.error(
-                &format!("upstreams.{}.url", u.name),
-                "an upstream URL must not carry a query",
-            );
-        }
-    }
     let routes: Vec<RouteConfig> = raw
         .routes
         .into_iter()
@@ -153,13 +127,50 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
         routes,
         identity_headers,
         issuer,
+        forward_auth,
     })
 }
 
-fn default_listen() -> std::net::SocketAddr {
-    DEFAULT_LISTEN
-        .parse()
-        .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
+fn upstream(c: &mut Checker<'_>, name: String, u: RawUpstream, base: &Path) -> UpstreamConfig {
+    let key = format!("upstreams.{name}");
+    let url = u.url.0.0;
+    if url.query().is_some() {
+        c.error(
+            &format!("{key}.url"),
+            "an upstream URL must not carry a query",
+        );
+    }
+    let https = url.scheme_str() == Some("https");
+    if !https && u.ca_file.is_some() {
+        c.error(
+            &format!("{key}.ca_file"),
+            "`ca_file` applies to `https://` upstreams only",
+        );
+    }
+    if !https && u.client_cert.is_some() {
+        c.error(
+            &format!("{key}.client_cert"),
+            "`client_cert` applies to `https://` upstreams only",
+        );
+    }
+    UpstreamConfig {
+        name,
+        url,
+        connect_timeout: u
+            .connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        timeout: u.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
+        protocol: match u.protocol {
+            None | Some(RawProtocol::Http1) => UpstreamProtocol::Http1,
+            Some(RawProtocol::H2) => UpstreamProtocol::H2,
+        },
+        ca_file: u.ca_file.map(|f| resolve(base, &f)),
+        client_cert: u.client_cert.map(|p| CertPair {
+            cert: resolve(base, &p.cert),
+            key: resolve(base, &p.key),
+        }),
+    }
 }
 
 fn issuers(
@@ -197,8 +208,10 @@ fn issuers(
         }
         let keys = match sources.len() {
             1 => sources.remove(0),
+            // Opaque tokens only.
+            0 if r.introspection.is_some() => KeySourceConfig::None,
             0 => {
-                c.error(&key, "an issuer needs exactly one of `jwks_uri`, `discovery_url`, `jwks_file` or `builtin: true`");
+                c.error(&key, "an issuer needs exactly one of `jwks_uri`, `discovery_url`, `jwks_file` or `builtin: true`, or `introspection` for opaque tokens");
                 continue;
             }
             _ => {
@@ -229,6 +242,33 @@ fn issuers(
                 continue;
             }
         };
+        if builtin.is_some() && r.introspection.is_some() {
+            c.error(
+                &format!("{key}.introspection"),
+                "a `builtin: true` issuer's tokens are JWTs verified in process; it takes no `introspection`",
+            );
+        }
+        let introspection = r.introspection.map(|i| {
+            if i.client_id.is_empty() {
+                c.error(
+                    &format!("{key}.introspection.client_id"),
+                    "`client_id` must not be empty",
+                );
+            }
+            let cache = i.cache.map(|d| d.0).unwrap_or(DEFAULT_INTROSPECTION_CACHE);
+            if cache > Duration::from_secs(3_600) {
+                c.error(
+                    &format!("{key}.introspection.cache"),
+                    "`cache` must be at most 1h: a revoked token would pass that long",
+                );
+            }
+            IntrospectionConfig {
+                url: i.url.0.0,
+                client_id: i.client_id,
+                client_secret: Secret::new(i.client_secret),
+                cache,
+            }
+        });
         if builtin.is_some() && r.ca_file.is_some() {
             c.error(
                 &format!("{key}.ca_file"),
@@ -268,6 +308,7 @@ fn issuers(
             org_claim: r.org_claim.unwrap_or_else(|| "org_id".to_owned()),
             roles_claim: r.roles_claim,
             ca_file: r.ca_file.map(|f| resolve(base, &f)),
+            introspection,
         });
     }
     out
@@ -319,6 +360,24 @@ fn route(
     if auth == AuthMode::Anonymous && has_requirements {
         c.error(&key, "an `auth: anonymous` route examines no token, so `scopes`, `any_scopes`, `roles`, `org_param` and `issuers` cannot apply");
     }
+    // What a route requires must be something a token can carry and the
+    // identity headers can forward as one item.
+    for (field, items, sep) in [
+        ("scopes", &r.scopes, b' '),
+        ("any_scopes", &r.any_scopes, b' '),
+        ("roles", &r.roles, b','),
+    ] {
+        for (j, item) in items.iter().enumerate() {
+            if !super::is_list_item(item, sep) {
+                let what = if sep == b' ' {
+                    "a scope cannot be empty or contain spaces, control characters, quotes or backslashes"
+                } else {
+                    "a role cannot be empty or contain commas, control characters, quotes or backslashes, or begin or end with a space"
+                };
+                c.error(&format!("{key}.{field}[{j}]"), format!("`{item}`: {what}"));
+            }
+        }
+    }
     let methods = r
         .methods
         .map(|m| m.into_iter().map(|m| m.0).collect::<Vec<_>>());
@@ -355,7 +414,78 @@ fn route(
         org_param: r.org_param,
         issuers: route_issuers,
         forward_token: r.forward_token.unwrap_or(true),
+        matrix_params: r.matrix_params.unwrap_or(false),
+        method_override: r.method_override.unwrap_or(false),
+        max_body: r.max_body.map(|b| b.0.0),
+        websocket: r.websocket.unwrap_or(false),
+        cors: r.cors.map(|raw| cors(c, &key, raw)),
     })
+}
+
+/// A route's CORS policy: origins are `*` or exact `scheme://host[:port]`;
+/// credentials are never allowed with `*` (the Fetch standard refuses it).
+fn cors(c: &mut Checker<'_>, route: &str, raw: RawCors) -> CorsConfig {
+    let key = format!("{route}.cors");
+    if raw.allow_origins.is_empty() {
+        c.error(
+            &format!("{key}.allow_origins"),
+            "`allow_origins` must name at least one origin (or `*`)",
+        );
+    }
+    let wildcard = raw.allow_origins.iter().any(|o| o == "*");
+    for (i, o) in raw.allow_origins.iter().enumerate() {
+        if o != "*" && !is_origin(o) {
+            c.error(
+                &format!("{key}.allow_origins[{i}]"),
+                format!("`{o}` is not an origin such as `https://app.example.test` (scheme, host and optional port; no path)"),
+            );
+        }
+    }
+    if wildcard && raw.allow_origins.len() > 1 {
+        c.error(
+            &format!("{key}.allow_origins"),
+            "`*` already allows every origin; list it alone",
+        );
+    }
+    let allow_credentials = raw.allow_credentials.unwrap_or(false);
+    if wildcard && allow_credentials {
+        c.error(
+            &format!("{key}.allow_credentials"),
+            "`allow_credentials: true` cannot go with `allow_origins: [\"*\"]`; list the origins",
+        );
+    }
+    CorsConfig {
+        allow_origins: raw.allow_origins,
+        allow_methods: raw
+            .allow_methods
+            .map(|m| m.into_iter().map(|m| m.0).collect())
+            .unwrap_or_default(),
+        allow_headers: raw
+            .allow_headers
+            .map(|h| h.into_iter().map(|h| h.0).collect())
+            .unwrap_or_default(),
+        expose_headers: raw
+            .expose_headers
+            .map(|h| h.into_iter().map(|h| h.0).collect())
+            .unwrap_or_default(),
+        max_age: raw.max_age.map(|d| d.0),
+        allow_credentials,
+    }
+}
+
+/// `scheme://host[:port]`, lower-case scheme and host, nothing else.
+fn is_origin(s: &str) -> bool {
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        return false;
+    };
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri.host().is_some_and(|h| !h.is_empty())
+        && uri
+            .path_and_query()
+            .is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+        && !s.ends_with('/')
+        && s.bytes().all(|b| !b.is_ascii_uppercase())
+        && !s.contains('@')
 }
 
 fn identity(c: &mut Checker<'_>, map: Vec<(String, HeaderName)>) -> Vec<(String, HeaderName)> {

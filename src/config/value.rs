@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 mod net;
 mod oauth;
 
-pub use net::{Cidr, WebhookAddressPolicy};
+pub use net::WebhookAddressPolicy;
 pub use oauth::{
     ADMIN_SCOPE, GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret,
     absolute_uri, admin_audience, scope_token,
@@ -149,6 +149,75 @@ impl ParseValue for SocketAddr {
     }
 }
 
+/// A size in bytes: a number with an optional unit, `B`, `KB`, `MB`, `GB` (powers
+/// of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024): `512KB`, `10MB`, `1MiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ParseValue for ByteSize {
+    const EXPECTING: &'static str = "a size such as `512KB`, `10MB` or `1MiB`";
+    fn parse_value(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid size `{s}`, expected a number and a unit such as `10MB`")
+        })?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{s}`: use B, KB, MB, GB, KiB, MiB or GiB"
+                ));
+            }
+        };
+        n.checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{s}` is too large"))
+    }
+}
+
+impl ParseValue for ipnet::IpNet {
+    const EXPECTING: &'static str = "an address range such as `10.0.0.0/8` or an address";
+    fn parse_value(s: &str) -> Result<Self, String> {
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(|n| n.trunc())
+            .map_err(|_| format!("invalid address range `{s}`, expected CIDR such as `10.0.0.0/8`"))
+    }
+}
+
+/// One `T` or a list of them (`tls: {cert, key}` or `tls: [{…}, {…}]`), read
+/// through the same deserializer so that errors keep their line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping or a list of mappings")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|one| OneOrMany(vec![one]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(OneOrMany)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
 /// An absolute `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl(pub Uri);
@@ -218,6 +287,23 @@ mod tests {
         assert!(HttpUrl::parse_value("ftp://x").is_err());
         assert!(HttpUrl::parse_value("/relative").is_err());
     }
+
+    #[test]
+    fn sizes_and_ranges() {
+        assert_eq!(ByteSize::parse_value("10MB"), Ok(ByteSize(10_000_000)));
+        assert_eq!(ByteSize::parse_value("1MiB"), Ok(ByteSize(1 << 20)));
+        assert_eq!(ByteSize::parse_value("512"), Ok(ByteSize(512)));
+        assert_eq!(ByteSize::parse_value("64KiB"), Ok(ByteSize(65_536)));
+        for bad in ["", "MB", "10 parsecs", "1.5MB", "99999999999999999999GB"] {
+            assert!(ByteSize::parse_value(bad).is_err(), "{bad}");
+        }
+        let net = ipnet::IpNet::parse_value("10.1.2.3/8").expect("cidr");
+        assert_eq!(net.to_string(), "10.0.0.0/8");
+        let one = ipnet::IpNet::parse_value("192.0.2.7").expect("address");
+        assert_eq!(one.to_string(), "192.0.2.7/32");
+        assert!(ipnet::IpNet::parse_value("::1").is_ok());
+        assert!(ipnet::IpNet::parse_value("10.0.0.0/33").is_err());
+    }
 }
 
 /// One segment of a route pattern.
@@ -274,9 +360,12 @@ impl ParseValue for PathPattern {
                 }
                 names.push(name);
                 segments.push(PatternSegment::Param(name.to_owned()));
-            } else if seg.contains(['{', '}', '*', '%', '?', '#']) || seg == "." || seg == ".." {
+            } else if seg.contains(['{', '}', '*', '%', '?', '#', ';', '\\'])
+                || seg == "."
+                || seg == ".."
+            {
                 return Err(format!(
-                    "invalid segment `{seg}` in path pattern `{s}`: `*` is allowed only as a trailing `/*`"
+                    "invalid segment `{seg}` in path pattern `{s}`: a literal segment cannot be `.` or `..` or contain `{{`, `}}`, `%`, `?`, `#`, `;` or `\\`, and `*` is allowed only as a trailing `/*`"
                 ));
             } else {
                 segments.push(PatternSegment::Literal(seg.to_owned()));
@@ -300,7 +389,9 @@ mod pattern_tests {
             PathPattern::parse_value("/").map(|p| p.segments.len()),
             Ok(0)
         );
-        for bad in ["a", "/a*", "/{x", "/{}", "/a/*/b", "/{a}/{a}", "/a/../b"] {
+        for bad in [
+            "a", "/a*", "/{x", "/{}", "/a/*/b", "/{a}/{a}", "/a/../b", "/a;b", "/a\\b",
+        ] {
             assert!(PathPattern::parse_value(bad).is_err(), "{bad}");
         }
     }

@@ -35,7 +35,7 @@ use super::kdf::Budget;
 use super::keyring::KeyRing;
 use super::reserved::confine;
 use super::store::{AuthCode, Store, StoreError};
-use super::throttle::{ClientAddr, Source, Throttle};
+use super::throttle::{ClientIp, Source, Throttle};
 use super::token::{Minter, random_token, token_hash};
 use crate::clock::Clock;
 use crate::config::IssuerSection;
@@ -137,7 +137,7 @@ impl Flow {
 
     /// Answers one request for a path in [`PATHS`].
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let source = Source::of(req.extensions().get::<ClientAddr>().copied());
+        let source = Source::of(req.extensions().get::<ClientIp>().copied());
         let method = req.method().clone();
         let get = method == Method::GET || method == Method::HEAD;
         let post = method == Method::POST;

@@ -19,7 +19,7 @@ use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
 use super::store::{self, Store, StoreError};
-use super::throttle::{ClientAddr, Source};
+use super::throttle::{ClientIp, Source};
 use super::token::Minter;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
@@ -211,11 +211,11 @@ impl Issuer {
         }
     }
 
-    /// Answers one issuer request. The server puts the peer's address in
-    /// the request's extensions ([`ClientAddr`]); failed authentications
+    /// Answers one issuer request. The server puts the client's address in
+    /// the request's extensions ([`ClientIp`]); failed authentications
     /// are throttled per source address.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let source = Source::of(req.extensions().get::<ClientAddr>().copied());
+        let source = Source::of(req.extensions().get::<ClientIp>().copied());
         let path = req.uri().path();
         if super::authorize::Flow::serves(path) {
             return self.login.handle(req).await;

@@ -19,19 +19,20 @@
 //! budgets (`kdf`). The counts live in the database, so the limits hold across
 //! replicas.
 //!
-//! The source is the peer address the issuer sees. Behind a reverse proxy
-//! that is the proxy; the gateway's trusted-proxies setting will plug in at
-//! [`Source::of`] to take the client's address from `X-Forwarded-For`.
+//! The source is the client's address as the gateway determines it
+//! ([`ClientIp`]): the peer, or, when the peer is one of
+//! `server.trusted_proxies`, the address they forward in `X-Forwarded-For`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::store::{Attempt, AttemptRule, Store, StoreError};
 use super::token::token_hash;
 
-/// The peer address of a request, put in its extensions by the server.
+/// The client's address of a request, put in its extensions by the server:
+/// the peer, or behind trusted proxies the address they forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientIp(pub IpAddr);
 
 /// Where an attempt comes from, as throttled: an IPv4 address, or the /64 of
 /// an IPv6 address (one host usually holds a whole /64). Requests without a
@@ -128,11 +129,9 @@ impl std::fmt::Debug for Throttle {
 // === impl Source ===
 
 impl Source {
-    /// The source of a request whose peer is `peer`.
-    pub fn of(peer: Option<ClientAddr>) -> Source {
-        // Trusted proxies (a later gateway setting) will replace the peer by
-        // the client address they forward, here.
-        match peer.map(|ClientAddr(a)| a.ip()) {
+    /// The source of a request from `client`.
+    pub fn of(client: Option<ClientIp>) -> Source {
+        match client.map(|ClientIp(ip)| ip) {
             None => Source("unknown".to_owned()),
             Some(IpAddr::V4(v4)) => Source(v4.to_string()),
             Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
@@ -241,8 +240,8 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    fn peer(ip: IpAddr) -> Option<ClientAddr> {
-        Some(ClientAddr(SocketAddr::new(ip, 40000)))
+    fn peer(ip: IpAddr) -> Option<ClientIp> {
+        Some(ClientIp(ip))
     }
 
     #[test]

@@ -1,213 +1,337 @@
-//! The pipeline, top to bottom in one function: normalise → route → bearer →
-//! verify → authorise → rewrite headers → forward → respond, then one access-log
-//! line and the metrics, on success and on failure alike.
+//! The pipeline, top to bottom: the request's `Host` → the decision (method,
+//! path, route, token, policy: `decide`) → upgrade check → rewrite headers →
+//! forward → respond. The dispatcher writes one access-log line and the metrics
+//! from the [`Outcome`], on success and on failure alike.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONNECTION};
-use http::{HeaderValue, Request, Response, Version};
+use http::header::{AUTHORIZATION, CONNECTION, ORIGIN, UPGRADE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::forward::{Upstream, UpstreamBody};
+use super::body::{ResponseBody, UpstreamBody};
+use super::decide::{self, Decision};
 use super::headers::{self, X_REQUEST_ID};
+use super::pool::{self, ForwardError, Pools};
 use super::respond::Reject;
+use super::upgrade::{self, Asked};
 use crate::auth::Identity;
-use crate::auth::bearer::{self, Credentials};
-use crate::config::AuthMode;
-use crate::routing::{self, RouteMatch};
+use crate::net::{self, ConnInfo};
+use crate::policy::cors::{self, Preflight};
 use crate::state::Snapshot;
-use crate::telemetry::access::{AccessEntry, AccessLog};
-use crate::telemetry::{Metrics, Reason, RouteStatus};
+use crate::telemetry::{LimitLabel, Metrics, Reason};
+use crate::upstream::{ConnectError, Target};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<ResponseBody, Full<Bytes>>;
 
-/// The proxy service shared by every connection.
+/// One worker's proxy: the configuration in force (shared) and this worker's
+/// upstream connections (its own).
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    upstreams: Arc<[Upstream]>,
+    /// This worker's connections to the upstreams.
+    pools: Pools,
     metrics: Metrics,
-    access_log: AccessLog,
-    proto: &'static str,
-    no_route: Arc<str>,
 }
 
-/// What the access log and metrics need to know about one request.
-struct Ctx {
-    route: Option<Arc<str>>,
-    identity: Option<Arc<Identity>>,
+/// What one request did, for the access log and the metrics (written by the
+/// dispatcher once the response is ready, on success and failure alike).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The matched route's pattern.
+    pub route: Option<Arc<str>>,
+    /// The matched route, as an index into the snapshot's routes.
+    pub route_index: Option<usize>,
+    /// The verified identity, when a token was verified.
+    pub identity: Option<Arc<Identity>>,
+    /// The normalised path (absent when the path was refused).
+    pub path: Option<String>,
+    /// Why the gateway answered itself.
+    pub reason: Option<&'static str>,
 }
 
 // === impl Proxy ===
 
 impl Proxy {
-    /// A proxy over `snapshot`, forwarding to `upstreams` (indexed as in the config).
-    pub fn new(
-        snapshot: Arc<ArcSwap<Snapshot>>,
-        upstreams: Arc<[Upstream]>,
-        metrics: Metrics,
-        access_log: AccessLog,
-    ) -> Proxy {
+    /// A proxy over `snapshot`, for one worker: its upstream connections are its own.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Proxy {
         Proxy {
             snapshot,
-            upstreams,
+            pools: Pools::new(),
             metrics,
-            access_log,
-            proto: "http",
-            no_route: Arc::from(""),
         }
     }
 
-    /// Handles one request; never fails (every error becomes a response).
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
-        let start = Instant::now();
+    /// Handles one request; never fails (every refusal becomes a response, and
+    /// is counted in `portcullis_rejections_total`). What it did goes to `out`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
-        let request_id = headers::request_id(req.headers());
-        let method = req.method().clone();
         let close_after_reject = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
-        let mut ctx = Ctx {
-            route: None,
-            identity: None,
+        let origin = req.headers().get(ORIGIN).cloned();
+        let mut resp = match self.pipeline(&snapshot, req, conn, request_id, out).await {
+            Ok(resp) => resp,
+            Err(reject) => self.refuse(reject, out, close_after_reject),
         };
-        let mut path_for_log = None;
-        let result = self
-            .pipeline(
-                &snapshot,
-                req,
-                client,
-                &request_id,
-                &mut ctx,
-                &mut path_for_log,
-            )
-            .await;
-        let (mut resp, reason) = match result {
-            Ok(resp) => (resp, None),
-            Err(reject) => {
-                let reason = reject.reason();
-                self.metrics
-                    .rejections
-                    .get_or_create(&Reason { reason })
-                    .inc();
-                let mut resp = reject.into_response().map(Either::Right);
-                // The request body was not read: the connection cannot be reused.
-                if close_after_reject {
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                (resp, Some(reason))
-            }
-        };
-        resp.headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        let status = resp.status().as_u16();
-        let route = ctx.route.unwrap_or_else(|| self.no_route.clone());
-        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-        self.access_log.record(&AccessEntry {
-            method: method.as_str(),
-            path: path_for_log.as_deref().unwrap_or("-"),
-            route: &route,
-            status,
-            latency_ms,
-            sub: ctx.identity.as_ref().and_then(|i| i.sub.as_deref()),
-            org: ctx.identity.as_ref().and_then(|i| i.org.as_deref()),
-            reason,
-            request_id: request_id.to_str().unwrap_or_default(),
-        });
+        // CORS headers on everything a CORS route answers, refusals included,
+        // so that a browser can read a 401.
+        if let Some(cors) = out
+            .route_index
+            .and_then(|i| snapshot.routes[i].cors.as_ref())
+        {
+            cors.decorate(origin.as_ref(), resp.headers_mut());
+        }
+        resp
+    }
+
+    /// The configuration in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The response for a refusal, counted in `portcullis_rejections_total`.
+    /// `body_unread`: an HTTP/1.x request body was left unread.
+    pub fn refuse(
+        &self,
+        reject: Reject,
+        out: &mut Outcome,
+        body_unread: bool,
+    ) -> Response<ProxyBody> {
+        let reason = reject.reason();
+        out.reason = Some(reason);
         self.metrics
-            .requests
-            .get_or_create(&RouteStatus { route, status })
+            .rejections
+            .get_or_create(&Reason { reason })
             .inc();
+        if reject == Reject::BodyTooLarge {
+            self.metrics.limit_hit(LimitLabel::MAX_BODY);
+        }
+        // The request body was not read, or the client expects to speak
+        // another protocol next: the connection cannot be reused.
+        let close = body_unread || reject == Reject::UpgradeRefused;
+        let mut resp = reject.into_response().map(Either::Right);
+        if close {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 
     async fn pipeline(
         &self,
         snap: &Snapshot,
-        req: Request<Incoming>,
-        client: SocketAddr,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
         request_id: &HeaderValue,
-        ctx: &mut Ctx,
-        path_for_log: &mut Option<String>,
+        out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, Reject> {
-        // 1. Normalise before anything looks at the path, so that the route, the
-        //    policy and the upstream all see the same resource.
-        let h2 = req.version() == Version::HTTP_2;
-        let path = routing::normalize(req.uri(), h2).map_err(Reject::BadPath)?;
-        *path_for_log = Some(path.decoded().to_owned());
-
-        // 2. Route.
-        let index = match snap.table.lookup(req.method(), &path) {
-            RouteMatch::Found(i) => i,
-            RouteMatch::MethodNotAllowed(allow) => return Err(Reject::MethodNotAllowed(allow)),
-            RouteMatch::NotFound => return Err(Reject::NotFound),
-        };
-        let route = &snap.routes[index];
-        ctx.route = Some(route.name.clone());
-        let policy = &route.policy;
-
-        // 3–5. Bearer, verify, authorise (anonymous routes never look at the header).
-        let identity = match policy.auth {
-            AuthMode::Anonymous => None,
-            mode => match bearer::read(req.headers()).map_err(Reject::BadAuthorization)? {
-                Credentials::Absent if mode == AuthMode::Required => return Err(Reject::NoToken),
-                Credentials::OtherScheme if mode == AuthMode::Required => {
-                    return Err(Reject::WrongScheme);
-                }
-                Credentials::Absent | Credentials::OtherScheme => None,
-                Credentials::Bearer(token) => {
-                    let id = snap.verifier.verify(token).await.map_err(Reject::Token)?;
-                    ctx.identity = Some(id.clone());
-                    policy
-                        .authorize(&id, &path)
-                        .map_err(|d| Reject::Denied(d, policy.scope_challenge.clone()))?;
-                    Some(id)
-                }
-            },
-        };
-        // 6. Rewrite headers.
-        let upstream = &self.upstreams[route.upstream];
-        let (mut parts, body) = req.into_parts();
-        let uri = upstream.uri(path.encoded(), parts.uri.query())?;
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-        headers::strip_hop_by_hop(&mut parts.headers);
-        headers::strip_identity(&mut parts.headers, &snap.identity_headers);
-        if let Some(id) = &identity {
-            headers::set_identity(&mut parts.headers, &snap.identity_headers, id);
+        // 1. `Host` before anything is judged: the upstream's virtual host must
+        //    be the one the gateway saw (HTTP/2 requests get `:authority`).
+        let (version, authority) = (req.version(), req.uri().authority().cloned());
+        headers::check_host(req.headers_mut(), version, authority.as_ref())
+            .map_err(|_| Reject::BadHost)?;
+        // A CORS preflight on a route with `cors:` is answered here, without a
+        // token (browsers send none) and never forwarded.
+        let h2 = version == Version::HTTP_2;
+        if let Some(asked) = cors::preflight_method(req.method(), req.headers()) {
+            if let Some(answer) = preflight(snap, &req, &asked, h2, out) {
+                return answer;
+            }
         }
-        if !policy.forward_token {
-            parts.headers.remove(AUTHORIZATION);
+        // 2. The decision: method, path, route, token, policy.
+        let decision =
+            decide::decide(snap, req.method(), req.uri(), req.headers(), h2, out).await?;
+        let route = &snap.routes[decision.route];
+        // 3. An upgrade only where the route allows it; it never reaches an
+        //    upstream otherwise. Its token was checked above, once.
+        let asked = if h2 {
+            Asked::Nothing
+        } else {
+            upgrade::asked(req.headers())
+        };
+        let websocket = match asked {
+            Asked::Nothing => false,
+            Asked::WebSocket if route.websocket => true,
+            Asked::WebSocket | Asked::Other => return Err(Reject::UpgradeRefused),
+        };
+        // A declared body over the route's limit: refused before anything is sent.
+        if let (Some(limit), Some(len)) = (route.max_body, req.body().size_hint().exact()) {
+            if len > limit {
+                return Err(Reject::BodyTooLarge);
+            }
         }
-        headers::set_forwarded(
-            &mut parts.headers,
-            client.ip(),
-            self.proto,
-            authority.as_deref(),
-        );
-        parts
-            .headers
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let (body, body_sent) = UpstreamBody::new(body, snap.identity_headers.clone());
-        let upstream_req = Request::from_parts(parts, body);
-
-        // 7. Forward.
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        // 4. Rewrite, 5. forward.
+        let pools = self.pools.get(snap.generation, &snap.upstreams);
+        let pool = &pools[route.upstream];
+        let target = pool.target();
+        let (upstream_req, body_sent) =
+            rewrite(snap, req, conn, request_id, &decision, target, websocket)?;
         let sent = Instant::now();
-        let result = upstream.send(upstream_req, body_sent).await;
+        let result = pool.send(upstream_req, body_sent, websocket).await;
         self.metrics
             .upstream_latency
-            .get_or_create(&upstream.label)
+            .get_or_create(&target.label)
             .observe(sent.elapsed().as_secs_f64());
-        let mut resp = result?;
-        headers::strip_hop_by_hop(resp.headers_mut());
+        let mut resp = result.map_err(|e| forward_reject(e, target, request_id))?;
+        // 6. Respond: a 101 splices the two upgraded streams.
+        match client_upgrade {
+            Some(client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let upstream = hyper::upgrade::on(&mut resp);
+                headers::strip_hop_by_hop(resp.headers_mut());
+                let h = resp.headers_mut();
+                h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                upgrade::splice(client, upstream, snap.config.server.limits.idle_timeout);
+            }
+            _ => headers::strip_hop_by_hop(resp.headers_mut()),
+        }
         Ok(resp.map(Either::Left))
     }
+}
+
+/// Answers a preflight when the route that would serve the actual request (its
+/// path, the method it asks about) has `cors:`; `None` otherwise, and the
+/// `OPTIONS` request goes on as an ordinary one.
+fn preflight(
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+    asked: &Method,
+    h2: bool,
+    out: &mut Outcome,
+) -> Option<Result<Response<ProxyBody>, Reject>> {
+    let path = crate::routing::normalize(req.uri(), h2).ok()?;
+    let crate::routing::RouteMatch::Found(index) = snap.table.lookup(asked, &path) else {
+        return None;
+    };
+    let route = &snap.routes[index];
+    let cors = route.cors.as_ref()?;
+    // Not `route_index`: a preflight's answer is complete, not decorated later.
+    out.route = Some(route.name.clone());
+    out.path = Some(path.decoded().to_owned());
+    Some(match cors.preflight(asked, req.headers()) {
+        Preflight::Allowed(headers) => {
+            let mut resp = Response::new(Either::Right(Full::default()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            *resp.headers_mut() = headers;
+            for token in [
+                "origin",
+                "access-control-request-method",
+                "access-control-request-headers",
+            ] {
+                cors::add_vary(resp.headers_mut(), token);
+            }
+            Ok(resp)
+        }
+        Preflight::Refused => Err(Reject::CorsRefused),
+    })
+}
+
+/// The upstream request: the normalised path on the target, hop-by-hop and
+/// client-controlled headers gone, identity and forwarding headers set, the body
+/// streamed under the route's size limit.
+fn rewrite(
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    decision: &Decision,
+    target: &Target,
+    websocket: bool,
+) -> Result<(Request<UpstreamBody>, super::body::BodySent), Reject> {
+    let route = &snap.routes[decision.route];
+    let (mut parts, body) = req.into_parts();
+    let pq = target
+        .path_and_query(decision.path.encoded(), parts.uri.query())
+        .ok_or(Reject::Internal)?;
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let overrides = if route.method_override {
+        headers::Overrides::KeepMethod
+    } else {
+        headers::Overrides::Strip
+    };
+    let trusted = net::is_trusted(conn.peer.ip(), &snap.config.server.trusted_proxies);
+    headers::strip_client_controlled(
+        &mut parts.headers,
+        &snap.identity_headers,
+        overrides,
+        trusted,
+    );
+    if let Some(m) = &decision.overridden {
+        headers::set_method_override(&mut parts.headers, m);
+    }
+    if let Some(id) = &decision.identity {
+        headers::set_identity(&mut parts.headers, &snap.identity_headers, id);
+    }
+    if !route.policy.forward_token {
+        parts.headers.remove(AUTHORIZATION);
+    }
+    headers::set_forwarded(
+        &mut parts.headers,
+        &headers::Hop {
+            peer: conn.peer.ip(),
+            proto: if conn.tls { "https" } else { "http" },
+            authority: authority.as_deref(),
+            trusted,
+            client_certs: conn.client_certs.as_deref(),
+        },
+    );
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    if websocket {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    pool::prepare(target, &mut parts, pq, websocket)
+        .map_err(|e| forward_reject(e, target, request_id))?;
+    let (body, body_sent) = UpstreamBody::new(body, snap.identity_headers.clone(), route.max_body);
+    Ok((Request::from_parts(parts, body), body_sent))
+}
+
+/// The refusal for a forwarding failure, logged with its cause (and the request
+/// id, also when the request span is filtered out): `warn` when the upstream
+/// failed, `debug` when the client's body did.
+fn forward_reject(e: ForwardError, target: &Target, request_id: &HeaderValue) -> Reject {
+    let reject = match &e {
+        ForwardError::Connect(ConnectError::Timeout) | ForwardError::ResponseTimeout => {
+            Reject::UpstreamTimeout
+        }
+        ForwardError::Connect(_) | ForwardError::Handshake(_) | ForwardError::Exchange(_) => {
+            Reject::UpstreamUnavailable
+        }
+        ForwardError::ClientBody => Reject::BadBody,
+        ForwardError::BodyTooLarge => Reject::BodyTooLarge,
+        ForwardError::BadRequest => Reject::Internal,
+    };
+    let error = crate::telemetry::events::chain(&e);
+    let upstream = &*target.label.upstream;
+    let request_id = request_id.to_str().unwrap_or_default();
+    match reject {
+        Reject::BadBody | Reject::BodyTooLarge => {
+            tracing::debug!(upstream, request_id, %error, "Request body refused")
+        }
+        Reject::Internal => {
+            tracing::error!(upstream, request_id, %error, "Upstream request could not be built")
+        }
+        _ => tracing::warn!(upstream, request_id, %error, "Upstream request failed"),
+    }
+    reject
 }
 
 impl std::fmt::Debug for Proxy {

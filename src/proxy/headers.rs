@@ -1,5 +1,6 @@
-//! Header rewriting: hop-by-hop removal, identity headers (set from the token,
-//! stripped from the client), `X-Forwarded-*` and `X-Request-Id`.
+//! Header rewriting: hop-by-hop removal, what a client may not control (identity
+//! headers, the forwarded family, method and URL overrides), identity headers set
+//! from the token, `X-Forwarded-*` / `Forwarded` / `X-Real-IP`, and `X-Request-Id`.
 
 use std::net::IpAddr;
 
@@ -13,6 +14,10 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+static CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
@@ -75,18 +80,57 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Removes every identity header, whatever letter case the client used
-/// (header names are case-insensitive and stored lower-case), and any spelling
-/// with `_` for `-` (`X_Auth_Subject`), which CGI, WSGI and Rack upstreams read
-/// as the identity header itself.
-pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
+/// Which of the method-override headers a route lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overrides {
+    /// Every method and URL override header is removed.
+    Strip,
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override` (in
+    /// their `-` spelling) stay; URL overrides are removed all the same.
+    KeepMethod,
+}
+
+/// What a header a client sent is, for [`strip_client_controlled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controlled {
+    /// Not ours to police.
+    No,
+    /// Always removed: identity headers, URL overrides, and any member of a
+    /// family spelt with `_`.
+    Always,
+    /// The forwarded family in its canonical spelling: kept from trusted proxies.
+    Forwarded,
+    /// A method override in its canonical spelling.
+    MethodOverride,
+}
+
+/// Removes every header a client must not control on its way upstream, whatever
+/// letter case it used (names are stored lower-case) and in any spelling with `_`
+/// for `-` (`X_Auth_Subject`), which CGI, WSGI, Rack and PHP upstreams read as the
+/// header itself:
+/// - the identity headers (`identity`), so that only the gateway sets them;
+/// - the forwarded family (`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the
+///   client-address and client-certificate headers that CDNs and proxies set),
+///   which the gateway replaces with what it saw ([`set_forwarded`]) — unless
+///   the peer is a trusted proxy (`trusted`), whose values are kept and extended;
+/// - URL overrides (`X-Original-URL`, `X-Rewrite-URL`, …), which some frameworks
+///   route by instead of the request line the policy judged;
+/// - method overrides, unless the route keeps them ([`Overrides::KeepMethod`]).
+pub fn strip_client_controlled(
+    headers: &mut HeaderMap,
+    identity: &[HeaderName],
+    o: Overrides,
+    trusted: bool,
+) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for k in headers.keys() {
-        if names
-            .iter()
-            .any(|n| same_but_underscores(n.as_str(), k.as_str()))
-        {
-            doomed.push(k.clone());
+        match controlled(k.as_str(), identity) {
+            Controlled::No => {}
+            Controlled::MethodOverride if o == Overrides::KeepMethod => {}
+            Controlled::Forwarded if trusted => {}
+            Controlled::Always | Controlled::MethodOverride | Controlled::Forwarded => {
+                doomed.push(k.clone())
+            }
         }
     }
     for k in doomed {
@@ -94,13 +138,126 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &[HeaderName]) {
     }
 }
 
-/// `identity` spelt as `candidate`, where `candidate` may have `_` for `-`.
-fn same_but_underscores(identity: &str, candidate: &str) -> bool {
-    identity.len() == candidate.len()
-        && identity
-            .bytes()
-            .zip(candidate.bytes())
-            .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+/// Classifies one lower-case header name.
+fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
+    let canonical: std::borrow::Cow<'_, str> = if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    let underscored = matches!(canonical, std::borrow::Cow::Owned(_));
+    let c = canonical.as_ref();
+    if identity.iter().any(|n| n.as_str() == c) || is_url_override(c) {
+        return Controlled::Always;
+    }
+    if is_forwarded_family(c) {
+        // The `_` spelling is never kept: the upstream would see two values.
+        return if underscored {
+            Controlled::Always
+        } else {
+            Controlled::Forwarded
+        };
+    }
+    if METHOD_OVERRIDES.iter().any(|n| n.as_str() == c) {
+        // The `_` spelling is never honoured: the upstream would see two values.
+        return if underscored {
+            Controlled::Always
+        } else {
+            Controlled::MethodOverride
+        };
+    }
+    Controlled::No
+}
+
+/// URL overrides: IIS, Symfony, Laminas and others route by these.
+fn is_url_override(name: &str) -> bool {
+    matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
+}
+
+/// The forwarded family (canonical, lower-case).
+fn is_forwarded_family(name: &str) -> bool {
+    matches!(
+        name,
+        // What the gateway saw of the client and the request (set_forwarded).
+        "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "forwarded"
+            | "x-real-ip"
+            // Others of the family that frameworks read for links and redirects,
+            // or as the client's address (Spring, Rails, Express, Django, CDNs).
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+            | "x-forwarded-server"
+            | "x-forwarded-ssl"
+            | "x-forwarded-scheme"
+            | "x-forwarded-uri"
+            | "x-forwarded-method"
+            | "x-original-forwarded-for"
+            | "x-original-host"
+            | "x-host"
+            | "x-url-scheme"
+            | "front-end-https"
+            | "x-client-ip"
+            | "client-ip"
+            | "true-client-ip"
+            | "x-cluster-client-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
+            // Client certificates as a TLS terminator passes them on (RFC 9440,
+            // Envoy, nginx, HAProxy conventions).
+            | "client-cert"
+            | "client-cert-chain"
+            | "x-forwarded-client-cert"
+            | "x-client-cert"
+            | "x-ssl-client-cert"
+            | "ssl-client-cert"
+    )
+}
+
+/// The method-override headers a route may opt in to (`method_override: true`).
+pub static METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Why a method override could not be honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the method override is invalid or ambiguous")]
+pub struct BadOverride;
+
+/// The method a client asks for with an override header, upper-cased as the
+/// frameworks that honour them do (Rails, Symfony, Express); `None` without one.
+/// Several lines, lists or headers that disagree are refused: frameworks differ
+/// in which one they take.
+pub fn method_override(headers: &HeaderMap) -> Result<Option<http::Method>, BadOverride> {
+    let mut found: Option<http::Method> = None;
+    for name in &METHOD_OVERRIDES {
+        for v in headers.get_all(name) {
+            let text = v.to_str().map_err(|_| BadOverride)?.trim();
+            let upper = text.to_ascii_uppercase();
+            let m = http::Method::from_bytes(upper.as_bytes()).map_err(|_| BadOverride)?;
+            match &found {
+                Some(prev) if *prev != m => return Err(BadOverride),
+                _ => found = Some(m),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Writes the judged method into every method-override header the client sent,
+/// so the upstream reads exactly the method the policy was checked against.
+pub fn set_method_override(headers: &mut HeaderMap, method: &http::Method) {
+    let Ok(value) = HeaderValue::from_str(method.as_str()) else {
+        return;
+    };
+    for name in &METHOD_OVERRIDES {
+        if headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// Sets the identity headers from a verified identity.
@@ -112,43 +269,175 @@ pub fn set_identity(headers: &mut HeaderMap, names: &[HeaderName], identity: &Id
     }
 }
 
-/// Appends the client address to `X-Forwarded-For` (every incoming line kept,
-/// joined into one), sets `X-Forwarded-Proto` and `X-Forwarded-Host` (from
-/// `Host`, or the HTTP/2 authority).
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    client: IpAddr,
-    proto: &'static str,
-    authority: Option<&str>,
-) {
-    let ip = client.to_string();
-    // Several header lines are one comma-separated list (RFC 9110 §5.3).
-    let prev: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
+/// What the gateway saw of one hop, for [`set_forwarded`].
+#[derive(Debug)]
+pub struct Hop<'a> {
+    /// The peer's address.
+    pub peer: IpAddr,
+    /// `http` or `https`: what the client spoke to the gateway.
+    pub proto: &'static str,
+    /// The HTTP/2 `:authority`, when there is one.
+    pub authority: Option<&'a str>,
+    /// The peer is one of `server.trusted_proxies`.
+    pub trusted: bool,
+    /// The client certificate chain the gateway's TLS handshake verified.
+    pub client_certs: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
+}
+
+/// Sets what the gateway saw of the request, after
+/// [`strip_client_controlled`] removed what an untrusted client sent:
+/// `X-Forwarded-For` (appended to a trusted proxy's list, else just the peer),
+/// `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` (a trusted proxy's
+/// values are kept), `Forwarded` (RFC 7239; this hop appended to a trusted
+/// proxy's), and `Client-Cert` / `Client-Cert-Chain` (RFC 9440) when the
+/// gateway's own TLS handshake verified a client certificate.
+pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let ip = hop.peer.to_string();
+    let host = headers
+        .get(&HOST)
+        .cloned()
+        .or_else(|| hop.authority.and_then(|a| HeaderValue::from_str(a).ok()));
+    let mut element = String::with_capacity(48 + ip.len());
+    element.push_str("for=");
+    match hop.peer {
+        IpAddr::V4(_) => element.push_str(&ip),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(&ip);
+            element.push_str("]\"");
+        }
+    }
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        // A quoted-string: a host with a port has a `:`, which a token cannot hold.
+        if !h.contains(['"', '\\']) {
+            element.push_str(";host=\"");
+            element.push_str(h);
+            element.push('"');
+        }
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
+
+    let xff = match hop
+        .trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR))
+        .flatten()
+    {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    let forwarded = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
+        Some(prev) => format!("{prev}, {element}"),
+        None => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(FORWARDED.clone(), v);
+    }
+    let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
+    if !keep(headers, &X_REAL_IP) {
+        if let Ok(v) = HeaderValue::from_str(&ip) {
+            headers.insert(X_REAL_IP.clone(), v);
+        }
+    }
+    if !keep(headers, &X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(hop.proto),
+        );
+    }
+    if !keep(headers, &X_FORWARDED_HOST) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    if let Some(chain) = hop.client_certs.filter(|c| !c.is_empty()) {
+        set_client_cert(headers, chain);
+    }
+}
+
+/// Every line of a list header, joined (RFC 9110 §5.3); `None` when absent.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    let xff = if prev.is_empty() {
-        ip
-    } else {
-        format!("{}, {ip}", prev.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// `Client-Cert: :<base64 DER>:` and `Client-Cert-Chain` (RFC 9440 byte
+/// sequences) for a chain the gateway verified itself.
+fn set_client_cert(headers: &mut HeaderMap, chain: &[rustls::pki_types::CertificateDer<'static>]) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let item = |c: &rustls::pki_types::CertificateDer<'_>| format!(":{}:", b64.encode(c.as_ref()));
+    if let Some(leaf) = chain.first() {
+        if let Ok(v) = HeaderValue::from_str(&item(leaf)) {
+            headers.insert(CLIENT_CERT.clone(), v);
+        }
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    let host = headers
-        .get(&HOST)
-        .cloned()
-        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
+    let rest: Vec<String> = chain.iter().skip(1).map(item).collect();
+    match HeaderValue::from_str(&rest.join(", ")) {
+        Ok(v) if !rest.is_empty() => {
+            headers.insert(CLIENT_CERT_CHAIN.clone(), v);
+        }
+        _ => {
+            headers.remove(&CLIENT_CERT_CHAIN);
+        }
+    }
+}
+
+/// Why the request's `Host` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the Host header is missing, repeated, invalid or contradicts the authority")]
+pub struct BadHost;
+
+/// Checks `Host` as RFC 9112 §3.2 and RFC 9113 §8.3.1 require, so that the
+/// gateway and the upstream agree on the virtual host: exactly one in HTTP/1.1
+/// (at most one in HTTP/1.0), a valid `host[:port]` without userinfo, and in
+/// HTTP/2 the same as `:authority` when both are sent. An HTTP/2 request
+/// without `Host` gets one from `:authority`, so that the upstream sees the
+/// client's host whatever protocol it spoke (HTTP/1.1 passes its `Host` on).
+pub fn check_host(
+    headers: &mut HeaderMap,
+    version: http::Version,
+    authority: Option<&http::uri::Authority>,
+) -> Result<(), BadHost> {
+    let mut hosts = headers.get_all(&HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(BadHost);
+    }
     match host {
         Some(h) => {
-            headers.insert(X_FORWARDED_HOST.clone(), h);
+            let valid = !h.as_bytes().contains(&b'@')
+                && http::uri::Authority::try_from(h.as_bytes()).is_ok_and(|a| !a.host().is_empty());
+            if !valid {
+                return Err(BadHost);
+            }
+            if let Some(a) = authority {
+                if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+                    return Err(BadHost);
+                }
+            }
+            Ok(())
         }
+        None if version == http::Version::HTTP_11 => Err(BadHost),
         None => {
-            headers.remove(&X_FORWARDED_HOST);
+            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                headers.insert(HOST, v);
+            }
+            Ok(())
         }
     }
 }
@@ -206,17 +495,187 @@ mod tests {
         assert!(h.contains_key("te"));
     }
 
+    fn hop<'a>(peer: &str, authority: Option<&'a str>, trusted: bool) -> Hop<'a> {
+        Hop {
+            peer: peer.parse().expect("ip"),
+            proto: "http",
+            authority,
+            trusted,
+            client_certs: None,
+        }
+    }
+
     #[test]
-    fn forwarded_headers_append_and_set() {
+    fn a_trusted_proxy_s_values_are_kept_and_extended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "api.example.test"),
+            ("forwarded", "for=203.0.113.7;proto=https"),
+            ("x-real-ip", "203.0.113.7"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("host", "internal:8080"),
+        ]);
+        strip_client_controlled(&mut h, &[], Overrides::Strip, true);
+        set_forwarded(&mut h, &hop("10.0.0.2", None, true));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example.test");
+        assert_eq!(h["x-real-ip"], "203.0.113.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.7;proto=https, for=10.0.0.2;host=\"internal:8080\";proto=http"
+        );
+        assert!(!h.contains_key("x_forwarded_for"));
+    }
+
+    #[test]
+    fn forwarded_family_is_replaced_with_what_the_gateway_saw() {
         let mut h = map(&[
             ("x-forwarded-for", "10.0.0.1"),
-            ("host", "api.example.test"),
+            ("X_Forwarded_For", "10.0.0.2"),
+            ("host", "api.example.test:8080"),
             ("x-forwarded-proto", "https"),
+            ("forwarded", "for=10.0.0.3;proto=https"),
+            ("x-real-ip", "10.0.0.4"),
+            ("true-client-ip", "10.0.0.5"),
+            ("x-forwarded-prefix", "/evil"),
+            ("client-cert", ":AAAA:"),
         ]);
-        set_forwarded(&mut h, "127.0.0.1".parse().expect("ip"), "http", None);
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        strip_client_controlled(&mut h, &[], Overrides::Strip, false);
+        set_forwarded(&mut h, &hop("127.0.0.1", None, false));
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "api.example.test");
+        assert_eq!(h["x-forwarded-host"], "api.example.test:8080");
+        assert_eq!(
+            h["forwarded"],
+            "for=127.0.0.1;host=\"api.example.test:8080\";proto=http"
+        );
+        for gone in [
+            "x_forwarded_for",
+            "true-client-ip",
+            "x-forwarded-prefix",
+            "client-cert",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, &hop("::1", Some("[::1]:9"), false));
+        assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"[::1]:9\";proto=http");
+    }
+
+    #[test]
+    fn overrides_are_stripped_in_every_spelling_unless_the_route_keeps_them() {
+        let all = [
+            ("x-http-method-override", "DELETE"),
+            ("X-HTTP-Method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("X_HTTP_Method_Override", "PUT"),
+            ("x-original-url", "/admin"),
+            ("X-Rewrite-URL", "/admin"),
+            ("x_original_url", "/admin"),
+            ("x-auth-subject", "root"),
+            ("X_Auth_Subject", "root"),
+            ("accept", "*/*"),
+        ];
+        let identity = [HeaderName::from_static("x-auth-subject")];
+        let mut h = map(&all);
+        strip_client_controlled(&mut h, &identity, Overrides::Strip, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        let mut h = map(&all);
+        strip_client_controlled(&mut h, &identity, Overrides::KeepMethod, false);
+        let mut kept: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "accept",
+                "x-http-method",
+                "x-http-method-override",
+                "x-method-override"
+            ]
+        );
+    }
+
+    #[test]
+    fn method_overrides_must_agree() {
+        use http::Method;
+        assert_eq!(method_override(&HeaderMap::new()), Ok(None));
+        let h = map(&[("x-http-method-override", " delete ")]);
+        assert_eq!(method_override(&h), Ok(Some(Method::DELETE)));
+        let h = map(&[("x-http-method-override", "PUT"), ("x-http-method", "put")]);
+        assert_eq!(method_override(&h), Ok(Some(Method::PUT)));
+        for bad in [
+            &[
+                ("x-http-method-override", "PUT"),
+                ("x-method-override", "DELETE"),
+            ][..],
+            &[
+                ("x-http-method-override", "PUT"),
+                ("x-http-method-override", "GET"),
+            ][..],
+            &[("x-http-method-override", "DELETE, GET")][..],
+            &[("x-http-method-override", "")][..],
+        ] {
+            assert_eq!(method_override(&map(bad)), Err(BadOverride), "{bad:?}");
+        }
+        let mut h = map(&[("x-http-method-override", "delete")]);
+        set_method_override(&mut h, &Method::DELETE);
+        assert_eq!(h["x-http-method-override"], "DELETE");
+        assert!(!h.contains_key("x-http-method"));
+    }
+
+    #[test]
+    fn host_must_be_one_valid_authority() {
+        use http::Version;
+        let h11 = Version::HTTP_11;
+        assert_eq!(
+            check_host(&mut map(&[("host", "api.test:8080")]), h11, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_host(&mut map(&[("host", "[::1]:80")]), h11, None),
+            Ok(())
+        );
+        for bad in [
+            &[][..],
+            &[("host", "a"), ("host", "b")][..],
+            &[("host", "a b")][..],
+            &[("host", "user@api.test")][..],
+            &[("host", "api.test/x")][..],
+            &[("host", "")][..],
+            &[("host", ":80")][..],
+        ] {
+            assert_eq!(
+                check_host(&mut map(bad), h11, None),
+                Err(BadHost),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            check_host(&mut HeaderMap::new(), Version::HTTP_10, None),
+            Ok(())
+        );
+        let authority: http::uri::Authority = "api.test:8443".parse().expect("authority");
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            check_host(&mut h, Version::HTTP_2, Some(&authority)),
+            Ok(())
+        );
+        assert_eq!(h["host"], "api.test:8443");
+        let mut h = map(&[("host", "API.test:8443")]);
+        assert_eq!(
+            check_host(&mut h, Version::HTTP_2, Some(&authority)),
+            Ok(())
+        );
+        let mut h = map(&[("host", "other.test")]);
+        assert_eq!(
+            check_host(&mut h, Version::HTTP_2, Some(&authority)),
+            Err(BadHost)
+        );
     }
 
     #[test]

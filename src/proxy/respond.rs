@@ -1,5 +1,10 @@
 //! The single place where a refusal becomes a response: status, the RFC 6750
 //! `WWW-Authenticate` challenge, and a JSON body with a fixed description.
+//!
+//! The text on the wire is part of the API: every description comes from a
+//! `description()` of its own (never from `Display`, which may change for
+//! logs), and the maps below are exhaustive, so a new variant cannot slip
+//! through an `_ =>` arm.
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -24,6 +29,35 @@ pub enum Reject {
     /// Client: a route matches but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed(Vec<Method>),
+    /// Client: the method is not an upper-case token.
+    #[error("bad method")]
+    BadMethod,
+    /// Client: `Host` is missing, repeated, malformed, or contradicts `:authority`.
+    #[error("bad host")]
+    BadHost,
+    /// Client: the request body broke off or was malformed on its way upstream.
+    #[error("bad request body")]
+    BadBody,
+    /// Client (the outer proxy of forward-auth): two descriptions of the
+    /// original request disagree, or one is repeated.
+    #[error("ambiguous original request")]
+    AmbiguousOriginal,
+    /// Client: a CORS preflight the route's policy does not allow (origin,
+    /// method or a header).
+    #[error("CORS preflight refused")]
+    CorsRefused,
+    /// Client: a protocol upgrade the route does not allow.
+    #[error("upgrade refused")]
+    UpgradeRefused,
+    /// Client: the request body is larger than the route's `max_body`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// Client: a method-override header is malformed, or several disagree.
+    #[error("bad method override")]
+    BadMethodOverride,
+    /// Client: the overridden method reaches a route that does not honour overrides.
+    #[error("method override refused")]
+    MethodOverrideRefused,
     /// Client: the Authorization header is malformed.
     #[error("malformed authorization")]
     BadAuthorization(#[source] BearerError),
@@ -42,13 +76,41 @@ pub enum Reject {
     /// Upstream: refused or unreachable.
     #[error("upstream unavailable")]
     UpstreamUnavailable,
-    /// Upstream: no response in time.
+    /// Upstream: no connection or no response in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// Us: something in the gateway failed (a panic, a request it could not
+    /// build). Logged where it happened; the client learns nothing more.
+    #[error("internal error")]
+    Internal,
 }
 
 const REALM_ONLY: &str = "Bearer realm=\"portcullis\"";
 const INVALID_REQUEST: &str = "Bearer error=\"invalid_request\"";
+
+/// What a refusal looks like on the wire.
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    description: &'static str,
+    challenge: Option<HeaderValue>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, code: &'static str, description: &'static str) -> Answer {
+        Answer {
+            status,
+            code,
+            description,
+            challenge: None,
+        }
+    }
+
+    fn challenge(mut self, value: HeaderValue) -> Answer {
+        self.challenge = Some(value);
+        self
+    }
+}
 
 impl Reject {
     /// A stable, low-cardinality name for logs and metrics.
@@ -57,103 +119,118 @@ impl Reject {
             Reject::BadPath(_) => "bad_path",
             Reject::NotFound => "not_found",
             Reject::MethodNotAllowed(_) => "method_not_allowed",
+            Reject::BadMethodOverride | Reject::MethodOverrideRefused => "bad_method_override",
+            Reject::BadMethod => "bad_method",
+            Reject::BadHost => "bad_host",
+            Reject::BadBody => "bad_body",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::UpgradeRefused => "upgrade_refused",
+            Reject::CorsRefused => "cors_refused",
+            Reject::AmbiguousOriginal => "ambiguous_original",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
             Reject::Denied(d, _) => d.reason(),
             Reject::UpstreamUnavailable => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
+            Reject::Internal => "internal_error",
+        }
+    }
+
+    fn answer(&self) -> Answer {
+        use StatusCode as S;
+        const BAD: &str = "invalid_request";
+        match self {
+            Reject::BadPath(e) => Answer::new(S::BAD_REQUEST, BAD, e.description()),
+            Reject::NotFound => Answer::new(S::NOT_FOUND, "not_found", "no route matches the path"),
+            Reject::MethodNotAllowed(_) => Answer::new(
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the route does not allow this method",
+            ),
+            Reject::BadMethod => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the method must be an upper-case token",
+            ),
+            Reject::BadHost => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the Host header is missing, repeated or invalid",
+            ),
+            Reject::BadBody => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the request body ended early or is malformed",
+            ),
+            Reject::AmbiguousOriginal => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the original request is described twice, differently",
+            ),
+            Reject::CorsRefused => Answer::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "the CORS preflight is not allowed for this origin, method or headers",
+            ),
+            Reject::UpgradeRefused => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "this route does not accept a protocol upgrade",
+            ),
+            Reject::BodyTooLarge => Answer::new(
+                S::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than the route allows",
+            ),
+            Reject::BadMethodOverride => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the method override header is invalid or ambiguous",
+            ),
+            Reject::MethodOverrideRefused => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the route of the overridden method does not accept method overrides",
+            ),
+            Reject::BadAuthorization(e) => Answer::new(S::BAD_REQUEST, BAD, e.description())
+                .challenge(HeaderValue::from_static(INVALID_REQUEST)),
+            Reject::WrongScheme => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the Authorization header must use the Bearer scheme",
+            )
+            .challenge(HeaderValue::from_static(INVALID_REQUEST)),
+            Reject::NoToken => Answer::new(
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "a bearer token is required",
+            )
+            .challenge(HeaderValue::from_static(REALM_ONLY)),
+            Reject::Token(e) => token_answer(*e),
+            Reject::Denied(d, scope) => denied_answer(*d, scope),
+            Reject::UpstreamUnavailable => {
+                Answer::new(S::BAD_GATEWAY, "bad_gateway", "the upstream is unavailable")
+            }
+            Reject::UpstreamTimeout => Answer::new(
+                S::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the upstream did not answer in time",
+            ),
+            Reject::Internal => Answer::new(
+                S::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the gateway failed to handle the request",
+            ),
         }
     }
 
     /// The response for this refusal.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let (status, code, description, challenge): (
-            StatusCode,
-            &str,
-            String,
-            Option<HeaderValue>,
-        ) = match &self {
-            Reject::BadPath(e) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                e.to_string(),
-                None,
-            ),
-            Reject::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no route matches the path".into(),
-                None,
-            ),
-            Reject::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "the route does not allow this method".into(),
-                None,
-            ),
-            Reject::BadAuthorization(e) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                e.to_string(),
-                Some(HeaderValue::from_static(INVALID_REQUEST)),
-            ),
-            Reject::WrongScheme => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the Authorization header must use the Bearer scheme".into(),
-                Some(HeaderValue::from_static(INVALID_REQUEST)),
-            ),
-            Reject::NoToken => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a bearer token is required".into(),
-                Some(HeaderValue::from_static(REALM_ONLY)),
-            ),
-            Reject::Token(TokenError::KeysUnavailable) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                TokenError::KeysUnavailable.to_string(),
-                None,
-            ),
-            Reject::Token(e) => invalid_token(&e.to_string()),
-            Reject::Denied(Denial::IssuerNotAllowed, _) => {
-                invalid_token(&Denial::IssuerNotAllowed.to_string())
-            }
-            Reject::Denied(Denial::InsufficientScope, scope) => {
-                let mut v = String::from("Bearer error=\"insufficient_scope\", scope=\"");
-                v.push_str(scope.to_str().unwrap_or_default());
-                v.push('"');
-                (
-                    StatusCode::FORBIDDEN,
-                    "insufficient_scope",
-                    Denial::InsufficientScope.to_string(),
-                    HeaderValue::from_str(&v).ok(),
-                )
-            }
-            Reject::Denied(d @ (Denial::OrgMismatch | Denial::MissingRole), _) => {
-                (StatusCode::FORBIDDEN, "forbidden", d.to_string(), None)
-            }
-            Reject::UpstreamUnavailable => (
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                "the upstream is unavailable".into(),
-                None,
-            ),
-            Reject::UpstreamTimeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway_timeout",
-                "the upstream did not answer in time".into(),
-                None,
-            ),
-        };
-        let body = serde_json::json!({ "error": code, "error_description": description });
-        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-        *resp.status_mut() = status;
+        let answer = self.answer();
+        let mut resp = json_error(answer.status, answer.code, answer.description);
         let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(c) = challenge {
+        if let Some(c) = answer.challenge {
             h.insert(WWW_AUTHENTICATE, c);
         }
         if let Reject::MethodNotAllowed(methods) = &self {
@@ -166,21 +243,109 @@ impl Reject {
                 h.insert(ALLOW, v);
             }
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if answer.status == StatusCode::SERVICE_UNAVAILABLE {
             h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         }
         resp
     }
 }
 
-fn invalid_token(description: &str) -> (StatusCode, &'static str, String, Option<HeaderValue>) {
+/// A JSON error response, `{"error": code, "error_description": description}`,
+/// with `Content-Type: application/json` and `Cache-Control: no-store`.
+pub fn json_error(
+    status: StatusCode,
+    code: &'static str,
+    description: &'static str,
+) -> Response<Full<Bytes>> {
+    #[derive(serde::Serialize)]
+    struct Body {
+        error: &'static str,
+        error_description: &'static str,
+    }
+    let body = serde_json::to_vec(&Body {
+        error: code,
+        error_description: description,
+    })
+    .unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn token_answer(e: TokenError) -> Answer {
+    match e {
+        TokenError::KeysUnavailable | TokenError::IntrospectionUnavailable => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            e.description(),
+        ),
+        TokenError::Malformed
+        | TokenError::DisallowedAlg
+        | TokenError::BadType
+        | TokenError::UnsupportedCrit
+        | TokenError::UnknownIssuer
+        | TokenError::IssuerNotAllowed
+        | TokenError::UnknownKey
+        | TokenError::BadSignature
+        | TokenError::WrongAudience
+        | TokenError::Expired
+        | TokenError::NotYetValid
+        | TokenError::IssuedInFuture
+        | TokenError::MissingClaim
+        | TokenError::Inactive => invalid_token(e.description()),
+    }
+}
+
+fn denied_answer(d: Denial, scope: &HeaderValue) -> Answer {
+    match d {
+        Denial::IssuerNotAllowed => invalid_token(d.description()),
+        Denial::InsufficientScope => {
+            let mut v = String::from("Bearer error=\"insufficient_scope\", scope=\"");
+            v.push_str(scope.to_str().unwrap_or_default());
+            v.push('"');
+            let a = Answer::new(StatusCode::FORBIDDEN, "insufficient_scope", d.description());
+            match HeaderValue::from_str(&v) {
+                Ok(c) => a.challenge(c),
+                Err(_) => a,
+            }
+        }
+        Denial::OrgMismatch | Denial::MissingRole => {
+            Answer::new(StatusCode::FORBIDDEN, "forbidden", d.description())
+        }
+    }
+}
+
+fn invalid_token(description: &'static str) -> Answer {
     let challenge = format!(
         "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{description}\""
     );
-    (
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        description.to_owned(),
-        HeaderValue::from_str(&challenge).ok(),
-    )
+    let a = Answer::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
+    match HeaderValue::from_str(&challenge) {
+        Ok(c) => a.challenge(c),
+        Err(_) => a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_the_wire_text_not_display() {
+        // Every token error's description is what the challenge carries.
+        let r = Reject::Token(TokenError::Expired).into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"the token is expired\""
+        );
+        let r = Reject::Internal.into_response();
+        assert_eq!(r.status(), 500);
+        let r = Reject::Token(TokenError::KeysUnavailable).into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
 }

@@ -4,6 +4,14 @@
 //! make the policy and the upstream disagree about which resource is meant is
 //! refused: `.`/`..` segments, encoded `/` or `\`, NUL, raw `\`, invalid escapes,
 //! non-UTF-8, and request targets that are not origin-form.
+//!
+//! A raw `;` starts a segment's matrix parameters (`/a;v=1/b`). Servlet containers
+//! (Tomcat, Jetty, Spring) and JAX-RS strip them before routing, so `/admin;x/users`
+//! is `/admin/users` there and `/..;/admin` climbs a level. The decoded path keeps
+//! only each segment's name, so that routes and policies judge what such an
+//! upstream will route; the path is marked ([`NormalPath::has_matrix_params`]) and
+//! the proxy refuses it unless the matched route opts in. An encoded `;` (`%3B`) is
+//! refused everywhere: some servers read it as data, others as the delimiter.
 
 use http::Uri;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -23,6 +31,27 @@ pub enum PathError {
     BadEscape,
     #[error("the path is not valid UTF-8 once decoded")]
     NotUtf8,
+    #[error("the path contains a `;` (matrix parameters) in a segment")]
+    MatrixParams,
+    #[error("the path contains an encoded semicolon")]
+    EncodedSemicolon,
+}
+
+impl PathError {
+    /// The fixed `error_description` sent to the client: part of the API, so it
+    /// does not follow `Display`, which may change for logs.
+    pub fn description(self) -> &'static str {
+        match self {
+            PathError::NotOriginForm => "the request target is not in origin form",
+            PathError::DotSegment => "the path contains a dot segment",
+            PathError::EncodedSeparator => "the path contains an encoded slash or backslash",
+            PathError::Nul => "the path contains a NUL byte",
+            PathError::BadEscape => "the path contains an invalid percent-encoding",
+            PathError::NotUtf8 => "the path is not valid UTF-8 once decoded",
+            PathError::MatrixParams => "the path contains a `;` (matrix parameters) in a segment",
+            PathError::EncodedSemicolon => "the path contains an encoded semicolon",
+        }
+    }
 }
 
 /// A decoded, normalised path and its re-encoded form for the upstream.
@@ -32,6 +61,8 @@ pub struct NormalPath {
     /// Byte ranges of the non-empty segments in `decoded`.
     segments: Vec<(u32, u32)>,
     encoded: String,
+    /// Some segment carried matrix parameters (a raw `;`).
+    matrix: bool,
 }
 
 /// Characters re-encoded when the path goes to the upstream: everything that is
@@ -69,11 +100,25 @@ pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathEr
     let mut decoded = String::with_capacity(raw.len());
     let mut segments = Vec::with_capacity(8);
     let mut encoded = String::with_capacity(raw.len());
+    let mut matrix = false;
     for seg in raw.split('/').skip(1) {
         if seg.is_empty() {
             continue;
         }
-        let text = decode_segment(seg)?;
+        let (name, params) = match seg.find(';') {
+            Some(i) => seg.split_at(i),
+            None => (seg, ""),
+        };
+        let text = decode_segment(name)?;
+        if !params.is_empty() {
+            // `/;x/` would be an empty segment and `/..;x/` a dot segment to a
+            // server that strips the parameters.
+            check_params(params)?;
+            if text.is_empty() {
+                return Err(PathError::MatrixParams);
+            }
+            matrix = true;
+        }
         if text == "." || text == ".." {
             return Err(PathError::DotSegment);
         }
@@ -83,6 +128,9 @@ pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathEr
         segments.push((start as u32, decoded.len() as u32));
         encoded.push('/');
         encoded.extend(utf8_percent_encode(&text, SEGMENT));
+        // Parameters go upstream as they came: they passed the URI parser and
+        // `check_params`, and decoding them is the upstream's business.
+        encoded.push_str(params);
     }
     if raw.len() > 1 && raw.ends_with('/') || decoded.is_empty() {
         decoded.push('/');
@@ -92,7 +140,33 @@ pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathEr
         decoded,
         segments,
         encoded,
+        matrix,
     })
+}
+
+/// Checks a segment's matrix parameters (`;k=v;k2`): well-formed escapes, and
+/// nothing that the path itself refuses (NUL, backslash, an encoded separator).
+fn check_params(params: &str) -> Result<(), PathError> {
+    let bytes = params.as_bytes();
+    if bytes.contains(&b'\\') {
+        return Err(PathError::EncodedSeparator);
+    }
+    let mut i = 0;
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'%') {
+        i += off;
+        let hi = bytes.get(i + 1).and_then(|b| hex(*b));
+        let lo = bytes.get(i + 2).and_then(|b| hex(*b));
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            return Err(PathError::BadEscape);
+        };
+        match hi << 4 | lo {
+            b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+            0 => return Err(PathError::Nul),
+            _ => {}
+        }
+        i += 3;
+    }
+    Ok(())
 }
 
 /// Decodes one raw segment, refusing what must never appear in it.
@@ -116,6 +190,7 @@ fn decode_segment(seg: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
             let b = hi << 4 | lo;
             match b {
                 b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                b';' => return Err(PathError::EncodedSemicolon),
                 0 => return Err(PathError::Nul),
                 _ => out.push(b),
             }
@@ -150,6 +225,12 @@ impl NormalPath {
     /// The same path, re-encoded for the upstream.
     pub fn encoded(&self) -> &str {
         &self.encoded
+    }
+
+    /// Whether some segment carried matrix parameters (a raw `;`); the decoded
+    /// path and the segments leave them out, the encoded path keeps them.
+    pub fn has_matrix_params(&self) -> bool {
+        self.matrix
     }
 
     /// The number of non-empty segments.
@@ -220,6 +301,36 @@ mod tests {
         assert_eq!(norm("/a%zzb"), Err(PathError::BadEscape));
         assert_eq!(norm("/a%2"), Err(PathError::BadEscape));
         assert_eq!(norm("/a%ff"), Err(PathError::NotUtf8));
+    }
+
+    #[test]
+    fn matrix_parameters_are_marked_and_left_out_of_the_decoded_path() {
+        let p = norm("/admin;jsessionid=1/users;v=2?x=;y").expect("ok");
+        assert!(p.has_matrix_params());
+        assert_eq!(p.decoded(), "/admin/users");
+        assert_eq!(p.segment(0), Some("admin"));
+        assert_eq!(p.encoded(), "/admin;jsessionid=1/users;v=2");
+        let p = norm("/a%20b;k=%2e%2e;k2/c;").expect("ok");
+        assert_eq!(p.decoded(), "/a b/c");
+        assert_eq!(p.encoded(), "/a%20b;k=%2e%2e;k2/c;");
+        assert!(!norm("/a/b?x=;").expect("ok").has_matrix_params());
+    }
+
+    #[test]
+    fn matrix_parameters_cannot_hide_dot_segments_or_separators() {
+        assert_eq!(norm("/public/..;/admin"), Err(PathError::DotSegment));
+        assert_eq!(norm("/public/.;x/admin"), Err(PathError::DotSegment));
+        assert_eq!(norm("/public/%2e%2e;/admin"), Err(PathError::DotSegment));
+        assert_eq!(norm("/a/;x/b"), Err(PathError::MatrixParams));
+        assert_eq!(norm("/;"), Err(PathError::MatrixParams));
+        assert_eq!(norm("/a;x%2Fy"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a;x%5cy"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a;x%00"), Err(PathError::Nul));
+        assert_eq!(norm("/a;x%zz"), Err(PathError::BadEscape));
+        assert_eq!(norm("/a;x%"), Err(PathError::BadEscape));
+        assert_eq!(norm("/admin%3Bx/users"), Err(PathError::EncodedSemicolon));
+        assert_eq!(norm("/admin%3bx"), Err(PathError::EncodedSemicolon));
+        assert_eq!(norm("/..%3B/admin"), Err(PathError::EncodedSemicolon));
     }
 
     #[test]

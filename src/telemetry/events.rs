@@ -11,6 +11,9 @@ pub mod metric {
     pub const CACHE_MISSES: &str = "portcullis_verification_cache_misses";
     pub const CONFIG_GENERATION: &str = "portcullis_config_generation";
     pub const CONFIG_RELOAD_FAILURES: &str = "portcullis_config_reload_failures";
+    pub const CONFIG_LAST_LOAD: &str = "portcullis_config_last_load_timestamp_seconds";
+    pub const LIMIT_HITS: &str = "portcullis_limit_hits";
+    pub const INTROSPECTIONS: &str = "portcullis_introspections";
     pub const WEBHOOK_DELIVERIES: &str = "portcullis_webhook_deliveries";
     pub const WEBHOOK_EVENTS_ABANDONED: &str = "portcullis_webhook_events_abandoned";
 }

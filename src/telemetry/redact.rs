@@ -29,9 +29,38 @@ impl fmt::Debug for Redacted<'_> {
     }
 }
 
+/// A URL as logs may show it: scheme, host, port and path. The userinfo and
+/// the query are left out: either may carry a credential (`?api_key=…`).
+pub fn url(uri: &http::Uri) -> String {
+    let mut out = String::with_capacity(uri.path().len() + 32);
+    if let Some(s) = uri.scheme_str() {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    if let Some(host) = uri.host() {
+        out.push_str(host);
+    }
+    if let Some(port) = uri.port_u16() {
+        out.push(':');
+        out.push_str(&port.to_string());
+    }
+    out.push_str(uri.path());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_userinfo_and_query() {
+        let u: http::Uri = "https://user:pw@id.example.test:8443/jwks.json?key=s3cret"
+            .parse()
+            .expect("uri");
+        assert_eq!(url(&u), "https://id.example.test:8443/jwks.json");
+        let u: http::Uri = "http://[::1]/a".parse().expect("uri");
+        assert_eq!(url(&u), "http://[::1]/a");
+    }
 
     #[test]
     fn credentials_never_print() {

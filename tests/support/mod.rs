@@ -155,6 +155,8 @@ pub struct JwksServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<JwksState>>,
     fetches: Arc<AtomicUsize>,
+    /// While true, `/jwks.json` requests are counted, then wait (a slow issuer).
+    held: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl JwksServer {
@@ -168,10 +170,16 @@ impl JwksServer {
             discovery_issuer: ISSUER.to_owned(),
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (s, f) = (state.clone(), fetches.clone());
+        let held = Arc::new(tokio::sync::watch::channel(false).0);
+        let (s, f, h) = (state.clone(), fetches.clone(), held.clone());
         serve(listener, move |req: Request<Incoming>| {
-            let (s, f) = (s.clone(), f.clone());
+            let (s, f, h) = (s.clone(), f.clone(), h.clone());
             async move {
+                if req.uri().path() == "/jwks.json" && *h.borrow() {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let _ = h.subscribe().wait_for(|held| !*held).await;
+                    f.fetch_sub(1, Ordering::SeqCst);
+                }
                 let st = s.lock().unwrap();
                 let mut resp = match req.uri().path() {
                     "/jwks.json" => {
@@ -205,6 +213,7 @@ impl JwksServer {
             addr,
             state,
             fetches,
+            held,
         }
     }
 
@@ -237,6 +246,18 @@ impl JwksServer {
         self.state.lock().unwrap().discovery_issuer = issuer.to_owned();
     }
 
+    /// Makes `/jwks.json` requests wait (counted on arrival) until [`release`].
+    ///
+    /// [`release`]: JwksServer::release
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Lets every waiting and later `/jwks.json` request through.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
     pub fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
@@ -248,6 +269,10 @@ impl JwksServer {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
+    /// The HTTP version it arrived with.
+    pub version: http::Version,
+    /// Whether the connection presented a (verified) client certificate.
+    pub client_cert: bool,
     /// Path and query, exactly as sent on the wire.
     pub target: String,
     pub headers: HeaderMap,
@@ -266,7 +291,21 @@ pub struct Upstream {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    scheme: &'static str,
 }
+
+/// How a test upstream speaks.
+#[derive(Clone, Default)]
+pub struct UpstreamKind {
+    /// HTTPS with this configuration (its ALPN decides HTTP/1.1 or HTTP/2).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 only (prior knowledge in cleartext).
+    pub h2_only: bool,
+}
+
+/// Marks a request that came with a verified client certificate.
+#[derive(Clone, Copy)]
+struct ClientCert;
 
 impl Upstream {
     pub async fn start() -> Upstream {
@@ -276,15 +315,25 @@ impl Upstream {
     /// As [`Upstream::start`], listening at `addr` (an address a test reserved
     /// earlier with [`closed_port`], say).
     pub async fn start_at(addr: SocketAddr) -> Upstream {
+        Self::start_kind(addr, UpstreamKind::default()).await
+    }
+
+    /// An HTTPS upstream, or an HTTP/2-only one, as `kind` says.
+    pub async fn start_with(kind: UpstreamKind) -> Upstream {
+        Self::start_kind("127.0.0.1:0".parse().unwrap(), kind).await
+    }
+
+    async fn start_kind(addr: SocketAddr, kind: UpstreamKind) -> Upstream {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scheme = if kind.tls.is_some() { "https" } else { "http" };
         let received = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(Behaviour {
             status: 200,
             delay: Duration::ZERO,
         }));
         let (r, b) = (received.clone(), behaviour.clone());
-        serve(listener, move |req: Request<Incoming>| {
+        serve_kind(listener, kind, move |req: Request<Incoming>| {
             let (r, b) = (r.clone(), b.clone());
             async move {
                 let (status, delay) = {
@@ -292,12 +341,16 @@ impl Upstream {
                     (b.status, b.delay)
                 };
                 let (parts, body) = req.into_parts();
+                let version = parts.version;
+                let client_cert = parts.extensions.get::<ClientCert>().is_some();
                 let collected = body.collect().await.unwrap();
                 let trailers = collected.trailers().cloned();
                 let body = collected.to_bytes();
                 let len = body.len();
                 r.lock().unwrap().push(Received {
                     method: parts.method.to_string(),
+                    version,
+                    client_cert,
                     target: parts
                         .uri
                         .path_and_query()
@@ -325,11 +378,17 @@ impl Upstream {
             addr,
             received,
             behaviour,
+            scheme,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The URL with `host` instead of the address (for TLS name checks).
+    pub fn url_for(&self, host: &str) -> String {
+        format!("{}://{host}:{}", self.scheme, self.addr.port())
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -379,6 +438,58 @@ where
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
+            });
+        }
+    });
+}
+
+/// Serves `handler` as `kind` says: TLS (with ALPN), HTTP/2 only, or both
+/// HTTP/1.1 and h2c.
+pub fn serve_kind<F, Fut>(listener: TcpListener, kind: UpstreamKind, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    if kind.tls.is_none() && !kind.h2_only {
+        return serve(listener, handler);
+    }
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            let kind = kind.clone();
+            tokio::spawn(async move {
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if kind.h2_only {
+                    builder = builder.http2_only();
+                }
+                match kind.tls {
+                    None => {
+                        let svc = service_fn(move |req| {
+                            let handler = handler.clone();
+                            async move { Ok::<_, Infallible>(handler(req).await) }
+                        });
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(config) => {
+                        let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                        else {
+                            return;
+                        };
+                        let cert = tls.get_ref().1.peer_certificates().is_some();
+                        let svc = service_fn(move |mut req: Request<Incoming>| {
+                            if cert {
+                                req.extensions_mut().insert(ClientCert);
+                            }
+                            let handler = handler.clone();
+                            async move { Ok::<_, Infallible>(handler(req).await) }
+                        });
+                        let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                    }
+                }
             });
         }
     });
@@ -629,6 +740,36 @@ impl Gateway {
         self.running.as_ref().expect("the gateway was shut down")
     }
 
+    /// Writes `yaml` to `path` and starts the gateway from that file (so that it
+    /// can be reloaded), watching it every 50 ms when `watch` is set.
+    pub async fn start_file(path: &Path, yaml: &str, watch: bool) -> Gateway {
+        std::fs::write(path, yaml).unwrap();
+        let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let options = Options {
+            watch_interval: watch.then(|| Duration::from_millis(50)),
+            ..Options::default()
+        };
+        let running = server::start(config, options).await.expect("start");
+        let admin = running.admin_addr.expect("admin listener");
+        let gw = Gateway {
+            addr: running.proxy_addr,
+            admin,
+            running: Some(running),
+        };
+        eventually("the gateway to be ready", || async {
+            gw.readyz().await == StatusCode::OK
+        })
+        .await;
+        gw
+    }
+
+    /// Where the forward-auth listener listens.
+    pub fn forward_auth_addr(&self) -> SocketAddr {
+        self.running()
+            .forward_auth_addr
+            .expect("a forward_auth listener")
+    }
+
     /// The key machinery of the `n`th configured issuer.
     pub fn issuer(&self, n: usize) -> Arc<portcullis::auth::jwks::IssuerKeys> {
         self.running().snapshot().verifier.issuers()[n].clone()
@@ -706,3 +847,4 @@ mod db;
 pub use db::*;
 pub mod oauth;
 pub mod process;
+pub mod tls;

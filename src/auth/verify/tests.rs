@@ -22,6 +22,7 @@ fn issuer() -> IssuerConfig {
         org_claim: "org_id".into(),
         roles_claim: None,
         ca_file: None,
+        introspection: None,
     }
 }
 
@@ -64,6 +65,37 @@ fn header_rules() {
             parse(&token(header.clone(), claims.clone())).map(|_| ()),
             Err(want),
             "{header}"
+        );
+    }
+    // `typ`: absent, JWT or at+jwt, with or without `application/`; only at+jwt
+    // marks an access token.
+    for (typ, at_jwt) in [
+        (None, false),
+        (Some("JWT"), false),
+        (Some("application/jwt"), false),
+        (Some("at+jwt"), true),
+        (Some("AT+JWT"), true),
+        (Some("Application/AT+JWT"), true),
+    ] {
+        let header = match typ {
+            Some(t) => serde_json::json!({"alg": "RS256", "typ": t}),
+            None => serde_json::json!({"alg": "RS256"}),
+        };
+        let t = token(header, claims.clone());
+        assert_eq!(parse(&t).expect("valid typ").at_jwt, at_jwt, "{typ:?}");
+    }
+    for typ in [
+        "application/",
+        "application/JOSE",
+        "at+jwt+x",
+        "id+jwt",
+        "é",
+    ] {
+        let header = serde_json::json!({"alg": "RS256", "typ": typ});
+        assert_eq!(
+            parse(&token(header, claims.clone())).map(|_| ()),
+            Err(TokenError::BadType),
+            "{typ}"
         );
     }
     // Embedded keys and key URLs are ignored, not trusted and not an error.

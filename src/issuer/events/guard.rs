@@ -116,7 +116,6 @@ pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::value::{Cidr, ParseValue};
 
     fn addr(s: &str) -> SocketAddr {
         SocketAddr::new(s.parse().unwrap(), 0)
@@ -135,7 +134,7 @@ mod tests {
         assert_eq!(allowed(&policy, vec![]).unwrap().count(), 0);
         let deny = WebhookAddressPolicy {
             allow_private: true,
-            deny: vec![Cidr::parse_value("93.184.216.0/24").unwrap()],
+            deny: vec!["93.184.216.0/24".parse().unwrap()],
             ..WebhookAddressPolicy::default()
         };
         let err = allowed(&deny, vec![addr("93.184.216.34")]).unwrap_err();

@@ -1,13 +1,10 @@
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
-use crate::issuer::throttle::ClientAddr;
+use crate::issuer::throttle::ClientIp;
 
 fn source(last: u8) -> Source {
-    Source::of(Some(ClientAddr(SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)),
-        1,
-    ))))
+    Source::of(Some(ClientIp(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))))
 }
 
 #[tokio::test]

@@ -1,0 +1,106 @@
+//! What the gateway knows about the connection a request came on, and who the
+//! client is when trusted proxies stand in front. Every request carries an
+//! `Arc<ConnInfo>` extension (set by the server); the proxy and the issuer read
+//! the client's address from it. Pure: no I/O.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::HeaderMap;
+use rustls::pki_types::CertificateDer;
+
+/// The connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The peer's address (the client, or a proxy in front of it).
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The client certificate chain the TLS handshake verified, leaf first.
+    pub client_certs: Option<Arc<[CertificateDer<'static>]>>,
+}
+
+impl ConnInfo {
+    /// A cleartext connection from `peer` (tests, and requests without one).
+    pub fn plain(peer: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            tls: false,
+            client_certs: None,
+        }
+    }
+}
+
+/// Whether `ip` is one of `trusted` (`server.trusted_proxies`).
+pub fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy; then
+/// the right-most address of `X-Forwarded-For` that is not itself trusted (the
+/// first hop no trusted proxy vouches for), or the left-most when all are.
+/// An address a client put further left is never believed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    if !is_trusted(peer, trusted) {
+        return canonical(peer);
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+        .map(canonical)
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip, trusted))
+        .or_else(|| hops.first())
+        .copied()
+        .unwrap_or_else(|| canonical(peer))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) as IPv4, so that a dual-stack
+/// listener matches IPv4 ranges.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().expect("cidr")).collect()
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().expect("value"));
+        h
+    }
+
+    #[test]
+    fn the_client_is_the_first_hop_no_trusted_proxy_vouches_for() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
+        let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
+        // From a stranger, its own claims count for nothing.
+        assert_eq!(client_ip(stranger, &xff("1.2.3.4"), &trusted), stranger);
+        // Through a trusted proxy: the right-most untrusted hop.
+        assert_eq!(
+            client_ip(proxy, &xff("1.2.3.4, 198.51.100.7, 10.0.0.9"), &trusted),
+            "198.51.100.7".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().expect("ip");
+        assert!(is_trusted(mapped, &trusted));
+    }
+}

@@ -1,0 +1,195 @@
+//! Bodies on their way through: the client's request body streamed upstream
+//! (client-controlled headers removed from its trailers, its size capped), and
+//! the upstream's response body streamed back, handing its HTTP/1.1 connection
+//! back to the worker's pool once it has been read to the end.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderName;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::headers::{Overrides, strip_client_controlled};
+use super::pool::Lease;
+
+/// How the client's request body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Read to its end.
+    Complete,
+    /// It broke off, or its framing was malformed.
+    Failed,
+    /// It grew past the route's `max_body`.
+    TooLarge,
+}
+
+/// Why the request body stopped (the error a hyper client sees).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    #[error("the request body failed")]
+    Client(#[source] hyper::Error),
+    #[error("the request body exceeds the route's limit of {0} bytes")]
+    TooLarge(u64),
+}
+
+/// A request body on its way upstream: streamed as it arrives, with
+/// client-controlled headers removed from its trailers, and cut off (an error,
+/// so the upstream never sees a complete request) past `limit` bytes.
+pub struct UpstreamBody {
+    inner: Incoming,
+    identity: Arc<[HeaderName]>,
+    limit: Option<u64>,
+    seen: u64,
+    /// Fired once with how the body ended.
+    finished: Option<oneshot::Sender<BodyEnd>>,
+}
+
+/// Resolves with how the request body ended; `None` for a request without a body.
+pub type BodySent = Option<oneshot::Receiver<BodyEnd>>;
+
+impl UpstreamBody {
+    /// Wraps the client's body; the receiver learns how it ended.
+    pub fn new(
+        inner: Incoming,
+        identity: Arc<[HeaderName]>,
+        limit: Option<u64>,
+    ) -> (Self, BodySent) {
+        let (finished, sent) = if inner.is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        (
+            UpstreamBody {
+                inner,
+                identity,
+                limit,
+                seen: 0,
+                finished,
+            },
+            sent,
+        )
+    }
+
+    fn finish(&mut self, end: BodyEnd) {
+        if let Some(tx) = self.finished.take() {
+            let _ = tx.send(end);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen = this.seen.saturating_add(data.len() as u64);
+                    if let Some(limit) = this.limit.filter(|l| this.seen > *l) {
+                        this.finish(BodyEnd::TooLarge);
+                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge(limit))));
+                    }
+                }
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        strip_client_controlled(
+                            &mut trailers,
+                            &this.identity,
+                            Overrides::Strip,
+                            false,
+                        );
+                        Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
+                if this.inner.is_end_stream() {
+                    this.finish(BodyEnd::Complete);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.finish(BodyEnd::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(BodyEnd::Failed);
+                Poll::Ready(Some(Err(RequestBodyError::Client(e))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream's response body, streamed to the client; when it has been read
+/// to its end, its HTTP/1.1 connection ([`Lease`]) goes back to the pool.
+/// Dropped before its end, the connection goes with it: it is mid-response and
+/// cannot carry another request.
+pub struct ResponseBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl ResponseBody {
+    /// Wraps `inner`; the lease is returned at once when there is no body at all.
+    pub fn new(inner: Incoming, lease: Option<Lease>) -> ResponseBody {
+        let mut body = ResponseBody { inner, lease };
+        if body.inner.is_end_stream() {
+            body.end();
+        }
+        body
+    }
+
+    fn end(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.end(),
+            Poll::Ready(None) => this.end(),
+            // An error: the connection is broken, drop it with the body.
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,142 @@
+//! The decision, without the forwarding: method, path, route, bearer token,
+//! verification, policy — in that order, each a named stage. The proxy runs it
+//! for every request before rewriting and forwarding; the forward-auth listener
+//! runs exactly the same stages on the request an outer proxy describes, so the
+//! two can never disagree.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Uri};
+
+use super::handle::Outcome;
+use super::headers;
+use super::respond::Reject;
+use crate::auth::Identity;
+use crate::auth::bearer::{self, Credentials};
+use crate::config::AuthMode;
+use crate::routing::{self, NormalPath, PathError, RouteMatch};
+use crate::state::Snapshot;
+
+/// What the decision allowed.
+#[derive(Debug)]
+pub struct Decision {
+    /// The route, as an index into the snapshot's routes.
+    pub route: usize,
+    /// The method a route with `method_override` judged instead of the request's.
+    pub overridden: Option<Method>,
+    /// The verified identity (none on anonymous routes, or optional ones without
+    /// a token).
+    pub identity: Option<Arc<Identity>>,
+    pub path: NormalPath,
+}
+
+/// Judges one request: `method`, `uri` and `headers` as the upstream would
+/// receive them (`absolute_allowed`: the request came over HTTP/2, where a
+/// target carries scheme and authority). What it found goes to `out`.
+pub async fn decide(
+    snap: &Snapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    absolute_allowed: bool,
+    out: &mut Outcome,
+) -> Result<Decision, Reject> {
+    // 1. The method: what the upstream will dispatch on must be unambiguous.
+    if !is_upper_token(method) {
+        return Err(Reject::BadMethod);
+    }
+    // 2. Normalise before anything looks at the path, so that the route, the
+    //    policy and the upstream all see the same resource.
+    let path = routing::normalize(uri, absolute_allowed).map_err(Reject::BadPath)?;
+    out.path = Some(path.decoded().to_owned());
+    // 3. Route, with the method the upstream will act on.
+    let (index, overridden) = route(snap, method, headers, &path)?;
+    let route = &snap.routes[index];
+    out.route = Some(route.name.clone());
+    out.route_index = Some(index);
+    // 4. Bearer, verify, authorise (anonymous routes never look at the header).
+    let identity = authenticate(snap, index, headers, &path, out).await?;
+    Ok(Decision {
+        route: index,
+        overridden,
+        identity,
+        path,
+    })
+}
+
+/// Reads, verifies and authorises the bearer token as the route's `auth` says.
+async fn authenticate(
+    snap: &Snapshot,
+    index: usize,
+    headers: &HeaderMap,
+    path: &NormalPath,
+    out: &mut Outcome,
+) -> Result<Option<Arc<Identity>>, Reject> {
+    let policy = &snap.routes[index].policy;
+    let mode = policy.auth;
+    if mode == AuthMode::Anonymous {
+        return Ok(None);
+    }
+    match bearer::read(headers).map_err(Reject::BadAuthorization)? {
+        Credentials::Absent if mode == AuthMode::Required => Err(Reject::NoToken),
+        Credentials::OtherScheme if mode == AuthMode::Required => Err(Reject::WrongScheme),
+        Credentials::Absent | Credentials::OtherScheme => Ok(None),
+        Credentials::Bearer(token) => {
+            let id = snap.verifier.verify(token).await.map_err(Reject::Token)?;
+            out.identity = Some(id.clone());
+            policy
+                .authorize(&id, path)
+                .map_err(|d| Reject::Denied(d, policy.scope_challenge.clone()))?;
+            Ok(Some(id))
+        }
+    }
+}
+
+/// Whether the method is an upper-case token (`A-Z`, `-`, `_`). Methods are
+/// case-sensitive, but many frameworks upper-case them (Symfony, Laravel): a
+/// `get` that no `methods: [GET]` route matches would reach them as a GET
+/// through a weaker route. nginx refuses such methods too.
+pub fn is_upper_token(m: &Method) -> bool {
+    m.as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+/// Finds the route for a normalised path, and the overridden method when the
+/// route honours method overrides.
+///
+/// A path with matrix parameters is routed without them, and refused unless the
+/// route it reaches opts in: a servlet upstream would route it without them too.
+/// A method override is judged like the method itself: the route is looked up
+/// again with it, and that route must opt in as well (so a `GET`-only route
+/// cannot become a `DELETE` through another route's opt-in).
+fn route(
+    snap: &Snapshot,
+    method: &Method,
+    headers: &HeaderMap,
+    path: &NormalPath,
+) -> Result<(usize, Option<Method>), Reject> {
+    let found = |m: &Method| match snap.table.lookup(m, path) {
+        RouteMatch::Found(i) => Ok(i),
+        // With matrix parameters, a path that reaches no route is refused for
+        // them: the same resource without them may well exist.
+        _ if path.has_matrix_params() => Err(Reject::BadPath(PathError::MatrixParams)),
+        RouteMatch::MethodNotAllowed(allow) => Err(Reject::MethodNotAllowed(allow)),
+        RouteMatch::NotFound => Err(Reject::NotFound),
+    };
+    let mut index = found(method)?;
+    let mut effective = None;
+    if snap.routes[index].method_override {
+        if let Some(m) = headers::method_override(headers).map_err(|_| Reject::BadMethodOverride)? {
+            index = found(&m)?;
+            if !snap.routes[index].method_override {
+                return Err(Reject::MethodOverrideRefused);
+            }
+            effective = Some(m);
+        }
+    }
+    if path.has_matrix_params() && !snap.routes[index].matrix_params {
+        return Err(Reject::BadPath(PathError::MatrixParams));
+    }
+    Ok((index, effective))
+}

@@ -1,0 +1,296 @@
+//! Request smuggling and the other ways a request could mean one thing to the
+//! gateway and another to the upstream, over raw sockets (a client library would
+//! refuse to send most of these): conflicting framing, malformed headers, `Host`
+//! confusion, method case, separators in other encodings, oversized heads, and
+//! the HTTP/2 `:authority` / `Host` pair. Each refused request gets a 400 (or
+//! 431) and never reaches the upstream; each accepted one reaches it exactly once,
+//! re-framed by the gateway.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::*;
+use tokio::net::TcpStream;
+
+const ROUTES: &str = "  - path: /public/*\n    upstream: api\n    auth: anonymous\n  - path: /*\n    upstream: api\n";
+
+async fn setup() -> (JwksServer, Upstream, Gateway) {
+    let jwks = JwksServer::start(&[&rsa()]).await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&jwks, &up, ROUTES).replace(
+        "  shutdown_grace: 5s\n",
+        "  shutdown_grace: 5s\n  workers: 1\n",
+    ))
+    .await;
+    (jwks, up, gw)
+}
+
+/// The status lines of every response in a raw answer.
+fn statuses(answer: &str) -> Vec<u16> {
+    answer
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .filter_map(|s| s.get(..3)?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn conflicting_or_malformed_framing_is_refused() {
+    let (_jwks, up, gw) = setup().await;
+    let refused: [(&str, &[u8]); 14] = [
+        (
+            "two different Content-Length",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ),
+        (
+            "Content-Length list",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 3\r\n\r\nab",
+        ),
+        (
+            "signed Content-Length",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab",
+        ),
+        (
+            "chunked not last",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "unknown coding",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "two Transfer-Encoding lines",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "space before the colon",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked in HTTP/1.0",
+            b"POST /public/a HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+        ),
+        (
+            "space in a header name",
+            b"GET /public/a HTTP/1.1\r\nHost: x\r\nX A: a\r\n\r\n",
+        ),
+        (
+            "control character in a value",
+            b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+        ),
+        (
+            "NUL in a value",
+            b"GET /public/a HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        ),
+        (
+            "bare CR",
+            b"GET /public/a HTTP/1.1\rHost: x\r\n\r\n",
+        ),
+        (
+            "unknown version",
+            b"GET /public/a HTTP/1.2\r\nHost: x\r\n\r\n",
+        ),
+    ];
+    for (case, bytes) in refused {
+        let answer = raw(gw.addr, bytes).await;
+        assert_eq!(statuses(&answer), [400], "{case}: {answer}");
+    }
+    // A chunk that is not one: the request started upstream, but the client's
+    // body is at fault (400, not 502) and no complete request arrived there.
+    for (case, bytes) in [
+        (
+            "oversized chunk",
+            &b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n"[..],
+        ),
+        (
+            "chunk without CRLF",
+            &b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n0\n\n"[..],
+        ),
+    ] {
+        let answer = raw(gw.addr, bytes).await;
+        assert_eq!(statuses(&answer), [400], "{case}: {answer}");
+        assert!(answer.contains("invalid_request"), "{case}: {answer}");
+    }
+    assert_eq!(up.count(), 0, "a refused request reached the upstream");
+    gw.shutdown().await;
+}
+
+/// `Content-Length` beside `Transfer-Encoding` (RFC 9112 §6.3): the chunked
+/// framing wins, the gateway re-frames the body for the upstream, and the
+/// connection is closed after the response, so bytes smuggled after the body are
+/// never read as a request.
+#[tokio::test]
+async fn content_length_with_chunked_is_reframed_and_the_connection_closed() {
+    let (_jwks, up, gw) = setup().await;
+    for head in [
+        "Content-Length: 6\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 6",
+    ] {
+        let before = up.count();
+        let request = format!(
+            "POST /public/a HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /secret HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        let answer = raw(gw.addr, request.as_bytes()).await;
+        assert_eq!(statuses(&answer), [200], "{head}: {answer}");
+        assert_eq!(up.count(), before + 1, "{head}");
+        let got = up.last();
+        assert_eq!(got.target, "/public/a");
+        assert_eq!(got.body, "abc");
+        assert_eq!(got.headers.get_all("content-length").iter().count(), 0);
+    }
+    assert!(up.received().iter().all(|r| r.target != "/secret"));
+    gw.shutdown().await;
+}
+
+/// RFC 9112 §3.2: exactly one valid `Host` in HTTP/1.1, so that the gateway and a
+/// virtual-hosting upstream agree on the site.
+#[tokio::test]
+async fn host_must_be_present_once_and_valid() {
+    let (_jwks, up, gw) = setup().await;
+    for (case, head) in [
+        ("no Host", ""),
+        ("two Hosts", "Host: a.test\r\nHost: b.test\r\n"),
+        ("two Hosts, same", "Host: a.test\r\nHost: a.test\r\n"),
+        ("space", "Host: a b\r\n"),
+        ("userinfo", "Host: user@a.test\r\n"),
+        ("path", "Host: a.test/admin\r\n"),
+        ("empty", "Host: \r\n"),
+    ] {
+        let request = format!("GET /public/a HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
+        let answer = raw(gw.addr, request.as_bytes()).await;
+        assert_eq!(statuses(&answer), [400], "{case}: {answer}");
+        assert!(answer.contains("invalid_request"), "{case}: {answer}");
+    }
+    assert_eq!(up.count(), 0);
+    // HTTP/1.0 may leave it out.
+    let answer = raw(gw.addr, b"GET /public/a HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let answer = raw(
+        gw.addr,
+        b"GET /public/a HTTP/1.1\r\nHost: a.test:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(up.last().headers["host"], "a.test:8080");
+    gw.shutdown().await;
+}
+
+/// Methods are case-sensitive, but frameworks such as Symfony upper-case them:
+/// a `get` must not slip past a `methods: [GET]` route to a weaker one.
+#[tokio::test]
+async fn methods_that_are_not_upper_case_tokens_are_refused() {
+    let jwks = JwksServer::start(&[&rsa()]).await;
+    let up = Upstream::start().await;
+    let routes = "  - path: /a/*\n    methods: [GET]\n    upstream: api\n  - path: /*\n    upstream: api\n    auth: anonymous\n";
+    let gw = Gateway::start(&config(&jwks, &up, routes)).await;
+    for method in ["get", "Get", "gEt", "dElEtE"] {
+        let request = format!("{method} /a/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(gw.addr, request.as_bytes()).await;
+        assert_eq!(raw_status(&answer), 400, "{method}: {answer}");
+    }
+    assert_eq!(up.count(), 0);
+    // Extension methods in upper case still route (WebDAV's VERSION-CONTROL).
+    let answer = raw(
+        gw.addr,
+        b"VERSION-CONTROL /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(up.last().method, "VERSION-CONTROL");
+    gw.shutdown().await;
+}
+
+/// Separators and dots in the encodings other servers decode: overlong UTF-8,
+/// IIS's `%u`, backslashes, and whitespace in the target.
+#[tokio::test]
+async fn other_encodings_of_separators_and_dots_are_refused() {
+    let (_jwks, up, gw) = setup().await;
+    for target in [
+        "/public/%c0%ae%c0%ae/secret",
+        "/public/%c0%af..%c0%afsecret",
+        "/public/%e0%80%ae/secret",
+        "/public/%u002e%u002e/secret",
+        "/public/%u2215secret",
+        "/public\\..\\secret",
+        "/public/..\\secret",
+        "/public/a b",
+        "/public/a\tb",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(gw.addr, request.as_bytes()).await;
+        assert_eq!(raw_status(&answer), 400, "{target}: {answer}");
+    }
+    assert_eq!(up.count(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_heads_get_431() {
+    let (_jwks, up, gw) = setup().await;
+    let mut many = String::from("GET /public/a HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("Connection: close\r\n\r\n");
+    assert_eq!(raw_status(&raw(gw.addr, many.as_bytes()).await), 431);
+    let big = format!(
+        "GET /public/a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    assert_eq!(raw_status(&raw(gw.addr, big.as_bytes()).await), 431);
+    assert_eq!(up.count(), 0);
+    gw.shutdown().await;
+}
+
+/// HTTP/2 (h2c): `Host` must agree with `:authority` (RFC 9113 §8.3.1); without
+/// one, the upstream gets the authority as `Host`, as an HTTP/1.1 client's `Host`.
+#[tokio::test]
+async fn http2_authority_and_host_must_agree() {
+    let (_jwks, up, gw) = setup().await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut send = |req: Request<Full<Bytes>>| {
+        let fut = sender.send_request(req);
+        async move {
+            let resp = fut.await.unwrap();
+            assert_eq!(resp.version(), Version::HTTP_2);
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = send(
+        Request::get("http://api.test:8080/public/a")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got = up.last();
+    assert_eq!(got.headers["host"], "api.test:8080");
+    assert_eq!(got.headers["x-forwarded-host"], "api.test:8080");
+
+    let (status, body) = send(
+        Request::get("http://api.test:8080/public/a")
+            .header("host", "admin.internal")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(up.count(), 1);
+    gw.shutdown().await;
+}
