@@ -369,6 +369,46 @@ async fn failed_client_authentications_slow_down_their_source_only() {
 }
 
 #[tokio::test]
+async fn behind_trusted_proxies_the_forwarded_client_is_throttled() {
+    let env = env().await;
+    let clock = Arc::new(ManualClock::new(now()));
+    let yaml = yaml(&env).replace(
+        "  shutdown_grace: 5s\n",
+        "  shutdown_grace: 5s\n  trusted_proxies: [\"127.0.0.1\"]\n",
+    );
+    let options = portcullis::server::Options {
+        clock: clock.clone(),
+        ..portcullis::server::Options::default()
+    };
+    let gw = Gateway::start_with(&yaml, options).await;
+    let via_proxy = |client: &str, auth: &str| {
+        Request::post(gw.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", auth)
+            .header("x-forwarded-for", client)
+            .body(Full::new(Bytes::from_static(
+                b"grant_type=client_credentials",
+            )))
+            .unwrap()
+    };
+    let wrong = basic("billing", "wrong");
+    let right = basic("billing", "billing-secret-0123456789");
+    // Ten failures of one client behind the proxy delay that client only.
+    for _ in 0..10 {
+        let (status, _, _) = send(via_proxy("198.51.100.1", &wrong)).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = send(via_proxy("198.51.100.1", &right)).await;
+    assert_eq!(status, 429, "the forwarded address waits");
+    let (status, _, body) = send(via_proxy("198.51.100.2", &right)).await;
+    assert_eq!(status, 200, "another client behind the same proxy: {body}");
+    // An address that is no trusted proxy is not believed about the client.
+    let (status, _, _) = send_from(loopback(9), via_proxy("198.51.100.1", &wrong)).await;
+    assert_eq!(status, 401, "judged as 127.0.0.9, which has no delay");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn client_failures_count_across_replicas() {
     let env = env().await;
     let clock = Arc::new(ManualClock::new(now()));
