@@ -21,8 +21,8 @@ use http::{HeaderName, Method, Uri};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use value::{
-    Algorithm, GrantType, PathPattern, PatternSegment, Secret, SigningAlg, WebhookEvent,
-    WebhookSecret,
+    Algorithm, GrantType, PathPattern, PatternSegment, Secret, SigningAlg, WebhookAddressPolicy,
+    WebhookEvent, WebhookSecret,
 };
 
 /// The default file looked for when neither `-c` nor `$PORTCULLIS_CONFIG` is given.
@@ -198,6 +198,9 @@ pub struct IssuerSection {
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub webhooks: Vec<WebhookConfig>,
+    /// Which addresses webhooks may be delivered to (private ranges refused
+    /// unless `allow_private`).
+    pub webhook_address_policy: WebhookAddressPolicy,
 }
 
 /// A declarative API resource.
@@ -227,6 +230,9 @@ pub struct ClientConfig {
     pub require_pkce: bool,
     /// The algorithm of its ID tokens: one of `signing_algs` (default RS256).
     pub id_token_signed_response_alg: SigningAlg,
+    /// Resources whose access tokens this (confidential) client may
+    /// introspect although issued to other clients; empty by default.
+    pub introspection: Vec<String>,
 }
 
 /// A webhook endpoint.

@@ -17,13 +17,19 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod introspect;
+pub mod kdf;
 pub mod keyring;
 pub mod manage;
 pub mod purge;
 pub mod refresh;
+pub mod reserved;
 pub mod revoke;
 pub mod signing;
 pub mod store;
+pub mod throttle;
 pub mod token;
 
 pub use endpoints::Issuer;
+
+#[cfg(test)]
+mod debug_tests;

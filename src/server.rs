@@ -31,7 +31,6 @@ use crate::auth::jwks::IssuerKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::issuer::Issuer;
-use crate::issuer::events::Deliverer;
 use crate::proxy::Proxy;
 use crate::state::{BuildError, Deps, Snapshot};
 use crate::telemetry::access::AccessLog;
@@ -190,7 +189,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         tasks.spawn(keys.clone().run_refresher(rx.clone()));
     }
     if let Some(issuer) = &issuer {
-        start_issuer_tasks(issuer, &shared, &config, &options, &mut tasks, &rx);
+        start_issuer_tasks(issuer, &shared, &options, &mut tasks, &rx);
     }
     let reloader = Arc::new(reload::Reloader::new(
         shared.clone(),
@@ -268,7 +267,6 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
 fn start_issuer_tasks(
     issuer: &Arc<Issuer>,
     shared: &Arc<Shared>,
-    config: &Config,
     options: &Options,
     tasks: &mut JoinSet<()>,
     rx: &watch::Receiver<bool>,
@@ -286,13 +284,7 @@ fn start_issuer_tasks(
         options.clock.clone(),
         rx.clone(),
     ));
-    let webhooks = config.issuer.as_ref().map_or(&[][..], |s| &s.webhooks[..]);
-    match Deliverer::new(
-        issuer.store().clone(),
-        webhooks,
-        options.clock.clone(),
-        shared.metrics.clone(),
-    ) {
+    match issuer.deliverer(options.clock.clone(), shared.metrics.clone()) {
         Ok(deliverer) => {
             tasks.spawn(deliverer.run(rx.clone()));
         }

@@ -54,6 +54,7 @@ admin:
 issuer:
   url: "http://issuer.test"
   database: "{database}"
+  webhook_address_policy: {{ allow_private: true }}  # receivers on 127.0.0.1
   signing_algs: [ES256]
 issuers:
   - id: local
@@ -345,6 +346,49 @@ async fn unknown_references_and_invalid_values_exit_1() {
         ],
     )
     .refused(1, "has no scope `delete:all`");
+    // Role names are joined by commas in X-Auth-Roles: one named
+    // `viewer,admin` would read as two roles upstream. Such names (and
+    // spaces, quotes, control characters) are refused, and nothing is made.
+    for bad in [
+        "viewer,admin",
+        "two words",
+        "say\"hi\"",
+        "it's",
+        "tab\there",
+        "",
+        "ünï",
+    ] {
+        admin(
+            &env,
+            &[
+                "role",
+                "create",
+                "--name",
+                bad,
+                "--api",
+                API,
+                "--scope",
+                "read:data",
+            ],
+        )
+        .refused(1, "no commas, spaces, quotes or control characters");
+    }
+    let long = "r".repeat(65);
+    admin(
+        &env,
+        &[
+            "role",
+            "create",
+            "--name",
+            &long,
+            "--api",
+            API,
+            "--scope",
+            "read:data",
+        ],
+    )
+    .refused(1, "invalid role name");
+    assert_eq!(admin(&env, &["role", "list"]).json(), serde_json::json!([]));
     admin(
         &env,
         &[
@@ -671,3 +715,5 @@ async fn declared_resources_are_known_before_any_gateway_ran() {
 mod catalog;
 #[path = "admin_cli/manage.rs"]
 mod manage;
+#[path = "admin_cli/privileges.rs"]
+mod privileges;

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use support::*;
 
 const API: &str = "https://api.example.test";
-const ADMIN_API: &str = "http://issuer.test/admin";
+/// The admin API's own resource, which the issuer declares.
+const ADMIN_API: &str = "http://issuer.test/admin/v1";
 const ADMIN: (&str, &str) = ("ops", "ops-secret-0123456789");
 const READER: (&str, &str) = ("reader", "reader-secret-0123456789");
 
@@ -23,6 +24,10 @@ struct Env {
     _dir: tempfile::TempDir,
     _up: Upstream,
     gw: Gateway,
+    /// The issuer database's URL.
+    db: String,
+    /// The configuration the gateway runs.
+    yaml: String,
 }
 
 async fn env() -> Env {
@@ -43,8 +48,6 @@ issuer:
   resources:
     - identifier: "{API}"
       scopes: [read:data, write:data]
-    - identifier: "{ADMIN_API}"
-      scopes: ["portcullis:admin"]
   clients:
     - client_id: ops
       client_secret: "{ops}"
@@ -74,6 +77,8 @@ routes:
         _dir: dir,
         _up: up,
         gw,
+        db,
+        yaml,
     }
 }
 
@@ -176,16 +181,13 @@ async fn requests_without_a_valid_admin_token_are_refused() {
     let (status, _, _) = call(gw, "GET", "/admin/v1/clients", Some(&tampered), None).await;
     assert_eq!(status, 401);
 
-    // Valid, but without the admin scope.
+    // Valid, but for another API (RFC 6750: a token for another audience is
+    // not a valid token here). A token for the admin API without the scope
+    // is a 403: `audience.rs`.
     let (status, headers, body) = call(gw, "GET", "/admin/v1/clients", Some(&reader), None).await;
-    assert_eq!(status, 403);
-    assert_eq!(body["error"], "insufficient_scope");
-    assert!(
-        headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains(r#"error="insufficient_scope""#)
-    );
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(headers["www-authenticate"], invalid);
 
     // A revoked admin token.
     let admin = admin_token(gw).await;
@@ -236,10 +238,12 @@ async fn every_endpoint_works_and_is_audited() {
             "name": "Reports job",
             "grant_types": ["client_credentials"],
             "scopes": { new_api: ["reports:read"] },
+            "introspection": [new_api],
         })),
     )
     .await;
     assert_eq!(status, 201, "{client}");
+    assert_eq!(client["introspection"], json!([new_api]));
     assert_eq!(headers["cache-control"], "no-store");
     let id = client["client_id"].as_str().unwrap().to_owned();
     let secret = client["client_secret"].as_str().unwrap().to_owned();
@@ -288,6 +292,17 @@ async fn every_endpoint_works_and_is_audited() {
     .await;
     assert_eq!(status, 201, "{role}");
     assert_eq!(role["grants"][new_api], json!(["reports:read"]));
+    // A comma would make one role two in X-Auth-Roles; such names are refused.
+    for bad in ["analyst,admin", "two words", "quo\"te", "ctl\u{7}", "ünï"] {
+        let body = json!({ "name": bad, "api": new_api, "scopes": ["reports:read"] });
+        let (status, _, refused) = call(gw, "POST", "/admin/v1/roles", t, Some(body)).await;
+        assert_eq!(status, 400, "{bad:?}: {refused}");
+        assert_eq!(refused["error"], "invalid_request");
+        let text = refused["error_description"].as_str().unwrap();
+        assert!(text.contains("no commas, spaces, quotes"), "{text}");
+    }
+    let (_, _, roles) = call(gw, "GET", "/admin/v1/roles", t, None).await;
+    assert_eq!(roles.as_array().unwrap().len(), 1, "{roles}");
     let (status, _, member) = call(
         gw,
         "POST",
@@ -427,4 +442,29 @@ async fn bad_requests_get_json_errors() {
     assert_eq!(status, 404);
     let (status, _, _) = call(gw, "GET", "/admin/v1/audit?limit=0", t, None).await;
     assert_eq!(status, 400);
+
+    // The default address policy: a webhook at an obviously private address
+    // is refused at creation (deliveries check every resolved address).
+    for url in [
+        "http://10.0.0.5/hook",
+        "http://localhost:8080/",
+        "http://[fd00::1]/",
+    ] {
+        let (status, _, body) = call(
+            gw,
+            "POST",
+            "/admin/v1/webhooks",
+            t,
+            Some(json!({ "url": url })),
+        )
+        .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        let text = body["error_description"].as_str().unwrap();
+        assert!(text.contains("webhook_address_policy"), "{text}");
+    }
+    let (_, _, hooks) = call(gw, "GET", "/admin/v1/webhooks", t, None).await;
+    assert_eq!(hooks, json!([]));
 }
+
+#[path = "issuer_admin_api/audience.rs"]
+mod audience;

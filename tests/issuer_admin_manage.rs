@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use support::*;
 
 const API: &str = "https://api.example.test";
-const ADMIN_API: &str = "http://issuer.test/admin";
+/// The admin API's own resource, which the issuer declares.
+const ADMIN_API: &str = "http://issuer.test/admin/v1";
 const ADMIN: (&str, &str) = ("ops", "ops-secret-0123456789");
 const READER: (&str, &str) = ("reader", "reader-secret-0123456789");
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
@@ -49,12 +50,11 @@ admin:
 issuer:
   url: "http://issuer.test"
   database: "{db}"
+  webhook_address_policy: {{ allow_private: true }}  # receivers on 127.0.0.1
   signing_algs: [ES256, RS256]
   resources:
     - identifier: "{API}"
       scopes: [read:data, write:data]
-    - identifier: "{ADMIN_API}"
-      scopes: ["portcullis:admin"]
   clients:
     - client_id: ops
       client_secret: "{ops}"

@@ -12,12 +12,13 @@ mod support;
 use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
+use portcullis::clock::ManualClock;
 use portcullis::issuer::authorize::pkce;
 use portcullis::issuer::clients::hash_secret;
 use portcullis::issuer::store::{self, Membership, Organization, Role, Store, User};
 use portcullis::server::Options;
 use serde_json::Value;
-use support::oauth::{enc, hidden, location, query_of, request, set_cookies};
+use support::oauth::{enc, hidden, location, query_of, request, request_from, set_cookies};
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -204,6 +205,18 @@ async fn submit(gw: &Gateway, form: &Form, fields: &str) -> (StatusCode, HeaderM
     .await
 }
 
+/// As [`submit`], from the local address `from`.
+async fn submit_from(
+    gw: &Gateway,
+    from: Option<std::net::IpAddr>,
+    form: &Form,
+    fields: &str,
+) -> (StatusCode, HeaderMap, String) {
+    let body = format!("txn={}&csrf={}&{fields}", enc(&form.txn), enc(&form.csrf));
+    let cookies = std::slice::from_ref(&form.cookie);
+    request_from(from, "POST", &gw.url("/login"), cookies, Some(&body)).await
+}
+
 fn credentials(email: &str, password: &str) -> String {
     format!("email={}&password={}", enc(email), enc(password))
 }
@@ -240,7 +253,11 @@ fn code_fields(code: &str, verifier: &str) -> String {
     )
 }
 
+#[path = "issuer_login/budgets.rs"]
+mod budgets;
 #[path = "issuer_login/flows.rs"]
 mod flows;
+#[path = "issuer_login/logout.rs"]
+mod logout;
 #[path = "issuer_login/sessions.rs"]
 mod sessions;

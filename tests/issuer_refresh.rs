@@ -27,6 +27,8 @@ const API: &str = "https://api.example.test";
 const APP: (&str, &str) = ("app", "app-secret-0123456789");
 const OTHER: (&str, &str) = ("other", "other-secret-0123456789");
 const BILLING: (&str, &str) = ("billing", "billing-secret-0123456789");
+/// A resource server's client: may introspect access tokens for `API`.
+const GATEKEEPER: (&str, &str) = ("gatekeeper", "gatekeeper-secret-0123456789");
 const POSTGRES_URL: &str = "PORTCULLIS_TEST_POSTGRES_URL";
 
 /// A gateway with the issuer on a temp SQLite file (or `database`), a manual
@@ -94,6 +96,10 @@ issuer:
       client_secret: "{billing}"
       grant_types: [client_credentials]
       scopes: {{ "{API}": [read:data] }}
+    - client_id: gatekeeper
+      client_secret: "{gatekeeper}"
+      grant_types: [client_credentials]
+      introspection: ["{API}"]
 issuers:
   - id: local
     builtin: true
@@ -110,6 +116,7 @@ routes:
         app = APP.1,
         other = OTHER.1,
         billing = BILLING.1,
+        gatekeeper = GATEKEEPER.1,
     )
 }
 

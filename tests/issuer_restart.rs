@@ -55,6 +55,7 @@ admin:
 issuer:
   url: "http://issuer.test"
   database: "{db}"
+  webhook_address_policy: {{ allow_private: true }}  # receivers on 127.0.0.1
   signing_algs: [ES256, RS256]
   access_token_ttl: 15m
   refresh_token_ttl: 30d

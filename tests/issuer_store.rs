@@ -14,9 +14,9 @@ use sqlx::postgres::PgConnection;
 use tokio::sync::Barrier;
 
 use portcullis::issuer::store::{
-    self, ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, LoginSession,
-    LoginTransaction, Membership, NewEvent, Organization, PresentedToken, RefreshFamily, Role,
-    SigningKeyRecord, Store, StoreError, User, Webhook,
+    self, ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeRedemption,
+    LoginSession, LoginTransaction, Membership, NewEvent, Organization, PresentedToken,
+    RefreshFamily, Role, SigningKeyRecord, Store, StoreError, User, Webhook,
 };
 
 // === cases, by area ===
@@ -182,7 +182,8 @@ cases!(
     everything_survives_a_restart,
     login_transactions_are_replaced_expire_and_finish_once,
     login_sessions_end_alone_per_user_or_at_expiry,
-    login_failures_count_in_a_sliding_window,
+    attempts_are_delayed_growing_and_forgiven,
+    attempts_at_once_across_replicas_count_once_each,
     purging_ends_finished_login_state,
 );
 
@@ -210,6 +211,7 @@ fn client(id: &str) -> Client {
         redirect_uris: strings(&["http://127.0.0.1:3000/callback"]),
         scopes: scopes(&[("https://api.test", &["read:data", "write:data"])]),
         id_token_signed_response_alg: Some("ES256".into()),
+        introspection: vec!["https://api.example.test".into()],
         created_at: NOW,
     }
 }

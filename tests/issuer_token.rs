@@ -10,6 +10,9 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use std::sync::Arc;
+
+use portcullis::clock::ManualClock;
 use serde_json::Value;
 use support::*;
 
@@ -280,65 +283,197 @@ async fn token_endpoint_errors_follow_rfc_6749() {
     gw.shutdown().await;
 }
 
+/// The token endpoint from the source address `from`.
+async fn token_request_from(
+    gw: &Gateway,
+    from: Option<std::net::IpAddr>,
+    auth: &str,
+) -> (StatusCode, http::HeaderMap, Value) {
+    let req = Request::post(gw.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", auth)
+        .body(Full::new(Bytes::from_static(
+            b"grant_type=client_credentials",
+        )))
+        .unwrap();
+    let (status, headers, body) = send_from(from, req).await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    (status, headers, json)
+}
+
+/// A gateway (or two, on one database) on a manual clock.
+async fn on_clock(env: &Env, clock: &Arc<ManualClock>) -> Gateway {
+    let options = portcullis::server::Options {
+        clock: clock.clone(),
+        ..portcullis::server::Options::default()
+    };
+    Gateway::start_with(&yaml(env), options).await
+}
+
+fn retry_after(headers: &http::HeaderMap) -> u64 {
+    headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
 #[tokio::test]
-async fn failed_client_authentications_are_rate_limited() {
+async fn failed_client_authentications_slow_down_their_source_only() {
     let env = env().await;
-    let gw = Gateway::start(&yaml(&env)).await;
-    for _ in 0..10 {
-        let (status, _, _) = token_request(
-            &gw,
-            Some(&basic("billing", "wrong")),
-            "grant_type=client_credentials",
-        )
-        .await;
-        assert_eq!(status, 401);
+    let clock = Arc::new(ManualClock::new(now()));
+    let gw = on_clock(&env, &clock).await;
+    let (attacker, owner) = (loopback(2), loopback(3));
+    let (wrong, right) = (
+        basic("billing", "wrong"),
+        basic("billing", "billing-secret-0123456789"),
+    );
+    // Ten tries, each checked (401); the tenth sets a delay of 1 s.
+    for n in 0..10 {
+        let (status, _, _) = token_request_from(&gw, attacker, &wrong).await;
+        assert_eq!(status, 401, "try {n}");
     }
-    // Even the right secret is refused for the rest of the window.
-    let (status, headers, body) = token_request(
+    // During the delay the source is answered at once, nothing checked:
+    // 429 slow_down with Retry-After (RFC 6585), not invalid_client.
+    let (status, headers, body) = token_request_from(&gw, attacker, &wrong).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "slow_down");
+    assert_eq!(retry_after(&headers), 1);
+    assert_eq!(headers["cache-control"], "no-store");
+    // Even the right secret waits at that source ...
+    let (status, _, _) = token_request_from(&gw, attacker, &right).await;
+    assert_eq!(status, 429);
+    // ... but the client itself, elsewhere, is never refused: a correct
+    // secret always works.
+    let (status, _, body) = token_request_from(&gw, owner, &right).await;
+    assert_eq!(status, 200, "{body}");
+    // The delay ends on time: attempts during it did not extend it. The next
+    // failure doubles it; waiting attempts do not move its end.
+    clock.advance(1);
+    let (status, _, _) = token_request_from(&gw, attacker, &wrong).await;
+    assert_eq!(status, 401, "checked again after the delay");
+    let (status, headers, _) = token_request_from(&gw, attacker, &wrong).await;
+    assert_eq!((status.as_u16(), retry_after(&headers)), (429, 2));
+    clock.advance(1);
+    let (status, headers, _) = token_request_from(&gw, attacker, &wrong).await;
+    assert_eq!((status.as_u16(), retry_after(&headers)), (429, 1));
+    clock.advance(1);
+    let (status, _, _) = token_request_from(&gw, attacker, &wrong).await;
+    assert_eq!(status, 401);
+    // Another client is not slowed down by this client's failures.
+    let other = basic("multi", "multi-secret-0123456789");
+    let (status, _, body) = token_request(
         &gw,
-        Some(&basic("billing", "billing-secret-0123456789")),
-        "grant_type=client_credentials",
+        Some(&other),
+        "grant_type=client_credentials&resource=https%3A%2F%2Fapi.example.test",
     )
     .await;
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(body["error"], "invalid_client");
-    assert!(headers.contains_key("retry-after"));
+    assert_eq!(status, 200, "{body}");
     gw.shutdown().await;
 }
 
 #[tokio::test]
-async fn the_client_failure_limit_holds_across_replicas() {
+async fn behind_trusted_proxies_the_forwarded_client_is_throttled() {
     let env = env().await;
-    let a = Gateway::start(&yaml(&env)).await;
-    let b = Gateway::start(&yaml(&env)).await;
+    let clock = Arc::new(ManualClock::new(now()));
+    let yaml = yaml(&env).replace(
+        "  shutdown_grace: 5s\n",
+        "  shutdown_grace: 5s\n  trusted_proxies: [\"127.0.0.1\"]\n",
+    );
+    let options = portcullis::server::Options {
+        clock: clock.clone(),
+        ..portcullis::server::Options::default()
+    };
+    let gw = Gateway::start_with(&yaml, options).await;
+    let via_proxy = |client: &str, auth: &str| {
+        Request::post(gw.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", auth)
+            .header("x-forwarded-for", client)
+            .body(Full::new(Bytes::from_static(
+                b"grant_type=client_credentials",
+            )))
+            .unwrap()
+    };
+    let wrong = basic("billing", "wrong");
     let right = basic("billing", "billing-secret-0123456789");
+    // Ten failures of one client behind the proxy delay that client only.
+    for _ in 0..10 {
+        let (status, _, _) = send(via_proxy("198.51.100.1", &wrong)).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = send(via_proxy("198.51.100.1", &right)).await;
+    assert_eq!(status, 429, "the forwarded address waits");
+    let (status, _, body) = send(via_proxy("198.51.100.2", &right)).await;
+    assert_eq!(status, 200, "another client behind the same proxy: {body}");
+    // An address that is no trusted proxy is not believed about the client.
+    let (status, _, _) = send_from(loopback(9), via_proxy("198.51.100.1", &wrong)).await;
+    assert_eq!(status, 401, "judged as 127.0.0.9, which has no delay");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_failures_count_across_replicas() {
+    let env = env().await;
+    let clock = Arc::new(ManualClock::new(now()));
+    let a = on_clock(&env, &clock).await;
+    let b = on_clock(&env, &clock).await;
+    let right = basic("billing", "billing-secret-0123456789");
+    let from = loopback(4);
     // B has verified the right secret once, A never has.
-    let (status, _, _) = token_request(&b, Some(&right), "grant_type=client_credentials").await;
+    let (status, _, _) = token_request_from(&b, loopback(5), &right).await;
     assert_eq!(status, 200);
     for n in 0..10 {
         let gw = if n % 2 == 0 { &a } else { &b };
         let wrong = basic("billing", "wrong");
-        let (status, _, _) = token_request(gw, Some(&wrong), "grant_type=client_credentials").await;
+        let (status, _, _) = token_request_from(gw, from, &wrong).await;
         assert_eq!(status, 401);
     }
     // Neither replica saw ten failures itself; together they did: A, which
-    // would have to verify the secret, refuses it.
-    let (status, _, body) = token_request(&a, Some(&right), "grant_type=client_credentials").await;
+    // would have to verify the secret, makes that source wait.
+    let (status, _, body) = token_request_from(&a, from, &right).await;
     assert_eq!(status, 429, "{body}");
     // B verified that secret before: it keeps answering it (nothing is being
-    // guessed), so a stranger's wrong guesses do not lock a working client out.
-    let (status, _, body) = token_request(&b, Some(&right), "grant_type=client_credentials").await;
+    // guessed), and A answers it from any other source.
+    let (status, _, body) = token_request_from(&b, from, &right).await;
     assert_eq!(status, 200, "{body}");
-    // Another client is not affected.
-    let (status, _, _) = token_request(
-        &a,
-        Some(&basic("multi", "multi-secret-0123456789")),
-        "grant_type=client_credentials",
-    )
-    .await;
-    assert_ne!(status, 429);
+    let (status, _, body) = token_request_from(&a, loopback(6), &right).await;
+    assert_eq!(status, 200, "{body}");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_one_clients_connections_is_checked_once() {
+    let env = env().await;
+    let gw = Arc::new(Gateway::start(&yaml(&env)).await);
+    // A pool of twenty connections starting at once, from one address, with
+    // a secret this process has not verified yet: one argon2 check answers
+    // them all (its per-address share of the budget is four).
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let auth = basic("billing", "billing-secret-0123456789");
+                token_request_from(&gw, loopback(11), &auth).await.0
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    // The same burst with a wrong secret: one counted failure, not twenty.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let auth = basic("multi", "a wrong guess");
+                token_request_from(&gw, loopback(12), &auth).await.0
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 401);
+    }
+    let right = basic("multi", "multi-secret-0123456789");
+    let (status, _, body) = token_request_from(&gw, loopback(12), &right).await;
+    assert_ne!(status, 429, "{body}");
 }
 
 #[tokio::test]
@@ -379,6 +514,34 @@ async fn discovery_documents_describe_the_issuer() {
                 .iter()
                 .any(|a| a == "RS256")
         );
+        // Only what is implemented: secrets (basic or post) and public
+        // clients; no `*_jwt` method, so no signing algorithms for one.
+        let methods = serde_json::json!(["client_secret_basic", "client_secret_post", "none"]);
+        assert_eq!(doc["token_endpoint_auth_methods_supported"], methods);
+        assert_eq!(doc["revocation_endpoint_auth_methods_supported"], methods);
+        assert_eq!(
+            doc["introspection_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert!(
+            doc.get("token_endpoint_auth_signing_alg_values_supported")
+                .is_none(),
+            "{doc}"
+        );
+        // Defaults that would claim more than there is are spelt out.
+        assert_eq!(
+            doc["response_modes_supported"],
+            serde_json::json!(["query"])
+        );
+        for flag in [
+            "request_parameter_supported",
+            "request_uri_parameter_supported",
+            "claims_parameter_supported",
+        ] {
+            assert_eq!(doc[flag], false, "{flag}");
+        }
+        // The admin API's scope is not advertised.
+        assert!(!body.contains("portcullis:admin"), "{body}");
     }
     gw.shutdown().await;
 }

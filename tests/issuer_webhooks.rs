@@ -36,8 +36,18 @@ fn env(db: TestDb) -> Env {
     }
 }
 
-/// `hooks` is the YAML list under `issuer.webhooks`.
+/// The address policy of these tests: the receivers listen on 127.0.0.1,
+/// which the default policy refuses.
+const DEVELOPMENT: &str = "{ allow_private: true }";
+
+/// `hooks` is the YAML list under `issuer.webhooks`; receivers on private
+/// addresses allowed.
 async fn gateway(env: &Env, hooks: &str) -> Gateway {
+    gateway_with_policy(env, hooks, DEVELOPMENT).await
+}
+
+/// As [`gateway`], with `policy` as `issuer.webhook_address_policy`.
+async fn gateway_with_policy(env: &Env, hooks: &str, policy: &str) -> Gateway {
     let up = Upstream::start().await;
     let yaml = format!(
         r#"server:
@@ -48,6 +58,7 @@ admin:
 issuer:
   url: "http://issuer.test"
   database: "{db}"
+  webhook_address_policy: {policy}
   resources:
     - identifier: "https://api.example.test"
       scopes: [read:data]
@@ -228,7 +239,77 @@ async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks(db: Te
     gw.shutdown().await;
 }
 
+/// The webhooks of `urls`, stored directly (as a database from before the
+/// policy, or one another deployment wrote, could hold them).
+async fn store_webhooks(env: &Env, urls: &[String]) {
+    let db = store::open(env.db.url()).await.unwrap();
+    for (n, url) in urls.iter().enumerate() {
+        db.upsert_webhook(&Webhook {
+            id: format!("whk_{n}"),
+            url: url.clone(),
+            secret: format!("whsec_{SECRET}"),
+            events: None,
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    }
+    db.close().await;
+}
+
+/// Waits until `n` deliveries were refused, then checks that the event is
+/// still due for a retry (a refusal is a failure like any other).
+async fn refused_and_retried(env: &Env, gw: &Gateway, n: f64, id: &str) {
+    let refused = r#"portcullis_webhook_deliveries_total{outcome="refused"}"#;
+    eventually("the refusals to be counted", || async {
+        gw.metric(refused).await >= n
+    })
+    .await;
+    let sql = format!("SELECT attempts, delivered_at FROM event_outbox WHERE id = '{id}'");
+    let rows = env.db.rows(&sql, &["attempts", "delivered_at"]).await;
+    assert_ne!(rows[0][0], "0", "a retry is scheduled: {rows:?}");
+    assert_eq!(rows[0][1], "NULL", "not delivered: {rows:?}");
+}
+
+async fn loopback_targets_are_refused_and_never_contacted(db: TestDb) {
+    let env = env(db);
+    let receiver = Upstream::start().await;
+    // The default policy; nothing configured could point at 127.0.0.1.
+    let gw = gateway_with_policy(&env, "    []", "{}").await;
+    let port = receiver.addr.port();
+    // A literal address, and a name that resolves to one (checked after
+    // resolution).
+    let urls = [
+        format!("http://127.0.0.1:{port}/literal"),
+        format!("http://localhost:{port}/named"),
+    ];
+    store_webhooks(&env, &urls).await;
+    let (_store, id) = enqueue(&env, "user.created", json!({})).await;
+    refused_and_retried(&env, &gw, 2.0, &id).await;
+    // Another round of retries: refused again, and no connection ever
+    // reached the receiver.
+    env.clock.advance(60);
+    refused_and_retried(&env, &gw, 4.0, &id).await;
+    assert_eq!(receiver.count(), 0);
+    gw.shutdown().await;
+}
+
+async fn the_deny_list_holds_with_private_addresses_allowed(db: TestDb) {
+    let env = env(db);
+    let receiver = Upstream::start().await;
+    let policy = r#"{ allow_private: true, deny: ["127.0.0.0/8"] }"#;
+    let gw = gateway_with_policy(&env, "    []", policy).await;
+    let url = format!("http://127.0.0.1:{}/denied", receiver.addr.port());
+    store_webhooks(&env, &[url]).await;
+    let (_store, id) = enqueue(&env, "user.created", json!({})).await;
+    refused_and_retried(&env, &gw, 1.0, &id).await;
+    assert_eq!(receiver.count(), 0);
+    gw.shutdown().await;
+}
+
 on_both_databases!(
+    loopback_targets_are_refused_and_never_contacted,
+    the_deny_list_holds_with_private_addresses_allowed,
     an_event_is_posted_signed,
     a_failed_delivery_is_retried,
     a_retry_skips_the_webhooks_already_reached,

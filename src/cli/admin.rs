@@ -66,6 +66,32 @@ enum AdminCommand {
     Keys(KeysCommand),
 }
 
+/// A secret given as an argument (`--password`, `--secret`). Its `Debug`
+/// shows nothing, so printing the parsed arguments never prints it.
+#[derive(Clone)]
+pub(super) struct SecretArg(String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl SecretArg {
+    /// The secret itself, to hash or store; never print it.
+    pub(super) fn expose(self) -> String {
+        self.0
+    }
+}
+
 /// Why a command did not succeed, and so its exit code.
 enum Failure {
     /// The request was refused: exit 1.
@@ -155,6 +181,56 @@ impl AdminCommand {
             AdminCommand::Member(command) => command.execute(db, actor).await,
             AdminCommand::Webhook(command) => command.execute(db, section, actor).await,
             AdminCommand::Keys(command) => command.execute(store, section, actor).await,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn parsed_arguments_never_show_a_secret() {
+        for args in [
+            &[
+                "portcullis",
+                "admin",
+                "user",
+                "create",
+                "--email",
+                "a@b.test",
+                "--password",
+                "pw-secret-0123",
+                "--name",
+                "A",
+            ][..],
+            &[
+                "portcullis",
+                "admin",
+                "user",
+                "update",
+                "usr_1",
+                "--password",
+                "pw-secret-0123",
+            ][..],
+            &[
+                "portcullis",
+                "admin",
+                "webhook",
+                "create",
+                "--url",
+                "https://h.test/",
+                "--secret",
+                "whsec_pw-secret-0123",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?} {cli:#?}");
+            assert!(!shown.contains("pw-secret-0123"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
         }
     }
 }

@@ -423,3 +423,5 @@ fn every_issuer_error_is_collected() {
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(errs.windows(2).all(|w| w[0].line <= w[1].line));
 }
+
+mod security;

@@ -197,6 +197,18 @@ pub struct RawIssuerSection {
     pub clients: Vec<RawClient>,
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    pub webhook_address_policy: Option<RawWebhookAddressPolicy>,
+}
+
+/// `issuer.webhook_address_policy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhookAddressPolicy {
+    pub allow_private: Option<bool>,
+    #[serde(default)]
+    pub allow: Vec<Parsed<ipnet::IpNet>>,
+    #[serde(default)]
+    pub deny: Vec<Parsed<ipnet::IpNet>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,9 +220,9 @@ pub struct RawResource {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-/// One declarative client.
+/// One declarative client. Its `Debug` hides the secret.
 pub struct RawClient {
     pub client_id: String,
     pub client_secret: Option<String>,
@@ -222,6 +234,31 @@ pub struct RawClient {
     pub scopes: BTreeMap<String, Vec<String>>,
     pub require_pkce: Option<bool>,
     pub id_token_signed_response_alg: Option<Parsed<SigningAlg>>,
+    /// Resources whose access tokens this client may introspect.
+    #[serde(default)]
+    pub introspection: Vec<String>,
+}
+
+impl std::fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawClient")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public", &self.public)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .field("require_pkce", &self.require_pkce)
+            .field(
+                "id_token_signed_response_alg",
+                &self.id_token_signed_response_alg,
+            )
+            .field("introspection", &self.introspection)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]

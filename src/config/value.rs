@@ -10,11 +10,13 @@ use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+mod net;
 mod oauth;
 
+pub use net::WebhookAddressPolicy;
 pub use oauth::{
-    GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret, absolute_uri,
-    scope_token,
+    ADMIN_SCOPE, GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent, WebhookSecret,
+    absolute_uri, admin_audience, scope_token,
 };
 
 /// Something that can be parsed from one YAML string scalar.

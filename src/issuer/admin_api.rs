@@ -39,8 +39,7 @@ pub use error::ApiError;
 /// Every admin API path starts with this.
 pub const PREFIX: &str = "/admin/v1/";
 
-/// The scope an access token needs to use the admin API.
-pub const ADMIN_SCOPE: &str = "portcullis:admin";
+pub use super::reserved::{ADMIN_SCOPE, admin_audience};
 
 /// The admin API's state: what `manage` needs, and the keys that verify
 /// callers' tokens.
@@ -56,6 +55,8 @@ pub struct AdminApi {
 struct Call<'a> {
     store: &'a dyn Store,
     section: &'a IssuerSection,
+    /// The master key's text, for endpoints that seal secrets.
+    master: Option<&'a str>,
     actor: Actor<'a>,
     headers: HeaderMap,
     query: Option<String>,
@@ -128,6 +129,7 @@ impl AdminApi {
         let call = Call {
             store: self.minter.store.as_ref(),
             section: &self.minter.section,
+            master: self.master.as_deref(),
             actor: Actor { name: &sub, now },
             headers: parts.headers,
             query,
@@ -180,9 +182,12 @@ impl AdminApi {
         Ok((StatusCode::OK, keys_json(&report)))
     }
 
-    /// The `sub` of a valid access token of this issuer carrying the admin
-    /// scope: signed by a published key, issued here, inside its validity
-    /// window, and not revoked.
+    /// The `sub` of a valid access token of this issuer for the admin API
+    /// carrying the admin scope: signed by a published key, issued here, for
+    /// the audience `{issuer.url}/admin/v1`, inside its validity window, and
+    /// not revoked. Following RFC 6750 §3.1, a token that fails any of these
+    /// is `invalid_token` (401), a wrong audience included; a valid admin
+    /// token without the scope is `insufficient_scope` (403).
     async fn authorise(&self, headers: &HeaderMap, now: i64) -> Result<String, ApiError> {
         let token = match bearer::read(headers) {
             Ok(Credentials::Bearer(t)) => t,
@@ -213,6 +218,17 @@ impl AdminApi {
         {
             return Err(ApiError::Unauthorized { sent: true });
         }
+        // A token for another API is not for us, whatever its scope says:
+        // the upstreams behind that API receive it and could replay it here.
+        let audience = admin_audience(&self.minter.section.url);
+        let ours = match claims.get("aud") {
+            Some(Value::String(aud)) => *aud == audience,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&audience)),
+            _ => false,
+        };
+        if !ours {
+            return Err(ApiError::Unauthorized { sent: true });
+        }
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -225,6 +241,17 @@ impl AdminApi {
             true => Ok(sub.to_owned()),
             false => Err(ApiError::Forbidden),
         }
+    }
+}
+
+// === impl Call ===
+
+impl Call<'_> {
+    /// The master key, derived for this call (a derived key cannot be
+    /// shared); `None` when unset.
+    fn master(&self) -> Result<Option<MasterKey>, ApiError> {
+        let text = self.master.map(str::to_owned);
+        MasterKey::from_env(&|_| text.clone()).map_err(|_| ApiError::Manage(ManageError::Crypto))
     }
 }
 

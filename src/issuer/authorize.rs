@@ -10,6 +10,7 @@ mod csrf;
 mod error;
 mod exchange;
 mod login;
+mod logout;
 mod page;
 pub mod pkce;
 mod request;
@@ -30,8 +31,11 @@ pub(crate) use self::exchange::IdSubject;
 use self::csrf::CookieJar;
 use self::request::{AuthRequest, Params, Prompt, Target};
 use self::session::{Authenticated, LoginState};
+use super::kdf::Budget;
 use super::keyring::KeyRing;
+use super::reserved::confine;
 use super::store::{AuthCode, Store, StoreError};
+use super::throttle::{ClientIp, Source, Throttle};
 use super::token::{Minter, random_token, token_hash};
 use crate::clock::Clock;
 use crate::config::IssuerSection;
@@ -54,8 +58,10 @@ pub struct Flow {
     clock: Arc<dyn Clock>,
     state: LoginState,
     jar: CookieJar,
-    /// An argon2 hash of nothing, verified when the email is unknown.
-    dummy_hash: tokio::sync::OnceCell<String>,
+    /// Failed logins, slowed down per account and source.
+    throttle: Throttle,
+    /// The login budget of argon2 slots.
+    budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for Flow {
@@ -103,6 +109,7 @@ impl Flow {
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
         clock: Arc<dyn Clock>,
+        budget: Arc<Budget>,
     ) -> Flow {
         Flow {
             jar: CookieJar {
@@ -114,11 +121,12 @@ impl Flow {
                 store: store.clone(),
             },
             state: LoginState::new(store.clone()),
+            throttle: Throttle::new(store.clone()),
+            budget,
             section,
             store,
             keys,
             clock,
-            dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -129,13 +137,14 @@ impl Flow {
 
     /// Answers one request for a path in [`PATHS`].
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let source = Source::of(req.extensions().get::<ClientIp>().copied());
         let method = req.method().clone();
         let get = method == Method::GET || method == Method::HEAD;
         let post = method == Method::POST;
         match req.uri().path() {
             "/oauth/authorize" if get => self.authorize(&req).await,
             "/login" if get => self.login_page(&req).await,
-            "/login" if post => self.login_submit(req).await,
+            "/login" if post => self.login_submit(req, &source).await,
             "/logout" if get || post => self.logout(req).await,
             "/oauth/userinfo" if get || post => self.userinfo(&req).await,
             path => {
@@ -325,7 +334,8 @@ impl Flow {
                 .map_err(|e| AuthorizeError::store(&e))?,
             _ => Vec::new(),
         };
-        let scope = request::granted_scope(request, &role_grants).join(" ");
+        let granted = request::granted_scope(request, &role_grants);
+        let scope = confine(&self.section.url, request.resource.as_deref(), &granted).join(" ");
         let code = random_token(32);
         let now = self.clock.now_unix();
         let record = AuthCode {

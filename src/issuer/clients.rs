@@ -1,26 +1,28 @@
 //! Client authentication at the token, revocation and introspection endpoints:
 //! `client_secret_basic` or `client_secret_post` (never both), secrets stored as
 //! argon2id hashes, a short-lived cache of verified secrets so a busy client
-//! does not pay argon2 on every request, and a per-client limit on failures.
+//! does not pay argon2 on every request, failures slowed down per client and
+//! source address (`throttle`), and argon2 rationed in its own budget
+//! (`kdf`), apart from logins.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use moka::sync::Cache;
+use tokio::sync::watch;
 
 use super::error::OAuthError;
+use super::kdf::{self, Budget, CLIENT_LIMITS};
 use super::store::{Client, Store};
+use super::throttle::{self, Keys, Source, Throttle, Verdict};
 use crate::clock::Clock;
 
-/// Failed authentications allowed per client per [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: u32 = 10;
-/// The window of the failure limit.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub use super::kdf::{hash_secret, verify_secret};
+
 /// How long a verified secret is remembered (by its SHA-256, with the stored hash).
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
@@ -29,86 +31,46 @@ pub type Form = std::collections::HashMap<String, String>;
 
 /// Authenticates clients.
 ///
-/// Failed authentications are counted in this process (checked first, for
-/// free) and, for clients that exist, in the store, shared by every replica.
-/// The shared count is read only before a secret has to be verified with
-/// argon2 (a secret this process verified recently is answered from memory),
-/// so a guesser is stopped across replicas while known clients cost no read.
+/// A secret this process verified recently is answered from memory. Any
+/// other is first counted by the throttle (per client at the source address,
+/// and per source; shared by every replica through the store), then waits for
+/// a slot of the client-authentication argon2 budget, then is verified. A
+/// correct secret is never refused because of failures counted elsewhere:
+/// the delays apply to the source that failed.
 pub struct ClientAuth {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     verified: Cache<[u8; 32], String>,
-    failures: Cache<String, u32>,
+    /// Checks under way, by the key of the client and secret they check;
+    /// their answer, once known.
+    in_flight: Mutex<HashMap<[u8; 32], Answer>>,
+    throttle: Throttle,
+    budget: Budget,
 }
 
-/// The key of a client's failures in the store's failure counters (beside
-/// the login page's, which count accounts).
-fn failure_key(client_id: &str) -> String {
-    format!("client:{client_id}")
+/// The answer of a check under way.
+type Answer = watch::Receiver<Option<Result<bool, OAuthError>>>;
+
+/// The first of several identical checks; when it ends (answered or
+/// cancelled) the others stop waiting for it.
+struct Flight<'a> {
+    flights: &'a Mutex<HashMap<[u8; 32], Answer>>,
+    key: [u8; 32],
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientAuth").finish_non_exhaustive()
     }
-}
-
-/// argon2id with OWASP's 7 MiB / 5 passes profile: as strong as the 19 MiB /
-/// 2 passes default, with a third of the memory per hash, which keeps a
-/// gateway's peak memory small when several logins hash at once. Verification
-/// reads the parameters from the stored PHC string, so older hashes still verify.
-fn hasher() -> Argon2<'static> {
-    match argon2::Params::new(7 * 1024, 5, 1, None) {
-        Ok(params) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params),
-        Err(_) => Argon2::default(),
-    }
-}
-
-/// argon2 computations running at once, process-wide. Each takes 7 MiB and tens
-/// of milliseconds on purpose: bounding them bounds the memory a burst of
-/// logins or first client authentications can take, and keeps a flood of wrong
-/// secrets from occupying every core.
-static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// Hashes a client secret or a password with argon2id (on a blocking thread:
-/// it takes tens of milliseconds on purpose).
-pub async fn hash_secret(secret: String) -> Result<String, OAuthError> {
-    let _slot = ARGON2_SLOTS
-        .acquire()
-        .await
-        .map_err(|_| OAuthError::Server)?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        hasher()
-            .hash_password(secret.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|_| OAuthError::Server)
-    })
-    .await
-    .map_err(|_| OAuthError::Server)?
-}
-
-/// Checks `secret` against an argon2 PHC `hash` (on a blocking thread).
-pub async fn verify_secret(secret: String, hash: String) -> bool {
-    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
-        return false;
-    };
-    verify_now(secret, hash).await
-}
-
-/// [`verify_secret`] for a caller that already holds an argon2 slot.
-async fn verify_now(secret: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// The credentials a request presents.
@@ -156,26 +118,27 @@ impl ClientAuth {
     /// Authenticates against the clients in `store`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> ClientAuth {
         ClientAuth {
+            throttle: Throttle::new(store.clone()),
+            budget: Budget::new("client authentication", CLIENT_LIMITS),
+            in_flight: Mutex::new(HashMap::new()),
             store,
             clock,
             verified: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
-            failures: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(FAILURE_WINDOW)
-                .build(),
         }
     }
 
-    /// The client a request authenticates as. A public client (no secret) is
-    /// identified by `client_id` alone only when `allow_public` is true.
+    /// The client a request from `source` authenticates as. A public client
+    /// (no secret) is identified by `client_id` alone only when
+    /// `allow_public` is true.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         form: &Form,
         allow_public: bool,
+        source: &Source,
     ) -> Result<Client, OAuthError> {
         let (id, secret) = credentials(headers, form)?;
         let client = self.store.get_client(&id).await.map_err(|e| {
@@ -184,10 +147,11 @@ impl ClientAuth {
         })?;
         let ok = match (&client, secret) {
             (Some(c), Some(secret)) => match &c.secret_hash {
-                Some(hash) => self.check(&c.client_id, secret, hash).await?,
+                Some(hash) => self.check(&c.client_id, secret, hash, source).await?,
                 None => false,
             },
             (Some(c), None) => c.public && allow_public,
+            // Client ids are not secret: an unknown one costs no argon2.
             (None, _) => false,
         };
         match client {
@@ -197,74 +161,143 @@ impl ClientAuth {
     }
 
     /// Whether `secret` is the client's. A secret this process verified
-    /// recently is answered from memory, whatever the failure count (nothing is
-    /// being guessed). Any other secret waits for one of the [`ARGON2_SLOTS`];
-    /// only then is the client's failure count read (this process's, and the
-    /// store's, shared by replicas), so guesses sent at once are checked
-    /// against the failures of the guesses before them: past [`MAX_FAILURES`]
-    /// in the window the answer is `SlowDown`, and at most the slots in flight
-    /// can go over. A secret that verifies clears the count.
-    async fn check(&self, client_id: &str, secret: String, hash: &str) -> Result<bool, OAuthError> {
-        let mut material = Vec::with_capacity(client_id.len() + secret.len() + 1);
-        material.extend_from_slice(client_id.as_bytes());
-        material.push(0);
-        material.extend_from_slice(secret.as_bytes());
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(d.as_ref());
-        // The remembered hash must still be the stored one: a changed secret
-        // (or a deleted and recreated client) is verified afresh.
-        if self.verified.get(&key).as_deref() == Some(hash) {
-            return Ok(true);
+    /// recently is answered from memory, whatever the throttle says (nothing
+    /// is being guessed). The same client and secret presented on several
+    /// connections at once (a client's pool starting) are checked once: the
+    /// first request does, the others wait for its answer, so a burst costs
+    /// one argon2 slot and one throttled attempt, not one per connection.
+    async fn check(
+        &self,
+        client_id: &str,
+        secret: String,
+        hash: &str,
+        source: &Source,
+    ) -> Result<bool, OAuthError> {
+        let key = verified_key(client_id, &secret);
+        loop {
+            // The remembered hash must still be the stored one: a changed
+            // secret (or a deleted and recreated client) is verified afresh.
+            if self.verified.get(&key).as_deref() == Some(hash) {
+                return Ok(true);
+            }
+            let joined = {
+                let mut flights = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match flights.get(&key) {
+                    Some(rx) => Err(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        flights.insert(key, rx);
+                        Ok(tx)
+                    }
+                }
+            };
+            let mut answer = match joined {
+                Ok(tx) => {
+                    let _flight = Flight {
+                        flights: &self.in_flight,
+                        key,
+                    };
+                    let result = self.verify(client_id, secret, hash, source, key).await;
+                    let _ = tx.send(Some(result));
+                    return result;
+                }
+                Err(answer) => answer,
+            };
+            match answer.wait_for(Option::is_some).await {
+                Ok(result) => return (*result).unwrap_or(Err(OAuthError::Server)),
+                // The first request went away before it answered: try again.
+                Err(_) => continue,
+            }
         }
-        if self.failures.get(client_id).unwrap_or(0) >= MAX_FAILURES {
-            return Err(OAuthError::SlowDown);
-        }
-        let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
-            return Ok(false);
-        };
-        // Many connections of one client often arrive together: once a slot is
-        // ours, the secret may have been verified while we waited.
-        if self.verified.get(&key).as_deref() == Some(hash) {
-            return Ok(true);
-        }
+    }
+
+    /// Checks `secret` for the first of the requests that present it now.
+    /// The attempt is counted first: during a delay for this client at this
+    /// source it is refused at once (`SlowDown`), not checked and not
+    /// counted. Then it waits for an argon2 slot (refused with
+    /// `TemporarilyUnavailable` or `SlowDown` past the budget's bounds, and
+    /// forgiven). A secret that verifies is remembered and clears the count.
+    async fn verify(
+        &self,
+        client_id: &str,
+        secret: String,
+        hash: &str,
+        source: &Source,
+        key: [u8; 32],
+    ) -> Result<bool, OAuthError> {
         let store_failed = |e: super::store::StoreError| {
             tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unavailable");
             OAuthError::Server
         };
         let now = self.clock.now_unix();
-        let counted = failure_key(client_id);
-        let local = self.failures.get(client_id).unwrap_or(0);
-        let shared = self
-            .store
-            .login_failures(&counted, now)
+        let keys = Keys::new(throttle::CLIENT, client_id, source);
+        let delays_begin = match self
+            .throttle
+            .attempt(&keys, now)
             .await
-            .map_err(store_failed)?;
-        if local.max(shared) >= MAX_FAILURES {
-            self.failures
-                .insert(client_id.to_owned(), local.max(shared));
-            return Err(OAuthError::SlowDown);
-        }
-        if verify_now(secret, hash.to_owned()).await {
-            self.verified.insert(key, hash.to_owned());
-            self.failures.invalidate(client_id);
-            if shared > 0 {
-                self.store
-                    .clear_login_failures(&counted)
+            .map_err(store_failed)?
+        {
+            Verdict::Wait { retry_after } => {
+                tracing::debug!(
+                    client = client_id,
+                    source = source.as_str(),
+                    reason = "throttled",
+                    "Client authentication refused"
+                );
+                return Err(OAuthError::SlowDown { retry_after });
+            }
+            Verdict::Check { delays_begin } => delays_begin,
+        };
+        let permit = match self.budget.admit(source).await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                self.throttle
+                    .unchecked(&keys, now)
                     .await
                     .map_err(store_failed)?;
+                return Err(refusal.into());
             }
-            return Ok(true);
+        };
+        let ok = permit.verify(secret, hash.to_owned()).await;
+        drop(permit);
+        if ok {
+            self.verified.insert(key, hash.to_owned());
+            self.throttle
+                .succeeded(&keys, now)
+                .await
+                .map_err(store_failed)?;
+        } else if delays_begin {
+            tracing::info!(
+                client = client_id,
+                source = source.as_str(),
+                "Repeated failed client authentications from one source; delaying its next attempts"
+            );
         }
-        let window = FAILURE_WINDOW.as_secs() as i64;
-        let shared = self
-            .store
-            .record_login_failure(&counted, now, window)
-            .await
-            .map_err(store_failed)?;
-        self.failures
-            .insert(client_id.to_owned(), local.saturating_add(1).max(shared));
-        Ok(false)
+        Ok(ok)
+    }
+}
+
+/// The memory key of a verified secret: SHA-256 of the client id and secret.
+fn verified_key(client_id: &str, secret: &str) -> [u8; 32] {
+    let mut material = Vec::with_capacity(client_id.len() + secret.len() + 1);
+    material.extend_from_slice(client_id.as_bytes());
+    material.push(0);
+    material.extend_from_slice(secret.as_bytes());
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(d.as_ref());
+    key
+}
+
+impl From<kdf::Refusal> for OAuthError {
+    fn from(refusal: kdf::Refusal) -> Self {
+        match refusal {
+            kdf::Refusal::Busy => OAuthError::TemporarilyUnavailable { retry_after: 1 },
+            kdf::Refusal::SourceBusy => OAuthError::SlowDown { retry_after: 1 },
+        }
     }
 }
 
@@ -301,14 +334,5 @@ mod tests {
             credentials(&HeaderMap::new(), &Form::new()),
             Err(OAuthError::InvalidClient)
         );
-    }
-
-    #[tokio::test]
-    async fn hashes_verify_only_their_secret() {
-        let h = hash_secret("s3cret".into()).await.unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_secret("s3cret".into(), h.clone()).await);
-        assert!(!verify_secret("other".into(), h).await);
-        assert!(!verify_secret("x".into(), "not a hash".into()).await);
     }
 }

@@ -13,14 +13,22 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use super::clients::{ClientAuth, Form, hash_secret, verify_secret};
+use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
+use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
-use super::store::{self, ApiResource, Client, Store, StoreError};
+use super::store::{self, Store, StoreError};
+use super::throttle::{ClientIp, Source};
 use super::token::Minter;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
+
+mod discovery;
+mod startup;
+
+use discovery::discovery_documents;
+use startup::{apply_declarations, seal_stored_secrets, warn_on_unsafe_role_names};
 
 /// The largest form body the token endpoint reads.
 const MAX_FORM: usize = 64 * 1024;
@@ -50,6 +58,10 @@ pub enum IssuerError {
     MasterKey(#[source] super::signing::SigningError),
     #[error("cannot apply declarative client `{0}`")]
     Client(String),
+    #[error("cannot apply the declared resources")]
+    Resources(#[source] super::manage::ManageError),
+    #[error("cannot seal the stored webhook secrets")]
+    Seal(#[source] super::signing::seal::SecretError),
 }
 
 /// The running issuer.
@@ -64,6 +76,8 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     discovery: Bytes,
     metadata: Bytes,
+    /// Opens the stored webhooks' sealed secrets for delivery.
+    secrets: Option<Arc<MasterKey>>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -88,7 +102,13 @@ impl Issuer {
         let store = store::open(&section.database).await?;
         let now = clock.now_unix();
         apply_declarations(&section, store.as_ref(), now).await?;
+        warn_on_unsafe_role_names(store.as_ref()).await?;
         let master = MasterKey::from_env(env).map_err(IssuerError::MasterKey)?;
+        // A second derivation: a derived key cannot be shared with the ring.
+        let secrets = MasterKey::from_env(env)
+            .map_err(IssuerError::MasterKey)?
+            .map(Arc::new);
+        seal_stored_secrets(store.as_ref(), secrets.as_deref()).await?;
         let policy = RotationPolicy::from_section(&section, JWKS_MAX_AGE);
         let keys = Arc::new(KeyRing::new(
             store.clone(),
@@ -98,6 +118,13 @@ impl Issuer {
         ));
         keys.sync_at_start(clock.as_ref()).await?;
         let (discovery, metadata) = discovery_documents(&section);
+        // Unknown emails at /login replay real verification times: one is
+        // measured now, so that there is one before the first login.
+        let login_budget = Arc::new(Budget::new("login", LOGIN_LIMITS));
+        tokio::spawn({
+            let budget = login_budget.clone();
+            async move { budget.prepare().await }
+        });
         Ok(Arc::new(Issuer {
             clients: ClientAuth::new(store.clone(), clock.clone()),
             admin: super::admin_api::AdminApi::new(
@@ -112,6 +139,7 @@ impl Issuer {
                 store.clone(),
                 keys.clone(),
                 clock.clone(),
+                login_budget,
             ),
             minter: Minter {
                 section: section.clone(),
@@ -124,7 +152,26 @@ impl Issuer {
             clock,
             discovery,
             metadata,
+            secrets,
         }))
+    }
+
+    /// The webhook deliverer for this issuer: the configuration's webhooks
+    /// and the stored ones (their secrets opened with the master key).
+    /// Fails only if TLS cannot be set up.
+    pub fn deliverer(
+        &self,
+        clock: Arc<dyn Clock>,
+        metrics: crate::telemetry::Metrics,
+    ) -> Result<super::events::Deliverer, rustls::Error> {
+        super::events::Deliverer::new(
+            self.store.clone(),
+            &self.section.webhooks,
+            clock,
+            metrics,
+            self.secrets.clone(),
+            self.section.webhook_address_policy.clone(),
+        )
     }
 
     /// The signing keys (for the gateway's in-process verification).
@@ -164,8 +211,11 @@ impl Issuer {
         }
     }
 
-    /// Answers one issuer request.
+    /// Answers one issuer request. The server puts the client's address in
+    /// the request's extensions ([`ClientIp`]); failed authentications
+    /// are throttled per source address.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let source = Source::of(req.extensions().get::<ClientIp>().copied());
         let path = req.uri().path();
         if super::authorize::Flow::serves(path) {
             return self.login.handle(req).await;
@@ -205,20 +255,24 @@ impl Issuer {
             }
             ("/oauth/revoke", None) => {
                 let now = self.clock.now_unix();
-                super::revoke::handle(&self.minter, &self.clients, req, now).await
+                super::revoke::handle(&self.minter, &self.clients, req, &source, now).await
             }
             ("/oauth/introspect", None) => {
                 let now = self.clock.now_unix();
-                super::introspect::handle(&self.minter, &self.clients, req, now).await
+                super::introspect::handle(&self.minter, &self.clients, req, &source, now).await
             }
-            _ => match self.token(req).await {
+            _ => match self.token(req, &source).await {
                 Ok(resp) => resp,
                 Err(e) => e.into_response(),
             },
         }
     }
 
-    async fn token(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, OAuthError> {
+    async fn token(
+        &self,
+        req: Request<Incoming>,
+        source: &Source,
+    ) -> Result<Response<Full<Bytes>>, OAuthError> {
         let (parts, body) = req.into_parts();
         let form = read_form(&parts.headers, body).await?;
         let grant = form
@@ -229,21 +283,21 @@ impl Issuer {
             "client_credentials" => {
                 let client = self
                     .clients
-                    .authenticate(&parts.headers, &form, false)
+                    .authenticate(&parts.headers, &form, false, source)
                     .await?;
                 self.minter.client_credentials(&client, &form, now).await?
             }
             "authorization_code" => {
                 let client = self
                     .clients
-                    .authenticate(&parts.headers, &form, true)
+                    .authenticate(&parts.headers, &form, true, source)
                     .await?;
                 self.login.exchange(&client, &form, now).await?
             }
             "refresh_token" => {
                 let client = self
                     .clients
-                    .authenticate(&parts.headers, &form, true)
+                    .authenticate(&parts.headers, &form, true, source)
                     .await?;
                 self.minter.refresh(&client, &form, now).await?
             }
@@ -294,96 +348,4 @@ pub(super) async fn read_form(
         }
     }
     Ok(form)
-}
-
-/// Upserts the `resources:` and `clients:` of the configuration. A client's
-/// secret is re-hashed only when the stored hash no longer matches it.
-async fn apply_declarations(
-    section: &IssuerSection,
-    store: &dyn Store,
-    now: i64,
-) -> Result<(), IssuerError> {
-    for r in &section.resources {
-        store
-            .upsert_api_resource(&ApiResource {
-                identifier: r.identifier.clone(),
-                scopes: r.scopes.clone(),
-            })
-            .await?;
-    }
-    for c in &section.clients {
-        let existing = store.get_client(&c.client_id).await?;
-        let secret_hash = match &c.client_secret {
-            None => None,
-            Some(secret) => {
-                let stored = existing.as_ref().and_then(|e| e.secret_hash.clone());
-                match stored {
-                    Some(h) if verify_secret(secret.expose().to_owned(), h.clone()).await => {
-                        Some(h)
-                    }
-                    _ => Some(
-                        hash_secret(secret.expose().to_owned())
-                            .await
-                            .map_err(|_| IssuerError::Client(c.client_id.clone()))?,
-                    ),
-                }
-            }
-        };
-        let client = Client {
-            client_id: c.client_id.clone(),
-            name: c.client_id.clone(),
-            secret_hash,
-            public: c.public,
-            require_pkce: c.require_pkce,
-            grant_types: c
-                .grant_types
-                .iter()
-                .map(|g| g.as_str().to_owned())
-                .collect(),
-            redirect_uris: c.redirect_uris.clone(),
-            scopes: c.scopes.iter().cloned().collect(),
-            id_token_signed_response_alg: Some(c.id_token_signed_response_alg.as_str().to_owned()),
-            created_at: now,
-        };
-        store.upsert_client(&client).await?;
-    }
-    Ok(())
-}
-
-/// The OpenID Connect Discovery document and the RFC 8414 metadata, listing
-/// what this issuer serves today.
-fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
-    let base = section.url.trim_end_matches('/');
-    let algs: Vec<&str> = section.signing_algs.iter().map(|a| a.as_str()).collect();
-    let mut scopes: Vec<String> = section
-        .resources
-        .iter()
-        .flat_map(|r| r.scopes.clone())
-        .collect();
-    scopes.extend(["openid", "profile", "email", "offline_access"].map(String::from));
-    scopes.sort();
-    scopes.dedup();
-    let doc = serde_json::json!({
-        "issuer": section.url,
-        "authorization_endpoint": format!("{base}/oauth/authorize"),
-        "token_endpoint": format!("{base}/oauth/token"),
-        "userinfo_endpoint": format!("{base}/oauth/userinfo"),
-        "end_session_endpoint": format!("{base}/logout"),
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "revocation_endpoint": format!("{base}/oauth/revoke"),
-        "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": scopes,
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
-        "token_endpoint_auth_signing_alg_values_supported": algs,
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "org_id", "roles",
-            "auth_time", "nonce", "email", "email_verified", "name", "picture", "org_name", "role"],
-    });
-    let text = Bytes::from(doc.to_string());
-    (text.clone(), text)
 }

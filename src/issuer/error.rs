@@ -1,6 +1,7 @@
-//! OAuth 2.0 errors (RFC 6749 §5.2, RFC 8707 `invalid_target`) and the one place
-//! they become responses: JSON, `Cache-Control: no-store`, and for
-//! `invalid_client` a 401 with a `WWW-Authenticate` challenge.
+//! OAuth 2.0 errors (RFC 6749 §5.2, RFC 8707 `invalid_target`, `slow_down` and
+//! `temporarily_unavailable`) and the one place they become responses: JSON,
+//! `Cache-Control: no-store`, for `invalid_client` a 401 with a
+//! `WWW-Authenticate` challenge, and `Retry-After` when the client should wait.
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -25,25 +26,43 @@ pub enum OAuthError {
     InvalidScope,
     #[error("invalid_target")]
     InvalidTarget,
-    /// Too many failed authentications for this client: try again later.
-    #[error("too many failed attempts")]
-    SlowDown,
+    /// This source must wait before its next attempt: failed
+    /// authentications are being slowed down (`throttle`), or it holds its
+    /// share of the argon2 budget. 429 with `Retry-After`.
+    #[error("slow_down")]
+    SlowDown {
+        /// Seconds until an attempt is taken again.
+        retry_after: u64,
+    },
+    /// Every argon2 slot is busy and the wait for one is over (`kdf`). 503
+    /// with `Retry-After`.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable {
+        /// Seconds after which to try again.
+        retry_after: u64,
+    },
     /// Our fault (storage, signing); logged where it happened.
     #[error("server_error")]
     Server,
 }
 
 impl OAuthError {
-    /// The RFC 6749 `error` code.
+    /// The `error` code: RFC 6749 §5.2, RFC 8707 `invalid_target`, and two
+    /// codes for "not now": `slow_down` (registered for the token endpoint by
+    /// RFC 8628) with 429, and `temporarily_unavailable` (RFC 6749 §4.1.2.1)
+    /// with 503 — both with `Retry-After`, which generic HTTP clients honour.
+    /// `invalid_client` would be wrong: the credentials were not checked.
     pub fn code(self) -> &'static str {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidClient | OAuthError::SlowDown => "invalid_client",
+            OAuthError::InvalidClient => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
+            OAuthError::SlowDown { .. } => "slow_down",
+            OAuthError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
             OAuthError::Server => "server_error",
         }
     }
@@ -52,7 +71,12 @@ impl OAuthError {
         match self {
             OAuthError::InvalidRequest(d) | OAuthError::InvalidGrant(d) => d,
             OAuthError::InvalidClient => "client authentication failed",
-            OAuthError::SlowDown => "too many failed client authentications; try again later",
+            OAuthError::SlowDown { .. } => {
+                "too many attempts from this address; try again after the delay"
+            }
+            OAuthError::TemporarilyUnavailable { .. } => {
+                "the server is busy checking credentials; try again shortly"
+            }
             OAuthError::UnauthorizedClient => "the client may not use this grant type",
             OAuthError::UnsupportedGrantType => "the grant type is not supported",
             OAuthError::InvalidScope => "the requested scope is not allowed",
@@ -65,22 +89,38 @@ impl OAuthError {
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = match self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthError::SlowDown => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::TemporarilyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             OAuthError::Server => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+            OAuthError::InvalidRequest(_)
+            | OAuthError::InvalidGrant(_)
+            | OAuthError::UnauthorizedClient
+            | OAuthError::UnsupportedGrantType
+            | OAuthError::InvalidScope
+            | OAuthError::InvalidTarget => StatusCode::BAD_REQUEST,
         };
         let body =
             serde_json::json!({ "error": self.code(), "error_description": self.description() });
         let mut resp = json_response(status, body.to_string());
-        if self == OAuthError::InvalidClient {
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"portcullis\""),
-            );
-        }
-        if self == OAuthError::SlowDown {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("60"));
+        match self {
+            OAuthError::InvalidClient => {
+                resp.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"portcullis\""),
+                );
+            }
+            OAuthError::SlowDown { retry_after }
+            | OAuthError::TemporarilyUnavailable { retry_after } => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            OAuthError::InvalidRequest(_)
+            | OAuthError::InvalidGrant(_)
+            | OAuthError::UnauthorizedClient
+            | OAuthError::UnsupportedGrantType
+            | OAuthError::InvalidScope
+            | OAuthError::InvalidTarget
+            | OAuthError::Server => {}
         }
         resp
     }

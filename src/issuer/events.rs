@@ -1,7 +1,10 @@
 //! Webhook delivery from the durable outbox (spec "Events"): a background task
 //! claims due events, POSTs each to every webhook that wants it, signed per the
 //! Standard Webhooks scheme, and marks it delivered or schedules a retry with
-//! exponential backoff. Enqueuing lives with the changes (`manage`, `revoke` …).
+//! exponential backoff. Only to addresses `issuer.webhook_address_policy`
+//! allows, checked after resolution (`guard`); a refused delivery is logged,
+//! counted (`outcome="refused"`) and retried or abandoned like any failure.
+//! Enqueuing lives with the changes (`manage`, `revoke` …).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +21,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
+use super::manage::webhook_secret_context;
+use super::signing::MasterKey;
+use super::signing::seal::open_secret;
 use super::store::{OutboxEvent, Store};
 use crate::clock::Clock;
-use crate::config::WebhookConfig;
+use crate::config::{WebhookAddressPolicy, WebhookConfig};
 use crate::telemetry::events::chain;
 use crate::telemetry::{Metrics, Outcome};
+use guard::GuardedResolver;
 
 /// How often the outbox is polled.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -40,7 +47,11 @@ const MAX_DELAY_SECS: i64 = 3600;
 /// `error`, so that one dead endpoint cannot hold the outbox forever.
 pub const MAX_ATTEMPTS: i64 = 10;
 
-type WebhookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+mod guard;
+
+pub use guard::Refused;
+
+type WebhookClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// Delivers outbox events to the configured and stored webhooks.
 pub struct Deliverer {
@@ -49,6 +60,10 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
     client: WebhookClient,
     metrics: Metrics,
+    /// Opens the stored webhooks' sealed secrets.
+    master: Option<Arc<MasterKey>>,
+    /// Which addresses deliveries may reach.
+    policy: Arc<WebhookAddressPolicy>,
 }
 
 /// One endpoint, from the configuration or the store.
@@ -72,6 +87,8 @@ enum DeliveryError {
     Status(http::StatusCode),
     #[error("cannot build the request")]
     Build(#[source] http::Error),
+    #[error("refused")]
+    Refused(#[source] Refused),
 }
 
 // === impl Deliverer ===
@@ -84,7 +101,10 @@ impl Deliverer {
         webhooks: &[WebhookConfig],
         clock: Arc<dyn Clock>,
         metrics: Metrics,
+        master: Option<Arc<MasterKey>>,
+        policy: WebhookAddressPolicy,
     ) -> Result<Self, rustls::Error> {
+        let policy = Arc::new(policy);
         let configured = webhooks
             .iter()
             .map(|w| Target {
@@ -100,8 +120,10 @@ impl Deliverer {
             store,
             configured,
             clock,
-            client: client()?,
+            client: client(policy.clone())?,
             metrics,
+            master,
+            policy,
         })
     }
 
@@ -156,8 +178,16 @@ impl Deliverer {
         let mut targets: Vec<Target> = Vec::new();
         for w in stored.drain(..) {
             let url = w.url.parse::<Uri>();
-            let key = w
-                .secret
+            let context = webhook_secret_context(&w.id);
+            let what = format!("the secret of webhook {}", w.id);
+            let secret = match open_secret(self.master.as_deref(), &context, &w.secret, &what) {
+                Ok(secret) => secret,
+                Err(e) => {
+                    tracing::error!(webhook = %w.id, error = %chain(&e), "Stored webhook secret cannot be opened; webhook skipped");
+                    continue;
+                }
+            };
+            let key = secret
                 .strip_prefix("whsec_")
                 .and_then(|k| STANDARD.decode(k).ok());
             match (url, key) {
@@ -183,8 +213,9 @@ impl Deliverer {
             }
             let timestamp = self.clock.now_unix();
             let posted = self.post(target, event, timestamp, body.clone()).await;
-            let outcome = match posted {
+            let outcome = match &posted {
                 Ok(()) => "delivered",
+                Err(DeliveryError::Refused(_)) => "refused",
                 Err(_) => "failed",
             };
             self.metrics
@@ -193,6 +224,10 @@ impl Deliverer {
                 .inc();
             match posted {
                 Ok(()) => delivered_to.push(key),
+                Err(DeliveryError::Refused(Refused(what))) => {
+                    tracing::warn!(url = %target.shown(), event_id = %event.id, address = what, "Webhook delivery refused by the address policy");
+                    ok = false;
+                }
                 Err(e) => {
                     tracing::warn!(url = %target.shown(), event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
                     ok = false;
@@ -225,6 +260,15 @@ impl Deliverer {
         timestamp: i64,
         body: Bytes,
     ) -> Result<(), DeliveryError> {
+        // A literal address skips resolution, and with it the resolver's
+        // check: checked here.
+        if let Some(refused) = target
+            .url
+            .host()
+            .and_then(|h| guard::check_literal(&self.policy, h))
+        {
+            return Err(DeliveryError::Refused(refused));
+        }
         let signature = sign(&target.key, &event.id, timestamp, &body);
         let req = Request::post(target.url.clone())
             .header("content-type", "application/json")
@@ -238,7 +282,10 @@ impl Deliverer {
                 .client
                 .request(req)
                 .await
-                .map_err(DeliveryError::Request)?;
+                .map_err(|e| match guard::refusal_in(&e) {
+                    Some(refused) => DeliveryError::Refused(refused),
+                    None => DeliveryError::Request(e),
+                })?;
             let status = resp.status();
             // Drain the body so that the connection can be reused.
             resp.into_body()
@@ -327,7 +374,7 @@ fn backoff(attempts: i64) -> i64 {
         .min(MAX_DELAY_SECS)
 }
 
-fn client() -> Result<WebhookClient, rustls::Error> {
+fn client(policy: Arc<WebhookAddressPolicy>) -> Result<WebhookClient, rustls::Error> {
     let roots = crate::tls::native_roots();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider);
@@ -335,7 +382,7 @@ fn client() -> Result<WebhookClient, rustls::Error> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(policy));
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -1,6 +1,14 @@
 //! `POST /oauth/introspect` (RFC 7662), for authenticated clients only (a
 //! public client, or none, gets 401 `invalid_client`).
 //!
+//! A client learns about its own tokens only (RFC 7662 §4: the server
+//! decides which clients may see which tokens): an access token is described
+//! to the client it was issued to (`client_id`), or to a client whose
+//! `introspection` list holds the token's audience (a resource server's
+//! client, checking the tokens its API receives); a refresh token only to the
+//! client it was issued to (no resource server ever holds one). To anyone
+//! else a live token is `{"active": false}`, as an unknown one is.
+//!
 //! An access token is active when it is a JWT of type `at+jwt` signed by one
 //! of the keys this issuer publishes, names this issuer as `iss`, is inside its
 //! `exp`/`nbf` window, and its `jti` was not revoked. A refresh token is active
@@ -20,7 +28,8 @@ use super::clients::{ClientAuth, Form};
 use super::endpoints::read_form;
 use super::error::{OAuthError, json_response};
 use super::refresh::{family_expired, storage};
-use super::store::PresentedToken;
+use super::store::{Client, PresentedToken};
+use super::throttle::Source;
 use super::token::{Minter, token_hash};
 use crate::auth::keys::{KeyLookup, KeySet};
 use crate::auth::verify::{Window, check_window, parse, verify_signature};
@@ -44,9 +53,10 @@ pub async fn handle(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Response<Full<Bytes>> {
-    match introspect(minter, clients, req, now).await {
+    match introspect(minter, clients, req, source, now).await {
         Ok(body) => json_response(StatusCode::OK, body.to_string()),
         Err(e) => e.into_response(),
     }
@@ -100,27 +110,56 @@ async fn introspect(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Result<Value, OAuthError> {
     let (parts, body) = req.into_parts();
     let form: Form = read_form(&parts.headers, body).await?;
-    clients.authenticate(&parts.headers, &form, false).await?;
+    let client = clients
+        .authenticate(&parts.headers, &form, false, source)
+        .await?;
     let token = form
         .get("token")
         .filter(|t| !t.is_empty())
         .ok_or(OAuthError::InvalidRequest("token is required"))?;
     let answer = if looks_like_jwt(token) {
-        access(minter, token, now).await?
+        access(minter, &client, token, now).await?
     } else {
-        refresh(minter, token, now).await?
+        refresh(minter, &client, token, now).await?
     };
     Ok(answer.unwrap_or_else(|| json!({ "active": false })))
 }
 
-async fn access(minter: &Minter, token: &str, now: i64) -> Result<Option<Value>, OAuthError> {
+/// Whether `client` may learn about the access token with `claims`: it was
+/// issued to `client`, or is for an API `client` may introspect.
+fn may_see_access(client: &Client, claims: &Map<String, Value>) -> bool {
+    if claims.get("client_id").and_then(Value::as_str) == Some(client.client_id.as_str()) {
+        return true;
+    }
+    let allowed = |aud: &Value| {
+        aud.as_str()
+            .is_some_and(|a| client.introspection.iter().any(|i| i == a))
+    };
+    match claims.get("aud") {
+        Some(Value::Array(auds)) => auds.iter().any(allowed),
+        Some(aud) => allowed(aud),
+        None => false,
+    }
+}
+
+async fn access(
+    minter: &Minter,
+    client: &Client,
+    token: &str,
+    now: i64,
+) -> Result<Option<Value>, OAuthError> {
     let Some(claims) = verified_access_claims(minter, token) else {
         return Ok(None);
     };
+    if !may_see_access(client, &claims) {
+        tracing::debug!(client = %client.client_id, "Introspection of another client's token answered inactive");
+        return Ok(None);
+    }
     let number = |name: &str| claims.get(name).and_then(Value::as_i64);
     let Some(exp) = number("exp") else {
         return Ok(None);
@@ -154,7 +193,12 @@ async fn access(minter: &Minter, token: &str, now: i64) -> Result<Option<Value>,
     Ok(Some(Value::Object(out)))
 }
 
-async fn refresh(minter: &Minter, token: &str, now: i64) -> Result<Option<Value>, OAuthError> {
+async fn refresh(
+    minter: &Minter,
+    client: &Client,
+    token: &str,
+    now: i64,
+) -> Result<Option<Value>, OAuthError> {
     let found = minter
         .store
         .find_family_by_token_hash(&token_hash(token))
@@ -164,6 +208,10 @@ async fn refresh(minter: &Minter, token: &str, now: i64) -> Result<Option<Value>
         return Ok(None);
     };
     let family = found.family;
+    if family.client_id != client.client_id {
+        tracing::debug!(client = %client.client_id, "Introspection of another client's refresh token answered inactive");
+        return Ok(None);
+    }
     if found.presented != PresentedToken::Current
         || family.revoked_at.is_some()
         || family_expired(&family, now)

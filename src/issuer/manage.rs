@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::keyring::KeyRingError;
+use super::reserved::{ADMIN_SCOPE, admin_resource};
 use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreError, new_id};
 use crate::config::IssuerSection;
 use crate::config::value::{absolute_uri, scope_token};
@@ -28,12 +29,13 @@ mod webhooks;
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
 pub use tenancy::{
-    MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role, create_user,
-    list_members, list_organizations, list_roles, remove_member,
+    MAX_ROLE_NAME_LEN, MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role,
+    create_user, is_role_name, list_members, list_organizations, list_roles, remove_member,
 };
 pub use users::{UserChanges, delete_user, get_user, list_users, update_user};
 pub use webhooks::{
     NewWebhook, create_webhook, delete_webhook, generate_webhook_secret, list_webhooks,
+    webhook_secret_context,
 };
 
 /// Why an administrative change was refused or failed.
@@ -230,6 +232,15 @@ pub async fn create_api(
 ) -> Result<ApiResource, ManageError> {
     absolute_uri(identifier).map_err(|e| invalid("api identifier", e))?;
     check_scopes(&scopes)?;
+    if scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        return Err(invalid(
+            "scopes",
+            format!(
+                "`{ADMIN_SCOPE}` belongs to the admin API's own resource ({{issuer.url}}/admin/v1), \
+                 which the issuer declares itself; no other API may define it"
+            ),
+        ));
+    }
     if store.get_api_resource(identifier).await?.is_some() {
         return Err(ManageError::Exists("api"));
     }
@@ -246,13 +257,30 @@ pub async fn create_api(
     Ok(resource)
 }
 
-/// Upserts the `resources:` the configuration declares, as the issuer does at
-/// start, so that commands naming them work before any gateway has run on
-/// the database.
+/// Upserts the `resources:` the configuration declares and the admin API's
+/// own resource (`{issuer.url}/admin/v1` with `portcullis:admin`), and takes
+/// `portcullis:admin` off any other stored resource (a database from before
+/// the admin scope was confined to its resource; logged at `warn`). The
+/// issuer does this at start, the CLI before each command, so that commands
+/// naming these resources work before any gateway has run on the database.
 pub async fn apply_declared_resources(
     store: &dyn Store,
     section: &IssuerSection,
 ) -> Result<(), ManageError> {
+    let admin = admin_resource(&section.url);
+    for mut stored in store.list_api_resources().await? {
+        if stored.identifier == admin.identifier || !stored.scopes.iter().any(|s| s == ADMIN_SCOPE)
+        {
+            continue;
+        }
+        tracing::warn!(
+            api = %stored.identifier,
+            admin_api = %admin.identifier,
+            "An API defined the admin scope; it now belongs to the admin API's resource only and was removed"
+        );
+        stored.scopes.retain(|s| s != ADMIN_SCOPE);
+        store.upsert_api_resource(&stored).await?;
+    }
     for r in &section.resources {
         store
             .upsert_api_resource(&ApiResource {
@@ -261,6 +289,7 @@ pub async fn apply_declared_resources(
             })
             .await?;
     }
+    store.upsert_api_resource(&admin).await?;
     Ok(())
 }
 

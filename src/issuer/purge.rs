@@ -1,7 +1,9 @@
 //! Housekeeping: what has no use any more leaves the database (expired codes,
 //! refresh families past their absolute expiry, revoked JTIs past their `exp`,
-//! delivered events, finished sign-ins and sessions), once at start and then
-//! every [`PURGE_EVERY`]. Every replica may run it: the deletes are idempotent.
+//! delivered events, finished sign-ins and sessions, forgotten throttle keys,
+//! and failed-login audit entries older than [`LOGIN_AUDIT_RETENTION`]), once
+//! at start and then every [`PURGE_EVERY`]. Every replica may run it: the
+//! deletes are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,12 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// authorization code to still be recognised (and revoke what it issued).
 pub const RETENTION: i64 = 24 * 3600;
 
+/// How long failed-login audit entries (`login.failed`, `login.throttled`)
+/// are kept: their number follows what strangers send (at most a few dozen
+/// an hour per source address, which the throttle allows), so unlike the
+/// rest of the audit log they do not stay forever.
+pub const LOGIN_AUDIT_RETENTION: i64 = 30 * 24 * 3600;
+
 /// Purges every [`PURGE_EVERY`] until `shutdown` changes.
 pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) {
     run_every(store, clock, PURGE_EVERY, shutdown).await;
@@ -30,8 +38,14 @@ async fn run_every(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let before = clock.now_unix().saturating_sub(RETENTION);
-        match store.purge_expired(before).await {
+        let now = clock.now_unix();
+        let before = now.saturating_sub(RETENTION);
+        let audit_before = now.saturating_sub(LOGIN_AUDIT_RETENTION);
+        let purged = match store.purge_expired(before).await {
+            Ok(n) => store.purge_login_audit(audit_before).await.map(|m| n + m),
+            Err(e) => Err(e),
+        };
+        match purged {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Expired issuer records purged"),
             Err(e) => {
@@ -82,6 +96,48 @@ mod tests {
         assert!(store.is_jti_revoked("new").await.unwrap());
         clock.advance(3600 + RETENTION);
         assert!(gone("new").await);
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_login_audit_entries_are_kept_for_a_while_only() {
+        use crate::issuer::store::AuditEntry;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
+        let t0 = 1_700_000_000;
+        let entry = |id: &str, action: &str, at: i64| AuditEntry {
+            id: id.into(),
+            at,
+            actor: "anonymous".into(),
+            action: action.into(),
+            target: None,
+            detail: "{}".into(),
+        };
+        let old = t0 - LOGIN_AUDIT_RETENTION - 1;
+        for e in [
+            entry("a1", "login.failed", old),
+            entry("a2", "login.throttled", old),
+            entry("a3", "login.succeeded", old),
+            entry("a4", "client.created", old),
+            entry("a5", "login.failed", t0 - 60),
+        ] {
+            store.insert_audit(&e).await.unwrap();
+        }
+        let clock = Arc::new(ManualClock::new(t0));
+        let (stop, rx) = watch::channel(false);
+        let every = Duration::from_millis(20);
+        let task = tokio::spawn(run_every(store.clone(), clock, every, rx));
+        let mut left = Vec::new();
+        for _ in 0..1000 {
+            left = store.list_audit(10).await.unwrap();
+            if left.len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut ids: Vec<&str> = left.iter().map(|e| e.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["a3", "a4", "a5"]);
         stop.send(true).unwrap();
         task.await.unwrap();
     }

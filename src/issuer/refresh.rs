@@ -25,6 +25,7 @@ use seal::{open_successor, seal_successor};
 use super::authorize::IdSubject;
 use super::clients::Form;
 use super::error::OAuthError;
+use super::reserved::confine;
 use super::revoke::revoke_family_reported;
 use super::store::{
     Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, StoreError, User,
@@ -310,6 +311,7 @@ impl Minter {
         roles: Option<&[String]>,
         scope: Vec<String>,
     ) -> Result<Vec<String>, OAuthError> {
+        let scope = confine(&self.section.url, family.resource.as_deref(), &scope);
         let Some(resource) = &family.resource else {
             return Ok(scope);
         };

@@ -5,11 +5,16 @@
 //!
 //! Revoking a refresh token revokes its whole family; revoking an access token
 //! records its `jti` as revoked until its `exp`, which introspection honours
-//! (the gateway verifies JWTs statelessly and does not). Only the client the
-//! token was issued to can revoke it. The answer is 200 for every well-formed,
-//! authenticated request, unknown tokens included, so that it says nothing
-//! about which tokens exist. Each revocation emits `token.revoked` and an
-//! audit entry in the same transaction.
+//! (the gateway verifies JWTs statelessly and does not).
+//!
+//! Only the client the token was issued to can revoke it. RFC 7009 §2.1: the
+//! server verifies that the token was issued to the requesting client, and if
+//! not, "the request is refused and the client is informed of the error" —
+//! here 400 `invalid_grant` (RFC 6749 §5.2: a grant "issued to another
+//! client"), and nothing is revoked. A token that is unknown, expired,
+//! already revoked or not ours is not an error (RFC 7009 §2.2): 200, so that
+//! the answer says nothing about tokens that are not live. Each revocation
+//! emits `token.revoked` and an audit entry in the same transaction.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -21,8 +26,9 @@ use super::clients::{ClientAuth, Form};
 use super::endpoints::read_form;
 use super::error::{OAuthError, json_response};
 use super::introspect::{looks_like_jwt, verified_access_claims};
-use super::refresh::storage;
+use super::refresh::{family_expired, storage};
 use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily, Store};
+use super::throttle::Source;
 use super::token::{Minter, token_hash};
 
 /// Answers one revocation request.
@@ -30,9 +36,10 @@ pub async fn handle(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Response<Full<Bytes>> {
-    match revoke(minter, clients, req, now).await {
+    match revoke(minter, clients, req, source, now).await {
         Ok(()) => json_response(StatusCode::OK, String::new()),
         Err(e) => e.into_response(),
     }
@@ -42,11 +49,14 @@ async fn revoke(
     minter: &Minter,
     clients: &ClientAuth,
     req: Request<Incoming>,
+    source: &Source,
     now: i64,
 ) -> Result<(), OAuthError> {
     let (parts, body) = req.into_parts();
     let form: Form = read_form(&parts.headers, body).await?;
-    let client = clients.authenticate(&parts.headers, &form, true).await?;
+    let client = clients
+        .authenticate(&parts.headers, &form, true, source)
+        .await?;
     let token = form
         .get("token")
         .filter(|t| !t.is_empty())
@@ -77,12 +87,12 @@ async fn revoke_access(
     ) else {
         return Ok(());
     };
-    if owner != client.client_id || exp <= now {
+    let store = minter.store.as_ref();
+    if exp <= now || store.is_jti_revoked(jti).await.map_err(storage)? {
         return Ok(());
     }
-    let store = minter.store.as_ref();
-    if store.is_jti_revoked(jti).await.map_err(storage)? {
-        return Ok(());
+    if owner != client.client_id {
+        return Err(foreign(client));
     }
     let data = json!({
         "token_type": "access_token",
@@ -114,8 +124,13 @@ async fn revoke_refresh(
     let Some(found) = found else {
         return Ok(());
     };
-    if found.family.client_id != client.client_id {
+    let family = &found.family;
+    let live = family.revoked_at.is_none() && !family_expired(family, now);
+    if !live {
         return Ok(());
+    }
+    if family.client_id != client.client_id {
+        return Err(foreign(client));
     }
     if revoke_family_reported(
         store,
@@ -129,6 +144,12 @@ async fn revoke_refresh(
         tracing::debug!(client = %client.client_id, family = %found.family.id, "Refresh token family revoked");
     }
     Ok(())
+}
+
+/// The refusal of a live token issued to another client (RFC 7009 §2.1).
+fn foreign(client: &Client) -> OAuthError {
+    tracing::debug!(client = %client.client_id, reason = "foreign_token", "Revocation refused");
+    OAuthError::InvalidGrant("the token was issued to another client")
 }
 
 /// Revokes `family` and, when that changed it, records `event` (in the outbox

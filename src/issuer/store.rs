@@ -25,9 +25,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, LoginSession,
-    LoginTransaction, Membership, NewEvent, Organization, OutboxEvent, PresentedToken,
-    RefreshFamily, Role, ScopeMap, SigningKeyRecord, User, Webhook,
+    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch,
+    LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent,
+    PresentedToken, Redacted, RefreshFamily, Role, ScopeMap, SigningKeyRecord, User, Webhook,
+    redacted,
 };
 
 /// Why a store operation failed.
@@ -40,6 +41,10 @@ pub enum StoreError {
     /// The database could not be opened or reached (ours or the operator's).
     #[error("cannot open the database")]
     Connect(#[source] sqlx::Error),
+    /// The SQLite file's permissions could not be set to owner-only
+    /// (the operator's).
+    #[error("cannot restrict the database file to its owner")]
+    File(#[source] std::io::Error),
     /// The schema could not be brought up to date (ours).
     #[error("cannot migrate the database schema")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -187,6 +192,15 @@ pub trait Store: Send + Sync + Debug {
     /// at once exactly one gets it.
     async fn try_rotation_lock(&self, holder: &str, now: i64, ttl: i64)
     -> Result<bool, StoreError>;
+    /// Replaces the stored private key of `kid` with `new` if it is still
+    /// `expected` (sealing a plain key once a master key is set); true when
+    /// it was replaced.
+    async fn replace_signing_key_material(
+        &self,
+        kid: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Shortcut for [`StoreTx::insert_signing_key`].
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -328,23 +342,38 @@ pub trait Store: Send + Sync + Debug {
         tx.commit().await?;
         Ok(ended)
     }
-    /// Failed logins of `account` in the window still open at `now`.
-    async fn login_failures(&self, account: &str, now: i64) -> Result<u32, StoreError>;
-    /// Counts a failed login of `account` and returns the count in its window,
-    /// which (re)opens for `window` seconds from `now`. One statement, so
-    /// failures at once through several replicas are all counted.
-    async fn record_login_failure(
+
+    // --- throttled authentication attempts ---
+
+    /// Takes an attempt under `key` at `now`: refused and not counted while
+    /// the key is delayed ([`Attempt::Delayed`]); otherwise counted, and the
+    /// next attempt delayed as `rule` says for the new count. One statement,
+    /// so attempts at once through several replicas are each counted once and
+    /// no two of them pass a delay the other set.
+    async fn take_attempt(
         &self,
-        account: &str,
+        key: &str,
         now: i64,
-        window: i64,
-    ) -> Result<u32, StoreError>;
-    /// Forgets the failed logins of `account` (after a successful one).
-    async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError>;
+        rule: &AttemptRule,
+    ) -> Result<Attempt, StoreError>;
+    /// Forgives one counted attempt under `key` (it succeeded, or was never
+    /// checked); when the count drops below `rule.free` the delay it set ends
+    /// at `now`.
+    async fn forgive_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        rule: &AttemptRule,
+    ) -> Result<(), StoreError>;
+    /// Forgets every attempt under `key` (a correct credential).
+    async fn clear_attempts(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes failed-login audit entries (`login.failed`,
+    /// `login.throttled`) from before `before`; the number deleted.
+    async fn purge_login_audit(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Deletes what has no use after `before`: revoked JTIs and codes that
     /// expired, families past their absolute expiry, delivered events, and
-    /// sign-in transactions, sessions and failure windows that ended. Pass
+    /// sign-in transactions, sessions and throttled keys that ended. Pass
     /// `now` minus a retention margin to keep codes replay-detectable for a while.
     /// Returns the number of rows deleted.
     async fn purge_expired(&self, before: i64) -> Result<u64, StoreError>;
@@ -353,6 +382,15 @@ pub trait Store: Send + Sync + Debug {
 
     /// Every webhook, by id.
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+    /// Replaces the stored secret of webhook `id` with `new` if it is still
+    /// `expected` (sealing a plain secret at start; a webhook deleted or
+    /// changed meanwhile is left alone). True when it was replaced.
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
     /// Shortcut for [`StoreTx::upsert_webhook`].
     async fn upsert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;

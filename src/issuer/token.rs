@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::clients::Form;
 use super::error::OAuthError;
 use super::keyring::KeyRing;
-use super::store::{Client, Store};
+use super::reserved::confine;
+use super::store::{Client, Redacted, Store, redacted};
 use crate::config::{IssuerSection, SigningAlg};
 
 /// The claims of an access token (RFC 9068 shape).
@@ -29,8 +30,9 @@ pub struct AccessClaims<'a> {
     pub roles: Option<&'a [String]>,
 }
 
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+/// A successful token response (RFC 6749 §5.1). Its `Debug` hides the
+/// tokens.
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -40,6 +42,19 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &Redacted)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .field("id_token", &redacted(&self.id_token))
+            .finish()
+    }
 }
 
 /// Mints access tokens.
@@ -106,11 +121,11 @@ impl Minter {
             return Err(OAuthError::UnauthorizedClient);
         }
         let resource = self.resource(client, form).await?;
-        let allowed = client
-            .scopes
-            .get(&resource)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let allowed = confine(
+            &self.section.url,
+            Some(&resource),
+            client.scopes.get(&resource).into_iter().flatten(),
+        );
         let scopes: Vec<&str> = match requested_scopes(form)? {
             Some(req) => {
                 let granted: Vec<&str> = allowed

@@ -94,7 +94,10 @@ async fn dispatch(
                         path
                     }));
                     out.path = Some(path.to_owned());
-                    issue(issuer.clone(), control, req, conn).await
+                    // The issuer throttles failed sign-ins per client address.
+                    let trusted = &worker.proxy.snapshot().config.server.trusted_proxies;
+                    let client = crate::net::client_ip(conn.peer.ip(), req.headers(), trusted);
+                    issue(issuer.clone(), control, req, conn, client).await
                 }
                 _ => worker.proxy.handle(req, &conn, request_id, out).await,
             }
@@ -173,8 +176,11 @@ async fn issue(
     control: &tokio::runtime::Handle,
     mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,
+    client: std::net::IpAddr,
 ) -> Response<ProxyBody> {
     req.extensions_mut().insert(conn);
+    req.extensions_mut()
+        .insert(crate::issuer::throttle::ClientIp(client));
     let span = tracing::Span::current();
     let task = control.spawn(async move { issuer.handle(req).await }.instrument(span));
     match task.await {

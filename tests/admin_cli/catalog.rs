@@ -187,3 +187,24 @@ fn bad_arguments_of_the_new_commands_exit_2_and_each_has_help() {
         );
     }
 }
+
+#[tokio::test]
+async fn webhooks_at_private_addresses_are_refused_by_default() {
+    let env = env().await;
+    // The configuration without the development opt-out.
+    let closed = env.yaml.replace(
+        "  webhook_address_policy: { allow_private: true }  # receivers on 127.0.0.1\n",
+        "",
+    );
+    assert_ne!(closed, env.yaml);
+    std::fs::write(&env.config, &closed).unwrap();
+    for url in [
+        "http://127.0.0.1:9/h",
+        "http://localhost/h",
+        "http://192.168.1.20/h",
+    ] {
+        admin(&env, &["webhook", "create", "--url", url]).refused(1, "webhook_address_policy");
+    }
+    let list = admin(&env, &["webhook", "list"]).json();
+    assert_eq!(list, json!([]));
+}

@@ -110,10 +110,28 @@ await client.revoke(refreshed.access_token, "access_token");
 const after = await client.introspect(refreshed.access_token, "access_token");
 check(after.active === false, "inactive after revocation");
 
-// RP-initiated logout back to the client.
+// RP-initiated logout back to the client: the OP asks the user first (a GET
+// changes nothing); the confirmation form posts back with its CSRF token.
 const logout = client.endSessionUrl({ id_token_hint: refreshed.id_token, post_logout_redirect_uri: REDIRECT_URI, state: "bye" });
 resp = await get(logout);
+check(resp.status === 200, `logout page answered ${resp.status}`);
+const page = await resp.text();
+const fields = new URLSearchParams();
+for (const [, name, value] of page.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
+  fields.append(name, value.replaceAll("&quot;", '"').replaceAll("&#39;", "'").replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&"));
+}
+check(fields.get("csrf") && fields.get("id_token_hint") === refreshed.id_token, "the confirmation carries the request");
+resp = await fetch(new URL("/logout", ISSUER), {
+  method: "POST",
+  redirect: "manual",
+  headers: { cookie: cookies(), "content-type": "application/x-www-form-urlencoded" },
+  body: fields,
+});
+keep(resp);
 check(resp.status === 302 && resp.headers.get("location") === `${REDIRECT_URI}?state=bye`, `logout answered ${resp.status}`);
+// Signed out: the next authorization asks for the password again.
+resp = await get(client.authorizationUrl({ scope: "openid", code_challenge: generators.codeChallenge(verifier), code_challenge_method: "S256", state }));
+check(resp.status === 302 && resp.headers.get("location").startsWith("/login"), "the session ended");
 
 console.log(JSON.stringify({
   ok: true,

@@ -257,9 +257,10 @@ async fn bad_user_changes_and_callers_are_refused() {
         assert_eq!(status, 401, "{method} {path}");
         assert_eq!(headers["www-authenticate"], r#"Bearer realm="portcullis""#);
         assert_eq!(json["error"], "invalid_token");
+        // A token for another API is no token for the admin API.
         let (status, _, json) = call(gw, method, path, Some(&reader), None).await;
-        assert_eq!(status, 403, "{method} {path}");
-        assert_eq!(json["error"], "insufficient_scope");
+        assert_eq!(status, 401, "{method} {path}");
+        assert_eq!(json["error"], "invalid_token");
     }
     // Nothing changed.
     assert_eq!(ok(gw, &t, "GET", &path, None).await["name"], "Ada");

@@ -20,8 +20,14 @@ async fn an_access_token_introspects_active_until_revoked() {
     let at = client_credentials(&env.gw, BILLING).await;
     let claims = claims_of(&at);
 
-    // Any authenticated client may introspect (a resource server, say).
-    let info = introspect(&env.gw, APP, &at).await;
+    // The client it was issued to, and a resource server's client allowed
+    // the token's audience, learn about it; any other client does not.
+    assert_eq!(introspect(&env.gw, BILLING, &at).await["active"], true);
+    assert_eq!(
+        introspect(&env.gw, APP, &at).await,
+        json!({"active": false})
+    );
+    let info = introspect(&env.gw, GATEKEEPER, &at).await;
     assert_eq!(info["active"], true, "{info}");
     for field in [
         "scope",
@@ -39,9 +45,20 @@ async fn an_access_token_introspects_active_until_revoked() {
     assert_eq!(info["token_type"], "Bearer");
     assert!(info.get("org_id").is_none());
 
-    // Only the client it was issued to can revoke it.
-    revoke(&env.gw, APP, &format!("token={}", enc(&at))).await;
-    assert_eq!(introspect(&env.gw, APP, &at).await["active"], true);
+    // Only the client it was issued to can revoke it (RFC 7009 §2.1: others
+    // are refused with an error, and nothing is revoked).
+    for other in [APP, GATEKEEPER] {
+        let (status, _, body) = post(
+            &env.gw,
+            "/oauth/revoke",
+            Some(other),
+            &format!("token={}", enc(&at)),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    assert_eq!(introspect(&env.gw, GATEKEEPER, &at).await["active"], true);
 
     revoke(
         &env.gw,
@@ -50,10 +67,12 @@ async fn an_access_token_introspects_active_until_revoked() {
     )
     .await;
     assert_eq!(
-        introspect(&env.gw, APP, &at).await,
+        introspect(&env.gw, GATEKEEPER, &at).await,
         json!({"active": false})
     );
-    // Revoking again is still 200.
+    // Revoking again is still 200, and so is a revoked token from another
+    // client: it is not live any more.
+    revoke(&env.gw, APP, &format!("token={}", enc(&at))).await;
     revoke(&env.gw, BILLING, &format!("token={}", enc(&at))).await;
     let actions = audit_actions(env.store.as_ref()).await;
     assert_eq!(
@@ -69,14 +88,19 @@ async fn a_user_access_token_introspects_with_its_organization() {
     let t0 = family(&env, "app", DEFAULT).await;
     let (_, body) = rotate(&env.gw, &t0).await;
     let at = body["access_token"].as_str().unwrap();
-    let info = introspect(&env.gw, OTHER, at).await;
+    // Another client that is no resource server learns nothing.
+    assert_eq!(
+        introspect(&env.gw, OTHER, at).await,
+        json!({"active": false})
+    );
+    let info = introspect(&env.gw, GATEKEEPER, at).await;
     assert_eq!(info["active"], true);
     assert_eq!(info["org_id"], "org_acme");
     assert_eq!(info["sub"], env.user.as_str());
 
     // Expired tokens are inactive.
     env.clock.advance(15 * 60);
-    assert_eq!(introspect(&env.gw, OTHER, at).await["active"], false);
+    assert_eq!(introspect(&env.gw, GATEKEEPER, at).await["active"], false);
 }
 
 #[tokio::test]
@@ -95,9 +119,33 @@ async fn a_refresh_token_introspects_active_until_revoked() {
     assert_eq!(info["exp"], started + 30 * 86_400);
     // A rotated-away token is inactive.
     assert_eq!(introspect(&env.gw, APP, &t0).await["active"], false);
+    // Refresh tokens are described to their own client only: not to another
+    // client, not to a resource server (which never holds one).
+    for other in [OTHER, GATEKEEPER, BILLING] {
+        assert_eq!(
+            introspect(&env.gw, other, &t1).await,
+            json!({"active": false})
+        );
+    }
 
-    // Another client cannot revoke it.
-    revoke(&env.gw, OTHER, &format!("token={}", enc(&t1))).await;
+    // Another client cannot revoke it: refused, nothing revoked.
+    let (status, _, body) = post(
+        &env.gw,
+        "/oauth/revoke",
+        Some(OTHER),
+        &format!("token={}", enc(&t1)),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    let (status, _, body) = post(
+        &env.gw,
+        "/oauth/revoke",
+        None,
+        &format!("client_id=web-app&token={}", enc(&t1)),
+    )
+    .await;
+    assert_eq!(status, 400, "a public client neither: {body}");
     assert_eq!(introspect(&env.gw, APP, &t1).await["active"], true);
 
     revoke(
@@ -122,7 +170,7 @@ async fn a_refresh_token_introspects_active_until_revoked() {
 }
 
 #[tokio::test]
-async fn revocation_answers_200_for_any_well_formed_request() {
+async fn revocation_answers_200_for_any_token_that_is_not_live() {
     let env = env(DEFAULT).await;
     for body in [
         "token=unknown-token",

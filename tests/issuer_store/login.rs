@@ -1,4 +1,4 @@
-//! The login flow's state: sign-in transactions, sessions, failed logins.
+//! The login flow's state: sign-in transactions, sessions, throttled attempts.
 
 use super::*;
 
@@ -135,29 +135,69 @@ pub(crate) async fn login_sessions_end_alone_per_user_or_at_expiry(t: Ctx) {
     other.close().await;
 }
 
-pub(crate) async fn login_failures_count_in_a_sliding_window(t: Ctx) {
+/// Three free attempts, then 2 s doubling to 10 s; remembered 60 s.
+const RULE: AttemptRule = AttemptRule {
+    free: 3,
+    first_delay: 2,
+    max_delay: 10,
+    memory: 60,
+};
+
+pub(crate) async fn attempts_are_delayed_growing_and_forgiven(t: Ctx) {
     let s = &*t.store;
-    assert_eq!(s.login_failures("a@x.test", NOW).await.unwrap(), 0);
-    for n in 1..=3 {
-        let count = s
-            .record_login_failure("a@x.test", NOW + n, 300)
-            .await
-            .unwrap();
-        assert_eq!(count, u32::try_from(n).unwrap());
-    }
-    assert_eq!(s.login_failures("a@x.test", NOW + 3).await.unwrap(), 3);
-    assert_eq!(s.login_failures("b@x.test", NOW + 3).await.unwrap(), 0);
-    // Each failure moved the window's end: it closes 300 s after the last one.
-    assert_eq!(s.login_failures("a@x.test", NOW + 302).await.unwrap(), 3);
-    assert_eq!(s.login_failures("a@x.test", NOW + 303).await.unwrap(), 0);
-    // A failure after the window closed starts over.
+    let counted = |failures, delayed_until| Attempt::Counted {
+        failures,
+        delayed_until,
+    };
+    let take = |now| s.take_attempt("k", now, &RULE);
+    assert_eq!(take(NOW).await.unwrap(), counted(1, NOW));
+    assert_eq!(take(NOW).await.unwrap(), counted(2, NOW));
+    assert_eq!(take(NOW).await.unwrap(), counted(3, NOW + 2));
+    // During the delay: refused, not counted, not extended.
     assert_eq!(
-        s.record_login_failure("a@x.test", NOW + 400, 300)
-            .await
-            .unwrap(),
-        1
+        take(NOW + 1).await.unwrap(),
+        Attempt::Delayed { until: NOW + 2 }
     );
-    // Failures at once through several replicas are all counted.
+    assert_eq!(
+        take(NOW + 1).await.unwrap(),
+        Attempt::Delayed { until: NOW + 2 }
+    );
+    // Doubling up to the cap.
+    assert_eq!(take(NOW + 2).await.unwrap(), counted(4, NOW + 6));
+    assert_eq!(take(NOW + 6).await.unwrap(), counted(5, NOW + 14));
+    assert_eq!(take(NOW + 14).await.unwrap(), counted(6, NOW + 24));
+    // Another key is unaffected.
+    assert_eq!(
+        s.take_attempt("other", NOW + 14, &RULE).await.unwrap(),
+        counted(1, NOW + 14)
+    );
+    // Forgiving below the free attempts ends the delay it set.
+    s.forgive_attempt("k", NOW + 20, &RULE).await.unwrap();
+    assert_eq!(
+        take(NOW + 20).await.unwrap(),
+        Attempt::Delayed { until: NOW + 24 }
+    );
+    for _ in 0..3 {
+        s.forgive_attempt("k", NOW + 20, &RULE).await.unwrap();
+    }
+    // Now at two: the next counts (third, delay begins again at 2 s).
+    assert_eq!(take(NOW + 20).await.unwrap(), counted(3, NOW + 22));
+    // Cleared: starts over.
+    s.clear_attempts("k").await.unwrap();
+    assert_eq!(take(NOW + 20).await.unwrap(), counted(1, NOW + 20));
+    // Forgotten `memory` seconds after its last delay: starts over.
+    assert_eq!(take(NOW + 20 + 60).await.unwrap(), counted(1, NOW + 80));
+    // Forgiving an absent key changes nothing.
+    s.forgive_attempt("absent", NOW, &RULE).await.unwrap();
+    assert_eq!(
+        s.take_attempt("absent", NOW, &RULE).await.unwrap(),
+        counted(1, NOW)
+    );
+}
+
+pub(crate) async fn attempts_at_once_across_replicas_count_once_each(t: Ctx) {
+    // Ten at once through two replicas: exactly the free three are counted
+    // before the delay; the other seven are refused.
     let other = t.open_another().await;
     let mut tasks = Vec::new();
     for i in 0..10 {
@@ -167,20 +207,22 @@ pub(crate) async fn login_failures_count_in_a_sliding_window(t: Ctx) {
             other.clone()
         };
         tasks.push(tokio::spawn(async move {
-            store
-                .record_login_failure("c@x.test", NOW, 300)
-                .await
-                .unwrap()
+            store.take_attempt("c", NOW, &RULE).await.unwrap()
         }));
     }
-    let mut seen = Vec::new();
+    let mut counted = Vec::new();
+    let mut delayed = 0;
     for task in tasks {
-        seen.push(task.await.unwrap());
+        match task.await.unwrap() {
+            Attempt::Counted { failures, .. } => counted.push(failures),
+            Attempt::Delayed { until } => {
+                assert_eq!(until, NOW + 2);
+                delayed += 1;
+            }
+        }
     }
-    seen.sort_unstable();
-    assert_eq!(seen, (1..=10).collect::<Vec<u32>>());
-    s.clear_login_failures("c@x.test").await.unwrap();
-    assert_eq!(s.login_failures("c@x.test", NOW).await.unwrap(), 0);
+    counted.sort_unstable();
+    assert_eq!((counted, delayed), (vec![1, 2, 3], 7));
     other.close().await;
 }
 
@@ -193,12 +235,18 @@ pub(crate) async fn purging_ends_finished_login_state(t: Ctx) {
     s.create_login_session(&session("s1", "usr_a"))
         .await
         .unwrap();
-    s.record_login_failure("a@x.test", NOW, 300).await.unwrap();
+    s.take_attempt("a", NOW, &RULE).await.unwrap();
     // Nothing has ended yet.
     s.purge_expired(NOW).await.unwrap();
     assert!(s.get_login_transaction("h1", NOW).await.unwrap().is_some());
     assert!(s.get_login_session("s1", NOW).await.unwrap().is_some());
-    assert_eq!(s.login_failures("a@x.test", NOW).await.unwrap(), 1);
+    assert_eq!(
+        s.take_attempt("a", NOW, &RULE).await.unwrap(),
+        Attempt::Counted {
+            failures: 2,
+            delayed_until: NOW
+        }
+    );
     // Past every expiry, all three go.
     assert_eq!(s.purge_expired(NOW + 3600).await.unwrap(), 3);
 }

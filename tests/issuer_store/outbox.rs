@@ -32,6 +32,28 @@ pub(crate) async fn webhooks(t: Ctx) {
     all.events = Some(vec![]);
     s.upsert_webhook(&all).await.unwrap();
     assert_eq!(s.list_webhooks().await.unwrap(), vec![all, some.clone()]);
+    // A secret is replaced only while it is still the one expected (sealing
+    // at start races nothing: a changed or deleted webhook stays as it is).
+    let plain = some.secret.clone();
+    assert!(
+        s.replace_webhook_secret("whk_b", &plain, "pcws1:sealed")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.replace_webhook_secret("whk_b", &plain, "pcws1:again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.replace_webhook_secret("whk_x", &plain, "pcws1:none")
+            .await
+            .unwrap()
+    );
+    let some = Webhook {
+        secret: "pcws1:sealed".into(),
+        ..some
+    };
     assert!(s.delete_webhook("whk_a").await.unwrap());
     assert!(!s.delete_webhook("whk_a").await.unwrap());
     assert_eq!(s.list_webhooks().await.unwrap(), vec![some]);

@@ -603,8 +603,20 @@ pub async fn get(url: &str, bearer: Option<&str>) -> (StatusCode, HeaderMap, Str
 
 /// Sends a request over a fresh HTTP/1.1 connection.
 pub async fn send(req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, String) {
+    send_from(None, req).await
+}
+
+/// As [`send`], from the local address `from` (any of 127.0.0.0/8 on
+/// Linux): the server sees another source address, as it would another
+/// client's.
+pub async fn send_from(
+    from: Option<std::net::IpAddr>,
+    req: Request<Full<Bytes>>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_local_address(from);
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
+        .build::<_, Full<Bytes>>(http);
     let resp = client.request(req).await.expect("request");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
@@ -613,6 +625,11 @@ pub async fn send(req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, String) 
         parts.headers,
         String::from_utf8_lossy(&body).into_owned(),
     )
+}
+
+/// The loopback address 127.0.0.`n`, a source address for [`send_from`].
+pub fn loopback(n: u8) -> Option<std::net::IpAddr> {
+    Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)))
 }
 
 /// Writes raw bytes to `addr` and reads the whole answer (the request should

@@ -106,6 +106,17 @@ pub async fn request(
     cookies: &[String],
     form: Option<&str>,
 ) -> (StatusCode, HeaderMap, String) {
+    request_from(None, method, url, cookies, form).await
+}
+
+/// As [`request`], from the local address `from` (see `send_from`).
+pub async fn request_from(
+    from: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    cookies: &[String],
+    form: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
     let mut req = Request::builder().method(method).uri(url);
     if !cookies.is_empty() {
         req = req.header("cookie", cookies.join("; "));
@@ -114,7 +125,7 @@ pub async fn request(
         req = req.header("content-type", "application/x-www-form-urlencoded");
     }
     let body = Bytes::from(form.unwrap_or_default().to_owned());
-    super::send(req.body(Full::new(body)).unwrap()).await
+    super::send_from(from, req.body(Full::new(body)).unwrap()).await
 }
 
 /// The `name=value` pairs of the response's `Set-Cookie` headers.
@@ -210,6 +221,18 @@ pub async fn login_attempts(
     email: &str,
     passwords: &[&str],
 ) -> Vec<StatusCode> {
+    login_attempts_from(None, base, client_id, redirect_uri, email, passwords).await
+}
+
+/// As [`login_attempts`], the form submitted from the local address `from`.
+pub async fn login_attempts_from(
+    from: Option<std::net::IpAddr>,
+    base: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    email: &str,
+    passwords: &[&str],
+) -> Vec<StatusCode> {
     let verifier = portcullis::issuer::token::random_token(32);
     let query = format!(
         "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
@@ -232,7 +255,8 @@ pub async fn login_attempts(
             enc(email),
             enc(password)
         );
-        let (status, _, _) = request("POST", &format!("{base}/login"), &cookies, Some(&form)).await;
+        let url = format!("{base}/login");
+        let (status, _, _) = request_from(from, "POST", &url, &cookies, Some(&form)).await;
         statuses.push(status);
     }
     statuses

@@ -23,6 +23,8 @@ pub struct Portcullis {
     child: tokio::process::Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// Every JSON line of its log so far.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl Portcullis {
@@ -35,20 +37,23 @@ impl Portcullis {
     /// As [`Portcullis::start`], with `vars` added to its environment.
     pub async fn start_with_env(config: &Path, vars: &[(&str, &str)]) -> Portcullis {
         let mut cmd = tokio::process::Command::new(BIN);
-        cmd.envs(vars.iter().copied());
         cmd.arg("run")
             .arg("-c")
             .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        // The test's own environment out first, then what the test gives.
         for name in AMBIENT {
             cmd.env_remove(name);
         }
+        cmd.envs(vars.iter().copied());
         let mut child = cmd.spawn().expect("spawn portcullis");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        // Keeps reading (and dropping) the log, so that the pipe never fills.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Keeps reading (and keeping) the log, so that the pipe never fills.
+        let kept = logs.clone();
         tokio::spawn(async move {
             let mut tx = Some(tx);
             let mut lines = BufReader::new(stdout).lines();
@@ -58,9 +63,10 @@ impl Portcullis {
                 };
                 if v["message"] == "Listening" {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(v);
+                        let _ = tx.send(v.clone());
                     }
                 }
+                kept.lock().unwrap().push(v);
             }
         });
         let listening = tokio::time::timeout(Duration::from_secs(30), rx)
@@ -78,6 +84,7 @@ impl Portcullis {
             child,
             proxy: addr("proxy"),
             admin: addr("admin"),
+            logs,
         };
         let readyz = format!("http://{}/readyz", p.admin);
         super::eventually("/readyz to answer 200", || {
@@ -90,6 +97,23 @@ impl Portcullis {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
+    }
+
+    /// The log lines so far whose `message` contains `text`.
+    pub fn logged(&self, text: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(text)))
+            .cloned()
+            .collect()
+    }
+
+    /// Every log line so far, as written.
+    pub fn log_text(&self) -> String {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().map(|v| v.to_string() + "\n").collect()
     }
 
     /// The process id.
@@ -106,11 +130,17 @@ impl Portcullis {
 /// Runs `portcullis admin -c <config> <args>`; asserts exit 0 and returns
 /// the JSON it printed.
 pub fn admin(config: &Path, args: &[&str]) -> Value {
+    admin_with_env(config, args, &[])
+}
+
+/// As [`admin`], with `vars` added to its environment.
+pub fn admin_with_env(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Value {
     let mut cmd = std::process::Command::new(BIN);
     cmd.arg("admin").arg("-c").arg(config).args(args);
     for name in AMBIENT {
         cmd.env_remove(name);
     }
+    cmd.envs(vars.iter().copied());
     let out = cmd.output().expect("run portcullis admin");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

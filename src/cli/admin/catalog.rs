@@ -16,7 +16,7 @@ use portcullis::issuer::manage::{self, Actor, NewClient, NewWebhook};
 use portcullis::issuer::signing::MasterKey;
 use portcullis::issuer::store::{ScopeMap, Store};
 
-use super::Failure;
+use super::{Failure, SecretArg};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ApiCommand {
@@ -67,6 +67,12 @@ pub(super) enum ClientCommand {
         /// Scopes of `--api` the client may obtain.
         #[arg(long = "scope", num_args = 1.., requires = "api")]
         scopes: Vec<String>,
+        /// An API whose access tokens this confidential client may
+        /// introspect although issued to other clients (a resource
+        /// server's client); repeat for several. Without it, a client
+        /// introspects its own tokens only.
+        #[arg(long = "introspect", value_name = "API")]
+        introspection: Vec<String>,
     },
     /// List the clients (never their secrets or hashes).
     List,
@@ -101,7 +107,7 @@ pub(super) enum WebhookCommand {
         /// A Standard Webhooks secret (`whsec_` and base64 of 24 to 64
         /// bytes); one is generated when absent.
         #[arg(long)]
-        secret: Option<String>,
+        secret: Option<SecretArg>,
     },
     /// List the webhooks created here or through the admin API (never their
     /// secrets).
@@ -150,6 +156,7 @@ impl ClientCommand {
                 require_pkce,
                 api,
                 scopes,
+                introspection,
             } => {
                 let scopes: ScopeMap = api.into_iter().map(|a| (a, scopes.clone())).collect();
                 let new = NewClient {
@@ -159,6 +166,7 @@ impl ClientCommand {
                     public,
                     require_pkce,
                     scopes,
+                    introspection,
                 };
                 let created = manage::create_client(db, actor, new).await?;
                 let mut out = client_json(&created.client);
@@ -210,9 +218,25 @@ impl WebhookCommand {
                 let new = NewWebhook {
                     url,
                     events: (!events.is_empty()).then_some(events),
-                    secret,
+                    secret: secret.map(SecretArg::expose),
                 };
-                let hook = manage::create_webhook(db, actor, &section.webhooks, new).await?;
+                let master = MasterKey::from_env(&|name| std::env::var(name).ok())
+                    .context("PORTCULLIS_MASTER_KEY is unusable")
+                    .map_err(Failure::Refused)?;
+                if master.is_none() {
+                    eprintln!(
+                        "portcullis: PORTCULLIS_MASTER_KEY is not set: the webhook secret is stored unencrypted (a gateway started with it set seals it)"
+                    );
+                }
+                let hook = manage::create_webhook(
+                    db,
+                    actor,
+                    &section.webhooks,
+                    new,
+                    master.as_ref(),
+                    &section.webhook_address_policy,
+                )
+                .await?;
                 let mut out = webhook_json(&hook);
                 if let Some(map) = out.as_object_mut() {
                     map.insert("secret".into(), Value::String(hook.secret));

@@ -15,7 +15,7 @@ use portcullis::issuer::manage::views::{
 use portcullis::issuer::manage::{self, Actor, NewUser, UserChanges};
 use portcullis::issuer::store::Store;
 
-use super::Failure;
+use super::{Failure, SecretArg};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum OrgCommand {
@@ -39,7 +39,7 @@ pub(super) enum UserCommand {
         email: String,
         /// The password (stored as an argon2id hash).
         #[arg(long)]
-        password: Option<String>,
+        password: Option<SecretArg>,
         /// Read the password from standard input (one trailing newline is
         /// dropped) instead of `--password`.
         #[arg(long)]
@@ -82,7 +82,7 @@ pub(super) enum UserCommand {
         email_verified: Option<bool>,
         /// A new password (stored as an argon2id hash).
         #[arg(long)]
-        password: Option<String>,
+        password: Option<SecretArg>,
         /// Read the new password from standard input (one trailing newline
         /// is dropped) instead of `--password`.
         #[arg(long)]
@@ -146,9 +146,9 @@ pub(super) enum MemberCommand {
 
 /// The password of `--password`, or of standard input with `--password-stdin`
 /// (clap lets at most one through).
-fn password(flag: Option<String>, stdin: bool) -> Result<Option<String>, Failure> {
+fn password(flag: Option<SecretArg>, stdin: bool) -> Result<Option<String>, Failure> {
     if !stdin {
-        return Ok(flag);
+        return Ok(flag.map(SecretArg::expose));
     }
     let mut text = String::new();
     std::io::stdin()

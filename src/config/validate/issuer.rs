@@ -1,15 +1,16 @@
 //! Cross-checks of the built-in issuer's `issuer:` section: lifetimes within their
-//! bounds, clients consistent with their kind (public or confidential) and grants,
-//! client scopes that name declared resources, webhooks without duplicates.
+//! bounds, resources (the admin scope reserved to the admin API), clients
+//! (`clients.rs`), webhooks without duplicates and at addresses the address
+//! policy allows.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Checker;
-use crate::config::raw::{RawClient, RawIssuerSection, RawResource, RawWebhook};
-use crate::config::value::{absolute_uri, scope_token};
+use crate::config::raw::{RawIssuerSection, RawResource, RawWebhook};
+use crate::config::value::{ADMIN_SCOPE, absolute_uri, admin_audience, scope_token};
 use crate::config::{
-    ClientConfig, GrantType, IssuerSection, ResourceConfig, Secret, SigningAlg, WebhookConfig,
+    IssuerSection, ResourceConfig, SigningAlg, WebhookAddressPolicy, WebhookConfig,
 };
 
 const DEFAULT_DATABASE: &str = "sqlite://portcullis.db";
@@ -24,8 +25,9 @@ const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3_600);
 const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
 /// Below this, keys would churn faster than JWKS caches refresh.
 const MIN_KEY_ROTATION: Duration = Duration::from_secs(3_600);
-/// The ID-token algorithm when a client names none (OIDC Discovery requires RS256).
-const DEFAULT_ID_TOKEN_ALG: SigningAlg = SigningAlg::RS256;
+mod clients;
+
+use clients::client;
 
 /// Checks the section and returns it with every default filled in; problems go
 /// to `c`.
@@ -99,7 +101,8 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
             "`refresh_reuse_grace` must be at most 60s",
         );
     }
-    let resources = resources(c, raw.resources);
+    let admin = admin_audience(&raw.url.0.0);
+    let resources = resources(c, raw.resources, &admin);
     let mut ids = HashSet::new();
     let clients = raw
         .clients
@@ -112,10 +115,18 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
                     format!("client `{}` is declared twice", r.client_id),
                 );
             }
-            client(c, i, r, &resources, &signing_algs)
+            client(c, i, r, &resources, &signing_algs, &admin)
         })
         .collect();
-    let webhooks = webhooks(c, raw.webhooks);
+    let webhook_address_policy = match raw.webhook_address_policy {
+        Some(p) => WebhookAddressPolicy {
+            allow_private: p.allow_private.unwrap_or(false),
+            allow: p.allow.into_iter().map(|c| c.0).collect(),
+            deny: p.deny.into_iter().map(|c| c.0).collect(),
+        },
+        None => WebhookAddressPolicy::default(),
+    };
+    let webhooks = webhooks(c, raw.webhooks, &webhook_address_policy);
     IssuerSection {
         url: raw.url.0.0,
         database,
@@ -130,6 +141,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
         resources,
         clients,
         webhooks,
+        webhook_address_policy,
     }
 }
 
@@ -138,10 +150,24 @@ fn has_duplicates<T: Eq + std::hash::Hash>(items: &[T]) -> bool {
     !items.iter().all(|i| seen.insert(i))
 }
 
-fn resources(c: &mut Checker<'_>, raw: Vec<RawResource>) -> Vec<ResourceConfig> {
+fn resources(c: &mut Checker<'_>, raw: Vec<RawResource>, admin: &str) -> Vec<ResourceConfig> {
     let mut seen = HashSet::new();
     for (i, r) in raw.iter().enumerate() {
         let key = format!("issuer.resources[{i}]");
+        if r.identifier == admin {
+            c.error(
+                &format!("{key}.identifier"),
+                format!("`{admin}` is the admin API's resource, which the issuer declares itself (with `{ADMIN_SCOPE}`); leave it out"),
+            );
+        }
+        for (j, s) in r.scopes.iter().enumerate() {
+            if s == ADMIN_SCOPE && r.identifier != admin {
+                c.error(
+                    &format!("{key}.scopes[{j}]"),
+                    format!("`{ADMIN_SCOPE}` exists only on the admin API's resource `{admin}`: a token for any other API would carry it to that API's upstreams"),
+                );
+            }
+        }
         if let Err(e) = absolute_uri(&r.identifier) {
             c.error(
                 &format!("{key}.identifier"),
@@ -180,146 +206,11 @@ fn scopes(c: &mut Checker<'_>, key: &str, list: &[String]) {
     }
 }
 
-fn client(
+fn webhooks(
     c: &mut Checker<'_>,
-    i: usize,
-    r: RawClient,
-    resources: &[ResourceConfig],
-    signing_algs: &[SigningAlg],
-) -> ClientConfig {
-    let key = format!("issuer.clients[{i}]");
-    if r.client_id.is_empty() {
-        c.error(&format!("{key}.client_id"), "a client id must not be empty");
-    }
-    let public = r.public.unwrap_or(false);
-    let grant_types: Vec<GrantType> = r
-        .grant_types
-        .map(|g| g.into_iter().map(|g| g.0).collect())
-        .unwrap_or_default();
-    let client_secret = match (public, r.client_secret) {
-        (true, Some(_)) => {
-            c.error(
-                &format!("{key}.client_secret"),
-                "a public client has no secret",
-            );
-            None
-        }
-        (true, None) => None,
-        (false, Some(s)) if !s.is_empty() => Some(Secret::new(s)),
-        (false, _) => {
-            c.error(
-                &key,
-                "a confidential client needs a `client_secret` (or `public: true`)",
-            );
-            None
-        }
-    };
-    if public && r.require_pkce == Some(false) {
-        c.error(
-            &format!("{key}.require_pkce"),
-            "a public client always needs PKCE",
-        );
-    }
-    grants(c, &key, &grant_types, public, r.redirect_uris.is_empty());
-    for (j, uri) in r.redirect_uris.iter().enumerate() {
-        if let Err(e) = absolute_uri(uri) {
-            c.error(
-                &format!("{key}.redirect_uris[{j}]"),
-                format!("a redirect URI must be absolute: {e}"),
-            );
-        }
-    }
-    let id_alg = match r.id_token_signed_response_alg {
-        Some(a) => {
-            if !signing_algs.contains(&a.0) {
-                c.error(
-                    &format!("{key}.id_token_signed_response_alg"),
-                    format!("`{}` is not in `issuer.signing_algs`", a.0),
-                );
-            }
-            a.0
-        }
-        None => {
-            let issues_id_tokens = grant_types.contains(&GrantType::AuthorizationCode);
-            // An empty list is reported on its own.
-            if issues_id_tokens
-                && !signing_algs.is_empty()
-                && !signing_algs.contains(&DEFAULT_ID_TOKEN_ALG)
-            {
-                c.error(&key, "this client gets ID tokens, signed with RS256 unless `id_token_signed_response_alg` names another, but `issuer.signing_algs` lacks RS256");
-            }
-            DEFAULT_ID_TOKEN_ALG
-        }
-    };
-    for (resource, list) in &r.scopes {
-        let skey = format!("{key}.scopes.{resource}");
-        scopes(c, &skey, list);
-        if resources.is_empty() {
-            // Resources live in the database only: checked when tokens are asked for.
-            continue;
-        }
-        let Some(declared) = resources.iter().find(|d| &d.identifier == resource) else {
-            c.error(
-                &skey,
-                format!("`{resource}` is not a resource declared in `issuer.resources`"),
-            );
-            continue;
-        };
-        for (j, s) in list.iter().enumerate() {
-            // An invalid token is reported once, above.
-            if scope_token(s) && !declared.scopes.contains(s) {
-                c.error(
-                    &format!("{skey}[{j}]"),
-                    format!("`{s}` is not a scope of resource `{resource}`"),
-                );
-            }
-        }
-    }
-    ClientConfig {
-        client_id: r.client_id,
-        client_secret,
-        public,
-        redirect_uris: r.redirect_uris,
-        grant_types,
-        scopes: r.scopes.into_iter().collect(),
-        require_pkce: public || r.require_pkce.unwrap_or(true),
-        id_token_signed_response_alg: id_alg,
-    }
-}
-
-fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no_redirect: bool) {
-    let gkey = format!("{key}.grant_types");
-    if grants.is_empty() {
-        c.error(
-            &gkey,
-            "`grant_types` is required: at least one of client_credentials, authorization_code, refresh_token",
-        );
-    }
-    if has_duplicates(grants) {
-        c.error(&gkey, "`grant_types` names a grant twice");
-    }
-    if public && grants.contains(&GrantType::ClientCredentials) {
-        c.error(
-            &gkey,
-            "a public client cannot use `client_credentials`: it has no secret to authenticate with",
-        );
-    }
-    let code = grants.contains(&GrantType::AuthorizationCode);
-    if grants.contains(&GrantType::RefreshToken) && !code {
-        c.error(
-            &gkey,
-            "`refresh_token` needs `authorization_code`, the only grant that issues refresh tokens",
-        );
-    }
-    if code && no_redirect {
-        c.error(
-            key,
-            "`authorization_code` needs at least one entry in `redirect_uris`",
-        );
-    }
-}
-
-fn webhooks(c: &mut Checker<'_>, raw: Vec<RawWebhook>) -> Vec<WebhookConfig> {
+    raw: Vec<RawWebhook>,
+    policy: &WebhookAddressPolicy,
+) -> Vec<WebhookConfig> {
     let mut urls = HashSet::new();
     raw.into_iter()
         .enumerate()
@@ -330,6 +221,12 @@ fn webhooks(c: &mut Checker<'_>, raw: Vec<RawWebhook>) -> Vec<WebhookConfig> {
                 c.error(
                     &format!("{key}.url"),
                     format!("webhook `{url}` is configured twice"),
+                );
+            }
+            if let Some(what) = url.host().and_then(|h| policy.refuses_host(h)) {
+                c.error(
+                    &format!("{key}.url"),
+                    format!("webhook `{url}` points at a {what} address, which `issuer.webhook_address_policy` refuses (set `allow_private: true` for development, or `allow` the range)"),
                 );
             }
             let events: Option<Vec<_>> = r.events.map(|e| e.into_iter().map(|e| e.0).collect());

@@ -216,6 +216,16 @@ impl ParseValue for IssuerUrl {
     }
 }
 
+/// The scope of the built-in issuer's admin API. It exists only on the admin
+/// API's own resource, [`admin_audience`].
+pub const ADMIN_SCOPE: &str = "portcullis:admin";
+
+/// The audience of the built-in issuer's admin API for the issuer at `url`:
+/// `{url}/admin/v1`. The issuer declares this resource itself.
+pub fn admin_audience(url: &str) -> String {
+    format!("{}/admin/v1", url.trim_end_matches('/'))
+}
+
 /// A secret taken from the file (a client secret). Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -45,6 +45,8 @@ pub(super) struct ClientBody {
     require_pkce: bool,
     #[serde(default)]
     scopes: ScopeMap,
+    #[serde(default)]
+    introspection: Vec<String>,
 }
 
 /// `POST /organizations`.
@@ -176,6 +178,7 @@ impl ClientBody {
             public: self.public,
             require_pkce: self.require_pkce,
             scopes: self.scopes,
+            introspection: self.introspection,
         })
     }
 }

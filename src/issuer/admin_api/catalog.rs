@@ -67,9 +67,18 @@ pub(super) async fn list_webhooks(call: Call<'_>) -> Answer {
 /// `POST /webhooks`: creates a webhook; the response carries its secret
 /// (given or generated), the only time it is shown.
 pub(super) async fn create_webhook(call: Call<'_>) -> Answer {
+    let master = call.master()?;
     let b: WebhookBody = read_json(&call.headers, call.body).await?;
     let configured = &call.section.webhooks;
-    let hook = manage::create_webhook(call.store, call.actor, configured, b.into()).await?;
+    let hook = manage::create_webhook(
+        call.store,
+        call.actor,
+        configured,
+        b.into(),
+        master.as_ref(),
+        &call.section.webhook_address_policy,
+    )
+    .await?;
     let mut out = webhook_json(&hook);
     if let Some(map) = out.as_object_mut() {
         map.insert("secret".into(), Value::String(hook.secret));

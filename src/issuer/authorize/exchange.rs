@@ -357,6 +357,7 @@ mod tests {
             redirect_uris: vec!["http://x/cb".into()],
             scopes: Default::default(),
             id_token_signed_response_alg: None,
+            introspection: Vec::new(),
             created_at: 0,
         }
     }

@@ -1,5 +1,6 @@
-//! `/login` and `/logout`: the password form with its CSRF check and per-account
-//! failure limit, the organization chooser, and ending the session.
+//! `/login`: the password form with its CSRF check, failures slowed down per
+//! account and source address (`throttle`) and argon2 in the login budget
+//! (`kdf`), and the organization chooser. `/logout` is `logout.rs`.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -11,16 +12,17 @@ use super::csrf;
 use super::page;
 use super::request::Params;
 use super::session::{self, Authenticated, LoginTxn};
-use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
-use crate::issuer::clients::{hash_secret, verify_secret};
+use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie};
+use crate::issuer::kdf::{Permit, Refusal};
 use crate::issuer::store::{AuditEntry, StoreError, User, new_id};
+use crate::issuer::throttle::{self, Keys, Source, Verdict};
 use crate::issuer::token::random_token;
 
 /// The largest login form read.
 const MAX_FORM: usize = 16 * 1024;
 
 /// A login form body; `None` when it is not a readable urlencoded form.
-async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
+pub(super) async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
     let (parts, body) = req.into_parts();
     let is_form = parts
         .headers
@@ -57,7 +59,31 @@ fn form_again(
         email,
         Some(message),
     );
-    page::html(status, form)
+    form_page(status, form, txn)
+}
+
+/// A page with a form of login transaction `txn`: a successful submission
+/// redirects to the client, which the CSP lets through.
+fn form_page(status: StatusCode, body: String, txn: &LoginTxn) -> Response<Full<Bytes>> {
+    page::html_with_form_target(status, body, Some(&txn.request.target.redirect_uri))
+}
+
+/// The login form again with `message`, `status` and `Retry-After`: the
+/// attempt was not checked and may be made again after `retry_after` seconds.
+fn wait_page(
+    id: &str,
+    txn: &LoginTxn,
+    email: &str,
+    status: StatusCode,
+    message: &str,
+    retry_after: u64,
+) -> Response<Full<Bytes>> {
+    let mut resp = form_again(id, txn, email, status, message);
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(retry_after.max(1)),
+    );
+    resp
 }
 
 /// The page for a transaction that expired or already finished.
@@ -71,7 +97,7 @@ pub(super) fn expired() -> Response<Full<Bytes>> {
 }
 
 /// A failure of the login state store, as a page (ours; logged).
-fn server_error(err: &session::StateError) -> Response<Full<Bytes>> {
+pub(super) fn server_error(err: &session::StateError) -> Response<Full<Bytes>> {
     let _ = AuthorizeError::state(err);
     page::html(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,17 +123,19 @@ impl Flow {
             Some(user) => self.choose(id, &txn, user).await,
             None => {
                 let hint = txn.request.login_hint.as_deref().unwrap_or_default();
-                page::html(
-                    StatusCode::OK,
-                    page::login_form(id, &txn.csrf, &txn.request.client_name, hint, None),
-                )
+                let form = page::login_form(id, &txn.csrf, &txn.request.client_name, hint, None);
+                form_page(StatusCode::OK, form, &txn)
             }
         }
     }
 
     /// `POST /login`: checks the CSRF token, then the password (or the chosen
     /// organization), then continues the authorization.
-    pub(super) async fn login_submit(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(super) async fn login_submit(
+        &self,
+        req: Request<Incoming>,
+        source: &Source,
+    ) -> Response<Full<Bytes>> {
         let Some((form, headers)) = read_form(req).await else {
             return page::html(
                 StatusCode::BAD_REQUEST,
@@ -146,7 +174,8 @@ impl Flow {
                 .await;
         }
         let previous = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE));
-        self.check_password(&id, &txn, &form, previous).await
+        self.check_password(&id, &txn, &form, previous, source)
+            .await
     }
 
     async fn check_password(
@@ -155,38 +184,69 @@ impl Flow {
         txn: &LoginTxn,
         form: &Params,
         previous: Option<&str>,
+        source: &Source,
     ) -> Response<Full<Bytes>> {
         let email = form.get("email").unwrap_or_default();
         let account = email.to_lowercase();
         let now = self.clock.now_unix();
-        // The attempt is counted before the password is checked, so guesses sent
-        // at once cannot all pass a check made before any of them failed.
-        match self.state.attempt(&account, now).await {
-            Ok(n) if n <= session::MAX_LOGIN_FAILURES => {}
-            Ok(n) => {
-                tracing::debug!(reason = "locked", "Login refused");
-                // One audit entry when the lock begins, not one per refusal.
-                if n == session::MAX_LOGIN_FAILURES + 1 {
-                    self.audit_login("login.locked", None, &account, &txn.request.client_id)
-                        .await;
-                }
-                let message = "too many failed attempts; try again in a few minutes";
-                let mut resp = form_again(id, txn, email, StatusCode::TOO_MANY_REQUESTS, message);
-                resp.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from(session::FAILURE_WINDOW.as_secs()),
+        // The attempt is counted before the password is checked, so guesses
+        // sent at once cannot all pass a check made before any of them failed.
+        // Unknown emails are counted like known ones: the throttle must not
+        // tell them apart either.
+        let keys = Keys::new(throttle::LOGIN, &account, source);
+        let delays_begin = match self.throttle.attempt(&keys, now).await {
+            Ok(Verdict::Check { delays_begin }) => delays_begin,
+            Ok(Verdict::Wait { retry_after }) => {
+                tracing::debug!(
+                    source = source.as_str(),
+                    reason = "throttled",
+                    "Login refused"
                 );
-                return resp;
+                let message = "too many failed sign-ins for this account from your network; wait a moment and try again";
+                return wait_page(
+                    id,
+                    txn,
+                    email,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    message,
+                    retry_after,
+                );
             }
-            Err(e) => return server_error(&e),
-        }
+            Err(e) => return server_error(&e.into()),
+        };
+        let permit = match self.budget.admit(source).await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                if let Err(e) = self.throttle.unchecked(&keys, now).await {
+                    return server_error(&e.into());
+                }
+                let (status, message) = match refusal {
+                    Refusal::Busy => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is busy; try again in a moment",
+                    ),
+                    Refusal::SourceBusy => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "another sign-in from your network is in progress; try again in a moment",
+                    ),
+                };
+                return wait_page(id, txn, email, status, message, 1);
+            }
+        };
         let password = form.get("password").unwrap_or_default().to_owned();
-        let user = match self.authenticate(email, password).await {
+        let checked = self.authenticate(&permit, email, password).await;
+        drop(permit);
+        let user = match checked {
             Ok(Some(user)) => user,
             Ok(None) => {
                 tracing::debug!(reason = "bad_credentials", "Login refused");
                 self.audit_login("login.failed", None, &account, &txn.request.client_id)
                     .await;
+                if delays_begin {
+                    // Once per run of failures, not once per refusal.
+                    self.audit_login("login.throttled", None, &account, &txn.request.client_id)
+                        .await;
+                }
                 let message = "wrong email or password";
                 return form_again(id, txn, email, StatusCode::UNAUTHORIZED, message);
             }
@@ -204,7 +264,10 @@ impl Flow {
         };
         let session_id = random_token(32);
         let started = async {
-            self.state.succeeded(&account).await?;
+            self.throttle
+                .succeeded(&keys, now)
+                .await
+                .map_err(session::StateError::from)?;
             // A new sign-in replaces the browser's session (prompt=login,
             // max_age, or another user on the same browser).
             if let Some(previous) = previous {
@@ -262,30 +325,27 @@ impl Flow {
         }
     }
 
-    /// The user with this email and password. An unknown email (or a user
-    /// without a password) still costs one argon2 verification, so timing does
-    /// not tell which accounts exist.
+    /// The user with this email and password, checked in `permit`'s argon2
+    /// slot. An unknown email (or a user without a password) holds the slot
+    /// as long as a verification takes, computing nothing (see
+    /// [`Permit::imitate`]), so timing does not tell which accounts exist.
     async fn authenticate(
         &self,
+        permit: &Permit<'_>,
         email: &str,
         password: String,
     ) -> Result<Option<User>, StoreError> {
         let user = self.store.get_user_by_email(email).await?;
-        let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
-            Some(hash) => hash,
-            None => {
-                let dummy = self
-                    .dummy_hash
-                    .get_or_init(|| async {
-                        hash_secret(random_token(16)).await.unwrap_or_default()
-                    })
-                    .await;
-                verify_secret(password, dummy.clone()).await;
-                return Ok(None);
+        match user.as_ref().and_then(|u| u.password_hash.clone()) {
+            Some(hash) => {
+                let ok = permit.verify(password, hash).await;
+                Ok(user.filter(|_| ok))
             }
-        };
-        let ok = verify_secret(password, hash).await;
-        Ok(user.filter(|_| ok))
+            None => {
+                permit.imitate().await;
+                Ok(None)
+            }
+        }
     }
 
     /// The organization chooser for a signed-in user with several memberships.
@@ -308,82 +368,6 @@ impl Flow {
             };
             orgs.push((m.org_id, name));
         }
-        page::html(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs))
-    }
-
-    /// `GET` or `POST /logout` (OIDC RP-Initiated Logout): ends the session;
-    /// returns to `post_logout_redirect_uri` only when it is one of the
-    /// client's redirect URIs, the client being named by `client_id` or by the
-    /// audience of `id_token_hint` (an ID token of ours, expired or not).
-    pub(super) async fn logout(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
-        let post = req.method() == http::Method::POST;
-        let headers = req.headers().clone();
-        let params = match post {
-            true => read_form(req).await.map(|(p, _)| p).unwrap_or(query),
-            false => query,
-        };
-        // The session ends whatever the rest of the request is worth; the
-        // parameters only decide where the browser goes next.
-        if let Some(id) = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE)) {
-            if let Err(e) = self.state.end_session(id).await {
-                return server_error(&e);
-            }
-        }
-        let clear = self.jar.set(SESSION_COOKIE, "", "Lax", 0);
-        let client_id = match self.logout_client(&params) {
-            Ok(client) => client,
-            Err(message) => {
-                let mut resp = page::html(StatusCode::BAD_REQUEST, page::error_page(message));
-                add_cookie(&mut resp, &clear);
-                return resp;
-            }
-        };
-        let mut back = None;
-        if let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), client_id) {
-            if let Ok(Some(client)) = self.store.get_client(&client_id).await {
-                if client.redirect_uris.iter().any(|r| r == uri) {
-                    back = Some(match params.get("state") {
-                        Some(state) => with_query(uri, &[("state", state)]),
-                        None => uri.to_owned(),
-                    });
-                }
-            }
-        }
-        let mut resp = match back {
-            Some(uri) => redirect(&uri),
-            None => page::html(StatusCode::OK, page::signed_out()),
-        };
-        add_cookie(&mut resp, &clear);
-        resp
-    }
-
-    /// The client a logout request names: `client_id`, or the audience of
-    /// `id_token_hint`; both must agree when both are sent. A hint that is not
-    /// an ID token of ours is refused.
-    fn logout_client(&self, params: &Params) -> Result<Option<String>, &'static str> {
-        if params.repeated {
-            return Err("the logout request repeats a parameter");
-        }
-        let named = params.get("client_id").map(str::to_owned);
-        let Some(hint) = params.get("id_token_hint") else {
-            return Ok(named);
-        };
-        let claims = self
-            .signed_by_us(hint)
-            .ok()
-            // Access tokens carry `client_id`; ID tokens do not.
-            .filter(|c| !c.contains_key("client_id"))
-            .ok_or("the id_token_hint is not an ID token of this issuer")?;
-        let aud = match claims.get("aud") {
-            Some(serde_json::Value::String(a)) => Some(a.clone()),
-            Some(serde_json::Value::Array(a)) if a.len() == 1 => a[0].as_str().map(str::to_owned),
-            _ => None,
-        };
-        let aud = aud.ok_or("the id_token_hint is not an ID token of this issuer")?;
-        match named {
-            Some(c) if c != aud => Err("client_id does not match the id_token_hint"),
-            _ => Ok(Some(aud)),
-        }
+        form_page(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs), txn)
     }
 }

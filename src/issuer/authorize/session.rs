@@ -1,6 +1,6 @@
 //! What the login flow remembers between requests, kept in the store so that
-//! every replica sees it and a restart signs nobody out: login transactions,
-//! browser sessions, and failed logins per account. Identifiers reach the store
+//! every replica sees it and a restart signs nobody out: login transactions
+//! and browser sessions (failed logins are `throttle`'s). Identifiers reach the store
 //! only as hashes; the plain values live in the browser's URL and cookies.
 
 use std::sync::Arc;
@@ -14,11 +14,6 @@ use crate::issuer::token::token_hash;
 pub const TRANSACTION_TTL: Duration = Duration::from_secs(600);
 /// How long a browser session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
-/// Failed logins allowed per account per [`FAILURE_WINDOW`] (attempts are
-/// counted as they start; a successful one clears the count).
-pub const MAX_LOGIN_FAILURES: u32 = 5;
-/// The window of the login failure limit (each failure restarts it).
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
 /// A user who proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +24,22 @@ pub struct Authenticated {
 }
 
 /// One pending authorization: the request, its CSRF token, and the user once
-/// known (while they choose an organization).
-#[derive(Debug, Clone)]
+/// known (while they choose an organization). Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct LoginTxn {
     pub request: AuthRequest,
     pub csrf: String,
     pub user: Option<Authenticated>,
+}
+
+impl std::fmt::Debug for LoginTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginTxn")
+            .field("request", &self.request)
+            .field("csrf", &crate::issuer::store::Redacted)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 /// Why the login state could not be read or written.
@@ -139,28 +144,28 @@ impl LoginState {
         self.store.delete_login_session(&token_hash(id)).await?;
         Ok(())
     }
-
-    /// Counts a login attempt for the account (a lowercased email) before its
-    /// password is checked; returns the attempts in the window, which a
-    /// successful login clears. More than [`MAX_LOGIN_FAILURES`]: locked out.
-    pub async fn attempt(&self, account: &str, now: i64) -> Result<u32, StateError> {
-        Ok(self
-            .store
-            .record_login_failure(&account_key(account), now, secs(FAILURE_WINDOW))
-            .await?)
-    }
-
-    /// Forgets the account's failures after a successful login.
-    pub async fn succeeded(&self, account: &str) -> Result<(), StateError> {
-        Ok(self
-            .store
-            .clear_login_failures(&account_key(account))
-            .await?)
-    }
 }
 
-/// The key of an account's failures in the store's failure counters (beside
-/// the token endpoint's, which count clients).
-fn account_key(account: &str) -> String {
-    format!("account:{account}")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_does_not_show_its_csrf_token() {
+        let request: AuthRequest = serde_json::from_value(serde_json::json!({
+            "client_id": "web", "client_name": "Web",
+            "target": { "redirect_uri": "http://127.0.0.1/cb", "state": null },
+            "nonce": null, "scope": null, "resource": null, "allowed": [],
+            "code_challenge": null, "organization": null, "offline": false,
+        }))
+        .unwrap();
+        let txn = LoginTxn {
+            request,
+            csrf: "csrf-secret-0123456789".into(),
+            user: None,
+        };
+        let shown = format!("{txn:?}");
+        assert!(!shown.contains("csrf-secret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
 }

@@ -8,7 +8,7 @@ use super::{Actor, ManageError, audit, check_grants, check_name, invalid};
 use crate::config::value::absolute_uri;
 use crate::config::{GrantType, SigningAlg};
 use crate::issuer::clients::hash_secret;
-use crate::issuer::store::{Client, ScopeMap, Store, new_id};
+use crate::issuer::store::{Client, ScopeMap, Store, new_id, redacted};
 
 /// Bytes of randomness in a generated client secret (256 bits).
 const SECRET_BYTES: usize = 32;
@@ -29,16 +29,28 @@ pub struct NewClient {
     pub require_pkce: bool,
     /// The scopes it may obtain, per API resource (each must exist).
     pub scopes: ScopeMap,
+    /// API resources whose access tokens it may introspect although issued
+    /// to other clients (each must exist; confidential clients only).
+    pub introspection: Vec<String>,
 }
 
 /// A client just created, with its secret in the clear: the only time it is
-/// ever available.
-#[derive(Debug, Clone)]
+/// ever available. Its `Debug` hides the secret.
+#[derive(Clone)]
 pub struct CreatedClient {
     /// The stored record (its `secret_hash` is the argon2id hash).
     pub client: Client,
     /// The secret; `None` for a public client.
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedClient")
+            .field("client", &self.client)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
 }
 
 /// The grant-type rules of the configuration's declarative clients.
@@ -77,6 +89,26 @@ fn check_client(new: &NewClient) -> Result<(), ManageError> {
     for uri in &new.redirect_uris {
         absolute_uri(uri).map_err(|e| invalid("redirect uri", e))?;
     }
+    if new.public && !new.introspection.is_empty() {
+        return Err(invalid(
+            "introspection",
+            "a public client cannot introspect: introspection needs client authentication",
+        ));
+    }
+    let list = &new.introspection;
+    if list.iter().enumerate().any(|(i, r)| list[..i].contains(r)) {
+        return Err(invalid("introspection", "a resource is listed twice"));
+    }
+    Ok(())
+}
+
+/// Every resource a client may introspect tokens of must exist.
+async fn check_introspection(store: &dyn Store, list: &[String]) -> Result<(), ManageError> {
+    for api in list {
+        if store.get_api_resource(api).await?.is_none() {
+            return Err(ManageError::UnknownApi(api.clone()));
+        }
+    }
     Ok(())
 }
 
@@ -99,16 +131,13 @@ pub async fn create_client(
 ) -> Result<CreatedClient, ManageError> {
     check_client(&new)?;
     check_grants(store, &new.scopes).await?;
+    check_introspection(store, &new.introspection).await?;
     let secret = match new.public {
         true => None,
         false => Some(generate_secret()?),
     };
     let secret_hash = match &secret {
-        Some(s) => Some(
-            hash_secret(s.clone())
-                .await
-                .map_err(|_| ManageError::Crypto)?,
-        ),
+        Some(s) => Some(hash_secret(s.clone()).await.ok_or(ManageError::Crypto)?),
         None => None,
     };
     let client = Client {
@@ -125,6 +154,7 @@ pub async fn create_client(
         redirect_uris: new.redirect_uris,
         scopes: new.scopes,
         id_token_signed_response_alg: Some(SigningAlg::RS256.as_str().to_owned()),
+        introspection: new.introspection,
         created_at: actor.now,
     };
     let mut tx = store.begin().await?;
@@ -135,6 +165,7 @@ pub async fn create_client(
         "require_pkce": client.require_pkce,
         "grant_types": client.grant_types,
         "scopes": client.scopes,
+        "introspection": client.introspection,
     });
     tx.insert_audit(&audit(actor, "client.created", &client.client_id, detail))
         .await?;

@@ -6,13 +6,15 @@ use serde_json::json;
 
 use super::{Actor, ManageError, audit, check_grants, check_name, event, invalid};
 use crate::issuer::clients::hash_secret;
-use crate::issuer::store::{Membership, Organization, Role, ScopeMap, Store, User, new_id};
+use crate::issuer::store::{
+    Membership, Organization, Redacted, Role, ScopeMap, Store, User, new_id,
+};
 
 /// The shortest password a user may be given.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// A user to create.
-#[derive(Debug, Clone)]
+/// A user to create. Its `Debug` hides the password.
+#[derive(Clone)]
 pub struct NewUser {
     /// The email address, unique regardless of letter case.
     pub email: String,
@@ -20,6 +22,16 @@ pub struct NewUser {
     pub password: String,
     /// The full name.
     pub name: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("password", &Redacted)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Creates an organization with a fresh `org_…` id.
@@ -84,9 +96,7 @@ pub async fn create_user(
     if store.get_user_by_email(&new.email).await?.is_some() {
         return Err(ManageError::Exists("a user with this email"));
     }
-    let hash = hash_secret(new.password)
-        .await
-        .map_err(|_| ManageError::Crypto)?;
+    let hash = hash_secret(new.password).await.ok_or(ManageError::Crypto)?;
     let user = User {
         id: new_id("usr"),
         email: new.email,
@@ -108,7 +118,39 @@ pub async fn create_user(
     Ok(user)
 }
 
-/// Creates a role granting `scopes` of the API resource `api`.
+/// The longest role name.
+pub const MAX_ROLE_NAME_LEN: usize = 64;
+
+/// Whether `name` may name a role: 1 to [`MAX_ROLE_NAME_LEN`] of the ASCII
+/// letters, digits and `. _ : @ / + -`. Role names travel in the `roles` claim
+/// and, joined by commas, in the gateway's `X-Auth-Roles` header: a comma
+/// would split one role into two upstream, and spaces, quotes, semicolons,
+/// non-ASCII and control characters have other meanings in headers and
+/// logs, so none of them is allowed.
+pub fn is_role_name(name: &str) -> bool {
+    (1..=MAX_ROLE_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@/+-".contains(&b))
+}
+
+fn check_role_name(name: &str) -> Result<(), ManageError> {
+    match is_role_name(name) {
+        true => Ok(()),
+        // The name is not echoed: it may hold control characters.
+        false => Err(invalid(
+            "role name",
+            format!(
+                "use 1 to {MAX_ROLE_NAME_LEN} of the characters A-Z a-z 0-9 . _ : @ / + - \
+                 (no commas, spaces, quotes or control characters: role names are joined \
+                 by commas in X-Auth-Roles)"
+            ),
+        )),
+    }
+}
+
+/// Creates a role granting `scopes` of the API resource `api`. The name must
+/// pass [`is_role_name`].
 pub async fn create_role(
     store: &dyn Store,
     actor: Actor<'_>,
@@ -116,10 +158,7 @@ pub async fn create_role(
     api: &str,
     scopes: Vec<String>,
 ) -> Result<Role, ManageError> {
-    check_name("role name", name)?;
-    if name.chars().any(char::is_whitespace) {
-        return Err(invalid("role name", "must not contain spaces"));
-    }
+    check_role_name(name)?;
     let grants = ScopeMap::from([(api.to_owned(), scopes)]);
     check_grants(store, &grants).await?;
     let role = Role {

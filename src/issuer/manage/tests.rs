@@ -44,6 +44,7 @@ fn m2m(scopes: &[&str]) -> NewClient {
         public: false,
         require_pkce: false,
         scopes: ScopeMap::from([(API.into(), scopes.iter().map(|s| s.to_string()).collect())]),
+        introspection: vec![],
     }
 }
 
@@ -123,7 +124,48 @@ async fn client_rules_and_references_are_checked() {
     };
     let err = refused(elsewhere).await.unwrap();
     assert!(matches!(err, ManageError::UnknownApi(_)) && err.is_caller_fault());
+    // Introspection of other clients' tokens: existing APIs, confidential
+    // clients, each once.
+    let introspect = |list: &[&str]| NewClient {
+        introspection: list.iter().map(|s| s.to_string()).collect(),
+        ..m2m(&["read"])
+    };
+    let err = refused(introspect(&["https://other.test"])).await.unwrap();
+    assert!(matches!(err, ManageError::UnknownApi(_)), "{err}");
+    let err = refused(introspect(&[API, API])).await.unwrap();
+    assert!(
+        matches!(
+            err,
+            ManageError::Invalid {
+                field: "introspection",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let public = NewClient {
+        public: true,
+        grant_types: vec![GrantType::AuthorizationCode],
+        redirect_uris: vec!["https://app.test/cb".into()],
+        ..introspect(&[API])
+    };
+    let err = refused(public).await.unwrap();
+    assert!(
+        matches!(
+            err,
+            ManageError::Invalid {
+                field: "introspection",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(store.list_clients().await.unwrap().is_empty());
+    let made = create_client(store.as_ref(), cli(), introspect(&[API]))
+        .await
+        .unwrap();
+    let stored = store.get_client(&made.client.client_id).await.unwrap();
+    assert_eq!(stored.unwrap().introspection, [API]);
 
     let err = delete_client(store.as_ref(), cli(), "client_nope").await;
     assert!(matches!(err, Err(ManageError::UnknownClient(_))));
@@ -181,6 +223,39 @@ async fn users_orgs_and_memberships_emit_their_events() {
     create_role(db, cli(), "viewer", API, vec!["read".into()])
         .await
         .unwrap();
+    for bad in [
+        "viewer,admin",
+        "a b",
+        "a\"b",
+        "a'b",
+        "a;b",
+        "a\\b",
+        "a\nb",
+        "é",
+        "",
+    ] {
+        let refused = create_role(db, cli(), bad, API, vec!["read".into()]).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ManageError::Invalid {
+                    field: "role name",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    for good in [
+        "team-lead",
+        "billing.admin",
+        "org:owner",
+        "viewer-ann+x@example.test",
+        "a/b_c",
+    ] {
+        assert!(is_role_name(good), "{good}");
+    }
+    assert!(!is_role_name(&"r".repeat(MAX_ROLE_NAME_LEN + 1)));
     let unknown_role = add_member(db, cli(), &org.id, &ann.id, vec!["admin".into()]).await;
     assert!(matches!(unknown_role, Err(ManageError::UnknownRole(r)) if r == "admin"));
     let unknown_org = add_member(db, cli(), "org_x", &ann.id, vec!["viewer".into()]).await;

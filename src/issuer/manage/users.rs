@@ -9,10 +9,11 @@ use super::tenancy::{check_email, check_password};
 use super::{Actor, ManageError, audit, check_name, event, invalid};
 use crate::config::value::{HttpUrl, ParseValue};
 use crate::issuer::clients::hash_secret;
-use crate::issuer::store::{Store, User};
+use crate::issuer::store::{Store, User, redacted};
 
-/// What to change about a user; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+/// What to change about a user; `None` leaves a field as it is. Its `Debug`
+/// hides the password.
+#[derive(Clone, Default)]
 pub struct UserChanges {
     /// A new full name.
     pub name: Option<String>,
@@ -26,6 +27,18 @@ pub struct UserChanges {
     /// A new password in the clear: stored as an argon2id hash, and every
     /// refresh-token family of the user is revoked with the change.
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for UserChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserChanges")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("picture", &self.picture)
+            .field("email_verified", &self.email_verified)
+            .field("password", &redacted(&self.password))
+            .finish()
+    }
 }
 
 /// Every user, by id (with their password hashes: callers never print those).
@@ -61,11 +74,7 @@ pub async fn update_user(
         return Err(ManageError::Exists("a user with this email"));
     }
     let hash = match changes.password {
-        Some(password) => Some(
-            hash_secret(password)
-                .await
-                .map_err(|_| ManageError::Crypto)?,
-        ),
+        Some(password) => Some(hash_secret(password).await.ok_or(ManageError::Crypto)?),
         None => None,
     };
     let mut changed: Vec<&str> = Vec::new();

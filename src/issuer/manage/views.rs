@@ -17,6 +17,7 @@ pub fn client_json(c: &Client) -> Value {
         "grant_types": c.grant_types,
         "redirect_uris": c.redirect_uris,
         "scopes": c.scopes,
+        "introspection": c.introspection,
         "created_at": time(c.created_at),
     })
 }

@@ -10,15 +10,17 @@ use http::Uri;
 use serde_json::json;
 
 use super::{Actor, ManageError, audit, invalid};
-use crate::config::WebhookConfig;
 use crate::config::value::{HttpUrl, ParseValue, WebhookEvent, WebhookSecret};
-use crate::issuer::store::{Store, Webhook, new_id};
+use crate::config::{WebhookAddressPolicy, WebhookConfig};
+use crate::issuer::signing::MasterKey;
+use crate::issuer::signing::seal::seal_secret;
+use crate::issuer::store::{Store, Webhook, new_id, redacted};
 
 /// Bytes of randomness in a generated webhook secret (256 bits).
 const SECRET_BYTES: usize = 32;
 
-/// A webhook to create.
-#[derive(Debug, Clone)]
+/// A webhook to create. Its `Debug` hides the secret.
+#[derive(Clone)]
 pub struct NewWebhook {
     /// Where events are POSTed: an absolute http or https URL.
     pub url: String,
@@ -28,6 +30,16 @@ pub struct NewWebhook {
     /// A Standard Webhooks secret (`whsec_` and base64 of 24 to 64 bytes);
     /// `None` to generate one.
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewWebhook")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
 }
 
 /// A fresh Standard Webhooks secret: `whsec_` and base64 of 32 random bytes.
@@ -40,18 +52,33 @@ pub fn generate_webhook_secret() -> Result<String, ManageError> {
     Ok(format!("whsec_{}", STANDARD.encode(bytes)))
 }
 
-/// Creates a webhook with a fresh `whk_…` id and returns it with its secret,
-/// the only time the secret is given out. A URL that a stored webhook or the
+/// Creates a webhook with a fresh `whk_…` id and returns it with its secret
+/// in the clear, the only time the secret is given out; the store gets it
+/// sealed under `master` (when set). A URL that a stored webhook or the
 /// configuration (`configured`) already delivers to is refused, so that no
 /// event is delivered twice to one endpoint. The check reads before the
-/// transaction, so two creations racing for one URL may both succeed.
+/// transaction, so two creations racing for one URL may both succeed. A URL
+/// whose host is obviously refused by `policy` (a literal private address,
+/// `localhost`) is refused here, as a helpful early error; every delivery
+/// checks the resolved addresses again.
 pub async fn create_webhook(
     store: &dyn Store,
     actor: Actor<'_>,
     configured: &[WebhookConfig],
     new: NewWebhook,
+    master: Option<&MasterKey>,
+    policy: &WebhookAddressPolicy,
 ) -> Result<Webhook, ManageError> {
     let uri = check_url(&new.url)?;
+    if let Some(what) = uri.host().and_then(|h| policy.refuses_host(h)) {
+        return Err(invalid(
+            "url",
+            format!(
+                "the host is a {what} address, which issuer.webhook_address_policy refuses \
+                 (allow_private: true for development, or allow the range)"
+            ),
+        ));
+    }
     let events = match new.events {
         Some(events) => Some(check_events(events)?),
         None => None,
@@ -80,15 +107,28 @@ pub async fn create_webhook(
         created_at: actor.now,
     };
     let detail = json!({ "url": webhook.url, "events": webhook.events });
+    let context = webhook_secret_context(&webhook.id);
+    let what = format!("the secret of webhook {}", webhook.id);
+    let sealed = Webhook {
+        secret: seal_secret(master, &context, &webhook.secret, &what)
+            .map_err(|_| ManageError::Crypto)?,
+        ..webhook.clone()
+    };
     let mut tx = store.begin().await?;
-    tx.upsert_webhook(&webhook).await?;
+    tx.upsert_webhook(&sealed).await?;
     tx.insert_audit(&audit(actor, "webhook.created", &webhook.id, detail))
         .await?;
     tx.commit().await?;
     Ok(webhook)
 }
 
-/// Every stored webhook, by id (with their secrets: callers never print those).
+/// What a webhook's sealed secret is bound to: its record.
+pub fn webhook_secret_context(id: &str) -> String {
+    format!("webhook:{id}")
+}
+
+/// Every stored webhook, by id (with their secrets as stored, sealed or not:
+/// callers never print those).
 pub async fn list_webhooks(store: &dyn Store) -> Result<Vec<Webhook>, ManageError> {
     Ok(store.list_webhooks().await?)
 }

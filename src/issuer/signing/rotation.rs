@@ -18,8 +18,8 @@ use crate::config::{IssuerSection, SigningAlg};
 pub const VERIFIER_LEEWAY: i64 = 300;
 
 /// One stored signing key: the fields of the storage layer's record, with times
-/// in seconds since the epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// in seconds since the epoch. Its `Debug` hides the private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     /// The RFC 7638 thumbprint; the JWS `kid`.
     pub kid: String,
@@ -38,6 +38,22 @@ pub struct KeyRecord {
     pub retire_at: Option<i64>,
     /// When it leaves the JWKS (`None`: not scheduled yet).
     pub expire_at: Option<i64>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_key", &crate::issuer::store::Redacted)
+            .field("public_jwk", &self.public_jwk)
+            .field("created_at", &self.created_at)
+            .field("publish_at", &self.publish_at)
+            .field("activate_at", &self.activate_at)
+            .field("retire_at", &self.retire_at)
+            .field("expire_at", &self.expire_at)
+            .finish()
+    }
 }
 
 /// The timing rules, in seconds.

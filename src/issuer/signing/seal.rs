@@ -1,13 +1,18 @@
-//! Signing keys at rest: sealed with AES-256-GCM under a key derived (HKDF-SHA256)
-//! from `PORTCULLIS_MASTER_KEY`, or stored as plain PKCS#8 when it is unset.
+//! Secrets at rest: signing keys and webhook secrets, sealed with AES-256-GCM
+//! under keys derived (HKDF-SHA256, one per purpose) from
+//! `PORTCULLIS_MASTER_KEY`, or stored as they are when it is unset.
 //!
-//! A sealed key is `pcsk1:` ‖ 12-byte nonce ‖ ciphertext ‖ tag, with the key's
-//! `kid` as associated data (a sealed key copied onto another row does not open).
-//! Plain PKCS#8 DER starts with a SEQUENCE tag (0x30), so the two never collide.
+//! A sealed signing key is `pcsk1:` ‖ 12-byte nonce ‖ ciphertext ‖ tag, with the
+//! key's `kid` as associated data (a sealed key copied onto another row does not
+//! open). Plain PKCS#8 DER starts with a SEQUENCE tag (0x30), so the two never
+//! collide. A sealed text secret (a webhook's `whsec_…`) is `pcws1:` and the
+//! base64url of nonce ‖ ciphertext ‖ tag, bound to its record the same way
+//! (`webhook:<id>`); a plain one starts with `whsec_`, so old rows still read.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
 
 use super::SigningError;
 
@@ -18,11 +23,31 @@ pub const SEALED_PREFIX: &[u8] = b"pcsk1:";
 /// The shortest master key accepted, in bytes.
 pub const MIN_MASTER_KEY_LEN: usize = 16;
 
+/// The prefix of a sealed text secret, version 1.
+pub const SECRET_PREFIX: &str = "pcws1:";
+
 const HKDF_SALT: &[u8] = b"portcullis signing keys";
 const HKDF_INFO: &[u8] = b"portcullis/signing-key/aes-256-gcm/v1";
+const HKDF_INFO_SECRETS: &[u8] = b"portcullis/text-secret/aes-256-gcm/v1";
 
-/// The key that seals signing keys. Its `Debug` shows nothing.
-pub struct MasterKey(LessSafeKey);
+/// The keys that seal signing keys and text secrets, derived from the master
+/// key. Its `Debug` shows nothing.
+pub struct MasterKey {
+    keys: LessSafeKey,
+    secrets: LessSafeKey,
+}
+
+/// Why a sealed text secret could not be sealed or opened. `what` names the
+/// secret (`the secret of webhook whk_…`), never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{0} is encrypted but PORTCULLIS_MASTER_KEY is not set")]
+    MasterKeyMissing(String),
+    #[error("{0} cannot be decrypted: PORTCULLIS_MASTER_KEY is not the key it was encrypted with")]
+    WrongMasterKey(String),
+    #[error("could not encrypt {0}")]
+    Seal(String),
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,12 +65,18 @@ impl MasterKey {
             return Err(SigningError::WeakMasterKey);
         }
         let prk = Salt::new(HKDF_SHA256, HKDF_SALT).extract(secret.as_bytes());
-        let mut key = [0u8; 32];
-        prk.expand(&[HKDF_INFO], &AES_256_GCM)
-            .and_then(|okm| okm.fill(&mut key))
-            .map_err(|_| SigningError::Seal)?;
-        let unbound = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| SigningError::Seal)?;
-        Ok(MasterKey(LessSafeKey::new(unbound)))
+        let derive = |info: &[u8]| {
+            let mut key = [0u8; 32];
+            prk.expand(&[info], &AES_256_GCM)
+                .and_then(|okm| okm.fill(&mut key))
+                .map_err(|_| SigningError::Seal)?;
+            let unbound = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| SigningError::Seal)?;
+            Ok::<_, SigningError>(LessSafeKey::new(unbound))
+        };
+        Ok(MasterKey {
+            keys: derive(HKDF_INFO)?,
+            secrets: derive(HKDF_INFO_SECRETS)?,
+        })
     }
 
     /// The master key named by `PORTCULLIS_MASTER_KEY` in `lookup` (the process
@@ -76,7 +107,7 @@ pub fn seal(master: Option<&MasterKey>, kid: &str, pkcs8: &[u8]) -> Result<Vec<u
         .map_err(|_| SigningError::Seal)?;
     let mut body = pkcs8.to_vec();
     master
-        .0
+        .keys
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(kid.as_bytes()),
@@ -112,10 +143,79 @@ pub fn open(master: Option<&MasterKey>, kid: &str, stored: &[u8]) -> Result<Vec<
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
     let mut body = body.to_vec();
     let plain = master
-        .0
+        .keys
         .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut body)
         .map_err(|_| wrong())?;
     Ok(plain.to_vec())
+}
+
+/// Whether a stored text secret is sealed.
+pub fn is_sealed_secret(stored: &str) -> bool {
+    stored.starts_with(SECRET_PREFIX)
+}
+
+/// The form of the text secret `plain` to store, bound to `context` (say
+/// `webhook:whk_…`): sealed under `master`, or as it is without one. `what`
+/// names it in errors.
+pub fn seal_secret(
+    master: Option<&MasterKey>,
+    context: &str,
+    plain: &str,
+    what: &str,
+) -> Result<String, SecretError> {
+    let Some(master) = master else {
+        return Ok(plain.to_owned());
+    };
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| SecretError::Seal(what.to_owned()))?;
+    let mut body = plain.as_bytes().to_vec();
+    master
+        .secrets
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(context.as_bytes()),
+            &mut body,
+        )
+        .map_err(|_| SecretError::Seal(what.to_owned()))?;
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&body);
+    Ok(format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+    ))
+}
+
+/// The text secret stored as `stored` for `context`: a plain one as it is
+/// (rows from before a master key was set), a sealed one opened with `master`.
+pub fn open_secret(
+    master: Option<&MasterKey>,
+    context: &str,
+    stored: &str,
+    what: &str,
+) -> Result<String, SecretError> {
+    let Some(sealed) = stored.strip_prefix(SECRET_PREFIX) else {
+        return Ok(stored.to_owned());
+    };
+    let Some(master) = master else {
+        return Err(SecretError::MasterKeyMissing(what.to_owned()));
+    };
+    let wrong = || SecretError::WrongMasterKey(what.to_owned());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .map_err(|_| wrong())?;
+    if bytes.len() < NONCE_LEN {
+        return Err(wrong());
+    }
+    let (nonce, body) = bytes.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
+    let mut body = body.to_vec();
+    let plain = master
+        .secrets
+        .open_in_place(nonce, Aad::from(context.as_bytes()), &mut body)
+        .map_err(|_| wrong())?;
+    String::from_utf8(plain.to_vec()).map_err(|_| wrong())
 }
 
 #[cfg(test)]
@@ -182,5 +282,57 @@ mod tests {
         .expect("ok");
         assert!(set.is_some());
         assert!(MasterKey::from_env(&|_| Some("weak".to_owned())).is_err());
+    }
+
+    #[test]
+    fn text_secrets_seal_bound_to_their_record_and_plain_ones_still_read() {
+        let m = master("correct horse battery staple");
+        let plain = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let sealed = seal_secret(Some(&m), "webhook:whk_1", plain, "w").expect("seal");
+        assert!(is_sealed_secret(&sealed) && !sealed.contains("MfKQ9r8"));
+        assert_ne!(
+            sealed,
+            seal_secret(Some(&m), "webhook:whk_1", plain, "w").unwrap()
+        );
+        assert_eq!(
+            open_secret(Some(&m), "webhook:whk_1", &sealed, "w").unwrap(),
+            plain
+        );
+        // Another record, another key, no key: refused, naming the secret only.
+        assert!(open_secret(Some(&m), "webhook:whk_2", &sealed, "w").is_err());
+        let other = master("incorrect horse battery");
+        let err = open_secret(
+            Some(&other),
+            "webhook:whk_1",
+            &sealed,
+            "the secret of webhook whk_1",
+        )
+        .unwrap_err();
+        assert!(matches!(err, SecretError::WrongMasterKey(_)), "{err}");
+        assert!(err.to_string().contains("whk_1") && !err.to_string().contains("whsec"));
+        let err = open_secret(None, "webhook:whk_1", &sealed, "w").unwrap_err();
+        assert!(matches!(err, SecretError::MasterKeyMissing(_)));
+        // Plain rows read as they are, with or without a master key.
+        assert_eq!(
+            open_secret(Some(&m), "webhook:whk_1", plain, "w").unwrap(),
+            plain
+        );
+        assert_eq!(
+            open_secret(None, "webhook:whk_1", plain, "w").unwrap(),
+            plain
+        );
+        assert_eq!(
+            seal_secret(None, "webhook:whk_1", plain, "w").unwrap(),
+            plain
+        );
+        // The two purposes use different keys: a signing key's seal is no
+        // text secret's.
+        let key_sealed = seal(Some(&m), "webhook:whk_1", plain.as_bytes()).unwrap();
+        let forged = format!(
+            "{SECRET_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(&key_sealed[SEALED_PREFIX.len()..])
+        );
+        assert!(open_secret(Some(&m), "webhook:whk_1", &forged, "w").is_err());
     }
 }

@@ -7,9 +7,29 @@
 //! text) and the store compares those hashes as opaque strings.
 
 use std::collections::BTreeMap;
+use std::fmt;
+
+mod debug;
 
 /// Scopes of API resources, keyed by the resource identifier (the audience URL).
 pub type ScopeMap = BTreeMap<String, Vec<String>>;
+
+/// Stands in for a secret in `Debug` output: `<redacted>`. Secret-bearing
+/// types print this (or nothing) in place of the value, so that no log line,
+/// panic message or error chain ever carries one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// [`Redacted`] for a value that is there, `None` for one that is not.
+pub fn redacted<T>(value: &Option<T>) -> Option<Redacted> {
+    value.as_ref().map(|_| Redacted)
+}
 
 /// An API resource: an audience that tokens can be issued for, and its scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +40,8 @@ pub struct ApiResource {
     pub scopes: Vec<String>,
 }
 
-/// An OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An OAuth client. Its `Debug` hides the secret's hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Client {
     /// The public identifier, unique.
     pub client_id: String,
@@ -42,6 +62,10 @@ pub struct Client {
     pub scopes: ScopeMap,
     /// The algorithm for this client's ID tokens (`RS256` when `None`).
     pub id_token_signed_response_alg: Option<String>,
+    /// The API resources whose access tokens the client may introspect
+    /// although they were issued to other clients (a resource server's
+    /// client); empty for most. A client may always introspect its own.
+    pub introspection: Vec<String>,
     /// When the client was created; an upsert keeps the first value.
     pub created_at: i64,
 }
@@ -57,8 +81,8 @@ pub struct Organization {
     pub created_at: i64,
 }
 
-/// A user who can log in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A user who can log in. Its `Debug` hides the password's hash.
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     /// The identifier, `usr_…`; becomes `sub`.
     pub id: String,
@@ -102,8 +126,9 @@ pub struct Role {
     pub created_at: i64,
 }
 
-/// A signing key, generated and persisted by the issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signing key, generated and persisted by the issuer. Its `Debug` hides
+/// the private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// The key identifier, unique; the JWS `kid`.
     pub kid: String,
@@ -224,14 +249,16 @@ pub struct FamilyMatch {
     pub presented: PresentedToken,
 }
 
-/// A webhook endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A webhook endpoint. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     /// The identifier, unique.
     pub id: String,
     /// Where events are POSTed.
     pub url: String,
-    /// The Standard Webhooks secret (`whsec_…`).
+    /// The Standard Webhooks secret as stored: sealed (`pcws1:…`) under the
+    /// master key when one is set, else as it is (`whsec_…`). Opened with
+    /// `signing::seal::open_secret` for the context `webhook:<id>`.
     pub secret: String,
     /// The event names delivered; `None` for all events.
     pub events: Option<Vec<String>>,
@@ -292,8 +319,8 @@ pub struct AuditEntry {
 /// A pending sign-in at the hosted login page: what the authorization request
 /// asked for, its CSRF token, and the user once their password was checked
 /// (while they choose an organization). Keyed by the hash of the identifier the
-/// login URL carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// login URL carries. Its `Debug` hides the CSRF token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginTransaction {
     /// The hash of the transaction identifier.
     pub id_hash: String,
@@ -322,4 +349,39 @@ pub struct LoginSession {
     pub created_at: i64,
     /// When it ends.
     pub expires_at: i64,
+}
+
+/// How failed attempts under one key are slowed down (the caller's policy,
+/// passed to [`super::Store::take_attempt`]). All times are seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRule {
+    /// Attempts counted before the first delay.
+    pub free: i64,
+    /// The first delay; each further counted attempt doubles it.
+    pub first_delay: i64,
+    /// The longest delay.
+    pub max_delay: i64,
+    /// How long after its last delay ends a key is remembered; then it starts
+    /// over.
+    pub memory: i64,
+}
+
+/// What [`super::Store::take_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt is counted (as a failure, until forgiven) and may be
+    /// checked. `failures` includes it; the next attempt under the key is
+    /// refused before `delayed_until`.
+    Counted {
+        /// Counted attempts under the key, this one included.
+        failures: i64,
+        /// When the next attempt may be counted (`now` when not delayed).
+        delayed_until: i64,
+    },
+    /// The key is in a delay: the attempt is refused and not counted, so the
+    /// delay does not grow.
+    Delayed {
+        /// When the delay ends.
+        until: i64,
+    },
 }

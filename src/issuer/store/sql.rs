@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use sqlx::{Pool, Transaction};
 
 use super::super::{
-    ApiResource, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch, LoginSession,
-    LoginTransaction, Membership, NewEvent, Organization, OutboxEvent, RefreshFamily, Role,
-    SigningKeyRecord, Store, StoreError, StoreTx, User, Webhook,
+    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch,
+    LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent, RefreshFamily,
+    Role, SigningKeyRecord, Store, StoreError, StoreTx, User, Webhook,
 };
 use super::{BEGIN, Db, SKIP_LOCKED};
 
@@ -33,6 +33,8 @@ mod keys;
 mod login;
 #[path = "sql/tenancy.rs"]
 mod tenancy;
+#[path = "sql/throttle.rs"]
+mod throttle;
 #[path = "sql/tokens.rs"]
 mod tokens;
 
@@ -156,6 +158,15 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn replace_signing_key_material(
+        &self,
+        kid: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        keys::replace_material(&mut *self.conn().await?, kid, expected, new).await
+    }
+
     async fn insert_code(&self, code: &AuthCode) -> Result<(), StoreError> {
         tokens::insert_code(&mut *self.conn().await?, code).await
     }
@@ -269,25 +280,43 @@ impl Store for SqlStore {
         login::delete_session(&mut *self.conn().await?, id_hash).await
     }
 
-    async fn login_failures(&self, account: &str, now: i64) -> Result<u32, StoreError> {
-        login::login_failures(&mut *self.conn().await?, account, now).await
-    }
-
-    async fn record_login_failure(
+    async fn take_attempt(
         &self,
-        account: &str,
+        key: &str,
         now: i64,
-        window: i64,
-    ) -> Result<u32, StoreError> {
-        login::record_login_failure(&mut *self.conn().await?, account, now, window).await
+        rule: &AttemptRule,
+    ) -> Result<Attempt, StoreError> {
+        throttle::take_attempt(&mut *self.conn().await?, key, now, rule).await
     }
 
-    async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
-        login::clear_login_failures(&mut *self.conn().await?, account).await
+    async fn forgive_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        rule: &AttemptRule,
+    ) -> Result<(), StoreError> {
+        throttle::forgive_attempt(&mut *self.conn().await?, key, now, rule).await
+    }
+
+    async fn clear_attempts(&self, key: &str) -> Result<(), StoreError> {
+        throttle::clear_attempts(&mut *self.conn().await?, key).await
+    }
+
+    async fn purge_login_audit(&self, before: i64) -> Result<u64, StoreError> {
+        events::purge_login_audit(&mut *self.conn().await?, before).await
     }
 
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
         events::list_webhooks(&mut *self.conn().await?).await
+    }
+
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        events::replace_webhook_secret(&mut *self.conn().await?, id, expected, new).await
     }
 
     async fn due_events(
@@ -438,7 +467,7 @@ impl StoreTx for SqlTx {
 /// Runs every module's purge statements (`$1` = `before`); the rows deleted.
 async fn purge_expired(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
     let mut purged = 0;
-    for sql in [tokens::PURGE, events::PURGE, login::PURGE].concat() {
+    for sql in [tokens::PURGE, events::PURGE, login::PURGE, throttle::PURGE].concat() {
         purged += sqlx::query(sql)
             .bind(before)
             .execute(&mut *c)

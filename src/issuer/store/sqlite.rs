@@ -56,8 +56,15 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`,
     /// `sqlite::memory:`) and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(StoreError::Connect)?
+        let options = SqliteConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        // Each connection to `:memory:` is a database of its own: keep exactly
+        // one, for as long as the pool lives.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = (!in_memory).then(|| options.get_filename().to_path_buf());
+        if let Some(file) = &file {
+            owner_only::prepare(file).map_err(StoreError::File)?;
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // In WAL mode NORMAL survives a crash of the process (kill -9); only
@@ -70,9 +77,6 @@ impl SqliteStore {
         // hang up, and the ping is a round trip through the connection's
         // thread on every store call.
         let pool = SqlitePoolOptions::new().test_before_acquire(false);
-        // Each connection to `:memory:` is a database of its own: keep exactly
-        // one, for as long as the pool lives.
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = if in_memory {
             pool.min_connections(1)
                 .max_connections(1)
@@ -85,7 +89,78 @@ impl SqliteStore {
         .await
         .map_err(StoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        if let Some(file) = &file {
+            // WAL mode has created the -wal and -shm files by now (SQLite
+            // gives them the database file's mode; this makes sure).
+            owner_only::tighten_companions(file).map_err(StoreError::File)?;
+        }
         Ok(Self::new(pool))
+    }
+}
+
+/// The database file and its `-wal` and `-shm` companions are readable by
+/// their owner only (0600): they hold password hashes, client secret hashes,
+/// and, without a master key, signing keys and webhook secrets.
+#[cfg(unix)]
+mod owner_only {
+    use std::fs::{OpenOptions, Permissions};
+    use std::io;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    use std::path::{Path, PathBuf};
+
+    const MODE: u32 = 0o600;
+
+    /// Creates the database file with mode 0600 if it is missing (SQLite
+    /// reads an empty file as a new database), or tightens an existing one.
+    pub(super) fn prepare(file: &Path) -> io::Result<()> {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(MODE)
+            .open(file)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => tighten(file),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tightens the `-wal`, `-shm` and `-journal` files next to `file`, where
+    /// they exist.
+    pub(super) fn tighten_companions(file: &Path) -> io::Result<()> {
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            match tighten(&PathBuf::from(name)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    fn tighten(path: &Path) -> io::Result<()> {
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, Permissions::from_mode(MODE))?;
+            tracing::warn!(file = %path.display(), was = format!("{mode:o}"), "Issuer database file was readable by others; now 0600");
+        }
+        Ok(())
+    }
+}
+
+/// Elsewhere file modes are the platform's business.
+#[cfg(not(unix))]
+mod owner_only {
+    use std::io;
+    use std::path::Path;
+
+    pub(super) fn prepare(_: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn tighten_companions(_: &Path) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -117,6 +192,36 @@ mod tests {
         // Reopening finds the schema migrated and the lease held.
         let again = SqliteStore::open(&url).await.unwrap();
         assert!(!again.try_rotation_lock("b", 1, 60).await.unwrap());
+        again.close().await;
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let mode = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(std::path::PathBuf::from(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let url = format!("sqlite://{}", path.display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.try_rotation_lock("a", 0, 60).await.unwrap();
+        // The write went to the WAL; all three files exist now.
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "{suffix}");
+        }
+        store.close().await;
+        // A file an operator left readable by others is tightened at open.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let again = SqliteStore::open(&url).await.unwrap();
+        assert_eq!(mode(""), 0o600);
         again.close().await;
     }
 

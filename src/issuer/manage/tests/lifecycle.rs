@@ -278,6 +278,14 @@ async fn removing_a_member_emits_membership_deleted() {
     ));
 }
 
+/// The address policy for development: receivers on private addresses too.
+fn dev() -> crate::config::WebhookAddressPolicy {
+    crate::config::WebhookAddressPolicy {
+        allow_private: true,
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
     let store = db().await;
@@ -287,16 +295,20 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         events: Some(vec!["user.created".into(), "user.deleted".into()]),
         secret: None,
     };
-    let hook = create_webhook(db, cli(), &[], new.clone()).await.unwrap();
+    let hook = create_webhook(db, cli(), &[], new.clone(), None, &dev())
+        .await
+        .unwrap();
     assert!(hook.id.starts_with("whk_") && hook.secret.starts_with("whsec_"));
-    let again = create_webhook(db, cli(), &[], new.clone()).await;
+    let again = create_webhook(db, cli(), &[], new.clone(), None, &dev()).await;
     assert!(matches!(again, Err(ManageError::Exists(_))));
     let given = NewWebhook {
         url: "http://127.0.0.1:9/hook".into(),
         events: None,
         secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
     };
-    let second = create_webhook(db, cli(), &[], given).await.unwrap();
+    let second = create_webhook(db, cli(), &[], given, None, &dev())
+        .await
+        .unwrap();
     assert_eq!(second.secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     let listed = list_webhooks(db).await.unwrap();
     assert_eq!(listed.len(), 2);
@@ -307,7 +319,7 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         secret: Some("whsec_!!!".into()),
         ..new.clone()
     };
-    let err = create_webhook(db, cli(), &[], bad_secret)
+    let err = create_webhook(db, cli(), &[], bad_secret, None, &dev())
         .await
         .unwrap_err();
     assert!(matches!(
@@ -323,7 +335,9 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         events: Some(vec!["user.exploded".into()]),
         ..new.clone()
     };
-    let err = create_webhook(db, cli(), &[], bad_event).await.unwrap_err();
+    let err = create_webhook(db, cli(), &[], bad_event, None, &dev())
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         ManageError::Invalid {
@@ -335,7 +349,9 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         url: "hooks.example.test/in".into(),
         ..new
     };
-    let err = create_webhook(db, cli(), &[], bad_url).await.unwrap_err();
+    let err = create_webhook(db, cli(), &[], bad_url, None, &dev())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ManageError::Invalid { field: "url", .. }));
 
     delete_webhook(db, cli(), &hook.id).await.unwrap();
@@ -352,4 +368,66 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
     assert_eq!(created, 2);
     assert_eq!(audit[0].action, "webhook.deleted");
     assert!(audit.iter().all(|a| !a.detail.contains("whsec_")));
+}
+
+#[tokio::test]
+async fn webhook_secrets_are_stored_sealed_under_the_master_key() {
+    use crate::issuer::signing::MasterKey;
+    use crate::issuer::signing::seal::open_secret;
+    let store = db().await;
+    let db = store.as_ref();
+    let master = MasterKey::derive("correct horse battery staple").unwrap();
+    let new = NewWebhook {
+        url: "https://hooks.example.test/sealed".into(),
+        events: None,
+        secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+    };
+    let hook = create_webhook(db, cli(), &[], new, Some(&master), &dev())
+        .await
+        .unwrap();
+    // The caller gets the secret in the clear, once; the store, sealed.
+    assert_eq!(hook.secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let stored = list_webhooks(db).await.unwrap().remove(0);
+    assert!(stored.secret.starts_with("pcws1:"), "{}", stored.secret);
+    assert!(!stored.secret.contains("MfKQ9r8"));
+    let context = webhook_secret_context(&hook.id);
+    let opened = open_secret(Some(&master), &context, &stored.secret, "w").unwrap();
+    assert_eq!(opened, hook.secret);
+}
+
+#[tokio::test]
+async fn obviously_private_webhook_urls_are_refused_at_creation() {
+    let store = db().await;
+    let db = store.as_ref();
+    let closed = crate::config::WebhookAddressPolicy::default();
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://[::1]/hook",
+        "http://localhost:8080/",
+        "https://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/",
+    ] {
+        let new = NewWebhook {
+            url: url.into(),
+            events: None,
+            secret: None,
+        };
+        let err = create_webhook(db, cli(), &[], new, None, &closed)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ManageError::Invalid { field: "url", reason } if reason.contains("webhook_address_policy")),
+            "{url}: {err}"
+        );
+    }
+    assert!(list_webhooks(db).await.unwrap().is_empty());
+    // A name is checked at delivery, once resolved.
+    let named = NewWebhook {
+        url: "https://hooks.example.test/in".into(),
+        events: None,
+        secret: None,
+    };
+    create_webhook(db, cli(), &[], named, None, &closed)
+        .await
+        .unwrap();
 }

@@ -61,7 +61,7 @@ fn api_resource(row: &Row) -> Result<ApiResource, StoreError> {
 // --- clients ---
 
 const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, public, require_pkce, grant_types, \
-     redirect_uris, scopes, id_token_signed_response_alg, created_at";
+     redirect_uris, scopes, id_token_signed_response_alg, created_at, introspection";
 
 pub(super) async fn write_client(
     c: &mut Conn,
@@ -75,12 +75,13 @@ pub(super) async fn write_client(
              secret_hash = excluded.secret_hash, public = excluded.public, \
              require_pkce = excluded.require_pkce, grant_types = excluded.grant_types, \
              redirect_uris = excluded.redirect_uris, scopes = excluded.scopes, \
-             id_token_signed_response_alg = excluded.id_token_signed_response_alg"
+             id_token_signed_response_alg = excluded.id_token_signed_response_alg, \
+             introspection = excluded.introspection"
         }
     };
     let sql = format!(
         "INSERT INTO clients ({CLIENT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10){conflict}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11){conflict}"
     );
     sqlx::query(&sql)
         .bind(&client.client_id)
@@ -93,6 +94,7 @@ pub(super) async fn write_client(
         .bind(to_json("scopes", &client.scopes)?)
         .bind(&client.id_token_signed_response_alg)
         .bind(client.created_at)
+        .bind(to_json("introspection", &client.introspection)?)
         .execute(&mut *c)
         .await
         .map_err(write_error("client"))?;
@@ -138,6 +140,7 @@ fn client(row: &Row) -> Result<Client, StoreError> {
         redirect_uris: json_column(row, "redirect_uris")?,
         scopes: json_column(row, "scopes")?,
         id_token_signed_response_alg: row.try_get("id_token_signed_response_alg")?,
+        introspection: json_column(row, "introspection")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -7,6 +7,21 @@ use super::{Conn, Row, SKIP_LOCKED, decode_all, opt_json_column, to_json, write_
 
 // --- webhooks ---
 
+pub(super) async fn replace_webhook_secret(
+    c: &mut Conn,
+    id: &str,
+    expected: &str,
+    new: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2")
+        .bind(id)
+        .bind(expected)
+        .bind(new)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub(super) async fn upsert_webhook(c: &mut Conn, w: &Webhook) -> Result<(), StoreError> {
     let events = w
         .events
@@ -155,6 +170,19 @@ fn outbox_event(row: &Row) -> Result<OutboxEvent, StoreError> {
 }
 
 // --- the audit log ---
+
+/// Deletes the failed-login entries (`login.failed`, `login.throttled`) from
+/// before `before`: their number follows what strangers send, so they are
+/// kept for a while only, unlike the rest of the log.
+pub(super) async fn purge_login_audit(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM audit_log WHERE action IN ('login.failed', 'login.throttled') AND at <= $1",
+    )
+    .bind(before)
+    .execute(&mut *c)
+    .await?;
+    Ok(done.rows_affected())
+}
 
 pub(super) async fn insert_audit(c: &mut Conn, a: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(

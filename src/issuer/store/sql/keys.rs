@@ -46,6 +46,22 @@ pub(super) async fn list_signing_keys(
     decode_all(rows, signing_key)
 }
 
+pub(super) async fn replace_material(
+    c: &mut Conn,
+    kid: &str,
+    expected: &[u8],
+    new: &[u8],
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE signing_keys SET private_key = $3 WHERE kid = $1 AND private_key = $2")
+            .bind(kid)
+            .bind(expected)
+            .bind(new)
+            .execute(&mut *c)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub(super) async fn update_signing_key_times(
     c: &mut Conn,
     kid: &str,

@@ -1,5 +1,5 @@
-//! The login flow's state: pending sign-in transactions, browser sessions and
-//! failed logins per account.
+//! The login flow's state: pending sign-in transactions and browser sessions
+//! (failed logins are throttled in `throttle.rs`).
 
 use sqlx::Row as _;
 
@@ -120,69 +120,11 @@ pub(super) async fn delete_sessions_of_user(
     Ok(done.rows_affected())
 }
 
-// `login_failures.account` holds any key a caller counts failures under: the
-// login page uses `account:<email, lowercased>`, client authentication
-// `client:<client_id>` (the migration's comment predates the second; applied
-// migrations are never edited).
-
-pub(super) async fn login_failures(
-    c: &mut Conn,
-    account: &str,
-    now: i64,
-) -> Result<u32, StoreError> {
-    let row = sqlx::query(
-        "SELECT failures FROM login_failures WHERE account = $1 AND window_ends_at > $2",
-    )
-    .bind(account)
-    .bind(now)
-    .fetch_optional(&mut *c)
-    .await?;
-    let n: i64 = match row {
-        Some(row) => row.try_get("failures")?,
-        None => 0,
-    };
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// Counts one failure in one statement: a window that ended starts over at 1,
-/// and every failure moves the window's end to `now + window`.
-pub(super) async fn record_login_failure(
-    c: &mut Conn,
-    account: &str,
-    now: i64,
-    window: i64,
-) -> Result<u32, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO login_failures (account, failures, window_ends_at) VALUES ($1, 1, $3) \
-         ON CONFLICT (account) DO UPDATE SET \
-         failures = CASE WHEN login_failures.window_ends_at > $2 \
-                    THEN login_failures.failures + 1 ELSE 1 END, \
-         window_ends_at = excluded.window_ends_at \
-         RETURNING failures",
-    )
-    .bind(account)
-    .bind(now)
-    .bind(now.saturating_add(window))
-    .fetch_one(&mut *c)
-    .await?;
-    let n: i64 = row.try_get("failures")?;
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-pub(super) async fn clear_login_failures(c: &mut Conn, account: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM login_failures WHERE account = $1")
-        .bind(account)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
-}
-
 /// What [`super::purge_expired`] deletes here: transactions and sessions that
-/// ended, and failure windows that closed, before `$1`.
+/// ended before `$1`.
 pub(super) const PURGE: &[&str] = &[
     "DELETE FROM login_transactions WHERE expires_at <= $1",
     "DELETE FROM login_sessions WHERE expires_at <= $1",
-    "DELETE FROM login_failures WHERE window_ends_at <= $1",
 ];
 
 fn transaction(row: &Row) -> Result<LoginTransaction, StoreError> {
