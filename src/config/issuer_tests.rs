@@ -130,12 +130,11 @@ fn defaults_fill_a_minimal_section() {
     assert_eq!(s.refresh_token_ttl, Duration::from_secs(30 * 86400));
     assert_eq!(s.refresh_token_idle_ttl, None);
     assert!(s.clients.is_empty() && s.resources.is_empty() && s.webhooks.is_empty());
-    assert!(
-        parse("server: { listen: \"127.0.0.1:0\" }\n")
-            .expect("valid")
-            .issuer
-            .is_none()
-    );
+    let gateway_only = "upstreams: { a: { url: \"http://127.0.0.1:1\" } }\nroutes: [{ path: /x, upstream: a, auth: anonymous }]\n";
+    assert!(parse(gateway_only).expect("valid").issuer.is_none());
+    // Neither routes nor an issuer: nothing to serve (an empty or cut file).
+    let e = parse("server: { listen: \"127.0.0.1:0\" }\n").expect_err("serves nothing");
+    assert_eq!(e.errors()[0].key.as_deref(), Some("routes"));
 }
 
 #[test]

@@ -104,6 +104,12 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
         .enumerate()
         .filter_map(|(i, r)| route(&mut c, i, r, &issuers, &upstreams))
         .collect();
+    if routes.is_empty() && issuer.is_none() && c.errors.is_empty() {
+        c.error(
+            "routes",
+            "no `routes` and no `issuer`: this configuration would serve nothing (an empty or truncated file?)",
+        );
+    }
     if issuers.is_empty() && c.errors.is_empty() {
         if let Some(i) = routes.iter().position(|r| r.auth != AuthMode::Anonymous) {
             c.error(&format!("routes[{i}]"), "this route needs a token but no `issuers` are configured (use `auth: anonymous` for open routes)");

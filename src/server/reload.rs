@@ -164,20 +164,30 @@ impl Reloader {
     }
 
     /// Reloads whenever the configuration file or a TLS file it names changes
-    /// (checked every `interval`), until shutdown. A broken file is reported
-    /// once; the next change is tried again.
+    /// (checked every `interval`), once the change has held still for one more
+    /// check: a file caught half-written (a truncated file can be valid YAML) is
+    /// read again when its writer is done. A broken file is reported once; the
+    /// next change is tried again.
     pub(super) async fn watch(self: Arc<Self>, interval: Duration) {
         let mut shutdown = self.shutdown.clone();
         let mut last = self.fingerprint();
+        let mut pending: Option<Fingerprint> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.changed() => return,
             }
             let now = self.fingerprint();
-            if now != last {
+            if now == last {
+                pending = None;
+                continue;
+            }
+            if pending.as_ref() == Some(&now) {
                 last = now;
+                pending = None;
                 let _ = self.reload().await;
+            } else {
+                pending = Some(now);
             }
         }
     }
