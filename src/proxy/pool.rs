@@ -190,6 +190,8 @@ impl Pool {
             .await
             .map_err(ForwardError::Connect)?;
         let (tx, conn) = http1::Builder::new()
+            // One flattened write per request head, as on the server side.
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(ForwardError::Handshake)?;

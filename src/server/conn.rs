@@ -98,7 +98,9 @@ pub async fn serve<H, F>(
         let info = Arc::new(info);
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(info.clone());
-            let fut = handler(req);
+            // Boxed once: the request's future is several kilobytes, and hyper
+            // moves it into its dispatcher; a pointer moves for free.
+            let fut = Box::pin(handler(req));
             async move { Ok::<_, std::convert::Infallible>(fut.await) }
         });
         let io = TokioIo::new(Counted {

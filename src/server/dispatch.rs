@@ -70,11 +70,11 @@ async fn dispatch(
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
     let conn = connection(&req);
+    // The request id is the span's one field: recording more later (route,
+    // status) re-formats the span's fields, and the access line has them.
     let span = tracing::info_span!(
         "request",
         request_id = %request_id.to_str().unwrap_or_default(),
-        route = tracing::field::Empty,
-        status = tracing::field::Empty,
     );
     let mut out = Outcome::default();
     let handled = {
@@ -134,8 +134,6 @@ async fn dispatch(
         .insert(X_REQUEST_ID.clone(), request_id.clone());
     let status = resp.status().as_u16();
     let route = out.route.unwrap_or_else(|| worker.no_route.clone());
-    span.record("route", &*route);
-    span.record("status", status);
     worker.access_log.record(&AccessEntry {
         method: method.as_str(),
         path: out.path.as_deref().unwrap_or("-"),
