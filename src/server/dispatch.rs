@@ -71,11 +71,18 @@ async fn dispatch(
     let method = req.method().clone();
     let conn = connection(&req);
     // The request id is the span's one field: recording more later (route,
-    // status) re-formats the span's fields, and the access line has them.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id.to_str().unwrap_or_default(),
-    );
+    // status) re-formats the span's fields, and the access line has them. The
+    // issuer's requests always get the span; a proxied request only at `debug`,
+    // where creating it would otherwise cost as much as its access line does
+    // (its `warn` and `error` lines carry `request_id` themselves).
+    let to_issuer =
+        listener == Listener::Public && worker.issuer.is_some() && Issuer::serves(req.uri().path());
+    let id = request_id.to_str().unwrap_or_default();
+    let span = if to_issuer {
+        tracing::info_span!("request", request_id = %id)
+    } else {
+        tracing::debug_span!("request", request_id = %id)
+    };
     let mut out = Outcome::default();
     let handled = {
         let out = &mut out;
@@ -139,7 +146,7 @@ async fn dispatch(
         path: out.path.as_deref().unwrap_or("-"),
         route: &route,
         status,
-        latency_ms: start.elapsed().as_secs_f64() * 1000.0,
+        latency_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
         sub: out.identity.as_ref().and_then(|i| i.sub.as_deref()),
         org: out.identity.as_ref().and_then(|i| i.org.as_deref()),
         reason: out.reason,

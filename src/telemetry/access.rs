@@ -23,7 +23,9 @@ pub struct AccessEntry<'a> {
     pub path: &'a str,
     pub route: &'a str,
     pub status: u16,
-    pub latency_ms: f64,
+    /// Until the response headers were ready; logged as `latency_ms` with three
+    /// decimals.
+    pub latency_us: u64,
     pub sub: Option<&'a str>,
     pub org: Option<&'a str>,
     pub reason: Option<&'static str>,
@@ -44,8 +46,18 @@ impl std::fmt::Debug for AccessLog {
     }
 }
 
+/// The timestamp text up to the whole second, kept while that second lasts:
+/// the calendar arithmetic runs once a second, not once a line.
+struct Second {
+    secs: i64,
+    text: String,
+}
+
 thread_local! {
-    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+    static LINE: RefCell<(String, Second)> = RefCell::new((
+        String::with_capacity(512),
+        Second { secs: i64::MIN, text: String::with_capacity(24) },
+    ));
 }
 
 impl AccessLog {
@@ -71,7 +83,7 @@ impl AccessLog {
                 path = e.path,
                 route = e.route,
                 status = e.status,
-                latency_ms = e.latency_ms,
+                latency_ms = e.latency_us as f64 / 1000.0,
                 sub = e.sub,
                 org = e.org,
                 reason = e.reason,
@@ -80,30 +92,41 @@ impl AccessLog {
             );
             return;
         };
-        LINE.with(|line| {
-            let Ok(mut line) = line.try_borrow_mut() else {
+        LINE.with(|cell| {
+            let Ok(mut cell) = cell.try_borrow_mut() else {
                 return;
             };
+            let (line, second) = &mut *cell;
+            let (secs, micros) = crate::clock::wall_micros();
+            if second.secs != secs {
+                second.text.clear();
+                rfc3339_seconds(&mut second.text, secs);
+                second.secs = secs;
+            }
             line.clear();
-            format_json(&mut line, e, crate::clock::wall_micros());
+            format_json(line, e, &second.text, micros);
             let _ = writer.make_writer().write_all(line.as_bytes());
         });
     }
 }
 
-/// Formats `e` as one JSON line (with its newline).
-pub fn format_json(out: &mut String, e: &AccessEntry<'_>, (secs, micros): (i64, u32)) {
+/// Formats `e` as one JSON line (with its newline). `second` is the timestamp
+/// up to the whole second ([`rfc3339_seconds`]), `micros` the rest.
+pub fn format_json(out: &mut String, e: &AccessEntry<'_>, second: &str, micros: u32) {
     out.push_str("{\"timestamp\":\"");
-    rfc3339(out, secs, micros);
+    out.push_str(second);
+    push_fraction(out, micros);
     out.push_str("\",\"level\":\"INFO\",\"message\":\"Request\"");
     field(out, "method", e.method);
     field(out, "path", e.path);
     field(out, "route", e.route);
-    let _ = write!(
-        out,
-        ",\"status\":{},\"latency_ms\":{:.3}",
-        e.status, e.latency_ms
-    );
+    let mut digits = itoa::Buffer::new();
+    out.push_str(",\"status\":");
+    out.push_str(digits.format(e.status));
+    out.push_str(",\"latency_ms\":");
+    out.push_str(digits.format(e.latency_us / 1000));
+    out.push('.');
+    push_padded(out, e.latency_us % 1000, 3);
     if let Some(s) = e.sub {
         field(out, "sub", s);
     }
@@ -127,27 +150,63 @@ fn field(out: &mut String, key: &str, value: &str) {
     out.push('"');
 }
 
-/// JSON string escaping (RFC 8259 §7).
+/// JSON string escaping (RFC 8259 §7): runs of bytes that need none are
+/// copied whole.
 fn escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut clean = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
+        out.push_str(s.get(clean..i).unwrap_or_default());
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
         }
+        clean = i + 1;
+    }
+    out.push_str(s.get(clean..).unwrap_or_default());
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits (at most 6).
+fn push_padded(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 6];
+    let width = width.min(buf.len());
+    for d in buf[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &d in &buf[..width] {
+        out.push(char::from(d));
     }
 }
 
+/// `.ffffffZ`: the fraction of a second and the zone.
+fn push_fraction(out: &mut String, micros: u32) {
+    out.push('.');
+    push_padded(out, u64::from(micros.min(999_999)), 6);
+    out.push('Z');
+}
+
 /// Appends `secs` and `micros` since the Unix epoch as RFC 3339 text,
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), from days-since-epoch arithmetic. Also
-/// the timestamp format of webhook events.
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC). Also the timestamp format of webhook
+/// events.
 pub fn rfc3339(out: &mut String, secs: i64, micros: u32) {
+    rfc3339_seconds(out, secs);
+    push_fraction(out, micros);
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` for `secs` since the Unix epoch (UTC), from
+/// days-since-epoch arithmetic.
+pub fn rfc3339_seconds(out: &mut String, secs: i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -162,7 +221,7 @@ pub fn rfc3339(out: &mut String, secs: i64, micros: u32) {
     let year = yoe + era * 400 + i64::from(month <= 2);
     let _ = write!(
         out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -178,27 +237,56 @@ mod tests {
         let mut out = String::new();
         let e = AccessEntry {
             method: "GET",
-            path: "/a \"b\"\n",
+            path: "/a \"b\"\n\u{1}é\\",
             route: "/*",
             status: 403,
-            latency_ms: 1.23456,
+            latency_us: 1235,
             sub: Some("user-1"),
             org: None,
             reason: Some("insufficient_scope"),
             request_id: "abc",
         };
-        format_json(&mut out, &e, (1_764_164_751, 220_209));
+        let mut second = String::new();
+        rfc3339_seconds(&mut second, 1_764_164_751);
+        format_json(&mut out, &e, &second, 220_209);
         assert!(out.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(out.trim_end()).expect("valid JSON");
         assert_eq!(v["timestamp"], "2025-11-26T13:45:51.220209Z");
         assert_eq!(v["message"], "Request");
-        assert_eq!(v["path"], "/a \"b\"\n");
+        assert_eq!(v["path"], "/a \"b\"\n\u{1}é\\");
         assert_eq!(v["status"], 403);
         assert_eq!(v["latency_ms"], 1.235);
         assert_eq!(v["sub"], "user-1");
         assert!(v.get("org").is_none());
         assert_eq!(v["reason"], "insufficient_scope");
         assert_eq!(v["target"], "portcullis::access");
+    }
+
+    #[test]
+    fn every_character_survives_escaping_and_latency_keeps_three_decimals() {
+        let path: String = (0u32..0x80)
+            .chain([0xe9, 0x2028, 0x1f600])
+            .filter_map(char::from_u32)
+            .collect();
+        for (us, shown) in [(7, "0.007"), (0, "0.000"), (12_000_500, "12000.500")] {
+            let mut out = String::new();
+            let e = AccessEntry {
+                method: "GET",
+                path: &path,
+                route: "-",
+                status: 200,
+                latency_us: us,
+                sub: None,
+                org: None,
+                reason: None,
+                request_id: "r",
+            };
+            format_json(&mut out, &e, "1970-01-01T00:00:00", 5);
+            assert!(out.contains(&format!("\"latency_ms\":{shown},")), "{out}");
+            let v: serde_json::Value = serde_json::from_str(out.trim_end()).expect("valid JSON");
+            assert_eq!(v["path"], path.as_str());
+            assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000005Z");
+        }
     }
 
     #[test]
