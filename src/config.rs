@@ -159,6 +159,26 @@ pub struct IssuerConfig {
     pub ca_file: Option<PathBuf>,
     /// RFC 7662 introspection for tokens that are not JWTs.
     pub introspection: Option<IntrospectionConfig>,
+    /// Whether plain `http://` URLs to hosts other than loopback are allowed
+    /// (keys, discovery, introspection); off, they are refused.
+    pub allow_plain_http: bool,
+}
+
+/// Whether `uri` may be used to fetch keys or ask about tokens: https, or
+/// plain http to a loopback host (or anywhere, when the issuer allows it).
+/// Over plain http anyone on the path could hand the gateway their own keys,
+/// or read every token sent for introspection.
+pub fn transport_ok(uri: &Uri, allow_plain_http: bool) -> bool {
+    uri.scheme_str() == Some("https") || allow_plain_http || is_loopback(uri)
+}
+
+fn is_loopback(uri: &Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How opaque tokens of an issuer are checked (RFC 7662).
@@ -169,6 +189,8 @@ pub struct IntrospectionConfig {
     pub client_secret: Secret,
     /// A positive answer is kept no longer than this (nor than the token's `exp`).
     pub cache: Duration,
+    /// Calls to the endpoint in flight at once.
+    pub max_concurrent: usize,
 }
 
 /// The built-in OAuth 2.0 / OIDC issuer (`issuer:`).

@@ -60,6 +60,9 @@ impl LimitLabel {
         limit: "idle_timeout",
     };
     pub const MAX_BODY: LimitLabel = LimitLabel { limit: "max_body" };
+    pub const INTROSPECTION_MAX_CONCURRENT: LimitLabel = LimitLabel {
+        limit: "introspection_max_concurrent",
+    };
 }
 
 /// Labels of the introspection counter: the issuer's id and the outcome

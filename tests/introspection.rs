@@ -161,9 +161,30 @@ async fn an_active_opaque_token_passes_with_its_claims_and_is_cached() {
     assert_eq!(seen.headers["x-auth-org"], "acme");
     assert_eq!(seen.headers["x-auth-scopes"], "read:data profile");
     assert_eq!(endpoint.calls(), 1);
+    // Answers that say it is an access token, in each IdP's words, pass.
+    for (i, (member, value)) in [
+        ("token_type", "Bearer"),
+        ("token_type", "access_token"),
+        ("token_use", "access_token"),
+        ("typ", "Bearer"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = format!("opaque-typed-{i}");
+        let mut answer = active(now() + 600);
+        answer[member] = json!(value);
+        endpoint.set(&t, answer);
+        assert_eq!(
+            get(&gw.url("/read/x"), Some(&t)).await.0,
+            200,
+            "{member}={value}"
+        );
+    }
+    assert_eq!(endpoint.calls(), 5);
     // Cached: no second call.
     assert_eq!(get(&gw.url("/read/y"), Some("opaque-1")).await.0, 200);
-    assert_eq!(endpoint.calls(), 1);
+    assert_eq!(endpoint.calls(), 5);
     // A JWT-shaped token of an issuer that has no keys is introspected too.
     let jwt_like = token(&rsa(), &claims_with(json!({"iss": IDP})));
     endpoint.set(&jwt_like, active(now() + 600));
@@ -171,7 +192,7 @@ async fn an_active_opaque_token_passes_with_its_claims_and_is_cached() {
     assert_eq!(
         gw.metric("portcullis_introspections_total{issuer=\"idp\",outcome=\"active\"}")
             .await,
-        2.0
+        6.0
     );
     gw.shutdown().await;
 }
@@ -195,6 +216,26 @@ async fn claims_are_checked_like_a_jwt_s() {
     let mut weak = active(now() + 600);
     weak["scope"] = json!("profile");
     cases.push(("missing scope", weak, 403, "insufficient_scope"));
+    // A refresh (or ID) token that the IdP calls active is not an access token:
+    // Ory Hydra's, RFC 7662's and Keycloak's ways of saying so.
+    for (member, value) in [
+        ("token_use", "refresh_token"),
+        ("token_type", "refresh_token"),
+        (
+            "token_type",
+            "urn:ietf:params:oauth:token-type:refresh_token",
+        ),
+        ("typ", "Refresh"),
+        ("typ", "ID"),
+        ("typ", "Offline"),
+    ] {
+        let mut refresh = active(now() + 600);
+        refresh[member] = json!(value);
+        cases.push(("not an access token", refresh, 401, "invalid_token"));
+    }
+    let mut odd = active(now() + 600);
+    odd["token_type"] = json!(["Bearer"]);
+    cases.push(("token_type not a string", odd, 401, "invalid_token"));
     cases.push((
         "not an answer",
         json!({"active": "yes"}),
@@ -280,5 +321,48 @@ async fn a_cached_answer_never_outlives_the_token() {
     clock.advance(20 + 31); // past exp and the 30 s leeway
     let (status, _, body) = get(&gw.url("/x"), Some("opaque-short")).await;
     assert_eq!(status, 401, "{body}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn made_up_tokens_cannot_flood_the_endpoint() {
+    // Every request with a new token would be one call to the issuer: at most
+    // `max_concurrent` are in flight, the rest wait a moment, then get 503.
+    let endpoint = Endpoint::start().await;
+    let up = Upstream::start().await;
+    let yaml = yaml(&endpoint, &up).replace("cache: 60s", "cache: 60s\n      max_concurrent: 2");
+    let gw = Gateway::start(&yaml).await;
+    endpoint.held.send_replace(true);
+    let mut requests = JoinSet::new();
+    for i in 0..6 {
+        let url = gw.url("/x");
+        requests.spawn(async move { get(&url, Some(&format!("made-up-{i}"))).await.0 });
+    }
+    let mut refused = 0;
+    while refused < 4 {
+        let status = requests.join_next().await.expect("a request").unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        refused += 1;
+    }
+    // Only the two with a turn reached the endpoint.
+    assert_eq!(endpoint.calls(), 2);
+    assert_eq!(
+        gw.metric("portcullis_limit_hits_total{limit=\"introspection_max_concurrent\"}")
+            .await,
+        4.0
+    );
+    endpoint.held.send_replace(false);
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    // The refused ones are asked now; then every inactive answer is kept
+    // (in the cache for inactive answers): no new call.
+    for round in 0..2 {
+        for i in 0..6 {
+            let t = format!("made-up-{i}");
+            assert_eq!(get(&gw.url("/x"), Some(&t)).await.0, 401, "round {round}");
+        }
+        assert_eq!(endpoint.calls(), 6);
+    }
     gw.shutdown().await;
 }

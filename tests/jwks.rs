@@ -108,6 +108,32 @@ async fn discovery_naming_another_issuer_is_refused() {
 }
 
 #[tokio::test]
+async fn discovery_naming_a_plain_http_key_set_elsewhere_is_refused() {
+    // Anyone between the gateway and that host could hand it their own keys.
+    // The address is this very server written as IPv4-mapped IPv6, which is
+    // not spelled as loopback: were the rule not applied to the discovered
+    // URL, the fetch would succeed and the token pass.
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    jwks.set_discovery_jwks_uri(&format!(
+        "http://[::ffff:127.0.0.1]:{}/jwks.json",
+        jwks.addr.port()
+    ));
+    let up = Upstream::start().await;
+    let source = format!("discovery_url: \"{}\"", jwks.discovery_url());
+    let gw = Gateway::start_unready(&config_with_keys(&source, &up, ROUTES)).await;
+    eventually("the start-up discovery to fail", || async {
+        gw.metric(FAILURES).await >= 1.0
+    })
+    .await;
+    assert_temporarily_unavailable(&gw, &token(&key, &claims())).await;
+    assert_eq!(gw.readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(jwks.fetches(), 0);
+    assert_eq!(up.count(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn jwks_file_keys_verify_and_rotate() {
     let a = rsa();
     let b = ec();

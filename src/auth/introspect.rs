@@ -3,9 +3,13 @@
 //! are sent to the issuer's introspection endpoint, with the gateway's client
 //! credentials (`client_secret_basic`). The answer is cached under the token's
 //! SHA-256: an active one no longer than `cache` nor than the token's `exp`, an
-//! inactive one 5 s. Concurrent requests with the same token share one call
-//! (single flight). An endpoint that fails or answers nonsense is an outage —
-//! the request gets 503 — never an "allow".
+//! inactive one 5 s, in a cache of its own (a flood of made-up tokens must not
+//! push out the answers for real ones). Concurrent requests with the same token
+//! share one call (single flight), and at most `max_concurrent` calls to one
+//! endpoint are in flight: a request that cannot get a turn within a second is
+//! answered 503 rather than passed on, so made-up tokens cannot be turned into
+//! a flood against the issuer. An endpoint that fails or answers nonsense is an
+//! outage — the request gets 503 — never an "allow".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +36,8 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Distinct tokens whose answers are kept.
 pub const MAX_ENTRIES: u64 = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a turn to call the endpoint.
+const TURN_WAIT: Duration = Duration::from_secs(1);
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// What the endpoint said about a token.
@@ -55,7 +61,12 @@ pub struct Introspector {
     config: IntrospectionConfig,
     authorization: HeaderValue,
     client: HttpClient,
-    cache: moka::future::Cache<TokenDigest, Answer>,
+    /// Active answers.
+    active: moka::future::Cache<TokenDigest, Arc<Map<String, Value>>>,
+    /// Tokens the endpoint called inactive (kept [`NEGATIVE_TTL`]).
+    inactive: moka::sync::Cache<TokenDigest, ()>,
+    /// Turns to call the endpoint (`max_concurrent`).
+    turns: tokio::sync::Semaphore,
     /// The runtime calls run on (the one this was made on), so that the
     /// client's connections live there and not on a request worker.
     control: Option<tokio::runtime::Handle>,
@@ -76,26 +87,28 @@ struct Expiry {
     positive: Duration,
 }
 
-impl moka::Expiry<TokenDigest, Answer> for Expiry {
+impl moka::Expiry<TokenDigest, Arc<Map<String, Value>>> for Expiry {
     fn expire_after_create(
         &self,
         _key: &TokenDigest,
-        value: &Answer,
+        claims: &Arc<Map<String, Value>>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(match value {
-            Answer::Inactive => NEGATIVE_TTL,
-            Answer::Active(claims) => {
-                let left = claims
-                    .get("exp")
-                    .and_then(Value::as_i64)
-                    .map(|exp| exp.saturating_sub(self.clock.now_unix()).max(0) as u64)
-                    .map(Duration::from_secs)
-                    .unwrap_or(Duration::ZERO);
-                left.min(self.positive)
-            }
-        })
+        let left = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map(|exp| exp.saturating_sub(self.clock.now_unix()).max(0) as u64)
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::ZERO);
+        Some(left.min(self.positive))
     }
+}
+
+/// Why no active answer was cached.
+#[derive(Debug)]
+enum Miss {
+    Inactive,
+    Unavailable(Unavailable),
 }
 
 impl Introspector {
@@ -144,13 +157,18 @@ impl Introspector {
         Ok(Introspector {
             authorization,
             client: Client::builder(TokioExecutor::new()).build(https),
-            cache: moka::future::Cache::builder()
+            active: moka::future::Cache::builder()
                 .max_capacity(MAX_ENTRIES)
                 .expire_after(Expiry {
                     clock,
                     positive: config.cache,
                 })
                 .build(),
+            inactive: moka::sync::Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
+            turns: tokio::sync::Semaphore::new(config.max_concurrent),
             control: tokio::runtime::Handle::try_current().ok(),
             config: config.clone(),
             label,
@@ -171,18 +189,42 @@ impl Introspector {
         token: &str,
         digest: TokenDigest,
     ) -> Result<Answer, Unavailable> {
-        self.cache
-            .try_get_with(digest, self.call(token))
-            .await
-            .map_err(|e: Arc<Unavailable>| (*e).clone())
+        if self.inactive.contains_key(&digest) {
+            return Ok(Answer::Inactive);
+        }
+        let call = async {
+            match self.call(token).await {
+                Ok(Answer::Active(claims)) => Ok(claims),
+                Ok(Answer::Inactive) => Err(Miss::Inactive),
+                Err(e) => Err(Miss::Unavailable(e)),
+            }
+        };
+        match self.active.try_get_with(digest, call).await {
+            Ok(claims) => Ok(Answer::Active(claims)),
+            Err(miss) => match &*miss {
+                Miss::Inactive => {
+                    self.inactive.insert(digest, ());
+                    Ok(Answer::Inactive)
+                }
+                Miss::Unavailable(e) => Err(e.clone()),
+            },
+        }
     }
 
     async fn call(&self, token: &str) -> Result<Answer, Unavailable> {
+        let shown = redact::url(&self.config.url);
+        // A turn, or 503: never an unbounded queue of calls.
+        let Ok(Ok(_turn)) = tokio::time::timeout(TURN_WAIT, self.turns.acquire()).await else {
+            self.metrics
+                .limit_hits
+                .get_or_create(&crate::telemetry::LimitLabel::INTROSPECTION_MAX_CONCURRENT)
+                .inc();
+            return Err(Unavailable(shown));
+        };
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("token", token)
             .append_pair("token_type_hint", "access_token")
             .finish();
-        let shown = redact::url(&self.config.url);
         let req = Request::post(self.config.url.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")

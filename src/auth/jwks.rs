@@ -218,8 +218,14 @@ impl Fetcher {
             .jwks_uri
             .parse()
             .map_err(|_| FetchError::Discovery(redact::url(url)))?;
+        // The discovered URL obeys the rule the configured ones do: a document
+        // fetched over https must not send the key fetch over plain http.
         match jwks.scheme_str() {
-            Some("http") | Some("https") => Ok(jwks),
+            Some("http") | Some("https")
+                if crate::config::transport_ok(&jwks, self.config.allow_plain_http) =>
+            {
+                Ok(jwks)
+            }
             _ => Err(FetchError::Discovery(redact::url(url))),
         }
     }

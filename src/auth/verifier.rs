@@ -227,6 +227,9 @@ impl Verifier {
             Ok(Answer::Inactive) => return Err(TokenError::Inactive),
             Ok(Answer::Active(claims)) => claims,
         };
+        if !is_access_token(&claims) {
+            return Err(TokenError::BadType);
+        }
         let config = &self.issuers[index].config;
         if let Some(iss) = claims.get("iss") {
             if iss.as_str() != Some(config.issuer.as_str()) {
@@ -273,6 +276,23 @@ impl Verifier {
             headers,
         }
     }
+}
+
+/// Whether an active introspection answer is about an access token. An IdP
+/// answers `active: true` for its refresh tokens too (Ory Hydra, Keycloak),
+/// and a leaked refresh token must not become a long-lived bearer token:
+/// `token_type` (RFC 7662), Hydra's `token_use` and Keycloak's `typ`, when
+/// present, must each name an access token; an answer with none of them is
+/// taken at the endpoint's word.
+fn is_access_token(claims: &Map<String, Value>) -> bool {
+    let says = |member: &str, accepted: &[&str]| match claims.get(member) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => accepted.iter().any(|a| s.eq_ignore_ascii_case(a)),
+        Some(_) => false,
+    };
+    says("token_type", &["bearer", "access_token", "dpop"])
+        && says("token_use", &["access_token"])
+        && says("typ", &["bearer", "at+jwt", "application/at+jwt"])
 }
 
 /// Scopes from `scope` (space-separated) or `scp` (array of strings). A scope

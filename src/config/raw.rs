@@ -104,6 +104,7 @@ pub struct RawIssuer {
     pub roles_claim: Option<String>,
     pub ca_file: Option<String>,
     pub introspection: Option<RawIntrospection>,
+    pub allow_plain_http: Option<bool>,
 }
 
 /// RFC 7662 introspection for opaque tokens.
@@ -114,6 +115,7 @@ pub struct RawIntrospection {
     pub client_id: String,
     pub client_secret: String,
     pub cache: Option<Parsed<Duration>>,
+    pub max_concurrent: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -336,3 +336,50 @@ fn production_keys_are_cross_checked() {
     );
     assert!(e.message.contains("size"), "{errs}");
 }
+
+#[test]
+fn plain_http_to_an_issuer_is_loopback_only_unless_allowed() {
+    let with = |url: &str, extra: &str| {
+        GOOD.replace(
+            "    jwks_uri: \"https://id.example.test/.well-known/jwks.json\"\n",
+            &format!("    jwks_uri: \"{url}\"\n{extra}"),
+        )
+    };
+    for url in [
+        "http://127.0.0.1:9100/jwks.json",
+        "http://127.9.9.9/jwks.json",
+        "http://localhost:9100/jwks.json",
+        "http://[::1]:9100/jwks.json",
+        "https://id.example.test/jwks.json",
+    ] {
+        parse(&with(url, "")).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    for url in [
+        "http://id.example.test/jwks.json",
+        "http://10.0.0.7/jwks.json",
+        "http://[::ffff:10.0.0.7]/jwks.json",
+        "http://localhost.example.test/jwks.json",
+    ] {
+        let err = only_error(&with(url, ""));
+        assert_eq!(err.key.as_deref(), Some("issuers[0].jwks_uri"), "{url}");
+        assert!(err.to_string().contains("allow_plain_http"), "{err}");
+        assert!(err.line > 0, "{url}: {err}");
+        parse(&with(url, "    allow_plain_http: true\n"))
+            .unwrap_or_else(|e| panic!("{url} allowed: {e}"));
+    }
+    let discovery = GOOD.replace(
+        "    jwks_uri: \"https://id.example.test/.well-known/jwks.json\"\n",
+        "    discovery_url: \"http://id.example.test/.well-known/openid-configuration\"\n",
+    );
+    assert_eq!(
+        only_error(&discovery).key.as_deref(),
+        Some("issuers[0].discovery_url")
+    );
+    let introspection = GOOD.replace(
+        "    jwks_uri: \"https://id.example.test/.well-known/jwks.json\"\n",
+        "    introspection: { url: \"http://id.example.test/introspect\", client_id: gw, client_secret: s }\n",
+    );
+    let err = only_error(&introspection);
+    assert_eq!(err.key.as_deref(), Some("issuers[0].introspection.url"));
+    assert!(!err.to_string().contains("secret"), "{err}");
+}

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, Uri};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locations;
@@ -21,6 +21,7 @@ mod issuer;
 mod server;
 
 const DEFAULT_INTROSPECTION_CACHE: Duration = Duration::from_secs(60);
+const DEFAULT_INTROSPECTION_CONCURRENCY: usize = 32;
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,6 +200,24 @@ fn issuers(
                 format!("issuer id `{}` is used twice", r.id),
             );
         }
+        let allow_plain_http = r.allow_plain_http.unwrap_or(false);
+        let plain = |c: &mut Checker, field: &str, uri: &Uri| {
+            if !super::transport_ok(uri, allow_plain_http) {
+                c.error(
+                    &format!("{key}.{field}"),
+                    format!("plain http:// to `{}`, which is not a loopback host: anyone on the way could swap the keys or read the tokens; use https://, or set `allow_plain_http: true` on this issuer if that network is trusted", uri.host().unwrap_or_default()),
+                );
+            }
+        };
+        if let Some(u) = &r.jwks_uri {
+            plain(c, "jwks_uri", &u.0.0);
+        }
+        if let Some(u) = &r.discovery_url {
+            plain(c, "discovery_url", &u.0.0);
+        }
+        if let Some(i) = &r.introspection {
+            plain(c, "introspection.url", &i.url.0.0);
+        }
         let mut sources = Vec::new();
         if let Some(u) = r.jwks_uri {
             sources.push(KeySourceConfig::JwksUri(u.0.0));
@@ -268,11 +287,21 @@ fn issuers(
                     "`cache` must be at most 1h: a revoked token would pass that long",
                 );
             }
+            let max_concurrent = i
+                .max_concurrent
+                .unwrap_or(DEFAULT_INTROSPECTION_CONCURRENCY);
+            if !(1..=4096).contains(&max_concurrent) {
+                c.error(
+                    &format!("{key}.introspection.max_concurrent"),
+                    "`max_concurrent` must be between 1 and 4096",
+                );
+            }
             IntrospectionConfig {
                 url: i.url.0.0,
                 client_id: i.client_id,
                 client_secret: Secret::new(i.client_secret),
                 cache,
+                max_concurrent: max_concurrent.clamp(1, 4096),
             }
         });
         if builtin.is_some() && r.ca_file.is_some() {
@@ -315,6 +344,7 @@ fn issuers(
             roles_claim: r.roles_claim,
             ca_file: r.ca_file.map(|f| resolve(base, &f)),
             introspection,
+            allow_plain_http,
         });
     }
     out

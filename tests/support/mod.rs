@@ -146,6 +146,8 @@ struct JwksState {
     status: u16,
     cache_control: Option<String>,
     discovery_issuer: String,
+    /// The `jwks_uri` the discovery document names; `None`: this server's own.
+    discovery_jwks_uri: Option<String>,
 }
 
 /// A JWKS endpoint (`/jwks.json`) with a discovery document
@@ -168,6 +170,7 @@ impl JwksServer {
             status: 200,
             cache_control: None,
             discovery_issuer: ISSUER.to_owned(),
+            discovery_jwks_uri: None,
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
         let held = Arc::new(tokio::sync::watch::channel(false).0);
@@ -194,7 +197,10 @@ impl JwksServer {
                     "/.well-known/openid-configuration" => {
                         let doc = json!({
                             "issuer": st.discovery_issuer,
-                            "jwks_uri": format!("http://{addr}/jwks.json"),
+                            "jwks_uri": st
+                                .discovery_jwks_uri
+                                .clone()
+                                .unwrap_or_else(|| format!("http://{addr}/jwks.json")),
                         });
                         Response::new(Full::new(Bytes::from(doc.to_string())))
                     }
@@ -244,6 +250,10 @@ impl JwksServer {
 
     pub fn set_discovery_issuer(&self, issuer: &str) {
         self.state.lock().unwrap().discovery_issuer = issuer.to_owned();
+    }
+
+    pub fn set_discovery_jwks_uri(&self, uri: &str) {
+        self.state.lock().unwrap().discovery_jwks_uri = Some(uri.to_owned());
     }
 
     /// Makes `/jwks.json` requests wait (counted on arrival) until [`release`].

@@ -23,6 +23,7 @@ fn issuer() -> IssuerConfig {
         roles_claim: None,
         ca_file: None,
         introspection: None,
+        allow_plain_http: false,
     }
 }
 
