@@ -57,6 +57,39 @@ pub struct Snapshot {
     pub identity_headers: Arc<[HeaderName]>,
     /// The compiled upstreams, indexed as `config.upstreams`.
     pub upstreams: Vec<Arc<Target>>,
+    /// What the TLS files of each upstream and issuer held when they were
+    /// read, indexed as `config.upstreams` and `config.issuers`: a reload keeps
+    /// an upstream or issuer only if its settings and its files are unchanged
+    /// (a CA removed from `ca_file`, a rotated `client_cert`, take effect).
+    upstream_files: Vec<Option<FileDigest>>,
+    issuer_files: Vec<Option<FileDigest>>,
+}
+
+/// The SHA-256 of the names and contents of a set of files.
+type FileDigest = [u8; 32];
+
+/// `None` when a file cannot be read (then nothing is kept, and the build
+/// itself reports the file).
+fn file_digest<'a>(paths: impl IntoIterator<Item = &'a std::path::Path>) -> Option<FileDigest> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for path in paths {
+        let content = std::fs::read(path).ok()?;
+        let name = path.as_os_str().as_encoded_bytes();
+        ctx.update(&(name.len() as u64).to_be_bytes());
+        ctx.update(name);
+        ctx.update(&(content.len() as u64).to_be_bytes());
+        ctx.update(&content);
+    }
+    ctx.finish().as_ref().try_into().ok()
+}
+
+/// The files an upstream reads when it is compiled.
+fn upstream_files(u: &crate::config::UpstreamConfig) -> Option<FileDigest> {
+    let certs = u
+        .client_cert
+        .iter()
+        .flat_map(|c| [c.cert.as_path(), c.key.as_path()]);
+    file_digest(u.ca_file.as_deref().into_iter().chain(certs))
 }
 
 /// What building a snapshot needs besides the configuration.
@@ -87,13 +120,16 @@ impl Snapshot {
         deps: &Deps,
     ) -> Result<Snapshot, BuildError> {
         let mut issuers = Vec::with_capacity(config.issuers.len());
-        for i in &config.issuers {
+        let issuer_files: Vec<_> = config
+            .issuers
+            .iter()
+            .map(|i| file_digest(i.ca_file.as_deref()))
+            .collect();
+        for (i, files) in config.issuers.iter().zip(&issuer_files) {
             let kept = previous.and_then(|p| {
-                p.verifier
-                    .issuers()
-                    .iter()
-                    .find(|k| *k.config == *i)
-                    .cloned()
+                let at = p.verifier.issuers().iter().position(|k| *k.config == *i)?;
+                let same_files = files.is_some() && p.issuer_files.get(at) == Some(files);
+                same_files.then(|| p.verifier.issuers()[at].clone())
             });
             let keys = match kept {
                 Some(k) => k,
@@ -130,13 +166,19 @@ impl Snapshot {
             deps.clock.clone(),
             deps.metrics.clone(),
         ));
+        let upstream_files: Vec<_> = config.upstreams.iter().map(upstream_files).collect();
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| {
-                let kept = previous.and_then(|p| p.upstreams.iter().find(|t| t.same_config(u)));
+            .zip(&upstream_files)
+            .map(|(u, files)| {
+                let kept = previous.and_then(|p| {
+                    let at = p.upstreams.iter().position(|t| t.same_config(u))?;
+                    let same_files = files.is_some() && p.upstream_files.get(at) == Some(files);
+                    same_files.then(|| p.upstreams[at].clone())
+                });
                 match kept {
-                    Some(t) => Ok(t.clone()),
+                    Some(t) => Ok(t),
                     None => Target::new(u).map(Arc::new),
                 }
             })
@@ -170,6 +212,8 @@ impl Snapshot {
             routes,
             verifier,
             config,
+            upstream_files,
+            issuer_files,
         })
     }
 

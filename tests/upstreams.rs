@@ -169,6 +169,72 @@ async fn mtls_to_the_upstream_with_client_cert() {
 }
 
 #[tokio::test]
+async fn a_changed_ca_file_or_client_certificate_is_read_again() {
+    // The CA bundle and the client certificate keep their paths and change
+    // their contents (a compromised root removed, a certificate rotated): the
+    // watcher reloads, and the upstream is compiled anew from the new files.
+    let pki = Pki::new("upstream");
+    let clients = Pki::new("gateways");
+    let up = Upstream::start_with(UpstreamKind {
+        tls: Some(server_config(
+            &pki.server("api", &["localhost"]),
+            &[b"http/1.1"],
+            Some(&clients.ca_file),
+        )),
+        h2_only: false,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("client.pem"),
+        dir.path().join("client.key"),
+    );
+    let install = |from: &support::tls::CertFiles| {
+        std::fs::copy(&from.cert, &cert).unwrap();
+        std::fs::copy(&from.key, &key).unwrap();
+    };
+    std::fs::copy(&pki.ca_file, &ca).unwrap();
+    install(&clients.client("portcullis"));
+    let upstream = format!(
+        "  api:\n    url: \"{}\"\n    ca_file: \"{}\"\n    client_cert: {{ cert: \"{}\", key: \"{}\" }}\n    connect_timeout: 2s",
+        up.url_for("localhost"),
+        ca.display(),
+        cert.display(),
+        key.display(),
+    );
+    let path = dir.path().join("gateway.yaml");
+    let gw = Gateway::start_file(&path, &yaml(&upstream), true).await;
+    assert_eq!(get(&gw.url("/a"), None).await.0, 200);
+
+    // A client certificate from a CA the upstream does not trust: refused by
+    // the upstream once the new one is in use.
+    let strangers = Pki::new("strangers");
+    install(&strangers.client("portcullis"));
+    eventually("the reload", || async {
+        gw.metric("portcullis_config_generation").await == 2.0
+    })
+    .await;
+    assert_eq!(get(&gw.url("/b"), None).await.0, 502);
+    install(&clients.client("portcullis"));
+    eventually("the reload", || async {
+        gw.metric("portcullis_config_generation").await == 3.0
+    })
+    .await;
+    assert_eq!(get(&gw.url("/c"), None).await.0, 200);
+
+    // The upstream's CA taken out of the bundle: no longer trusted.
+    std::fs::copy(&strangers.ca_file, &ca).unwrap();
+    eventually("the reload", || async {
+        gw.metric("portcullis_config_generation").await == 4.0
+    })
+    .await;
+    assert_eq!(get(&gw.url("/d"), None).await.0, 502);
+    assert_eq!(up.count(), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_broken_client_key_fails_the_start() {
     let pki = Pki::new("upstream");
     let dir = tempfile::tempdir().unwrap();

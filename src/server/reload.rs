@@ -163,7 +163,8 @@ impl Reloader {
         super::Reloaded { generation }
     }
 
-    /// Reloads whenever the configuration file or a TLS file it names changes
+    /// Reloads whenever the configuration file or a TLS file it names (the
+    /// listener's, an upstream's, an issuer's) changes
     /// (checked every `interval`), once the change has held still for one more
     /// check: a file caught half-written (a truncated file can be valid YAML) is
     /// read again when its writer is done. A broken file is reported once; the
@@ -196,6 +197,17 @@ impl Reloader {
         let config = self.shared.snapshot.load().config.clone();
         let mut files: Vec<PathBuf> = vec![config.source.clone()];
         files.extend(tls::files(&config.server));
+        // The upstreams' and issuers' TLS files: a rotated client certificate
+        // or a CA bundle with a root removed is picked up like the listener's.
+        for u in &config.upstreams {
+            files.extend(u.ca_file.clone());
+            files.extend(
+                u.client_cert
+                    .iter()
+                    .flat_map(|c| [c.cert.clone(), c.key.clone()]),
+            );
+        }
+        files.extend(config.issuers.iter().filter_map(|i| i.ca_file.clone()));
         files
             .iter()
             .map(|f| {
