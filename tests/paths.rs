@@ -51,6 +51,12 @@ routes:
   - path: /later/*
     upstream: b
     auth: anonymous
+  - path: /reports/q3
+    methods: [GET]
+    upstream: a
+  - path: /reports/*
+    upstream: b
+    auth: anonymous
   - path: /secure/*
     upstream: a
 "#,
@@ -294,6 +300,14 @@ async fn first_route_whose_pattern_and_methods_match_wins() {
     assert_eq!(got.status, 200);
     assert_eq!(f.a.count(), 5);
     assert_eq!(f.a.last().method, "POST");
+
+    // A route that takes GET takes HEAD: the upstream answers a HEAD with its
+    // GET handler, so it must not fall through to the anonymous `/reports/*`.
+    let got = f.send("HEAD", "/reports/q3").await;
+    assert_eq!(got.status, 401, "{}", got.head);
+    assert_eq!((f.a.count(), f.b.count()), (5, 3));
+    assert_eq!(f.send("POST", "/reports/q3").await.status, 200);
+    assert_eq!(f.b.count(), 4);
     f.gw.shutdown().await;
 }
 

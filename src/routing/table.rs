@@ -53,7 +53,7 @@ impl RouteTable {
             }
             match &e.methods {
                 None => return RouteMatch::Found(i),
-                Some(m) if m.contains(method) => return RouteMatch::Found(i),
+                Some(m) if allows(m, method) => return RouteMatch::Found(i),
                 Some(m) => {
                     let allow = allow.get_or_insert_with(Vec::new);
                     for x in m {
@@ -69,6 +69,14 @@ impl RouteTable {
             None => RouteMatch::NotFound,
         }
     }
+}
+
+/// Whether a route's `methods` take `method`. A route that takes GET takes
+/// HEAD too: upstreams answer a HEAD with their GET handler (RFC 9110 §9.3.2),
+/// so a HEAD judged by some later, weaker route would run that handler
+/// unchecked.
+fn allows(methods: &[Method], method: &Method) -> bool {
+    methods.contains(method) || (*method == Method::HEAD && methods.contains(&Method::GET))
 }
 
 /// Whether `pattern` matches the whole `path` (a trailing `/*` also matches the
@@ -167,6 +175,20 @@ mod tests {
             look(&t, Method::DELETE, "/a/c"),
             RouteMatch::MethodNotAllowed(vec![Method::GET, Method::HEAD])
         );
+    }
+
+    #[test]
+    fn a_route_that_takes_get_takes_head() {
+        let t = table(&[("/reports/*", Some(&["GET"])), ("/*", None)]);
+        assert_eq!(look(&t, Method::HEAD, "/reports/q3"), RouteMatch::Found(0));
+        assert_eq!(look(&t, Method::POST, "/reports/q3"), RouteMatch::Found(1));
+        let t = table(&[("/reports/*", Some(&["GET"]))]);
+        assert_eq!(
+            look(&t, Method::DELETE, "/reports/q3"),
+            RouteMatch::MethodNotAllowed(vec![Method::GET])
+        );
+        let t = table(&[("/reports/*", Some(&["POST"])), ("/*", None)]);
+        assert_eq!(look(&t, Method::HEAD, "/reports/q3"), RouteMatch::Found(1));
     }
 
     #[test]
