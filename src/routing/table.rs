@@ -1,5 +1,7 @@
 //! First-match route lookup over compiled patterns, in file order.
 
+use std::collections::HashMap;
+
 use http::Method;
 
 use super::normalize::NormalPath;
@@ -16,10 +18,15 @@ pub enum RouteMatch {
     NotFound,
 }
 
-/// The compiled route table.
+/// The compiled route table: the routes in file order, and a segment trie over
+/// their patterns, so that a lookup visits only the routes whose patterns can
+/// match the path — the cost of a request does not grow with the number of
+/// routes. The first route in file order whose pattern and methods match wins,
+/// exactly as a scan of the list would decide.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     entries: Vec<Entry>,
+    root: Node,
 }
 
 #[derive(Debug, Clone)]
@@ -28,45 +35,108 @@ struct Entry {
     methods: Option<Vec<Method>>,
 }
 
+/// One position in the trie: the patterns that have consumed the same
+/// segments so far.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    literal: HashMap<Box<str>, Node>,
+    param: Option<Box<Node>>,
+    /// Routes whose pattern ends here.
+    exact: Vec<usize>,
+    /// Routes whose pattern ends here with a trailing `/*`: this path and
+    /// everything below it.
+    prefix: Vec<usize>,
+}
+
 // === impl RouteTable ===
 
 impl RouteTable {
     /// Compiles the routes, keeping file order.
     pub fn new(routes: &[RouteConfig]) -> RouteTable {
-        RouteTable {
-            entries: routes
+        RouteTable::from_entries(
+            routes
                 .iter()
                 .map(|r| Entry {
                     pattern: r.pattern.clone(),
                     methods: r.methods.clone(),
                 })
                 .collect(),
+        )
+    }
+
+    fn from_entries(entries: Vec<Entry>) -> RouteTable {
+        let mut root = Node::default();
+        for (i, e) in entries.iter().enumerate() {
+            let mut node = &mut root;
+            for seg in &e.pattern.segments {
+                node = match seg {
+                    PatternSegment::Literal(l) => {
+                        node.literal.entry(l.as_str().into()).or_default()
+                    }
+                    PatternSegment::Param(_) => node.param.get_or_insert_with(Box::default),
+                };
+            }
+            match e.pattern.wildcard {
+                true => node.prefix.push(i),
+                false => node.exact.push(i),
+            }
         }
+        RouteTable { entries, root }
     }
 
     /// Finds the first route whose pattern and methods match.
     pub fn lookup(&self, method: &Method, path: &NormalPath) -> RouteMatch {
-        let mut allow: Option<Vec<Method>> = None;
-        for (i, e) in self.entries.iter().enumerate() {
-            if !matches(&e.pattern, path) {
-                continue;
+        let mut best = None;
+        self.root.visit(path, 0, &mut |i| {
+            if best.is_some_and(|b| b < i) {
+                return;
             }
-            match &e.methods {
-                None => return RouteMatch::Found(i),
-                Some(m) if allows(m, method) => return RouteMatch::Found(i),
-                Some(m) => {
-                    let allow = allow.get_or_insert_with(Vec::new);
-                    for x in m {
-                        if !allow.contains(x) {
-                            allow.push(x.clone());
-                        }
-                    }
+            let takes = match &self.entries[i].methods {
+                None => true,
+                Some(m) => allows(m, method),
+            };
+            if takes {
+                best = Some(i);
+            }
+        });
+        if let Some(i) = best {
+            return RouteMatch::Found(i);
+        }
+        // No route takes the method: which methods would the matching ones take?
+        let mut matching = Vec::new();
+        self.root.visit(path, 0, &mut |i| matching.push(i));
+        if matching.is_empty() {
+            return RouteMatch::NotFound;
+        }
+        matching.sort_unstable();
+        let mut allow: Vec<Method> = Vec::new();
+        for i in matching {
+            for m in self.entries[i].methods.iter().flatten() {
+                if !allow.contains(m) {
+                    allow.push(m.clone());
                 }
             }
         }
-        match allow {
-            Some(a) => RouteMatch::MethodNotAllowed(a),
-            None => RouteMatch::NotFound,
+        RouteMatch::MethodNotAllowed(allow)
+    }
+}
+
+// === impl Node ===
+
+impl Node {
+    /// Calls `found` with every route whose pattern matches `path`, given that
+    /// this node has consumed its first `depth` segments (in no set order).
+    fn visit(&self, path: &NormalPath, depth: usize, found: &mut impl FnMut(usize)) {
+        self.prefix.iter().for_each(|&i| found(i));
+        let Some(segment) = path.segment(depth) else {
+            self.exact.iter().for_each(|&i| found(i));
+            return;
+        };
+        if let Some(next) = self.literal.get(segment) {
+            next.visit(path, depth + 1, found);
+        }
+        if let Some(next) = &self.param {
+            next.visit(path, depth + 1, found);
         }
     }
 }
@@ -111,8 +181,8 @@ mod tests {
     use crate::routing::normalize;
 
     fn table(specs: &[(&str, Option<&[&str]>)]) -> RouteTable {
-        RouteTable {
-            entries: specs
+        RouteTable::from_entries(
+            specs
                 .iter()
                 .map(|(p, m)| Entry {
                     pattern: PathPattern::parse_value(p).expect("pattern"),
@@ -123,7 +193,7 @@ mod tests {
                     }),
                 })
                 .collect(),
-        }
+        )
     }
 
     fn look(t: &RouteTable, method: Method, path: &str) -> RouteMatch {
@@ -175,6 +245,86 @@ mod tests {
             look(&t, Method::DELETE, "/a/c"),
             RouteMatch::MethodNotAllowed(vec![Method::GET, Method::HEAD])
         );
+    }
+
+    /// The old first-match scan over the whole list: the trie must agree.
+    fn scan(t: &RouteTable, method: &Method, path: &NormalPath) -> RouteMatch {
+        let mut allow: Option<Vec<Method>> = None;
+        for (i, e) in t.entries.iter().enumerate() {
+            if !matches(&e.pattern, path) {
+                continue;
+            }
+            match &e.methods {
+                None => return RouteMatch::Found(i),
+                Some(m) if allows(m, method) => return RouteMatch::Found(i),
+                Some(m) => {
+                    let allow = allow.get_or_insert_with(Vec::new);
+                    for x in m {
+                        if !allow.contains(x) {
+                            allow.push(x.clone());
+                        }
+                    }
+                }
+            }
+        }
+        match allow {
+            Some(a) => RouteMatch::MethodNotAllowed(a),
+            None => RouteMatch::NotFound,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_trie_decides_as_a_scan_of_the_list_would(
+            routes in proptest::collection::vec(
+                (
+                    proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c", "{p}"]), 0..4),
+                    proptest::bool::ANY,
+                    proptest::option::of(proptest::sample::subsequence(vec!["GET", "POST", "DELETE"], 1..3)),
+                ),
+                1..12,
+            ),
+            paths in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c", "d"]), 0..5),
+                1..8,
+            ),
+        ) {
+            let specs: Vec<(String, Option<Vec<&str>>)> = routes
+                .iter()
+                .map(|(segs, wild, methods)| {
+                    let mut p = String::new();
+                    for (k, s) in segs.iter().enumerate() {
+                        p.push('/');
+                        match *s {
+                            "{p}" => p.push_str(&format!("{{p{k}}}")),
+                            lit => p.push_str(lit),
+                        }
+                    }
+                    match (*wild, p.is_empty()) {
+                        (true, _) => p.push_str("/*"),
+                        (false, true) => p.push('/'),
+                        (false, false) => {}
+                    }
+                    (p, methods.clone())
+                })
+                .collect();
+            let refs: Vec<(&str, Option<&[&str]>)> = specs
+                .iter()
+                .map(|(p, m)| (p.as_str(), m.as_deref()))
+                .collect();
+            let t = table(&refs);
+            for segs in &paths {
+                let text = format!("/{}", segs.join("/"));
+                let path = normalize(&text.parse().expect("uri"), false).expect("path");
+                for method in [Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::PUT] {
+                    proptest::prop_assert_eq!(
+                        t.lookup(&method, &path),
+                        scan(&t, &method, &path),
+                        "{} {} in {:?}", method, text, specs
+                    );
+                }
+            }
+        }
     }
 
     #[test]
