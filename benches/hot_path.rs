@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
 
 use portcullis::auth::jwks::{IssuerKeys, http_client};
 use portcullis::auth::{Verifier, verify};
@@ -20,78 +18,15 @@ use portcullis::config::Config;
 use portcullis::routing::{RouteTable, normalize};
 use portcullis::telemetry::Metrics;
 
-const ISSUER: &str = "https://issuer.bench";
-const AUDIENCE: &str = "https://api.bench";
-
-struct Signer {
-    name: &'static str,
-    alg: Algorithm,
-    enc: EncodingKey,
-    jwk: serde_json::Value,
-}
-
-fn signer(name: &'static str, file: &str, alg: Algorithm) -> Signer {
-    let pem = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(file),
-    )
-    .unwrap();
-    let enc = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
-        _ => EncodingKey::from_ed_pem(&pem).unwrap(),
-    };
-    let mut jwk = if alg == Algorithm::EdDSA {
-        // jsonwebtoken cannot derive an Ed25519 JWK: take the public key from the PKCS#8.
-        use aws_lc_rs::signature::KeyPair;
-        use base64::Engine;
-        let b64: String = std::str::from_utf8(&pem)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap();
-        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der).unwrap();
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA"})
-    } else {
-        serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, alg).unwrap()).unwrap()
-    };
-    jwk["kid"] = json!(name);
-    Signer {
-        name,
-        alg,
-        enc,
-        jwk,
-    }
-}
-
-fn signers() -> Vec<Signer> {
-    vec![
-        signer("RS256", "rsa.pem", Algorithm::RS256),
-        signer("ES256", "ec256.pem", Algorithm::ES256),
-        signer("EdDSA", "ed25519.pem", Algorithm::EdDSA),
-    ]
-}
-
-#[allow(clippy::disallowed_methods)] // tokens are minted against the real clock
-fn token(s: &Signer, sub: u64) -> String {
-    let mut h = Header::new(s.alg);
-    h.kid = Some(s.name.to_owned());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": format!("user-{sub}"), "exp": now + 3600,
-        "iat": now, "scope": "read:data write:data", "org_id": "org-1"});
-    jsonwebtoken::encode(&h, &claims, &s.enc).unwrap()
-}
+mod support;
+use support::{AUDIENCE, ISSUER, signers, token, write_jwks};
 
 fn config(jwks_path: &Path, upstream: &str) -> Config {
-    let yaml = format!(
+    Config::from_yaml(&config_yaml(jwks_path, upstream), Path::new("bench.yaml")).unwrap()
+}
+
+fn config_yaml(jwks_path: &Path, upstream: &str) -> String {
+    format!(
         r#"server: {{ listen: "127.0.0.1:0" }}
 admin: {{ listen: "127.0.0.1:0" }}
 issuers:
@@ -115,15 +50,7 @@ routes:
     scopes: [read:data]
 "#,
         jwks_path.display()
-    );
-    Config::from_yaml(&yaml, Path::new("bench.yaml")).unwrap()
-}
-
-fn write_jwks(dir: &Path, signers: &[Signer]) -> std::path::PathBuf {
-    let path = dir.join("jwks.json");
-    let keys: Vec<_> = signers.iter().map(|s| s.jwk.clone()).collect();
-    std::fs::write(&path, json!({ "keys": keys }).to_string()).unwrap();
-    path
+    )
 }
 
 fn bench_verify(c: &mut Criterion) {
@@ -203,37 +130,9 @@ fn bench_request(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let jwks = write_jwks(dir.path(), &signers);
     let (gw, client) = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"ok\n"),
-                        )))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                        .await;
-                });
-            }
-        });
-        let running =
-            portcullis::server::start(config(&jwks, &format!("http://{up}")), Default::default())
-                .await
-                .unwrap();
-        let issuers = running.snapshot().verifier.issuers().to_vec();
-        for i in issuers {
-            i.refresh().await.unwrap();
-        }
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
-        (running, client)
+        let up = support::upstream().await;
+        let yaml = config_yaml(&jwks, &format!("http://{up}"));
+        (support::gateway(&yaml).await, support::client())
     });
     let url = format!("http://{}/orgs/org-1/items/1", gw.proxy_addr);
     let mut g = c.benchmark_group("request_in_process");

@@ -1,0 +1,134 @@
+//! Heap allocations per request: the gateway's own, without the client's and
+//! the upstream's. Counts every allocation in the process (dhat's global
+//! allocator) over N keep-alive requests through the gateway in process, and
+//! subtracts N requests sent by the same client straight to the same upstream.
+//!
+//! Run: `cargo bench --bench allocations`. Prints one line per case; not timed.
+//! `ALLOCATIONS_PROFILE=dhat.json cargo bench --bench allocations` also writes
+//! where each allocation came from.
+//! The JSON access log is not on here (no subscriber is installed): in the
+//! binary it formats into a per-thread buffer that is reused, so it adds no
+//! allocation per line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+
+mod support;
+use support::{AUDIENCE, ISSUER, signers, token, write_jwks};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const WARM_UP: u64 = 500;
+const N: u64 = 5_000;
+
+fn yaml(jwks: &Path, upstream: &str) -> String {
+    format!(
+        r#"server: {{ listen: "127.0.0.1:0", workers: 1 }}
+admin: {{ listen: "127.0.0.1:0" }}
+issuers:
+  - id: bench
+    issuer: "{ISSUER}"
+    jwks_file: "{}"
+    audiences: ["{AUDIENCE}"]
+upstreams:
+  api: {{ url: "{upstream}" }}
+routes:
+  - path: /public/*
+    upstream: api
+    auth: anonymous
+  - path: /orgs/{{org}}/items/*
+    methods: [GET, HEAD]
+    upstream: api
+    scopes: [read:data]
+    org_param: org
+"#,
+        jwks.display()
+    )
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+async fn requests(client: &Client, url: &str, auth: Option<&str>, n: u64) {
+    for _ in 0..n {
+        let mut req = Request::get(url);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let resp = client
+            .request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+    }
+}
+
+/// Allocations and bytes per request over `N` requests, after a warm-up.
+async fn count(client: &Client, url: &str, auth: Option<&str>) -> (f64, f64) {
+    requests(client, url, auth, WARM_UP).await;
+    let before = dhat::HeapStats::get();
+    requests(client, url, auth, N).await;
+    let after = dhat::HeapStats::get();
+    (
+        (after.total_blocks - before.total_blocks) as f64 / N as f64,
+        (after.total_bytes - before.total_bytes) as f64 / N as f64,
+    )
+}
+
+fn main() {
+    // With ALLOCATIONS_PROFILE=FILE, every allocation site is written to FILE
+    // (dhat's JSON, for its viewer or a script) as well.
+    let _profiler = match std::env::var_os("ALLOCATIONS_PROFILE") {
+        Some(file) => dhat::Profiler::builder()
+            .file_name(file)
+            .trim_backtraces(Some(30))
+            .build(),
+        None => dhat::Profiler::builder().testing().build(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let signers = signers();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = write_jwks(dir.path(), &signers);
+    rt.block_on(async {
+        let up = support::upstream().await;
+        let gw = support::gateway(&yaml(&jwks, &format!("http://{up}"))).await;
+        let client = support::client();
+
+        let (base, base_bytes) = count(&client, &format!("http://{up}/x"), None).await;
+        println!(
+            "client + upstream alone: {base:.1} allocations, {base_bytes:.0} bytes per request"
+        );
+        let mut cases = vec![(
+            "anonymous route".to_owned(),
+            format!("http://{}/public/x", gw.proxy_addr),
+            None,
+        )];
+        for s in &signers {
+            cases.push((
+                format!("{} token (cached)", s.name),
+                format!("http://{}/orgs/org-1/items/1", gw.proxy_addr),
+                Some(format!("Bearer {}", token(s, 1))),
+            ));
+        }
+        for (name, url, auth) in cases {
+            let (n, bytes) = count(&client, &url, auth.as_deref()).await;
+            println!(
+                "gateway, {name}: {:.1} allocations, {:.0} bytes per request",
+                n - base,
+                bytes - base_bytes
+            );
+        }
+        gw.shutdown().await;
+    });
+}
