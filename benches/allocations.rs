@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 
+#[path = "support/shared.rs"]
 mod support;
 use support::{AUDIENCE, ISSUER, signers, token, write_jwks};
 

@@ -18,6 +18,7 @@ use portcullis::config::Config;
 use portcullis::routing::{RouteTable, normalize};
 use portcullis::telemetry::Metrics;
 
+#[path = "support/shared.rs"]
 mod support;
 use support::{AUDIENCE, ISSUER, signers, token, write_jwks};
 

@@ -14,6 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use http::Request;
 use http_body_util::{BodyExt, Full};
 
+#[path = "support/shared.rs"]
 mod support;
 use support::{AUDIENCE, signers, token_of, write_jwks};
 
