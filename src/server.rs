@@ -94,8 +94,12 @@ pub(crate) struct Shared {
     /// The listener's TLS configuration in force (`None`: cleartext).
     pub tls: ArcSwapOption<rustls::ServerConfig>,
     pub metrics: Metrics,
-    /// One permit per open downstream connection (`server.limits.max_connections`).
+    /// One permit per open connection of the public listener
+    /// (`server.limits.max_connections`), tunnels included.
     pub connections: Arc<Semaphore>,
+    /// The same for the forward-auth listener, apart: a flood on one listener
+    /// cannot starve the other.
+    pub forward_auth_connections: Arc<Semaphore>,
     /// Panics caught anywhere in the server: request handlers, connection
     /// tasks, background tasks, worker threads.
     pub panics: Arc<std::sync::atomic::AtomicUsize>,
@@ -178,6 +182,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
         tls: ArcSwapOption::new(tls_config),
         metrics: metrics.clone(),
         connections: Arc::new(Semaphore::new(config.server.limits.max_connections)),
+        forward_auth_connections: Arc::new(Semaphore::new(config.server.limits.max_connections)),
         panics: Arc::default(),
     });
     metrics.config_generation.set(1);
@@ -356,7 +361,7 @@ impl WorkerThread {
                                     accept_loop(
                                         l,
                                         false,
-                                        shared.connections.clone(),
+                                        shared.forward_auth_connections.clone(),
                                         shared.metrics.clone(),
                                         shared.clone(),
                                         shutdown.clone(),
@@ -380,9 +385,10 @@ impl WorkerThread {
 }
 
 /// Accepts connections until shutdown (at most as many open at once as
-/// `connections` has permits; the rest wait in the kernel's accept queue), then
-/// waits up to `grace` for in-flight requests: keep-alive connections are told to
-/// close after their current request. With `use_tls`, each connection is
+/// `connections` has permits — this listener's own; the rest wait in the
+/// kernel's accept queue), then waits up to `grace` for in-flight requests and
+/// WebSocket tunnels: keep-alive connections are told to close after their
+/// current request, and whatever is still open at the deadline is closed. With `use_tls`, each connection is
 /// served with the listener's TLS configuration in force when it is accepted
 /// (none configured: cleartext).
 #[allow(clippy::too_many_arguments)]

@@ -254,3 +254,167 @@ async fn http2_streams_per_connection_are_bounded() {
     );
     gw.shutdown().await;
 }
+
+/// The cleartext listener reads a client's first bytes until it is decided
+/// whether they are the HTTP/2 preface: half a preface held open is closed at
+/// `header_read_timeout` (and counted); a preface, or an HTTP/1.1 request
+/// whose first byte could begin one, sent a byte at a time is served, every
+/// byte read while deciding handed to the protocol chosen.
+#[tokio::test]
+async fn protocol_detection_waits_for_the_preface_to_be_decided() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&yaml(&up.url(), "    header_read_timeout: 400ms", "")).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "half a preface kept its connection");
+    assert!(hits(&gw, "header_read_timeout").await >= 1.0);
+
+    // An HTTP/1.1 request a byte at a time ("P" could begin the preface).
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi" {
+        s.write_all(&[*b]).await.unwrap();
+    }
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(up.last().body, "hi");
+
+    // HTTP/2 whose every write (the preface first) goes a byte at a time.
+    let s = TcpStream::connect(gw.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(OneByte(s)))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://api.test/h2")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(up.last().target, "/h2");
+    gw.shutdown().await;
+}
+
+/// A stream whose writes go out at most one byte at a time.
+struct OneByte(TcpStream);
+
+impl tokio::io::AsyncRead for OneByte {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for OneByte {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(1);
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP/2 frame header and payload on stream 0.
+fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HTTP/2 connections are closed after `idle_timeout` like HTTP/1.1 ones: a
+/// client that only keeps the connection busy with PING, SETTINGS and
+/// WINDOW_UPDATE frames, and one that says nothing at all (and acknowledges
+/// nothing, not even the graceful GOAWAY's PING), both lose it.
+#[tokio::test]
+async fn http2_connections_without_requests_are_closed_when_idle() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&yaml(&up.url(), "    idle_timeout: 600ms", "")).await;
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend(frame(0x4, 0, &[]));
+
+    // Only control frames, every 100 ms, for as long as the connection lives.
+    let s = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(&preface).await.unwrap();
+    let chatter = tokio::spawn(async move {
+        let frames = [
+            frame(0x6, 0, b"12345678"),
+            frame(0x4, 0, &[]),
+            frame(0x8, 0, &1u32.to_be_bytes()),
+        ];
+        for f in frames.iter().cycle() {
+            if wr.write_all(f).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut sink)).await;
+    assert!(
+        closed.is_ok(),
+        "PING/SETTINGS/WINDOW_UPDATE kept an idle connection"
+    );
+    chatter.abort();
+
+    // Nothing after the preface, and nothing acknowledged.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&preface).await.unwrap();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "a silent HTTP/2 connection stayed open");
+    assert!(hits(&gw, "idle_timeout").await >= 2.0);
+    gw.shutdown().await;
+}
+
+/// `max_connections` counts each listener apart: the public listener full does
+/// not keep the forward-auth listener from answering.
+#[tokio::test]
+async fn connection_permits_are_per_listener() {
+    let up = Upstream::start().await;
+    let config = yaml(&up.url(), "    max_connections: 1", "")
+        + "forward_auth:\n  listen: \"127.0.0.1:0\"\n";
+    let gw = Gateway::start(&config).await;
+    // The public listener's one slot, held by a keep-alive connection.
+    let mut held = TcpStream::connect(gw.addr).await.unwrap();
+    held.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    held.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    let mut fa = TcpStream::connect(gw.forward_auth_addr()).await.unwrap();
+    fa.write_all(
+        b"GET /auth HTTP/1.1\r\nHost: fa\r\nX-Forwarded-Uri: /x\r\nX-Forwarded-Method: GET\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (answer, closed) = read_until_closed(&mut fa, Duration::from_secs(5)).await;
+    assert!(closed, "the forward-auth listener waited for a public slot");
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    drop(held);
+    gw.shutdown().await;
+}

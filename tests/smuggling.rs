@@ -120,6 +120,96 @@ async fn conflicting_or_malformed_framing_is_refused() {
     gw.shutdown().await;
 }
 
+/// Writes `request` and reads until the gateway closes the connection; panics
+/// if it stays open (the bound is a safety net, never a wait).
+async fn answer_then_closed(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the connection stayed open")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request's `Transfer-Encoding` must be exactly `chunked` (one line, any
+/// case). hyper takes any list that ends in `chunked` and removes only the
+/// chunked framing: the upstream would get a body still gzip-coded (or chunked
+/// twice) without being told. Each is refused with 400 and the connection is
+/// closed, so the bytes after it are never read as a request.
+#[tokio::test]
+async fn transfer_encoding_other_than_exactly_chunked_is_refused() {
+    let (_jwks, up, gw) = setup().await;
+    let smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    // `true`: hyper accepts it and the gateway refuses it (with its JSON
+    // body, counted); `false`: hyper's parser refuses it first.
+    let cases = [
+        (
+            "gzip then chunked",
+            "Transfer-Encoding: gzip, chunked",
+            true,
+        ),
+        ("chunked twice", "Transfer-Encoding: chunked, chunked", true),
+        ("empty list member", "Transfer-Encoding: , chunked", true),
+        (
+            "two lines",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            true,
+        ),
+        (
+            "gzip line, chunked line",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+            true,
+        ),
+        (
+            "with Content-Length",
+            "Content-Length: 8\r\nTransfer-Encoding: gzip, chunked",
+            true,
+        ),
+        ("identity", "Transfer-Encoding: identity", false),
+        ("a parameter", "Transfer-Encoding: chunked;x=1", false),
+        (
+            "chunked then gzip",
+            "Transfer-Encoding: chunked, gzip",
+            false,
+        ),
+    ];
+    for (case, head, ours) in cases {
+        let request = format!(
+            "POST /public/a HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n3\r\nabc\r\n0\r\n\r\n{smuggled}"
+        );
+        let answer = answer_then_closed(gw.addr, request.as_bytes()).await;
+        assert_eq!(statuses(&answer), [400], "{case}: {answer}");
+        if ours {
+            assert!(answer.contains("invalid_request"), "{case}: {answer}");
+        }
+    }
+    assert_eq!(up.count(), 0, "a refused request reached the upstream");
+    assert_eq!(
+        gw.metric("portcullis_rejections_total{reason=\"bad_framing\"}")
+            .await,
+        6.0
+    );
+    // Exactly `chunked`, in any case and with optional whitespace around the
+    // value (not part of it, RFC 9110 §5.5), is read and re-framed.
+    for head in [
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: Chunked",
+        "transfer-encoding:\tCHUNKED ",
+    ] {
+        let request = format!(
+            "POST /public/a HTTP/1.1\r\nHost: x\r\n{head}\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        );
+        let answer = raw(gw.addr, request.as_bytes()).await;
+        assert_eq!(statuses(&answer), [200], "{head}: {answer}");
+        assert_eq!(up.last().body, "abc");
+    }
+    assert!(up.received().iter().all(|r| r.target != "/public/smuggled"));
+    gw.shutdown().await;
+}
+
 /// `Content-Length` beside `Transfer-Encoding` (RFC 9112 §6.3): the chunked
 /// framing wins, the gateway re-frames the body for the upstream, and the
 /// connection is closed after the response, so bytes smuggled after the body are
@@ -288,5 +378,26 @@ async fn http2_authority_and_host_must_agree() {
     .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(up.count(), 1);
+
+    // `:authority` with userinfo is refused as a `Host` with userinfo is, with
+    // or without a `Host` beside it.
+    for (uri, host) in [
+        ("http://user@api.test:8080/public/a", None),
+        ("http://user:pw@api.test/public/a", None),
+        ("http://user@api.test/public/a", Some("user@api.test")),
+    ] {
+        let mut req = Request::get(uri);
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let (status, body) = send(req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(status, 400, "{uri}: {body}");
+        assert!(body.contains("invalid_request"), "{uri}: {body}");
+    }
+    assert_eq!(
+        up.count(),
+        1,
+        "an authority with userinfo reached the upstream"
+    );
     gw.shutdown().await;
 }

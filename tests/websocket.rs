@@ -264,3 +264,145 @@ async fn websockets_over_the_tls_listener() {
     let _ = TcpStream::connect(gw.addr).await;
     gw.shutdown().await;
 }
+
+/// An upstream that counts the connections it accepts and refuses every
+/// upgrade with a keep-alive 403.
+async fn refusing_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let status = if req.headers().contains_key("upgrade") {
+                            403
+                        } else {
+                            200
+                        };
+                        let mut resp = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"no"),
+                        ));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// An upgrade the upstream answers with anything but 101 leaves its upstream
+/// connection in an unknown state: it is closed, never reused for the next
+/// request.
+#[tokio::test]
+async fn a_refused_upgrade_s_upstream_connection_is_not_reused() {
+    use std::sync::atomic::Ordering;
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    let (up, accepted) = refusing_upstream().await;
+    let echo = Echo {
+        addr: up,
+        seen: Arc::default(),
+    };
+    let gw = Gateway::start(&yaml(&jwks, &echo, "")).await;
+    let token = token(&key, &claims());
+    let upgrade = format!(
+        "GET /ws/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let answer = raw(gw.addr, upgrade.as_bytes()).await;
+    assert_eq!(raw_status(&answer), 403, "{answer}");
+    let plain = format!(
+        "GET /ws/y HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    for _ in 0..2 {
+        let answer = raw(gw.addr, plain.as_bytes()).await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+    }
+    // The refused upgrade's connection, then one that the plain requests share.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    gw.shutdown().await;
+}
+
+/// A tunnel keeps its downstream connection's permit: with `max_connections:
+/// 1`, a second client waits until the tunnel closes.
+#[tokio::test]
+async fn a_tunnel_holds_its_connection_permit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    let echo = Echo::start().await;
+    let gw = Gateway::start(&yaml(&jwks, &echo, "  limits: { max_connections: 1 }")).await;
+    let token = token(&key, &claims());
+    let url = format!("ws://{}/ws/held", gw.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request(&url, Some(&token)))
+        .await
+        .unwrap();
+    ws.send(Message::text("up")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("up"));
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    second
+        .write_all(b"GET /plain/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read_exact(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a connection over the limit was served beside a tunnel"
+    );
+    // The tunnel still works, and closing it frees the slot.
+    ws.send(Message::text("still")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("still"));
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(5), second.read_exact(&mut buf))
+        .await
+        .expect("served once the tunnel closed")
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 401");
+    gw.shutdown().await;
+}
+
+/// A shutdown drains tunnels like requests: the tunnel carries messages after
+/// the listener has closed, until the grace period ends; then it is closed.
+#[tokio::test]
+async fn a_shutdown_drains_a_tunnel_then_closes_it() {
+    let key = rsa();
+    let jwks = JwksServer::start(&[&key]).await;
+    let echo = Echo::start().await;
+    let gw = Gateway::start(&yaml(&jwks, &echo, "  shutdown_grace: 2s")).await;
+    let addr = gw.addr;
+    let token = token(&key, &claims());
+    let url = format!("ws://{addr}/ws/drain");
+    let (mut ws, _) = tokio_tungstenite::connect_async(request(&url, Some(&token)))
+        .await
+        .unwrap();
+    let stopping = tokio::spawn(gw.shutdown());
+    eventually("the listener to close", || async move {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    ws.send(Message::text("during")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("during"));
+    assert!(
+        !stopping.is_finished(),
+        "shutdown did not wait for the tunnel"
+    );
+    // At the end of the grace period the tunnel is closed and shutdown ends.
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("the tunnel outlived the grace period");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown ended")
+        .unwrap();
+}

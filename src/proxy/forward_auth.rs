@@ -145,9 +145,7 @@ fn original<B>(req: &Request<B>) -> Result<Original, Reject> {
         None => one_of(h, &[&HOST])?,
     };
     if let Some(host) = host {
-        let valid = !host.as_bytes().contains(&b'@')
-            && http::uri::Authority::try_from(host.as_bytes()).is_ok_and(|a| !a.host().is_empty());
-        if !valid {
+        if !super::headers::valid_authority(host.as_bytes()) {
             return Err(Reject::BadHost);
         }
     }

@@ -170,6 +170,7 @@ impl Proxy {
                 return Err(Reject::BodyTooLarge);
             }
         }
+        let tunnels = req.extensions().get::<upgrade::Tunnels>().cloned();
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         // 4. Rewrite, 5. forward.
         let pools = self.pools.get(snap.generation, &snap.upstreams);
@@ -192,7 +193,8 @@ impl Proxy {
                 let h = resp.headers_mut();
                 h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
                 h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-                upgrade::splice(client, upstream, snap.config.server.limits.idle_timeout);
+                let idle = snap.config.server.limits.idle_timeout;
+                upgrade::splice(client, upstream, idle, tunnels.as_ref());
             }
             _ => headers::strip_hop_by_hop(resp.headers_mut()),
         }

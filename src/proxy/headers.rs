@@ -418,11 +418,15 @@ pub fn check_host(
     if hosts.next().is_some() {
         return Err(BadHost);
     }
+    // The request target's authority (HTTP/2 `:authority`, an HTTP/1.1
+    // absolute-form target) passes the same test as `Host`: it becomes the
+    // upstream's `Host` when the client sent none.
+    if authority.is_some_and(|a| !valid_authority(a.as_str().as_bytes())) {
+        return Err(BadHost);
+    }
     match host {
         Some(h) => {
-            let valid = !h.as_bytes().contains(&b'@')
-                && http::uri::Authority::try_from(h.as_bytes()).is_ok_and(|a| !a.host().is_empty());
-            if !valid {
+            if !valid_authority(h.as_bytes()) {
                 return Err(BadHost);
             }
             if let Some(a) = authority {
@@ -439,6 +443,34 @@ pub fn check_host(
             }
             Ok(())
         }
+    }
+}
+
+/// Whether `value` is a usable `host[:port]`: an authority (RFC 3986 §3.2)
+/// with a non-empty host and without userinfo, which upstreams and the
+/// gateway could read differently (`user@host`, and `a@b@c` even more so).
+pub fn valid_authority(value: &[u8]) -> bool {
+    !value.contains(&b'@')
+        && http::uri::Authority::try_from(value).is_ok_and(|a| !a.host().is_empty())
+}
+
+/// Why the request's framing was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request's Transfer-Encoding is not exactly chunked")]
+pub struct BadFraming;
+
+/// Checks what hyper's HTTP/1.1 parser leaves to the gateway: a request's
+/// `Transfer-Encoding` must be one header line saying `chunked` (any case)
+/// and nothing else. hyper accepts any list whose last coding is `chunked`
+/// (`gzip, chunked`, `chunked, chunked`, two lines) and removes only the
+/// chunked framing; the gateway re-frames the body for the upstream, which
+/// would then get bytes still in the other codings without being told.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), BadFraming> {
+    let mut lines = headers.get_all(&TRANSFER_ENCODING).iter();
+    match (lines.next(), lines.next()) {
+        (None, _) => Ok(()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(BadFraming),
     }
 }
 
@@ -675,6 +707,51 @@ mod tests {
         assert_eq!(
             check_host(&mut h, Version::HTTP_2, Some(&authority)),
             Err(BadHost)
+        );
+        // `:authority` passes the same test as `Host`, with or without one.
+        for bad in [
+            "user@api.test",
+            "user:pw@api.test:8443",
+            "@api.test",
+            ":8443",
+        ] {
+            let authority: http::uri::Authority = bad.parse().expect("authority");
+            for mut h in [HeaderMap::new(), map(&[("host", bad)])] {
+                assert_eq!(
+                    check_host(&mut h, Version::HTTP_2, Some(&authority)),
+                    Err(BadHost),
+                    "{bad}"
+                );
+                assert!(!h.contains_key("host") || h["host"] == bad);
+            }
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_must_be_exactly_chunked() {
+        assert_eq!(check_framing(&HeaderMap::new()), Ok(()));
+        for good in ["chunked", "Chunked", "CHUNKED"] {
+            assert_eq!(check_framing(&map(&[("transfer-encoding", good)])), Ok(()));
+        }
+        for bad in [
+            "gzip, chunked",
+            "chunked, chunked",
+            "identity",
+            "chunked;q=1",
+            "",
+        ] {
+            assert_eq!(
+                check_framing(&map(&[("transfer-encoding", bad)])),
+                Err(BadFraming),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check_framing(&map(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ])),
+            Err(BadFraming)
         );
     }
 

@@ -163,8 +163,13 @@ impl Pool {
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
+                    // An upgrade request's connection never comes back: after a
+                    // 101 it is the tunnel's, and after any other answer its
+                    // state is unknown (the upstream may have switched anyway,
+                    // or still expect the upgrade), so it closes with the body.
+                    // Nor does one that switched protocols unasked.
                     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                    let lease = (!switching).then(|| Lease {
+                    let lease = (!upgrade && !switching).then(|| Lease {
                         pool: self.clone(),
                         tx,
                     });

@@ -35,6 +35,9 @@ pub enum Reject {
     /// Client: `Host` is missing, repeated, malformed, or contradicts `:authority`.
     #[error("bad host")]
     BadHost,
+    /// Client: `Transfer-Encoding` is anything but one `chunked`.
+    #[error("bad framing")]
+    BadFraming,
     /// Client: the request body broke off or was malformed on its way upstream.
     #[error("bad request body")]
     BadBody,
@@ -122,6 +125,7 @@ impl Reject {
             Reject::BadMethodOverride | Reject::MethodOverrideRefused => "bad_method_override",
             Reject::BadMethod => "bad_method",
             Reject::BadHost => "bad_host",
+            Reject::BadFraming => "bad_framing",
             Reject::BadBody => "bad_body",
             Reject::BodyTooLarge => "body_too_large",
             Reject::UpgradeRefused => "upgrade_refused",
@@ -157,6 +161,11 @@ impl Reject {
                 S::BAD_REQUEST,
                 BAD,
                 "the Host header is missing, repeated or invalid",
+            ),
+            Reject::BadFraming => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the Transfer-Encoding header must be exactly chunked",
             ),
             Reject::BadBody => Answer::new(
                 S::BAD_REQUEST,

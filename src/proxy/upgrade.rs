@@ -2,12 +2,15 @@
 //! that copies the upgraded streams both ways once the upstream answered 101.
 //! The token and the policy were checked once, on the upgrade request; after
 //! that the bytes are the two ends' business, until either side closes or
-//! nothing moves for `idle_timeout`.
+//! nothing moves for `idle_timeout`. A splice runs inside its downstream
+//! connection's task ([`Tunnels`]), so it keeps that connection's permit of
+//! `max_connections` and is drained at shutdown like a request in flight.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +30,37 @@ pub enum Asked {
     WebSocket,
     /// Any other protocol.
     Other,
+}
+
+/// A splice waiting to run.
+type Splice = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a downstream connection collects the splices of its upgraded
+/// requests (a request extension): the connection's task runs them once the
+/// HTTP exchange has handed the stream over, so a tunnel holds the
+/// connection's permit for as long as it lives, and a shutdown waits for it
+/// (up to the grace period, then closes it) as for any connection.
+#[derive(Clone, Default)]
+pub struct Tunnels(Arc<Mutex<Vec<Splice>>>);
+
+impl Tunnels {
+    /// The splices handed over so far (each taken once).
+    pub fn take(&self) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, splice: Splice) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(splice);
+    }
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnels").finish_non_exhaustive()
+    }
 }
 
 /// Reads the upgrade a request asks for.
@@ -60,51 +94,60 @@ pub fn asked(headers: &HeaderMap) -> Asked {
 
 /// Joins the client's and the upstream's upgraded streams and copies bytes both
 /// ways until either closes or nothing moves for `idle` (checked every quarter
-/// of it). Runs as a task of its own on the worker.
-pub fn splice(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "Upgrade did not complete");
+/// of it). Runs in the connection's task, handed over through `tunnels`; a
+/// request without them (none in the gateway) gets a task of its own.
+pub fn splice(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, tunnels: Option<&Tunnels>) {
+    let splice = Box::pin(run(client, upstream, idle));
+    match tunnels {
+        Some(t) => t.push(splice),
+        None => {
+            tokio::spawn(splice);
+        }
+    }
+}
+
+async fn run(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "Upgrade did not complete");
+            return;
+        }
+    };
+    let activity = Arc::new(AtomicU64::new(0));
+    let mut client = Counted {
+        inner: TokioIo::new(client),
+        activity: activity.clone(),
+    };
+    let mut upstream = TokioIo::new(upstream);
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    let tick = idle / 4;
+    let mut seen = activity.load(Ordering::Relaxed);
+    let mut quiet = 0u32;
+    loop {
+        tokio::select! {
+            r = &mut copy => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "Upgraded connection ended with an error");
+                }
                 return;
             }
-        };
-        let activity = Arc::new(AtomicU64::new(0));
-        let mut client = Counted {
-            inner: TokioIo::new(client),
-            activity: activity.clone(),
-        };
-        let mut upstream = TokioIo::new(upstream);
-        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        tokio::pin!(copy);
-        let tick = idle / 4;
-        let mut seen = activity.load(Ordering::Relaxed);
-        let mut quiet = 0u32;
-        loop {
-            tokio::select! {
-                r = &mut copy => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "Upgraded connection ended with an error");
+            _ = tokio::time::sleep(tick) => {
+                let now = activity.load(Ordering::Relaxed);
+                if now == seen {
+                    quiet += 1;
+                    if quiet >= 4 {
+                        tracing::debug!("Upgraded connection closed after its idle timeout");
+                        return;
                     }
-                    return;
-                }
-                _ = tokio::time::sleep(tick) => {
-                    let now = activity.load(Ordering::Relaxed);
-                    if now == seen {
-                        quiet += 1;
-                        if quiet >= 4 {
-                            tracing::debug!("Upgraded connection closed after its idle timeout");
-                            return;
-                        }
-                    } else {
-                        seen = now;
-                        quiet = 0;
-                    }
+                } else {
+                    seen = now;
+                    quiet = 0;
                 }
             }
         }
-    });
+    }
 }
 
 /// A stream that counts its reads and writes (both directions go through the

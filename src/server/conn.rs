@@ -1,23 +1,26 @@
 //! One downstream connection: the TLS handshake (bounded by
 //! `header_read_timeout`), HTTP/1.1 or HTTP/2 (by ALPN over TLS, by the
 //! prior-knowledge preface in cleartext), the limits of `server.limits`, an idle
-//! timeout, graceful shutdown, and a connection span. Every request of the
-//! connection carries its [`ConnInfo`] as an extension.
+//! timeout, graceful shutdown, the WebSocket tunnels its upgraded requests
+//! become, and a connection span. Every request of the connection carries its
+//! [`ConnInfo`] and its [`Tunnels`] as extensions.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -25,6 +28,7 @@ use tracing::Instrument;
 use crate::config::Limits;
 use crate::net::ConnInfo;
 use crate::proxy::ProxyBody;
+use crate::proxy::upgrade::Tunnels;
 use crate::telemetry::{LimitLabel, Metrics};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -48,10 +52,13 @@ pub async fn serve<H, F>(
     let span = tracing::debug_span!("connection", %peer, tls = tls.is_some());
     async move {
         let activity = Arc::new(AtomicU64::new(0));
-        let (io, info, h2) = match tls {
+        let (io, prefix, info, h2) = match tls {
             None => {
-                let h2 = match tokio::time::timeout(limits.header_read_timeout, is_h2(&tcp)).await {
-                    Ok(Ok(h2)) => h2,
+                let mut tcp = tcp;
+                let sniffed =
+                    tokio::time::timeout(limits.header_read_timeout, sniff(&mut tcp)).await;
+                let (h2, prefix) = match sniffed {
+                    Ok(Ok(found)) => found,
                     Ok(Err(_)) => return,
                     Err(_) => {
                         metrics.limit_hit(LimitLabel::HEADER_READ_TIMEOUT);
@@ -63,7 +70,7 @@ pub async fn serve<H, F>(
                     tls: false,
                     client_certs: None,
                 };
-                (Io::Plain(tcp), info, h2)
+                (Io::Plain(tcp), prefix, info, h2)
             }
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -92,19 +99,33 @@ pub async fn serve<H, F>(
                     tls: true,
                     client_certs,
                 };
-                (Io::Tls(Box::new(stream)), info, h2)
+                (Io::Tls(Box::new(stream)), Bytes::new(), info, h2)
             }
         };
         let info = Arc::new(info);
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(info.clone());
-            // Boxed once: the request's future is several kilobytes, and hyper
-            // moves it into its dispatcher; a pointer moves for free.
-            let fut = Box::pin(handler(req));
-            async move { Ok::<_, std::convert::Infallible>(fut.await) }
-        });
+        let tunnels = Tunnels::default();
+        let load = Arc::new(Load::default());
+        let service = {
+            let (tunnels, load) = (tunnels.clone(), load.clone());
+            service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(info.clone());
+                req.extensions_mut().insert(tunnels.clone());
+                let in_flight = InFlight::start(&load);
+                // Boxed once: the request's future is several kilobytes, and hyper
+                // moves it into its dispatcher; a pointer moves for free.
+                let fut = Box::pin(handler(req));
+                async move {
+                    let resp = fut.await.map(|inner| Tracked {
+                        inner,
+                        _in_flight: in_flight,
+                    });
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            })
+        };
         let io = TokioIo::new(Counted {
             inner: io,
+            prefix,
             activity: activity.clone(),
         });
         let result = if h2 {
@@ -113,9 +134,14 @@ pub async fn serve<H, F>(
                 .max_concurrent_streams(limits.max_concurrent_streams)
                 .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
             let conn = b.serve_connection(io, service);
+            // PING, SETTINGS and WINDOW_UPDATE frames move bytes but are no
+            // work: an HTTP/2 connection is idle when no request is in flight
+            // and none has started.
+            let progress = Progress::Requests(load.clone());
             drive(
                 conn,
-                &activity,
+                &progress,
+                &load,
                 limits.idle_timeout,
                 &mut shutdown,
                 &metrics,
@@ -130,9 +156,13 @@ pub async fn serve<H, F>(
                 // cheaper for the small heads and bodies an API gateway carries.
                 .writev(false);
             let conn = b.serve_connection(io, service).with_upgrades();
+            // Between requests hyper's `header_read_timeout` bounds the wait
+            // for the next head, however slowly its bytes come.
+            let progress = Progress::Bytes(activity.clone());
             drive(
                 conn,
-                &activity,
+                &progress,
+                &load,
                 limits.idle_timeout,
                 &mut shutdown,
                 &metrics,
@@ -147,28 +177,107 @@ pub async fn serve<H, F>(
             }
             tracing::debug!(error = %e, "Connection ended with an error");
         }
+        // An upgraded request's tunnel runs here, after hyper handed the
+        // stream over: it keeps this connection's permit and is drained with it.
+        for tunnel in tunnels.take() {
+            tunnel.await;
+        }
     }
     .instrument(span)
     .await;
 }
 
-/// Whether a cleartext connection starts with the HTTP/2 preface; reads
-/// nothing (peeks), so the chosen codec sees every byte.
-async fn is_h2(tcp: &TcpStream) -> std::io::Result<bool> {
-    let mut buf = [0u8; 24];
+/// Reads the start of a cleartext connection until it is decided whether it is
+/// the HTTP/2 preface: all of it (`true`), or bytes that cannot begin it, or the
+/// end of the stream (`false`). Returns the bytes read, which the chosen codec
+/// reads first. Each read waits for new bytes (the caller bounds the wait with
+/// `header_read_timeout`), so a preface sent in pieces, or half of one held
+/// open, costs nothing while it waits.
+async fn sniff<R: AsyncRead + Unpin>(io: &mut R) -> std::io::Result<(bool, Bytes)> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
     loop {
-        let n = tcp.peek(&mut buf).await?;
+        let n = io.read(&mut buf[filled..]).await?;
         if n == 0 {
-            return Ok(false);
+            return Ok((false, Bytes::copy_from_slice(&buf[..filled])));
         }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
+        filled += n;
+        let read = &buf[..filled];
+        if read != &H2_PREFACE[..filled] {
+            return Ok((false, Bytes::copy_from_slice(read)));
         }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
+        if filled == H2_PREFACE.len() {
+            return Ok((true, Bytes::copy_from_slice(read)));
         }
-        // A partial preface: wait for more bytes without spinning.
-        tcp.readable().await?;
+    }
+}
+
+/// The requests of one connection: how many started, how many are in flight
+/// (from the handler's start until hyper drops the response body, that is
+/// until the response has been sent or the stream reset).
+#[derive(Debug, Default)]
+struct Load {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// One request in flight; counted out when dropped.
+struct InFlight(Arc<Load>);
+
+impl InFlight {
+    fn start(load: &Arc<Load>) -> InFlight {
+        load.started.fetch_add(1, Ordering::Relaxed);
+        load.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(load.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted in flight while it lives.
+struct Tracked {
+    inner: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = <ProxyBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What counts as progress for the idle timeout.
+enum Progress {
+    /// Bytes read or written (HTTP/1.1).
+    Bytes(Arc<AtomicU64>),
+    /// Requests started (HTTP/2).
+    Requests(Arc<Load>),
+}
+
+impl Progress {
+    fn now(&self) -> u64 {
+        match self {
+            Progress::Bytes(n) => n.load(Ordering::Relaxed),
+            Progress::Requests(load) => load.started.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -204,19 +313,23 @@ where
     }
 }
 
-/// Runs a connection; asks it to close gracefully when nothing has moved on it
-/// for `idle` (checked every quarter of it, so it closes between `idle` and
-/// 1.25 × `idle`) or when `shutdown` fires. A request in flight still finishes.
+/// Runs a connection; asks it to close gracefully when it has been idle for
+/// `idle` — no request in flight and no progress (checked every quarter of it,
+/// so it closes between `idle` and 1.25 × `idle`) — or when `shutdown` fires.
+/// Requests in flight still finish. A connection asked to close that is still
+/// open after another idle period with nothing in flight is dropped: a peer
+/// that never acknowledges HTTP/2's graceful GOAWAY does not hold it open.
 async fn drive<C: Graceful>(
     conn: C,
-    activity: &AtomicU64,
+    progress: &Progress,
+    load: &Load,
     idle: Duration,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &Metrics,
 ) -> Result<(), hyper::Error> {
     tokio::pin!(conn);
     let tick = idle / 4;
-    let mut seen = activity.load(Ordering::Relaxed);
+    let mut seen = progress.now();
     let mut quiet = 0u32;
     let mut closing = *shutdown.borrow();
     if closing {
@@ -225,19 +338,25 @@ async fn drive<C: Graceful>(
     loop {
         tokio::select! {
             r = conn.as_mut() => return r,
-            _ = tokio::time::sleep(tick), if !closing => {
-                let now = activity.load(Ordering::Relaxed);
-                if now == seen {
-                    quiet += 1;
-                    if quiet >= 4 {
-                        closing = true;
-                        metrics.limit_hit(LimitLabel::IDLE_TIMEOUT);
-                        conn.as_mut().graceful();
-                    }
-                } else {
+            _ = tokio::time::sleep(tick) => {
+                let now = progress.now();
+                if now != seen || load.in_flight.load(Ordering::Relaxed) > 0 {
                     seen = now;
                     quiet = 0;
+                    continue;
                 }
+                quiet += 1;
+                if quiet < 4 {
+                    continue;
+                }
+                quiet = 0;
+                if closing {
+                    tracing::debug!("Connection dropped: still open an idle period after being asked to close");
+                    return Ok(());
+                }
+                closing = true;
+                metrics.limit_hit(LimitLabel::IDLE_TIMEOUT);
+                conn.as_mut().graceful();
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;
@@ -253,9 +372,11 @@ enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// `Io` that counts its reads and writes, for the idle timeout.
+/// `Io` that counts its reads and writes, for the idle timeout, and first
+/// hands out the bytes read while sniffing for the HTTP/2 preface.
 struct Counted {
     inner: Io,
+    prefix: Bytes,
     activity: Arc<AtomicU64>,
 }
 
@@ -272,6 +393,13 @@ impl AsyncRead for Counted {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            this.touch();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = match &mut this.inner {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -335,6 +463,93 @@ impl AsyncWrite for Counted {
         match &mut self.get_mut().inner {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A reader that hands out its pieces one per read, then waits forever
+    /// (never waking its task), counting every read it is asked for.
+    struct Pieces {
+        pieces: VecDeque<&'static [u8]>,
+        reads: usize,
+    }
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            this.reads += 1;
+            match this.pieces.pop_front() {
+                Some(p) => {
+                    let n = p.len().min(buf.remaining());
+                    buf.put_slice(&p[..n]);
+                    if n < p.len() {
+                        this.pieces.push_front(&p[n..]);
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn sniff_pieces(pieces: &[&'static [u8]]) -> (Poll<(bool, Bytes)>, usize) {
+        let mut io = Pieces {
+            pieces: pieces.iter().copied().collect(),
+            reads: 0,
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let poll = {
+            let mut fut = Box::pin(sniff(&mut io));
+            fut.as_mut()
+                .poll(&mut cx)
+                .map(|r| r.expect("no read error"))
+        };
+        (poll, io.reads)
+    }
+
+    #[test]
+    fn a_partial_preface_waits_without_spinning() {
+        // Half a preface, then silence: one read per piece and one that
+        // waits; polled again, one more read, never a loop.
+        let (poll, reads) = sniff_pieces(&[b"PRI * HTTP/2.0\r\n"]);
+        assert!(poll.is_pending());
+        assert_eq!(reads, 2);
+        // Byte by byte: one read per byte, then the decision.
+        let bytes: Vec<&'static [u8]> = H2_PREFACE.chunks(1).collect();
+        let (poll, reads) = sniff_pieces(&bytes);
+        assert_eq!(poll, Poll::Ready((true, Bytes::from_static(H2_PREFACE))));
+        assert_eq!(reads, H2_PREFACE.len());
+    }
+
+    #[test]
+    fn the_bytes_read_go_to_the_chosen_protocol() {
+        // Decided at the first byte that cannot begin the preface.
+        let (poll, _) = sniff_pieces(&[b"P", b"O", b"ST / HTTP/1.1\r\n"]);
+        assert_eq!(poll, Poll::Ready((false, Bytes::from_static(b"PO"))));
+        let head: &'static [u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (poll, _) = sniff_pieces(&[head]);
+        let first = Bytes::from_static(&head[..H2_PREFACE.len()]);
+        assert_eq!(poll, Poll::Ready((false, first)));
+        // The end of the stream decides too.
+        let mut io: &[u8] = b"PRI * HT";
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let fut = sniff(&mut io);
+        tokio::pin!(fut);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok((h2, read))) => {
+                assert!(!h2);
+                assert_eq!(read, Bytes::from_static(b"PRI * HT"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -89,6 +89,12 @@ async fn dispatch(
         let worker = &worker;
         let request_id = &request_id;
         async move {
+            // Framing first, on every listener: a body hyper de-chunked but
+            // that is still in another coding is refused, never read as plain.
+            if headers::check_framing(req.headers()).is_err() {
+                // Its body is left unread: the connection closes after this.
+                return worker.proxy.refuse(Reject::BadFraming, out, true);
+            }
             if listener == Listener::ForwardAuth {
                 return worker.proxy.forward_auth(req, &conn, out).await;
             }
