@@ -42,6 +42,10 @@ const ROUTES: &str = r#"  - path: /public/*
     cors:
       allow_origins: ["https://app.example.test"]
       allow_methods: [GET, POST, DELETE]
+  - path: /spa/*
+    upstream: api
+    cors:
+      allow_origins: ["https://app.example.test"]
   - path: /legacy/{id}
     methods: [GET, POST]
     upstream: api
@@ -552,6 +556,16 @@ http {{
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Original-URI $request_uri;
     }}
+    location /spa/ {{
+      if ($request_method = OPTIONS) {{
+        add_header Access-Control-Allow-Origin "https://app.example.test" always;
+        add_header Access-Control-Allow-Methods "GET, POST, DELETE" always;
+        add_header Vary "Origin" always;
+        return 204;
+      }}
+      auth_request /_portcullis;
+      proxy_pass http://{upstream};
+    }}
     location / {{
       auth_request /_portcullis;
       auth_request_set $auth_subject $upstream_http_x_auth_subject;
@@ -653,6 +667,21 @@ async fn nginx_auth_request_in_front_of_a_real_upstream() {
     )
     .await;
     assert_eq!(raw_status(&answer), 401, "{answer}");
+    // The documented way: nginx answers preflights itself, before auth_request.
+    let answer = raw(
+        nginx.addr,
+        b"OPTIONS /spa/x HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.test\r\nAccess-Control-Request-Method: DELETE\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 204, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://app.example.test"),
+        "{answer}"
+    );
+    let (status, _, _) = get(&format!("{base}/spa/x"), None).await;
+    assert_eq!(status, 401);
     // Headers nginx would forward to the upstream as the client sent them,
     // on an anonymous route: refused (portcullis's 400 is nginx's 500).
     for line in [
