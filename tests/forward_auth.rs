@@ -260,6 +260,16 @@ async fn ambiguous_or_foreign_descriptions_are_refused() {
             "X-Forwarded-Method: GET",
             "X-Forwarded-Uri: http://evil.test/public/x",
         ][..],
+        // What the outer proxy forwards as written, and an upstream may read
+        // as another path: a network-path reference, a fragment.
+        &[
+            "X-Forwarded-Method: GET",
+            "X-Forwarded-Uri: //public/admin/x",
+        ][..],
+        &[
+            "X-Original-Method: GET",
+            "X-Original-URI: /public/x#/../../admin/x",
+        ][..],
         &[
             "X-Forwarded-Method: GET",
             "X-Forwarded-Uri: /public/x",

@@ -169,9 +169,18 @@ fn original<B>(req: &Request<B>, trust_request_line: bool) -> Result<Original, R
             return Err(Reject::NoOriginal);
         }
     };
-    if uri.scheme().is_some() || uri.authority().is_some() {
-        // The original request line was origin-form: anything else is not what
-        // the outer proxy forwards.
+    // The original request line was origin-form: anything else is not what
+    // the outer proxy forwards. Unlike the proxy, which sends the upstream the
+    // path it judged, the outer proxy forwards the path as the client wrote
+    // it: a fragment (dropped when parsed here, kept by some upstreams) or a
+    // leading `//` (a network-path reference to URL parsers: `//public/admin`
+    // is the path `/admin` on host `public`) would be judged as another path.
+    let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
+    if uri.scheme().is_some()
+        || uri.authority().is_some()
+        || path_and_query.starts_with("//")
+        || described.is_some_and(|(_, u)| u.as_bytes().contains(&b'#'))
+    {
         return Err(Reject::BadPath(crate::routing::PathError::NotOriginForm));
     }
     let host = match one_of(h, &[&X_FORWARDED_HOST])? {
@@ -271,7 +280,14 @@ mod tests {
         assert_eq!(both("GET", "/admin"), Err(Reject::AmbiguousOriginal));
         assert_eq!(both("DELETE", "/a"), Err(Reject::AmbiguousOriginal));
         let get = ("x-forwarded-method", "GET");
-        assert!(described(&[get, ("x-forwarded-uri", "http://evil.test/a")]).is_err());
+        for uri in [
+            "http://evil.test/a",
+            "//public/admin",
+            "/public/x#/../../admin",
+        ] {
+            let r = described(&[get, ("x-forwarded-uri", uri)]);
+            assert!(r.is_err(), "{uri}: {r:?}");
+        }
         assert_eq!(
             described(&[get, ("x-forwarded-uri", "/a"), ("x-forwarded-host", "a b")]),
             Err(Reject::BadHost)
