@@ -141,16 +141,30 @@ fn original<B>(req: &Request<B>, trust_request_line: bool) -> Result<Original, R
     let forwarded = pair(h, &X_FORWARDED_METHOD, &X_FORWARDED_URI)?;
     let nginx = pair(h, &X_ORIGINAL_METHOD, &X_ORIGINAL_URI)?;
     let described = match (forwarded, nginx) {
-        (Some(a), Some(b)) if a != b => return Err(Reject::AmbiguousOriginal),
-        (Some(a), _) | (None, Some(a)) => Some(a),
-        (None, None) => None,
+        (Pair::Full(a), Pair::Full(b)) if a != b => return Err(Reject::AmbiguousOriginal),
+        (Pair::Full(a), Pair::Absent | Pair::Full(_)) | (Pair::Absent, Pair::Full(a)) => Some(a),
+        (Pair::Absent, Pair::Absent) => None,
+        (Pair::Half(missing), other) | (other, Pair::Half(missing)) => {
+            // Half a pair beside a whole one: a client sent it (the outer
+            // proxy forwards its headers). Without a whole one: the proxy
+            // is misconfigured, and every request will be refused.
+            if matches!(other, Pair::Full(_)) {
+                tracing::debug!(
+                    missing,
+                    "Forward-auth request describes the original request by halves"
+                );
+            } else {
+                tracing::warn!(
+                    missing,
+                    "Forward-auth request describes the original request by halves"
+                );
+            }
+            return Err(Reject::NoOriginal);
+        }
     };
-    let own = (req.method().as_str().as_bytes(), req.uri().to_string());
     let (method, uri) = match described {
         // The request line is the description: another one must agree with it.
-        Some((m, u))
-            if trust_request_line && (m.as_bytes(), u.as_bytes()) != (own.0, own.1.as_bytes()) =>
-        {
+        Some((m, u)) if trust_request_line && !is_request_line(req, m, u) => {
             return Err(Reject::AmbiguousOriginal);
         }
         Some((m, u)) => (
@@ -163,7 +177,7 @@ fn original<B>(req: &Request<B>, trust_request_line: bool) -> Result<Original, R
         None if trust_request_line => (req.method().clone(), req.uri().clone()),
         None => {
             tracing::warn!(
-                reason = "neither X-Forwarded-Method and X-Forwarded-Uri nor X-Original-Method and X-Original-URI",
+                missing = "X-Forwarded-Method and X-Forwarded-Uri, or X-Original-Method and X-Original-URI",
                 "Forward-auth request does not describe the original request"
             );
             return Err(Reject::NoOriginal);
@@ -197,25 +211,36 @@ fn original<B>(req: &Request<B>, trust_request_line: bool) -> Result<Original, R
     Ok(Original { method, uri })
 }
 
-/// A method and a URI header, both present or both absent; half a pair is
-/// refused (the proxy is misconfigured, or a client sent one of them).
+/// One pair of description headers.
+#[derive(Debug, Clone, Copy)]
+enum Pair<'a> {
+    Absent,
+    /// One of the two, the other (named) missing.
+    Half(&'static str),
+    Full((&'a HeaderValue, &'a HeaderValue)),
+}
+
+/// A method and a URI header: both present, both absent, or half a pair.
 fn pair<'a>(
     h: &'a HeaderMap,
-    method: &HeaderName,
-    uri: &HeaderName,
-) -> Result<Option<(&'a HeaderValue, &'a HeaderValue)>, Reject> {
-    match (one_of(h, &[method])?, one_of(h, &[uri])?) {
-        (Some(m), Some(u)) => Ok(Some((m, u))),
-        (None, None) => Ok(None),
-        (m, _) => {
-            let missing = if m.is_some() { uri } else { method };
-            tracing::warn!(
-                missing = missing.as_str(),
-                "Forward-auth request describes the original request by halves"
-            );
-            Err(Reject::NoOriginal)
-        }
-    }
+    method: &'static HeaderName,
+    uri: &'static HeaderName,
+) -> Result<Pair<'a>, Reject> {
+    Ok(match (one_of(h, &[method])?, one_of(h, &[uri])?) {
+        (Some(m), Some(u)) => Pair::Full((m, u)),
+        (None, None) => Pair::Absent,
+        (Some(_), None) => Pair::Half(uri.as_str()),
+        (None, Some(_)) => Pair::Half(method.as_str()),
+    })
+}
+
+/// Whether a description names exactly the auth request's own request line.
+fn is_request_line<B>(req: &Request<B>, method: &HeaderValue, uri: &HeaderValue) -> bool {
+    method.as_bytes() == req.method().as_str().as_bytes()
+        && req
+            .uri()
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().as_bytes() == uri.as_bytes())
 }
 
 /// The one value the first present of `names` carries; several lines, or two
