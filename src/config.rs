@@ -122,6 +122,10 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardAuthConfig {
     pub listen: SocketAddr,
+    /// The auth request's own method and target are the original request's
+    /// (Envoy `ext_authz` HTTP). Off: a request without `X-Forwarded-Method` +
+    /// `-Uri` or `X-Original-Method` + `-URI` is refused.
+    pub trust_request_line: bool,
 }
 
 /// The operations listener.

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod forward_auth;
 pub mod handle;
 pub mod headers;
+pub mod overrides;
 pub mod pool;
 pub mod respond;
 pub mod upgrade;

@@ -2,7 +2,9 @@
 //! `X-Method-Override`, `X-Original-URL`, `X-Rewrite-URL`): removed by default in
 //! every spelling, so that a `GET` route cannot become a `DELETE` and a path
 //! policy cannot be sidestepped on frameworks that honour them; a route may opt
-//! in to method overrides, and then the policy judges the overridden method.
+//! in to method overrides, and then the policy judges the overridden method —
+//! of a POST only, and only as GET, PUT, PATCH or DELETE. The `_method` query
+//! parameter is an override too: refused unless the route opts in.
 //! Over raw sockets, so that nothing normalises the header names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -229,5 +231,89 @@ async fn ambiguous_or_unroutable_overrides_are_refused() {
     assert_eq!(raw_status(&resp), 400, "{resp}");
     assert!(resp.contains("invalid_request"), "{resp}");
     assert_eq!(f.b.count() + f.a.count(), 0);
+    f.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_a_post_is_overridden_and_only_to_get_put_patch_or_delete() {
+    let f = fixture().await;
+    // A GET (or a DELETE, a PUT) with an override on an opted-in route: the
+    // frameworks honour overrides on a POST only, so the two would disagree.
+    for (method, header) in [
+        ("GET", "X-HTTP-Method-Override: DELETE"),
+        ("DELETE", "X-HTTP-Method: GET"),
+        ("GET", "X-Method-Override: GET"),
+    ] {
+        let resp = f.send(method, "/legacy/1", &f.admin, &[header]).await;
+        assert_eq!(raw_status(&resp), 400, "{method} {header}: {resp}");
+        assert!(resp.contains("only on a POST"), "{resp}");
+    }
+    // HEAD, OPTIONS, CONNECT, TRACE, POST and custom methods are never targets
+    // (HEAD would reach the GET-and-POST route).
+    for target in ["HEAD", "OPTIONS", "CONNECT", "TRACE", "POST", "PROPFIND"] {
+        let header = format!("X-HTTP-Method-Override: {target}");
+        let resp = f.send("POST", "/legacy/1", &f.admin, &[&header]).await;
+        assert_eq!(raw_status(&resp), 400, "{target}: {resp}");
+        assert!(resp.contains("invalid_request"), "{resp}");
+    }
+    assert_eq!(f.b.count(), 0);
+    f.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_method_query_parameter_is_an_override() {
+    let f = fixture().await;
+    // On a route without `method_override` it is refused, in every spelling a
+    // framework reads as `_method` (the query reaches the upstream untouched).
+    for target in [
+        "/items/1?_method=DELETE",
+        "/items/1?a=1&_METHOD=delete",
+        "/items/1?%5Fmethod=DELETE",
+        "/items/1?a=1;_Method=DELETE",
+        "/items/1?_method[]=DELETE",
+        "/items/1?.method=DELETE",
+    ] {
+        let resp = f.send("GET", target, &f.reader, &[]).await;
+        assert_eq!(raw_status(&resp), 400, "{target}: {resp}");
+        assert!(resp.contains("does not accept method overrides"), "{resp}");
+    }
+    assert_eq!(f.a.count(), 0);
+    let resp = f
+        .send("GET", "/items/1?method=DELETE", &f.reader, &[])
+        .await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+
+    // On an opted-in route it is judged like the headers: a POST becomes the
+    // DELETE it names, which a reader may not do and an admin may.
+    let resp = f
+        .send("POST", "/legacy/1?_method=DELETE", &f.reader, &[])
+        .await;
+    assert_eq!(raw_status(&resp), 403, "{resp}");
+    let resp = f
+        .send("POST", "/legacy/1?_method=delete", &f.admin, &[])
+        .await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    let got = f.b.last();
+    assert_eq!(
+        (got.method.as_str(), got.target.as_str()),
+        ("POST", "/legacy/1?_method=delete")
+    );
+    // Not on a GET; not twice; not against a header that says otherwise; not
+    // through a route that does not opt in.
+    for (method, target, headers) in [
+        ("GET", "/legacy/1?_method=DELETE", &[][..]),
+        ("POST", "/legacy/1?_method=DELETE&_method=DELETE", &[][..]),
+        (
+            "POST",
+            "/legacy/1?_method=PUT",
+            &["X-HTTP-Method-Override: DELETE"][..],
+        ),
+        ("POST", "/legacy/1?_method=HEAD", &[][..]),
+        ("POST", "/mixed/1?_method=DELETE", &[][..]),
+    ] {
+        let resp = f.send(method, target, &f.admin, headers).await;
+        assert_eq!(raw_status(&resp), 400, "{method} {target}: {resp}");
+    }
+    assert_eq!(f.b.count(), 1);
     f.gw.shutdown().await;
 }

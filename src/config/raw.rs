@@ -80,6 +80,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawForwardAuth {
     pub listen: Parsed<SocketAddr>,
+    pub trust_request_line: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -383,3 +383,26 @@ fn plain_http_to_an_issuer_is_loopback_only_unless_allowed() {
     assert_eq!(err.key.as_deref(), Some("issuers[0].introspection.url"));
     assert!(!err.to_string().contains("secret"), "{err}");
 }
+
+#[test]
+fn forward_auth_trusts_its_request_line_only_when_told() {
+    let c = parse(&format!(
+        "{GOOD}forward_auth:\n  listen: \"127.0.0.1:9902\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.forward_auth.map(|f| f.trust_request_line), Some(false));
+    let c = parse(&format!(
+        "{GOOD}forward_auth:\n  listen: \"127.0.0.1:9902\"\n  trust_request_line: true\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.forward_auth.map(|f| f.trust_request_line), Some(true));
+    let e = only_error(&format!(
+        "{GOOD}forward_auth:\n  listen: \"127.0.0.1:9902\"\n  trust_request_line: sometimes\n"
+    ));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("forward_auth.trust_request_line"),
+        "{e}"
+    );
+    assert_eq!(e.line, GOOD.lines().count() + 3, "{e}");
+}

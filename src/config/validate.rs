@@ -77,9 +77,10 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
 
     let server = server::server(&mut c, raw.server, &base_dir);
     let admin = raw.admin.map(|a| AdminConfig { listen: a.listen.0 });
-    let forward_auth = raw
-        .forward_auth
-        .map(|f| ForwardAuthConfig { listen: f.listen.0 });
+    let forward_auth = raw.forward_auth.map(|f| ForwardAuthConfig {
+        listen: f.listen.0,
+        trust_request_line: f.trust_request_line.unwrap_or(false),
+    });
     server::distinct_listeners(
         &mut c,
         &[

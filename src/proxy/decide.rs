@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Uri};
 
 use super::handle::Outcome;
-use super::headers;
+use super::overrides::{self, BadOverride};
 use super::respond::Reject;
 use crate::auth::Identity;
 use crate::auth::bearer::{self, Credentials};
@@ -50,7 +50,7 @@ pub async fn decide(
     let path = routing::normalize(uri, absolute_allowed).map_err(Reject::BadPath)?;
     out.path = Some(path.decoded().to_owned());
     // 3. Route, with the method the upstream will act on.
-    let (index, overridden) = route(snap, method, headers, &path)?;
+    let (index, overridden) = route(snap, method, headers, uri.query(), &path)?;
     let route = &snap.routes[index];
     out.route = Some(route.name.clone());
     out.route_index = Some(index);
@@ -107,13 +107,17 @@ pub fn is_upper_token(m: &Method) -> bool {
 ///
 /// A path with matrix parameters is routed without them, and refused unless the
 /// route it reaches opts in: a servlet upstream would route it without them too.
-/// A method override is judged like the method itself: the route is looked up
-/// again with it, and that route must opt in as well (so a `GET`-only route
-/// cannot become a `DELETE` through another route's opt-in).
+/// A method override (headers or `_method`, see [`overrides::method_override`])
+/// is judged like the method itself: the route is looked up again with it, and
+/// that route must opt in as well (so a `GET`-only route cannot become a
+/// `DELETE` through another route's opt-in). A `_method` parameter on a route
+/// that does not opt in is refused: it travels in the query, which reaches the
+/// upstream untouched (the override headers are removed instead).
 fn route(
     snap: &Snapshot,
     method: &Method,
     headers: &HeaderMap,
+    query: Option<&str>,
     path: &NormalPath,
 ) -> Result<(usize, Option<Method>), Reject> {
     let found = |m: &Method| match snap.table.lookup(m, path) {
@@ -127,13 +131,19 @@ fn route(
     let mut index = found(method)?;
     let mut effective = None;
     if snap.routes[index].method_override {
-        if let Some(m) = headers::method_override(headers).map_err(|_| Reject::BadMethodOverride)? {
+        let asked = overrides::method_override(method, headers, query).map_err(|e| match e {
+            BadOverride::Ambiguous => Reject::BadMethodOverride,
+            BadOverride::NotAllowed => Reject::MethodOverrideNotAllowed,
+        })?;
+        if let Some(m) = asked {
             index = found(&m)?;
             if !snap.routes[index].method_override {
                 return Err(Reject::MethodOverrideRefused);
             }
             effective = Some(m);
         }
+    } else if overrides::has_method_param(query) {
+        return Err(Reject::MethodOverrideRefused);
     }
     if path.has_matrix_params() && !snap.routes[index].matrix_params {
         return Err(Reject::BadPath(PathError::MatrixParams));

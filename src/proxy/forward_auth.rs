@@ -4,15 +4,25 @@
 //! in proxy mode ([`super::decide`]) judge it, and the answer is 200 with the
 //! identity headers, or exactly the refusal the proxy would have sent.
 //!
-//! Where the original request comes from, first found wins:
-//! - method: `X-Forwarded-Method` (Traefik, Envoy), `X-Original-Method` (nginx),
-//!   else the auth request's own method (Envoy `ext_authz` sends the original);
-//! - URI: `X-Forwarded-Uri`, `X-Original-URI`, else the auth request's own;
-//! - host: `X-Forwarded-Host`, else `Host`.
+//! The original request must be described, as a pair: `X-Forwarded-Method` +
+//! `X-Forwarded-Uri` (Traefik) or `X-Original-Method` + `X-Original-URI`
+//! (nginx). Without one, the auth request's own request line is the original
+//! only with `forward_auth.trust_request_line` (Envoy `ext_authz` sends it so);
+//! otherwise, or with half a pair, the request is refused: guessing would judge
+//! the auth request's `GET /` instead of the request the proxy forwards. The
+//! host is `X-Forwarded-Host`, else `Host`.
 //!
 //! Two sources that disagree (say `X-Forwarded-Uri` and `X-Original-URI` with
 //! different values) are refused: the outer proxy is misconfigured, and guessing
 //! would decide for a request that may not be the one it forwards.
+//!
+//! What differs from proxy mode, because the outer proxy forwards the client's
+//! request as it came and nothing here can remove a header from it: a header
+//! the proxy would strip (an identity header, a URL override, a method override
+//! the route does not honour, a forwarding header spelt with `_`) is refused;
+//! and a CORS preflight is judged like any request of its route (the proxy
+//! answers preflights without a token and never forwards them, but a 200 here
+//! would make the outer proxy forward it).
 
 use std::sync::Arc;
 
@@ -23,11 +33,11 @@ use hyper::body::Incoming;
 
 use super::decide;
 use super::handle::{Outcome, Proxy, ProxyBody};
+use super::headers::{self, Overrides};
 use super::respond::Reject;
 use super::upgrade::{self, Asked};
 use crate::auth::Identity;
 use crate::net::ConnInfo;
-use crate::policy::cors::{self, Preflight};
 use crate::state::Snapshot;
 
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
@@ -65,22 +75,20 @@ async fn decide_forwarded(
     req: &Request<Incoming>,
     out: &mut Outcome,
 ) -> Result<Option<Arc<Identity>>, Reject> {
-    let original = original(req)?;
-    // A CORS preflight on a route with `cors:` needs no token; the outer proxy
-    // then answers it (CORS response headers are its job in this mode).
-    if let Some(asked) = cors::preflight_method(&original.method, req.headers()) {
-        let path = crate::routing::normalize(&original.uri, false).map_err(Reject::BadPath)?;
-        if let crate::routing::RouteMatch::Found(i) = snap.table.lookup(&asked, &path) {
-            if let Some(policy) = &snap.routes[i].cors {
-                out.route = Some(snap.routes[i].name.clone());
-                out.route_index = Some(i);
-                return match policy.preflight(&asked, req.headers()) {
-                    Preflight::Allowed(_) => Ok(None),
-                    Preflight::Refused => Err(Reject::CorsRefused),
-                };
-            }
-        }
+    let trust = snap
+        .config
+        .forward_auth
+        .as_ref()
+        .is_some_and(|f| f.trust_request_line);
+    let original = original(req, trust)?;
+    // What the proxy would strip whatever the route: refused before a token
+    // is verified for a request that cannot be allowed.
+    let identity = &snap.identity_headers;
+    if let Some(h) = headers::unstrippable(req.headers(), identity, Overrides::KeepMethod) {
+        return Err(Reject::SpoofedHeader(h));
     }
+    // No preflight exception (see the module's header): an `OPTIONS` is
+    // decided as one, so a route that requires a token wants one.
     let decision = decide::decide(
         snap,
         &original.method,
@@ -90,8 +98,14 @@ async fn decide_forwarded(
         out,
     )
     .await?;
-    // An upgrade is judged as the proxy would judge it.
     let route = &snap.routes[decision.route];
+    if !route.method_override {
+        if let Some(h) = headers::unstrippable(req.headers(), identity, Overrides::Strip) {
+            return Err(Reject::SpoofedHeader(h));
+        }
+    }
+    // An upgrade is judged as the proxy would judge it (when the outer proxy
+    // passes the auth request one at all).
     match upgrade::asked(req.headers()) {
         Asked::Nothing => {}
         Asked::WebSocket if route.websocket => {}
@@ -120,24 +134,67 @@ fn allowed(snap: &Snapshot, identity: Option<&Identity>) -> Response<ProxyBody> 
     resp
 }
 
-/// The method and URI of the original request.
-fn original<B>(req: &Request<B>) -> Result<Original, Reject> {
+/// The method and URI of the original request (`trust_request_line`: the
+/// auth request's own request line stands for it when nothing describes it).
+fn original<B>(req: &Request<B>, trust_request_line: bool) -> Result<Original, Reject> {
     let h = req.headers();
-    let method = match one_of(h, &[&X_FORWARDED_METHOD, &X_ORIGINAL_METHOD])? {
-        Some(v) => Method::from_bytes(v.as_bytes()).map_err(|_| Reject::BadMethod)?,
-        None => req.method().clone(),
+    let forwarded = pair(h, &X_FORWARDED_METHOD, &X_FORWARDED_URI)?;
+    let nginx = pair(h, &X_ORIGINAL_METHOD, &X_ORIGINAL_URI)?;
+    let described = match (forwarded, nginx) {
+        (Pair::Full(a), Pair::Full(b)) if a != b => return Err(Reject::AmbiguousOriginal),
+        (Pair::Full(a), Pair::Absent | Pair::Full(_)) | (Pair::Absent, Pair::Full(a)) => Some(a),
+        (Pair::Absent, Pair::Absent) => None,
+        (Pair::Half(missing), other) | (other, Pair::Half(missing)) => {
+            // Half a pair beside a whole one: a client sent it (the outer
+            // proxy forwards its headers). Without a whole one: the proxy
+            // is misconfigured, and every request will be refused.
+            if matches!(other, Pair::Full(_)) {
+                tracing::debug!(
+                    missing,
+                    "Forward-auth request describes the original request by halves"
+                );
+            } else {
+                tracing::warn!(
+                    missing,
+                    "Forward-auth request describes the original request by halves"
+                );
+            }
+            return Err(Reject::NoOriginal);
+        }
     };
-    let uri = match one_of(h, &[&X_FORWARDED_URI, &X_ORIGINAL_URI])? {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<Uri>().ok())
-            .ok_or(Reject::BadPath(crate::routing::PathError::NotOriginForm))?,
-        None => req.uri().clone(),
+    let (method, uri) = match described {
+        // The request line is the description: another one must agree with it.
+        Some((m, u)) if trust_request_line && !is_request_line(req, m, u) => {
+            return Err(Reject::AmbiguousOriginal);
+        }
+        Some((m, u)) => (
+            Method::from_bytes(m.as_bytes()).map_err(|_| Reject::BadMethod)?,
+            u.to_str()
+                .ok()
+                .and_then(|s| s.parse::<Uri>().ok())
+                .ok_or(Reject::BadPath(crate::routing::PathError::NotOriginForm))?,
+        ),
+        None if trust_request_line => (req.method().clone(), req.uri().clone()),
+        None => {
+            tracing::warn!(
+                missing = "X-Forwarded-Method and X-Forwarded-Uri, or X-Original-Method and X-Original-URI",
+                "Forward-auth request does not describe the original request"
+            );
+            return Err(Reject::NoOriginal);
+        }
     };
-    if uri.scheme().is_some() || uri.authority().is_some() {
-        // The original request line was origin-form: anything else is not what
-        // the outer proxy forwards.
+    // The original request line was origin-form: anything else is not what
+    // the outer proxy forwards. Unlike the proxy, which sends the upstream the
+    // path it judged, the outer proxy forwards the path as the client wrote
+    // it: a fragment (dropped when parsed here, kept by some upstreams) or a
+    // leading `//` (a network-path reference to URL parsers: `//public/admin`
+    // is the path `/admin` on host `public`) would be judged as another path.
+    let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
+    if uri.scheme().is_some()
+        || uri.authority().is_some()
+        || path_and_query.starts_with("//")
+        || described.is_some_and(|(_, u)| u.as_bytes().contains(&b'#'))
+    {
         return Err(Reject::BadPath(crate::routing::PathError::NotOriginForm));
     }
     let host = match one_of(h, &[&X_FORWARDED_HOST])? {
@@ -150,6 +207,38 @@ fn original<B>(req: &Request<B>) -> Result<Original, Reject> {
         }
     }
     Ok(Original { method, uri })
+}
+
+/// One pair of description headers.
+#[derive(Debug, Clone, Copy)]
+enum Pair<'a> {
+    Absent,
+    /// One of the two, the other (named) missing.
+    Half(&'static str),
+    Full((&'a HeaderValue, &'a HeaderValue)),
+}
+
+/// A method and a URI header: both present, both absent, or half a pair.
+fn pair<'a>(
+    h: &'a HeaderMap,
+    method: &'static HeaderName,
+    uri: &'static HeaderName,
+) -> Result<Pair<'a>, Reject> {
+    Ok(match (one_of(h, &[method])?, one_of(h, &[uri])?) {
+        (Some(m), Some(u)) => Pair::Full((m, u)),
+        (None, None) => Pair::Absent,
+        (Some(_), None) => Pair::Half(uri.as_str()),
+        (None, Some(_)) => Pair::Half(method.as_str()),
+    })
+}
+
+/// Whether a description names exactly the auth request's own request line.
+fn is_request_line<B>(req: &Request<B>, method: &HeaderValue, uri: &HeaderValue) -> bool {
+    method.as_bytes() == req.method().as_str().as_bytes()
+        && req
+            .uri()
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().as_bytes() == uri.as_bytes())
 }
 
 /// The one value the first present of `names` carries; several lines, or two
@@ -183,40 +272,85 @@ mod tests {
         b.body(()).expect("request")
     }
 
+    fn described(pairs: &[(&str, &str)]) -> Result<(Method, String), Reject> {
+        original(&req(pairs), false).map(|o| (o.method, o.uri.to_string()))
+    }
+
     #[test]
-    fn the_original_request_comes_from_the_first_source_found() {
-        let o = original(&req(&[
-            ("x-forwarded-method", "DELETE"),
-            ("x-forwarded-uri", "/orgs/acme/items/1?x=1"),
-            ("x-forwarded-host", "api.example.test"),
-        ]))
-        .expect("traefik");
+    fn the_original_request_is_described_by_a_pair() {
         assert_eq!(
-            (o.method, o.uri.to_string()),
-            (Method::DELETE, "/orgs/acme/items/1?x=1".to_owned())
+            described(&[
+                ("x-forwarded-method", "DELETE"),
+                ("x-forwarded-uri", "/orgs/acme/items/1?x=1"),
+                ("x-forwarded-host", "api.example.test"),
+            ]),
+            Ok((Method::DELETE, "/orgs/acme/items/1?x=1".to_owned()))
         );
-        let o = original(&req(&[
-            ("x-original-method", "POST"),
-            ("x-original-uri", "/a"),
-        ]))
-        .expect("nginx");
-        assert_eq!((o.method, o.uri.path()), (Method::POST, "/a"));
-        let o = original(&req(&[])).expect("envoy");
-        assert_eq!((o.method, o.uri.path()), (Method::GET, "/auth"));
-        // Both spellings agreeing is fine; disagreeing is refused.
-        assert!(original(&req(&[("x-forwarded-uri", "/a"), ("x-original-uri", "/a")])).is_ok());
         assert_eq!(
-            original(&req(&[
+            described(&[("x-original-method", "POST"), ("x-original-uri", "/a")]),
+            Ok((Method::POST, "/a".to_owned()))
+        );
+        // Both pairs agreeing is fine; disagreeing is refused.
+        let both = |m: &'static str, u: &'static str| {
+            described(&[
+                ("x-forwarded-method", "GET"),
                 ("x-forwarded-uri", "/a"),
-                ("x-original-uri", "/admin")
-            ]))
-            .err(),
+                ("x-original-method", m),
+                ("x-original-uri", u),
+            ])
+        };
+        assert!(both("GET", "/a").is_ok());
+        assert_eq!(both("GET", "/admin"), Err(Reject::AmbiguousOriginal));
+        assert_eq!(both("DELETE", "/a"), Err(Reject::AmbiguousOriginal));
+        let get = ("x-forwarded-method", "GET");
+        for uri in [
+            "http://evil.test/a",
+            "//public/admin",
+            "/public/x#/../../admin",
+        ] {
+            let r = described(&[get, ("x-forwarded-uri", uri)]);
+            assert!(r.is_err(), "{uri}: {r:?}");
+        }
+        assert_eq!(
+            described(&[get, ("x-forwarded-uri", "/a"), ("x-forwarded-host", "a b")]),
+            Err(Reject::BadHost)
+        );
+    }
+
+    #[test]
+    fn no_description_or_half_of_one_is_refused() {
+        for pairs in [
+            &[][..],
+            &[("x-forwarded-uri", "/a")][..],
+            &[("x-original-method", "GET")][..],
+            &[("x-forwarded-method", "GET"), ("x-original-uri", "/a")][..],
+            &[
+                ("x-original-method", "GET"),
+                ("x-original-uri", "/a"),
+                ("x-forwarded-method", "GET"),
+            ][..],
+        ] {
+            assert_eq!(described(pairs), Err(Reject::NoOriginal), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_request_line_is_the_description() {
+        let o = original(&req(&[]), true).expect("envoy");
+        assert_eq!((o.method, o.uri.path()), (Method::GET, "/auth"));
+        let same = [("x-forwarded-method", "GET"), ("x-forwarded-uri", "/auth")];
+        assert!(original(&req(&same), true).is_ok());
+        let other = [
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public"),
+        ];
+        assert_eq!(
+            original(&req(&other), true).err(),
             Some(Reject::AmbiguousOriginal)
         );
-        assert!(original(&req(&[("x-forwarded-uri", "http://evil.test/a")])).is_err());
         assert_eq!(
-            original(&req(&[("x-forwarded-host", "a b")])).err(),
-            Some(Reject::BadHost)
+            original(&req(&[("x-original-uri", "/auth")]), true).err(),
+            Some(Reject::NoOriginal)
         );
     }
 }

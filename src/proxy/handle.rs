@@ -271,7 +271,7 @@ fn rewrite(
         trusted,
     );
     if let Some(m) = &decision.overridden {
-        headers::set_method_override(&mut parts.headers, m);
+        super::overrides::set_method_override(&mut parts.headers, m);
     }
     if let Some(id) = &decision.identity {
         headers::set_identity(&mut parts.headers, &snap.identity_headers, id);

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::overrides::METHOD_OVERRIDES;
 use crate::auth::Identity;
 
 /// `X-Request-Id`.
@@ -169,6 +170,58 @@ fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
     Controlled::No
 }
 
+/// A header forward-auth refuses: proxy mode would remove it on its way
+/// upstream, but in forward-auth mode the outer proxy forwards the client's
+/// request as it came, so it would reach the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unstrippable {
+    /// An identity header: only the gateway's answer may set one.
+    Identity,
+    /// A URL override (`X-Original-URL`, `X-Rewrite-URL`; `X-Original-URI`
+    /// only in the `_` spelling, its `-` spelling describes the request).
+    UrlOverride,
+    /// A method override on a route without `method_override`, or spelt with `_`.
+    MethodOverride,
+    /// A member of the forwarded family spelt with `_`: the upstream would read
+    /// it as a second value of the header the outer proxy set.
+    Underscored,
+}
+
+/// The first header of `headers` that [`strip_client_controlled`] would remove
+/// whoever sent it (`o`: whether the route keeps method overrides), as
+/// forward-auth must refuse it. The forwarded family in its `-` spelling is not
+/// among them: the outer proxy sets those (`X-Original-URI` included, nginx's
+/// description of the request).
+pub fn unstrippable(
+    headers: &HeaderMap,
+    identity: &[HeaderName],
+    o: Overrides,
+) -> Option<Unstrippable> {
+    headers.keys().find_map(|k| {
+        let name = k.as_str();
+        if name == "x-original-uri" {
+            return None;
+        }
+        match controlled(name, identity) {
+            Controlled::No | Controlled::Forwarded => None,
+            Controlled::MethodOverride if o == Overrides::KeepMethod => None,
+            Controlled::MethodOverride => Some(Unstrippable::MethodOverride),
+            Controlled::Always => {
+                let c = name.replace('_', "-");
+                Some(if identity.iter().any(|n| n.as_str() == c) {
+                    Unstrippable::Identity
+                } else if is_url_override(&c) {
+                    Unstrippable::UrlOverride
+                } else if METHOD_OVERRIDES.iter().any(|n| n.as_str() == c) {
+                    Unstrippable::MethodOverride
+                } else {
+                    Unstrippable::Underscored
+                })
+            }
+        }
+    })
+}
+
 /// URL overrides: IIS, Symfony, Laminas and others route by these.
 fn is_url_override(name: &str) -> bool {
     matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
@@ -213,51 +266,6 @@ fn is_forwarded_family(name: &str) -> bool {
             | "x-ssl-client-cert"
             | "ssl-client-cert"
     )
-}
-
-/// The method-override headers a route may opt in to (`method_override: true`).
-pub static METHOD_OVERRIDES: [HeaderName; 3] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-];
-
-/// Why a method override could not be honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the method override is invalid or ambiguous")]
-pub struct BadOverride;
-
-/// The method a client asks for with an override header, upper-cased as the
-/// frameworks that honour them do (Rails, Symfony, Express); `None` without one.
-/// Several lines, lists or headers that disagree are refused: frameworks differ
-/// in which one they take.
-pub fn method_override(headers: &HeaderMap) -> Result<Option<http::Method>, BadOverride> {
-    let mut found: Option<http::Method> = None;
-    for name in &METHOD_OVERRIDES {
-        for v in headers.get_all(name) {
-            let text = v.to_str().map_err(|_| BadOverride)?.trim();
-            let upper = text.to_ascii_uppercase();
-            let m = http::Method::from_bytes(upper.as_bytes()).map_err(|_| BadOverride)?;
-            match &found {
-                Some(prev) if *prev != m => return Err(BadOverride),
-                _ => found = Some(m),
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Writes the judged method into every method-override header the client sent,
-/// so the upstream reads exactly the method the policy was checked against.
-pub fn set_method_override(headers: &mut HeaderMap, method: &http::Method) {
-    let Ok(value) = HeaderValue::from_str(method.as_str()) else {
-        return;
-    };
-    for name in &METHOD_OVERRIDES {
-        if headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
 }
 
 /// Sets the identity headers from a verified identity.
@@ -633,31 +641,39 @@ mod tests {
     }
 
     #[test]
-    fn method_overrides_must_agree() {
-        use http::Method;
-        assert_eq!(method_override(&HeaderMap::new()), Ok(None));
-        let h = map(&[("x-http-method-override", " delete ")]);
-        assert_eq!(method_override(&h), Ok(Some(Method::DELETE)));
-        let h = map(&[("x-http-method-override", "PUT"), ("x-http-method", "put")]);
-        assert_eq!(method_override(&h), Ok(Some(Method::PUT)));
-        for bad in [
-            &[
-                ("x-http-method-override", "PUT"),
-                ("x-method-override", "DELETE"),
-            ][..],
-            &[
-                ("x-http-method-override", "PUT"),
-                ("x-http-method-override", "GET"),
-            ][..],
-            &[("x-http-method-override", "DELETE, GET")][..],
-            &[("x-http-method-override", "")][..],
+    fn forward_auth_refuses_what_the_proxy_would_strip() {
+        let identity = [HeaderName::from_static("x-auth-subject")];
+        let keep = Overrides::KeepMethod;
+        let found = |pairs: &[(&str, &str)], o| unstrippable(&map(pairs), &identity, o);
+        for (name, want) in [
+            ("X-Auth-Subject", Unstrippable::Identity),
+            ("x_AUTH_subject", Unstrippable::Identity),
+            ("X-Original-URL", Unstrippable::UrlOverride),
+            ("x_rewrite_url", Unstrippable::UrlOverride),
+            ("X_Original_URI", Unstrippable::UrlOverride),
+            ("X_HTTP_Method_Override", Unstrippable::MethodOverride),
+            ("X_Forwarded_Uri", Unstrippable::Underscored),
+            ("x_forwarded_for", Unstrippable::Underscored),
         ] {
-            assert_eq!(method_override(&map(bad)), Err(BadOverride), "{bad:?}");
+            assert_eq!(found(&[(name, "x")], keep), Some(want), "{name}");
         }
-        let mut h = map(&[("x-http-method-override", "delete")]);
-        set_method_override(&mut h, &Method::DELETE);
-        assert_eq!(h["x-http-method-override"], "DELETE");
-        assert!(!h.contains_key("x-http-method"));
+        // The description and the forwarded family the proxy sets are inputs.
+        let inputs = [
+            ("X-Original-URI", "/a"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-Uri", "/a"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Real-IP", "10.0.0.1"),
+            ("Forwarded", "for=10.0.0.1"),
+            ("accept", "*/*"),
+        ];
+        assert_eq!(found(&inputs, Overrides::Strip), None);
+        let method = [("X-HTTP-Method", "DELETE")];
+        assert_eq!(found(&method, keep), None);
+        assert_eq!(
+            found(&method, Overrides::Strip),
+            Some(Unstrippable::MethodOverride)
+        );
     }
 
     #[test]

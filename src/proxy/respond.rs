@@ -11,6 +11,7 @@ use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTI
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 
+use super::headers::Unstrippable;
 use crate::auth::TokenError;
 use crate::auth::bearer::BearerError;
 use crate::policy::Denial;
@@ -58,9 +59,22 @@ pub enum Reject {
     /// Client: a method-override header is malformed, or several disagree.
     #[error("bad method override")]
     BadMethodOverride,
-    /// Client: the overridden method reaches a route that does not honour overrides.
+    /// Client: the overridden method reaches a route that does not honour
+    /// overrides, or a `_method` parameter reaches such a route.
     #[error("method override refused")]
     MethodOverrideRefused,
+    /// Client: a method override on a request other than a POST, or to a method
+    /// other than GET, PUT, PATCH and DELETE.
+    #[error("method override not allowed")]
+    MethodOverrideNotAllowed,
+    /// Client (the outer proxy of forward-auth): the original request's method
+    /// and URI are not described, or only one of them is.
+    #[error("original request not described")]
+    NoOriginal,
+    /// Client: forward-auth was asked about a request carrying a header the
+    /// proxy would have removed, which the outer proxy would forward.
+    #[error("header the gateway would strip")]
+    SpoofedHeader(Unstrippable),
     /// Client: the Authorization header is malformed.
     #[error("malformed authorization")]
     BadAuthorization(#[source] BearerError),
@@ -122,7 +136,9 @@ impl Reject {
             Reject::BadPath(_) => "bad_path",
             Reject::NotFound => "not_found",
             Reject::MethodNotAllowed(_) => "method_not_allowed",
-            Reject::BadMethodOverride | Reject::MethodOverrideRefused => "bad_method_override",
+            Reject::BadMethodOverride
+            | Reject::MethodOverrideRefused
+            | Reject::MethodOverrideNotAllowed => "bad_method_override",
             Reject::BadMethod => "bad_method",
             Reject::BadHost => "bad_host",
             Reject::BadFraming => "bad_framing",
@@ -131,6 +147,8 @@ impl Reject {
             Reject::UpgradeRefused => "upgrade_refused",
             Reject::CorsRefused => "cors_refused",
             Reject::AmbiguousOriginal => "ambiguous_original",
+            Reject::NoOriginal => "no_original",
+            Reject::SpoofedHeader(_) => "spoofed_header",
             Reject::BadAuthorization(_) | Reject::WrongScheme => "invalid_request",
             Reject::NoToken => "no_token",
             Reject::Token(e) => e.reason(),
@@ -195,13 +213,24 @@ impl Reject {
             Reject::BadMethodOverride => Answer::new(
                 S::BAD_REQUEST,
                 BAD,
-                "the method override header is invalid or ambiguous",
+                "the method override is invalid or ambiguous",
             ),
             Reject::MethodOverrideRefused => Answer::new(
                 S::BAD_REQUEST,
                 BAD,
-                "the route of the overridden method does not accept method overrides",
+                "the route does not accept method overrides",
             ),
+            Reject::MethodOverrideNotAllowed => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "a method override is honoured only on a POST, and only as GET, PUT, PATCH or DELETE",
+            ),
+            Reject::NoOriginal => Answer::new(
+                S::BAD_REQUEST,
+                BAD,
+                "the original request's method and URI are not described",
+            ),
+            Reject::SpoofedHeader(h) => Answer::new(S::BAD_REQUEST, BAD, spoofed_description(*h)),
             Reject::BadAuthorization(e) => Answer::new(S::BAD_REQUEST, BAD, e.description())
                 .challenge(HeaderValue::from_static(INVALID_REQUEST)),
             Reject::WrongScheme => Answer::new(
@@ -282,6 +311,19 @@ pub fn json_error(
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+fn spoofed_description(h: Unstrippable) -> &'static str {
+    match h {
+        Unstrippable::Identity => {
+            "the request carries an identity header, which only the gateway sets"
+        }
+        Unstrippable::UrlOverride => "the request carries a URL override header",
+        Unstrippable::MethodOverride => {
+            "the request carries a method override header the route does not accept"
+        }
+        Unstrippable::Underscored => "the request carries a forwarding header spelt with '_'",
+    }
 }
 
 fn token_answer(e: TokenError) -> Answer {

@@ -259,7 +259,9 @@ fn restart_needed(old: &Config, new: &Config) {
     if old.admin != new.admin {
         changed.push("admin");
     }
-    if old.forward_auth != new.forward_auth {
+    // `trust_request_line` is read from the snapshot, request by request.
+    let listen = |c: &Config| c.forward_auth.as_ref().map(|f| f.listen);
+    if listen(old) != listen(new) {
         changed.push("forward_auth");
     }
     if old.issuer != new.issuer {
