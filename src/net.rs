@@ -18,16 +18,32 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The client certificate chain the TLS handshake verified, leaf first.
     pub client_certs: Option<Arc<[CertificateDer<'static>]>>,
+    /// The WebSocket tunnels its upgraded requests became, run by the
+    /// connection's task after the HTTP exchange.
+    pub tunnels: crate::proxy::upgrade::Tunnels,
+    /// This hop's forwarding header values, made once per connection.
+    pub hop: crate::proxy::headers::HopCache,
 }
 
 impl ConnInfo {
-    /// A cleartext connection from `peer` (tests, and requests without one).
-    pub fn plain(peer: SocketAddr) -> ConnInfo {
+    /// A connection from `peer`.
+    pub fn new(
+        peer: SocketAddr,
+        tls: bool,
+        client_certs: Option<Arc<[CertificateDer<'static>]>>,
+    ) -> ConnInfo {
         ConnInfo {
             peer,
-            tls: false,
-            client_certs: None,
+            tls,
+            client_certs,
+            tunnels: Default::default(),
+            hop: Default::default(),
         }
+    }
+
+    /// A cleartext connection from `peer` (tests, and requests without one).
+    pub fn plain(peer: SocketAddr) -> ConnInfo {
+        ConnInfo::new(peer, false, None)
     }
 }
 

@@ -231,7 +231,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     }
     if let Some(listener) = admin_listener {
         let admin = Arc::new(Admin::new(shared.snapshot.clone(), metrics.clone()));
-        let handler = move |req: http::Request<hyper::body::Incoming>| {
+        let handler = move |req: http::Request<hyper::body::Incoming>, _conn| {
             let resp = admin.handle(&req).map(Either::Right);
             async move { resp }
         };
@@ -336,7 +336,7 @@ impl WorkerThread {
                             match TcpListener::from_std(listener) {
                                 Ok(l) => {
                                     let w = worker.clone();
-                                    let handler = move |req| dispatch::public(w.clone(), req);
+                                    let handler = move |req, conn| dispatch::public(w.clone(), req, conn);
                                     accept_loop(
                                         l,
                                         true,
@@ -357,7 +357,8 @@ impl WorkerThread {
                             match TcpListener::from_std(l) {
                                 Ok(l) => {
                                     let w = worker.clone();
-                                    let handler = move |req| dispatch::forward_auth(w.clone(), req);
+                                    let handler =
+                                        move |req, conn| dispatch::forward_auth(w.clone(), req, conn);
                                     accept_loop(
                                         l,
                                         false,
@@ -402,7 +403,11 @@ async fn accept_loop<H, F>(
     grace: Duration,
     handler: H,
 ) where
-    H: Fn(http::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(http::Request<hyper::body::Incoming>, Arc<crate::net::ConnInfo>) -> F
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     F: std::future::Future<Output = http::Response<crate::proxy::ProxyBody>> + Send + 'static,
 {
     let mut open = JoinSet::new();

@@ -27,7 +27,19 @@ pub struct Decision {
     /// The verified identity (none on anonymous routes, or optional ones without
     /// a token).
     pub identity: Option<Arc<Identity>>,
-    pub path: NormalPath,
+    /// The normalised path re-encoded for the upstream, when that differs from
+    /// the decoded path (which the decision moved to `Outcome::path`).
+    encoded: Option<String>,
+}
+
+impl Decision {
+    /// The path for the upstream: re-encoded, or the decoded path in `out`.
+    pub fn upstream_path<'a>(&'a self, out: &'a Outcome) -> &'a str {
+        self.encoded
+            .as_deref()
+            .or(out.path.as_deref())
+            .unwrap_or("/")
+    }
 }
 
 /// Judges one request: `method`, `uri` and `headers` as the upstream would
@@ -48,20 +60,36 @@ pub async fn decide(
     // 2. Normalise before anything looks at the path, so that the route, the
     //    policy and the upstream all see the same resource.
     let path = routing::normalize(uri, absolute_allowed).map_err(Reject::BadPath)?;
-    out.path = Some(path.decoded().to_owned());
-    // 3. Route, with the method the upstream will act on.
-    let (index, overridden) = route(snap, method, headers, uri.query(), &path)?;
+    let judged = judge(snap, method, uri, headers, &path, out).await;
+    // The decoded path goes to the access log, moved rather than copied.
+    let (decoded, encoded) = path.into_parts();
+    out.path = Some(decoded);
+    let (route, overridden, identity) = judged?;
+    Ok(Decision {
+        route,
+        overridden,
+        identity,
+        encoded,
+    })
+}
+
+/// Stages 3 and 4 on the normalised path: the route, with the method the
+/// upstream will act on; then bearer, verify, authorise (anonymous routes
+/// never look at the header).
+async fn judge(
+    snap: &Snapshot,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    path: &NormalPath,
+    out: &mut Outcome,
+) -> Result<(usize, Option<Method>, Option<Arc<Identity>>), Reject> {
+    let (index, overridden) = route(snap, method, headers, uri.query(), path)?;
     let route = &snap.routes[index];
     out.route = Some(route.name.clone());
     out.route_index = Some(index);
-    // 4. Bearer, verify, authorise (anonymous routes never look at the header).
-    let identity = authenticate(snap, index, headers, &path, out).await?;
-    Ok(Decision {
-        route: index,
-        overridden,
-        identity,
-        path,
-    })
+    let identity = authenticate(snap, index, headers, path, out).await?;
+    Ok((index, overridden, identity))
 }
 
 /// Reads, verifies and authorises the bearer token as the route's `auth` says.

@@ -170,14 +170,14 @@ impl Proxy {
                 return Err(Reject::BodyTooLarge);
             }
         }
-        let tunnels = req.extensions().get::<upgrade::Tunnels>().cloned();
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         // 4. Rewrite, 5. forward.
         let pools = self.pools.get(snap.generation, &snap.upstreams);
         let pool = &pools[route.upstream];
         let target = pool.target();
-        let (upstream_req, body_sent) =
-            rewrite(snap, req, conn, request_id, &decision, target, websocket)?;
+        let (upstream_req, body_sent) = rewrite(
+            snap, req, conn, request_id, &decision, out, target, websocket,
+        )?;
         let sent = Instant::now();
         let result = pool.send(upstream_req, body_sent, websocket).await;
         self.metrics
@@ -194,7 +194,7 @@ impl Proxy {
                 h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
                 h.insert(UPGRADE, HeaderValue::from_static("websocket"));
                 let idle = snap.config.server.limits.idle_timeout;
-                upgrade::splice(client, upstream, idle, tunnels.as_ref());
+                upgrade::splice(client, upstream, idle, Some(&conn.tunnels));
             }
             _ => headers::strip_hop_by_hop(resp.headers_mut()),
         }
@@ -242,19 +242,21 @@ fn preflight(
 /// The upstream request: the normalised path on the target, hop-by-hop and
 /// client-controlled headers gone, identity and forwarding headers set, the body
 /// streamed under the route's size limit.
+#[allow(clippy::too_many_arguments)] // the pipeline's state, handed down once
 fn rewrite(
     snap: &Snapshot,
     req: Request<Incoming>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     decision: &Decision,
+    out: &Outcome,
     target: &Target,
     websocket: bool,
 ) -> Result<(Request<UpstreamBody>, super::body::BodySent), Reject> {
     let route = &snap.routes[decision.route];
     let (mut parts, body) = req.into_parts();
     let pq = target
-        .path_and_query(decision.path.encoded(), parts.uri.query())
+        .path_and_query(decision.upstream_path(out), parts.uri.query())
         .ok_or(Reject::Internal)?;
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -287,6 +289,7 @@ fn rewrite(
             authority: authority.as_deref(),
             trusted,
             client_certs: conn.client_certs.as_deref(),
+            cache: &conn.hop,
         },
     );
     parts

@@ -3,6 +3,7 @@
 //! from the token, `X-Forwarded-*` / `Forwarded` / `X-Real-IP`, and `X-Request-Id`.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -290,6 +291,18 @@ pub struct Hop<'a> {
     pub trusted: bool,
     /// The client certificate chain the gateway's TLS handshake verified.
     pub client_certs: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
+    /// The connection's values made so far.
+    pub cache: &'a HopCache,
+}
+
+/// What [`set_forwarded`] writes for one connection that no trusted proxy
+/// precedes, made on its first request and shared by the rest: the peer's
+/// address (`X-Forwarded-For`, `X-Real-IP`) and the `Forwarded` element for
+/// the first `Host` seen (later requests with another `Host` get their own).
+#[derive(Debug, Clone, Default)]
+pub struct HopCache {
+    peer: OnceLock<HeaderValue>,
+    element: OnceLock<(Option<HeaderValue>, HeaderValue)>,
 }
 
 /// Sets what the gateway saw of the request, after
@@ -300,55 +313,55 @@ pub struct Hop<'a> {
 /// proxy's), and `Client-Cert` / `Client-Cert-Chain` (RFC 9440) when the
 /// gateway's own TLS handshake verified a client certificate.
 pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
-    let ip = hop.peer.to_string();
     let host = headers
         .get(&HOST)
         .cloned()
         .or_else(|| hop.authority.and_then(|a| HeaderValue::from_str(a).ok()));
-    let mut element = String::with_capacity(48 + ip.len());
-    element.push_str("for=");
-    match hop.peer {
-        IpAddr::V4(_) => element.push_str(&ip),
-        IpAddr::V6(_) => {
-            element.push_str("\"[");
-            element.push_str(&ip);
-            element.push_str("]\"");
+    let ip = hop
+        .cache
+        .peer
+        .get_or_init(|| HeaderValue::from_str(&hop.peer.to_string()).unwrap_or(UNKNOWN_PEER));
+    if hop.trusted {
+        // Appended to what the trusted proxy sent: made for each request.
+        let ip = ip.to_str().unwrap_or_default();
+        let element = forwarded_element(ip, hop, host.as_ref());
+        let xff = match joined(headers, &X_FORWARDED_FOR) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_owned(),
+        };
+        let forwarded = match joined(headers, &FORWARDED) {
+            Some(prev) => format!("{prev}, {element}"),
+            None => element,
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
         }
-    }
-    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        // A quoted-string: a host with a port has a `:`, which a token cannot hold.
-        if !h.contains(['"', '\\']) {
-            element.push_str(";host=\"");
-            element.push_str(h);
-            element.push('"');
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            headers.insert(FORWARDED.clone(), v);
         }
-    }
-    element.push_str(";proto=");
-    element.push_str(hop.proto);
-
-    let xff = match hop
-        .trusted
-        .then(|| joined(headers, &X_FORWARDED_FOR))
-        .flatten()
-    {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
-    };
-    let forwarded = match hop.trusted.then(|| joined(headers, &FORWARDED)).flatten() {
-        Some(prev) => format!("{prev}, {element}"),
-        None => element,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert(FORWARDED.clone(), v);
+    } else {
+        let make = || {
+            let text = forwarded_element(ip.to_str().unwrap_or_default(), hop, host.as_ref());
+            HeaderValue::from_str(&text).ok()
+        };
+        let (first_host, first) = hop
+            .cache
+            .element
+            .get_or_init(|| (host.clone(), make().unwrap_or(UNKNOWN_PEER)));
+        let element = if *first_host == host {
+            Some(first.clone())
+        } else {
+            make()
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), ip.clone());
+        match element {
+            Some(v) => headers.insert(FORWARDED.clone(), v),
+            None => headers.remove(&FORWARDED),
+        };
     }
     let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
     if !keep(headers, &X_REAL_IP) {
-        if let Ok(v) = HeaderValue::from_str(&ip) {
-            headers.insert(X_REAL_IP.clone(), v);
-        }
+        headers.insert(X_REAL_IP.clone(), ip.clone());
     }
     if !keep(headers, &X_FORWARDED_PROTO) {
         headers.insert(
@@ -369,6 +382,34 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     if let Some(chain) = hop.client_certs.filter(|c| !c.is_empty()) {
         set_client_cert(headers, chain);
     }
+}
+
+/// Never sent: a formatted address is always a valid header value.
+const UNKNOWN_PEER: HeaderValue = HeaderValue::from_static("unknown");
+
+/// This hop's `Forwarded` element (RFC 7239): `for`, `host` (a quoted-string:
+/// a host with a port has a `:`, which a token cannot hold), `proto`.
+fn forwarded_element(ip: &str, hop: &Hop<'_>, host: Option<&HeaderValue>) -> String {
+    let mut element = String::with_capacity(48 + ip.len());
+    element.push_str("for=");
+    match hop.peer {
+        IpAddr::V4(_) => element.push_str(ip),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(ip);
+            element.push_str("]\"");
+        }
+    }
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        if !h.contains(['"', '\\']) {
+            element.push_str(";host=\"");
+            element.push_str(h);
+            element.push('"');
+        }
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
+    element
 }
 
 /// Every line of a list header, joined (RFC 9110 §5.3); `None` when absent.
@@ -458,8 +499,27 @@ pub fn check_host(
 /// with a non-empty host and without userinfo, which upstreams and the
 /// gateway could read differently (`user@host`, and `a@b@c` even more so).
 pub fn valid_authority(value: &[u8]) -> bool {
+    if plain_host_port(value) {
+        // `name[:port]` of letters, digits, `.` and `-`: what nearly every
+        // request carries, valid without building an `Authority` (a copy).
+        return true;
+    }
     !value.contains(&b'@')
         && http::uri::Authority::try_from(value).is_ok_and(|a| !a.host().is_empty())
+}
+
+/// A non-empty host of ASCII letters, digits, `.` and `-`, then optionally `:`
+/// and 1–5 digits: a subset of what `http::uri::Authority` accepts.
+fn plain_host_port(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().position(|&b| b == b':') {
+        Some(i) => (&value[..i], Some(&value[i + 1..])),
+        None => (value, None),
+    };
+    !host.is_empty()
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+        && port.is_none_or(|p| (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
 }
 
 /// Why the request's framing was refused.
@@ -494,10 +554,32 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
+    new_request_id()
+}
+
+/// How many request ids share one allocation.
+const IDS_PER_CHUNK: usize = 64;
+
+thread_local! {
+    /// The current chunk new request ids are written into: each id is a slice
+    /// of it, so 64 requests share one allocation instead of one each.
+    static IDS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// A new UUID v4, as a header value cut from this thread's chunk.
+fn new_request_id() -> HeaderValue {
+    const LEN: usize = uuid::fmt::Hyphenated::LENGTH;
     let id = uuid::Uuid::new_v4();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
-        .unwrap_or(HeaderValue::from_static("invalid"))
+    let mut text = [0u8; LEN];
+    let text = id.hyphenated().encode_lower(&mut text);
+    IDS.with_borrow_mut(|chunk| {
+        if chunk.capacity() - chunk.len() < LEN {
+            *chunk = bytes::BytesMut::with_capacity(LEN * IDS_PER_CHUNK);
+        }
+        chunk.extend_from_slice(text.as_bytes());
+        HeaderValue::from_maybe_shared(chunk.split().freeze())
+    })
+    .unwrap_or(HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
@@ -542,7 +624,80 @@ mod tests {
             authority,
             trusted,
             client_certs: None,
+            // A connection of its own for each hop (a few bytes, in tests).
+            cache: Box::leak(Box::default()),
         }
+    }
+
+    #[test]
+    fn new_request_ids_are_distinct_uuids_across_chunks() {
+        let ids: Vec<HeaderValue> = (0..IDS_PER_CHUNK * 3 + 5)
+            .map(|_| request_id(&HeaderMap::new()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            let text = id.to_str().expect("ascii");
+            assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");
+            assert_eq!(text.len(), 36);
+            assert!(seen.insert(text.to_owned()), "repeated {text}");
+        }
+    }
+
+    #[test]
+    fn plain_authorities_take_the_fast_path_and_agree_with_http() {
+        for (value, valid) in [
+            ("api.example.com", true),
+            ("api.example.com:8443", true),
+            ("127.0.0.1:80", true),
+            ("[::1]:443", true),
+            ("a_b.example", true),
+            ("user@host", false),
+            ("host:", true),
+            (":80", false),
+            ("", false),
+            ("host:80:81", false),
+            ("ho st", false),
+        ] {
+            assert_eq!(valid_authority(value.as_bytes()), valid, "{value:?}");
+            if plain_host_port(value.as_bytes()) {
+                // The fast path never accepts what the full parse refuses.
+                assert!(http::uri::Authority::try_from(value).is_ok(), "{value:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_connection_s_values_follow_each_request_s_host() {
+        let cache = HopCache::default();
+        let hop = Hop {
+            cache: &cache,
+            ..hop("192.0.2.7", None, false)
+        };
+        for (host, want) in [
+            ("a.example", "for=192.0.2.7;host=\"a.example\";proto=http"),
+            (
+                "b.example:8443",
+                "for=192.0.2.7;host=\"b.example:8443\";proto=http",
+            ),
+            ("a.example", "for=192.0.2.7;host=\"a.example\";proto=http"),
+        ] {
+            let mut h = map(&[
+                ("host", host),
+                ("forwarded", "for=evil"),
+                ("x-forwarded-for", "6.6.6.6"),
+            ]);
+            strip_client_controlled(&mut h, &[], Overrides::Strip, false);
+            set_forwarded(&mut h, &hop);
+            assert_eq!(h["forwarded"], want, "{host}");
+            assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+            assert_eq!(h["x-real-ip"], "192.0.2.7");
+            assert_eq!(h["x-forwarded-host"], host);
+        }
+        // Without a Host (HTTP/1.0): no host parameter, also after one was cached.
+        let mut h = map(&[]);
+        set_forwarded(&mut h, &hop);
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http");
+        assert!(!h.contains_key("x-forwarded-host"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use http::Uri;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use smallvec::SmallVec;
 
 /// Why a request target was refused (always 400 `invalid_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,9 +59,12 @@ impl PathError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath {
     decoded: String,
-    /// Byte ranges of the non-empty segments in `decoded`.
-    segments: Vec<(u32, u32)>,
-    encoded: String,
+    /// Byte ranges of the non-empty segments in `decoded` (inline up to 16:
+    /// no allocation for the paths APIs have).
+    segments: SmallVec<[(u32, u32); 16]>,
+    /// The path for the upstream, when it differs from `decoded` (a segment
+    /// re-encoded, or matrix parameters): most paths need no second string.
+    encoded: Option<String>,
     /// Some segment carried matrix parameters (a raw `;`).
     matrix: bool,
 }
@@ -97,9 +101,9 @@ pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathEr
     if !raw.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
-    let mut decoded = String::with_capacity(raw.len());
-    let mut segments = Vec::with_capacity(8);
-    let mut encoded = String::with_capacity(raw.len());
+    let mut decoded = String::with_capacity(raw.len() + 1);
+    let mut segments = SmallVec::new();
+    let mut encoded: Option<String> = None;
     let mut matrix = false;
     for seg in raw.split('/').skip(1) {
         if seg.is_empty() {
@@ -122,19 +126,31 @@ pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathEr
         if text == "." || text == ".." {
             return Err(PathError::DotSegment);
         }
+        let enc: std::borrow::Cow<'_, str> = utf8_percent_encode(&text, SEGMENT).into();
+        // Encoding only ever lengthens a segment: the same length, the same text.
+        if encoded.is_none() && (enc.len() != text.len() || !params.is_empty()) {
+            // The first segment that differs upstream: from here on, two strings.
+            let mut e = String::with_capacity(raw.len() + 1);
+            e.push_str(&decoded);
+            encoded = Some(e);
+        }
         decoded.push('/');
         let start = decoded.len();
         decoded.push_str(&text);
         segments.push((start as u32, decoded.len() as u32));
-        encoded.push('/');
-        encoded.extend(utf8_percent_encode(&text, SEGMENT));
-        // Parameters go upstream as they came: they passed the URI parser and
-        // `check_params`, and decoding them is the upstream's business.
-        encoded.push_str(params);
+        if let Some(e) = &mut encoded {
+            e.push('/');
+            e.push_str(&enc);
+            // Parameters go upstream as they came: they passed the URI parser
+            // and `check_params`, and decoding them is the upstream's business.
+            e.push_str(params);
+        }
     }
     if raw.len() > 1 && raw.ends_with('/') || decoded.is_empty() {
         decoded.push('/');
-        encoded.push('/');
+        if let Some(e) = &mut encoded {
+            e.push('/');
+        }
     }
     Ok(NormalPath {
         decoded,
@@ -224,7 +240,13 @@ impl NormalPath {
 
     /// The same path, re-encoded for the upstream.
     pub fn encoded(&self) -> &str {
-        &self.encoded
+        self.encoded.as_deref().unwrap_or(&self.decoded)
+    }
+
+    /// The decoded path, and the encoded one when it differs (`None`: the
+    /// same text), once nothing needs the segments any more.
+    pub fn into_parts(self) -> (String, Option<String>) {
+        (self.decoded, self.encoded)
     }
 
     /// Whether some segment carried matrix parameters (a raw `;`); the decoded
@@ -257,6 +279,22 @@ mod tests {
 
     fn norm(p: &str) -> Result<NormalPath, PathError> {
         normalize(&p.parse().expect("uri"), false)
+    }
+
+    #[test]
+    fn the_upstream_path_is_re_encoded_only_where_needed() {
+        for (raw, decoded, encoded) in [
+            ("/a/b", "/a/b", "/a/b"),
+            ("/%25/", "/%/", "/%25/"),
+            ("/a/%25", "/a/%", "/a/%25"),
+            ("/a%20b/c", "/a b/c", "/a%20b/c"),
+            ("/x/y;v=1/z", "/x/y/z", "/x/y;v=1/z"),
+            ("/caf%C3%A9/", "/café/", "/caf%C3%A9/"),
+            ("/", "/", "/"),
+        ] {
+            let p = norm(raw).expect(raw);
+            assert_eq!((p.decoded(), p.encoded()), (decoded, encoded), "{raw}");
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `header_read_timeout`), HTTP/1.1 or HTTP/2 (by ALPN over TLS, by the
 //! prior-knowledge preface in cleartext), the limits of `server.limits`, an idle
 //! timeout, graceful shutdown, the WebSocket tunnels its upgraded requests
-//! become, and a connection span. Every request of the connection carries its
-//! [`ConnInfo`] and its [`Tunnels`] as extensions.
+//! become, and a connection span. Every request of the connection is handed to
+//! the handler with its [`ConnInfo`] (no per-request extension map).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,7 +28,6 @@ use tracing::Instrument;
 use crate::config::Limits;
 use crate::net::ConnInfo;
 use crate::proxy::ProxyBody;
-use crate::proxy::upgrade::Tunnels;
 use crate::telemetry::{LimitLabel, Metrics};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -45,7 +44,7 @@ pub async fn serve<H, F>(
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let _ = tcp.set_nodelay(true);
@@ -65,11 +64,7 @@ pub async fn serve<H, F>(
                         return;
                     }
                 };
-                let info = ConnInfo {
-                    peer,
-                    tls: false,
-                    client_certs: None,
-                };
+                let info = ConnInfo::new(peer, false, None);
                 (Io::Plain(tcp), prefix, info, h2)
             }
             Some(config) => {
@@ -94,26 +89,20 @@ pub async fn serve<H, F>(
                     .peer_certificates()
                     .filter(|c| !c.is_empty())
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
-                let info = ConnInfo {
-                    peer,
-                    tls: true,
-                    client_certs,
-                };
+                let info = ConnInfo::new(peer, true, client_certs);
                 (Io::Tls(Box::new(stream)), Bytes::new(), info, h2)
             }
         };
         let info = Arc::new(info);
-        let tunnels = Tunnels::default();
+        let tunnels = info.tunnels.clone();
         let load = Arc::new(Load::default());
         let service = {
-            let (tunnels, load) = (tunnels.clone(), load.clone());
-            service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                req.extensions_mut().insert(tunnels.clone());
+            let load = load.clone();
+            service_fn(move |req: Request<Incoming>| {
                 let in_flight = InFlight::start(&load);
                 // Boxed once: the request's future is several kilobytes, and hyper
                 // moves it into its dispatcher; a pointer moves for free.
-                let fut = Box::pin(handler(req));
+                let fut = Box::pin(handler(req, info.clone()));
                 async move {
                     let resp = fut.await.map(|inner| Tracked {
                         inner,

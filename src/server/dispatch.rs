@@ -52,24 +52,32 @@ pub enum Listener {
 }
 
 /// Answers one request of the public listener.
-pub async fn public(worker: Arc<Worker>, req: Request<Incoming>) -> Response<ProxyBody> {
-    dispatch(worker, req, Listener::Public).await
+pub async fn public(
+    worker: Arc<Worker>,
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Response<ProxyBody> {
+    dispatch(worker, req, conn, Listener::Public).await
 }
 
 /// Answers one request of the forward-auth listener.
-pub async fn forward_auth(worker: Arc<Worker>, req: Request<Incoming>) -> Response<ProxyBody> {
-    dispatch(worker, req, Listener::ForwardAuth).await
+pub async fn forward_auth(
+    worker: Arc<Worker>,
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Response<ProxyBody> {
+    dispatch(worker, req, conn, Listener::ForwardAuth).await
 }
 
 async fn dispatch(
     worker: Arc<Worker>,
     req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
     listener: Listener,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
-    let conn = connection(&req);
     // The request id is the span's one field: recording more later (route,
     // status) re-formats the span's fields, and the access line has them. The
     // issuer's requests always get the span; a proxied request only at `debug`,
@@ -164,19 +172,6 @@ async fn dispatch(
         .get_or_create(&RouteStatus { route, status })
         .inc();
     resp
-}
-
-/// The connection a request came on (set by the server for every request).
-pub fn connection<B>(req: &Request<B>) -> Arc<ConnInfo> {
-    req.extensions()
-        .get::<Arc<ConnInfo>>()
-        .cloned()
-        .unwrap_or_else(|| {
-            Arc::new(ConnInfo::plain(std::net::SocketAddr::from((
-                [0, 0, 0, 0],
-                0,
-            ))))
-        })
 }
 
 /// Runs an issuer request on the control runtime, where the database pool and
