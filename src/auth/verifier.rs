@@ -71,28 +71,47 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
         let key = digest(token);
         let now = self.clock.now_unix();
-        if let Some(id) = self.cache.verified(&key) {
+        if let Some(answer) = self.cached(&key, now) {
+            return answer;
+        }
+        // Boxed: the slow path's future (key fetches, introspection calls) is
+        // kilobytes, and every request's future would otherwise carry it —
+        // moved and copied on each request — for a path most requests skip.
+        Box::pin(self.verify_uncached(token, key, now)).await
+    }
+
+    /// The cached answer for `key`, if any is still good: a verified identity
+    /// (its validity window checked at `now`) or a rejection, both of the key
+    /// set in force.
+    fn cached(&self, key: &TokenDigest, now: i64) -> Option<Result<Arc<Identity>, TokenError>> {
+        if let Some(id) = self.cache.verified(key) {
             let issuer = &self.issuers[id.issuer];
             if issuer.generation() == id.generation {
                 self.metrics.cache_hits.inc();
                 let leeway = issuer.config.leeway.as_secs() as i64;
-                verify::check_window(
-                    verify::Window {
-                        exp: id.exp,
-                        nbf: id.nbf,
-                    },
-                    now,
-                    leeway,
-                )?;
-                return Ok(id);
+                let window = verify::Window {
+                    exp: id.exp,
+                    nbf: id.nbf,
+                };
+                return Some(verify::check_window(window, now, leeway).map(|()| id));
             }
-            self.cache.forget_verified(&key);
+            self.cache.forget_verified(key);
         }
-        if let Some(r) = self.cache.rejected(&key) {
+        if let Some(r) = self.cache.rejected(key) {
             if self.issuers[r.issuer].generation() == r.generation {
-                return Err(r.error);
+                return Some(Err(r.error));
             }
         }
+        None
+    }
+
+    /// Verifies a token the caches had no answer for.
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        key: TokenDigest,
+        now: i64,
+    ) -> Result<Arc<Identity>, TokenError> {
         self.metrics.cache_misses.inc();
         let parsed = match verify::parse(token) {
             Ok(p) => p,

@@ -159,7 +159,9 @@ impl Pool {
         loop {
             let (mut tx, from_pool) = match pooled.take() {
                 Some(tx) => (tx, true),
-                None => (self.open_h1(upgrade).await?, false),
+                // Boxed: connecting (TCP, TLS) is a large future that most
+                // requests, served by a pooled connection, never run.
+                None => (Box::pin(self.open_h1(upgrade)).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
@@ -225,7 +227,7 @@ impl Pool {
                 Some(tx) => tx,
                 None => {
                     fresh = true;
-                    let tx = self.open_h2().await?;
+                    let tx = Box::pin(self.open_h2()).await?;
                     *self.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
                     tx
                 }
