@@ -100,9 +100,9 @@ pub async fn serve<H, F>(
             let load = load.clone();
             service_fn(move |req: Request<Incoming>| {
                 let in_flight = InFlight::start(&load);
-                // Boxed once: the request's future is several kilobytes, and hyper
-                // moves it into its dispatcher; a pointer moves for free.
-                let fut = Box::pin(handler(req, info.clone()));
+                // Small: the handler boxes its large part once, so moving this
+                // into hyper's dispatcher copies little.
+                let fut = handler(req, info.clone());
                 async move {
                     let resp = fut.await.map(|inner| Tracked {
                         inner,

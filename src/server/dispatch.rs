@@ -92,11 +92,13 @@ async fn dispatch(
         tracing::debug_span!("request", request_id = %id)
     };
     let mut out = Outcome::default();
+    // Boxed once, here: the handler's future is kilobytes, and the panic and
+    // span wrappers below would each copy it; a pointer moves for free.
     let handled = {
         let out = &mut out;
         let worker = &worker;
         let request_id = &request_id;
-        async move {
+        Box::pin(async move {
             // Framing first, on every listener: a body hyper de-chunked but
             // that is still in another coding is refused, never read as plain.
             if headers::check_framing(req.headers()).is_err() {
@@ -122,7 +124,7 @@ async fn dispatch(
                 }
                 _ => worker.proxy.handle(req, &conn, request_id, out).await,
             }
-        }
+        })
     };
     let result = AssertUnwindSafe(handled)
         .catch_unwind()

@@ -153,6 +153,15 @@ fn field(out: &mut String, key: &str, value: &str) {
 /// JSON string escaping (RFC 8259 §7): runs of bytes that need none are
 /// copied whole.
 fn escape(out: &mut String, s: &str) {
+    // Nearly every field needs nothing: one branch-free pass (the compiler
+    // vectorises it) decides, and the text is copied whole.
+    let special = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !special {
+        out.push_str(s);
+        return;
+    }
     let mut clean = 0;
     for (i, &b) in s.as_bytes().iter().enumerate() {
         let escaped = match b {
