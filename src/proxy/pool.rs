@@ -26,7 +26,7 @@ const MAX_IDLE: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why forwarding failed. Whose fault it is decides the status: the client's
-/// body (400, 413), the upstream (502, 504), or a request the gateway could not
+/// body (400, 408, 413), the upstream (502, 504), or a request the gateway could not
 /// build (500).
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -42,6 +42,8 @@ pub enum ForwardError {
     ClientBody,
     #[error("the client's request body exceeds the route's limit")]
     BodyTooLarge,
+    #[error("the client's request body stalled for longer than `body_timeout`")]
+    BodyStalled,
     #[error("the upstream request could not be built")]
     BadRequest,
 }
@@ -138,6 +140,7 @@ impl Pool {
                 end = sent => match end {
                     Ok(BodyEnd::Failed) => return Err(ForwardError::ClientBody),
                     Ok(BodyEnd::TooLarge) => return Err(ForwardError::BodyTooLarge),
+                    Ok(BodyEnd::Stalled) => return Err(ForwardError::BodyStalled),
                     Ok(BodyEnd::Complete) | Err(_) => {}
                 },
                 r = &mut exchange => return r,
