@@ -474,11 +474,19 @@ async fn stalled_request_bodies_are_cut_and_free_their_connection() {
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert_eq!(error_code(body), "request_timeout", "{answer}");
     assert_eq!(hits(&gw, "body_timeout").await, 1.0);
-    assert_eq!(whole.load(Ordering::SeqCst), 0, "the upstream got a whole body");
-    within(Duration::from_secs(5), "the upstream to see the body break off", || {
-        let b = broken.clone();
-        async move { b.load(Ordering::SeqCst) == 1 }
-    })
+    assert_eq!(
+        whole.load(Ordering::SeqCst),
+        0,
+        "the upstream got a whole body"
+    );
+    within(
+        Duration::from_secs(5),
+        "the upstream to see the body break off",
+        || {
+            let b = broken.clone();
+            async move { b.load(Ordering::SeqCst) == 1 }
+        },
+    )
     .await;
 
     // The one permit is free again: a new connection is served.
@@ -492,11 +500,16 @@ async fn stalled_request_bodies_are_cut_and_free_their_connection() {
 
     // A chunked body that stops between two chunks: the same.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
     let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
-    assert!(closed, "a stalled chunked body kept its connection: {answer}");
+    assert!(
+        closed,
+        "a stalled chunked body kept its connection: {answer}"
+    );
     assert_eq!(raw_status(&answer), 408, "{answer}");
     assert_eq!(hits(&gw, "body_timeout").await, 2.0);
     assert_eq!(whole.load(Ordering::SeqCst), 1);
@@ -533,7 +546,10 @@ async fn stalled_http2_request_bodies_are_cut() {
         .unwrap();
     assert_eq!(resp.status(), 408);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(error_code(&String::from_utf8_lossy(&body)), "request_timeout");
+    assert_eq!(
+        error_code(&String::from_utf8_lossy(&body)),
+        "request_timeout"
+    );
     assert_eq!(hits(&gw, "body_timeout").await, 1.0);
     assert_eq!(whole.load(Ordering::SeqCst), 0);
     drop(tx);
@@ -542,7 +558,9 @@ async fn stalled_http2_request_bodies_are_cut() {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(Bytes::from_static(b"hi")).await.unwrap();
     drop(tx);
-    let req = Request::post("http://api.test/next").body(Held(rx)).unwrap();
+    let req = Request::post("http://api.test/next")
+        .body(Held(rx))
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     gw.shutdown().await;

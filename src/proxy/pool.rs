@@ -278,8 +278,10 @@ fn retry_message(
 }
 
 /// Sets what an upstream request needs for its protocol: origin-form and
-/// HTTP/1.1 (with a `Host`) for HTTP/1.1 upstreams, an absolute URI and HTTP/2
-/// (without `Host`, which `:authority` carries) for HTTP/2 ones.
+/// HTTP/1.1 (with a `Host`, and an HTTP/2 client's `cookie` crumbs joined into
+/// one line) for HTTP/1.1 upstreams, an absolute URI and HTTP/2 (without
+/// `Host`, which `:authority` carries; the crumbs go as they came) for HTTP/2
+/// ones.
 pub fn prepare(
     target: &Target,
     parts: &mut http::request::Parts,
@@ -292,6 +294,11 @@ pub fn prepare(
         parts.uri = target.h2_uri(pq, host).ok_or(ForwardError::BadRequest)?;
         parts.version = Version::HTTP_2;
     } else {
+        // An HTTP/2 client's `cookie` may come in crumbs; HTTP/1.x wants one line.
+        if parts.version == Version::HTTP_2 {
+            super::headers::join_cookie_crumbs(&mut parts.headers)
+                .map_err(|_| ForwardError::BadRequest)?;
+        }
         parts.uri = Uri::from(pq);
         parts.version = Version::HTTP_11;
         if !parts.headers.contains_key(http::header::HOST) {
