@@ -102,6 +102,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// A connection with nothing to do for this long is closed.
     pub idle_timeout: Duration,
+    /// Longest wait between two pieces of a request body arriving, and for a
+    /// client to accept the next piece of a response.
+    pub body_timeout: Duration,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
 }
@@ -113,6 +116,7 @@ impl Default for Limits {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,
         }
     }

@@ -60,6 +60,9 @@ impl LimitLabel {
         limit: "idle_timeout",
     };
     pub const MAX_BODY: LimitLabel = LimitLabel { limit: "max_body" };
+    pub const BODY_TIMEOUT: LimitLabel = LimitLabel {
+        limit: "body_timeout",
+    };
     pub const INTROSPECTION_MAX_CONCURRENT: LimitLabel = LimitLabel {
         limit: "introspection_max_concurrent",
     };
@@ -208,6 +211,7 @@ impl Metrics {
             LimitLabel::HEADER_READ_TIMEOUT,
             LimitLabel::IDLE_TIMEOUT,
             LimitLabel::MAX_BODY,
+            LimitLabel::BODY_TIMEOUT,
         ] {
             // Exported at zero from the start, so that `increase()` sees the first.
             let _ = limit_hits.get_or_create(&l);

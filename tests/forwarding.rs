@@ -857,6 +857,62 @@ async fn h2c_prior_knowledge_clients_are_served() {
     gw.shutdown().await;
 }
 
+/// An HTTP/2 client may split `cookie` into several fields (RFC 9113
+/// §8.2.3): an HTTP/1.1 upstream gets them as one line joined with `; `, an
+/// HTTP/2 upstream as they came.
+#[tokio::test]
+async fn h2_cookie_crumbs_are_joined_for_http1_upstreams() {
+    async fn crumbs_to(gw: &Gateway, path: &str) {
+        let stream = TcpStream::connect(gw.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::get(format!("http://localhost:{}{path}", gw.addr.port()))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        req.headers_mut().append("cookie", "a=1".parse().unwrap());
+        req.headers_mut().append("cookie", "b=2".parse().unwrap());
+        let (status, _, body) = read(sender.send_request(req).await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_key, _jwks, up, gw) = setup().await;
+    crumbs_to(&gw, "/public/cookies").await;
+    let got = up.last();
+    assert_eq!(got.version, Version::HTTP_11);
+    let lines: Vec<_> = got.headers.get_all("cookie").iter().collect();
+    assert_eq!(lines, ["a=1; b=2"]);
+    // A single line from an HTTP/1.1 client is left as it is.
+    let mut conn = h1(gw.addr).await;
+    let req = Request::get("/public/one")
+        .header("host", "api.example.test")
+        .header("cookie", "c=3; d=4")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(exchange(&mut conn, req).await.0, 200);
+    let got = up.last();
+    let lines: Vec<_> = got.headers.get_all("cookie").iter().collect();
+    assert_eq!(lines, ["c=3; d=4"]);
+    gw.shutdown().await;
+
+    let h2 = Upstream::start_with(UpstreamKind {
+        tls: None,
+        h2_only: true,
+    })
+    .await;
+    let (_jwks, gw) = gateway_to(&h2.url(), |yaml| {
+        yaml.replace("connect_timeout: 1s", "protocol: h2, connect_timeout: 1s")
+    })
+    .await;
+    crumbs_to(&gw, "/public/cookies").await;
+    let got = h2.last();
+    assert_eq!(got.version, Version::HTTP_2);
+    let lines: Vec<_> = got.headers.get_all("cookie").iter().collect();
+    assert_eq!(lines, ["a=1", "b=2"]);
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn h2c_through_the_pooled_client() {
     let (_key, _jwks, up, gw) = setup().await;

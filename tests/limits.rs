@@ -1,8 +1,9 @@
 //! The limits that protect the gateway and the upstream, each exceeded on
 //! purpose: `max_header_bytes` (431), a route's `max_body` (413, declared or
 //! grown mid-stream, nothing complete upstream), `max_connections` (the rest
-//! wait), `header_read_timeout` (slowloris, plain and TLS), `idle_timeout`, and
-//! the HTTP/2 stream limit. Each hit is counted in
+//! wait), `header_read_timeout` (slowloris, plain and TLS), `idle_timeout`,
+//! `body_timeout` (a stalled request body, a response the client does not
+//! read), and the HTTP/2 stream limit. Each hit is counted in
 //! `portcullis_limit_hits_total{limit}`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -416,5 +417,301 @@ async fn connection_permits_are_per_listener() {
     assert!(closed, "the forward-auth listener waited for a public slot");
     assert_eq!(raw_status(&answer), 200, "{answer}");
     drop(held);
+    gw.shutdown().await;
+}
+
+/// An upstream that reads each request body to its end and counts how many
+/// arrived whole and how many broke off.
+fn counting_upstream(listener: TcpListener) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (whole, broken) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (w, b) = (whole.clone(), broken.clone());
+    serve(listener, move |req: Request<hyper::body::Incoming>| {
+        let (w, b) = (w.clone(), b.clone());
+        async move {
+            match req.into_body().collect().await {
+                Ok(body) => {
+                    w.fetch_add(1, Ordering::SeqCst);
+                    let len = body.to_bytes().len();
+                    Response::new(Full::new(Bytes::from(format!("got {len}\n"))))
+                }
+                Err(_) => {
+                    b.fetch_add(1, Ordering::SeqCst);
+                    Response::new(Full::default())
+                }
+            }
+        }
+    });
+    (whole, broken)
+}
+
+/// A request body that stops arriving (10 of 1000 declared bytes, then
+/// nothing) is cut at `body_timeout`: the upstream never sees it whole, the
+/// client gets a JSON 408 with `Connection: close`, the connection closes and
+/// its permit of `max_connections` comes back.
+#[tokio::test]
+async fn stalled_request_bodies_are_cut_and_free_their_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let (whole, broken) = counting_upstream(listener);
+    let gw = Gateway::start(&yaml(
+        &format!("http://{up_addr}"),
+        "    max_connections: 1\n    body_timeout: 300ms",
+        "",
+    ))
+    .await;
+    assert_eq!(hits(&gw, "body_timeout").await, 0.0);
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "a stalled body kept its connection: {answer}");
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(error_code(body), "request_timeout", "{answer}");
+    assert_eq!(hits(&gw, "body_timeout").await, 1.0);
+    assert_eq!(
+        whole.load(Ordering::SeqCst),
+        0,
+        "the upstream got a whole body"
+    );
+    within(
+        Duration::from_secs(5),
+        "the upstream to see the body break off",
+        || {
+            let b = broken.clone();
+            async move { b.load(Ordering::SeqCst) == 1 }
+        },
+    )
+    .await;
+
+    // The one permit is free again: a new connection is served.
+    let answer = raw(
+        gw.addr,
+        b"POST /next HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.ends_with("got 2\n"), "{answer}");
+
+    // A chunked body that stops between two chunks: the same.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(
+        closed,
+        "a stalled chunked body kept its connection: {answer}"
+    );
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+    assert_eq!(hits(&gw, "body_timeout").await, 2.0);
+    assert_eq!(whole.load(Ordering::SeqCst), 1);
+    gw.shutdown().await;
+}
+
+/// A request body on an HTTP/2 stream that stops arriving: the stream gets the
+/// 408, and the connection goes on serving other streams.
+#[tokio::test]
+async fn stalled_http2_request_bodies_are_cut() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let (whole, _broken) = counting_upstream(listener);
+    let gw = Gateway::start(&yaml(
+        &format!("http://{up_addr}"),
+        "    body_timeout: 300ms",
+        "",
+    ))
+    .await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+    let req = Request::post("http://api.test/upload")
+        .body(Held(rx))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("a stalled HTTP/2 body was never answered")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        error_code(&String::from_utf8_lossy(&body)),
+        "request_timeout"
+    );
+    assert_eq!(hits(&gw, "body_timeout").await, 1.0);
+    assert_eq!(whole.load(Ordering::SeqCst), 0);
+    drop(tx);
+    // The connection itself still serves.
+    sender.ready().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Bytes::from_static(b"hi")).await.unwrap();
+    drop(tx);
+    let req = Request::post("http://api.test/next")
+        .body(Held(rx))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    gw.shutdown().await;
+}
+
+/// A request body fed from a channel: what the test sends, then (while the
+/// sender lives) nothing.
+struct Held(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// A body that keeps coming, a piece at a time with pauses shorter than
+/// `body_timeout`, is served however long it takes in all: the limit is on the
+/// silence between two pieces, not on the whole body.
+#[tokio::test]
+async fn trickled_bodies_that_keep_moving_are_served() {
+    // The upstream reports every piece as it arrives.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    serve(listener, move |req: Request<hyper::body::Incoming>| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let mut body = req.into_body();
+            let mut total = 0;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    return Response::new(Full::new(Bytes::from_static(b"broken\n")));
+                };
+                if let Some(d) = frame.data_ref() {
+                    total += d.len();
+                    let _ = seen_tx.send(d.len());
+                }
+            }
+            Response::new(Full::new(Bytes::from(format!("got {total}\n"))))
+        }
+    });
+    let timeout = Duration::from_millis(500);
+    let gw = Gateway::start(&yaml(
+        &format!("http://{up_addr}"),
+        "    body_timeout: 500ms",
+        "",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(b"POST /trickle HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // A piece, its arrival upstream, a pause of a fifth of the timeout; on
+    // until the body has taken three timeouts in all.
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < 3 * timeout {
+        s.write_all(b"1\r\nx\r\n").await.unwrap();
+        sent += 1;
+        let n = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+            .await
+            .expect("a piece did not reach the upstream");
+        assert_eq!(n, Some(1));
+        tokio::time::sleep(timeout / 5).await;
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.ends_with(&format!("got {sent}\n")), "{answer}");
+    assert_eq!(hits(&gw, "body_timeout").await, 0.0);
+    gw.shutdown().await;
+}
+
+/// A client that reads the head of a large response and then nothing: once
+/// it has accepted nothing for `body_timeout`, its connection is closed (and
+/// its permit comes back), and the upstream connection that was carrying the
+/// response is not reused.
+#[tokio::test]
+async fn responses_the_client_does_not_read_are_cut() {
+    const BIG: usize = 64 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    tokio::spawn(async move {
+        let big = Bytes::from(vec![b'x'; BIG]);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let big = big.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let body = if req.uri().path() == "/big" {
+                        big.clone()
+                    } else {
+                        Bytes::from_static(b"small\n")
+                    };
+                    async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(body))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let gw = Gateway::start(&yaml(
+        &format!("http://{up_addr}"),
+        "    max_connections: 1\n    body_timeout: 300ms",
+        "",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Then nothing more is read.
+    eventually("the unread response to be cut", || async {
+        hits(&gw, "body_timeout").await >= 1.0
+    })
+    .await;
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "the connection stayed open");
+    assert!(
+        answer.len() + 12 < BIG,
+        "the whole response went out ({} bytes)",
+        answer.len()
+    );
+    // The permit is back, and the next request takes a new upstream connection.
+    let answer = raw(
+        gw.addr,
+        b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.ends_with("small\n"), "{answer}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert_eq!(hits(&gw, "body_timeout").await, 1.0);
     gw.shutdown().await;
 }

@@ -73,6 +73,7 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<Parsed<Duration>>,
     pub idle_timeout: Option<Parsed<Duration>>,
+    pub body_timeout: Option<Parsed<Duration>>,
     pub max_concurrent_streams: Option<u32>,
 }
 

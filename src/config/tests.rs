@@ -199,6 +199,7 @@ server:
     max_connections: 10000
     header_read_timeout: 10s
     idle_timeout: 60s
+    body_timeout: 30s
 forward_auth:
   listen: "127.0.0.1:9902"
 upstreams:
@@ -238,6 +239,7 @@ fn the_production_keys_are_valid() {
     assert_eq!(c.server.client_auth, ClientAuth::Optional);
     assert_eq!(c.server.trusted_proxies.len(), 2);
     assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.limits.body_timeout, Duration::from_secs(30));
     assert_eq!(c.server.limits.max_concurrent_streams, 100);
     assert_eq!(c.forward_auth.map(|f| f.listen.port()), Some(9902));
     let u = &c.upstreams[0];
@@ -309,6 +311,10 @@ fn production_keys_are_cross_checked() {
             "server.limits.max_header_bytes",
         ),
         (
+            PRODUCTION.replace("body_timeout: 30s", "body_timeout: 0s"),
+            "server.limits.body_timeout",
+        ),
+        (
             PRODUCTION.replace("cache: 60s", "cache: 2h"),
             "issuers[0].introspection.cache",
         ),
@@ -331,10 +337,23 @@ fn production_keys_are_cross_checked() {
     let e = &errs.errors()[0];
     assert_eq!(
         (e.line, e.key.as_deref()),
-        (25, Some("routes[0].max_body")),
+        (26, Some("routes[0].max_body")),
         "{errs}"
     );
     assert!(e.message.contains("size"), "{errs}");
+    // So is a bad duration.
+    let errs = Config::from_yaml_with_env(
+        &PRODUCTION.replace("body_timeout: 30s", "body_timeout: soon"),
+        Path::new("g.yaml"),
+        &|_| None,
+    )
+    .expect_err("bad duration");
+    let e = &errs.errors()[0];
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (14, Some("server.limits.body_timeout")),
+        "{errs}"
+    );
 }
 
 #[test]

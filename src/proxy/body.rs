@@ -1,17 +1,21 @@
 //! Bodies on their way through: the client's request body streamed upstream
-//! (client-controlled headers removed from its trailers, its size capped), and
+//! (client-controlled headers removed from its trailers, its size capped, a
+//! stall between two of its pieces bounded by `body_timeout`), and
 //! the upstream's response body streamed back, handing its HTTP/1.1 connection
 //! back to the worker's pool once it has been read to the end.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderName;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
 
 use super::headers::{Overrides, strip_client_controlled};
 use super::pool::Lease;
@@ -25,6 +29,8 @@ pub enum BodyEnd {
     Failed,
     /// It grew past the route's `max_body`.
     TooLarge,
+    /// Nothing of it arrived for `body_timeout`.
+    Stalled,
 }
 
 /// Why the request body stopped (the error a hyper client sees).
@@ -34,16 +40,26 @@ pub enum RequestBodyError {
     Client(#[source] hyper::Error),
     #[error("the request body exceeds the route's limit of {0} bytes")]
     TooLarge(u64),
+    #[error("nothing of the request body arrived for {0:?}")]
+    Stalled(Duration),
 }
 
 /// A request body on its way upstream: streamed as it arrives, with
 /// client-controlled headers removed from its trailers, and cut off (an error,
-/// so the upstream never sees a complete request) past `limit` bytes.
+/// so the upstream never sees a complete request) past `limit` bytes, or when
+/// the client sends nothing of it for `timeout` while the upstream waits for
+/// more.
 pub struct UpstreamBody {
     inner: Incoming,
     identity: Arc<[HeaderName]>,
     limit: Option<u64>,
     seen: u64,
+    timeout: Duration,
+    /// Armed when the upstream asks for more and none has arrived. Boxed (the
+    /// HTTP/2 client wants an `Unpin` body) and created at the first wait, so a
+    /// request without a body, or whose body came with its head, has none.
+    stall: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
     /// Fired once with how the body ended.
     finished: Option<oneshot::Sender<BodyEnd>>,
 }
@@ -57,6 +73,7 @@ impl UpstreamBody {
         inner: Incoming,
         identity: Arc<[HeaderName]>,
         limit: Option<u64>,
+        timeout: Duration,
     ) -> (Self, BodySent) {
         let (finished, sent) = if inner.is_end_stream() {
             (None, None)
@@ -70,6 +87,9 @@ impl UpstreamBody {
                 identity,
                 limit,
                 seen: 0,
+                timeout,
+                stall: None,
+                waiting: false,
                 finished,
             },
             sent,
@@ -94,6 +114,7 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.waiting = false;
                 if let Some(data) = frame.data_ref() {
                     this.seen = this.seen.saturating_add(data.len() as u64);
                     if let Some(limit) = this.limit.filter(|l| this.seen > *l) {
@@ -126,7 +147,28 @@ impl Body for UpstreamBody {
                 this.finish(BodyEnd::Failed);
                 Poll::Ready(Some(Err(RequestBodyError::Client(e))))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // The clock runs from the moment the upstream is ready for more
+                // and the client has sent nothing: a slow upstream is not the
+                // client's stall.
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = Instant::now() + this.timeout;
+                    match &mut this.stall {
+                        Some(stall) => stall.as_mut().reset(deadline),
+                        None => this.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let fired = this
+                    .stall
+                    .as_mut()
+                    .is_some_and(|stall| stall.as_mut().poll(cx).is_ready());
+                if !fired {
+                    return Poll::Pending;
+                }
+                this.finish(BodyEnd::Stalled);
+                Poll::Ready(Some(Err(RequestBodyError::Stalled(this.timeout))))
+            }
         }
     }
 

@@ -24,7 +24,7 @@ use crate::auth::Identity;
 use crate::net::{self, ConnInfo};
 use crate::policy::cors::{self, Preflight};
 use crate::state::Snapshot;
-use crate::telemetry::{LimitLabel, Metrics, Reason};
+use crate::telemetry::{Metrics, Reason};
 use crate::upstream::{ConnectError, Target};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
@@ -113,8 +113,8 @@ impl Proxy {
             .rejections
             .get_or_create(&Reason { reason })
             .inc();
-        if reject == Reject::BodyTooLarge {
-            self.metrics.limit_hit(LimitLabel::MAX_BODY);
+        if let Some(limit) = reject.limit() {
+            self.metrics.limit_hit(limit);
         }
         // The request body was not read, or the client expects to speak
         // another protocol next: the connection cannot be reused.
@@ -305,7 +305,13 @@ fn rewrite(
     }
     pool::prepare(target, &mut parts, pq, websocket)
         .map_err(|e| forward_reject(e, target, request_id))?;
-    let (body, body_sent) = UpstreamBody::new(body, snap.identity_headers.clone(), route.max_body);
+    let body_timeout = snap.config.server.limits.body_timeout;
+    let (body, body_sent) = UpstreamBody::new(
+        body,
+        snap.identity_headers.clone(),
+        route.max_body,
+        body_timeout,
+    );
     Ok((Request::from_parts(parts, body), body_sent))
 }
 
@@ -322,13 +328,14 @@ fn forward_reject(e: ForwardError, target: &Target, request_id: &HeaderValue) ->
         }
         ForwardError::ClientBody => Reject::BadBody,
         ForwardError::BodyTooLarge => Reject::BodyTooLarge,
+        ForwardError::BodyStalled => Reject::BodyTimeout,
         ForwardError::BadRequest => Reject::Internal,
     };
     let error = crate::telemetry::events::chain(&e);
     let upstream = &*target.label.upstream;
     let request_id = request_id.to_str().unwrap_or_default();
     match reject {
-        Reject::BadBody | Reject::BodyTooLarge => {
+        Reject::BadBody | Reject::BodyTooLarge | Reject::BodyTimeout => {
             tracing::debug!(upstream, request_id, %error, "Request body refused")
         }
         Reject::Internal => {

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, COOKIE, HOST, InvalidHeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::overrides::METHOD_OVERRIDES;
@@ -582,9 +582,46 @@ fn new_request_id() -> HeaderValue {
     .unwrap_or(HeaderValue::from_static("invalid"))
 }
 
+/// Joins the `cookie` fields an HTTP/2 client may send apart (RFC 9113
+/// §8.2.3, for better compression) into the one line an HTTP/1.x upstream
+/// expects, `; ` between them. One field or none: untouched.
+pub fn join_cookie_crumbs(headers: &mut HeaderMap) -> Result<(), InvalidHeaderValue> {
+    let mut crumbs = headers.get_all(COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return Ok(());
+    }
+    let (mut line, mut sensitive) = (Vec::new(), false);
+    for crumb in headers.get_all(COOKIE) {
+        if !line.is_empty() {
+            line.extend_from_slice(b"; ");
+        }
+        line.extend_from_slice(crumb.as_bytes());
+        sensitive |= crumb.is_sensitive();
+    }
+    let mut joined = HeaderValue::from_bytes(&line)?;
+    joined.set_sensitive(sensitive);
+    headers.insert(COOKIE, joined);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookie_crumbs_become_one_line() {
+        let mut h = map(&[("cookie", "a=1"), ("x", "y"), ("cookie", "b=2; c=3")]);
+        join_cookie_crumbs(&mut h).expect("joined");
+        let lines: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(lines, ["a=1; b=2; c=3"]);
+        assert_eq!(h["x"], "y");
+        let mut one = map(&[("cookie", "a=1, b")]);
+        join_cookie_crumbs(&mut one).expect("untouched");
+        assert_eq!(one[COOKIE], "a=1, b");
+        let mut none = map(&[("x", "y")]);
+        join_cookie_crumbs(&mut none).expect("untouched");
+        assert!(!none.contains_key(COOKIE));
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -26,7 +26,7 @@ const MAX_IDLE: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why forwarding failed. Whose fault it is decides the status: the client's
-/// body (400, 413), the upstream (502, 504), or a request the gateway could not
+/// body (400, 408, 413), the upstream (502, 504), or a request the gateway could not
 /// build (500).
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -42,6 +42,8 @@ pub enum ForwardError {
     ClientBody,
     #[error("the client's request body exceeds the route's limit")]
     BodyTooLarge,
+    #[error("the client's request body stalled for longer than `body_timeout`")]
+    BodyStalled,
     #[error("the upstream request could not be built")]
     BadRequest,
 }
@@ -138,6 +140,7 @@ impl Pool {
                 end = sent => match end {
                     Ok(BodyEnd::Failed) => return Err(ForwardError::ClientBody),
                     Ok(BodyEnd::TooLarge) => return Err(ForwardError::BodyTooLarge),
+                    Ok(BodyEnd::Stalled) => return Err(ForwardError::BodyStalled),
                     Ok(BodyEnd::Complete) | Err(_) => {}
                 },
                 r = &mut exchange => return r,
@@ -277,8 +280,10 @@ fn retry_message(
 }
 
 /// Sets what an upstream request needs for its protocol: origin-form and
-/// HTTP/1.1 (with a `Host`) for HTTP/1.1 upstreams, an absolute URI and HTTP/2
-/// (without `Host`, which `:authority` carries) for HTTP/2 ones.
+/// HTTP/1.1 (with a `Host`, and an HTTP/2 client's `cookie` crumbs joined into
+/// one line) for HTTP/1.1 upstreams, an absolute URI and HTTP/2 (without
+/// `Host`, which `:authority` carries; the crumbs go as they came) for HTTP/2
+/// ones.
 pub fn prepare(
     target: &Target,
     parts: &mut http::request::Parts,
@@ -291,6 +296,11 @@ pub fn prepare(
         parts.uri = target.h2_uri(pq, host).ok_or(ForwardError::BadRequest)?;
         parts.version = Version::HTTP_2;
     } else {
+        // An HTTP/2 client's `cookie` may come in crumbs; HTTP/1.x wants one line.
+        if parts.version == Version::HTTP_2 {
+            super::headers::join_cookie_crumbs(&mut parts.headers)
+                .map_err(|_| ForwardError::BadRequest)?;
+        }
         parts.uri = Uri::from(pq);
         parts.version = Version::HTTP_11;
         if !parts.headers.contains_key(http::header::HOST) {

@@ -16,6 +16,7 @@ use crate::auth::TokenError;
 use crate::auth::bearer::BearerError;
 use crate::policy::Denial;
 use crate::routing::PathError;
+use crate::telemetry::LimitLabel;
 
 /// Why the proxy answered itself instead of forwarding. The comment on each
 /// variant says whose fault it is.
@@ -56,6 +57,9 @@ pub enum Reject {
     /// Client: the request body is larger than the route's `max_body`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// Client: nothing of the request body arrived for `body_timeout`.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// Client: a method-override header is malformed, or several disagree.
     #[error("bad method override")]
     BadMethodOverride,
@@ -144,6 +148,7 @@ impl Reject {
             Reject::BadFraming => "bad_framing",
             Reject::BadBody => "bad_body",
             Reject::BodyTooLarge => "body_too_large",
+            Reject::BodyTimeout => "body_timeout",
             Reject::UpgradeRefused => "upgrade_refused",
             Reject::CorsRefused => "cors_refused",
             Reject::AmbiguousOriginal => "ambiguous_original",
@@ -156,6 +161,38 @@ impl Reject {
             Reject::UpstreamUnavailable => "upstream_unavailable",
             Reject::UpstreamTimeout => "upstream_timeout",
             Reject::Internal => "internal_error",
+        }
+    }
+
+    /// The limit of `server.limits` (or the route's `max_body`) this refusal
+    /// counts as a hit of, in `portcullis_limit_hits_total`.
+    pub fn limit(&self) -> Option<LimitLabel> {
+        match self {
+            Reject::BodyTooLarge => Some(LimitLabel::MAX_BODY),
+            Reject::BodyTimeout => Some(LimitLabel::BODY_TIMEOUT),
+            Reject::BadPath(_)
+            | Reject::NotFound
+            | Reject::MethodNotAllowed(_)
+            | Reject::BadMethod
+            | Reject::BadHost
+            | Reject::BadFraming
+            | Reject::BadBody
+            | Reject::AmbiguousOriginal
+            | Reject::CorsRefused
+            | Reject::UpgradeRefused
+            | Reject::BadMethodOverride
+            | Reject::MethodOverrideRefused
+            | Reject::MethodOverrideNotAllowed
+            | Reject::NoOriginal
+            | Reject::SpoofedHeader(_)
+            | Reject::BadAuthorization(_)
+            | Reject::WrongScheme
+            | Reject::NoToken
+            | Reject::Token(_)
+            | Reject::Denied(..)
+            | Reject::UpstreamUnavailable
+            | Reject::UpstreamTimeout
+            | Reject::Internal => None,
         }
     }
 
@@ -204,6 +241,11 @@ impl Reject {
                 S::BAD_REQUEST,
                 BAD,
                 "this route does not accept a protocol upgrade",
+            ),
+            Reject::BodyTimeout => Answer::new(
+                S::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
             ),
             Reject::BodyTooLarge => Answer::new(
                 S::PAYLOAD_TOO_LARGE,

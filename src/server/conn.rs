@@ -30,6 +30,8 @@ use crate::net::ConnInfo;
 use crate::proxy::ProxyBody;
 use crate::telemetry::{LimitLabel, Metrics};
 
+mod stall;
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -112,11 +114,18 @@ pub async fn serve<H, F>(
                 }
             })
         };
-        let io = TokioIo::new(Counted {
+        let io = Counted {
             inner: io,
             prefix,
             activity: activity.clone(),
-        });
+        };
+        let hits = metrics.limit_hits.clone();
+        let io = TokioIo::new(stall::SendTimeout::new(
+            io,
+            limits.body_timeout,
+            load.clone(),
+            hits,
+        ));
         let result = if h2 {
             let mut b = http2::Builder::new(TokioExecutor::new());
             b.timer(TokioTimer::new())

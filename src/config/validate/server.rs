@@ -136,6 +136,7 @@ fn limits(c: &mut Checker<'_>, raw: RawLimits) -> Limits {
             .map(|t| t.0)
             .unwrap_or(d.header_read_timeout),
         idle_timeout: raw.idle_timeout.map(|t| t.0).unwrap_or(d.idle_timeout),
+        body_timeout: raw.body_timeout.map(|t| t.0).unwrap_or(d.body_timeout),
         max_concurrent_streams: raw
             .max_concurrent_streams
             .unwrap_or(d.max_concurrent_streams),
@@ -155,6 +156,7 @@ fn limits(c: &mut Checker<'_>, raw: RawLimits) -> Limits {
     for (key, t) in [
         ("header_read_timeout", l.header_read_timeout),
         ("idle_timeout", l.idle_timeout),
+        ("body_timeout", l.body_timeout),
     ] {
         if t.is_zero() {
             c.error(
