@@ -1,4 +1,4 @@
-//! The built-in OAuth 2.0 / OpenID Connect issuer (`../shared/spec/issuer.md`).
+//! The built-in OAuth 2.0 / OpenID Connect issuer (documented in the README, "Built-in issuer").
 //!
 //! Built so far: storage (`store`), signing keys and their rotation (`signing`,
 //! `keyring`), client authentication (`clients`), discovery, the JWKS and the
