@@ -107,6 +107,9 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Memory for the verified-token cache, in bytes (the rejected-token cache
+    /// gets a quarter as much on top).
+    pub token_cache: u64,
 }
 
 impl Default for Limits {
@@ -118,6 +121,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,
+            token_cache: 2 << 20,
         }
     }
 }

@@ -160,12 +160,15 @@ impl Snapshot {
             .iter()
             .map(|(c, _)| c.clone())
             .collect();
-        let verifier = Arc::new(Verifier::new(
-            issuers,
-            header_claims,
-            deps.clock.clone(),
-            deps.metrics.clone(),
-        ));
+        let verifier = Arc::new(
+            Verifier::new(
+                issuers,
+                header_claims,
+                deps.clock.clone(),
+                deps.metrics.clone(),
+            )
+            .with_cache_budget(config.server.limits.token_cache),
+        );
         let upstream_files: Vec<_> = config.upstreams.iter().map(upstream_files).collect();
         let upstreams = config
             .upstreams

@@ -1,7 +1,8 @@
 //! Verdict caches keyed by the SHA-256 of the token (the token itself is never
 //! stored): verified identities, so a reused token pays the signature check once,
 //! and bad-signature verdicts, so a replayed forgery does too. Both are tied to the
-//! key-set generation they were made with; a change of keys voids them.
+//! key-set generation they were made with; a change of keys voids them. Each is
+//! bounded by bytes, not entries (`server.limits.token_cache`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,16 @@ use crate::clock::Clock;
 /// SHA-256 of a token.
 pub type TokenDigest = [u8; 32];
 
-/// Entries kept at most; beyond it the least useful are evicted.
-pub const MAX_ENTRIES: u64 = 10_000;
+/// The default memory budget of the verified-token cache
+/// (`server.limits.token_cache`); the rejected-token cache gets a quarter of
+/// it on top. Beyond its budget a cache evicts its least useful entries.
+pub const DEFAULT_BUDGET: u64 = 2 << 20;
+/// What a cache entry costs besides the identity's own text: the cache's
+/// bookkeeping (entry, expiry and order nodes), the `Identity` itself and the
+/// allocator's headers (measured with `cargo bench --bench allocations`).
+const ENTRY_OVERHEAD: u32 = 720;
+/// What one cached rejection costs.
+const REJECTION_WEIGHT: u32 = 400;
 const MAX_NEGATIVE_AGE: Duration = Duration::from_secs(300);
 const MAX_POSITIVE_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -60,17 +69,35 @@ pub fn digest(token: &str) -> TokenDigest {
 
 impl TokenCache {
     /// Empty caches bounded to `capacity` entries each.
-    pub fn new(capacity: u64, clock: Arc<dyn Clock>) -> TokenCache {
+    /// Caches within `budget` bytes (verified identities), and a quarter of it
+    /// (rejections): entries are weighed by what they hold, so the memory they
+    /// take stays flat however many distinct tokens arrive.
+    pub fn new(budget: u64, clock: Arc<dyn Clock>) -> TokenCache {
         TokenCache {
             verified: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(budget)
+                .weigher(|_, id: &Arc<Identity>| ENTRY_OVERHEAD.saturating_add(id.heap_bytes()))
                 .expire_after(UntilExpiry { clock })
                 .build(),
             rejected: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(budget / 4)
+                .weigher(|_, _| REJECTION_WEIGHT)
                 .time_to_live(MAX_NEGATIVE_AGE)
                 .build(),
         }
+    }
+
+    /// How many identities are cached, and their weight in bytes (after the
+    /// pending bookkeeping has run).
+    pub fn verified_usage(&self) -> (u64, u64) {
+        (self.verified.entry_count(), self.verified.weighted_size())
+    }
+
+    /// Applies the caches' pending bookkeeping (admissions, evictions) now
+    /// rather than at their next few operations: for measurements.
+    pub fn run_pending_tasks(&self) {
+        self.verified.run_pending_tasks();
+        self.rejected.run_pending_tasks();
     }
 
     /// A verified identity for this token, if cached.
@@ -96,5 +123,46 @@ impl TokenCache {
     /// Remembers a rejection that only a key change could reverse.
     pub fn insert_rejected(&self, key: TokenDigest, rejection: Rejection) {
         self.rejected.insert(key, rejection);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn identity(n: u32) -> Arc<Identity> {
+        Arc::new(Identity {
+            issuer: 0,
+            generation: 1,
+            exp: 2_000_000_000,
+            nbf: None,
+            sub: Some(format!("user-{n}")),
+            org: Some("org-1".to_owned()),
+            scopes: vec!["read:data".to_owned(), "write:data".to_owned()],
+            roles: Vec::new(),
+            headers: vec![http::HeaderValue::from_str(&format!("user-{n}")).ok(), None],
+        })
+    }
+
+    #[test]
+    fn the_verified_cache_stays_within_its_byte_budget() {
+        let budget = 64 << 10;
+        let cache = TokenCache::new(budget, Arc::new(ManualClock::new(1_900_000_000)));
+        let one = u64::from(ENTRY_OVERHEAD + identity(0).heap_bytes());
+        for n in 0..1_000u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&n.to_le_bytes());
+            cache.insert_verified(key, identity(n));
+        }
+        cache.run_pending_tasks();
+        let (entries, weight) = cache.verified_usage();
+        assert!(weight <= budget, "{weight} > {budget}");
+        // Full, not emptied: about as many entries as the budget holds.
+        assert!(
+            entries * one > budget / 2,
+            "{entries} entries of {one} bytes"
+        );
+        assert!(entries < 1_000);
     }
 }

@@ -248,6 +248,24 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The heap bytes its text holds (claims and header values, with the
+    /// allocator's per-block header): what a cache entry weighs beyond its
+    /// fixed overhead.
+    pub fn heap_bytes(&self) -> u32 {
+        const BLOCK: usize = 24;
+        let text = |s: &str| s.len() + BLOCK;
+        let total = self.sub.as_deref().map_or(0, text)
+            + self.org.as_deref().map_or(0, text)
+            + self.scopes.iter().map(|s| text(s) + 24).sum::<usize>()
+            + self.roles.iter().map(|r| text(r) + 24).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|h| 40 + h.as_ref().map_or(0, |v| v.len() + BLOCK))
+                .sum::<usize>();
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+
     /// Whether the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)

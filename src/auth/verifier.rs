@@ -52,13 +52,30 @@ impl Verifier {
             .map(|(i, k)| (k.config.issuer.clone(), i))
             .collect();
         Verifier {
-            cache: TokenCache::new(super::cache::MAX_ENTRIES, clock.clone()),
+            cache: TokenCache::new(super::cache::DEFAULT_BUDGET, clock.clone()),
             issuers,
             by_iss,
             clock,
             header_claims,
             metrics,
         }
+    }
+
+    /// The same verifier with token caches of `budget` bytes
+    /// (`server.limits.token_cache`).
+    pub fn with_cache_budget(mut self, budget: u64) -> Verifier {
+        self.cache = TokenCache::new(budget, self.clock.clone());
+        self
+    }
+
+    /// Applies the token caches' pending bookkeeping now (for measurements).
+    pub fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks();
+    }
+
+    /// How many verified identities are cached, and their weight in bytes.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        self.cache.verified_usage()
     }
 
     /// The issuers, in configuration order.

@@ -75,6 +75,7 @@ pub struct RawLimits {
     pub idle_timeout: Option<Parsed<Duration>>,
     pub body_timeout: Option<Parsed<Duration>>,
     pub max_concurrent_streams: Option<u32>,
+    pub token_cache: Option<Parsed<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]

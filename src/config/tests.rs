@@ -200,6 +200,7 @@ server:
     header_read_timeout: 10s
     idle_timeout: 60s
     body_timeout: 30s
+    token_cache: 4MiB
 forward_auth:
   listen: "127.0.0.1:9902"
 upstreams:
@@ -241,6 +242,7 @@ fn the_production_keys_are_valid() {
     assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.server.limits.body_timeout, Duration::from_secs(30));
     assert_eq!(c.server.limits.max_concurrent_streams, 100);
+    assert_eq!(c.server.limits.token_cache, 4 << 20);
     assert_eq!(c.forward_auth.map(|f| f.listen.port()), Some(9902));
     let u = &c.upstreams[0];
     assert_eq!(u.protocol, UpstreamProtocol::H2);
@@ -315,6 +317,10 @@ fn production_keys_are_cross_checked() {
             "server.limits.body_timeout",
         ),
         (
+            PRODUCTION.replace("token_cache: 4MiB", "token_cache: 1KiB"),
+            "server.limits.token_cache",
+        ),
+        (
             PRODUCTION.replace("cache: 60s", "cache: 2h"),
             "issuers[0].introspection.cache",
         ),
@@ -337,7 +343,7 @@ fn production_keys_are_cross_checked() {
     let e = &errs.errors()[0];
     assert_eq!(
         (e.line, e.key.as_deref()),
-        (26, Some("routes[0].max_body")),
+        (27, Some("routes[0].max_body")),
         "{errs}"
     );
     assert!(e.message.contains("size"), "{errs}");
@@ -352,6 +358,19 @@ fn production_keys_are_cross_checked() {
     assert_eq!(
         (e.line, e.key.as_deref()),
         (14, Some("server.limits.body_timeout")),
+        "{errs}"
+    );
+    // And a bad token-cache size.
+    let errs = Config::from_yaml_with_env(
+        &PRODUCTION.replace("token_cache: 4MiB", "token_cache: lots"),
+        Path::new("g.yaml"),
+        &|_| None,
+    )
+    .expect_err("bad size");
+    let e = &errs.errors()[0];
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (15, Some("server.limits.token_cache")),
         "{errs}"
     );
 }

@@ -140,7 +140,14 @@ fn limits(c: &mut Checker<'_>, raw: RawLimits) -> Limits {
         max_concurrent_streams: raw
             .max_concurrent_streams
             .unwrap_or(d.max_concurrent_streams),
+        token_cache: raw.token_cache.map(|b| b.0.0).unwrap_or(d.token_cache),
     };
+    if !(64 << 10..=1 << 30).contains(&l.token_cache) {
+        c.error(
+            "server.limits.token_cache",
+            "`token_cache` must be between 64KiB and 1GiB",
+        );
+    }
     if !(1024..=1 << 20).contains(&l.max_header_bytes) {
         c.error(
             "server.limits.max_header_bytes",
