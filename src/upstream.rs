@@ -41,6 +41,9 @@ pub struct Target {
     /// For `protocol: h2` over TLS: the same, offering `http/1.1`, for the
     /// connections a protocol upgrade (WebSocket) needs.
     tls_http1: Option<connect::Tls>,
+    /// Its `portcullis_upstream_duration_seconds` histogram, looked up once:
+    /// no label hashing and no read lock shared by every worker per request.
+    pub latency: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl std::fmt::Debug for Target {
@@ -97,6 +100,7 @@ impl Target {
             base_path: cfg.url.path().trim_end_matches('/').to_owned(),
             tls,
             tls_http1,
+            latency: std::sync::OnceLock::new(),
         })
     }
 

@@ -180,9 +180,13 @@ impl Proxy {
         )?;
         let sent = Instant::now();
         let result = pool.send(upstream_req, body_sent, websocket).await;
-        self.metrics
-            .upstream_latency
-            .get_or_create(&target.label)
+        target
+            .latency
+            .get_or_init(|| {
+                self.metrics
+                    .upstream_latency
+                    .get_or_create_owned(&target.label)
+            })
             .observe(sent.elapsed().as_secs_f64());
         let mut resp = result.map_err(|e| forward_reject(e, target, request_id))?;
         // 6. Respond: a 101 splices the two upgraded streams.
