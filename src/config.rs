@@ -112,6 +112,10 @@ pub struct Limits {
     pub token_cache: u64,
 }
 
+/// The verified-token cache's default memory budget (1.5 MiB: about 1,300
+/// typical tokens), `server.limits.token_cache`.
+pub const DEFAULT_TOKEN_CACHE: u64 = 3 << 19;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -121,7 +125,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,
-            token_cache: 2 << 20,
+            token_cache: DEFAULT_TOKEN_CACHE,
         }
     }
 }

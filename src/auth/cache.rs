@@ -19,7 +19,7 @@ pub type TokenDigest = [u8; 32];
 /// The default memory budget of the verified-token cache
 /// (`server.limits.token_cache`); the rejected-token cache gets a quarter of
 /// it on top. Beyond its budget a cache evicts its least useful entries.
-pub const DEFAULT_BUDGET: u64 = 2 << 20;
+pub const DEFAULT_BUDGET: u64 = crate::config::DEFAULT_TOKEN_CACHE;
 /// What a cache entry costs besides the identity's own text: the cache's
 /// bookkeeping (entry, expiry and order nodes), the `Identity` itself and the
 /// allocator's headers (measured with `cargo bench --bench allocations`).
