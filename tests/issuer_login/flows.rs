@@ -63,12 +63,19 @@ async fn full_flow_issues_tokens_with_the_users_claims(db: TestDb) {
     assert_eq!(info["org_name"], "Acme");
     assert_eq!(info["role"], "reader");
 
-    // Userinfo refuses anything else.
+    // Userinfo refuses anything else; an ID token is not an access token,
+    // whatever scopes it might carry.
     for bad in [None, Some("garbage"), Some(id)] {
         let (status, headers, _) = get(&gw.url("/oauth/userinfo"), bad).await;
         assert!(status == 401 || status == 403, "{bad:?}: {status}");
         assert!(headers.contains_key("www-authenticate"));
     }
+    let (status, headers, _) = get(&gw.url("/oauth/userinfo"), Some(id)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"portcullis\", error=\"invalid_token\""
+    );
     let (status, headers, _) = get(&gw.url("/oauth/userinfo"), Some("a.b.c")).await;
     assert_eq!(status, 401);
     assert_eq!(

@@ -171,8 +171,9 @@ impl Flow {
         let claims = self
             .signed_by_us(hint)
             .ok()
-            // Access tokens carry `client_id`; ID tokens do not.
-            .filter(|c| !c.contains_key("client_id"))
+            // Access tokens are `at+jwt` and carry `client_id`; ID tokens neither.
+            .filter(|(c, at_jwt)| !at_jwt && !c.contains_key("client_id"))
+            .map(|(c, _)| c)
             .ok_or("the id_token_hint is not an ID token of this issuer")?;
         let aud = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => Some(a.clone()),

@@ -118,11 +118,12 @@ impl Flow {
     }
 
     /// The claims of a JWT this issuer signed (with a key it still publishes)
-    /// and whose `iss` is this issuer; nothing about its type or time.
+    /// and whose `iss` is this issuer, and whether its `typ` is `at+jwt` (one
+    /// of our access tokens); nothing about its time.
     pub(super) fn signed_by_us(
         &self,
         token: &str,
-    ) -> Result<serde_json::Map<String, Value>, UserinfoError> {
+    ) -> Result<(serde_json::Map<String, Value>, bool), UserinfoError> {
         let parsed = verify::parse(token).map_err(|_| UserinfoError::InvalidToken)?;
         let keys = parse_jwks(&self.keys.current().jwks).map_err(|_| UserinfoError::Server)?;
         let set = KeySet {
@@ -133,11 +134,12 @@ impl Flow {
             return Err(UserinfoError::InvalidToken);
         };
         verify::verify_signature(&parsed, key).map_err(|_| UserinfoError::InvalidToken)?;
+        let at_jwt = parsed.at_jwt;
         let claims = parsed.claims;
         if claims.get("iss").and_then(Value::as_str) != Some(self.section.url.as_str()) {
             return Err(UserinfoError::InvalidToken);
         }
-        Ok(claims)
+        Ok((claims, at_jwt))
     }
 
     /// Verifies one of our access tokens: signature with a published key,
@@ -146,7 +148,11 @@ impl Flow {
         &self,
         token: &str,
     ) -> Result<serde_json::Map<String, Value>, UserinfoError> {
-        let claims = self.signed_by_us(token)?;
+        let (claims, at_jwt) = self.signed_by_us(token)?;
+        // An ID token (typ JWT) is not an access token, whatever its claims.
+        if !at_jwt {
+            return Err(UserinfoError::InvalidToken);
+        }
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
