@@ -13,15 +13,9 @@
 //! allocation per line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-
 #[path = "support/shared.rs"]
 mod support;
-use support::{AUDIENCE, ISSUER, signers, token, write_jwks};
+use support::{Client, signers, token, write_jwks};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -29,48 +23,9 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 const WARM_UP: u64 = 500;
 const N: u64 = 5_000;
 
-fn yaml(jwks: &Path, upstream: &str) -> String {
-    format!(
-        r#"server: {{ listen: "127.0.0.1:0", workers: 1 }}
-admin: {{ listen: "127.0.0.1:0" }}
-issuers:
-  - id: bench
-    issuer: "{ISSUER}"
-    jwks_file: "{}"
-    audiences: ["{AUDIENCE}"]
-upstreams:
-  api: {{ url: "{upstream}" }}
-routes:
-  - path: /public/*
-    upstream: api
-    auth: anonymous
-  - path: /orgs/{{org}}/items/*
-    methods: [GET, HEAD]
-    upstream: api
-    scopes: [read:data]
-    org_param: org
-"#,
-        jwks.display()
-    )
-}
-
-type Client = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
 async fn requests(client: &Client, url: &str, auth: Option<&str>, n: u64) {
     for _ in 0..n {
-        let mut req = Request::get(url);
-        if let Some(auth) = auth {
-            req = req.header("authorization", auth);
-        }
-        let resp = client
-            .request(req.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.into_body().collect().await.unwrap();
+        support::get_ok(client, url, auth).await;
     }
 }
 
@@ -105,7 +60,7 @@ fn main() {
     let jwks = write_jwks(dir.path(), &signers);
     rt.block_on(async {
         let up = support::upstream().await;
-        let gw = support::gateway(&yaml(&jwks, &format!("http://{up}"))).await;
+        let gw = support::gateway(&support::gateway_yaml(&jwks, &format!("http://{up}"), Some(1))).await;
         let client = support::client();
 
         let mut cases = vec![(

@@ -6,10 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
+use http::Method;
 
 use portcullis::auth::jwks::{IssuerKeys, http_client};
 use portcullis::auth::{Verifier, verify};
@@ -20,38 +18,14 @@ use portcullis::telemetry::Metrics;
 
 #[path = "support/shared.rs"]
 mod support;
-use support::{AUDIENCE, ISSUER, signers, token, write_jwks};
+use support::{signers, token, write_jwks};
 
 fn config(jwks_path: &Path, upstream: &str) -> Config {
-    Config::from_yaml(&config_yaml(jwks_path, upstream), Path::new("bench.yaml")).unwrap()
-}
-
-fn config_yaml(jwks_path: &Path, upstream: &str) -> String {
-    format!(
-        r#"server: {{ listen: "127.0.0.1:0" }}
-admin: {{ listen: "127.0.0.1:0" }}
-issuers:
-  - id: bench
-    issuer: "{ISSUER}"
-    jwks_file: "{}"
-    audiences: ["{AUDIENCE}"]
-upstreams:
-  api: {{ url: "{upstream}" }}
-routes:
-  - path: /public/*
-    upstream: api
-    auth: anonymous
-  - path: /orgs/{{org}}/items/*
-    methods: [GET, HEAD]
-    upstream: api
-    scopes: [read:data]
-    org_param: org
-  - path: /*
-    upstream: api
-    scopes: [read:data]
-"#,
-        jwks_path.display()
+    Config::from_yaml(
+        &support::gateway_yaml(jwks_path, upstream, None),
+        Path::new("bench.yaml"),
     )
+    .unwrap()
 }
 
 fn bench_verify(c: &mut Criterion) {
@@ -132,7 +106,7 @@ fn bench_request(c: &mut Criterion) {
     let jwks = write_jwks(dir.path(), &signers);
     let (gw, client) = rt.block_on(async {
         let up = support::upstream().await;
-        let yaml = config_yaml(&jwks, &format!("http://{up}"));
+        let yaml = support::gateway_yaml(&jwks, &format!("http://{up}"), None);
         (support::gateway(&yaml).await, support::client())
     });
     let url = format!("http://{}/orgs/org-1/items/1", gw.proxy_addr);
@@ -141,17 +115,7 @@ fn bench_request(c: &mut Criterion) {
     for s in &signers {
         let auth = format!("Bearer {}", token(s, 3));
         g.bench_function(BenchmarkId::from_parameter(s.name), |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let req = Request::get(&url)
-                        .header("authorization", &auth)
-                        .body(Full::new(Bytes::new()))
-                        .unwrap();
-                    let resp = client.request(req).await.unwrap();
-                    assert_eq!(resp.status(), 200);
-                    resp.into_body().collect().await.unwrap();
-                })
-            })
+            b.iter(|| rt.block_on(support::get_ok(&client, &url, Some(&auth))))
         });
     }
     g.finish();

@@ -12,10 +12,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use http::Request;
-use http_body_util::{BodyExt, Full};
 
 #[path = "support/shared.rs"]
 mod support;
@@ -108,13 +105,7 @@ fn bench_scaling(c: &mut Criterion) {
                         let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
                         clients.spawn(async move {
                             for _ in 0..n {
-                                let req = Request::get(&url)
-                                    .header("authorization", &auth)
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap();
-                                let resp = client.request(req).await.unwrap();
-                                assert_eq!(resp.status(), 200);
-                                resp.into_body().collect().await.unwrap();
+                                support::get_ok(&client, &url, Some(&auth)).await;
                             }
                         });
                     }

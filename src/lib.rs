@@ -1,7 +1,7 @@
 //! portcullis: a token-validating reverse proxy and API gateway.
 //!
 //! The binary (`main.rs`, `cli.rs`) is thin glue; everything else lives here. See
-//! `../STYLE.md` for the module layout and `docs/request-lifecycle.md` for the
+//! `docs/request-lifecycle.md` for the module layout and the
 //! order of the request pipeline.
 
 #![forbid(unsafe_code)]

@@ -133,11 +133,64 @@ pub async fn gateway(yaml: &str) -> portcullis::server::Running {
     running
 }
 
-/// A keep-alive HTTP/1.1 client.
-pub fn client() -> hyper_util::client::legacy::Client<
+/// The benches' HTTP/1.1 client.
+pub type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
-> {
+>;
+
+/// A keep-alive HTTP/1.1 client.
+pub fn client() -> Client {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>()
+}
+
+/// One GET of `url` (with `authorization` when given) that must answer 200;
+/// the body is read to its end.
+pub async fn get_ok(client: &Client, url: &str, authorization: Option<&str>) {
+    use http_body_util::BodyExt;
+    let mut req = http::Request::get(url);
+    if let Some(auth) = authorization {
+        req = req.header("authorization", auth);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+}
+
+/// The gateway the request benches use: one issuer reading `jwks`, one
+/// upstream, an anonymous route, an org-scoped route and a catch-all
+/// (`workers`: `server.workers`, default one per CPU).
+pub fn gateway_yaml(jwks: &Path, upstream: &str, workers: Option<usize>) -> String {
+    let workers = workers
+        .map(|n| format!(", workers: {n}"))
+        .unwrap_or_default();
+    format!(
+        r#"server: {{ listen: "127.0.0.1:0"{workers} }}
+admin: {{ listen: "127.0.0.1:0" }}
+issuers:
+  - id: bench
+    issuer: "{ISSUER}"
+    jwks_file: "{}"
+    audiences: ["{AUDIENCE}"]
+upstreams:
+  api: {{ url: "{upstream}" }}
+routes:
+  - path: /public/*
+    upstream: api
+    auth: anonymous
+  - path: /orgs/{{org}}/items/*
+    methods: [GET, HEAD]
+    upstream: api
+    scopes: [read:data]
+    org_param: org
+  - path: /*
+    upstream: api
+    scopes: [read:data]
+"#,
+        jwks.display()
+    )
 }
