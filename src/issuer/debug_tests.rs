@@ -45,13 +45,15 @@ fn stored_records_hide_their_secrets() {
     hides(
         &User {
             id: "usr_1".into(),
-            email: "ann@example.test".into(),
+            email: Some("ann@example.test".into()),
             name: None,
             picture: None,
             email_verified: false,
             password_hash: Some(format!("$argon2id${SECRET}")),
             created_at: 0,
             updated_at: 0,
+            anonymous: false,
+            anonymized_at: None,
         },
         "User",
     );

@@ -1,16 +1,19 @@
 //! Housekeeping: what has no use any more leaves the database (expired codes,
 //! refresh families past their absolute expiry, revoked JTIs past their `exp`,
 //! delivered events, finished sign-ins and sessions, forgotten throttle keys,
-//! and failed-login audit entries older than [`LOGIN_AUDIT_RETENTION`]), once
-//! at start and then every [`PURGE_EVERY`]. Every replica may run it: the
-//! deletes are idempotent.
+//! failed-login audit entries older than [`LOGIN_AUDIT_RETENTION`], and
+//! anonymous users who were never promoted once their refresh tokens are
+//! gone), once at start and then every [`PURGE_EVERY`]. Every replica may run
+//! it: the deletes are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::watch;
 
-use super::store::Store;
+use super::manage::event;
+use super::store::{Store, StoreError};
 use crate::clock::Clock;
 
 /// How often expired records are deleted.
@@ -25,6 +28,9 @@ pub const RETENTION: i64 = 24 * 3600;
 /// an hour per source address, which the throttle allows), so unlike the
 /// rest of the audit log they do not stay forever.
 pub const LOGIN_AUDIT_RETENTION: i64 = 30 * 24 * 3600;
+
+/// Anonymous users deleted (with their events) per transaction.
+const ANONYMOUS_BATCH: i64 = 500;
 
 /// Purges every [`PURGE_EVERY`] until `shutdown` changes.
 pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) {
@@ -41,10 +47,14 @@ async fn run_every(
         let now = clock.now_unix();
         let before = now.saturating_sub(RETENTION);
         let audit_before = now.saturating_sub(LOGIN_AUDIT_RETENTION);
-        let purged = match store.purge_expired(before).await {
-            Ok(n) => store.purge_login_audit(audit_before).await.map(|m| n + m),
-            Err(e) => Err(e),
-        };
+        let purged = async {
+            let expired = store.purge_expired(before).await?;
+            let audit = store.purge_login_audit(audit_before).await?;
+            // After the families: a user whose last one just went goes too.
+            let anonymous = purge_anonymous_users(store.as_ref(), before, now).await?;
+            Ok::<_, StoreError>(expired + audit + anonymous)
+        }
+        .await;
         match purged {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "Expired issuer records purged"),
@@ -55,6 +65,41 @@ async fn run_every(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Deletes the anonymous users created before `before` who hold no refresh
+/// family any more (the last one expired and was purged: they can never come
+/// back), each with a `user.deleted` event in the same transaction, in
+/// batches of [`ANONYMOUS_BATCH`]; how many. A user promoted meanwhile stays.
+pub async fn purge_anonymous_users(
+    store: &dyn Store,
+    before: i64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let mut tx = store.begin().await?;
+        let ids = tx
+            .delete_stale_anonymous_users(before, ANONYMOUS_BATCH)
+            .await?;
+        for id in &ids {
+            let data = json!({
+                "id": id,
+                "email": null,
+                "name": null,
+                "picture": null,
+                "email_verified": false,
+                "anonymous": true,
+                "reason": "expired",
+            });
+            tx.enqueue_event(&event("user.deleted", now, data)).await?;
+        }
+        tx.commit().await?;
+        total += ids.len() as u64;
+        if (ids.len() as i64) < ANONYMOUS_BATCH {
+            return Ok(total);
         }
     }
 }
