@@ -146,6 +146,101 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn anonymous_users_go_once_their_families_are_gone() {
+        use crate::issuer::store::{RefreshFamily, User};
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
+        let t0 = 1_700_000_000;
+        let user = |id: &str, anonymous: bool, created_at: i64| User {
+            id: id.into(),
+            email: (!anonymous).then(|| format!("{id}@example.test")),
+            name: None,
+            picture: None,
+            email_verified: false,
+            password_hash: None,
+            created_at,
+            updated_at: created_at,
+            anonymous,
+            anonymized_at: None,
+        };
+        let old = t0 - RETENTION - 1;
+        for u in [
+            user("usr_stale", true, old),
+            user("usr_kept", true, old),
+            user("usr_young", true, t0),
+            user("usr_promoted", false, old),
+        ] {
+            store.create_user(&u).await.unwrap();
+        }
+        let client = crate::issuer::store::Client {
+            client_id: "app".into(),
+            name: "app".into(),
+            secret_hash: None,
+            public: true,
+            require_pkce: true,
+            grant_types: vec!["anonymous".into(), "refresh_token".into()],
+            redirect_uris: vec![],
+            scopes: Default::default(),
+            id_token_signed_response_alg: None,
+            introspection: vec![],
+            created_at: old,
+        };
+        store.create_client(&client).await.unwrap();
+        let family = |user: &str, expires: i64| RefreshFamily {
+            id: format!("rfam_{user}"),
+            client_id: "app".into(),
+            user_id: user.into(),
+            org_id: None,
+            scope: String::new(),
+            resource: None,
+            auth_time: old,
+            generation: 0,
+            current_hash: format!("hash_{user}"),
+            previous_hash: None,
+            rotated_at: None,
+            created_at: old,
+            absolute_expires_at: expires,
+            idle_expires_at: None,
+            revoked_at: None,
+        };
+        // Stale's family expired long enough ago to be purged; kept's lives.
+        store
+            .create_family(&family("usr_stale", old))
+            .await
+            .unwrap();
+        store
+            .create_family(&family("usr_kept", t0 + 3600))
+            .await
+            .unwrap();
+        let before = t0 - RETENTION;
+        store.purge_expired(before).await.unwrap();
+        assert_eq!(
+            purge_anonymous_users(store.as_ref(), before, t0)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.get_user("usr_stale").await.unwrap().is_none());
+        for id in ["usr_kept", "usr_young", "usr_promoted"] {
+            assert!(store.get_user(id).await.unwrap().is_some(), "{id}");
+        }
+        let events = store.due_events(t0, t0 + 60, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event, "user.deleted");
+        let data: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(
+            (data["id"].as_str(), data["anonymous"].as_bool()),
+            (Some("usr_stale"), Some(true))
+        );
+        // Nothing more to do the second time.
+        assert_eq!(
+            purge_anonymous_users(store.as_ref(), before, t0)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
     async fn failed_login_audit_entries_are_kept_for_a_while_only() {
         use crate::issuer::store::AuditEntry;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
