@@ -19,6 +19,7 @@ use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreErro
 use crate::config::IssuerSection;
 use crate::config::value::{absolute_uri, scope_token};
 
+mod anonymous;
 mod clients;
 mod keys;
 mod tenancy;
@@ -26,6 +27,7 @@ mod users;
 pub mod views;
 mod webhooks;
 
+pub use anonymous::{Promotion, REDACTED_DETAIL, anonymize_user, promote_user};
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
 pub use tenancy::{
@@ -86,6 +88,15 @@ pub enum ManageError {
     /// A record with the same unique key exists (the caller's fault).
     #[error("{0} already exists")]
     Exists(&'static str),
+    /// The user is not of the kind the change needs: promoting a user who
+    /// is not anonymous, changing an anonymized one (the caller's fault).
+    #[error("user `{id}` {state}")]
+    UserState {
+        /// The user id.
+        id: String,
+        /// What is in the way (`is not anonymous`, …).
+        state: &'static str,
+    },
     /// Another replica holds the key-rotation lease (try again shortly).
     #[error("another replica is rotating the signing keys")]
     RotationBusy,
@@ -125,7 +136,8 @@ impl ManageError {
             | ManageError::UnknownRole(_)
             | ManageError::UnknownWebhook(_)
             | ManageError::NotMember { .. }
-            | ManageError::Exists(_) => true,
+            | ManageError::Exists(_)
+            | ManageError::UserState { .. } => true,
             ManageError::RotationBusy
             | ManageError::Crypto
             | ManageError::Keys(_)

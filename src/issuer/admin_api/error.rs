@@ -172,7 +172,9 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
         | ManageError::UnknownRole(_) => {
             (StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
         }
-        ManageError::Exists(_) => (StatusCode::CONFLICT, "conflict", e.to_string()),
+        ManageError::Exists(_) | ManageError::UserState { .. } => {
+            (StatusCode::CONFLICT, "conflict", e.to_string())
+        }
         ManageError::RotationBusy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
