@@ -203,6 +203,15 @@ pub struct RawIssuerSection {
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
     pub webhook_address_policy: Option<RawWebhookAddressPolicy>,
+    pub revocation: Option<RawRevocation>,
+}
+
+/// `issuer.revocation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub max_entries: Option<usize>,
+    pub sync_interval: Option<Parsed<Duration>>,
 }
 
 /// `issuer.webhook_address_policy`.
