@@ -16,10 +16,11 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::json_response;
-use super::introspect::verified_access_claims;
+use super::introspect::{is_revoked, verified_access_claims};
 use super::keyring::KeyRing;
 use super::manage::views::keys_json;
 use super::manage::{self, Actor, ManageError};
+use super::revocation::Revocations;
 use super::signing::MasterKey;
 use super::signing::seal::MASTER_KEY_ENV;
 use super::store::Store;
@@ -82,6 +83,7 @@ impl AdminApi {
         section: Arc<IssuerSection>,
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
+        revocations: Arc<Revocations>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> AdminApi {
@@ -91,6 +93,7 @@ impl AdminApi {
                 section,
                 keys,
                 store,
+                revocations,
             },
             master,
             clock,
@@ -102,9 +105,20 @@ impl AdminApi {
         path.starts_with(PREFIX)
     }
 
-    /// Answers one admin API request.
+    /// Answers one admin API request. After a change, the revocations it
+    /// may have recorded (a user deleted or anonymized, a new password, a
+    /// client deleted) are read into this process's revocation set before
+    /// the answer, so that the gateway here refuses at once what they revoke.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        match self.respond(req).await {
+        let changes = req.method() != Method::GET && req.method() != Method::HEAD;
+        let answer = self.respond(req).await;
+        if changes && answer.is_ok() {
+            if let Err(e) = self.minter.revocations.catch_up().await {
+                // The periodic read applies them within sync_interval.
+                tracing::error!(error = %crate::telemetry::events::chain(&e), "Reading new revocations failed");
+            }
+        }
+        match answer {
             Ok((status, body)) => json_response(status, body.to_string()),
             Err(e) => e.into_response(),
         }
@@ -207,14 +221,7 @@ impl AdminApi {
             nbf: number("nbf"),
         };
         check_window(window, now, 0).map_err(|_| ApiError::Unauthorized { sent: true })?;
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or(ApiError::Unauthorized { sent: true })?;
-        if self
-            .minter
-            .store
-            .is_jti_revoked(jti)
+        if is_revoked(self.minter.store.as_ref(), &claims)
             .await
             .map_err(ApiError::store)?
         {

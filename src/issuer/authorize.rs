@@ -34,6 +34,7 @@ use self::session::{Authenticated, LoginState};
 use super::kdf::Budget;
 use super::keyring::KeyRing;
 use super::reserved::confine;
+use super::revocation::Revocations;
 use super::store::{AuthCode, Store, StoreError};
 use super::throttle::{ClientIp, Source, Throttle};
 use super::token::{Minter, random_token, token_hash};
@@ -108,6 +109,7 @@ impl Flow {
         section: Arc<IssuerSection>,
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
+        revocations: Arc<Revocations>,
         clock: Arc<dyn Clock>,
         budget: Arc<Budget>,
     ) -> Flow {
@@ -119,6 +121,7 @@ impl Flow {
                 section: section.clone(),
                 keys: keys.clone(),
                 store: store.clone(),
+                revocations,
             },
             state: LoginState::new(store.clone()),
             throttle: Throttle::new(store.clone()),

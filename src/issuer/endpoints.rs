@@ -17,10 +17,12 @@ use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
 use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
+use super::revocation::Revocations;
 use super::signing::{MasterKey, RotationPolicy};
 use super::store::{self, Store, StoreError};
 use super::throttle::{ClientIp, Source};
 use super::token::Minter;
+use crate::auth::revocation::RevocationSet;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
 use crate::config::value::ANONYMOUS_GRANT;
@@ -79,6 +81,8 @@ pub struct Issuer {
     metadata: Bytes,
     /// Opens the stored webhooks' sealed secrets for delivery.
     secrets: Option<Arc<MasterKey>>,
+    /// The revocation set and what keeps it fed.
+    revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -94,8 +98,11 @@ impl std::fmt::Debug for Issuer {
 impl Issuer {
     /// Opens the database, upserts the declared resources and clients, and syncs
     /// the signing keys (creating the first ones on a new database).
+    /// `revocations` is the gateway's revocation set, which the issuer loads
+    /// and keeps fed ([`Issuer::revocations`]).
     pub async fn start(
         section: IssuerSection,
+        revocations: Arc<RevocationSet>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<Issuer>, IssuerError> {
@@ -118,6 +125,13 @@ impl Issuer {
             master,
         ));
         keys.sync_at_start(clock.as_ref()).await?;
+        let revocations = Revocations::start(
+            store.clone(),
+            revocations,
+            clock.clone(),
+            section.revocation.sync_interval,
+        )
+        .await?;
         let (discovery, metadata) = discovery_documents(&section);
         // Unknown emails at /login replay real verification times: one is
         // measured now, so that there is one before the first login.
@@ -132,6 +146,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                revocations.clone(),
                 clock.clone(),
                 env,
             ),
@@ -139,6 +154,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                revocations.clone(),
                 clock.clone(),
                 login_budget,
             ),
@@ -146,7 +162,9 @@ impl Issuer {
                 section: section.clone(),
                 keys: keys.clone(),
                 store: store.clone(),
+                revocations: revocations.clone(),
             },
+            revocations,
             section,
             store,
             keys,
@@ -183,6 +201,11 @@ impl Issuer {
     /// The database.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The revocation set's feed: run [`Revocations::run`] beside the issuer.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// Whether the issuer answers `path`.

@@ -11,6 +11,7 @@ use super::clients::Form;
 use super::error::OAuthError;
 use super::keyring::KeyRing;
 use super::reserved::confine;
+use super::revocation::Revocations;
 use super::store::{Client, Redacted, Store, redacted};
 use crate::config::{IssuerSection, SigningAlg};
 
@@ -34,6 +35,12 @@ pub struct AccessClaims<'a> {
     /// carry no such claim.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
+    /// The token family (authorization code or anonymous sign-up, and the
+    /// refreshes that followed) it was issued from, so that revoking the
+    /// family stops it too ([`crate::auth::revocation::FAMILY_CLAIM`]);
+    /// `client_credentials` tokens have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<&'a str>,
 }
 
 /// A successful token response (RFC 6749 §5.1). Its `Debug` hides the
@@ -68,6 +75,8 @@ pub struct Minter {
     pub section: Arc<IssuerSection>,
     pub keys: Arc<KeyRing>,
     pub store: Arc<dyn Store>,
+    /// Where revocations are recorded and applied.
+    pub revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Minter {
@@ -141,6 +150,7 @@ impl Minter {
             org_id: None,
             roles: None,
             anonymous: false,
+            family_id: None,
         };
         let access_token = self.sign_access(&claims)?;
         Ok(TokenResponse {
