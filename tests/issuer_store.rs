@@ -342,7 +342,7 @@ async fn jti_revoked(s: &dyn Store, jti: &str) -> bool {
 /// Redeems the code `hash` for `family` in a transaction of its own.
 async fn redeem(s: &dyn Store, hash: &str, family: &str, now: i64) -> bool {
     let mut tx = s.begin().await.unwrap();
-    let won = tx.redeem_code(hash, family, now).await.unwrap();
+    let won = tx.redeem_code(hash, Some(family), now).await.unwrap();
     tx.commit().await.unwrap();
     won
 }

@@ -516,14 +516,15 @@ pub trait StoreTx: Send {
         now: i64,
     ) -> Result<u64, StoreError>;
     /// Marks the code used at `now` and records `family_id` as the family its
-    /// redemption starts, if it was not used yet: one conditional write, so
-    /// of concurrent redemptions exactly one gets `true` — and the others,
-    /// once this transaction commits, find the family to revoke. Create the
-    /// refresh family in the same transaction.
+    /// redemption starts (`None`: a failed attempt that spends the code), if
+    /// it was not used yet: one conditional write, so of concurrent
+    /// redemptions exactly one gets `true` — and the others, once this
+    /// transaction commits, find the family to revoke. Create the refresh
+    /// family in the same transaction.
     async fn redeem_code(
         &mut self,
         code_hash: &str,
-        family_id: &str,
+        family_id: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError>;
     /// Adds a revocation fact and returns its id. Ids grow in commit order:

@@ -30,13 +30,24 @@ pub(crate) async fn codes_are_single_use(t: Ctx) {
             family_id: Some("fam_1".into())
         })
     );
-    // A redemption rolled back leaves the code unused.
+    // A redemption rolled back leaves the code unused; a failed attempt
+    // spends it without a family.
     let mut tx = s.begin().await.unwrap();
-    assert!(tx.redeem_code("h-bare", "fam_3", NOW).await.unwrap());
+    assert!(tx.redeem_code("h-bare", Some("fam_3"), NOW).await.unwrap());
     drop(tx);
     assert_eq!(
         s.find_code("h-bare").await.unwrap(),
-        Some(CodeState::Unused(bare))
+        Some(CodeState::Unused(bare.clone()))
+    );
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.redeem_code("h-bare", None, NOW).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        s.find_code("h-bare").await.unwrap(),
+        Some(CodeState::Used {
+            code: bare,
+            family_id: None
+        })
     );
 }
 

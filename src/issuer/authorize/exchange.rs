@@ -10,10 +10,15 @@
 //! one transaction, so a second presentation — after the first, or racing it
 //! — always finds what to revoke: it is refused, and the family's refresh
 //! tokens and access tokens stop working (a revocation fact, see
-//! `issuer::revocation`). Only a presentation that would have redeemed the
-//! code counts: by the client it was issued to, with its redirect URI and
-//! PKCE verifier. Anyone else who learned the code gets `invalid_grant` and
-//! burns nothing.
+//! `issuer::revocation`).
+//!
+//! Who can do what with a code: another client than the one it was issued
+//! to gets `invalid_grant` and changes nothing (it cannot spend the code,
+//! nor revoke what it gave). The client it was issued to spends an unused
+//! code with a failed attempt (a wrong redirect URI or PKCE verifier: one
+//! guess per code). A replay revokes only when it would have redeemed the
+//! code — the client, its redirect URI and the PKCE verifier — so that whoever
+//! merely saw a code (a log, a referrer) cannot end the session it started.
 
 use serde::Serialize;
 
@@ -175,15 +180,39 @@ impl Flow {
             CodeState::Unused(code) => (code, None),
             CodeState::Used { code, family_id } => (code, Some(family_id)),
         };
-        // Before anything changes: whoever cannot redeem the code cannot burn it.
-        check_code(&record, client, form)?;
-        if let Some(family_id) = used {
-            return Err(self.replayed(&record, family_id.as_deref(), now).await);
+        // Another client's code is as unknown to this one as a made-up code.
+        if record.client_id != client.client_id {
+            tracing::debug!(client = %client.client_id, reason = "foreign_code", "Code exchange refused");
+            return Err(OAuthError::InvalidGrant(
+                "the code was issued to another client",
+            ));
         }
-        if now >= record.expires_at {
-            return Err(OAuthError::InvalidGrant("the code has expired"));
+        let bound = check_code(&record, client, form);
+        match (used, bound) {
+            (Some(family_id), Ok(())) => {
+                Err(self.replayed(&record, family_id.as_deref(), now).await)
+            }
+            (Some(_), Err(e)) => Err(e),
+            (None, Err(e)) => {
+                self.spend(&record, now).await?;
+                Err(e)
+            }
+            (None, Ok(())) if now >= record.expires_at => {
+                Err(OAuthError::InvalidGrant("the code has expired"))
+            }
+            (None, Ok(())) => self.mint(client, &record, now).await,
         }
-        self.mint(client, &record, now).await
+    }
+
+    /// Spends the code after a failed attempt by its own client (no family:
+    /// nothing was issued).
+    async fn spend(&self, code: &AuthCode, now: i64) -> Result<(), OAuthError> {
+        let failed = |e: StoreError| store_failed(&e);
+        let mut tx = self.store.begin().await.map_err(failed)?;
+        tx.redeem_code(&code.code_hash, None, now)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)
     }
 
     async fn mint(
@@ -260,7 +289,7 @@ impl Flow {
         let failed = |e: StoreError| store_failed(&e);
         let mut tx = self.store.begin().await.map_err(failed)?;
         if !tx
-            .redeem_code(&code.code_hash, family_id, now)
+            .redeem_code(&code.code_hash, Some(family_id), now)
             .await
             .map_err(failed)?
         {

@@ -470,7 +470,7 @@ impl StoreTx for SqlTx {
     async fn redeem_code(
         &mut self,
         code_hash: &str,
-        family_id: &str,
+        family_id: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
         tokens::redeem_code(&mut self.tx, code_hash, family_id, now).await

@@ -91,7 +91,7 @@ pub(super) async fn find_code(
 pub(super) async fn redeem_code(
     c: &mut Conn,
     code_hash: &str,
-    family_id: &str,
+    family_id: Option<&str>,
     now: i64,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
