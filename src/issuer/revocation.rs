@@ -40,6 +40,10 @@ pub const LONGEST_ACCESS_TTL: i64 = 24 * 3600;
 /// Facts read per query.
 const PAGE: i64 = 10_000;
 
+/// The first wait before a failed read of new facts is tried again (then
+/// doubling, up to `sync_interval`).
+const READ_RETRY_MIN: Duration = Duration::from_millis(200);
+
 /// Waits between attempts to listen again after the connection was lost.
 const LISTEN_RETRY_MIN: Duration = Duration::from_millis(200);
 const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -194,16 +198,33 @@ impl Revocations {
         let mut tick = tokio::time::interval(self.sync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut evicted = self.set.evicted();
+        // After a failed read (a connection that died with the network, say),
+        // the next one comes soon, not only at the next tick.
+        let mut retry: Option<Duration> = None;
         loop {
+            let again = async {
+                match retry {
+                    Some(after) => tokio::time::sleep(after).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tick.tick() => {
                     self.set.prune(self.clock.now_unix());
                 }
+                _ = again => {}
                 _ = shutdown.changed() => break,
             }
-            if let Err(e) = self.catch_up().await {
-                tracing::warn!(error = %crate::telemetry::events::chain(&e), "Reading new revocations failed; trying again");
+            match self.catch_up().await {
+                Ok(_) => retry = None,
+                Err(e) => {
+                    let after = retry
+                        .map_or(READ_RETRY_MIN, |r| r * 2)
+                        .min(self.sync_interval);
+                    tracing::warn!(error = %crate::telemetry::events::chain(&e), retry_ms = after.as_millis() as u64, "Reading new revocations failed; trying again");
+                    retry = Some(after);
+                }
             }
             metrics.revocation_entries.set(self.set.len() as i64);
             let now_evicted = self.set.evicted();
