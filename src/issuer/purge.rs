@@ -146,7 +146,6 @@ mod tests {
         let every = Duration::from_millis(20);
         let task = tokio::spawn(run_every(store.clone(), clock.clone(), every, rx));
         let gone = |jti: &'static str| {
-            let is_revoked = is_revoked.clone();
             async move {
                 for _ in 0..1000 {
                     if !is_revoked(jti).await {

@@ -163,7 +163,7 @@ fn a_set_filled_at_once_keeps_the_newest() {
     set.insert(&many, NOW);
     assert!(set.len() <= 1_000);
     let floor = set.floor().expect("the cap bit");
-    assert!(floor >= NOW + 4_000 && floor < NOW + 5_000, "{floor}");
+    assert!((NOW + 4_000..NOW + 5_000).contains(&floor), "{floor}");
     assert!(!set.admits(&token(&set, "j4999", None, "u", NOW + 4_999)));
     assert!(!set.admits(&token(&set, "j0", None, "u", NOW)));
 }
