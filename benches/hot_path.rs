@@ -80,25 +80,34 @@ fn bench_verify(c: &mut Criterion) {
     cached.finish();
 }
 
-/// A gateway configuration whose one issuer is the built-in one.
-fn builtin_config() -> Config {
+/// The built-in issuer's URL in [`builtin_config`].
+const BUILTIN: &str = "https://builtin.bench";
+
+/// A gateway configuration with the built-in issuer and a foreign issuer
+/// ([`support::ISSUER`], keys from `jwks`).
+fn builtin_config(jwks: &Path) -> Config {
     let yaml = format!(
         r#"issuer:
-  url: "{}"
+  url: "{BUILTIN}"
   database: "sqlite::memory:"
   signing_algs: [ES256]
 issuers:
   - id: local
     builtin: true
-    audiences: ["{}"]
+    audiences: ["{aud}"]
+  - id: foreign
+    issuer: "{foreign}"
+    jwks_file: "{jwks}"
+    audiences: ["{aud}"]
 upstreams:
   api: {{ url: "http://127.0.0.1:1" }}
 routes:
   - path: /*
     upstream: api
 "#,
-        support::ISSUER,
-        support::AUDIENCE
+        aud = support::AUDIENCE,
+        foreign = support::ISSUER,
+        jwks = jwks.display(),
     );
     Config::from_yaml(&yaml, Path::new("bench.yaml")).unwrap()
 }
@@ -116,13 +125,25 @@ fn revocations(n: usize, now: i64) -> Vec<Revocation> {
         .collect()
 }
 
-/// The cached verification of a built-in token (the set consulted on every
-/// hit), with the revocation set empty and holding 100,000 entries; and what
-/// a hit costs right after the set changed (its re-check: four lookups).
+/// Polls a verification once: a cache hit completes without waiting, so
+/// this measures the hit itself, without a runtime's `block_on` around it.
+fn hit(verifier: &Verifier, token: &str) {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let mut fut = std::pin::pin!(verifier.verify(token));
+    let polled = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(matches!(polled, Poll::Ready(Ok(_))));
+}
+
+/// A verified-token cache hit (ES256), polled directly: a foreign issuer's
+/// token (which never consults the revocation set), and a built-in token
+/// with the set empty and holding 100,000 entries; then the built-in hit
+/// right after the set changed (the insert and the re-check: four lookups).
 fn bench_revocations(c: &mut Criterion) {
     let signers = signers();
     let es256 = signers.iter().find(|s| s.name == "ES256").unwrap();
-    let cfg = builtin_config();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = builtin_config(&write_jwks(dir.path(), &signers));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let now = support::now();
     let claims: Vec<String> = cfg
@@ -132,34 +153,51 @@ fn bench_revocations(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("verify_cached_builtin");
     g.throughput(Throughput::Elements(1));
-    for (name, entries) in [("empty", 0), ("100k_revocations", 100_000)] {
-        let issuer = Arc::new(IssuerKeys::new(
-            Arc::new(cfg.issuers[0].clone()),
-            http_client(None).unwrap(),
-            Metrics::new(),
-        ));
+    for (name, entries) in [
+        ("no_set", None),
+        ("empty", Some(0)),
+        ("100k_revocations", Some(100_000)),
+    ] {
+        let keys = |i: usize| {
+            Arc::new(IssuerKeys::new(
+                Arc::new(cfg.issuers[i].clone()),
+                http_client(None).unwrap(),
+                Metrics::new(),
+            ))
+        };
+        let (builtin, foreign) = (keys(0), keys(1));
         let jwks = serde_json::json!({ "keys": [es256.jwk.clone()] }).to_string();
-        issuer.install_jwks(jwks.as_bytes()).unwrap();
+        builtin.install_jwks(jwks.as_bytes()).unwrap();
+        rt.block_on(foreign.refresh()).unwrap();
         let set = Arc::new(RevocationSet::new(1_000_000));
-        set.insert(&revocations(entries, now), now);
-        assert_eq!(set.len(), entries);
+        set.insert(&revocations(entries.unwrap_or(0), now), now);
         let verifier = Verifier::new(
-            vec![issuer],
+            vec![builtin, foreign],
             claims.clone(),
             Arc::new(SystemClock),
             Metrics::new(),
-        )
-        .with_revocations(set.clone());
-        let t = support::builtin_token(es256, 1);
-        rt.block_on(verifier.verify(&t)).unwrap();
-        g.bench_with_input(BenchmarkId::from_parameter(name), &t, |b, t| {
-            b.iter(|| rt.block_on(verifier.verify(t)).unwrap())
+        );
+        // `no_set`: as a gateway without revocation checks would verify.
+        let verifier = match entries {
+            Some(_) => verifier.with_revocations(set.clone()),
+            None => verifier,
+        };
+        let ours = support::builtin_token(es256, BUILTIN, 1);
+        let theirs = token(es256, 2);
+        for t in [&ours, &theirs] {
+            rt.block_on(verifier.verify(t)).unwrap();
+        }
+        g.bench_with_input(BenchmarkId::new("foreign", name), &theirs, |b, t| {
+            b.iter(|| hit(&verifier, t))
         });
-        if entries > 0 {
+        g.bench_with_input(BenchmarkId::new("builtin", name), &ours, |b, t| {
+            b.iter(|| hit(&verifier, t))
+        });
+        if entries.is_some_and(|n| n > 0) {
             // Each iteration changes the set first: the hit then checks the
-            // token against it again (and the insert is measured with it).
+            // token against it again (the insert is measured with it).
             let mut n = 0u64;
-            g.bench_with_input(BenchmarkId::new("changed", name), &t, |b, t| {
+            g.bench_with_input(BenchmarkId::new("builtin_changed", name), &ours, |b, t| {
                 b.iter(|| {
                     n += 1;
                     let r = Revocation {
@@ -169,7 +207,7 @@ fn bench_revocations(c: &mut Criterion) {
                         until: now + 3600,
                     };
                     set.insert(&[r], now);
-                    rt.block_on(verifier.verify(t)).unwrap()
+                    hit(&verifier, t)
                 })
             });
         }

@@ -145,16 +145,14 @@ mod tests {
         let (stop, rx) = watch::channel(false);
         let every = Duration::from_millis(20);
         let task = tokio::spawn(run_every(store.clone(), clock.clone(), every, rx));
-        let gone = |jti: &'static str| {
-            async move {
-                for _ in 0..1000 {
-                    if !is_revoked(jti).await {
-                        return true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+        let gone = |jti: &'static str| async move {
+            for _ in 0..1000 {
+                if !is_revoked(jti).await {
+                    return true;
                 }
-                false
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            false
         };
         assert!(gone("old").await);
         assert!(is_revoked("new").await);
