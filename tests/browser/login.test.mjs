@@ -360,7 +360,7 @@ test("a login form posted from another site is refused and changes nothing", asy
   });
   const outcomes = rp.outcomes.length;
 
-  const { context, page } = await fresh(t);
+  const { context, page, seen } = await fresh(t);
   // The victim has a sign-in of their own under way (their CSRF cookie).
   await start(page);
   const own = page.url();
@@ -386,6 +386,7 @@ test("a login form posted from another site is refused and changes nothing", asy
   await signIn(page, alice.email, seed.password);
   const result = await outcome(page);
   assert.equal(result.id.sub, alice.id);
+  assertNothingLeft(seen);
 });
 
 test("another site cannot frame the login page", async (t) => {

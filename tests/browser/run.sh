@@ -56,6 +56,7 @@ read -r gw_port rp_port < <(node -e '
       b.close();
     });
   });')
+[ -n "${rp_port:-}" ] || fail "could not find two free ports"
 issuer="http://127.0.0.1:$gw_port"
 rp="http://127.0.0.1:$rp_port"
 api="https://api.example.test"
