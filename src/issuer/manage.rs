@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use super::hooks::Refusal;
 use super::keyring::KeyRingError;
 use super::reserved::{ADMIN_SCOPE, admin_resource};
 use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreError, new_id};
@@ -86,6 +87,10 @@ pub enum ManageError {
     /// A record with the same unique key exists (the caller's fault).
     #[error("{0} already exists")]
     Exists(&'static str),
+    /// A `user.pre_create` hook denied the user (the caller's fault: the
+    /// reason is for them), or could not be asked and fails closed (ours).
+    #[error("the user was not created")]
+    UserRefused(#[source] Refusal),
     /// Another replica holds the key-rotation lease (try again shortly).
     #[error("another replica is rotating the signing keys")]
     RotationBusy,
@@ -125,8 +130,10 @@ impl ManageError {
             | ManageError::UnknownRole(_)
             | ManageError::UnknownWebhook(_)
             | ManageError::NotMember { .. }
-            | ManageError::Exists(_) => true,
-            ManageError::RotationBusy
+            | ManageError::Exists(_)
+            | ManageError::UserRefused(Refusal::Denied { .. }) => true,
+            ManageError::UserRefused(Refusal::Failed { .. })
+            | ManageError::RotationBusy
             | ManageError::Crypto
             | ManageError::Keys(_)
             | ManageError::Store(_) => false,

@@ -62,7 +62,7 @@ pub(super) async fn list_users(call: Call<'_>) -> Answer {
 /// `POST /users`.
 pub(super) async fn create_user(call: Call<'_>) -> Answer {
     let b: UserBody = read_json(&call.headers, call.body).await?;
-    let user = manage::create_user(call.store, call.actor, b.into()).await?;
+    let user = manage::create_user(call.store, call.hooks, call.actor, b.into()).await?;
     let out = json!({
         "id": user.id,
         "email": user.email,
