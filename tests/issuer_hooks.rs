@@ -639,6 +639,10 @@ async fn a_user_pre_create_hook_guards_the_cli_and_the_admin_api() {
     server.set(Reply::Hang);
     let (code, _, err) = create_by_cli(&s.config, "eve@example.test").await;
     assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the user.pre_create hook failed: timed out"),
+        "{err}"
+    );
     assert!(!err.contains(&server.addr.port().to_string()), "{err}");
     let (status, body) = create_by_api(&p, "eve@example.test").await;
     assert_refused(status, &body, 503, "temporarily_unavailable");

@@ -78,20 +78,23 @@ pub struct PreCreate<'a> {
 
 /// Why a blocking hook stopped an operation. Never carries the hook's URL or
 /// secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// A hook answered `{"allow": false}`: the reason is for the caller.
     #[error("denied by the {event} hook: {reason}")]
     Denied { event: &'static str, reason: Reason },
-    /// A hook with `on_failure: deny` could not be asked (logged where it
-    /// happened).
-    #[error("the {event} hook could not be reached")]
-    Failed { event: &'static str },
+    /// A hook with `on_failure: deny` failed (logged where it happened).
+    #[error("the {event} hook failed")]
+    Failed {
+        event: &'static str,
+        #[source]
+        cause: CallError,
+    },
 }
 
-/// Why one call failed.
+/// Why one call failed: the phrases name neither the URL nor the secret.
 #[derive(Debug, thiserror::Error)]
-enum CallError {
+pub enum CallError {
     #[error("request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
     #[error("answer body failed or too large")]
@@ -106,6 +109,8 @@ enum CallError {
     Refused(#[source] Refused),
     #[error("the answer is not {{\"allow\": true|false, …}}")]
     Answer(#[source] serde_json::Error),
+    #[error("no client is set up for hooks")]
+    NoClient,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -211,7 +216,10 @@ impl Hooks {
                 Err(e) => match hook.on_failure {
                     OnFailure::Deny => {
                         tracing::warn!(hook = %shown(&hook.url), event = name, event_id = %id, error = %chain(&e), "Blocking hook failed; operation refused (on_failure: deny)");
-                        return Err(Refusal::Failed { event: name });
+                        return Err(Refusal::Failed {
+                            event: name,
+                            cause: e,
+                        });
                     }
                     OnFailure::Allow => {
                         tracing::warn!(hook = %shown(&hook.url), event = name, event_id = %id, error = %chain(&e), "Blocking hook failed; operation allowed (on_failure: allow)");
@@ -226,8 +234,8 @@ impl Hooks {
     /// request and answer together).
     async fn call(&self, hook: &Hook, id: &str, body: Bytes) -> Result<Answer, CallError> {
         let Some(client) = &self.client else {
-            // Unreachable: a configured hook comes with a client.
-            return Err(CallError::Timeout);
+            // Not reached: a configured hook comes with a client.
+            return Err(CallError::NoClient);
         };
         // A literal address skips resolution, and with it the resolver's
         // check: checked here.
