@@ -203,7 +203,7 @@ impl Hooks {
             match self.call(hook, &id, body.clone()).await {
                 Ok(Answer::Allow(claims)) => {
                     if event == HookEvent::TokenPreIssue {
-                        added.merge(claims, name, &shown(&hook.url));
+                        added.merge(claims, name, &hook.url);
                     }
                 }
                 Ok(Answer::Deny(reason)) => {

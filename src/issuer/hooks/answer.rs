@@ -5,9 +5,11 @@
 //! is made plain text of bounded length before anyone sees it ([`Reason`]);
 //! reserved claims are dropped ([`AddedClaims::merge`]).
 
+use http::Uri;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::issuer::events::shown;
 use crate::issuer::reserved::hook_may_set;
 
 /// The longest reason shown to a caller, in characters; a longer one is cut
@@ -126,7 +128,7 @@ fn is_bidi_format(c: char) -> bool {
 impl AddedClaims {
     /// Adds `claims` from the hook at `hook` (for the log), over what earlier
     /// hooks added. Reserved claims are dropped and their names logged.
-    pub(super) fn merge(&mut self, claims: Map<String, Value>, event: &str, hook: &str) {
+    pub(super) fn merge(&mut self, claims: Map<String, Value>, event: &str, hook: &Uri) {
         let mut ignored: Vec<String> = Vec::new();
         for (name, value) in claims {
             match hook_may_set(&name) {
@@ -139,7 +141,7 @@ impl AddedClaims {
         if !ignored.is_empty() {
             // The names are the hook's own words: quoted by the formatter,
             // and reserved names are short, known ones.
-            tracing::warn!(hook, event, ignored = ?ignored, "Blocking hook tried to set reserved claims; ignored");
+            tracing::warn!(hook = %shown(hook), event, ignored = ?ignored, "Blocking hook tried to set reserved claims; ignored");
         }
     }
 
@@ -217,10 +219,15 @@ mod tests {
     #[test]
     fn reserved_claims_are_never_added() {
         let mut added = AddedClaims::default();
+        let hook = Uri::from_static("https://hooks.example.test/pre-issue");
         let first = json!({"plan": "gold", "sub": "someone-else", "roles": ["admin"]});
-        added.merge(first.as_object().unwrap().clone(), "token.pre_issue", "h1");
+        added.merge(first.as_object().unwrap().clone(), "token.pre_issue", &hook);
         let second = json!({"plan": "platinum", "exp": 9999999999_i64, "tier": 2});
-        added.merge(second.as_object().unwrap().clone(), "token.pre_issue", "h2");
+        added.merge(
+            second.as_object().unwrap().clone(),
+            "token.pre_issue",
+            &hook,
+        );
         let names: Vec<&String> = added.iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["plan", "tier"]);
         assert_eq!(added.0["plan"], "platinum", "a later hook wins");
