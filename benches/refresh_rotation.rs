@@ -541,13 +541,15 @@ async fn seed(s: &dyn Store, n: usize, kind: Kind, scope: &str) -> anyhow::Resul
     .await?;
     s.create_user(&User {
         id: user.clone(),
-        email: format!("{user}@bench.test"),
+        email: Some(format!("{user}@bench.test")),
         name: Some("Bench".into()),
         picture: None,
         email_verified: true,
         password_hash: None,
         created_at: now,
         updated_at: now,
+        anonymous: false,
+        anonymized_at: None,
     })
     .await?;
     s.create_role(&Role {

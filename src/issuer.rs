@@ -2,7 +2,8 @@
 //!
 //! Built so far: storage (`store`), signing keys and their rotation (`signing`,
 //! `keyring`), client authentication (`clients`), discovery, the JWKS and the
-//! token endpoint with `client_credentials` (`endpoints`, `token`), refresh
+//! token endpoint with `client_credentials` (`endpoints`, `token`), the
+//! anonymous grant (`anonymous`), refresh
 //! rotation with reuse detection (`refresh`), revocation (`revoke`) and
 //! introspection (`introspect`), and the user login flow: authorization code
 //! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`), the
@@ -12,6 +13,7 @@
 //! token is issued or a user created (`hooks`).
 
 pub mod admin_api;
+pub mod anonymous;
 pub mod authorize;
 pub mod clients;
 pub mod endpoints;

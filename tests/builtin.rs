@@ -221,13 +221,15 @@ routes:
     store
         .create_user(&User {
             id: "usr_alice".into(),
-            email: "alice@example.test".into(),
+            email: Some("alice@example.test".into()),
             name: Some("Alice".into()),
             picture: None,
             email_verified: true,
             password_hash: Some(hash_secret("a long enough password".into()).await.unwrap()),
             created_at: now(),
             updated_at: now(),
+            anonymous: false,
+            anonymized_at: None,
         })
         .await
         .unwrap();

@@ -167,13 +167,15 @@ async fn openid_client_runs_the_user_lifecycle() {
     .unwrap();
     s.create_user(&User {
         id: "usr_ada".into(),
-        email: EMAIL.into(),
+        email: Some(EMAIL.into()),
         name: Some("Ada".into()),
         picture: None,
         email_verified: true,
         password_hash: Some(hash_secret(PASSWORD.into()).await.unwrap()),
         created_at: t,
         updated_at: t,
+        anonymous: false,
+        anonymized_at: None,
     })
     .await
     .unwrap();

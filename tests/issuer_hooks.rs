@@ -167,6 +167,11 @@ issuer:
       redirect_uris: ["{CALLBACK}"]
       grant_types: [authorization_code, refresh_token]
       scopes: {{ "{API}": [read:data] }}
+    - client_id: mobile
+      public: true
+      redirect_uris: ["{CALLBACK}"]
+      grant_types: [authorization_code, refresh_token, anonymous]
+      scopes: {{ "{API}": [read:data] }}
     - client_id: {ops}
       client_secret: "{ops_secret}"
       grant_types: [client_credentials]
@@ -564,24 +569,23 @@ async fn users(config: &Path) -> Vec<String> {
 }
 
 async fn create_by_api(p: &Portcullis, email: &str) -> (StatusCode, Value) {
-    let (status, body) = oauth::post(
-        &p.url(""),
-        "/oauth/token",
-        Some(OPS),
-        &format!(
-            "grant_type=client_credentials&resource={}",
-            oauth::enc(ADMIN_API)
-        ),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let token = body["access_token"].as_str().unwrap();
-    let req = Request::post(p.url("/admin/v1/users"))
+    let body = json!({"email": email, "password": PASSWORD, "name": "Eve"});
+    admin_api(p, "/admin/v1/users", body).await
+}
+
+/// POSTs `body` to the admin API at `path` with an admin token.
+async fn admin_api(p: &Portcullis, path: &str, body: Value) -> (StatusCode, Value) {
+    let form = format!(
+        "grant_type=client_credentials&resource={}",
+        oauth::enc(ADMIN_API)
+    );
+    let (status, token) = oauth::post(&p.url(""), "/oauth/token", Some(OPS), &form).await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["access_token"].as_str().unwrap();
+    let req = Request::post(p.url(path))
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            json!({"email": email, "password": PASSWORD, "name": "Eve"}).to_string(),
-        )))
+        .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
     let (status, _, body) = send(req).await;
     (status, serde_json::from_str(&body).unwrap())
@@ -659,5 +663,111 @@ async fn a_user_pre_create_hook_guards_the_cli_and_the_admin_api() {
     let (status, body) = create_by_api(&p, "mallory@example.test").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(users(&s.config).await.len(), 2);
+    p.kill().await;
+}
+
+// === the anonymous grant and promotion ===
+
+const ANONYMOUS_GRANT: &str = "urn:portcullis:params:oauth:grant-type:anonymous";
+
+async fn anonymous_grant(p: &Portcullis) -> (StatusCode, Value) {
+    let form = format!(
+        "grant_type={}&client_id=mobile",
+        oauth::enc(ANONYMOUS_GRANT)
+    );
+    oauth::post(&p.url(""), "/oauth/token", None, &form).await
+}
+
+/// The ids of the users in the database.
+async fn users_in(db: &TestDb) -> Vec<String> {
+    let rows = db.rows("SELECT id FROM users", &["id"]).await;
+    rows.into_iter().map(|mut r| r.remove(0)).collect()
+}
+
+#[tokio::test]
+async fn the_anonymous_grant_and_promotion_ask_both_hooks() {
+    let issue = HookServer::start(Reply::Json(json!({
+        "allow": true,
+        "claims": {"plan": "trial", "anonymous": false}
+    })))
+    .await;
+    let create = HookServer::start(Reply::Json(json!({
+        "allow": false,
+        "reason": "no guests today"
+    })))
+    .await;
+    let hooks = format!(
+        "{}{}",
+        hook("token.pre_issue", &issue.url("/pre-issue"), ""),
+        hook("user.pre_create", &create.url("/pre-create"), "")
+    );
+    let s = setup(&hooks).await;
+    let p = Portcullis::start(&s.config).await;
+
+    // An anonymous user is a user: user.pre_create is asked first, and its
+    // denial leaves nothing behind (and no token hook call).
+    let (status, body) = anonymous_grant(&p).await;
+    assert_refused(status, &body, 403, "access_denied");
+    assert_eq!(body["error_description"], "no guests today");
+    let sent = create.last_verified();
+    assert_eq!(sent["event"], "user.pre_create");
+    assert_eq!(
+        sent["data"],
+        json!({"email": null, "name": null, "anonymous": true})
+    );
+    assert!(issue.calls().is_empty());
+    assert!(users_in(&s.db).await.is_empty());
+
+    // Allowed: the token hook sees the grant; its claims are added, but the
+    // issuer alone says who is anonymous.
+    create.set(Reply::Json(json!({"allow": true})));
+    let (status, body) = anonymous_grant(&p).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (&claims["plan"], &claims["anonymous"]),
+        (&json!("trial"), &json!(true))
+    );
+    let guest = claims["sub"].as_str().unwrap().to_owned();
+    let sent = issue.last_verified();
+    assert_eq!(sent["data"]["grant_type"], ANONYMOUS_GRANT);
+    assert_eq!(sent["data"]["sub"], guest.as_str());
+    assert_eq!(users_in(&s.db).await, std::slice::from_ref(&guest));
+
+    // Promotion gives the user an email and a password: the sign-up guard
+    // sees it (with the user's id), by the admin API and by the CLI.
+    create.set(Reply::Json(
+        json!({"allow": false, "reason": "use your work address"}),
+    ));
+    let promotion = json!({"email": "pat@example.test", "password": PASSWORD, "name": "Pat"});
+    let path = format!("/admin/v1/users/{guest}/promote");
+    let (status, body) = admin_api(&p, &path, promotion.clone()).await;
+    assert_refused(status, &body, 403, "access_denied");
+    assert_eq!(body["error_description"], "use your work address");
+    assert_eq!(
+        create.last_verified()["data"],
+        json!({"email": "pat@example.test", "name": "Pat", "user_id": guest})
+    );
+    let args = [
+        "user",
+        "promote",
+        &guest,
+        "--email",
+        "pat@example.test",
+        "--password",
+        PASSWORD,
+    ];
+    let (code, _, err) = admin_cli(&s.config, &args).await;
+    assert_eq!(code, 1, "{err}");
+    let expected =
+        "the user was not promoted: denied by the user.pre_create hook: use your work address";
+    assert!(err.contains(expected), "{err}");
+    let rows = s.db.rows("SELECT email FROM users", &["email"]).await;
+    assert_eq!(rows, [[""]], "still anonymous, without an email");
+
+    create.set(Reply::Json(json!({"allow": true})));
+    let (status, body) = admin_api(&p, &path, promotion).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], "pat@example.test");
     p.kill().await;
 }

@@ -119,13 +119,15 @@ async fn env_with(db: TestDb, options: Options) -> Env {
         store
             .create_user(&User {
                 id: id.into(),
-                email: email.into(),
+                email: Some(email.into()),
                 name: Some(format!("{id} name")),
                 picture: Some("https://pics.example.test/a.png".into()),
                 email_verified: true,
                 password_hash: Some(hash.clone()),
                 created_at: t,
                 updated_at: t,
+                anonymous: false,
+                anonymized_at: None,
             })
             .await
             .unwrap();

@@ -150,13 +150,15 @@ async fn seed_tenancy(s: &dyn Store, now: i64) -> String {
     .unwrap();
     s.create_user(&User {
         id: user.clone(),
-        email: format!("{user}@example.test"),
+        email: Some(format!("{user}@example.test")),
         name: Some("Ada".into()),
         picture: None,
         email_verified: true,
         password_hash: None,
         created_at: now,
         updated_at: now,
+        anonymous: false,
+        anonymized_at: None,
     })
     .await
     .unwrap();

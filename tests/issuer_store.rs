@@ -219,13 +219,15 @@ fn client(id: &str) -> Client {
 fn user(id: &str, email: &str) -> User {
     User {
         id: id.into(),
-        email: email.into(),
+        email: Some(email.into()),
         name: Some("Ada Lovelace".into()),
         picture: None,
         email_verified: true,
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$cHc".into()),
         created_at: NOW,
         updated_at: NOW,
+        anonymous: false,
+        anonymized_at: None,
     }
 }
 

@@ -227,6 +227,17 @@ mod tests {
             &[
                 "portcullis",
                 "admin",
+                "user",
+                "promote",
+                "usr_1",
+                "--email",
+                "a@b.test",
+                "--password",
+                "pw-secret-0123",
+            ][..],
+            &[
+                "portcullis",
+                "admin",
                 "webhook",
                 "create",
                 "--url",

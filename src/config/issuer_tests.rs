@@ -326,6 +326,50 @@ fn grant_types_must_fit_the_client() {
 }
 
 #[test]
+fn the_anonymous_grant_is_for_public_clients_with_refresh_tokens() {
+    // A public client with the anonymous grant and refresh_token alone is
+    // valid: it needs no redirect URI.
+    let text = ISSUER.replace(
+        "      redirect_uris: [\"http://127.0.0.1:3000/callback\"]\n      grant_types: [authorization_code, refresh_token]",
+        "      grant_types: [anonymous, refresh_token]",
+    );
+    let c = parse(&text).expect("valid");
+    let grants = &c.issuer.expect("section").clients[1].grant_types;
+    assert_eq!(grants, &[GrantType::Anonymous, GrantType::RefreshToken]);
+    for (from, to, needle) in [
+        (
+            "[client_credentials]",
+            "[client_credentials, anonymous, refresh_token]",
+            "public clients",
+        ),
+        (
+            "[authorization_code, refresh_token]",
+            "[authorization_code, anonymous]",
+            "needs `refresh_token`",
+        ),
+    ] {
+        let e = only_error(&ISSUER.replace(from, to));
+        assert!(e.message.contains(needle), "{to}: {e}");
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.ends_with("grant_types")),
+            "{e}"
+        );
+    }
+    // The admin API's scope is never within reach of a client anyone can
+    // use without credentials.
+    let text = ISSUER.replace(
+        "[authorization_code, refresh_token]\n      scopes: { \"https://api.example.test\": [read:data, write:data] }",
+        "[authorization_code, refresh_token, anonymous]\n      scopes: { \"http://127.0.0.1:8080/admin/v1\": [portcullis:admin] }",
+    );
+    let e = only_error(&text);
+    assert!(e.message.contains("admin API scopes"), "{e}");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("issuer.clients[1].scopes.http://127.0.0.1:8080/admin/v1")
+    );
+}
+
+#[test]
 fn redirect_uris_must_be_absolute() {
     let text = ISSUER.replace("\"http://127.0.0.1:3000/callback\"", "\"/callback\"");
     let e = only_error(&text);

@@ -15,8 +15,8 @@ mod oauth;
 
 pub use net::WebhookAddressPolicy;
 pub use oauth::{
-    ADMIN_SCOPE, GrantType, HookEvent, IssuerUrl, OnFailure, Secret, SigningAlg, WebhookEvent,
-    WebhookSecret, absolute_uri, admin_audience, scope_token,
+    ADMIN_SCOPE, ANONYMOUS_GRANT, GrantType, HookEvent, IssuerUrl, OnFailure, Secret, SigningAlg,
+    WebhookEvent, WebhookSecret, absolute_uri, admin_audience, scope_token,
 };
 
 /// Something that can be parsed from one YAML string scalar.

@@ -168,6 +168,8 @@ impl AdminApi {
             (Method::GET, ["users", id]) => tenancy::get_user(call, id).await,
             (Method::PATCH, ["users", id]) => tenancy::update_user(call, id).await,
             (Method::DELETE, ["users", id]) => tenancy::delete_user(call, id).await,
+            (Method::POST, ["users", id, "promote"]) => tenancy::promote_user(call, id).await,
+            (Method::POST, ["users", id, "anonymize"]) => tenancy::anonymize_user(call, id).await,
             (Method::GET, ["roles"]) => tenancy::list_roles(call).await,
             (Method::POST, ["roles"]) => tenancy::create_role(call).await,
             _ => Err(ApiError::NotFound),
@@ -271,6 +273,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         }
         ["clients", id] | ["webhooks", id] if ok(id) => Some("DELETE"),
         ["users", id] if ok(id) => Some("GET, PATCH, DELETE"),
+        ["users", id, "promote" | "anonymize"] if ok(id) => Some("POST"),
         ["keys", "rotate"] => Some("POST"),
         ["organizations", id, "members"] if ok(id) => Some("GET, POST"),
         ["organizations", id, "members", user] if ok(id) && ok(user) => Some("DELETE"),

@@ -3,7 +3,7 @@
 //! token, or a hash of a password or secret) is formatted with `{:?}` and
 //! `{:#?}` here, and the secret material must not appear.
 
-use super::manage::{CreatedClient, NewUser, NewWebhook, UserChanges};
+use super::manage::{CreatedClient, NewUser, NewWebhook, Promotion, UserChanges};
 use super::signing::rotation::KeyRecord;
 use super::store::{Client, LoginTransaction, ScopeMap, SigningKeyRecord, User, Webhook};
 use super::token::TokenResponse;
@@ -45,13 +45,15 @@ fn stored_records_hide_their_secrets() {
     hides(
         &User {
             id: "usr_1".into(),
-            email: "ann@example.test".into(),
+            email: Some("ann@example.test".into()),
             name: None,
             picture: None,
             email_verified: false,
             password_hash: Some(format!("$argon2id${SECRET}")),
             created_at: 0,
             updated_at: 0,
+            anonymous: false,
+            anonymized_at: None,
         },
         "User",
     );
@@ -114,6 +116,14 @@ fn change_sets_and_answers_hide_their_secrets() {
             name: "Ann".into(),
         },
         "NewUser",
+    );
+    hides(
+        &Promotion {
+            email: "pat@example.test".into(),
+            password: SECRET.into(),
+            name: Some("Pat".into()),
+        },
+        "Promotion",
     );
     hides(
         &UserChanges {

@@ -24,6 +24,7 @@ use super::throttle::{ClientIp, Source};
 use super::token::Minter;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
+use crate::config::value::ANONYMOUS_GRANT;
 
 mod discovery;
 mod startup;
@@ -307,6 +308,13 @@ impl Issuer {
                     .authenticate(&parts.headers, &form, true, source)
                     .await?;
                 self.minter.refresh(&client, &form, now).await?
+            }
+            ANONYMOUS_GRANT => {
+                let client = self
+                    .clients
+                    .authenticate(&parts.headers, &form, true, source)
+                    .await?;
+                self.minter.anonymous(&client, &form, source, now).await?
             }
             _ => return Err(OAuthError::UnsupportedGrantType),
         };

@@ -69,11 +69,20 @@ pub struct PreIssue<'a> {
     pub org_id: Option<&'a str>,
 }
 
-/// What a `user.pre_create` hook is told about the user about to be created.
+/// What a `user.pre_create` hook is told about the user about to be created:
+/// `email` and `name` (both `null` for an anonymous user, who has neither),
+/// `anonymous: true` for a user the anonymous grant creates, and `user_id`
+/// for the promotion of anonymous user `user_id` to a normal user — which
+/// gives a user an email and a password as a creation does, and so is asked
+/// about likewise.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PreCreate<'a> {
-    pub email: &'a str,
-    pub name: &'a str,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
 }
 
 /// Why a blocking hook stopped an operation. Never carries the hook's URL or

@@ -46,6 +46,7 @@ const ACCESS_FIELDS: &[&str] = &[
     "nbf",
     "jti",
     "org_id",
+    "anonymous",
 ];
 
 /// Answers one introspection request.

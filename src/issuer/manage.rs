@@ -20,6 +20,7 @@ use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreErro
 use crate::config::IssuerSection;
 use crate::config::value::{absolute_uri, scope_token};
 
+mod anonymous;
 mod clients;
 mod keys;
 mod tenancy;
@@ -27,6 +28,7 @@ mod users;
 pub mod views;
 mod webhooks;
 
+pub use anonymous::{Promotion, REDACTED_DETAIL, anonymize_user, promote_user};
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
 pub use tenancy::{
@@ -87,10 +89,25 @@ pub enum ManageError {
     /// A record with the same unique key exists (the caller's fault).
     #[error("{0} already exists")]
     Exists(&'static str),
-    /// A `user.pre_create` hook denied the user (the caller's fault: the
-    /// reason is for them), or could not be asked and fails closed (ours).
-    #[error("the user was not created")]
-    UserRefused(#[source] Refusal),
+    /// The user is not of the kind the change needs: promoting a user who
+    /// is not anonymous, changing an anonymized one (the caller's fault).
+    #[error("user `{id}` {state}")]
+    UserState {
+        /// The user id.
+        id: String,
+        /// What is in the way (`is not anonymous`, …).
+        state: &'static str,
+    },
+    /// A `user.pre_create` hook denied the user's creation or promotion (the
+    /// caller's fault: the reason is for them), or could not be asked and
+    /// fails closed (ours).
+    #[error("the user was not {what}")]
+    UserRefused {
+        /// `created` or `promoted`.
+        what: &'static str,
+        #[source]
+        refusal: Refusal,
+    },
     /// Another replica holds the key-rotation lease (try again shortly).
     #[error("another replica is rotating the signing keys")]
     RotationBusy,
@@ -131,8 +148,15 @@ impl ManageError {
             | ManageError::UnknownWebhook(_)
             | ManageError::NotMember { .. }
             | ManageError::Exists(_)
-            | ManageError::UserRefused(Refusal::Denied { .. }) => true,
-            ManageError::UserRefused(Refusal::Failed { .. })
+            | ManageError::UserState { .. }
+            | ManageError::UserRefused {
+                refusal: Refusal::Denied { .. },
+                ..
+            } => true,
+            ManageError::UserRefused {
+                refusal: Refusal::Failed { .. },
+                ..
+            }
             | ManageError::RotationBusy
             | ManageError::Crypto
             | ManageError::Keys(_)

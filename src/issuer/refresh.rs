@@ -15,6 +15,8 @@
 //! The access token is minted afresh each time for the family's user, resource
 //! and (narrowed) scope, with the user's current roles in the family's
 //! organization; API scopes the roles or the client no longer grant are dropped.
+//! It says `"anonymous": true` while the user is anonymous: a promotion shows
+//! in the next refresh of the same family.
 
 use std::collections::HashSet;
 
@@ -56,6 +58,8 @@ struct Subject {
     scope: Vec<String>,
     membership: Option<Membership>,
     profile: Option<(User, Option<Organization>)>,
+    /// The user is anonymous (not promoted yet).
+    anonymous: bool,
 }
 
 // === impl Minter ===
@@ -83,6 +87,7 @@ impl Minter {
         let Some(FamilyMatch {
             family,
             presented: which,
+            anonymous,
         }) = found
         else {
             return Err(OAuthError::InvalidGrant("the refresh token is invalid"));
@@ -109,7 +114,7 @@ impl Minter {
         // Everything that can refuse runs before the rotation, so that a refusal
         // (a `token.pre_issue` hook's too) never costs the client its refresh
         // token.
-        let subject = self.subject(client, &family, scope).await?;
+        let subject = self.subject(client, &family, scope, anonymous).await?;
         let scope = subject.scope.join(" ");
         let claims = self.access_claims(client, &family, &subject, scope, now);
         let added = self.pre_issue("refresh_token", &claims).await?;
@@ -251,6 +256,7 @@ impl Minter {
         client: &Client,
         family: &RefreshFamily,
         scope: Vec<String>,
+        anonymous: bool,
     ) -> Result<Subject, OAuthError> {
         let membership = match &family.org_id {
             None => None,
@@ -283,6 +289,7 @@ impl Minter {
             scope,
             membership,
             profile,
+            anonymous,
         })
     }
 
@@ -382,6 +389,7 @@ impl Minter {
             scope,
             org_id: subject.org_id.as_deref(),
             roles: subject.roles.as_deref(),
+            anonymous: subject.anonymous,
         }
     }
 }

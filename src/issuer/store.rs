@@ -467,11 +467,22 @@ pub trait StoreTx: Send {
     async fn update_user(&mut self, user: &User) -> Result<bool, StoreError>;
     /// Deletes the user with their memberships, codes and refresh families.
     async fn delete_user(&mut self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes up to `limit` anonymous users created before `before` who
+    /// hold no refresh family any more (the purge removed their expired
+    /// ones), with their memberships and codes; their ids. A user promoted
+    /// meanwhile is left alone.
+    async fn delete_stale_anonymous_users(
+        &mut self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
     /// Adds the membership, or replaces the roles of an existing one (keeping
     /// its `created_at`). True when it was new.
     async fn add_membership(&mut self, membership: &Membership) -> Result<bool, StoreError>;
     /// Removes the user from the organization.
     async fn remove_membership(&mut self, org_id: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// Removes the user from every organization; returns how many.
+    async fn remove_memberships_of_user(&mut self, user_id: &str) -> Result<u64, StoreError>;
     /// Inserts a role; an existing name is a [`StoreError::Conflict`].
     async fn create_role(&mut self, role: &Role) -> Result<(), StoreError>;
     /// Inserts a signing key; an existing `kid` is a [`StoreError::Conflict`].
@@ -483,6 +494,8 @@ pub trait StoreTx: Send {
         retire_at: Option<i64>,
         expire_at: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Stores a new family (see [`Store::create_family`]).
+    async fn create_family(&mut self, family: &RefreshFamily) -> Result<(), StoreError>;
     /// Revokes the family at `now`; false if unknown or already revoked.
     async fn revoke_family(&mut self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// Revokes every live family of the user; returns how many.
@@ -509,6 +522,10 @@ pub trait StoreTx: Send {
     async fn enqueue_event(&mut self, event: &NewEvent) -> Result<(), StoreError>;
     /// Appends an entry to the audit log.
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Replaces the detail of every audit entry whose target is `target`
+    /// with `detail` (erasing what the details said about it); returns how
+    /// many changed. Times, actors and actions stay.
+    async fn redact_audit(&mut self, target: &str, detail: &str) -> Result<u64, StoreError>;
 }
 
 // === impl StoreError ===
@@ -547,6 +564,19 @@ mod tests {
         let (a, b) = (new_id("usr"), new_id("usr"));
         assert!(a.starts_with("usr_") && a.len() == 36, "{a}");
         assert_ne!(a, b);
+    }
+
+    /// The store keys a user without an email as `NONE:<id>` (see
+    /// `sql/tenancy.rs`), relying on this: no character lowercases to an
+    /// ASCII capital, so no address typed at sign-in ever has that key.
+    #[test]
+    fn lowercasing_never_yields_an_ascii_capital() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert!(
+                !c.to_lowercase().any(|l| l.is_ascii_uppercase()),
+                "{c:?} lowercases to a capital"
+            );
+        }
     }
 
     #[tokio::test]

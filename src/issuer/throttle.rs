@@ -19,6 +19,10 @@
 //! budgets (`kdf`). The counts live in the database, so the limits hold across
 //! replicas.
 //!
+//! The creation of anonymous users, which needs no credentials at all, is
+//! slowed down per source the same way ([`Throttle::creation`]): every
+//! creation counts.
+//!
 //! The source is the client's address as the gateway determines it
 //! ([`ClientIp`]): the peer, or, when the peer is one of
 //! `server.trusted_proxies`, the address they forward in `X-Forwarded-For`.
@@ -93,6 +97,18 @@ pub const CLIENT: Rules = Rules {
         max_delay: 300,
         memory: 3600,
     },
+};
+
+/// Anonymous users created from one source (every creation counts; none is
+/// forgiven): twenty at once, then one after 1 s, the wait doubling to one
+/// creation a minute; the count starts over an hour after the last wait.
+/// Creating users needs no credentials, so without this one address could
+/// fill the database.
+pub const ANONYMOUS: AttemptRule = AttemptRule {
+    free: 20,
+    first_delay: 1,
+    max_delay: 60,
+    memory: 3600,
 };
 
 /// What taking an attempt decided.
@@ -215,6 +231,20 @@ impl Throttle {
             .await
     }
 
+    /// Takes the creation of an anonymous user from `source` at `now`,
+    /// under the key `anonymous-source:<source>` and [`ANONYMOUS`]: `Check`
+    /// to go ahead (`delays_begin` on the creation that starts the waits),
+    /// `Wait` while the source waits.
+    pub async fn creation(&self, source: &Source, now: i64) -> Result<Verdict, StoreError> {
+        let key = format!("anonymous-source:{}", source.as_str());
+        match self.store.take_attempt(&key, now, &ANONYMOUS).await? {
+            Attempt::Delayed { until } => Ok(wait(until, now)),
+            Attempt::Counted { failures, .. } => Ok(Verdict::Check {
+                delays_begin: failures == ANONYMOUS.free,
+            }),
+        }
+    }
+
     /// The attempt was counted but never checked (no argon2 slot was free):
     /// it is forgiven under both keys.
     pub async fn unchecked(&self, keys: &Keys, now: i64) -> Result<(), StoreError> {
@@ -325,6 +355,42 @@ mod tests {
         ));
         let later = t0 + 14 + 2 + 3600;
         assert_eq!(throttle.attempt(&keys, later).await.unwrap(), check(false));
+    }
+
+    #[tokio::test]
+    async fn anonymous_creations_are_slowed_down_per_source() {
+        let store: Arc<dyn Store> = Arc::new(
+            crate::issuer::store::sqlite::SqliteStore::open("sqlite::memory:")
+                .await
+                .unwrap(),
+        );
+        let throttle = Throttle::new(store);
+        let s = Source::of(peer(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))));
+        let t0 = 3_000_000;
+        let check = |delays_begin| Verdict::Check { delays_begin };
+        for n in 1..ANONYMOUS.free {
+            assert_eq!(
+                throttle.creation(&s, t0).await.unwrap(),
+                check(false),
+                "{n}"
+            );
+        }
+        // The twentieth goes ahead and starts the waits.
+        assert_eq!(throttle.creation(&s, t0).await.unwrap(), check(true));
+        let wait = |retry_after| Verdict::Wait { retry_after };
+        assert_eq!(throttle.creation(&s, t0).await.unwrap(), wait(1));
+        assert_eq!(throttle.creation(&s, t0 + 1).await.unwrap(), check(false));
+        assert_eq!(throttle.creation(&s, t0 + 1).await.unwrap(), wait(2));
+        // Another source is not slowed down.
+        let other = Source::of(peer(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7))));
+        assert_eq!(throttle.creation(&other, t0).await.unwrap(), check(false));
+        // The wait grows to a minute and no further.
+        let mut at = t0 + 1;
+        for _ in 0..10 {
+            at += 60;
+            assert_eq!(throttle.creation(&s, at).await.unwrap(), check(false));
+        }
+        assert_eq!(throttle.creation(&s, at).await.unwrap(), wait(60));
     }
 
     #[tokio::test]

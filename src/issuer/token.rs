@@ -1,7 +1,10 @@
-//! The token endpoint's grants. Today: `client_credentials` (machine-to-machine
-//! tokens, RFC 6749 §4.4) with RFC 8707 resource selection. Every grant asks
-//! the `token.pre_issue` hooks ([`Minter::pre_issue`]) before it signs an
-//! access token, and signs what they added with it ([`Minter::sign_access_with`]).
+//! The token endpoint's grants. Here: `client_credentials` (machine-to-machine
+//! tokens, RFC 6749 §4.4) with RFC 8707 resource selection, and what the
+//! other grants share (claims, signing, scopes); the anonymous grant is in
+//! `anonymous`, refresh in `refresh`, the code exchange in `authorize`. Every
+//! grant asks the `token.pre_issue` hooks ([`Minter::pre_issue`]) before it
+//! signs an access token, and signs what they added with it
+//! ([`Minter::sign_access_with`]).
 
 use std::sync::Arc;
 
@@ -31,6 +34,10 @@ pub struct AccessClaims<'a> {
     pub org_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<&'a [String]>,
+    /// An anonymous user's token says so (`"anonymous": true`); others
+    /// carry no such claim.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 /// A successful token response (RFC 6749 §5.1). Its `Debug` hides the
@@ -125,27 +132,7 @@ impl Minter {
         if !client.grant_types.iter().any(|g| g == "client_credentials") {
             return Err(OAuthError::UnauthorizedClient);
         }
-        let resource = self.resource(client, form).await?;
-        let allowed = confine(
-            &self.section.url,
-            Some(&resource),
-            client.scopes.get(&resource).into_iter().flatten(),
-        );
-        let scopes: Vec<&str> = match requested_scopes(form)? {
-            Some(req) => {
-                let granted: Vec<&str> = allowed
-                    .iter()
-                    .filter(|a| req.contains(a))
-                    .map(String::as_str)
-                    .collect();
-                if granted.is_empty() && !req.is_empty() {
-                    return Err(OAuthError::InvalidScope);
-                }
-                granted
-            }
-            None => allowed.iter().map(String::as_str).collect(),
-        };
-        let scope = scopes.join(" ");
+        let (resource, scope) = self.resource_scope(client, form).await?;
         let ttl = self.section.access_token_ttl.as_secs();
         let claims = AccessClaims {
             iss: &self.section.url,
@@ -159,6 +146,7 @@ impl Minter {
             scope: scope.clone(),
             org_id: None,
             roles: None,
+            anonymous: false,
         };
         let added = self.pre_issue("client_credentials", &claims).await?;
         let access_token = self.sign_access_with(&claims, &added)?;
@@ -240,6 +228,38 @@ impl Minter {
             tracing::error!(error = %crate::telemetry::events::chain(&e), "Signing failed");
             OAuthError::Server
         })
+    }
+
+    /// The API a grant without a user's consent targets (`client_credentials`,
+    /// the anonymous grant) and the scope granted there: the requested scopes
+    /// the client may obtain for that API, or all of those when none is
+    /// requested; `invalid_scope` when none of the requested ones is allowed.
+    pub(super) async fn resource_scope(
+        &self,
+        client: &Client,
+        form: &Form,
+    ) -> Result<(String, String), OAuthError> {
+        let resource = self.resource(client, form).await?;
+        let allowed = confine(
+            &self.section.url,
+            Some(&resource),
+            client.scopes.get(&resource).into_iter().flatten(),
+        );
+        let scopes: Vec<&str> = match requested_scopes(form)? {
+            Some(req) => {
+                let granted: Vec<&str> = allowed
+                    .iter()
+                    .filter(|a| req.contains(a))
+                    .map(String::as_str)
+                    .collect();
+                if granted.is_empty() && !req.is_empty() {
+                    return Err(OAuthError::InvalidScope);
+                }
+                granted
+            }
+            None => allowed.iter().map(String::as_str).collect(),
+        };
+        Ok((resource, scopes.join(" ")))
     }
 
     /// The API a request targets: `resource` (RFC 8707) or `audience`, else the

@@ -160,13 +160,15 @@ async fn openid_families_get_a_fresh_id_token_for_the_same_sign_in() {
     env.store
         .update_user(&User {
             id: env.user.clone(),
-            email: format!("{}@example.test", env.user),
+            email: Some(format!("{}@example.test", env.user)),
             name: Some("Ada Lovelace".into()),
             picture: None,
             email_verified: true,
             password_hash: None,
             created_at: signed_in,
             updated_at: signed_in,
+            anonymous: false,
+            anonymized_at: None,
         })
         .await
         .unwrap();

@@ -47,7 +47,7 @@ pub(crate) async fn users(t: Ctx) {
 
     // An update replaces every field but created_at.
     let mut renamed = ada.clone();
-    renamed.email = "ada@lovelace.test".into();
+    renamed.email = Some("ada@lovelace.test".into());
     renamed.name = Some("Ada King".into());
     renamed.email_verified = false;
     renamed.updated_at = NOW + 60;
@@ -63,7 +63,7 @@ pub(crate) async fn users(t: Ctx) {
     );
     // An update into someone else's email clashes.
     let mut clash = bob.clone();
-    clash.email = "ADA@lovelace.test".into();
+    clash.email = Some("ADA@lovelace.test".into());
     let err = s.update_user(&clash).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict("user")), "{err:?}");
 

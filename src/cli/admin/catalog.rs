@@ -91,6 +91,9 @@ pub(super) enum Grant {
     AuthorizationCode,
     #[value(name = "refresh_token")]
     RefreshToken,
+    /// Anonymous users (public clients, with refresh_token).
+    #[value(name = "anonymous")]
+    Anonymous,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +199,7 @@ impl Grant {
             Grant::ClientCredentials => GrantType::ClientCredentials,
             Grant::AuthorizationCode => GrantType::AuthorizationCode,
             Grant::RefreshToken => GrantType::RefreshToken,
+            Grant::Anonymous => GrantType::Anonymous,
         }
     }
 }

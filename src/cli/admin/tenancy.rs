@@ -13,7 +13,7 @@ use portcullis::issuer::hooks::Hooks;
 use portcullis::issuer::manage::views::{
     membership_json, organization_json, role_json, time, user_detail_json, user_json,
 };
-use portcullis::issuer::manage::{self, Actor, NewUser, UserChanges};
+use portcullis::issuer::manage::{self, Actor, NewUser, Promotion, UserChanges};
 use portcullis::issuer::store::Store;
 
 use super::{Failure, SecretArg};
@@ -91,6 +91,33 @@ pub(super) enum UserCommand {
     },
     /// Delete a user with their memberships and refresh tokens.
     Delete {
+        /// The user id.
+        id: String,
+    },
+    /// Turn an anonymous user into a normal user with the same id (and
+    /// `sub`), who can then sign in with the email; prints the user.
+    #[command(group(ArgGroup::new("secret").required(true).args(["password", "password_stdin"])))]
+    Promote {
+        /// The id of the anonymous user.
+        id: String,
+        /// The email address (unique in any letter case).
+        #[arg(long)]
+        email: String,
+        /// The password (stored as an argon2id hash).
+        #[arg(long)]
+        password: Option<SecretArg>,
+        /// Read the password from standard input (one trailing newline is
+        /// dropped) instead of `--password`.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The full name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Erase a user's personal data (email, name, picture, password) and
+    /// keep the id; revokes their refresh tokens and ends their sessions and
+    /// memberships, so they never sign in again. Prints the user.
+    Anonymize {
         /// The user id.
         id: String,
     },
@@ -245,6 +272,25 @@ impl UserCommand {
             UserCommand::Delete { id } => {
                 manage::delete_user(db, actor, &id).await?;
                 Ok(json!({ "id": id, "deleted": true }))
+            }
+            UserCommand::Promote {
+                id,
+                email,
+                password: flag,
+                password_stdin,
+                name,
+            } => {
+                let promotion = Promotion {
+                    email,
+                    password: password(flag, password_stdin)?.unwrap_or_default(),
+                    name,
+                };
+                let user = manage::promote_user(db, hooks, actor, &id, promotion).await?;
+                Ok(user_json(&user))
+            }
+            UserCommand::Anonymize { id } => {
+                let user = manage::anonymize_user(db, actor, &id).await?;
+                Ok(user_json(&user))
             }
         }
     }

@@ -72,31 +72,44 @@ pub enum GrantType {
     AuthorizationCode,
     /// Refresh-token rotation (RFC 6749 §6).
     RefreshToken,
+    /// Anonymous users created without credentials by a public client
+    /// ([`ANONYMOUS_GRANT`] at the token endpoint).
+    Anonymous,
 }
 
+/// The `grant_type` value of the anonymous grant at the token endpoint; a
+/// client's `grant_types` names it `anonymous`.
+pub const ANONYMOUS_GRANT: &str = "urn:portcullis:params:oauth:grant-type:anonymous";
+
 impl GrantType {
-    /// The `grant_type` value.
+    /// Every grant type, in the order of the documentation.
+    pub const ALL: [GrantType; 4] = [
+        GrantType::ClientCredentials,
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::Anonymous,
+    ];
+
+    /// The name in a client's `grant_types` (for the first three, the
+    /// `grant_type` value too; the anonymous grant's is [`ANONYMOUS_GRANT`]).
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::Anonymous => "anonymous",
         }
     }
 }
 
 impl ParseValue for GrantType {
     const EXPECTING: &'static str =
-        "a grant type: client_credentials, authorization_code or refresh_token";
+        "a grant type: client_credentials, authorization_code, refresh_token or anonymous";
     fn parse_value(s: &str) -> Result<Self, String> {
-        [
-            GrantType::ClientCredentials,
-            GrantType::AuthorizationCode,
-            GrantType::RefreshToken,
-        ]
-        .into_iter()
-        .find(|g| g.as_str() == s)
-        .ok_or_else(|| format!("unknown grant type `{s}`, expected one of client_credentials, authorization_code, refresh_token"))
+        GrantType::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| format!("unknown grant type `{s}`, expected one of client_credentials, authorization_code, refresh_token, anonymous"))
     }
 }
 
@@ -112,11 +125,14 @@ pub enum WebhookEvent {
     TokenRevoked,
     TokenReuseDetected,
     KeyRotated,
+    UserAnonymousCreated,
+    UserAnonymousPromoted,
+    UserAnonymized,
 }
 
 impl WebhookEvent {
     /// Every event, in the order of the contract.
-    pub const ALL: [WebhookEvent; 9] = [
+    pub const ALL: [WebhookEvent; 12] = [
         WebhookEvent::UserCreated,
         WebhookEvent::UserUpdated,
         WebhookEvent::UserDeleted,
@@ -126,6 +142,9 @@ impl WebhookEvent {
         WebhookEvent::TokenRevoked,
         WebhookEvent::TokenReuseDetected,
         WebhookEvent::KeyRotated,
+        WebhookEvent::UserAnonymousCreated,
+        WebhookEvent::UserAnonymousPromoted,
+        WebhookEvent::UserAnonymized,
     ];
 
     /// The event name (`user.created`).
@@ -140,6 +159,9 @@ impl WebhookEvent {
             WebhookEvent::TokenRevoked => "token.revoked",
             WebhookEvent::TokenReuseDetected => "token.reuse_detected",
             WebhookEvent::KeyRotated => "key.rotated",
+            WebhookEvent::UserAnonymousCreated => "user.anonymous.created",
+            WebhookEvent::UserAnonymousPromoted => "user.anonymous.promoted",
+            WebhookEvent::UserAnonymized => "user.anonymized",
         }
     }
 }
@@ -357,6 +379,12 @@ mod tests {
             GrantType::parse_value("refresh_token"),
             Ok(GrantType::RefreshToken)
         );
+        assert_eq!(
+            GrantType::parse_value("anonymous"),
+            Ok(GrantType::Anonymous)
+        );
+        // The URN is the wire value, not a name for `grant_types`.
+        assert!(GrantType::parse_value(ANONYMOUS_GRANT).is_err());
         assert!(GrantType::parse_value("password").is_err());
         assert!(GrantType::parse_value("implicit").is_err());
         for e in WebhookEvent::ALL {

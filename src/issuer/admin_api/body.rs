@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use super::ApiError;
 use crate::config::GrantType;
 use crate::config::value::ParseValue;
-use crate::issuer::manage::{ManageError, NewClient, NewUser, NewWebhook, UserChanges};
+use crate::issuer::manage::{ManageError, NewClient, NewUser, NewWebhook, Promotion, UserChanges};
 use crate::issuer::store::ScopeMap;
 
 /// The largest JSON body read.
@@ -79,6 +79,16 @@ pub(super) struct UserPatch {
     email_verified: Option<bool>,
     #[serde(default)]
     password: Option<String>,
+}
+
+/// `POST /users/{id}/promote`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PromoteBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// `POST /roles`.
@@ -164,9 +174,9 @@ impl ClientBody {
                 GrantType::parse_value(g).map_err(|_| {
                     ApiError::Manage(ManageError::Invalid {
                         field: "grant types",
-                        reason:
-                            "each must be client_credentials, authorization_code or refresh_token"
-                                .to_owned(),
+                        reason: "each must be client_credentials, authorization_code, \
+                                 refresh_token or anonymous"
+                            .to_owned(),
                     })
                 })
             })
@@ -188,6 +198,18 @@ impl ClientBody {
 impl From<UserBody> for NewUser {
     fn from(b: UserBody) -> Self {
         NewUser {
+            email: b.email,
+            password: b.password,
+            name: b.name,
+        }
+    }
+}
+
+// === impl PromoteBody ===
+
+impl From<PromoteBody> for Promotion {
+    fn from(b: PromoteBody) -> Self {
+        Promotion {
             email: b.email,
             password: b.password,
             name: b.name,

@@ -173,11 +173,17 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
         | ManageError::UnknownRole(_) => {
             (StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
         }
-        ManageError::Exists(_) => (StatusCode::CONFLICT, "conflict", e.to_string()),
-        ManageError::UserRefused(Refusal::Denied { reason, .. }) => {
-            (StatusCode::FORBIDDEN, "access_denied", reason.to_string())
+        ManageError::Exists(_) | ManageError::UserState { .. } => {
+            (StatusCode::CONFLICT, "conflict", e.to_string())
         }
-        ManageError::UserRefused(Refusal::Failed { .. }) => (
+        ManageError::UserRefused {
+            refusal: Refusal::Denied { reason, .. },
+            ..
+        } => (StatusCode::FORBIDDEN, "access_denied", reason.to_string()),
+        ManageError::UserRefused {
+            refusal: Refusal::Failed { .. },
+            ..
+        } => (
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "a check required to create the user is unavailable; try again later".to_owned(),

@@ -1,11 +1,12 @@
 //! The endpoints of tenancy: `/organizations` and their `/members`,
-//! `/users` and `/roles`. Passwords go in (creation, `PATCH`) but never come
+//! `/users` (with the promotion of anonymous users and anonymization) and
+//! `/roles`. Passwords go in (creation, `PATCH`) but never come
 //! out: users are shown through [`user_json`], which has no hash.
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::body::{MemberBody, OrgBody, RoleBody, UserBody, UserPatch, read_json};
+use super::body::{MemberBody, OrgBody, PromoteBody, RoleBody, UserBody, UserPatch, read_json};
 use super::{Answer, ApiError, Call};
 use crate::issuer::manage::views::{
     membership_json, organization_json, role_json, time, user_detail_json, user_json,
@@ -103,6 +104,27 @@ pub(super) async fn delete_user(call: Call<'_>, id: &str) -> Answer {
         .await
         .map_err(ApiError::in_path)?;
     Ok((StatusCode::OK, json!({ "id": id, "deleted": true })))
+}
+
+/// `POST /users/{id}/promote`: `email`, `password` and optionally `name`
+/// make the anonymous user a normal one with the same id. A user who is not
+/// anonymous, or an email in use, is a 409.
+pub(super) async fn promote_user(call: Call<'_>, id: &str) -> Answer {
+    let b: PromoteBody = read_json(&call.headers, call.body).await?;
+    let user = manage::promote_user(call.store, call.hooks, call.actor, id, b.into())
+        .await
+        .map_err(ApiError::in_path)?;
+    Ok((StatusCode::OK, user_json(&user)))
+}
+
+/// `POST /users/{id}/anonymize` (no body): the user's personal data is
+/// erased, the id kept, their refresh tokens revoked. A user anonymized
+/// already is a 409.
+pub(super) async fn anonymize_user(call: Call<'_>, id: &str) -> Answer {
+    let user = manage::anonymize_user(call.store, call.actor, id)
+        .await
+        .map_err(ApiError::in_path)?;
+    Ok((StatusCode::OK, user_json(&user)))
 }
 
 /// `GET /roles`.

@@ -36,7 +36,9 @@ pub struct IdClaims<'a> {
 /// What the issuer says about a user, in the ID token and at userinfo.
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
-    pub email: String,
+    /// Absent for a user without an email (anonymous or anonymized).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub email_verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -189,6 +191,10 @@ impl Flow {
             .await
             .map_err(|e| store_failed(&e))?
             .ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
+        // A code issued just before the user was anonymized gives nothing.
+        if user.anonymized_at.is_some() {
+            return Err(OAuthError::InvalidGrant("the user no longer exists"));
+        }
         let (org, membership) = self.tenancy(&user.id, code.org_id.as_deref()).await?;
         let ttl = self.section.access_token_ttl.as_secs();
         let roles = membership.as_ref().map(|m| m.roles.clone());
@@ -204,6 +210,7 @@ impl Flow {
             scope: code.scope.clone(),
             org_id: code.org_id.as_deref(),
             roles: roles.as_deref(),
+            anonymous: user.anonymous,
         };
         // Before the refresh family exists: a refused token leaves none.
         let added = self.minter.pre_issue("authorization_code", &claims).await?;

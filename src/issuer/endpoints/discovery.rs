@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::config::IssuerSection;
+use crate::config::value::ANONYMOUS_GRANT;
 
 /// The OpenID Connect Discovery document and the RFC 8414 metadata, listing
 /// what this issuer serves today.
@@ -27,7 +28,7 @@ pub(super) fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", ANONYMOUS_GRANT],
         // `none`: public clients identify themselves by `client_id` alone
         // (with PKCE). No `*_jwt` method exists, so no
         // `token_endpoint_auth_signing_alg_values_supported` either.
@@ -50,7 +51,7 @@ pub(super) fn discovery_documents(section: &IssuerSection) -> (Bytes, Bytes) {
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "org_id", "roles",
-            "auth_time", "nonce", "email", "email_verified", "name", "picture", "org_name", "role"],
+            "anonymous", "auth_time", "nonce", "email", "email_verified", "name", "picture", "org_name", "role"],
     });
     let text = Bytes::from(doc.to_string());
     (text.clone(), text)

@@ -8,6 +8,7 @@ use super::{Actor, ManageError, audit, check_grants, check_name, invalid};
 use crate::config::value::absolute_uri;
 use crate::config::{GrantType, SigningAlg};
 use crate::issuer::clients::hash_secret;
+use crate::issuer::reserved::ADMIN_SCOPE;
 use crate::issuer::store::{Client, ScopeMap, Store, new_id, redacted};
 
 /// Bytes of randomness in a generated client secret (256 bits).
@@ -74,12 +75,15 @@ fn check_client(new: &NewClient) -> Result<(), ManageError> {
         ));
     }
     let code = grants.contains(&GrantType::AuthorizationCode);
-    if grants.contains(&GrantType::RefreshToken) && !code {
+    let anonymous = grants.contains(&GrantType::Anonymous);
+    let refresh = grants.contains(&GrantType::RefreshToken);
+    if refresh && !code && !anonymous {
         return Err(invalid(
             "grant types",
-            "refresh_token needs authorization_code, the only grant that issues refresh tokens",
+            "refresh_token needs authorization_code or anonymous, the grants that issue refresh tokens",
         ));
     }
+    check_anonymous(new, anonymous, refresh)?;
     if code && new.redirect_uris.is_empty() {
         return Err(invalid(
             "redirect uris",
@@ -98,6 +102,34 @@ fn check_client(new: &NewClient) -> Result<(), ManageError> {
     let list = &new.introspection;
     if list.iter().enumerate().any(|(i, r)| list[..i].contains(r)) {
         return Err(invalid("introspection", "a resource is listed twice"));
+    }
+    Ok(())
+}
+
+/// The anonymous grant: public clients only, with `refresh_token` (an
+/// anonymous user's only way back), and never the admin API's scope (anyone
+/// could create a user holding it).
+fn check_anonymous(new: &NewClient, anonymous: bool, refresh: bool) -> Result<(), ManageError> {
+    if !anonymous {
+        return Ok(());
+    }
+    if !new.public {
+        return Err(invalid(
+            "grant types",
+            "anonymous is for public clients: apps on users' devices that create a user without credentials",
+        ));
+    }
+    if !refresh {
+        return Err(invalid(
+            "grant types",
+            "anonymous needs refresh_token: an anonymous user has no credentials, so its refresh token is the only way back to the same user",
+        ));
+    }
+    if new.scopes.values().flatten().any(|s| s == ADMIN_SCOPE) {
+        return Err(invalid(
+            "scopes",
+            "a client with the anonymous grant cannot obtain admin API scopes: anyone could create a user holding them",
+        ));
     }
     Ok(())
 }

@@ -102,23 +102,30 @@ pub async fn create_user(
         return Err(ManageError::Exists("a user with this email"));
     }
     let about = PreCreate {
-        email: &new.email,
-        name: &new.name,
+        email: Some(&new.email),
+        name: Some(&new.name),
+        anonymous: false,
+        user_id: None,
     };
     hooks
         .pre_create(&about)
         .await
-        .map_err(ManageError::UserRefused)?;
+        .map_err(|refusal| ManageError::UserRefused {
+            what: "created",
+            refusal,
+        })?;
     let hash = hash_secret(new.password).await.ok_or(ManageError::Crypto)?;
     let user = User {
         id: new_id("usr"),
-        email: new.email,
+        email: Some(new.email),
         name: Some(new.name),
         picture: None,
         email_verified: false,
         password_hash: Some(hash),
         created_at: actor.now,
         updated_at: actor.now,
+        anonymous: false,
+        anonymized_at: None,
     };
     let data = json!({ "id": user.id, "email": user.email, "name": user.name });
     let mut tx = store.begin().await?;

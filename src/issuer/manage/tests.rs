@@ -384,4 +384,5 @@ async fn a_held_lease_is_reported_not_ignored() {
     assert!(!ManageError::RotationBusy.is_caller_fault());
 }
 
+mod anonymous;
 mod lifecycle;

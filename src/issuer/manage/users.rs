@@ -67,8 +67,14 @@ pub async fn update_user(
 ) -> Result<User, ManageError> {
     check_changes(&changes)?;
     let mut user = get_user(store, id).await?;
+    check_kind(&user, &changes)?;
+    let same_email = |email: &str| {
+        user.email
+            .as_deref()
+            .is_some_and(|e| email.eq_ignore_ascii_case(e))
+    };
     if let Some(email) = &changes.email
-        && !email.eq_ignore_ascii_case(&user.email)
+        && !same_email(email)
         && store.get_user_by_email(email).await?.is_some()
     {
         return Err(ManageError::Exists("a user with this email"));
@@ -83,11 +89,11 @@ pub async fn update_user(
         changed.push("name");
     }
     if let Some(email) = changes.email {
-        if !email.eq_ignore_ascii_case(&user.email) {
+        if !same_email(&email) {
             // A new address has not been verified, unless the caller says so.
             user.email_verified = false;
         }
-        user.email = email;
+        user.email = Some(email);
         changed.push("email");
     }
     if let Some(picture) = changes.picture {
@@ -150,6 +156,24 @@ pub async fn delete_user(
         .await?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// An anonymized user is never changed again; an anonymous one gets an
+/// email and a password by its promotion only (`promote_user`).
+fn check_kind(user: &User, changes: &UserChanges) -> Result<(), ManageError> {
+    if user.anonymized_at.is_some() {
+        return Err(ManageError::UserState {
+            id: user.id.clone(),
+            state: "was anonymized and cannot be changed",
+        });
+    }
+    if user.anonymous && (changes.email.is_some() || changes.password.is_some()) {
+        return Err(ManageError::UserState {
+            id: user.id.clone(),
+            state: "is anonymous: promote the user to give them an email and a password",
+        });
+    }
+    Ok(())
 }
 
 /// The fields of `user.created`'s data, and the profile around them: never

@@ -22,7 +22,9 @@ pub fn client_json(c: &Client) -> Value {
     })
 }
 
-/// A user as shown: the profile, never the password hash.
+/// A user as shown: the profile, never the password hash. `email` is null
+/// for an anonymous or anonymized user; `anonymized_at` is null for a user
+/// who was never anonymized.
 pub fn user_json(u: &User) -> Value {
     json!({
         "id": u.id,
@@ -30,6 +32,8 @@ pub fn user_json(u: &User) -> Value {
         "name": u.name,
         "picture": u.picture,
         "email_verified": u.email_verified,
+        "anonymous": u.anonymous,
+        "anonymized_at": u.anonymized_at.map(time),
         "created_at": time(u.created_at),
         "updated_at": time(u.updated_at),
     })

@@ -81,13 +81,20 @@ pub struct Organization {
     pub created_at: i64,
 }
 
-/// A user who can log in. Its `Debug` hides the password's hash.
+/// A user. Its `Debug` hides the password's hash.
+///
+/// A user is one of three kinds: a normal user (an email, and usually a
+/// password to sign in with), an anonymous user (`anonymous`: created
+/// without credentials by the anonymous grant, no email until promoted), or
+/// an anonymized one (`anonymized_at`: personal data removed, only the id
+/// and times left; never signs in again).
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
     /// The identifier, `usr_…`; becomes `sub`.
     pub id: String,
-    /// The email address, unique regardless of letter case.
-    pub email: String,
+    /// The email address, unique regardless of letter case; `None` for an
+    /// anonymous or anonymized user.
+    pub email: Option<String>,
     /// The full name, for the `name` claim.
     pub name: Option<String>,
     /// A picture URL, for the `picture` claim.
@@ -100,6 +107,12 @@ pub struct User {
     pub created_at: i64,
     /// When the user was last changed.
     pub updated_at: i64,
+    /// Created by the anonymous grant and not promoted yet: their access
+    /// tokens say `"anonymous": true`.
+    pub anonymous: bool,
+    /// When the user's personal data was removed; `None` for a user who was
+    /// never anonymized.
+    pub anonymized_at: Option<i64>,
 }
 
 /// A user's membership of an organization, with the roles it carries there.
@@ -247,6 +260,9 @@ pub struct FamilyMatch {
     pub family: RefreshFamily,
     /// Which of its tokens was presented.
     pub presented: PresentedToken,
+    /// Whether the family's user is anonymous now (read with the family, so
+    /// that a promotion shows in the next refresh without another query).
+    pub anonymous: bool,
 }
 
 /// A webhook endpoint. Its `Debug` hides the secret.

@@ -394,8 +394,20 @@ impl StoreTx for SqlTx {
         tenancy::delete_user(&mut self.tx, id).await
     }
 
+    async fn delete_stale_anonymous_users(
+        &mut self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        tenancy::delete_stale_anonymous(&mut self.tx, before, limit).await
+    }
+
     async fn add_membership(&mut self, membership: &Membership) -> Result<bool, StoreError> {
         tenancy::add_membership(&mut self.tx, membership).await
+    }
+
+    async fn remove_memberships_of_user(&mut self, user_id: &str) -> Result<u64, StoreError> {
+        tenancy::remove_memberships_of_user(&mut self.tx, user_id).await
     }
 
     async fn remove_membership(&mut self, org_id: &str, user_id: &str) -> Result<bool, StoreError> {
@@ -417,6 +429,10 @@ impl StoreTx for SqlTx {
         expire_at: Option<i64>,
     ) -> Result<bool, StoreError> {
         keys::update_signing_key_times(&mut self.tx, kid, retire_at, expire_at).await
+    }
+
+    async fn create_family(&mut self, family: &RefreshFamily) -> Result<(), StoreError> {
+        tokens::create_family(&mut self.tx, family).await
     }
 
     async fn revoke_family(&mut self, id: &str, now: i64) -> Result<bool, StoreError> {
@@ -461,6 +477,10 @@ impl StoreTx for SqlTx {
 
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
         events::insert_audit(&mut self.tx, entry).await
+    }
+
+    async fn redact_audit(&mut self, target: &str, detail: &str) -> Result<u64, StoreError> {
+        events::redact_audit(&mut self.tx, target, detail).await
     }
 }
 

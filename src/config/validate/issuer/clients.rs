@@ -88,6 +88,12 @@ pub(super) fn client(
         let skey = format!("{key}.scopes.{resource}");
         scopes(c, &skey, list);
         if resource == admin {
+            if grant_types.contains(&GrantType::Anonymous) {
+                c.error(
+                    &skey,
+                    "a client with the `anonymous` grant cannot obtain admin API scopes: anyone could create a user holding them",
+                );
+            }
             // The issuer declares this resource, with its one scope.
             for (j, s) in list.iter().enumerate() {
                 if s != ADMIN_SCOPE {
@@ -184,7 +190,7 @@ fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no
     if grants.is_empty() {
         c.error(
             &gkey,
-            "`grant_types` is required: at least one of client_credentials, authorization_code, refresh_token",
+            "`grant_types` is required: at least one of client_credentials, authorization_code, refresh_token, anonymous",
         );
     }
     if has_duplicates(grants) {
@@ -197,10 +203,24 @@ fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no
         );
     }
     let code = grants.contains(&GrantType::AuthorizationCode);
-    if grants.contains(&GrantType::RefreshToken) && !code {
+    let anonymous = grants.contains(&GrantType::Anonymous);
+    let refresh = grants.contains(&GrantType::RefreshToken);
+    if refresh && !code && !anonymous {
         c.error(
             &gkey,
-            "`refresh_token` needs `authorization_code`, the only grant that issues refresh tokens",
+            "`refresh_token` needs `authorization_code` or `anonymous`, the grants that issue refresh tokens",
+        );
+    }
+    if anonymous && !public {
+        c.error(
+            &gkey,
+            "`anonymous` is for public clients (`public: true`): apps on users' devices that create a user without credentials",
+        );
+    }
+    if anonymous && !refresh {
+        c.error(
+            &gkey,
+            "`anonymous` needs `refresh_token`: an anonymous user has no credentials, so its refresh token is the only way back to the same user",
         );
     }
     if code && no_redirect {

@@ -38,6 +38,8 @@ impl fmt::Debug for User {
             .field("password_hash", &redacted(&self.password_hash))
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("anonymous", &self.anonymous)
+            .field("anonymized_at", &self.anonymized_at)
             .finish()
     }
 }

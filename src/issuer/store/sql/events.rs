@@ -201,6 +201,21 @@ pub(super) async fn insert_audit(c: &mut Conn, a: &AuditEntry) -> Result<(), Sto
     Ok(())
 }
 
+/// Replaces the detail of every entry about `target` with `detail` (an
+/// erasure of the personal data the details held); how many changed.
+pub(super) async fn redact_audit(
+    c: &mut Conn,
+    target: &str,
+    detail: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query("UPDATE audit_log SET detail = $2 WHERE target = $1 AND detail <> $2")
+        .bind(target)
+        .bind(detail)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 pub(super) async fn list_audit(c: &mut Conn, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, at, actor, action, target, detail FROM audit_log \

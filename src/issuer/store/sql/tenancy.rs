@@ -2,7 +2,9 @@
 //!
 //! Emails are unique regardless of case through `email_key`, the address
 //! lowercased here (full Unicode, the same on both databases, where SQL's
-//! `lower()` on SQLite folds ASCII only).
+//! `lower()` on SQLite folds ASCII only). A user without an email (anonymous
+//! or anonymized) stores `''` and the key [`no_email_key`], which no lookup
+//! ever asks for.
 
 use sqlx::Row as _;
 
@@ -63,23 +65,41 @@ fn organization(row: &Row) -> Result<Organization, StoreError> {
 
 // --- users ---
 
-const USER_COLUMNS: &str =
-    "id, email, name, picture, email_verified, password_hash, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, name, picture, email_verified, password_hash, \
+     created_at, updated_at, anonymous, anonymized_at";
+
+/// The `email_key` of a user without an email: unique, and never the key of
+/// an address, since a lowercased string holds no ASCII capital.
+fn no_email_key(id: &str) -> String {
+    format!("NONE:{id}")
+}
+
+/// The `email` and `email_key` columns of `user`.
+fn email_columns(user: &User) -> (&str, String) {
+    match &user.email {
+        Some(email) => (email, email.to_lowercase()),
+        None => ("", no_email_key(&user.id)),
+    }
+}
 
 pub(super) async fn create_user(c: &mut Conn, user: &User) -> Result<(), StoreError> {
+    let (email, email_key) = email_columns(user);
     sqlx::query(
         "INSERT INTO users (id, email, email_key, name, picture, email_verified, \
-         password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         password_hash, created_at, updated_at, anonymous, anonymized_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&user.id)
-    .bind(&user.email)
-    .bind(user.email.to_lowercase())
+    .bind(email)
+    .bind(email_key)
     .bind(&user.name)
     .bind(&user.picture)
     .bind(user.email_verified)
     .bind(&user.password_hash)
     .bind(user.created_at)
     .bind(user.updated_at)
+    .bind(user.anonymous)
+    .bind(user.anonymized_at)
     .execute(&mut *c)
     .await
     .map_err(write_error("user"))?;
@@ -87,22 +107,49 @@ pub(super) async fn create_user(c: &mut Conn, user: &User) -> Result<(), StoreEr
 }
 
 pub(super) async fn update_user(c: &mut Conn, user: &User) -> Result<bool, StoreError> {
+    let (email, email_key) = email_columns(user);
     let done = sqlx::query(
         "UPDATE users SET email = $2, email_key = $3, name = $4, picture = $5, \
-         email_verified = $6, password_hash = $7, updated_at = $8 WHERE id = $1",
+         email_verified = $6, password_hash = $7, updated_at = $8, anonymous = $9, \
+         anonymized_at = $10 WHERE id = $1",
     )
     .bind(&user.id)
-    .bind(&user.email)
-    .bind(user.email.to_lowercase())
+    .bind(email)
+    .bind(email_key)
     .bind(&user.name)
     .bind(&user.picture)
     .bind(user.email_verified)
     .bind(&user.password_hash)
     .bind(user.updated_at)
+    .bind(user.anonymous)
+    .bind(user.anonymized_at)
     .execute(&mut *c)
     .await
     .map_err(write_error("user"))?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Deletes up to `limit` anonymous users created before `before` that hold
+/// no refresh family any more (the purge deleted them when they expired);
+/// their ids. The conditions are repeated outside the subquery, so that
+/// PostgreSQL re-checks them against a row a promotion changed meanwhile.
+pub(super) async fn delete_stale_anonymous(
+    c: &mut Conn,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    const STALE: &str = "anonymous AND created_at <= $1 AND NOT EXISTS \
+         (SELECT 1 FROM refresh_families f WHERE f.user_id = users.id)";
+    let sql = format!(
+        "DELETE FROM users WHERE {STALE} AND id IN \
+         (SELECT id FROM users WHERE {STALE} ORDER BY created_at LIMIT $2) RETURNING id"
+    );
+    let ids = sqlx::query_scalar(&sql)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+    Ok(ids)
 }
 
 pub(super) async fn delete_user(c: &mut Conn, id: &str) -> Result<bool, StoreError> {
@@ -145,15 +192,18 @@ pub(super) async fn list_users(c: &mut Conn) -> Result<Vec<User>, StoreError> {
 }
 
 fn user(row: &Row) -> Result<User, StoreError> {
+    let email: String = row.try_get("email")?;
     Ok(User {
         id: row.try_get("id")?,
-        email: row.try_get("email")?,
+        email: (!email.is_empty()).then_some(email),
         name: row.try_get("name")?,
         picture: row.try_get("picture")?,
         email_verified: row.try_get("email_verified")?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        anonymous: row.try_get("anonymous")?,
+        anonymized_at: row.try_get("anonymized_at")?,
     })
 }
 
@@ -195,6 +245,17 @@ pub(super) async fn remove_membership(
         .execute(&mut *c)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn remove_memberships_of_user(
+    c: &mut Conn,
+    user_id: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn list_memberships(

@@ -156,24 +156,30 @@ pub(super) async fn create_family(c: &mut Conn, f: &RefreshFamily) -> Result<(),
     Ok(())
 }
 
+/// Whether the family's user is anonymous now, read with the family.
+const USER_ANONYMOUS: &str = "(SELECT anonymous FROM users \
+     WHERE users.id = refresh_families.user_id) AS user_anonymous";
+
 pub(super) async fn find_family_by_token_hash(
     c: &mut Conn,
     token_hash: &str,
 ) -> Result<Option<FamilyMatch>, StoreError> {
-    let sql = format!("SELECT {FAMILY_COLUMNS} FROM refresh_families WHERE current_hash = $1");
+    let sql = format!(
+        "SELECT {FAMILY_COLUMNS}, {USER_ANONYMOUS} FROM refresh_families WHERE current_hash = $1"
+    );
     if let Some(row) = sqlx::query(&sql)
         .bind(token_hash)
         .fetch_optional(&mut *c)
         .await?
     {
-        let family = refresh_family(&row)?;
         return Ok(Some(FamilyMatch {
-            family,
+            family: refresh_family(&row)?,
             presented: PresentedToken::Current,
+            anonymous: user_anonymous(&row)?,
         }));
     }
     let sql = format!(
-        "SELECT {FAMILY_COLUMNS} FROM refresh_families WHERE id = \
+        "SELECT {FAMILY_COLUMNS}, {USER_ANONYMOUS} FROM refresh_families WHERE id = \
          (SELECT family_id FROM retired_refresh_tokens WHERE token_hash = $1)"
     );
     let Some(row) = sqlx::query(&sql)
@@ -189,7 +195,16 @@ pub(super) async fn find_family_by_token_hash(
     } else {
         PresentedToken::Retired
     };
-    Ok(Some(FamilyMatch { family, presented }))
+    Ok(Some(FamilyMatch {
+        family,
+        presented,
+        anonymous: user_anonymous(&row)?,
+    }))
+}
+
+fn user_anonymous(row: &Row) -> Result<bool, StoreError> {
+    let anonymous: Option<bool> = row.try_get("user_anonymous")?;
+    Ok(anonymous.unwrap_or(false))
 }
 
 /// Rotates inside the caller's transaction: the conditional update decides, and
