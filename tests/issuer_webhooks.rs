@@ -265,9 +265,14 @@ async fn refused_and_retried(env: &Env, gw: &Gateway, n: f64, id: &str) {
         gw.metric(refused).await >= n
     })
     .await;
+    // The counter is bumped per POST, before the outbox row is updated for
+    // the whole event: wait for the update.
     let sql = format!("SELECT attempts, delivered_at FROM event_outbox WHERE id = '{id}'");
+    eventually("the retry to be scheduled", || async {
+        env.db.rows(&sql, &["attempts", "delivered_at"]).await[0][0] != "0"
+    })
+    .await;
     let rows = env.db.rows(&sql, &["attempts", "delivered_at"]).await;
-    assert_ne!(rows[0][0], "0", "a retry is scheduled: {rows:?}");
     assert_eq!(rows[0][1], "NULL", "not delivered: {rows:?}");
 }
 
