@@ -265,11 +265,12 @@ async fn refused_and_retried(env: &Env, gw: &Gateway, n: f64, id: &str) {
         gw.metric(refused).await >= n
     })
     .await;
-    // The counter is bumped per POST, before the outbox row is updated for
-    // the whole event: wait for the update.
+    // The refusals are counted as they happen; the outbox row records the
+    // attempt once the round is over.
     let sql = format!("SELECT attempts, delivered_at FROM event_outbox WHERE id = '{id}'");
-    eventually("the retry to be scheduled", || async {
-        env.db.rows(&sql, &["attempts", "delivered_at"]).await[0][0] != "0"
+    let query = sql.as_str();
+    eventually("a retry to be scheduled", || async move {
+        env.db.rows(query, &["attempts", "delivered_at"]).await[0][0] != "0"
     })
     .await;
     let rows = env.db.rows(&sql, &["attempts", "delivered_at"]).await;

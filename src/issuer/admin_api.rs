@@ -38,7 +38,7 @@ mod tenancy;
 pub use error::ApiError;
 
 /// Every admin API path starts with this.
-pub const PREFIX: &str = "/admin/v1/";
+pub use crate::config::value::ADMIN_API_PREFIX as PREFIX;
 
 pub use super::reserved::{ADMIN_SCOPE, admin_audience};
 

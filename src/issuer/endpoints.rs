@@ -36,18 +36,7 @@ use startup::{apply_declarations, seal_stored_secrets, warn_on_unsafe_role_names
 const MAX_FORM: usize = 64 * 1024;
 
 /// Paths the issuer answers (everything else goes to the routes).
-pub const PATHS: &[&str] = &[
-    "/.well-known/openid-configuration",
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/jwks.json",
-    "/oauth/token",
-    "/oauth/revoke",
-    "/oauth/introspect",
-    "/oauth/authorize",
-    "/oauth/userinfo",
-    "/login",
-    "/logout",
-];
+pub use crate::config::value::ISSUER_PATHS as PATHS;
 
 /// Why the issuer could not start.
 #[derive(Debug, thiserror::Error)]

@@ -295,6 +295,24 @@ impl ParseValue for IssuerUrl {
     }
 }
 
+/// The paths the built-in issuer answers on the public listener, before any
+/// route (matched on the normalised path).
+pub const ISSUER_PATHS: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+    "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    "/oauth/authorize",
+    "/oauth/userinfo",
+    "/login",
+    "/logout",
+];
+
+/// Everything below this prefix is the built-in issuer's admin API.
+pub const ADMIN_API_PREFIX: &str = "/admin/v1/";
+
 /// The scope of the built-in issuer's admin API. It exists only on the admin
 /// API's own resource, [`admin_audience`].
 pub const ADMIN_SCOPE: &str = "portcullis:admin";
