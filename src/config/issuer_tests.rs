@@ -467,6 +467,7 @@ fn every_issuer_error_is_collected() {
     assert!(errs.windows(2).all(|w| w[0].line <= w[1].line));
 }
 
+mod hooks;
 mod security;
 
 #[test]

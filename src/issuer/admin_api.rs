@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::error::json_response;
+use super::hooks::Hooks;
 use super::introspect::verified_access_claims;
 use super::keyring::KeyRing;
 use super::manage::views::keys_json;
@@ -57,6 +58,8 @@ struct Call<'a> {
     section: &'a IssuerSection,
     /// The master key's text, for endpoints that seal secrets.
     master: Option<&'a str>,
+    /// The blocking hooks, for the changes they guard.
+    hooks: &'a Hooks,
     actor: Actor<'a>,
     headers: HeaderMap,
     query: Option<String>,
@@ -82,6 +85,7 @@ impl AdminApi {
         section: Arc<IssuerSection>,
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
+        hooks: Arc<Hooks>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> AdminApi {
@@ -91,6 +95,7 @@ impl AdminApi {
                 section,
                 keys,
                 store,
+                hooks,
             },
             master,
             clock,
@@ -130,6 +135,7 @@ impl AdminApi {
             store: self.minter.store.as_ref(),
             section: &self.minter.section,
             master: self.master.as_deref(),
+            hooks: &self.minter.hooks,
             actor: Actor { name: &sub, now },
             headers: parts.headers,
             query,

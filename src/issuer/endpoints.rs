@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
+use super::hooks::Hooks;
 use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
@@ -52,6 +53,8 @@ pub enum IssuerError {
     Resources(#[source] super::manage::ManageError),
     #[error("cannot seal the stored webhook secrets")]
     Seal(#[source] super::signing::seal::SecretError),
+    #[error("cannot set up the blocking hooks' client")]
+    Hooks(#[source] rustls::Error),
 }
 
 /// The running issuer.
@@ -108,6 +111,7 @@ impl Issuer {
         ));
         keys.sync_at_start(clock.as_ref()).await?;
         let (discovery, metadata) = discovery_documents(&section);
+        let hooks = Arc::new(Hooks::new(&section, clock.clone()).map_err(IssuerError::Hooks)?);
         // Unknown emails at /login replay real verification times: one is
         // measured now, so that there is one before the first login.
         let login_budget = Arc::new(Budget::new("login", LOGIN_LIMITS));
@@ -121,6 +125,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                hooks.clone(),
                 clock.clone(),
                 env,
             ),
@@ -128,6 +133,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                hooks.clone(),
                 clock.clone(),
                 login_budget,
             ),
@@ -135,6 +141,7 @@ impl Issuer {
                 section: section.clone(),
                 keys: keys.clone(),
                 store: store.clone(),
+                hooks,
             },
             section,
             store,

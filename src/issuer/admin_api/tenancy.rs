@@ -63,7 +63,7 @@ pub(super) async fn list_users(call: Call<'_>) -> Answer {
 /// `POST /users`.
 pub(super) async fn create_user(call: Call<'_>) -> Answer {
     let b: UserBody = read_json(&call.headers, call.body).await?;
-    let user = manage::create_user(call.store, call.actor, b.into()).await?;
+    let user = manage::create_user(call.store, call.hooks, call.actor, b.into()).await?;
     let out = json!({
         "id": user.id,
         "email": user.email,
@@ -111,7 +111,7 @@ pub(super) async fn delete_user(call: Call<'_>, id: &str) -> Answer {
 /// anonymous, or an email in use, is a 409.
 pub(super) async fn promote_user(call: Call<'_>, id: &str) -> Answer {
     let b: PromoteBody = read_json(&call.headers, call.body).await?;
-    let user = manage::promote_user(call.store, call.actor, id, b.into())
+    let user = manage::promote_user(call.store, call.hooks, call.actor, id, b.into())
         .await
         .map_err(ApiError::in_path)?;
     Ok((StatusCode::OK, user_json(&user)))
