@@ -1,7 +1,7 @@
-//! What admin requests carry: the size-capped JSON body reader, the body
-//! shapes of each endpoint (unknown fields refused), and the `limit` query of
-//! `/audit`. Values are only parsed here; [`manage`](crate::issuer::manage)
-//! validates them.
+//! What admin requests carry in their bodies: the size-capped JSON body
+//! reader and the body shapes of each endpoint (unknown fields refused), which
+//! describe themselves to the OpenAPI document. Values are only parsed here;
+//! [`manage`](crate::issuer::manage) validates them.
 
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 use super::ApiError;
 use crate::config::GrantType;
@@ -19,103 +20,141 @@ use crate::issuer::store::ScopeMap;
 /// The largest JSON body read.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The audit entries listed when `limit` is absent, and the most listed.
-const AUDIT_DEFAULT: i64 = 50;
-const AUDIT_MAX: i64 = 1000;
-
-/// `POST /apis`.
-#[derive(Deserialize)]
+/// `POST /apis`: an API resource (an audience) and its scopes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewApi)]
 pub(super) struct ApiBody {
+    /// The audience URL (absolute), unique.
     pub identifier: String,
+    /// The scopes it defines: at least one, no duplicates, no spaces.
     pub scopes: Vec<String>,
 }
 
-/// `POST /clients`.
-#[derive(Deserialize)]
+/// `POST /clients`: a client; a confidential one (not `public`) gets a
+/// generated secret.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewClient)]
 pub(super) struct ClientBody {
+    /// A human-readable name.
     name: String,
+    /// `client_credentials`, `authorization_code`, `refresh_token` or
+    /// `anonymous`.
     grant_types: Vec<String>,
+    /// Redirect URIs, matched exactly (authorization code grant).
     #[serde(default)]
     redirect_uris: Vec<String>,
+    /// A public client has no secret and must use PKCE.
     #[serde(default)]
     public: bool,
+    /// Whether the authorization-code grant requires PKCE.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     require_pkce: bool,
+    /// The scopes the client may obtain, per API identifier.
     #[serde(default)]
+    #[schema(inline)]
     scopes: ScopeMap,
+    /// The APIs whose access tokens the client may introspect besides its own.
     #[serde(default)]
     introspection: Vec<String>,
 }
 
 /// `POST /organizations`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewOrganization)]
 pub(super) struct OrgBody {
+    /// The display name.
     pub name: String,
 }
 
 /// `POST /users`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewUser)]
 pub(super) struct UserBody {
+    /// The email address, unique regardless of letter case.
     email: String,
+    /// The password (at least 8 characters).
     password: String,
+    /// The full name.
     name: String,
 }
 
 /// `PATCH /users/{id}`: absent fields stay; `"picture": null` removes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserChanges)]
 pub(super) struct UserPatch {
+    /// A new full name.
     #[serde(default)]
     name: Option<String>,
+    /// A new email address.
     #[serde(default)]
     email: Option<String>,
+    /// A new picture URL; null removes it.
     #[serde(default, deserialize_with = "present")]
     picture: Option<Option<String>>,
+    /// Whether the email address is verified.
     #[serde(default)]
     email_verified: Option<bool>,
+    /// A new password; revokes the user's refresh tokens.
     #[serde(default)]
     password: Option<String>,
 }
 
 /// `POST /users/{id}/promote`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Promotion)]
 pub(super) struct PromoteBody {
+    /// The user's email address from now on.
     email: String,
+    /// The user's password (at least 8 characters).
     password: String,
+    /// The full name.
     #[serde(default)]
     name: Option<String>,
 }
 
 /// `POST /roles`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewRole)]
 pub(super) struct RoleBody {
+    /// The name: printable ASCII without commas, spaces or quotes.
     pub name: String,
+    /// The identifier of the API whose scopes the role grants.
     pub api: String,
+    /// The scopes of that API the role grants.
     pub scopes: Vec<String>,
 }
 
 /// `POST /organizations/{id}/members`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewMember)]
 pub(super) struct MemberBody {
+    /// The user to add (or whose roles to replace).
     pub user_id: String,
+    /// The role names the user has in the organization.
     pub roles: Vec<String>,
 }
 
 /// `POST /webhooks`: `events` absent for every event, `secret` absent to
 /// have one generated.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhook)]
 pub(super) struct WebhookBody {
+    /// Where events are delivered (http or https).
     url: String,
+    /// The events to deliver; absent or null for every event.
     #[serde(default)]
     events: Option<Vec<String>>,
+    /// A Standard Webhooks secret (`whsec_…`); absent to have one generated.
     #[serde(default)]
     secret: Option<String>,
 }
@@ -145,21 +184,6 @@ pub(super) async fn read_json<T: DeserializeOwned>(
         .to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|_| ApiError::Request("the body is not JSON of the expected shape"))
-}
-
-/// The `limit` of `GET /audit`: 1 to 1000, 50 when absent.
-pub(super) fn audit_limit(query: Option<&str>) -> Result<i64, ApiError> {
-    let mut limit = AUDIT_DEFAULT;
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if k == "limit" {
-            limit = v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=AUDIT_MAX).contains(n))
-                .ok_or(ApiError::Request("limit must be a number from 1 to 1000"))?;
-        }
-    }
-    Ok(limit)
 }
 
 // === impl ClientBody ===
