@@ -145,7 +145,10 @@ pub(super) async fn list_clients(call: Call<'_>) -> Answer {
     request_body = ClientBody,
     responses(
         (status = 201, description = "The client created, with its secret (confidential \
-            clients), shown this once.", body = CreatedClientView),
+            clients), shown this once.", body = CreatedClientView, links(
+            ("DeleteClient" = (operation_id = "delete_client",
+                parameters(("id" = "$response.body#/client_id")))),
+        )),
         (status = 409, response = super::openapi::responses::Conflict),
     ),
 )]
@@ -217,7 +220,10 @@ pub(super) async fn list_webhooks(call: Call<'_>) -> Answer {
     request_body = WebhookBody,
     responses(
         (status = 201, description = "The webhook created, with its secret, shown this once.",
-            body = CreatedWebhookView),
+            body = CreatedWebhookView, links(
+                ("DeleteWebhook" = (operation_id = "delete_webhook",
+                    parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 409, response = super::openapi::responses::Conflict),
     ),
 )]

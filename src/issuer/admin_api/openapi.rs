@@ -14,6 +14,7 @@
 //! once, when the issuer starts.
 
 use bytes::Bytes;
+use serde_json::Value;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{HeaderBuilder, ObjectBuilder, Ref, RefOr, Type};
@@ -33,7 +34,39 @@ const BEARER: &str = "bearer";
 
 /// The document, as served.
 pub(super) fn document() -> Bytes {
-    Bytes::from(AdminDoc::openapi().to_json().unwrap_or_default())
+    let mut doc = serde_json::to_value(AdminDoc::openapi()).unwrap_or_default();
+    camel_case_links(&mut doc);
+    Bytes::from(doc.to_string())
+}
+
+/// Renames the fields of every Link object to OpenAPI's spelling
+/// (`operationId`, `operationRef`, `requestBody`): utoipa 5 writes them in
+/// snake case, which validators refuse (fixed in utoipa 6, whose minimum Rust
+/// is above ours).
+fn camel_case_links(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|r| r.get_mut("links").and_then(Value::as_object_mut))
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_owned(), v);
+            }
+        }
+    }
 }
 
 /// This document: the admin API's OpenAPI description.

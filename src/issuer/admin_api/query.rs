@@ -7,7 +7,8 @@
 //! URL in `Link: <…>; rel="next"`. A cursor is the position of the page's last
 //! record (keyset pagination), base64url-encoded with the name of its list: a
 //! cursor of another list, or one that is not a cursor, is a 400. A query
-//! parameter that the list does not take, or one given twice, is a 400 too.
+//! parameter that the list does not take, one given twice, or one holding a
+//! NUL character, is a 400 too.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -102,6 +103,10 @@ impl Params {
         for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             if pairs.iter().any(|(seen, _)| *seen == k) {
                 return Err(ApiError::Request("a query parameter is given twice"));
+            }
+            // Nothing stored holds a NUL, and PostgreSQL refuses to compare one.
+            if k.contains('\0') || v.contains('\0') {
+                return Err(ApiError::Request("a query parameter holds a NUL character"));
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }

@@ -4,7 +4,8 @@
 //! its documentation.
 //!
 //! Paths are written as in the document, `{name}` standing for one non-empty
-//! path segment, which reaches the endpoint percent-decoded.
+//! path segment, which reaches the endpoint percent-decoded (UTF-8 without
+//! NUL, or the path matches nothing).
 
 use http::Method;
 use percent_encoding::percent_decode_str;
@@ -171,7 +172,9 @@ fn matches(template: &'static str, path: &str) -> Option<Vec<(&'static str, Stri
         match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
             Some(name) => {
                 let value = percent_decode_str(got).decode_utf8().ok()?;
-                if value.is_empty() {
+                // No record has an empty id, or one with a NUL, which
+                // PostgreSQL cannot even compare.
+                if value.is_empty() || value.contains('\0') {
                     return None;
                 }
                 params.push((name, value.into_owned()));
@@ -250,6 +253,7 @@ mod tests {
             "/admin/v1/nothing",
             "/admin/v2/users",
             "/admin/v1/clients/%FF",
+            "/admin/v1/users/a%00b",
             "/admin/v1/keys/rotate/now",
         ] {
             assert!(lookup(path).is_none(), "{path}");

@@ -60,7 +60,12 @@ pub(super) async fn list_organizations(call: Call<'_>) -> Answer {
     tag = "organizations",
     request_body = OrgBody,
     responses((status = 201, description = "The organization created.",
-        body = OrganizationView)),
+        body = OrganizationView, links(
+            ("ListMembers" = (operation_id = "list_members",
+                parameters(("id" = "$response.body#/id")))),
+            ("AddMember" = (operation_id = "add_member",
+                parameters(("id" = "$response.body#/id")))),
+        ))),
 )]
 pub(super) async fn create_organization(call: Call<'_>) -> Answer {
     let b: OrgBody = read_json(&call.headers, call.body).await?;
@@ -119,7 +124,14 @@ pub(super) async fn list_members(call: Call<'_>) -> Answer {
     request_body = MemberBody,
     responses(
         (status = 201, description = "The membership, created or with its roles replaced.",
-            body = MembershipView),
+            body = MembershipView, links(
+                ("RemoveMember" = (operation_id = "remove_member", parameters(
+                    ("id" = "$response.body#/org_id"),
+                    ("user_id" = "$response.body#/user_id"),
+                ))),
+                ("GetUser" = (operation_id = "get_user",
+                    parameters(("id" = "$response.body#/user_id")))),
+            )),
         (status = 404, response = super::openapi::responses::NotFound),
     ),
 )]
@@ -187,7 +199,18 @@ pub(super) async fn list_users(call: Call<'_>) -> Answer {
     tag = "users",
     request_body = UserBody,
     responses(
-        (status = 201, description = "The user created.", body = UserView),
+        (status = 201, description = "The user created.", body = UserView, links(
+            ("GetUser" = (operation_id = "get_user",
+                parameters(("id" = "$response.body#/id")))),
+            ("UpdateUser" = (operation_id = "update_user",
+                parameters(("id" = "$response.body#/id")))),
+            ("AnonymizeUser" = (operation_id = "anonymize_user",
+                parameters(("id" = "$response.body#/id")))),
+            ("PromoteUser" = (operation_id = "promote_user",
+                parameters(("id" = "$response.body#/id")))),
+            ("DeleteUser" = (operation_id = "delete_user",
+                parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 403, response = super::openapi::responses::Forbidden),
         (status = 409, response = super::openapi::responses::Conflict),
         (status = 503, response = super::openapi::responses::Unavailable),
@@ -305,7 +328,12 @@ pub(super) async fn promote_user(call: Call<'_>) -> Answer {
     tag = "users",
     params(("id" = String, Path, description = "The user id.", min_length = 1)),
     responses(
-        (status = 200, description = "The user, anonymized.", body = UserView),
+        (status = 200, description = "The user, anonymized.", body = UserView, links(
+            ("GetUser" = (operation_id = "get_user",
+                parameters(("id" = "$response.body#/id")))),
+            ("UpdateUser" = (operation_id = "update_user",
+                parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 404, response = super::openapi::responses::NotFound),
         (status = 409, response = super::openapi::responses::Conflict),
     ),

@@ -204,3 +204,40 @@ fn the_document_is_the_same_for_everyone() {
         assert!(!text.contains(leak), "{leak}");
     }
 }
+
+#[test]
+fn links_name_operations_and_their_parameters() {
+    let doc = doc();
+    let ops = operations(&doc);
+    let mut seen = 0;
+    for (method, path, op) in &ops {
+        for (status, response) in op["responses"].as_object().expect("responses") {
+            let Some(links) = response.get("links").and_then(Value::as_object) else {
+                continue;
+            };
+            for (name, link) in links {
+                seen += 1;
+                let at = format!("{method} {path} {status} {name}");
+                assert!(link.get("operation_id").is_none(), "{at}: snake case");
+                let target = link["operationId"].as_str().expect("operationId");
+                let (_, _, target_op) = ops
+                    .iter()
+                    .find(|(_, _, o)| o["operationId"] == target)
+                    .unwrap_or_else(|| panic!("{at}: no operation {target}"));
+                let params = target_op["parameters"].as_array().expect("parameters");
+                for (param, value) in link["parameters"].as_object().expect("parameters") {
+                    assert!(
+                        params.iter().any(|p| p["name"] == param.as_str()),
+                        "{at}: {target} has no parameter {param}"
+                    );
+                    assert!(
+                        value
+                            .as_str()
+                            .is_some_and(|v| v.starts_with("$response.body#/"))
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen >= 5, "{seen}");
+}

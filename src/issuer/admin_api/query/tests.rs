@@ -48,6 +48,8 @@ fn unknown_and_repeated_parameters_are_refused() {
     assert!(refused(cut(Listing::Users, "limt=5")).contains("does not take"));
     assert!(refused(cut(Listing::Users, "limit=5&limit=6")).contains("twice"));
     assert!(refused(cut(Listing::Users, "cursor=a&cursor=b")).contains("twice"));
+    assert!(refused(cut(Listing::Users, "cursor=a%00")).contains("NUL"));
+    assert!(refused(cut(Listing::Users, "lim%00it=1")).contains("NUL"));
 }
 
 #[test]
