@@ -150,6 +150,7 @@ impl AdminApi {
         let Some(sub) = sub else {
             return Ok(self.public(route.endpoint));
         };
+        let query = req.uri().query().map(str::to_owned);
         let (parts, body) = req.into_parts();
         let call = Call {
             store: self.minter.store.as_ref(),
@@ -157,7 +158,7 @@ impl AdminApi {
             master: self.master.as_deref(),
             actor: Actor { name: &sub, now },
             headers: parts.headers,
-            query: parts.uri.query().map(str::to_owned),
+            query,
             path: matched,
             body,
         };
