@@ -383,9 +383,11 @@ async fn bad_cursors_and_parameters_are_400s(db: TestDb) {
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["error"], "invalid_request", "{path}");
     }
-    // NUL in a path id matches no route; in a body it is a 400.
+    // NUL in a path id: the gateway refuses the path itself, as for any
+    // route (400 invalid_request); in a body it is a 400 too.
     let (status, _, body) = env.call("GET", "/admin/v1/users/usr%00x", None).await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request", "{body}");
     let role =
         json!({ "name": "r", "api": "https://api.example.test\u{0}", "scopes": ["read:data"] });
     let (status, _, body) = env.call("POST", "/admin/v1/roles", Some(role)).await;

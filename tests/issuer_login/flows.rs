@@ -350,6 +350,29 @@ async fn bad_clients_and_redirect_uris_get_a_page_never_a_redirect(db: TestDb) {
     let q = query_of(&location(&headers));
     assert_eq!(q["error"], "unsupported_response_type");
     assert_eq!(q["state"], "st-123");
+    // Parameters that would change the protocol are refused, not ignored.
+    for (param, error) in [
+        ("response_mode=form_post", "invalid_request"),
+        ("response_mode=fragment", "invalid_request"),
+        ("request=eyJhbGciOiJub25lIn0.e30.", "request_not_supported"),
+        (
+            "request_uri=https%3A%2F%2Fclient.test%2Fr",
+            "request_uri_not_supported",
+        ),
+        ("registration=%7B%7D", "registration_not_supported"),
+    ] {
+        let query = format!("{}&{param}", authorize_query("web", ""));
+        let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+        assert_eq!(status, 302, "{param}");
+        let q = query_of(&location(&headers));
+        assert_eq!(q["error"], error, "{param}");
+        assert_eq!(q["state"], "st-123");
+    }
+    // The default mode, named, is fine.
+    let query = format!("{}&response_mode=query", authorize_query("web", ""));
+    let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+    assert_eq!(status, 302, "{headers:?}");
+    assert!(location(&headers).starts_with("/login?txn="), "{headers:?}");
     env.gw.shutdown().await;
 }
 

@@ -8,7 +8,9 @@
 //! What holds for every endpoint is added here once, from what the code does
 //! everywhere ([`Common`]): the bearer scheme; 401, 403 and 500 on every
 //! operation that needs a token (`authorise` runs before each of them); 400
-//! and 415 on every operation with a body (`read_json`); 400, `Link` and
+//! and 415 on every operation with a body (`read_json`); 400 on every
+//! operation with a path parameter (a path the gateway refuses, such as one
+//! with an encoded NUL or `/`, never reaches an endpoint); 400, `Link` and
 //! `Next-Cursor` on every list (`query`). The document names no host, secret or
 //! configured value: it is the same for every installation, and is built
 //! once, when the issuer starts.
@@ -180,6 +182,14 @@ fn add_common(op: &mut Operation) {
     let secured = op.security.is_none();
     let has_body = op.request_body.is_some();
     let is_list = op.parameters.iter().flatten().any(|p| p.name == "cursor");
+    // A path parameter can carry what no path may (a NUL, an encoded `/`, a
+    // dot segment): the gateway refuses such paths with 400 before any
+    // endpoint, as it does for every route.
+    let in_path = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
     let mut add = |status: &str, name: &str| {
         let reference = RefOr::Ref(Ref::from_response_name(name));
         op.responses
@@ -187,7 +197,7 @@ fn add_common(op: &mut Operation) {
             .entry(status.to_owned())
             .or_insert(reference);
     };
-    if has_body || is_list {
+    if has_body || is_list || in_path {
         add("400", "BadRequest");
     }
     if has_body {

@@ -137,6 +137,7 @@ pub async fn validate(
         Some(_) => return Err(AuthorizeError::UnsupportedResponseType),
         None => return Err(AuthorizeError::InvalidRequest("response_type is required")),
     }
+    unsupported(params)?;
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(AuthorizeError::UnauthorizedClient);
     }
@@ -281,6 +282,40 @@ pub fn granted_scope(req: &AuthRequest, role_grants: &[String]) -> Vec<String> {
             out
         }
     }
+}
+
+/// Parameters that change what the request means but that the issuer does
+/// not implement are refused, never ignored: a client asking for
+/// `response_mode=form_post` or a signed request object (`request`,
+/// `request_uri`) would otherwise get a different protocol than it asked
+/// for (OpenID Connect Core §3.1.2.6; discovery says they are unsupported).
+fn unsupported(params: &Params) -> Result<(), AuthorizeError> {
+    let refuse = |code, description| Err(AuthorizeError::NotSupported { code, description });
+    match params.get("response_mode") {
+        None | Some("query") => {}
+        Some(_) => {
+            return refuse("invalid_request", "response_mode: only query is supported");
+        }
+    }
+    if params.get("request").is_some() {
+        return refuse(
+            "request_not_supported",
+            "request objects (the request parameter) are not supported",
+        );
+    }
+    if params.get("request_uri").is_some() {
+        return refuse(
+            "request_uri_not_supported",
+            "the request_uri parameter is not supported",
+        );
+    }
+    if params.get("registration").is_some() {
+        return refuse(
+            "registration_not_supported",
+            "the registration parameter is not supported",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
