@@ -347,6 +347,12 @@ pub(super) async fn read_form(
         .to_bytes();
     let mut form = HashMap::new();
     for (k, v) in form_urlencoded::parse(&bytes) {
+        // No stored value holds a NUL (PostgreSQL refuses them outright).
+        if k.contains('\0') || v.contains('\0') {
+            return Err(OAuthError::InvalidRequest(
+                "a parameter holds a NUL character",
+            ));
+        }
         if form.insert(k.into_owned(), v.into_owned()).is_some() {
             return Err(OAuthError::InvalidRequest("a parameter is repeated"));
         }

@@ -15,8 +15,10 @@ use crate::issuer::store::{Client, Store};
 #[derive(Debug, Default)]
 pub struct Params {
     map: HashMap<String, String>,
-    /// Some parameter appeared more than once.
-    pub repeated: bool,
+    /// Some parameter appeared more than once, or a name or value holds a
+    /// NUL character (no stored value can: PostgreSQL refuses them outright).
+    /// Whatever reads the parameters refuses the request.
+    pub malformed: bool,
 }
 
 /// Where an error or a code may be sent: the client's verified redirect URI and
@@ -81,8 +83,11 @@ impl Params {
     pub fn parse(raw: &[u8]) -> Params {
         let mut params = Params::default();
         for (k, v) in form_urlencoded::parse(raw) {
+            if k.contains('\0') || v.contains('\0') {
+                params.malformed = true;
+            }
             if params.map.insert(k.into_owned(), v.into_owned()).is_some() {
-                params.repeated = true;
+                params.malformed = true;
             }
         }
         params
@@ -102,6 +107,11 @@ pub async fn client_and_target(
     store: &dyn Store,
     params: &Params,
 ) -> Result<(Client, Target), AuthorizeError> {
+    if params.malformed {
+        // A repeated client_id or redirect_uri makes the target itself
+        // doubtful; a NUL is in no stored id. Checked before any lookup.
+        return Err(AuthorizeError::BadRedirectUri);
+    }
     let client_id = params
         .get("client_id")
         .ok_or(AuthorizeError::UnknownClient)?;
@@ -114,10 +124,6 @@ pub async fn client_and_target(
         .get("redirect_uri")
         .filter(|uri| client.redirect_uris.iter().any(|r| r == uri))
         .ok_or(AuthorizeError::BadRedirectUri)?;
-    if params.repeated {
-        // A repeated client_id or redirect_uri makes the target itself doubtful.
-        return Err(AuthorizeError::BadRedirectUri);
-    }
     let target = Target {
         redirect_uri: redirect_uri.to_owned(),
         state: params.get("state").map(str::to_owned),
@@ -367,8 +373,10 @@ mod tests {
     #[test]
     fn repeated_parameters_are_noticed() {
         let p = Params::parse(b"a=1&b=&a=2");
-        assert!(p.repeated);
+        assert!(p.malformed);
         assert_eq!(p.get("b"), None);
-        assert!(!Params::parse(b"a=1&b=2").repeated);
+        assert!(!Params::parse(b"a=1&b=2").malformed);
+        assert!(Params::parse(b"client_id=web%00x").malformed);
+        assert!(Params::parse(b"a%00=1").malformed);
     }
 }
