@@ -1,7 +1,9 @@
 //! The admin REST API under `/admin/v1/` end to end: authorisation by an
 //! access token of the built-in issuer with the `portcullis:admin` scope, each
 //! endpoint's happy path, its errors, and the audit log. Runs on a temporary
-//! SQLite database.
+//! SQLite database. Lists by pages and their filters are in
+//! `issuer_admin_api/lists.rs` (also on PostgreSQL), the OpenAPI document in
+//! `issuer_admin_api/openapi.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -468,3 +470,7 @@ async fn bad_requests_get_json_errors() {
 
 #[path = "issuer_admin_api/audience.rs"]
 mod audience;
+#[path = "issuer_admin_api/lists.rs"]
+mod lists;
+#[path = "issuer_admin_api/openapi.rs"]
+mod openapi;

@@ -3,23 +3,26 @@
 //! carrying the `portcullis:admin` scope. Validation, ids, hashing, audit
 //! entries and events are [`manage`]'s; this module
 //! authorises, routes, parses and prints. This file holds the state, the
-//! authorisation and the route table; `catalog` and `tenancy` the
-//! endpoints, `body` the request shapes, and `error` the one mapping of
-//! errors to responses.
+//! authorisation and the dispatch; `routes` the route table, `catalog` and
+//! `tenancy` the endpoints, `body` the request shapes, `query` the list
+//! parameters and cursors, `openapi` the document that describes them all,
+//! and `error` the one mapping of errors to responses.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, LINK};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::error::json_response;
+use super::hooks::Hooks;
 use super::introspect::{is_revoked, verified_access_claims};
 use super::keyring::KeyRing;
-use super::manage::views::keys_json;
-use super::manage::{self, Actor, ManageError};
+use super::manage::{Actor, ManageError};
 use super::revocation::Revocations;
 use super::signing::MasterKey;
 use super::signing::seal::MASTER_KEY_ENV;
@@ -29,18 +32,26 @@ use crate::auth::bearer::{self, Credentials};
 use crate::auth::verify::{Window, check_window};
 use crate::clock::Clock;
 use crate::config::IssuerSection;
+use query::Paged;
+use routes::Endpoint;
 
 mod body;
 mod catalog;
 mod error;
+mod openapi;
+mod query;
+mod routes;
 mod tenancy;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 /// Every admin API path starts with this.
-pub const PREFIX: &str = "/admin/v1/";
+pub use crate::config::value::ADMIN_API_PREFIX as PREFIX;
 
 pub use super::reserved::{ADMIN_SCOPE, admin_audience};
+
+/// The header that carries the next page's cursor.
+const NEXT_CURSOR: HeaderName = HeaderName::from_static("next-cursor");
 
 /// The admin API's state: what `manage` needs, and the keys that verify
 /// callers' tokens.
@@ -50,6 +61,8 @@ pub struct AdminApi {
     /// rotation since a derived key cannot be shared.
     master: Option<String>,
     clock: Arc<dyn Clock>,
+    /// The OpenAPI document, built once.
+    document: Bytes,
 }
 
 /// One authorised request on its way to an endpoint.
@@ -58,14 +71,26 @@ struct Call<'a> {
     section: &'a IssuerSection,
     /// The master key's text, for endpoints that seal secrets.
     master: Option<&'a str>,
+    /// The blocking hooks, for the changes they guard.
+    hooks: &'a Hooks,
     actor: Actor<'a>,
     headers: HeaderMap,
     query: Option<String>,
+    /// The values of the path's `{name}` segments.
+    path: routes::Matched,
     body: Incoming,
 }
 
-/// What an endpoint answers: a status and a JSON body, or an error.
-type Answer = Result<(StatusCode, Value), ApiError>;
+/// What an endpoint answers, or an error.
+type Answer = Result<Reply, ApiError>;
+
+/// What an endpoint answers: a status, a JSON body, and for a page of a list
+/// the cursor of the next page when one follows.
+struct Reply {
+    status: StatusCode,
+    body: String,
+    next: Option<String>,
+}
 
 impl std::fmt::Debug for AdminApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +108,7 @@ impl AdminApi {
         section: Arc<IssuerSection>,
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
+        hooks: Arc<Hooks>,
         revocations: Arc<Revocations>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
@@ -93,10 +119,12 @@ impl AdminApi {
                 section,
                 keys,
                 store,
+                hooks,
                 revocations,
             },
             master,
             clock,
+            document: openapi::document(),
         }
     }
 
@@ -110,7 +138,7 @@ impl AdminApi {
     /// client deleted) are read into this process's revocation set before
     /// the answer, so that the gateway here refuses at once what they revoke.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let changes = req.method() != Method::GET && req.method() != Method::HEAD;
+        let changes = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
         let answer = self.respond(req).await;
         if changes && answer.is_ok() {
             if let Err(e) = self.minter.revocations.catch_up().await {
@@ -119,83 +147,92 @@ impl AdminApi {
             }
         }
         match answer {
-            Ok((status, body)) => json_response(status, body.to_string()),
+            Ok(resp) => resp,
             Err(e) => e.into_response(),
         }
     }
 
-    /// Finds the endpoint (404 before authorisation, so that probing learns
-    /// nothing but the path list of the documentation), authorises, checks
-    /// the method (405 with `Allow`), and calls the endpoint.
-    async fn respond(&self, req: Request<Incoming>) -> Answer {
+    /// Finds the path's routes (404 before authorisation, so that probing
+    /// learns nothing but the paths of the published document), authorises
+    /// unless the path is public, checks the method (405 with `Allow`), and
+    /// calls the endpoint.
+    async fn respond(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
         let now = self.clock.now_unix();
-        let path = req.uri().path().to_owned();
-        let rest = path.strip_prefix(PREFIX).unwrap_or_default();
-        let segments: Vec<&str> = rest.split('/').collect();
-        let allowed = allowed_methods(&segments).ok_or(ApiError::NotFound)?;
-        let sub = self.authorise(req.headers(), now).await?;
-        let method = req.method().clone();
-        if !allowed.split(", ").any(|m| m == method.as_str()) {
-            return Err(ApiError::Method(allowed));
-        }
+        let matched = routes::lookup(req.uri().path()).ok_or(ApiError::NotFound)?;
+        let sub = match matched.is_public() {
+            true => None,
+            false => Some(self.authorise(req.headers(), now).await?),
+        };
+        let route = matched
+            .route(req.method())
+            .ok_or_else(|| ApiError::Method(matched.allow()))?;
+        let Some(sub) = sub else {
+            return Ok(self.public(route.endpoint));
+        };
         let query = req.uri().query().map(str::to_owned);
         let (parts, body) = req.into_parts();
         let call = Call {
             store: self.minter.store.as_ref(),
             section: &self.minter.section,
             master: self.master.as_deref(),
+            hooks: &self.minter.hooks,
             actor: Actor { name: &sub, now },
             headers: parts.headers,
             query,
+            path: matched,
             body,
         };
-        match (method, segments.as_slice()) {
-            (Method::GET, ["apis"]) => catalog::list_apis(call).await,
-            (Method::POST, ["apis"]) => catalog::create_api(call).await,
-            (Method::GET, ["clients"]) => catalog::list_clients(call).await,
-            (Method::POST, ["clients"]) => catalog::create_client(call).await,
-            (Method::DELETE, ["clients", id]) => catalog::delete_client(call, id).await,
-            (Method::GET, ["webhooks"]) => catalog::list_webhooks(call).await,
-            (Method::POST, ["webhooks"]) => catalog::create_webhook(call).await,
-            (Method::DELETE, ["webhooks", id]) => catalog::delete_webhook(call, id).await,
-            (Method::GET, ["audit"]) => catalog::list_audit(call).await,
-            (Method::POST, ["keys", "rotate"]) => self.rotate_keys(call.actor).await,
-            (Method::GET, ["organizations"]) => tenancy::list_organizations(call).await,
-            (Method::POST, ["organizations"]) => tenancy::create_organization(call).await,
-            (Method::GET, ["organizations", org, "members"]) => {
-                tenancy::list_members(call, org).await
-            }
-            (Method::POST, ["organizations", org, "members"]) => {
-                tenancy::add_member(call, org).await
-            }
-            (Method::DELETE, ["organizations", org, "members", user]) => {
-                tenancy::remove_member(call, org, user).await
-            }
-            (Method::GET, ["users"]) => tenancy::list_users(call).await,
-            (Method::POST, ["users"]) => tenancy::create_user(call).await,
-            (Method::GET, ["users", id]) => tenancy::get_user(call, id).await,
-            (Method::PATCH, ["users", id]) => tenancy::update_user(call, id).await,
-            (Method::DELETE, ["users", id]) => tenancy::delete_user(call, id).await,
-            (Method::POST, ["users", id, "promote"]) => tenancy::promote_user(call, id).await,
-            (Method::POST, ["users", id, "anonymize"]) => tenancy::anonymize_user(call, id).await,
-            (Method::GET, ["roles"]) => tenancy::list_roles(call).await,
-            (Method::POST, ["roles"]) => tenancy::create_role(call).await,
-            _ => Err(ApiError::NotFound),
+        let reply = self.dispatch(route.endpoint, call).await?;
+        Ok(reply.into_response(parts.uri.path(), parts.uri.query()))
+    }
+
+    /// Calls the endpoint.
+    async fn dispatch(&self, endpoint: Endpoint, call: Call<'_>) -> Answer {
+        match endpoint {
+            Endpoint::OpenApi => Err(ApiError::NotFound),
+            Endpoint::ListApis => catalog::list_apis(call).await,
+            Endpoint::CreateApi => catalog::create_api(call).await,
+            Endpoint::ListClients => catalog::list_clients(call).await,
+            Endpoint::CreateClient => catalog::create_client(call).await,
+            Endpoint::DeleteClient => catalog::delete_client(call).await,
+            Endpoint::ListWebhooks => catalog::list_webhooks(call).await,
+            Endpoint::CreateWebhook => catalog::create_webhook(call).await,
+            Endpoint::DeleteWebhook => catalog::delete_webhook(call).await,
+            Endpoint::ListAudit => catalog::list_audit(call).await,
+            Endpoint::RotateKeys => catalog::rotate_keys(self.minter.store.clone(), call).await,
+            Endpoint::ListOrganizations => tenancy::list_organizations(call).await,
+            Endpoint::CreateOrganization => tenancy::create_organization(call).await,
+            Endpoint::ListMembers => tenancy::list_members(call).await,
+            Endpoint::AddMember => tenancy::add_member(call).await,
+            Endpoint::RemoveMember => tenancy::remove_member(call).await,
+            Endpoint::ListUsers => tenancy::list_users(call).await,
+            Endpoint::CreateUser => tenancy::create_user(call).await,
+            Endpoint::GetUser => tenancy::get_user(call).await,
+            Endpoint::UpdateUser => tenancy::update_user(call).await,
+            Endpoint::DeleteUser => tenancy::delete_user(call).await,
+            Endpoint::PromoteUser => tenancy::promote_user(call).await,
+            Endpoint::AnonymizeUser => tenancy::anonymize_user(call).await,
+            Endpoint::ListRoles => tenancy::list_roles(call).await,
+            Endpoint::CreateRole => tenancy::create_role(call).await,
         }
     }
 
-    async fn rotate_keys(&self, actor: Actor<'_>) -> Answer {
-        let text = self.master.clone();
-        let master = MasterKey::from_env(&|_| text.clone())
-            .map_err(|_| ApiError::Manage(ManageError::Crypto))?;
-        let report = manage::rotate_keys(
-            self.minter.store.clone(),
-            &self.minter.section,
-            master,
-            actor,
-        )
-        .await?;
-        Ok((StatusCode::OK, keys_json(&report)))
+    /// Answers a route that needs no token: the OpenAPI document, the same
+    /// for every caller and installation, so caches may keep it.
+    fn public(&self, endpoint: Endpoint) -> Response<Full<Bytes>> {
+        match endpoint {
+            Endpoint::OpenApi => {
+                let mut resp = Response::new(Full::new(self.document.clone()));
+                let h = resp.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                );
+                resp
+            }
+            _ => ApiError::NotFound.into_response(),
+        }
     }
 
     /// The `sub` of a valid access token of this issuer for the admin API
@@ -262,23 +299,56 @@ impl Call<'_> {
         let text = self.master.map(str::to_owned);
         MasterKey::from_env(&|_| text.clone()).map_err(|_| ApiError::Manage(ManageError::Crypto))
     }
+
+    /// The value of the path's `{name}` segment.
+    fn param(&self, name: &str) -> &str {
+        self.path.param(name)
+    }
 }
 
-/// The methods the endpoint at `segments` allows (the `Allow` value), or
-/// `None` for no endpoint.
-fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
-    let ok = |s: &str| !s.is_empty();
-    match segments {
-        ["apis"] | ["clients"] | ["organizations"] | ["users"] | ["roles"] | ["webhooks"] => {
-            Some("GET, POST")
+// === impl Reply ===
+
+impl Reply {
+    /// `body` as JSON with `status`.
+    fn json(status: StatusCode, body: &impl Serialize) -> Answer {
+        let body = serde_json::to_string(body).map_err(ApiError::Encode)?;
+        Ok(Reply {
+            status,
+            body,
+            next: None,
+        })
+    }
+
+    /// A page of a list: its records shown by `view`, and the next cursor.
+    fn page<T, V: Serialize>(paged: Paged<T>, view: impl Fn(&T) -> V) -> Answer {
+        let rows: Vec<V> = paged.rows.iter().map(view).collect();
+        let mut reply = Reply::json(StatusCode::OK, &rows)?;
+        reply.next = paged.next;
+        Ok(reply)
+    }
+
+    /// The response; for a page with a successor, `Next-Cursor` and a `Link`
+    /// to the next page at `path` with the request's `query`, its cursor
+    /// replaced.
+    fn into_response(self, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+        let mut resp = json_response(self.status, self.body);
+        let Some(next) = self.next else {
+            return resp;
+        };
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if k != "cursor" {
+                out.append_pair(&k, &v);
+            }
         }
-        ["clients", id] | ["webhooks", id] if ok(id) => Some("DELETE"),
-        ["users", id] if ok(id) => Some("GET, PATCH, DELETE"),
-        ["users", id, "promote" | "anonymize"] if ok(id) => Some("POST"),
-        ["keys", "rotate"] => Some("POST"),
-        ["organizations", id, "members"] if ok(id) => Some("GET, POST"),
-        ["organizations", id, "members", user] if ok(id) && ok(user) => Some("DELETE"),
-        ["audit"] => Some("GET"),
-        _ => None,
+        out.append_pair("cursor", &next);
+        let link = format!("<{path}?{}>; rel=\"next\"", out.finish());
+        let h = resp.headers_mut();
+        if let (Ok(cursor), Ok(link)) = (HeaderValue::from_str(&next), HeaderValue::from_str(&link))
+        {
+            h.insert(NEXT_CURSOR, cursor);
+            h.insert(LINK, link);
+        }
+        resp
     }
 }

@@ -90,13 +90,19 @@ fn credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Option<Strin
             let text = String::from_utf8(raw).map_err(|_| OAuthError::InvalidClient)?;
             let (id, secret) = text.split_once(':').ok_or(OAuthError::InvalidClient)?;
             // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-            let decode = |s: &str| -> String {
-                form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
+            // Decoded whole (a raw `&` is text, not a separator); no stored
+            // id or secret holds a NUL.
+            let decode = |s: &str| -> Result<String, OAuthError> {
+                let plus = s.replace('+', " ");
+                let text = percent_encoding::percent_decode_str(&plus)
+                    .decode_utf8()
+                    .map_err(|_| OAuthError::InvalidClient)?;
+                if text.contains('\0') {
+                    return Err(OAuthError::InvalidClient);
+                }
+                Ok(text.into_owned())
             };
-            Some((decode(id), decode(secret)))
+            Some((decode(id)?, decode(secret)?))
         }
         None => None,
     };
@@ -201,13 +207,13 @@ impl ClientAuth {
                         key,
                     };
                     let result = self.verify(client_id, secret, hash, source, key).await;
-                    let _ = tx.send(Some(result));
+                    let _ = tx.send(Some(result.clone()));
                     return result;
                 }
                 Err(answer) => answer,
             };
             match answer.wait_for(Option::is_some).await {
-                Ok(result) => return (*result).unwrap_or(Err(OAuthError::Server)),
+                Ok(result) => return result.clone().unwrap_or(Err(OAuthError::Server)),
                 // The first request went away before it answered: try again.
                 Err(_) => continue,
             }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
+use super::hooks::Hooks;
 use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::revocation::Revocations;
@@ -37,18 +38,7 @@ use startup::{apply_declarations, seal_stored_secrets, warn_on_unsafe_role_names
 const MAX_FORM: usize = 64 * 1024;
 
 /// Paths the issuer answers (everything else goes to the routes).
-pub const PATHS: &[&str] = &[
-    "/.well-known/openid-configuration",
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/jwks.json",
-    "/oauth/token",
-    "/oauth/revoke",
-    "/oauth/introspect",
-    "/oauth/authorize",
-    "/oauth/userinfo",
-    "/login",
-    "/logout",
-];
+pub use crate::config::value::ISSUER_PATHS as PATHS;
 
 /// Why the issuer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +55,8 @@ pub enum IssuerError {
     Resources(#[source] super::manage::ManageError),
     #[error("cannot seal the stored webhook secrets")]
     Seal(#[source] super::signing::seal::SecretError),
+    #[error("cannot set up the blocking hooks' client")]
+    Hooks(#[source] rustls::Error),
 }
 
 /// The running issuer.
@@ -133,6 +125,7 @@ impl Issuer {
         )
         .await?;
         let (discovery, metadata) = discovery_documents(&section);
+        let hooks = Arc::new(Hooks::new(&section, clock.clone()).map_err(IssuerError::Hooks)?);
         // Unknown emails at /login replay real verification times: one is
         // measured now, so that there is one before the first login.
         let login_budget = Arc::new(Budget::new("login", LOGIN_LIMITS));
@@ -146,6 +139,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                hooks.clone(),
                 revocations.clone(),
                 clock.clone(),
                 env,
@@ -154,6 +148,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                hooks.clone(),
                 revocations.clone(),
                 clock.clone(),
                 login_budget,
@@ -162,6 +157,7 @@ impl Issuer {
                 section: section.clone(),
                 keys: keys.clone(),
                 store: store.clone(),
+                hooks,
                 revocations: revocations.clone(),
             },
             revocations,
@@ -374,6 +370,12 @@ pub(super) async fn read_form(
         .to_bytes();
     let mut form = HashMap::new();
     for (k, v) in form_urlencoded::parse(&bytes) {
+        // No stored value holds a NUL (PostgreSQL refuses them outright).
+        if k.contains('\0') || v.contains('\0') {
+            return Err(OAuthError::InvalidRequest(
+                "a parameter holds a NUL character",
+            ));
+        }
         if form.insert(k.into_owned(), v.into_owned()).is_some() {
             return Err(OAuthError::InvalidRequest("a parameter is repeated"));
         }

@@ -15,6 +15,7 @@
 //! entry commit together or not at all. The same writes exist on [`Store`] as
 //! one-call shortcuts that open and commit a transaction of their own.
 
+mod listing;
 pub mod postgres;
 mod records;
 pub mod sqlite;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use listing::{AuditFilter, AuditPosition, Page};
 pub use records::{
     ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeState, FamilyMatch,
     LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent,
@@ -80,7 +82,12 @@ pub trait Store: Send + Sync + Debug {
     /// The API resource with this identifier.
     async fn get_api_resource(&self, identifier: &str) -> Result<Option<ApiResource>, StoreError>;
     /// Every API resource, by identifier.
-    async fn list_api_resources(&self) -> Result<Vec<ApiResource>, StoreError>;
+    async fn list_api_resources(&self) -> Result<Vec<ApiResource>, StoreError> {
+        self.list_api_resources_page(Page::ALL).await
+    }
+    /// One page of the API resources, by identifier.
+    async fn list_api_resources_page(&self, page: Page<'_>)
+    -> Result<Vec<ApiResource>, StoreError>;
     /// Shortcut for [`StoreTx::upsert_api_resource`].
     async fn upsert_api_resource(&self, resource: &ApiResource) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -93,7 +100,11 @@ pub trait Store: Send + Sync + Debug {
     /// The client with this id.
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
     /// Every client, by client id.
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.list_clients_page(Page::ALL).await
+    }
+    /// One page of the clients, by client id.
+    async fn list_clients_page(&self, page: Page<'_>) -> Result<Vec<Client>, StoreError>;
     /// Shortcut for [`StoreTx::create_client`].
     async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -119,7 +130,14 @@ pub trait Store: Send + Sync + Debug {
     /// The organization with this id.
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError>;
     /// Every organization, by id.
-    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError>;
+    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        self.list_organizations_page(Page::ALL).await
+    }
+    /// One page of the organizations, by id.
+    async fn list_organizations_page(
+        &self,
+        page: Page<'_>,
+    ) -> Result<Vec<Organization>, StoreError>;
     /// Shortcut for [`StoreTx::create_organization`].
     async fn create_organization(&self, org: &Organization) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -131,7 +149,16 @@ pub trait Store: Send + Sync + Debug {
     /// The user with this email address, in any letter case.
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     /// Every user, by id.
-    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.list_users_page(None, Page::ALL).await
+    }
+    /// One page of the users, by id; with `email`, only the user with this
+    /// address in any letter case (at most one).
+    async fn list_users_page(
+        &self,
+        email: Option<&str>,
+        page: Page<'_>,
+    ) -> Result<Vec<User>, StoreError>;
     /// Shortcut for [`StoreTx::create_user`].
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -155,7 +182,15 @@ pub trait Store: Send + Sync + Debug {
     /// The user's memberships, by organization id.
     async fn list_memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, StoreError>;
     /// The organization's memberships, by user id.
-    async fn list_memberships_of_org(&self, org_id: &str) -> Result<Vec<Membership>, StoreError>;
+    async fn list_memberships_of_org(&self, org_id: &str) -> Result<Vec<Membership>, StoreError> {
+        self.list_memberships_of_org_page(org_id, Page::ALL).await
+    }
+    /// One page of the organization's memberships, by user id.
+    async fn list_memberships_of_org_page(
+        &self,
+        org_id: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<Membership>, StoreError>;
     /// Shortcut for [`StoreTx::add_membership`].
     async fn add_membership(&self, membership: &Membership) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
@@ -173,7 +208,11 @@ pub trait Store: Send + Sync + Debug {
     /// The role with this name.
     async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError>;
     /// Every role, by name.
-    async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
+    async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
+        self.list_roles_page(Page::ALL).await
+    }
+    /// One page of the roles, by name.
+    async fn list_roles_page(&self, page: Page<'_>) -> Result<Vec<Role>, StoreError>;
     /// Shortcut for [`StoreTx::create_role`].
     async fn create_role(&self, role: &Role) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -379,8 +418,8 @@ pub trait Store: Send + Sync + Debug {
     /// `login.throttled`) from before `before`; the number deleted.
     async fn purge_login_audit(&self, before: i64) -> Result<u64, StoreError>;
 
-    /// Deletes what has no use after `before`: revoked JTIs and codes that
-    /// expired, families past their absolute expiry, delivered events, and
+    /// Deletes what has no use after `before`: revocation facts and codes
+    /// that expired, families past their absolute expiry, delivered events, and
     /// sign-in transactions, sessions and throttled keys that ended. Pass
     /// `now` minus a retention margin to keep codes replay-detectable for a while.
     /// Returns the number of rows deleted.
@@ -389,7 +428,11 @@ pub trait Store: Send + Sync + Debug {
     // --- webhooks, the event outbox, the audit log ---
 
     /// Every webhook, by id.
-    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.list_webhooks_page(Page::ALL).await
+    }
+    /// One page of the webhooks, by id.
+    async fn list_webhooks_page(&self, page: Page<'_>) -> Result<Vec<Webhook>, StoreError>;
     /// Replaces the stored secret of webhook `id` with `new` if it is still
     /// `expected` (sealing a plain secret at start; a webhook deleted or
     /// changed meanwhile is left alone). True when it was replaced.
@@ -447,7 +490,21 @@ pub trait Store: Send + Sync + Debug {
         tx.commit().await
     }
     /// The newest `limit` audit entries, newest first.
-    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let entries = self
+            .list_audit_page(&AuditFilter::default(), None, limit)
+            .await?;
+        Ok(entries.into_iter().map(|(_, entry)| entry).collect())
+    }
+    /// Up to `limit` audit entries that `filter` keeps, newest first, from
+    /// the one after `after` (from the newest when `None`), each with its
+    /// position.
+    async fn list_audit_page(
+        &self,
+        filter: &AuditFilter<'_>,
+        after: Option<AuditPosition>,
+        limit: i64,
+    ) -> Result<Vec<(AuditPosition, AuditEntry)>, StoreError>;
 }
 
 /// A transaction over the writes that are reported. Each method has the

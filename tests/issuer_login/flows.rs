@@ -349,6 +349,29 @@ async fn bad_clients_and_redirect_uris_get_a_page_never_a_redirect(db: TestDb) {
     let q = query_of(&location(&headers));
     assert_eq!(q["error"], "unsupported_response_type");
     assert_eq!(q["state"], "st-123");
+    // Parameters that would change the protocol are refused, not ignored.
+    for (param, error) in [
+        ("response_mode=form_post", "invalid_request"),
+        ("response_mode=fragment", "invalid_request"),
+        ("request=eyJhbGciOiJub25lIn0.e30.", "request_not_supported"),
+        (
+            "request_uri=https%3A%2F%2Fclient.test%2Fr",
+            "request_uri_not_supported",
+        ),
+        ("registration=%7B%7D", "registration_not_supported"),
+    ] {
+        let query = format!("{}&{param}", authorize_query("web", ""));
+        let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+        assert_eq!(status, 302, "{param}");
+        let q = query_of(&location(&headers));
+        assert_eq!(q["error"], error, "{param}");
+        assert_eq!(q["state"], "st-123");
+    }
+    // The default mode, named, is fine.
+    let query = format!("{}&response_mode=query", authorize_query("web", ""));
+    let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+    assert_eq!(status, 302, "{headers:?}");
+    assert!(location(&headers).starts_with("/login?txn="), "{headers:?}");
     env.gw.shutdown().await;
 }
 
@@ -554,7 +577,60 @@ async fn codes_expire_after_sixty_seconds(db: TestDb) {
     env.gw.shutdown().await;
 }
 
+/// A NUL character, which no stored value holds and PostgreSQL refuses
+/// outright, is the caller's mistake (400, or 401 for client credentials),
+/// never a server error, wherever it arrives.
+async fn nul_characters_are_refused_not_server_errors(db: TestDb) {
+    let env = env(db).await;
+    let gw = &env.gw;
+    // The authorization endpoint: a page, never a redirect.
+    let query = format!(
+        "/oauth/authorize?response_type=code&client_id=web%00x&redirect_uri={}",
+        enc(CALLBACK)
+    );
+    let (status, headers, _) = request("GET", &gw.url(&query), &[], None).await;
+    assert_eq!(status, 400);
+    assert!(!headers.contains_key("location"));
+    // Form bodies of the token, revocation and introspection endpoints.
+    for (path, form) in [
+        (
+            "/oauth/token",
+            "grant_type=authorization_code&client_id=web%00x&code=c",
+        ),
+        (
+            "/oauth/token",
+            "grant_type=client_credentials&client_id=web&scope=a%00b",
+        ),
+        ("/oauth/revoke", "client_id=web&token=t%00"),
+        ("/oauth/introspect", "token%00=x"),
+    ] {
+        let (status, _, body) = request("POST", &gw.url(path), &[], Some(form)).await;
+        assert_eq!(status, 400, "{path} {form}: {body}");
+        assert!(body.contains("invalid_request"), "{body}");
+    }
+    // The sign-in form: an expired-transaction page, as for any unknown one.
+    let (status, _, _) = request("GET", &gw.url("/login?txn=t%00"), &[], None).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = request("POST", &gw.url("/login"), &[], Some("txn=t%00&csrf=c")).await;
+    assert_eq!(status, 400);
+    // Client credentials in `Authorization: Basic`.
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("web%00x:secret");
+    let req = http::Request::post(gw.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("Basic {basic}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"grant_type=client_credentials",
+        )))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("invalid_client"), "{body}");
+    env.gw.shutdown().await;
+}
+
 crate::on_both_databases!(
+    nul_characters_are_refused_not_server_errors,
     full_flow_issues_tokens_with_the_users_claims,
     discovery_lists_the_login_endpoints,
     pkce_downgrades_are_refused,

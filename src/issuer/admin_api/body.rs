@@ -1,7 +1,7 @@
-//! What admin requests carry: the size-capped JSON body reader, the body
-//! shapes of each endpoint (unknown fields refused), and the `limit` query of
-//! `/audit`. Values are only parsed here; [`manage`](crate::issuer::manage)
-//! validates them.
+//! What admin requests carry in their bodies: the size-capped JSON body
+//! reader and the body shapes of each endpoint (unknown fields refused), which
+//! describe themselves to the OpenAPI document. Values are only parsed here;
+//! [`manage`](crate::issuer::manage) validates them.
 
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
@@ -9,6 +9,9 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use super::ApiError;
 use crate::config::GrantType;
@@ -19,105 +22,182 @@ use crate::issuer::store::ScopeMap;
 /// The largest JSON body read.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The audit entries listed when `limit` is absent, and the most listed.
-const AUDIT_DEFAULT: i64 = 50;
-const AUDIT_MAX: i64 = 1000;
+/// What `manage` takes for an email address (`check_email`): one `@` with
+/// text on both sides, no white space or control character (the characters
+/// Rust's `char::is_whitespace` and `char::is_control` name, spelled out,
+/// since a pattern's `\s` is not quite the same set).
+const EMAIL_PATTERN: &str = "^[^@\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]+@[^@\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]+$";
 
-/// `POST /apis`.
-#[derive(Deserialize)]
+/// `POST /apis`: an API resource (an audience) and its scopes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewApi)]
 pub(super) struct ApiBody {
+    /// The audience URL (absolute), unique.
+    #[schema(min_length = 1)]
     pub identifier: String,
+    /// The scopes it defines: at least one, no duplicates, no spaces.
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
 }
 
-/// `POST /clients`.
-#[derive(Deserialize)]
+/// `POST /clients`: a client; a confidential one (not `public`) gets a
+/// generated secret.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewClient)]
 pub(super) struct ClientBody {
+    /// A human-readable name.
+    #[schema(min_length = 1)]
     name: String,
+    /// `client_credentials`, `authorization_code`, `refresh_token` or
+    /// `anonymous`.
+    #[schema(min_items = 1)]
     grant_types: Vec<String>,
+    /// Redirect URIs, matched exactly (authorization code grant).
     #[serde(default)]
     redirect_uris: Vec<String>,
+    /// A public client has no secret and must use PKCE.
     #[serde(default)]
     public: bool,
+    /// Whether the authorization-code grant requires PKCE.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     require_pkce: bool,
+    /// The scopes the client may obtain, per API identifier.
     #[serde(default)]
+    #[schema(inline)]
     scopes: ScopeMap,
+    /// The APIs whose access tokens the client may introspect besides its own.
     #[serde(default)]
     introspection: Vec<String>,
 }
 
 /// `POST /organizations`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewOrganization)]
 pub(super) struct OrgBody {
+    /// The display name.
+    #[schema(min_length = 1)]
     pub name: String,
 }
 
 /// `POST /users`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewUser)]
 pub(super) struct UserBody {
+    /// The email address, unique regardless of letter case.
+    #[schema(schema_with = email_schema)]
     email: String,
+    /// The password (at least 8 characters).
+    #[schema(min_length = 8)]
     password: String,
+    /// The full name.
+    #[schema(min_length = 1)]
     name: String,
 }
 
 /// `PATCH /users/{id}`: absent fields stay; `"picture": null` removes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserChanges)]
 pub(super) struct UserPatch {
+    /// A new full name.
     #[serde(default)]
     name: Option<String>,
+    /// A new email address.
     #[serde(default)]
+    #[schema(schema_with = optional_email_schema)]
     email: Option<String>,
+    /// A new picture URL; null removes it.
     #[serde(default, deserialize_with = "present")]
     picture: Option<Option<String>>,
+    /// Whether the email address is verified.
     #[serde(default)]
     email_verified: Option<bool>,
+    /// A new password (at least 8 characters); revokes the user's refresh
+    /// tokens.
     #[serde(default)]
+    #[schema(min_length = 8)]
     password: Option<String>,
 }
 
 /// `POST /users/{id}/promote`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Promotion)]
 pub(super) struct PromoteBody {
+    /// The user's email address from now on.
+    #[schema(schema_with = email_schema)]
     email: String,
+    /// The user's password (at least 8 characters).
+    #[schema(min_length = 8)]
     password: String,
+    /// The full name.
     #[serde(default)]
     name: Option<String>,
 }
 
 /// `POST /roles`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewRole)]
 pub(super) struct RoleBody {
+    /// The name: 1 to 64 of the characters A-Z a-z 0-9 . _ : @ / + -
+    /// (role names are joined by commas in `X-Auth-Roles`).
+    #[schema(pattern = "^[A-Za-z0-9._:@/+-]{1,64}$")]
     pub name: String,
+    /// The identifier of the API whose scopes the role grants.
     pub api: String,
+    /// The scopes of that API the role grants.
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
 }
 
 /// `POST /organizations/{id}/members`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewMember)]
 pub(super) struct MemberBody {
+    /// The user to add (or whose roles to replace).
     pub user_id: String,
+    /// The role names the user has in the organization.
     pub roles: Vec<String>,
 }
 
 /// `POST /webhooks`: `events` absent for every event, `secret` absent to
 /// have one generated.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhook)]
 pub(super) struct WebhookBody {
+    /// Where events are delivered (http or https).
+    #[schema(min_length = 1)]
     url: String,
+    /// The events to deliver; absent or null for every event.
     #[serde(default)]
     events: Option<Vec<String>>,
+    /// A Standard Webhooks secret (`whsec_…`); absent to have one generated.
     #[serde(default)]
     secret: Option<String>,
+}
+
+/// An email address's schema.
+fn email_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(EMAIL_PATTERN))
+        .build()
+}
+
+/// An email address's schema, or null.
+fn optional_email_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(EMAIL_PATTERN))
+        .build()
 }
 
 /// A field that is present (`null` included) becomes `Some`.
@@ -125,7 +205,8 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// Reads a size-capped `application/json` body of shape `T`.
+/// Reads a size-capped `application/json` body of shape `T`; a string with
+/// a NUL character anywhere in it is refused.
 pub(super) async fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Incoming,
@@ -143,23 +224,26 @@ pub(super) async fn read_json<T: DeserializeOwned>(
         .await
         .map_err(|_| ApiError::Request("the request body is too large or unreadable"))?
         .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::Request("the body is not JSON of the expected shape"))
+    // Read as `T` directly (a field given twice is refused, where a `Value`
+    // would keep the last), then once more as a `Value` to look for NULs.
+    let body: T = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::Request("the body is not JSON of the expected shape"))?;
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if holds_nul(&value) {
+        return Err(ApiError::Request("the body holds a NUL character"));
+    }
+    Ok(body)
 }
 
-/// The `limit` of `GET /audit`: 1 to 1000, 50 when absent.
-pub(super) fn audit_limit(query: Option<&str>) -> Result<i64, ApiError> {
-    let mut limit = AUDIT_DEFAULT;
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if k == "limit" {
-            limit = v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=AUDIT_MAX).contains(n))
-                .ok_or(ApiError::Request("limit must be a number from 1 to 1000"))?;
-        }
+/// Whether a string of `value` (a key too) holds a NUL character (`\u0000`),
+/// which no stored value has and PostgreSQL refuses in text.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(list) => list.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
-    Ok(limit)
 }
 
 // === impl ClientBody ===
@@ -246,4 +330,21 @@ impl From<WebhookBody> for NewWebhook {
 /// PKCE is required unless a client is created without it explicitly.
 fn yes() -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_found_anywhere() {
+        assert!(!holds_nul(
+            &json!({ "a": ["b", { "c": "d" }], "e": 1, "f": null })
+        ));
+        assert!(holds_nul(&json!({ "a": "b\u{0}" })));
+        assert!(holds_nul(&json!({ "a": { "b": ["c", "\u{0}"] } })));
+        assert!(holds_nul(&json!({ "a\u{0}": 1 })));
+    }
 }

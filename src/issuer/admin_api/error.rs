@@ -1,15 +1,18 @@
 //! The admin API's errors and the one place they become responses: status,
-//! `WWW-Authenticate` or `Allow`, and a JSON body `{"error", "error_description"}`
-//! whose descriptions of our own failures are fixed phrases.
+//! `WWW-Authenticate` or `Allow`, and a JSON body [`ErrorBody`]
+//! (`{"error", "error_description"}`) whose descriptions of our own failures
+//! are fixed phrases.
 
 use bytes::Bytes;
 use http::header::{ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::ADMIN_SCOPE;
 use crate::issuer::error::json_response;
+use crate::issuer::hooks::Refusal;
 use crate::issuer::manage::ManageError;
 use crate::issuer::store::StoreError;
 
@@ -30,7 +33,7 @@ pub enum ApiError {
     NotFound,
     /// The endpoint exists but not for this method; the value is `Allow`.
     #[error("method not allowed")]
-    Method(&'static str),
+    Method(String),
     /// The body or query is not of the expected shape, or too large.
     #[error("invalid request: {0}")]
     Request(&'static str),
@@ -43,6 +46,22 @@ pub enum ApiError {
     /// The service layer refused or failed.
     #[error("the change was not made")]
     Manage(#[source] ManageError),
+    /// The response could not be written as JSON (ours).
+    #[error("cannot encode the response")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// The body of every error response of the admin API.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, as a code: `invalid_token`, `insufficient_scope`,
+    /// `invalid_request`, `not_found`, `method_not_allowed`, `conflict`,
+    /// `access_denied`, `temporarily_unavailable`, `server_error`.
+    pub error: &'static str,
+    /// A sentence for people: which value is wrong and why, or a fixed
+    /// phrase for failures of the server.
+    pub error_description: String,
 }
 
 // === impl ApiError ===
@@ -104,6 +123,11 @@ impl ApiError {
             ),
             ApiError::Missing(e) => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
             ApiError::Manage(e) => manage_status(e),
+            ApiError::Encode(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the server could not complete the request".to_owned(),
+            ),
         };
         if status.is_server_error() {
             tracing::error!(error = %crate::telemetry::events::chain(&self), "Admin API request failed");
@@ -114,8 +138,13 @@ impl ApiError {
                 "Admin API request refused"
             );
         }
-        let body = json!({ "error": code, "error_description": description });
-        let mut resp = json_response(status, body.to_string());
+        let body = ErrorBody {
+            error: code,
+            error_description: description,
+        };
+        // Two strings always serialize.
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let mut resp = json_response(status, text);
         let h = resp.headers_mut();
         match self {
             ApiError::Unauthorized { sent: false } => {
@@ -141,7 +170,9 @@ impl ApiError {
                 );
             }
             ApiError::Method(allowed) => {
-                h.insert(ALLOW, HeaderValue::from_static(allowed));
+                if let Ok(v) = HeaderValue::from_str(&allowed) {
+                    h.insert(ALLOW, v);
+                }
             }
             ApiError::Manage(ManageError::RotationBusy) => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
@@ -150,7 +181,8 @@ impl ApiError {
             | ApiError::Request(_)
             | ApiError::MediaType
             | ApiError::Missing(_)
-            | ApiError::Manage(_) => {}
+            | ApiError::Manage(_)
+            | ApiError::Encode(_) => {}
         }
         resp
     }
@@ -175,6 +207,18 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
         ManageError::Exists(_) | ManageError::UserState { .. } => {
             (StatusCode::CONFLICT, "conflict", e.to_string())
         }
+        ManageError::UserRefused {
+            refusal: Refusal::Denied { reason, .. },
+            ..
+        } => (StatusCode::FORBIDDEN, "access_denied", reason.to_string()),
+        ManageError::UserRefused {
+            refusal: Refusal::Failed { .. },
+            ..
+        } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "a check required to create the user is unavailable; try again later".to_owned(),
+        ),
         ManageError::RotationBusy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",

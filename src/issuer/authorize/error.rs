@@ -28,6 +28,11 @@ pub enum AuthorizeError {
     LoginRequired,
     #[error("prompt=none, and the user must choose an organization")]
     AccountSelectionRequired,
+    #[error("the request uses a parameter the issuer does not implement")]
+    NotSupported {
+        code: &'static str,
+        description: &'static str,
+    },
     #[error("the issuer could not complete the request")]
     Server,
 }
@@ -78,6 +83,7 @@ impl AuthorizeError {
                 "account_selection_required",
                 "the user must choose an organization, and prompt=none forbids asking",
             ),
+            AuthorizeError::NotSupported { code, description } => (code, description),
             AuthorizeError::Server => ("server_error", "the server could not complete the request"),
         }
     }

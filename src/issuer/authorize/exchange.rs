@@ -2,7 +2,8 @@
 //! client: the code, bound to its client and redirect URI, checked against its
 //! PKCE challenge and expiry, is turned into an access token, an ID token
 //! (when `openid` was granted) and, for clients with the `refresh_token`
-//! grant, the first refresh token of a new family.
+//! grant, the first refresh token of a new family. The `token.pre_issue`
+//! hooks are asked before anything is written.
 //!
 //! Each redemption starts a token family (the `family_id` of its access
 //! tokens, and of its refresh family when there is one). Marking the code
@@ -250,8 +251,10 @@ impl Flow {
             anonymous: user.anonymous,
             family_id: Some(&family_id),
         };
-        // Everything that can fail is done before the code is used up.
-        let access_token = self.minter.sign_access(&claims)?;
+        // Everything that can fail or refuse (a hook) is done before the
+        // code is used up: a refused token leaves the code and no family.
+        let added = self.minter.pre_issue("authorization_code", &claims).await?;
+        let access_token = self.minter.sign_access_with(&claims, &added)?;
         let openid = code.scope.split(' ').any(|s| s == "openid");
         let id_token = match openid {
             true => {

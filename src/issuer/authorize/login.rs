@@ -111,7 +111,7 @@ impl Flow {
     /// `GET /login?txn=…`: the form of a pending transaction.
     pub(super) async fn login_page(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let params = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
-        let Some(id) = params.get("txn") else {
+        let Some(id) = params.get("txn").filter(|_| !params.malformed) else {
             return expired();
         };
         let txn = match self.state.txn(id, self.clock.now_unix()).await {
@@ -142,7 +142,11 @@ impl Flow {
                 page::error_page("the form could not be read"),
             );
         };
-        let Some(id) = form.get("txn").map(str::to_owned) else {
+        let Some(id) = form
+            .get("txn")
+            .filter(|_| !form.malformed)
+            .map(str::to_owned)
+        else {
             return expired();
         };
         let txn = match self.state.txn(&id, self.clock.now_unix()).await {
@@ -151,7 +155,7 @@ impl Flow {
             Err(e) => return server_error(&e),
         };
         let cookie = csrf::cookie(&headers, &self.jar.name(CSRF_COOKIE));
-        if form.repeated || !csrf::csrf_ok(&txn.csrf, cookie, form.get("csrf")) {
+        if form.malformed || !csrf::csrf_ok(&txn.csrf, cookie, form.get("csrf")) {
             tracing::debug!(reason = "csrf", "Login form refused");
             return page::html(
                 StatusCode::FORBIDDEN,
@@ -348,7 +352,8 @@ impl Flow {
         }
     }
 
-    /// The organization chooser for a signed-in user with several memberships.
+    /// The organization chooser for a signed-in user with several
+    /// memberships, the organizations in the order of their names.
     pub(super) async fn choose(
         &self,
         id: &str,
@@ -368,6 +373,8 @@ impl Flow {
             };
             orgs.push((m.org_id, name));
         }
+        // By name, as a person looks for one (the store lists them by id).
+        orgs.sort_by_cached_key(|(id, name)| (name.to_lowercase(), id.clone()));
         form_page(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs), txn)
     }
 }

@@ -161,8 +161,8 @@ impl Flow {
     /// `id_token_hint`; both must agree when both are sent. A hint that is not
     /// an ID token of ours is refused.
     fn logout_client(&self, params: &Params) -> Result<Option<String>, &'static str> {
-        if params.repeated {
-            return Err("the logout request repeats a parameter");
+        if params.malformed {
+            return Err("the logout request repeats a parameter or holds a NUL character");
         }
         let named = params.get("client_id").map(str::to_owned);
         let Some(hint) = params.get("id_token_hint") else {

@@ -15,8 +15,10 @@ use crate::issuer::store::{Client, Store};
 #[derive(Debug, Default)]
 pub struct Params {
     map: HashMap<String, String>,
-    /// Some parameter appeared more than once.
-    pub repeated: bool,
+    /// Some parameter appeared more than once, or a name or value holds a
+    /// NUL character (no stored value can: PostgreSQL refuses them outright).
+    /// Whatever reads the parameters refuses the request.
+    pub malformed: bool,
 }
 
 /// Where an error or a code may be sent: the client's verified redirect URI and
@@ -81,8 +83,11 @@ impl Params {
     pub fn parse(raw: &[u8]) -> Params {
         let mut params = Params::default();
         for (k, v) in form_urlencoded::parse(raw) {
+            if k.contains('\0') || v.contains('\0') {
+                params.malformed = true;
+            }
             if params.map.insert(k.into_owned(), v.into_owned()).is_some() {
-                params.repeated = true;
+                params.malformed = true;
             }
         }
         params
@@ -102,6 +107,11 @@ pub async fn client_and_target(
     store: &dyn Store,
     params: &Params,
 ) -> Result<(Client, Target), AuthorizeError> {
+    if params.malformed {
+        // A repeated client_id or redirect_uri makes the target itself
+        // doubtful; a NUL is in no stored id. Checked before any lookup.
+        return Err(AuthorizeError::BadRedirectUri);
+    }
     let client_id = params
         .get("client_id")
         .ok_or(AuthorizeError::UnknownClient)?;
@@ -114,10 +124,6 @@ pub async fn client_and_target(
         .get("redirect_uri")
         .filter(|uri| client.redirect_uris.iter().any(|r| r == uri))
         .ok_or(AuthorizeError::BadRedirectUri)?;
-    if params.repeated {
-        // A repeated client_id or redirect_uri makes the target itself doubtful.
-        return Err(AuthorizeError::BadRedirectUri);
-    }
     let target = Target {
         redirect_uri: redirect_uri.to_owned(),
         state: params.get("state").map(str::to_owned),
@@ -137,6 +143,7 @@ pub async fn validate(
         Some(_) => return Err(AuthorizeError::UnsupportedResponseType),
         None => return Err(AuthorizeError::InvalidRequest("response_type is required")),
     }
+    unsupported(params)?;
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(AuthorizeError::UnauthorizedClient);
     }
@@ -283,6 +290,40 @@ pub fn granted_scope(req: &AuthRequest, role_grants: &[String]) -> Vec<String> {
     }
 }
 
+/// Parameters that change what the request means but that the issuer does
+/// not implement are refused, never ignored: a client asking for
+/// `response_mode=form_post` or a signed request object (`request`,
+/// `request_uri`) would otherwise get a different protocol than it asked
+/// for (OpenID Connect Core §3.1.2.6; discovery says they are unsupported).
+fn unsupported(params: &Params) -> Result<(), AuthorizeError> {
+    let refuse = |code, description| Err(AuthorizeError::NotSupported { code, description });
+    match params.get("response_mode") {
+        None | Some("query") => {}
+        Some(_) => {
+            return refuse("invalid_request", "response_mode: only query is supported");
+        }
+    }
+    if params.get("request").is_some() {
+        return refuse(
+            "request_not_supported",
+            "request objects (the request parameter) are not supported",
+        );
+    }
+    if params.get("request_uri").is_some() {
+        return refuse(
+            "request_uri_not_supported",
+            "the request_uri parameter is not supported",
+        );
+    }
+    if params.get("registration").is_some() {
+        return refuse(
+            "registration_not_supported",
+            "the registration parameter is not supported",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,8 +373,10 @@ mod tests {
     #[test]
     fn repeated_parameters_are_noticed() {
         let p = Params::parse(b"a=1&b=&a=2");
-        assert!(p.repeated);
+        assert!(p.malformed);
         assert_eq!(p.get("b"), None);
-        assert!(!Params::parse(b"a=1&b=2").repeated);
+        assert!(!Params::parse(b"a=1&b=2").malformed);
+        assert!(Params::parse(b"client_id=web%00x").malformed);
+        assert!(Params::parse(b"a%00=1").malformed);
     }
 }

@@ -17,10 +17,10 @@ use serde::de::DeserializeOwned;
 use sqlx::{Pool, Transaction};
 
 use super::super::{
-    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeState, FamilyMatch,
-    LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent, RefreshFamily,
-    RevocationNotices, RevocationRecord, Role, SigningKeyRecord, Store, StoreError, StoreTx,
-    TokenFacts, User, Webhook,
+    ApiResource, Attempt, AttemptRule, AuditEntry, AuditFilter, AuditPosition, AuthCode, Client,
+    CodeState, FamilyMatch, LoginSession, LoginTransaction, Membership, NewEvent, Organization,
+    OutboxEvent, Page, RefreshFamily, RevocationNotices, RevocationRecord, Role, SigningKeyRecord,
+    Store, StoreError, StoreTx, TokenFacts, User, Webhook,
 };
 use super::{BEGIN, Db, REVOCATION_LOCK, REVOCATION_NOTIFY, SKIP_LOCKED};
 
@@ -93,24 +93,30 @@ impl Store for SqlStore {
         catalog::get_api_resource(&mut *self.conn().await?, identifier).await
     }
 
-    async fn list_api_resources(&self) -> Result<Vec<ApiResource>, StoreError> {
-        catalog::list_api_resources(&mut *self.conn().await?).await
+    async fn list_api_resources_page(
+        &self,
+        page: Page<'_>,
+    ) -> Result<Vec<ApiResource>, StoreError> {
+        catalog::list_api_resources(&mut *self.conn().await?, page).await
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         catalog::get_client(&mut *self.conn().await?, client_id).await
     }
 
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
-        catalog::list_clients(&mut *self.conn().await?).await
+    async fn list_clients_page(&self, page: Page<'_>) -> Result<Vec<Client>, StoreError> {
+        catalog::list_clients(&mut *self.conn().await?, page).await
     }
 
     async fn get_organization(&self, id: &str) -> Result<Option<Organization>, StoreError> {
         tenancy::get_organization(&mut *self.conn().await?, id).await
     }
 
-    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError> {
-        tenancy::list_organizations(&mut *self.conn().await?).await
+    async fn list_organizations_page(
+        &self,
+        page: Page<'_>,
+    ) -> Result<Vec<Organization>, StoreError> {
+        tenancy::list_organizations(&mut *self.conn().await?, page).await
     }
 
     async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
@@ -121,24 +127,33 @@ impl Store for SqlStore {
         tenancy::get_user_by_email(&mut *self.conn().await?, email).await
     }
 
-    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        tenancy::list_users(&mut *self.conn().await?).await
+    async fn list_users_page(
+        &self,
+        email: Option<&str>,
+        page: Page<'_>,
+    ) -> Result<Vec<User>, StoreError> {
+        tenancy::list_users(&mut *self.conn().await?, email, page).await
     }
 
     async fn list_memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
-        tenancy::list_memberships(&mut *self.conn().await?, tenancy::By::User, user_id).await
+        let c = &mut *self.conn().await?;
+        tenancy::list_memberships(c, tenancy::By::User, user_id, Page::ALL).await
     }
 
-    async fn list_memberships_of_org(&self, org_id: &str) -> Result<Vec<Membership>, StoreError> {
-        tenancy::list_memberships(&mut *self.conn().await?, tenancy::By::Org, org_id).await
+    async fn list_memberships_of_org_page(
+        &self,
+        org_id: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<Membership>, StoreError> {
+        tenancy::list_memberships(&mut *self.conn().await?, tenancy::By::Org, org_id, page).await
     }
 
     async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError> {
         catalog::get_role(&mut *self.conn().await?, name).await
     }
 
-    async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
-        catalog::list_roles(&mut *self.conn().await?).await
+    async fn list_roles_page(&self, page: Page<'_>) -> Result<Vec<Role>, StoreError> {
+        catalog::list_roles(&mut *self.conn().await?, page).await
     }
 
     async fn list_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -318,8 +333,8 @@ impl Store for SqlStore {
         events::purge_login_audit(&mut *self.conn().await?, before).await
     }
 
-    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
-        events::list_webhooks(&mut *self.conn().await?).await
+    async fn list_webhooks_page(&self, page: Page<'_>) -> Result<Vec<Webhook>, StoreError> {
+        events::list_webhooks(&mut *self.conn().await?, page).await
     }
 
     async fn replace_webhook_secret(
@@ -361,8 +376,13 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        events::list_audit(&mut *self.conn().await?, limit).await
+    async fn list_audit_page(
+        &self,
+        filter: &AuditFilter<'_>,
+        after: Option<AuditPosition>,
+        limit: i64,
+    ) -> Result<Vec<(AuditPosition, AuditEntry)>, StoreError> {
+        events::list_audit(&mut *self.conn().await?, filter, after, limit).await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use sqlx::Row as _;
 
-use super::super::super::{ApiResource, Client, Role, StoreError};
+use super::super::super::{ApiResource, Client, Page, Role, StoreError};
 use super::{Conn, Row, decode_all, json_column, to_json, write_error};
 
 /// What writing a client does when its `client_id` exists.
@@ -44,10 +44,18 @@ pub(super) async fn get_api_resource(
         .transpose()
 }
 
-pub(super) async fn list_api_resources(c: &mut Conn) -> Result<Vec<ApiResource>, StoreError> {
-    let rows = sqlx::query("SELECT identifier, scopes FROM api_resources ORDER BY identifier")
-        .fetch_all(&mut *c)
-        .await?;
+pub(super) async fn list_api_resources(
+    c: &mut Conn,
+    page: Page<'_>,
+) -> Result<Vec<ApiResource>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT identifier, scopes FROM api_resources \
+         WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT $2",
+    )
+    .bind(page.after)
+    .bind(page.limit)
+    .fetch_all(&mut *c)
+    .await?;
     decode_all(rows, api_resource)
 }
 
@@ -115,9 +123,16 @@ pub(super) async fn get_client(
         .transpose()
 }
 
-pub(super) async fn list_clients(c: &mut Conn) -> Result<Vec<Client>, StoreError> {
-    let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id");
-    let rows = sqlx::query(&sql).fetch_all(&mut *c).await?;
+pub(super) async fn list_clients(c: &mut Conn, page: Page<'_>) -> Result<Vec<Client>, StoreError> {
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients \
+         WHERE ($1 IS NULL OR client_id > $1) ORDER BY client_id LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(page.after)
+        .bind(page.limit)
+        .fetch_all(&mut *c)
+        .await?;
     decode_all(rows, client)
 }
 
@@ -168,10 +183,15 @@ pub(super) async fn get_role(c: &mut Conn, name: &str) -> Result<Option<Role>, S
         .transpose()
 }
 
-pub(super) async fn list_roles(c: &mut Conn) -> Result<Vec<Role>, StoreError> {
-    let rows = sqlx::query("SELECT name, grants, created_at FROM roles ORDER BY name")
-        .fetch_all(&mut *c)
-        .await?;
+pub(super) async fn list_roles(c: &mut Conn, page: Page<'_>) -> Result<Vec<Role>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT name, grants, created_at FROM roles \
+         WHERE ($1 IS NULL OR name > $1) ORDER BY name LIMIT $2",
+    )
+    .bind(page.after)
+    .bind(page.limit)
+    .fetch_all(&mut *c)
+    .await?;
     decode_all(rows, role)
 }
 

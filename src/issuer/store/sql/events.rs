@@ -2,7 +2,9 @@
 
 use sqlx::Row as _;
 
-use super::super::super::{AuditEntry, NewEvent, OutboxEvent, StoreError, Webhook};
+use super::super::super::{
+    AuditEntry, AuditFilter, AuditPosition, NewEvent, OutboxEvent, Page, StoreError, Webhook,
+};
 use super::{Conn, Row, SKIP_LOCKED, decode_all, opt_json_column, to_json, write_error};
 
 // --- webhooks ---
@@ -44,10 +46,18 @@ pub(super) async fn upsert_webhook(c: &mut Conn, w: &Webhook) -> Result<(), Stor
     Ok(())
 }
 
-pub(super) async fn list_webhooks(c: &mut Conn) -> Result<Vec<Webhook>, StoreError> {
-    let rows = sqlx::query("SELECT id, url, secret, events, created_at FROM webhooks ORDER BY id")
-        .fetch_all(&mut *c)
-        .await?;
+pub(super) async fn list_webhooks(
+    c: &mut Conn,
+    page: Page<'_>,
+) -> Result<Vec<Webhook>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, url, secret, events, created_at FROM webhooks \
+         WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(page.after)
+    .bind(page.limit)
+    .fetch_all(&mut *c)
+    .await?;
     decode_all(rows, webhook)
 }
 
@@ -216,15 +226,43 @@ pub(super) async fn redact_audit(
     Ok(done.rows_affected())
 }
 
-pub(super) async fn list_audit(c: &mut Conn, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+/// Entries newest first (`at`, then `seq`, descending), filtered, from the
+/// one after `after`. An organization's entries are those whose target is
+/// its id or starts with its id and a `/` (its memberships); `substr` rather
+/// than `LIKE`, in which the `_` of an id would match any character.
+pub(super) async fn list_audit(
+    c: &mut Conn,
+    filter: &AuditFilter<'_>,
+    after: Option<AuditPosition>,
+    limit: i64,
+) -> Result<Vec<(AuditPosition, AuditEntry)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, at, actor, action, target, detail FROM audit_log \
-         ORDER BY at DESC, seq DESC LIMIT $1",
+        "SELECT seq, id, at, actor, action, target, detail FROM audit_log \
+         WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) \
+         AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4) \
+         AND ($5 IS NULL OR target = $5 OR substr(target, 1, length($5) + 1) = $5 || '/') \
+         AND ($6 IS NULL OR at < $6 OR (at = $6 AND seq < $7)) \
+         ORDER BY at DESC, seq DESC LIMIT $8",
     )
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.actor)
+    .bind(filter.action)
+    .bind(filter.org_id)
+    .bind(after.map(|p| p.at))
+    .bind(after.map(|p| p.seq))
     .bind(limit)
     .fetch_all(&mut *c)
     .await?;
-    decode_all(rows, audit_entry)
+    rows.iter()
+        .map(|row| {
+            let position = AuditPosition {
+                at: row.try_get("at")?,
+                seq: row.try_get("seq")?,
+            };
+            Ok((position, audit_entry(row)?))
+        })
+        .collect()
 }
 
 fn audit_entry(row: &Row) -> Result<AuditEntry, StoreError> {

@@ -8,7 +8,7 @@
 
 use sqlx::Row as _;
 
-use super::super::super::{Membership, Organization, StoreError, User};
+use super::super::super::{Membership, Organization, Page, StoreError, User};
 use super::{Conn, Row, decode_all, json_column, to_json, write_error};
 
 /// Which side of a membership a listing is keyed by.
@@ -48,10 +48,18 @@ pub(super) async fn get_organization(
         .transpose()
 }
 
-pub(super) async fn list_organizations(c: &mut Conn) -> Result<Vec<Organization>, StoreError> {
-    let rows = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY id")
-        .fetch_all(&mut *c)
-        .await?;
+pub(super) async fn list_organizations(
+    c: &mut Conn,
+    page: Page<'_>,
+) -> Result<Vec<Organization>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, name, created_at FROM organizations \
+         WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(page.after)
+    .bind(page.limit)
+    .fetch_all(&mut *c)
+    .await?;
     decode_all(rows, organization)
 }
 
@@ -185,9 +193,24 @@ pub(super) async fn get_user_by_email(
         .transpose()
 }
 
-pub(super) async fn list_users(c: &mut Conn) -> Result<Vec<User>, StoreError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
-    let rows = sqlx::query(&sql).fetch_all(&mut *c).await?;
+/// Users by id; with `email`, the one whose `email_key` is that address
+/// lowercased (never a user without an email: see [`no_email_key`]).
+pub(super) async fn list_users(
+    c: &mut Conn,
+    email: Option<&str>,
+    page: Page<'_>,
+) -> Result<Vec<User>, StoreError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users \
+         WHERE ($1 IS NULL OR email_key = $1) AND ($2 IS NULL OR id > $2) \
+         ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(email.map(str::to_lowercase))
+        .bind(page.after)
+        .bind(page.limit)
+        .fetch_all(&mut *c)
+        .await?;
     decode_all(rows, user)
 }
 
@@ -258,22 +281,30 @@ pub(super) async fn remove_memberships_of_user(
     Ok(done.rows_affected())
 }
 
+/// The memberships of one user (by organization id) or of one organization
+/// (by user id), from the one after `page.after`.
 pub(super) async fn list_memberships(
     c: &mut Conn,
     by: By,
     id: &str,
+    page: Page<'_>,
 ) -> Result<Vec<Membership>, StoreError> {
     let sql = match by {
         By::User => {
             "SELECT org_id, user_id, roles, created_at FROM memberships \
-             WHERE user_id = $1 ORDER BY org_id"
+             WHERE user_id = $1 AND ($2 IS NULL OR org_id > $2) ORDER BY org_id LIMIT $3"
         }
         By::Org => {
             "SELECT org_id, user_id, roles, created_at FROM memberships \
-             WHERE org_id = $1 ORDER BY user_id"
+             WHERE org_id = $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3"
         }
     };
-    let rows = sqlx::query(sql).bind(id).fetch_all(&mut *c).await?;
+    let rows = sqlx::query(sql)
+        .bind(id)
+        .bind(page.after)
+        .bind(page.limit)
+        .fetch_all(&mut *c)
+        .await?;
     decode_all(rows, membership)
 }
 
