@@ -198,6 +198,7 @@ impl Revocations {
         let mut tick = tokio::time::interval(self.sync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut evicted = self.set.evicted();
+        metrics.revocation_entries.set(self.set.len() as i64);
         // After a failed read (a connection that died with the network, say),
         // the next one comes soon, not only at the next tick.
         let mut retry: Option<Duration> = None;
