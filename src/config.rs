@@ -242,6 +242,23 @@ pub struct IssuerSection {
     /// Blocking hooks, in the order written; they reach only the addresses
     /// `webhook_address_policy` allows.
     pub hooks: Vec<HookConfig>,
+    /// The gateway's in-memory revocation set (`issuer.revocation`).
+    pub revocation: RevocationConfig,
+}
+
+/// `issuer.revocation`: how the gateway holds and refreshes what the built-in
+/// issuer revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// The set's hard cap; beyond it the oldest entries are dropped and every
+    /// built-in token issued before them is refused (between 100 and
+    /// 10,000,000; 100,000 by default).
+    pub max_entries: usize,
+    /// How often each process re-reads the revocation table whatever it was
+    /// notified of (between 1 s and 1 h; 5 s by default): the bound on the
+    /// delay when a notification is lost, and on SQLite the delay for
+    /// revocations made by `portcullis admin` in another process.
+    pub sync_interval: Duration,
 }
 
 /// A declarative API resource.

@@ -27,6 +27,7 @@ pub mod manage;
 pub mod purge;
 pub mod refresh;
 pub mod reserved;
+pub mod revocation;
 pub mod revoke;
 pub mod signing;
 pub mod store;

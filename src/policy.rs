@@ -156,6 +156,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             roles: roles.iter().map(|s| s.to_string()).collect(),
             headers: vec![],
+            revocation: None,
         }
     }
 

@@ -28,6 +28,7 @@ pub use reload::{ReloadError, Reloaded};
 
 use crate::admin::Admin;
 use crate::auth::jwks::IssuerKeys;
+use crate::auth::revocation::RevocationSet;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::issuer::Issuer;
@@ -123,9 +124,16 @@ impl std::fmt::Debug for Shared {
 pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
+    // One revocation set for the life of the process: every snapshot's
+    // verifier consults it, the issuer feeds it.
+    let revocations = config
+        .issuer
+        .as_ref()
+        .map(|s| Arc::new(RevocationSet::new(s.revocation.max_entries)));
     let deps = Deps {
         clock: options.clock.clone(),
         metrics: metrics.clone(),
+        revocations: revocations.clone(),
     };
     let snapshot = Snapshot::build(config.clone(), None, 1, &deps)?;
     let tls_config = tls::server_config(&config.server)?;
@@ -141,14 +149,14 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             }
         }
     }
-    let issuer = match &config.issuer {
-        Some(section) => Some(
-            Issuer::start(section.clone(), options.clock.clone(), &|n| {
+    let issuer = match (&config.issuer, revocations) {
+        (Some(section), Some(set)) => Some(
+            Issuer::start(section.clone(), set, options.clock.clone(), &|n| {
                 std::env::var(n).ok()
             })
             .await?,
         ),
-        None => None,
+        _ => None,
     };
     let control = tokio::runtime::Handle::current();
 
@@ -299,6 +307,12 @@ fn start_issuer_tasks(
         options.clock.clone(),
         rx.clone(),
     ));
+    tasks.spawn(
+        issuer
+            .revocations()
+            .clone()
+            .run(shared.metrics.clone(), rx.clone()),
+    );
     match issuer.deliverer(options.clock.clone(), shared.metrics.clone()) {
         Ok(deliverer) => {
             tasks.spawn(deliverer.run(rx.clone()));

@@ -17,6 +17,7 @@ use http::HeaderName;
 use crate::auth::Verifier;
 use crate::auth::introspect::Introspector;
 use crate::auth::jwks::{FetchError, IssuerKeys, http_client};
+use crate::auth::revocation::RevocationSet;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::Policy;
@@ -97,6 +98,9 @@ fn upstream_files(u: &crate::config::UpstreamConfig) -> Option<FileDigest> {
 pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    /// The built-in issuer's revocation set, shared by every snapshot's
+    /// verifier; `None` without an `issuer:` section.
+    pub revocations: Option<Arc<RevocationSet>>,
 }
 
 /// Why a configuration could not be compiled (it passed `check`, but a file it
@@ -160,15 +164,17 @@ impl Snapshot {
             .iter()
             .map(|(c, _)| c.clone())
             .collect();
-        let verifier = Arc::new(
-            Verifier::new(
-                issuers,
-                header_claims,
-                deps.clock.clone(),
-                deps.metrics.clone(),
-            )
-            .with_cache_budget(config.server.limits.token_cache),
-        );
+        let verifier = Verifier::new(
+            issuers,
+            header_claims,
+            deps.clock.clone(),
+            deps.metrics.clone(),
+        )
+        .with_cache_budget(config.server.limits.token_cache);
+        let verifier = Arc::new(match &deps.revocations {
+            Some(set) => verifier.with_revocations(set.clone()),
+            None => verifier,
+        });
         let upstream_files: Vec<_> = config.upstreams.iter().map(upstream_files).collect();
         let upstreams = config
             .upstreams

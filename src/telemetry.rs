@@ -104,6 +104,10 @@ pub struct Metrics {
     pub webhook_deliveries: Family<Outcome, Counter>,
     /// Events given up on after the last attempt.
     pub webhook_events_abandoned: Counter,
+    /// Entries in the built-in issuer's revocation set.
+    pub revocation_entries: Gauge,
+    /// Revocation-set entries dropped by `issuer.revocation.max_entries`.
+    pub revocations_evicted: Counter,
     registry: Arc<Registry>,
 }
 
@@ -134,6 +138,8 @@ impl Metrics {
         let introspections = Family::<IntrospectionLabel, Counter>::default();
         let webhook_deliveries = Family::<Outcome, Counter>::default();
         let webhook_events_abandoned = Counter::default();
+        let revocation_entries = Gauge::default();
+        let revocations_evicted = Counter::default();
         registry.register(
             m::REQUESTS,
             "Requests answered, by route and status",
@@ -204,6 +210,16 @@ impl Metrics {
             "Webhook events given up on after their last attempt",
             webhook_events_abandoned.clone(),
         );
+        registry.register(
+            m::REVOCATION_ENTRIES,
+            "Entries in the built-in issuer's revocation set",
+            revocation_entries.clone(),
+        );
+        registry.register(
+            m::REVOCATIONS_EVICTED,
+            "Revocation-set entries dropped at the cap (tokens issued before them are refused)",
+            revocations_evicted.clone(),
+        );
         config_generation.set(0);
         for l in [
             LimitLabel::MAX_HEADER_BYTES,
@@ -231,6 +247,8 @@ impl Metrics {
             introspections,
             webhook_deliveries,
             webhook_events_abandoned,
+            revocation_entries,
+            revocations_evicted,
             registry: Arc::new(registry),
         }
     }

@@ -14,9 +14,9 @@ use sqlx::postgres::PgConnection;
 use tokio::sync::Barrier;
 
 use portcullis::issuer::store::{
-    self, ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeRedemption,
-    LoginSession, LoginTransaction, Membership, NewEvent, Organization, PresentedToken,
-    RefreshFamily, Role, SigningKeyRecord, Store, StoreError, User, Webhook,
+    self, ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeState, LoginSession,
+    LoginTransaction, Membership, NewEvent, Organization, PresentedToken, RefreshFamily,
+    RevocationRecord, Role, SigningKeyRecord, Store, StoreError, TokenFacts, User, Webhook,
 };
 
 // === cases, by area ===
@@ -173,7 +173,9 @@ cases!(
     rotation_keeps_the_sealed_successor_with_its_generation,
     revocation_by_family_user_and_client,
     deleting_users_and_clients_cascades,
-    revoked_jtis_and_purging,
+    revocation_facts_match_their_tokens,
+    revocation_facts_are_read_in_commit_order,
+    revocations_and_purging,
     webhooks,
     outbox_claims_retries_and_delivery,
     events_commit_or_roll_back_with_their_change,
@@ -305,6 +307,44 @@ fn key(kid: &str, activate_at: i64, expire_at: Option<i64>) -> SigningKeyRecord 
         retire_at: None,
         expire_at,
     }
+}
+
+/// A revocation fact of `kind` for `value`, covering tokens issued up to
+/// `issued_before` and expired by `expires_at`.
+fn fact(kind: &str, value: &str, issued_before: i64, expires_at: i64) -> RevocationRecord {
+    RevocationRecord {
+        id: 0,
+        kind: kind.into(),
+        value: value.into(),
+        issued_before,
+        expires_at,
+        created_at: NOW,
+    }
+}
+
+/// The revocation facts of a token: `jti`, of user `usr_a` and client
+/// `cli_a`, in `family`, issued at `iat`.
+fn token_facts<'a>(jti: &'a str, family: Option<&'a str>, iat: i64) -> TokenFacts<'a> {
+    TokenFacts {
+        jti,
+        family_id: family,
+        sub: "usr_a",
+        client_id: Some("cli_a"),
+        iat,
+    }
+}
+
+/// Whether a stored revocation matches the token with `jti`, issued now.
+async fn jti_revoked(s: &dyn Store, jti: &str) -> bool {
+    s.is_revoked(&token_facts(jti, None, NOW)).await.unwrap()
+}
+
+/// Redeems the code `hash` for `family` in a transaction of its own.
+async fn redeem(s: &dyn Store, hash: &str, family: &str, now: i64) -> bool {
+    let mut tx = s.begin().await.unwrap();
+    let won = tx.redeem_code(hash, Some(family), now).await.unwrap();
+    tx.commit().await.unwrap();
+    won
 }
 
 fn event(id: &str, due_at: i64) -> NewEvent {

@@ -88,6 +88,29 @@ pub fn token(s: &Signer, sub: u64) -> String {
     token_of(s, ISSUER, sub)
 }
 
+/// Now, in seconds since the epoch.
+#[allow(clippy::disallowed_methods)] // tokens are minted against the real clock
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An access token as the built-in issuer at `issuer` signs one for user
+/// `sub` (`typ: at+jwt`, with `jti`, `client_id` and `family_id`), valid
+/// for an hour.
+pub fn builtin_token(s: &Signer, issuer: &str, sub: u64) -> String {
+    let mut h = Header::new(s.alg);
+    h.kid = Some(s.name.to_owned());
+    h.typ = Some("at+jwt".to_owned());
+    let now = now();
+    let claims = json!({"iss": issuer, "aud": AUDIENCE, "sub": format!("user-{sub}"),
+        "exp": now + 3600, "iat": now, "nbf": now, "jti": format!("jti-{sub}"),
+        "client_id": "bench", "scope": "read:data", "family_id": format!("rfam_{sub}")});
+    jsonwebtoken::encode(&h, &claims, &s.enc).unwrap()
+}
+
 /// Writes the signers' public keys as `jwks.json` in `dir`.
 pub fn write_jwks(dir: &Path, signers: &[Signer]) -> PathBuf {
     let path = dir.join("jwks.json");

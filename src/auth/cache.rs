@@ -142,6 +142,7 @@ mod tests {
             scopes: vec!["read:data".to_owned(), "write:data".to_owned()],
             roles: Vec::new(),
             headers: vec![http::HeaderValue::from_str(&format!("user-{n}")).ok(), None],
+            revocation: None,
         })
     }
 

@@ -9,6 +9,7 @@ use http::HeaderValue;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
+use super::revocation::Revocable;
 use crate::config::Algorithm;
 
 /// The family and parameters of a key, as far as algorithm choice needs them.
@@ -245,6 +246,9 @@ pub struct Identity {
     /// One value per configured identity header (same order); `None` when the
     /// token lacks the claim.
     pub headers: Vec<Option<HeaderValue>>,
+    /// What the revocation set can match in a token of the built-in issuer
+    /// (checked on every request, cached or not); `None` for other issuers.
+    pub revocation: Option<Box<Revocable>>,
 }
 
 impl Identity {
@@ -262,7 +266,11 @@ impl Identity {
                 .headers
                 .iter()
                 .map(|h| 40 + h.as_ref().map_or(0, |v| v.len() + BLOCK))
-                .sum::<usize>();
+                .sum::<usize>()
+            + self
+                .revocation
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<Revocable>() + BLOCK);
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 

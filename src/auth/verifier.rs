@@ -1,5 +1,7 @@
 //! The token verifier: from a bearer token to a verified [`Identity`], using the
 //! caches first and the issuer's keys (refetching on an unknown `kid`) otherwise.
+//! A token of the built-in issuer is also checked against the revocation set on
+//! every request, cached or not ([`RevocationSet::admits`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use super::cache::{Rejection, TokenCache, TokenDigest, digest};
 use super::introspect::{Answer, Introspector};
 use super::jwks::{IssuerKeys, Refetch};
 use super::keys::{Identity, KeyLookup};
+use super::revocation::{FAMILY_CLAIM, Revocable, RevocationSet};
 use super::verify::{self, TokenError};
 use crate::clock::Clock;
 use crate::config::{IssuerConfig, is_list_item};
@@ -25,6 +28,8 @@ pub struct Verifier {
     /// Claim names of the identity headers, in header order.
     header_claims: Vec<String>,
     metrics: Metrics,
+    /// What the built-in issuer revoked; `None` without a built-in issuer.
+    revocations: Option<Arc<RevocationSet>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -58,7 +63,19 @@ impl Verifier {
             clock,
             header_claims,
             metrics,
+            revocations: None,
         }
+    }
+
+    /// The same verifier checking the built-in issuer's tokens against
+    /// `set`, which then keeps its entries for as long as this verifier's
+    /// leeway lets such a token live past its `exp`.
+    pub fn with_revocations(mut self, set: Arc<RevocationSet>) -> Verifier {
+        for issuer in self.issuers.iter().filter(|i| i.is_builtin()) {
+            set.cover_leeway(issuer.config.leeway);
+        }
+        self.revocations = Some(set);
+        self
     }
 
     /// The same verifier with token caches of `budget` bytes
@@ -110,7 +127,16 @@ impl Verifier {
                     exp: id.exp,
                     nbf: id.nbf,
                 };
-                return Some(verify::check_window(window, now, leeway).map(|()| id));
+                if let Err(e) = verify::check_window(window, now, leeway) {
+                    return Some(Err(e));
+                }
+                if let Some(marks) = &id.revocation
+                    && !self.admits(marks)
+                {
+                    self.cache.forget_verified(key);
+                    return Some(Err(self.revoked(*key, id.issuer, id.generation)));
+                }
+                return Some(Ok(id));
             }
             self.cache.forget_verified(key);
         }
@@ -209,10 +235,63 @@ impl Verifier {
             return Err(error);
         }
         let window = verify::check_claims(&parsed.claims, config, now)?;
-        let identity =
-            Arc::new(self.identity(index, keys.generation, window, &parsed.claims, config));
+        let mut identity = self.identity(index, keys.generation, window, &parsed.claims, config);
+        if issuer.is_builtin() {
+            identity.revocation = self.revocable(&parsed.claims)?;
+            if let Some(marks) = &identity.revocation
+                && !self.admits(marks)
+            {
+                return Err(self.revoked(key, index, keys.generation));
+            }
+        }
+        let identity = Arc::new(identity);
         self.cache.insert_verified(key, identity.clone());
         Ok(identity)
+    }
+
+    /// What the revocation set can match in a built-in token with `claims`;
+    /// `None` when no set is kept. Our tokens always carry `jti`, `sub` and
+    /// `iat`: one without them is refused rather than left uncheckable.
+    fn revocable(&self, claims: &Map<String, Value>) -> Result<Option<Box<Revocable>>, TokenError> {
+        let Some(set) = &self.revocations else {
+            return Ok(None);
+        };
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let jti = text("jti").ok_or(TokenError::MissingClaim)?;
+        let sub = text("sub").ok_or(TokenError::MissingClaim)?;
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or(TokenError::MissingClaim)?;
+        Ok(Some(Box::new(set.revocable(
+            jti,
+            text(FAMILY_CLAIM),
+            sub,
+            text("client_id"),
+            iat,
+        ))))
+    }
+
+    /// Whether the revocation set lets the token pass (fails closed if an
+    /// identity is marked but no set is kept, which cannot happen).
+    fn admits(&self, marks: &Revocable) -> bool {
+        self.revocations
+            .as_ref()
+            .is_some_and(|set| set.admits(marks))
+    }
+
+    /// Remembers a revoked token as rejected (a revocation is never taken
+    /// back) and returns the error.
+    fn revoked(&self, key: TokenDigest, issuer: usize, generation: u64) -> TokenError {
+        self.cache.insert_rejected(
+            key,
+            Rejection {
+                issuer,
+                generation,
+                error: TokenError::Revoked,
+            },
+        );
+        TokenError::Revoked
     }
 
     /// An opaque token, asked of every issuer that introspects, in order: the
@@ -310,6 +389,7 @@ impl Verifier {
             scopes,
             roles,
             headers,
+            revocation: None,
         }
     }
 }

@@ -45,6 +45,10 @@ pub enum TokenError {
     Inactive,
     #[error("the issuer's introspection endpoint is not available")]
     IntrospectionUnavailable,
+    /// The built-in issuer revoked it (by `jti`, family, user or client), or
+    /// it predates what a full revocation set can still tell apart.
+    #[error("the token was revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -71,6 +75,9 @@ impl TokenError {
             TokenError::KeysUnavailable => "the issuer's keys are not available",
             TokenError::Inactive => "the token is not active",
             TokenError::IntrospectionUnavailable => "the token cannot be checked right now",
+            // Said as of any inactive token: why it was revoked is not the
+            // bearer's business.
+            TokenError::Revoked => "the token is not active",
         }
     }
 
@@ -93,6 +100,7 @@ impl TokenError {
             TokenError::KeysUnavailable => "keys_unavailable",
             TokenError::Inactive => "inactive_token",
             TokenError::IntrospectionUnavailable => "introspection_unavailable",
+            TokenError::Revoked => "revoked_token",
         }
     }
 }

@@ -83,6 +83,8 @@ fn the_contract_example_is_valid() {
     );
     assert_eq!(s.refresh_reuse_grace, Duration::ZERO);
     assert_eq!(s.key_sync_interval, Duration::from_secs(60));
+    assert_eq!(s.revocation.max_entries, 100_000);
+    assert_eq!(s.revocation.sync_interval, Duration::from_secs(5));
     let billing = &s.clients[0];
     assert!(!billing.public);
     assert_eq!(
@@ -246,6 +248,16 @@ fn lifetimes_are_bounded() {
             "issuer.signing_algs",
         ),
         ("[ES256, RS256]", "[]", "issuer.signing_algs"),
+        (
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 7d\n  revocation: { max_entries: 99 }",
+            "issuer.revocation.max_entries",
+        ),
+        (
+            "refresh_token_idle_ttl: 7d",
+            "refresh_token_idle_ttl: 7d\n  revocation: { sync_interval: 500ms }",
+            "issuer.revocation.sync_interval",
+        ),
     ] {
         let e = only_error(&ISSUER.replace(from, to));
         assert_eq!(e.key.as_deref(), Some(key), "{to}: {e}");
@@ -258,6 +270,13 @@ fn lifetimes_are_bounded() {
         .replace("sqlite://portcullis.db", "postgres://u@127.0.0.1/test");
     let s = parse(&ok).expect("valid").issuer.expect("section");
     assert_eq!(s.refresh_reuse_grace, Duration::from_secs(60));
+    let ok = ISSUER.replace(
+        "refresh_token_idle_ttl: 7d",
+        "refresh_token_idle_ttl: 7d\n  revocation:\n    max_entries: 1000\n    sync_interval: 1h",
+    );
+    let s = parse(&ok).expect("valid").issuer.expect("section");
+    assert_eq!(s.revocation.max_entries, 1000);
+    assert_eq!(s.revocation.sync_interval, Duration::from_secs(3600));
 }
 
 #[test]

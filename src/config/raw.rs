@@ -205,6 +205,15 @@ pub struct RawIssuerSection {
     pub webhook_address_policy: Option<RawWebhookAddressPolicy>,
     #[serde(default)]
     pub hooks: Vec<RawHook>,
+    pub revocation: Option<RawRevocation>,
+}
+
+/// `issuer.revocation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub max_entries: Option<usize>,
+    pub sync_interval: Option<Parsed<Duration>>,
 }
 
 /// `issuer.webhook_address_policy`.

@@ -20,9 +20,10 @@ use serde_json::Value;
 
 use super::error::json_response;
 use super::hooks::Hooks;
-use super::introspect::verified_access_claims;
+use super::introspect::{is_revoked, verified_access_claims};
 use super::keyring::KeyRing;
 use super::manage::{Actor, ManageError};
+use super::revocation::Revocations;
 use super::signing::MasterKey;
 use super::signing::seal::MASTER_KEY_ENV;
 use super::store::Store;
@@ -108,6 +109,7 @@ impl AdminApi {
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
         hooks: Arc<Hooks>,
+        revocations: Arc<Revocations>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> AdminApi {
@@ -118,6 +120,7 @@ impl AdminApi {
                 keys,
                 store,
                 hooks,
+                revocations,
             },
             master,
             clock,
@@ -130,9 +133,20 @@ impl AdminApi {
         path.starts_with(PREFIX)
     }
 
-    /// Answers one admin API request.
+    /// Answers one admin API request. After a change, the revocations it
+    /// may have recorded (a user deleted or anonymized, a new password, a
+    /// client deleted) are read into this process's revocation set before
+    /// the answer, so that the gateway here refuses at once what they revoke.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        match self.respond(req).await {
+        let changes = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
+        let answer = self.respond(req).await;
+        if changes && answer.is_ok() {
+            if let Err(e) = self.minter.revocations.catch_up().await {
+                // The periodic read applies them within sync_interval.
+                tracing::error!(error = %crate::telemetry::events::chain(&e), "Reading new revocations failed");
+            }
+        }
+        match answer {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         }
@@ -244,14 +258,7 @@ impl AdminApi {
             nbf: number("nbf"),
         };
         check_window(window, now, 0).map_err(|_| ApiError::Unauthorized { sent: true })?;
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or(ApiError::Unauthorized { sent: true })?;
-        if self
-            .minter
-            .store
-            .is_jti_revoked(jti)
+        if is_revoked(self.minter.store.as_ref(), &claims)
             .await
             .map_err(ApiError::store)?
         {

@@ -67,6 +67,7 @@ impl Minter {
             anonymized_at: None,
         };
         let ttl = self.section.access_token_ttl.as_secs();
+        let family_id = new_id("rfam");
         let claims = AccessClaims {
             iss: &self.section.url,
             sub: &user.id,
@@ -80,6 +81,7 @@ impl Minter {
             org_id: None,
             roles: None,
             anonymous: true,
+            family_id: Some(&family_id),
         };
         // Asked and signed before anything is written: a refusal or a failure
         // leaves no user behind.
@@ -94,7 +96,7 @@ impl Minter {
         let access_token = self.sign_access_with(&claims, &added)?;
         let refresh_token = random_token(REFRESH_TOKEN_BYTES);
         let family = RefreshFamily {
-            id: new_id("rfam"),
+            id: family_id.clone(),
             client_id: client.client_id.clone(),
             user_id: user.id.clone(),
             org_id: None,

@@ -35,6 +35,7 @@ use super::hooks::Hooks;
 use super::kdf::Budget;
 use super::keyring::KeyRing;
 use super::reserved::confine;
+use super::revocation::Revocations;
 use super::store::{AuthCode, Store, StoreError};
 use super::throttle::{ClientIp, Source, Throttle};
 use super::token::{Minter, random_token, token_hash};
@@ -110,6 +111,7 @@ impl Flow {
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
         hooks: Arc<Hooks>,
+        revocations: Arc<Revocations>,
         clock: Arc<dyn Clock>,
         budget: Arc<Budget>,
     ) -> Flow {
@@ -122,6 +124,7 @@ impl Flow {
                 keys: keys.clone(),
                 store: store.clone(),
                 hooks,
+                revocations,
             },
             state: LoginState::new(store.clone()),
             throttle: Throttle::new(store.clone()),

@@ -18,10 +18,12 @@ use super::error::{OAuthError, json_response};
 use super::hooks::Hooks;
 use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
+use super::revocation::Revocations;
 use super::signing::{MasterKey, RotationPolicy};
 use super::store::{self, Store, StoreError};
 use super::throttle::{ClientIp, Source};
 use super::token::Minter;
+use crate::auth::revocation::RevocationSet;
 use crate::clock::Clock;
 use crate::config::IssuerSection;
 use crate::config::value::ANONYMOUS_GRANT;
@@ -71,6 +73,8 @@ pub struct Issuer {
     metadata: Bytes,
     /// Opens the stored webhooks' sealed secrets for delivery.
     secrets: Option<Arc<MasterKey>>,
+    /// The revocation set and what keeps it fed.
+    revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -86,8 +90,11 @@ impl std::fmt::Debug for Issuer {
 impl Issuer {
     /// Opens the database, upserts the declared resources and clients, and syncs
     /// the signing keys (creating the first ones on a new database).
+    /// `revocations` is the gateway's revocation set, which the issuer loads
+    /// and keeps fed ([`Issuer::revocations`]).
     pub async fn start(
         section: IssuerSection,
+        revocations: Arc<RevocationSet>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<Issuer>, IssuerError> {
@@ -110,6 +117,13 @@ impl Issuer {
             master,
         ));
         keys.sync_at_start(clock.as_ref()).await?;
+        let revocations = Revocations::start(
+            store.clone(),
+            revocations,
+            clock.clone(),
+            section.revocation.sync_interval,
+        )
+        .await?;
         let (discovery, metadata) = discovery_documents(&section);
         let hooks = Arc::new(Hooks::new(&section, clock.clone()).map_err(IssuerError::Hooks)?);
         // Unknown emails at /login replay real verification times: one is
@@ -126,6 +140,7 @@ impl Issuer {
                 store.clone(),
                 keys.clone(),
                 hooks.clone(),
+                revocations.clone(),
                 clock.clone(),
                 env,
             ),
@@ -134,6 +149,7 @@ impl Issuer {
                 store.clone(),
                 keys.clone(),
                 hooks.clone(),
+                revocations.clone(),
                 clock.clone(),
                 login_budget,
             ),
@@ -142,7 +158,9 @@ impl Issuer {
                 keys: keys.clone(),
                 store: store.clone(),
                 hooks,
+                revocations: revocations.clone(),
             },
+            revocations,
             section,
             store,
             keys,
@@ -179,6 +197,11 @@ impl Issuer {
     /// The database.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The revocation set's feed: run [`Revocations::run`] beside the issuer.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// Whether the issuer answers `path`.

@@ -11,7 +11,10 @@
 //!
 //! An access token is active when it is a JWT of type `at+jwt` signed by one
 //! of the keys this issuer publishes, names this issuer as `iss`, is inside its
-//! `exp`/`nbf` window, and its `jti` was not revoked. A refresh token is active
+//! `exp`/`nbf` window, and no stored revocation matches it (its `jti`, its
+//! family, or its user or client since it was issued): the same facts the
+//! gateway's revocation set holds, read from the store, so a replica answers
+//! alike before its set has caught up. A refresh token is active
 //! when it is the current token of a family that is neither revoked nor past
 //! its absolute or idle expiry. Anything else is `{"active": false}`, with
 //! nothing said about why. Responses carry `Cache-Control: no-store`.
@@ -28,10 +31,11 @@ use super::clients::{ClientAuth, Form};
 use super::endpoints::read_form;
 use super::error::{OAuthError, json_response};
 use super::refresh::{family_expired, storage};
-use super::store::{Client, PresentedToken};
+use super::store::{Client, PresentedToken, Store, StoreError, TokenFacts};
 use super::throttle::Source;
 use super::token::{Minter, token_hash};
 use crate::auth::keys::{KeyLookup, KeySet};
+use crate::auth::revocation::FAMILY_CLAIM;
 use crate::auth::verify::{Window, check_window, parse, verify_signature};
 
 /// The claims of an active access token that introspection repeats.
@@ -87,6 +91,31 @@ pub(super) fn verified_access_claims(minter: &Minter, token: &str) -> Option<Map
     let claims = unverified.claims;
     let ours = claims.get("iss").and_then(Value::as_str) == Some(minter.section.url.as_str());
     ours.then_some(claims)
+}
+
+/// Whether a stored revocation matches the access token with `claims` (of
+/// this issuer, signature checked). A token without the claims a check needs
+/// (`jti`, `sub`, `iat`) counts as revoked: ours always carry them.
+pub(super) async fn is_revoked(
+    store: &dyn Store,
+    claims: &Map<String, Value>,
+) -> Result<bool, StoreError> {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    let (Some(jti), Some(sub), Some(iat)) = (
+        text("jti"),
+        text("sub"),
+        claims.get("iat").and_then(Value::as_i64),
+    ) else {
+        return Ok(true);
+    };
+    let facts = TokenFacts {
+        jti,
+        family_id: text(FAMILY_CLAIM),
+        sub,
+        client_id: text("client_id"),
+        iat,
+    };
+    store.is_revoked(&facts).await
 }
 
 /// Whether the JWS header says `typ: at+jwt` (RFC 9068), which sets access
@@ -177,10 +206,10 @@ async fn access(
     {
         return Ok(None);
     }
-    let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
-        return Ok(None);
-    };
-    if minter.store.is_jti_revoked(jti).await.map_err(storage)? {
+    if is_revoked(minter.store.as_ref(), &claims)
+        .await
+        .map_err(storage)?
+    {
         return Ok(None);
     }
     let mut out = Map::new();

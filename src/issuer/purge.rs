@@ -1,5 +1,5 @@
 //! Housekeeping: what has no use any more leaves the database (expired codes,
-//! refresh families past their absolute expiry, revoked JTIs past their `exp`,
+//! refresh families past their absolute expiry, revocation facts once every token they match has expired,
 //! delivered events, finished sign-ins and sessions, forgotten throttle keys,
 //! failed-login audit entries older than [`LOGIN_AUDIT_RETENTION`], and
 //! anonymous users who were never promoted once their refresh tokens are
@@ -118,27 +118,44 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
         let t0 = 1_700_000_000;
         let clock = Arc::new(ManualClock::new(t0));
+        let revoked = |jti: &str, exp: i64| crate::issuer::revocation::jti(jti, exp - 60, exp, t0);
         // Expired more than RETENTION ago: gone at the first pass.
-        store.revoke_jti("old", t0 - RETENTION - 1).await.unwrap();
+        store
+            .record_revocation(&revoked("old", t0 - RETENTION - 1))
+            .await
+            .unwrap();
         // Expires an hour from now: kept until RETENTION after that.
-        store.revoke_jti("new", t0 + 3600).await.unwrap();
+        store
+            .record_revocation(&revoked("new", t0 + 3600))
+            .await
+            .unwrap();
+        let is_revoked = |jti: &'static str| {
+            let store = store.clone();
+            async move {
+                let facts = crate::issuer::store::TokenFacts {
+                    jti,
+                    family_id: None,
+                    sub: "usr_1",
+                    client_id: None,
+                    iat: t0,
+                };
+                store.is_revoked(&facts).await.unwrap()
+            }
+        };
         let (stop, rx) = watch::channel(false);
         let every = Duration::from_millis(20);
         let task = tokio::spawn(run_every(store.clone(), clock.clone(), every, rx));
-        let gone = |jti: &'static str| {
-            let store = store.clone();
-            async move {
-                for _ in 0..1000 {
-                    if !store.is_jti_revoked(jti).await.unwrap() {
-                        return true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+        let gone = |jti: &'static str| async move {
+            for _ in 0..1000 {
+                if !is_revoked(jti).await {
+                    return true;
                 }
-                false
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            false
         };
         assert!(gone("old").await);
-        assert!(store.is_jti_revoked("new").await.unwrap());
+        assert!(is_revoked("new").await);
         clock.advance(3600 + RETENTION);
         assert!(gone("new").await);
         stop.send(true).unwrap();

@@ -236,14 +236,8 @@ impl Minter {
             sub = %family.user_id,
             "Refresh token reuse detected; family revoked"
         );
-        match revoke_family_reported(
-            self.store.as_ref(),
-            family,
-            &family.client_id,
-            "token.reuse_detected",
-            now,
-        )
-        .await
+        match revoke_family_reported(self, family, &family.client_id, "token.reuse_detected", now)
+            .await
         {
             Ok(_) => OAuthError::InvalidGrant("the refresh token was already used"),
             Err(e) => e,
@@ -390,6 +384,7 @@ impl Minter {
             org_id: subject.org_id.as_deref(),
             roles: subject.roles.as_deref(),
             anonymous: subject.anonymous,
+            family_id: Some(&family.id),
         }
     }
 }

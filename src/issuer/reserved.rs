@@ -19,7 +19,9 @@ pub use crate::config::value::{ADMIN_SCOPE, admin_audience};
 /// `token_use`, which it reads to tell access tokens from others), what the
 /// issuer says about the sign-in (`auth_time`, `acr`, `amr`, `sid`, `nonce`,
 /// `at_hash`, `c_hash`), token binding and delegation (`cnf`, `act`,
-/// `may_act`), and `anonymous`, which only the issuer may say of a user.
+/// `may_act`), `anonymous`, which only the issuer may say of a user, and
+/// `family_id`, which revoking a token family matches: a hook that could set
+/// it could keep a token alive past its family's revocation.
 pub const HOOK_RESERVED_CLAIMS: &[&str] = &[
     "iss",
     "sub",
@@ -48,6 +50,7 @@ pub const HOOK_RESERVED_CLAIMS: &[&str] = &[
     "act",
     "may_act",
     "anonymous",
+    crate::auth::revocation::FAMILY_CLAIM,
 ];
 
 /// Whether a hook may set the access-token claim `name`.
@@ -110,6 +113,7 @@ mod tests {
             "scope",
             "org_id",
             "roles",
+            "family_id",
         ] {
             assert!(!hook_may_set(name), "{name}");
         }

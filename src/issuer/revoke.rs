@@ -3,9 +3,12 @@
 //! which is accepted and not needed: access tokens are JWTs and refresh tokens
 //! are opaque, so the token's form tells them apart.
 //!
-//! Revoking a refresh token revokes its whole family; revoking an access token
-//! records its `jti` as revoked until its `exp`, which introspection honours
-//! (the gateway verifies JWTs statelessly and does not).
+//! Revoking a refresh token revokes its whole family, and with it every access
+//! token issued from the family; revoking an access token records its `jti`
+//! as revoked until its `exp`. Either fact is recorded in the transaction of
+//! the revocation and applied to this process's revocation set before the
+//! answer (`revocation`): the gateway refuses the token on the next request,
+//! introspection answers `active: false`, and other replicas follow.
 //!
 //! Only the client the token was issued to can revoke it. RFC 7009 §2.1: the
 //! server verifies that the token was issued to the requesting client, and if
@@ -25,9 +28,10 @@ use serde_json::{Value, json};
 use super::clients::{ClientAuth, Form};
 use super::endpoints::read_form;
 use super::error::{OAuthError, json_response};
-use super::introspect::{looks_like_jwt, verified_access_claims};
+use super::introspect::{is_revoked, looks_like_jwt, verified_access_claims};
 use super::refresh::{family_expired, storage};
-use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily, Store};
+use super::revocation;
+use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily};
 use super::throttle::Source;
 use super::token::{Minter, token_hash};
 
@@ -64,7 +68,7 @@ async fn revoke(
     if looks_like_jwt(token) {
         revoke_access(minter, &client, token, now).await
     } else {
-        revoke_refresh(minter.store.as_ref(), &client, token, now).await
+        revoke_refresh(minter, &client, token, now).await
     }
 }
 
@@ -80,15 +84,16 @@ async fn revoke_access(
         return Ok(());
     };
     let field = |name: &str| claims.get(name);
-    let (Some(jti), Some(exp), Some(owner)) = (
+    let (Some(jti), Some(exp), Some(iat), Some(owner)) = (
         field("jti").and_then(Value::as_str),
         field("exp").and_then(Value::as_i64),
+        field("iat").and_then(Value::as_i64),
         field("client_id").and_then(Value::as_str),
     ) else {
         return Ok(());
     };
     let store = minter.store.as_ref();
-    if exp <= now || store.is_jti_revoked(jti).await.map_err(storage)? {
+    if exp <= now || is_revoked(store, &claims).await.map_err(storage)? {
         return Ok(());
     }
     if owner != client.client_id {
@@ -100,24 +105,27 @@ async fn revoke_access(
         "client_id": owner,
         "sub": field("sub").and_then(Value::as_str),
     });
+    let fact = revocation::jti(jti, iat, exp, now);
     let mut tx = store.begin().await.map_err(storage)?;
-    tx.revoke_jti(jti, exp).await.map_err(storage)?;
+    tx.record_revocation(&fact).await.map_err(storage)?;
     let (event, audit) = reported("token.revoked", &client.client_id, jti, data, now);
     tx.enqueue_event(&event).await.map_err(storage)?;
     tx.insert_audit(&audit).await.map_err(storage)?;
     tx.commit().await.map_err(storage)?;
+    minter.revocations.applied(&[fact]);
     tracing::debug!(client = %client.client_id, jti, "Access token revoked");
     Ok(())
 }
 
 /// Revokes the family of a refresh token issued to `client`.
 async fn revoke_refresh(
-    store: &dyn Store,
+    minter: &Minter,
     client: &Client,
     token: &str,
     now: i64,
 ) -> Result<(), OAuthError> {
-    let found = store
+    let found = minter
+        .store
         .find_family_by_token_hash(&token_hash(token))
         .await
         .map_err(storage)?;
@@ -133,7 +141,7 @@ async fn revoke_refresh(
         return Err(foreign(client));
     }
     if revoke_family_reported(
-        store,
+        minter,
         &found.family,
         &client.client_id,
         "token.revoked",
@@ -152,20 +160,24 @@ fn foreign(client: &Client) -> OAuthError {
     OAuthError::InvalidGrant("the token was issued to another client")
 }
 
-/// Revokes `family` and, when that changed it, records `event` (in the outbox
-/// and the audit log, by `actor`) in the same transaction. True when this call
-/// revoked it.
+/// Revokes `family` (its refresh tokens, and its access tokens through the
+/// revocation fact) and, when that changed it, records `event` (in the outbox
+/// and the audit log, by `actor`) in the same transaction; the fact is
+/// applied here once committed. True when this call revoked it.
 pub(super) async fn revoke_family_reported(
-    store: &dyn Store,
+    minter: &Minter,
     family: &RefreshFamily,
     actor: &str,
     event: &str,
     now: i64,
 ) -> Result<bool, OAuthError> {
-    let mut tx = store.begin().await.map_err(storage)?;
+    let ttl = minter.section.access_token_ttl.as_secs() as i64;
+    let fact = revocation::family(&family.id, now, ttl);
+    let mut tx = minter.store.begin().await.map_err(storage)?;
     if !tx.revoke_family(&family.id, now).await.map_err(storage)? {
         return Ok(false);
     }
+    tx.record_revocation(&fact).await.map_err(storage)?;
     let data = json!({
         "token_type": "refresh_token",
         "family_id": family.id,
@@ -177,11 +189,12 @@ pub(super) async fn revoke_family_reported(
     tx.enqueue_event(&event).await.map_err(storage)?;
     tx.insert_audit(&audit).await.map_err(storage)?;
     tx.commit().await.map_err(storage)?;
+    minter.revocations.applied(&[fact]);
     Ok(true)
 }
 
 /// The outbox event and the audit entry for one security event.
-fn reported(
+pub(super) fn reported(
     name: &str,
     actor: &str,
     target: &str,

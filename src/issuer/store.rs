@@ -27,10 +27,10 @@ use async_trait::async_trait;
 
 pub use listing::{AuditFilter, AuditPosition, Page};
 pub use records::{
-    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeRedemption, FamilyMatch,
+    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeState, FamilyMatch,
     LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent,
-    PresentedToken, Redacted, RefreshFamily, Role, ScopeMap, SigningKeyRecord, User, Webhook,
-    redacted,
+    PresentedToken, Redacted, RefreshFamily, RevocationRecord, Role, ScopeMap, SigningKeyRecord,
+    TokenFacts, User, Webhook, redacted,
 };
 
 /// Why a store operation failed.
@@ -265,17 +265,9 @@ pub trait Store: Send + Sync + Debug {
 
     /// Stores a new code. A hash collision is a [`StoreError::Conflict`].
     async fn insert_code(&self, code: &AuthCode) -> Result<(), StoreError>;
-    /// Redeems the code: marks it used at `now` if it was not, in one
-    /// conditional write, so only one caller ever gets [`CodeRedemption::First`].
-    /// `None` for an unknown hash. Expiry is the caller's check.
-    async fn consume_code(
-        &self,
-        code_hash: &str,
-        now: i64,
-    ) -> Result<Option<CodeRedemption>, StoreError>;
-    /// Records the refresh family a redeemed code produced, for revocation if
-    /// the code is replayed.
-    async fn set_code_family(&self, code_hash: &str, family_id: &str) -> Result<bool, StoreError>;
+    /// The code with this hash and whether it was redeemed; `None` for an
+    /// unknown hash. Redeeming is [`StoreTx::redeem_code`].
+    async fn find_code(&self, code_hash: &str) -> Result<Option<CodeState>, StoreError>;
 
     // --- refresh-token families ---
 
@@ -340,16 +332,32 @@ pub trait Store: Send + Sync + Debug {
         Ok(revoked)
     }
 
-    // --- revoked access tokens ---
+    // --- revocations ---
 
-    /// Whether an access token with this `jti` was revoked (and not yet purged).
-    async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Shortcut for [`StoreTx::revoke_jti`].
-    async fn revoke_jti(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+    /// Whether a stored revocation matches the access token: its `jti`, its
+    /// family, or its user or client with a cutoff at or after its `iat`.
+    async fn is_revoked(&self, token: &TokenFacts<'_>) -> Result<bool, StoreError>;
+    /// Shortcut for [`StoreTx::record_revocation`].
+    async fn record_revocation(&self, record: &RevocationRecord) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
-        tx.revoke_jti(jti, expires_at).await?;
-        tx.commit().await
+        let id = tx.record_revocation(record).await?;
+        tx.commit().await?;
+        Ok(id)
     }
+    /// Up to `limit` revocations with an id above `after` that have not
+    /// expired at `live_at`, by id.
+    async fn revocations_after(
+        &self,
+        after: i64,
+        live_at: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocationRecord>, StoreError>;
+    /// The highest revocation id recorded so far (0 for none).
+    async fn last_revocation_id(&self) -> Result<i64, StoreError>;
+    /// Notices of revocations recorded by any process, as they commit
+    /// (PostgreSQL's `LISTEN`); `None` on a backend without them (SQLite,
+    /// where the readers poll).
+    async fn listen_revocations(&self) -> Result<Option<Box<dyn RevocationNotices>>, StoreError>;
     // --- the login flow: sign-in transactions, sessions, failed logins ---
 
     /// Stores (or replaces) a sign-in transaction.
@@ -410,8 +418,8 @@ pub trait Store: Send + Sync + Debug {
     /// `login.throttled`) from before `before`; the number deleted.
     async fn purge_login_audit(&self, before: i64) -> Result<u64, StoreError>;
 
-    /// Deletes what has no use after `before`: revoked JTIs and codes that
-    /// expired, families past their absolute expiry, delivered events, and
+    /// Deletes what has no use after `before`: revocation facts and codes
+    /// that expired, families past their absolute expiry, delivered events, and
     /// sign-in transactions, sessions and throttled keys that ended. Pass
     /// `now` minus a retention margin to keep codes replay-detectable for a while.
     /// Returns the number of rows deleted.
@@ -564,9 +572,22 @@ pub trait StoreTx: Send {
         client_id: &str,
         now: i64,
     ) -> Result<u64, StoreError>;
-    /// Records an access token's `jti` as revoked until `expires_at` (its `exp`).
-    /// Revoking it again changes nothing.
-    async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Marks the code used at `now` and records `family_id` as the family its
+    /// redemption starts (`None`: a failed attempt that spends the code), if
+    /// it was not used yet: one conditional write, so of concurrent
+    /// redemptions exactly one gets `true` — and the others, once this
+    /// transaction commits, find the family to revoke. Create the refresh
+    /// family in the same transaction.
+    async fn redeem_code(
+        &mut self,
+        code_hash: &str,
+        family_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Adds a revocation fact and returns its id. Ids grow in commit order:
+    /// on PostgreSQL a transaction-scoped lock serialises the writers, and
+    /// the commit notifies every listener ([`Store::listen_revocations`]).
+    async fn record_revocation(&mut self, record: &RevocationRecord) -> Result<i64, StoreError>;
     /// Ends every browser session of the user (a changed password, an
     /// administrator's sign-out), and the sign-ins pending with the user
     /// already known; returns how many sessions ended.
@@ -583,6 +604,16 @@ pub trait StoreTx: Send {
     /// with `detail` (erasing what the details said about it); returns how
     /// many changed. Times, actors and actions stay.
     async fn redact_audit(&mut self, target: &str, detail: &str) -> Result<u64, StoreError>;
+}
+
+/// A stream of notices that revocations were recorded.
+#[async_trait]
+pub trait RevocationNotices: Send {
+    /// Waits for the next notice: `Ok(true)` when new revocations were
+    /// recorded; `Ok(false)` when the connection was lost and is listening
+    /// again (notices sent meanwhile are lost: read what was missed). An
+    /// error: it could not listen again; a later call tries again.
+    async fn next(&mut self) -> Result<bool, StoreError>;
 }
 
 // === impl StoreError ===

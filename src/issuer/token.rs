@@ -15,6 +15,7 @@ use super::error::OAuthError;
 use super::hooks::{AddedClaims, Hooks, PreIssue};
 use super::keyring::KeyRing;
 use super::reserved::confine;
+use super::revocation::Revocations;
 use super::store::{Client, Redacted, Store, redacted};
 use crate::config::{IssuerSection, SigningAlg};
 
@@ -38,6 +39,12 @@ pub struct AccessClaims<'a> {
     /// carry no such claim.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
+    /// The token family (authorization code or anonymous sign-up, and the
+    /// refreshes that followed) it was issued from, so that revoking the
+    /// family stops it too ([`crate::auth::revocation::FAMILY_CLAIM`]);
+    /// `client_credentials` tokens have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<&'a str>,
 }
 
 /// A successful token response (RFC 6749 §5.1). Its `Debug` hides the
@@ -74,6 +81,8 @@ pub struct Minter {
     pub store: Arc<dyn Store>,
     /// The blocking hooks asked before an access token is signed.
     pub hooks: Arc<Hooks>,
+    /// Where revocations are recorded and applied.
+    pub revocations: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for Minter {
@@ -147,6 +156,7 @@ impl Minter {
             org_id: None,
             roles: None,
             anonymous: false,
+            family_id: None,
         };
         let added = self.pre_issue("client_credentials", &claims).await?;
         let access_token = self.sign_access_with(&claims, &added)?;

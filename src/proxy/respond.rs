@@ -388,7 +388,8 @@ fn token_answer(e: TokenError) -> Answer {
         | TokenError::NotYetValid
         | TokenError::IssuedInFuture
         | TokenError::MissingClaim
-        | TokenError::Inactive => invalid_token(e.description()),
+        | TokenError::Inactive
+        | TokenError::Revoked => invalid_token(e.description()),
     }
 }
 

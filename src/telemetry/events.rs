@@ -16,6 +16,8 @@ pub mod metric {
     pub const INTROSPECTIONS: &str = "portcullis_introspections";
     pub const WEBHOOK_DELIVERIES: &str = "portcullis_webhook_deliveries";
     pub const WEBHOOK_EVENTS_ABANDONED: &str = "portcullis_webhook_events_abandoned";
+    pub const REVOCATION_ENTRIES: &str = "portcullis_revocation_entries";
+    pub const REVOCATIONS_EVICTED: &str = "portcullis_revocations_evicted";
 }
 
 /// The tracing target of the one-line-per-request access log.

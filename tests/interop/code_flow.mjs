@@ -87,7 +87,14 @@ check(refreshed.refresh_token && refreshed.refresh_token !== tokens.refresh_toke
 const id2 = refreshed.claims();
 check(id2.sub === id.sub && id2.auth_time === id.auth_time, "same sign-in after refresh");
 
-// Reuse of the replaced token revokes the family.
+// Revocation and introspection of an access token.
+const before = await client.introspect(refreshed.access_token, "access_token");
+check(before.active === true && before.sub === id.sub, "active before revocation");
+await client.revoke(refreshed.access_token, "access_token");
+const after = await client.introspect(refreshed.access_token, "access_token");
+check(after.active === false, "inactive after revocation");
+
+// Reuse of the replaced token revokes the family, its access tokens included.
 let reuse = null;
 try {
   await client.refresh(tokens.refresh_token);
@@ -102,13 +109,8 @@ try {
   family = e.error;
 }
 check(family === "invalid_grant", "the family died with the reuse");
-
-// Revocation and introspection of an access token.
-const before = await client.introspect(refreshed.access_token, "access_token");
-check(before.active === true && before.sub === id.sub, "active before revocation");
-await client.revoke(refreshed.access_token, "access_token");
-const after = await client.introspect(refreshed.access_token, "access_token");
-check(after.active === false, "inactive after revocation");
+const first = await client.introspect(tokens.access_token, "access_token");
+check(first.active === false, "the family's access tokens died with it");
 
 // RP-initiated logout back to the client: the OP asks the user first (a GET
 // changes nothing); the confirmation form posts back with its CSRF token.

@@ -84,10 +84,9 @@ async fn full_flow_issues_tokens_with_the_users_claims(db: TestDb) {
     );
     // A revoked jti is refused.
     let jti = at["jti"].as_str().unwrap();
-    env.store
-        .revoke_jti(jti, at["exp"].as_i64().unwrap())
-        .await
-        .unwrap();
+    let (iat, exp) = (at["iat"].as_i64().unwrap(), at["exp"].as_i64().unwrap());
+    let fact = portcullis::issuer::revocation::jti(jti, iat, exp, iat);
+    env.store.record_revocation(&fact).await.unwrap();
     let (status, _, _) = get(&gw.url("/oauth/userinfo"), Some(access)).await;
     assert_eq!(status, 401);
     env.gw.shutdown().await;

@@ -1,4 +1,4 @@
-//! Authorization codes, refresh-token families and revoked JTIs.
+//! Authorization codes, refresh-token families and revocation facts.
 
 use super::*;
 
@@ -13,31 +13,41 @@ pub(crate) async fn codes_are_single_use(t: Ctx) {
     s.insert_code(&code("h-1")).await.unwrap();
     s.insert_code(&bare).await.unwrap();
 
-    assert_eq!(s.consume_code("h-unknown", NOW).await.unwrap(), None);
+    assert_eq!(s.find_code("h-unknown").await.unwrap(), None);
     assert_eq!(
-        s.consume_code("h-1", NOW).await.unwrap(),
-        Some(CodeRedemption::First(code("h-1")))
+        s.find_code("h-1").await.unwrap(),
+        Some(CodeState::Unused(code("h-1")))
     );
-    // A replay gets the code back flagged, with the family it produced.
+    assert!(redeem(s, "h-1", "fam_1", NOW).await);
+    // Once: a second redemption changes nothing, and the code keeps the
+    // family of the first.
+    assert!(!redeem(s, "h-1", "fam_2", NOW + 1).await);
+    assert!(!redeem(s, "h-unknown", "fam_1", NOW).await);
     assert_eq!(
-        s.consume_code("h-1", NOW + 1).await.unwrap(),
-        Some(CodeRedemption::Reused {
-            code: code("h-1"),
-            family_id: None
-        })
-    );
-    assert!(s.set_code_family("h-1", "fam_1").await.unwrap());
-    assert!(!s.set_code_family("h-unknown", "fam_1").await.unwrap());
-    assert_eq!(
-        s.consume_code("h-1", NOW + 2).await.unwrap(),
-        Some(CodeRedemption::Reused {
+        s.find_code("h-1").await.unwrap(),
+        Some(CodeState::Used {
             code: code("h-1"),
             family_id: Some("fam_1".into())
         })
     );
+    // A redemption rolled back leaves the code unused; a failed attempt
+    // spends it without a family.
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.redeem_code("h-bare", Some("fam_3"), NOW).await.unwrap());
+    drop(tx);
     assert_eq!(
-        s.consume_code("h-bare", NOW).await.unwrap(),
-        Some(CodeRedemption::First(bare))
+        s.find_code("h-bare").await.unwrap(),
+        Some(CodeState::Unused(bare.clone()))
+    );
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.redeem_code("h-bare", None, NOW).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        s.find_code("h-bare").await.unwrap(),
+        Some(CodeState::Used {
+            code: bare,
+            family_id: None
+        })
     );
 }
 
@@ -56,19 +66,26 @@ pub(crate) async fn concurrent_code_redemption_has_one_winner(t: Ctx) {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.consume_code("h-race", NOW).await.unwrap()
+                let family = format!("fam_{i}");
+                redeem(&*store, "h-race", &family, NOW)
+                    .await
+                    .then_some(family)
             })
         })
         .collect();
-    let (mut first, mut reused) = (0, 0);
+    let mut winners = Vec::new();
     for task in tasks {
-        match task.await.unwrap() {
-            Some(CodeRedemption::First(_)) => first += 1,
-            Some(CodeRedemption::Reused { .. }) => reused += 1,
-            None => panic!("the code vanished"),
-        }
+        winners.extend(task.await.unwrap());
     }
-    assert_eq!((first, reused), (1, 15));
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    // Every loser, reading the code after losing, finds the winner's family.
+    assert_eq!(
+        t.store.find_code("h-race").await.unwrap(),
+        Some(CodeState::Used {
+            code: code("h-race"),
+            family_id: winners.pop()
+        })
+    );
     other.close().await;
 }
 
@@ -264,14 +281,110 @@ pub(crate) async fn revocation_by_family_user_and_client(t: Ctx) {
     assert_eq!(revoked_at("rt-ab").await, None);
 }
 
-pub(crate) async fn revoked_jtis_and_purging(t: Ctx) {
+pub(crate) async fn revocation_facts_match_their_tokens(t: Ctx) {
+    let s = &*t.store;
+    s.record_revocation(&fact("jti", "jti-1", NOW, NOW + 900))
+        .await
+        .unwrap();
+    s.record_revocation(&fact("family", "fam_1", NOW + 60, NOW + 960))
+        .await
+        .unwrap();
+    let by = |jti, family, iat| async move {
+        s.is_revoked(&token_facts(jti, family, iat)).await.unwrap()
+    };
+    assert!(by("jti-1", None, NOW).await, "by jti");
+    assert!(
+        by("jti-2", Some("fam_1"), NOW + 100).await,
+        "by family, any iat"
+    );
+    assert!(!by("jti-2", Some("fam_2"), NOW).await);
+    assert!(!by("jti-2", None, NOW).await);
+    // A user's or a client's tokens up to the cutoff, not after it.
+    s.record_revocation(&fact("subject", "usr_a", NOW + 10, NOW + 999))
+        .await
+        .unwrap();
+    assert!(by("jti-3", None, NOW + 10).await);
+    assert!(!by("jti-3", None, NOW + 11).await);
+    s.record_revocation(&fact("client", "cli_a", NOW + 20, NOW + 999))
+        .await
+        .unwrap();
+    assert!(by("jti-3", None, NOW + 20).await);
+    assert!(!by("jti-3", None, NOW + 21).await);
+    // The user id of one kind is no value of another.
+    let other = TokenFacts {
+        jti: "usr_a",
+        family_id: Some("usr_a"),
+        sub: "usr_b",
+        client_id: None,
+        iat: NOW,
+    };
+    assert!(!s.is_revoked(&other).await.unwrap());
+}
+
+pub(crate) async fn revocation_facts_are_read_in_commit_order(t: Ctx) {
+    let s = &*t.store;
+    assert_eq!(s.last_revocation_id().await.unwrap(), 0);
+    assert!(s.revocations_after(0, NOW, 10).await.unwrap().is_empty());
+    let expired = s
+        .record_revocation(&fact("jti", "old", NOW - 900, NOW - 1))
+        .await
+        .unwrap();
+    let a = s
+        .record_revocation(&fact("jti", "a", NOW, NOW + 900))
+        .await
+        .unwrap();
+    // One written by another replica, and one that rolled back.
+    let other = t.open_another().await;
+    let b = other
+        .record_revocation(&fact("family", "fam_b", NOW, NOW + 900))
+        .await
+        .unwrap();
+    let mut tx = s.begin().await.unwrap();
+    tx.record_revocation(&fact("jti", "gone", NOW, NOW + 900))
+        .await
+        .unwrap();
+    drop(tx);
+    let c = s
+        .record_revocation(&fact("subject", "usr_c", NOW, NOW + 900))
+        .await
+        .unwrap();
+    assert!(expired < a && a < b && b < c, "{expired} {a} {b} {c}");
+    assert_eq!(s.last_revocation_id().await.unwrap(), c);
+    let values = |rows: Vec<RevocationRecord>| -> Vec<String> {
+        rows.into_iter().map(|r| r.value).collect()
+    };
+    // Live facts only, by id; then the page above the last one read.
+    assert_eq!(
+        values(s.revocations_after(0, NOW, 10).await.unwrap()),
+        ["a", "fam_b", "usr_c"]
+    );
+    assert_eq!(
+        values(s.revocations_after(0, i64::MIN, 2).await.unwrap()),
+        ["old", "a"]
+    );
+    let rows = s.revocations_after(a, NOW, 10).await.unwrap();
+    assert_eq!(
+        rows[0],
+        RevocationRecord {
+            id: b,
+            ..fact("family", "fam_b", NOW, NOW + 900)
+        }
+    );
+    assert_eq!(rows.len(), 2);
+    other.close().await;
+}
+
+pub(crate) async fn revocations_and_purging(t: Ctx) {
     let s = &*t.store;
     client_and_user(s).await;
-    s.revoke_jti("jti-short", NOW + 10).await.unwrap();
-    s.revoke_jti("jti-long", NOW + 900).await.unwrap();
-    s.revoke_jti("jti-long", NOW + 900).await.unwrap(); // again: no change
-    assert!(s.is_jti_revoked("jti-short").await.unwrap());
-    assert!(!s.is_jti_revoked("jti-other").await.unwrap());
+    s.record_revocation(&fact("jti", "jti-short", NOW, NOW + 10))
+        .await
+        .unwrap();
+    s.record_revocation(&fact("jti", "jti-long", NOW, NOW + 900))
+        .await
+        .unwrap();
+    assert!(jti_revoked(s, "jti-short").await);
+    assert!(!jti_revoked(s, "jti-other").await);
 
     s.insert_code(&code("h-1")).await.unwrap(); // expires at NOW + 60
     let mut short = family("fam_short", "rt-s0");
@@ -290,8 +403,8 @@ pub(crate) async fn revoked_jtis_and_purging(t: Ctx) {
     assert_eq!(s.purge_expired(NOW).await.unwrap(), 0);
     // jti-short, fam_short and evt_1.
     assert_eq!(s.purge_expired(NOW + 30).await.unwrap(), 3);
-    assert!(!s.is_jti_revoked("jti-short").await.unwrap());
-    assert!(s.is_jti_revoked("jti-long").await.unwrap());
+    assert!(!jti_revoked(s, "jti-short").await);
+    assert!(jti_revoked(s, "jti-long").await);
     assert_eq!(s.find_family_by_token_hash("rt-s0").await.unwrap(), None);
     assert_eq!(s.find_family_by_token_hash("rt-s1").await.unwrap(), None);
     assert!(
@@ -300,7 +413,7 @@ pub(crate) async fn revoked_jtis_and_purging(t: Ctx) {
             .unwrap()
             .is_some()
     );
-    assert!(s.consume_code("h-1", NOW + 30).await.unwrap().is_some());
+    assert!(s.find_code("h-1").await.unwrap().is_some());
     let due: Vec<_> = s.due_events(NOW + 30, NOW + 60, 10).await.unwrap();
     assert_eq!(
         due.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
@@ -308,7 +421,7 @@ pub(crate) async fn revoked_jtis_and_purging(t: Ctx) {
     );
 
     assert_eq!(s.purge_expired(NOW + 60).await.unwrap(), 1); // the code
-    assert_eq!(s.consume_code("h-1", NOW + 61).await.unwrap(), None);
+    assert_eq!(s.find_code("h-1").await.unwrap(), None);
 }
 
 pub(crate) async fn rotation_keeps_the_sealed_successor_with_its_generation(t: Ctx) {

@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Checker;
-use crate::config::raw::{RawHook, RawIssuerSection, RawResource, RawWebhook};
+use crate::config::raw::{RawHook, RawIssuerSection, RawResource, RawRevocation, RawWebhook};
 use crate::config::value::{ADMIN_SCOPE, absolute_uri, admin_audience, scope_token};
 use crate::config::{
-    HookConfig, IssuerSection, ResourceConfig, SigningAlg, WebhookAddressPolicy, WebhookConfig,
+    HookConfig, IssuerSection, ResourceConfig, RevocationConfig, SigningAlg, WebhookAddressPolicy,
+    WebhookConfig,
 };
 
 const DEFAULT_DATABASE: &str = "sqlite://portcullis.db";
@@ -28,6 +29,9 @@ const MIN_KEY_ROTATION: Duration = Duration::from_secs(3_600);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// A token request or an admin call waits this long at most for one hook.
 const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_REVOCATION_ENTRIES: usize = 100_000;
+const REVOCATION_ENTRIES: std::ops::RangeInclusive<usize> = 100..=10_000_000;
+const DEFAULT_REVOCATION_SYNC: Duration = Duration::from_secs(5);
 mod clients;
 
 use clients::client;
@@ -131,6 +135,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
     };
     let webhooks = webhooks(c, raw.webhooks, &webhook_address_policy);
     let hooks = hooks(c, raw.hooks, &webhook_address_policy);
+    let revocation = revocation(c, raw.revocation);
     IssuerSection {
         url: raw.url.0.0,
         database,
@@ -147,6 +152,35 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
         webhooks,
         webhook_address_policy,
         hooks,
+        revocation,
+    }
+}
+
+fn revocation(c: &mut Checker<'_>, raw: Option<RawRevocation>) -> RevocationConfig {
+    let raw = raw.unwrap_or(RawRevocation {
+        max_entries: None,
+        sync_interval: None,
+    });
+    let max_entries = raw.max_entries.unwrap_or(DEFAULT_REVOCATION_ENTRIES);
+    if !REVOCATION_ENTRIES.contains(&max_entries) {
+        c.error(
+            "issuer.revocation.max_entries",
+            "`max_entries` must be between 100 and 10000000",
+        );
+    }
+    let sync_interval = raw
+        .sync_interval
+        .map(|d| d.0)
+        .unwrap_or(DEFAULT_REVOCATION_SYNC);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&sync_interval) {
+        c.error(
+            "issuer.revocation.sync_interval",
+            "`sync_interval` must be between 1s and 1h",
+        );
+    }
+    RevocationConfig {
+        max_entries,
+        sync_interval,
     }
 }
 

@@ -1,10 +1,25 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3) for an authenticated
-//! client: the code is redeemed once (a replay revokes the refresh family the
-//! first redemption produced), bound to its client and redirect URI, checked
-//! against its PKCE challenge and expiry, and turned into an access token, an
-//! ID token (when `openid` was granted) and, for clients with the
-//! `refresh_token` grant, the first refresh token of a new family. The
-//! `token.pre_issue` hooks are asked before the family is created.
+//! client: the code, bound to its client and redirect URI, checked against its
+//! PKCE challenge and expiry, is turned into an access token, an ID token
+//! (when `openid` was granted) and, for clients with the `refresh_token`
+//! grant, the first refresh token of a new family. The `token.pre_issue`
+//! hooks are asked before anything is written.
+//!
+//! Each redemption starts a token family (the `family_id` of its access
+//! tokens, and of its refresh family when there is one). Marking the code
+//! used, recording its family on it and creating the refresh family commit in
+//! one transaction, so a second presentation — after the first, or racing it
+//! — always finds what to revoke: it is refused, and the family's refresh
+//! tokens and access tokens stop working (a revocation fact, see
+//! `issuer::revocation`).
+//!
+//! Who can do what with a code: another client than the one it was issued
+//! to gets `invalid_grant` and changes nothing (it cannot spend the code,
+//! nor revoke what it gave). The client it was issued to spends an unused
+//! code with a failed attempt (a wrong redirect URI or PKCE verifier: one
+//! guess per code). A replay revokes only when it would have redeemed the
+//! code — the client, its redirect URI and the PKCE verifier — so that whoever
+//! merely saw a code (a log, a referrer) cannot end the session it started.
 
 use serde::Serialize;
 
@@ -12,9 +27,10 @@ use super::{Flow, pkce};
 use crate::config::SigningAlg;
 use crate::issuer::clients::Form;
 use crate::issuer::error::OAuthError;
+use crate::issuer::revocation;
+use crate::issuer::revoke::reported;
 use crate::issuer::store::{
-    AuthCode, Client, CodeRedemption, Membership, Organization, RefreshFamily, StoreError, User,
-    new_id,
+    AuthCode, Client, CodeState, Membership, Organization, RefreshFamily, StoreError, User, new_id,
 };
 use crate::issuer::token::{AccessClaims, Minter, TokenResponse, random_token, token_hash};
 
@@ -155,34 +171,55 @@ impl Flow {
             .get("code")
             .ok_or(OAuthError::InvalidRequest("code is required"))?;
         let code_hash = token_hash(code);
-        let record = match self
+        let state = self
             .store
-            .consume_code(&code_hash, now)
+            .find_code(&code_hash)
             .await
             .map_err(|e| store_failed(&e))?
-        {
-            None => return Err(OAuthError::InvalidGrant("the code is invalid")),
-            Some(CodeRedemption::Reused { family_id, .. }) => {
-                if let Some(family) = family_id {
-                    self.store
-                        .revoke_family(&family, now)
-                        .await
-                        .map_err(|e| store_failed(&e))?;
-                }
-                tracing::warn!(client = %client.client_id, "Authorization code replayed; its tokens revoked");
-                return Err(OAuthError::InvalidGrant("the code is invalid"));
-            }
-            Some(CodeRedemption::First(record)) => record,
+            .ok_or(OAuthError::InvalidGrant("the code is invalid"))?;
+        let (record, used) = match state {
+            CodeState::Unused(code) => (code, None),
+            CodeState::Used { code, family_id } => (code, Some(family_id)),
         };
-        check_code(&record, client, form, now)?;
-        self.mint(client, &record, &code_hash, now).await
+        // Another client's code is as unknown to this one as a made-up code.
+        if record.client_id != client.client_id {
+            tracing::debug!(client = %client.client_id, reason = "foreign_code", "Code exchange refused");
+            return Err(OAuthError::InvalidGrant(
+                "the code was issued to another client",
+            ));
+        }
+        let bound = check_code(&record, client, form);
+        match (used, bound) {
+            (Some(family_id), Ok(())) => {
+                Err(self.replayed(&record, family_id.as_deref(), now).await)
+            }
+            (Some(_), Err(e)) => Err(e),
+            (None, Err(e)) => {
+                self.spend(&record, now).await?;
+                Err(e)
+            }
+            (None, Ok(())) if now >= record.expires_at => {
+                Err(OAuthError::InvalidGrant("the code has expired"))
+            }
+            (None, Ok(())) => self.mint(client, &record, now).await,
+        }
+    }
+
+    /// Spends the code after a failed attempt by its own client (no family:
+    /// nothing was issued).
+    async fn spend(&self, code: &AuthCode, now: i64) -> Result<(), OAuthError> {
+        let failed = |e: StoreError| store_failed(&e);
+        let mut tx = self.store.begin().await.map_err(failed)?;
+        tx.redeem_code(&code.code_hash, None, now)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)
     }
 
     async fn mint(
         &self,
         client: &Client,
         code: &AuthCode,
-        code_hash: &str,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let user = self
@@ -198,6 +235,7 @@ impl Flow {
         let (org, membership) = self.tenancy(&user.id, code.org_id.as_deref()).await?;
         let ttl = self.section.access_token_ttl.as_secs();
         let roles = membership.as_ref().map(|m| m.roles.clone());
+        let family_id = new_id("rfam");
         let claims = AccessClaims {
             iss: &self.section.url,
             sub: &user.id,
@@ -211,8 +249,10 @@ impl Flow {
             org_id: code.org_id.as_deref(),
             roles: roles.as_deref(),
             anonymous: user.anonymous,
+            family_id: Some(&family_id),
         };
-        // Before the refresh family exists: a refused token leaves none.
+        // Everything that can fail or refuse (a hook) is done before the
+        // code is used up: a refused token leaves the code and no family.
         let added = self.minter.pre_issue("authorization_code", &claims).await?;
         let access_token = self.minter.sign_access_with(&claims, &added)?;
         let openid = code.scope.split(' ').any(|s| s == "openid");
@@ -222,18 +262,105 @@ impl Flow {
             }
             false => None,
         };
-        let refresh_token = match client.grant_types.iter().any(|g| g == "refresh_token") {
-            true => Some(self.new_family(code, code_hash, now).await?),
-            false => None,
-        };
+        let refresh = client
+            .grant_types
+            .iter()
+            .any(|g| g == "refresh_token")
+            .then(|| self.new_family(code, &family_id, now));
+        self.redeem(code, &family_id, refresh.as_ref().map(|(_, f)| f), now)
+            .await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
             expires_in: ttl,
             scope: code.scope.clone(),
-            refresh_token,
+            refresh_token: refresh.map(|(token, _)| token),
             id_token,
         })
+    }
+
+    /// Marks the code used with `family_id` as its family, and creates the
+    /// refresh family, in one transaction. A concurrent redemption that got
+    /// there first makes this one a replay.
+    async fn redeem(
+        &self,
+        code: &AuthCode,
+        family_id: &str,
+        family: Option<&RefreshFamily>,
+        now: i64,
+    ) -> Result<(), OAuthError> {
+        let failed = |e: StoreError| store_failed(&e);
+        let mut tx = self.store.begin().await.map_err(failed)?;
+        if !tx
+            .redeem_code(&code.code_hash, Some(family_id), now)
+            .await
+            .map_err(failed)?
+        {
+            drop(tx);
+            // The winner has committed (the conditional write waited for
+            // it): its family is on the code now.
+            let first = match self
+                .store
+                .find_code(&code.code_hash)
+                .await
+                .map_err(failed)?
+            {
+                Some(CodeState::Used { family_id, .. }) => family_id,
+                _ => None,
+            };
+            return Err(self.replayed(code, first.as_deref(), now).await);
+        }
+        if let Some(family) = family {
+            tx.create_family(family).await.map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)
+    }
+
+    /// A code presented again by its client: everything its redemption
+    /// issued is revoked (its refresh family, and every access token of the
+    /// family through the revocation fact), reported as
+    /// `token.reuse_detected`; the answer is `invalid_grant`.
+    async fn replayed(&self, code: &AuthCode, family_id: Option<&str>, now: i64) -> OAuthError {
+        tracing::warn!(client = %code.client_id, sub = %code.user_id, "Authorization code replayed; its tokens revoked");
+        let Some(family_id) = family_id else {
+            return OAuthError::InvalidGrant("the code is invalid");
+        };
+        match self.revoke_redeemed(code, family_id, now).await {
+            Ok(()) => OAuthError::InvalidGrant("the code is invalid"),
+            Err(e) => store_failed(&e),
+        }
+    }
+
+    async fn revoke_redeemed(
+        &self,
+        code: &AuthCode,
+        family_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let ttl = self.section.access_token_ttl.as_secs() as i64;
+        let fact = revocation::family(family_id, now, ttl);
+        let data = serde_json::json!({
+            "token_type": "authorization_code",
+            "family_id": family_id,
+            "client_id": code.client_id,
+            "sub": code.user_id,
+            "org_id": code.org_id,
+        });
+        let (event, audit) = reported(
+            "token.reuse_detected",
+            &code.client_id,
+            family_id,
+            data,
+            now,
+        );
+        let mut tx = self.store.begin().await?;
+        tx.revoke_family(family_id, now).await?;
+        tx.record_revocation(&fact).await?;
+        tx.enqueue_event(&event).await?;
+        tx.insert_audit(&audit).await?;
+        tx.commit().await?;
+        self.minter.revocations.applied(&[fact]);
+        Ok(())
     }
 
     /// The organization of the code and the user's membership there (gone if
@@ -283,16 +410,12 @@ impl Flow {
         self.minter.id_token(client, &subject, now)
     }
 
-    /// Starts a refresh family for the code and returns its first token.
-    async fn new_family(
-        &self,
-        code: &AuthCode,
-        code_hash: &str,
-        now: i64,
-    ) -> Result<String, OAuthError> {
+    /// The refresh family `family_id` for the code, and its first token
+    /// (stored once the code is redeemed, in the same transaction).
+    fn new_family(&self, code: &AuthCode, family_id: &str, now: i64) -> (String, RefreshFamily) {
         let token = random_token(32);
         let family = RefreshFamily {
-            id: new_id("rfam"),
+            id: family_id.to_owned(),
             client_id: code.client_id.clone(),
             user_id: code.user_id.clone(),
             org_id: code.org_id.clone(),
@@ -311,27 +434,18 @@ impl Flow {
                 .map(|d| now + d.as_secs() as i64),
             revoked_at: None,
         };
-        self.store
-            .create_family(&family)
-            .await
-            .map_err(|e| store_failed(&e))?;
-        self.store
-            .set_code_family(code_hash, &family.id)
-            .await
-            .map_err(|e| store_failed(&e))?;
-        Ok(token)
+        (token, family)
     }
 }
 
-/// The code's bindings: client, redirect URI, expiry and PKCE.
-fn check_code(code: &AuthCode, client: &Client, form: &Form, now: i64) -> Result<(), OAuthError> {
+/// The code's bindings, which a presentation must meet to redeem the code or
+/// to count as its replay: client, redirect URI and PKCE (expiry is checked
+/// for a redemption only: a replay after it still revokes).
+fn check_code(code: &AuthCode, client: &Client, form: &Form) -> Result<(), OAuthError> {
     if code.client_id != client.client_id {
         return Err(OAuthError::InvalidGrant(
             "the code was issued to another client",
         ));
-    }
-    if now >= code.expires_at {
-        return Err(OAuthError::InvalidGrant("the code has expired"));
     }
     if form.get("redirect_uri") != Some(&code.redirect_uri) {
         return Err(OAuthError::InvalidGrant(
@@ -396,24 +510,22 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_bound_to_client_redirect_expiry_and_challenge() {
+    fn codes_are_bound_to_client_redirect_and_challenge() {
         let challenge = pkce::s256(VERIFIER);
         let c = code(Some(&challenge));
         let good = form(&[("redirect_uri", "http://x/cb"), ("code_verifier", VERIFIER)]);
         let public = client(true, true);
-        assert_eq!(check_code(&c, &public, &good, 159), Ok(()));
-        let expired = check_code(&c, &public, &good, 160);
-        assert!(matches!(expired, Err(OAuthError::InvalidGrant(_))));
+        assert_eq!(check_code(&c, &public, &good), Ok(()));
         let mut other = client(true, true);
         other.client_id = "other".into();
-        assert!(check_code(&c, &other, &good, 100).is_err());
+        assert!(check_code(&c, &other, &good).is_err());
         let moved = form(&[
             ("redirect_uri", "http://x/cb2"),
             ("code_verifier", VERIFIER),
         ]);
-        assert!(check_code(&c, &public, &moved, 100).is_err());
+        assert!(check_code(&c, &public, &moved).is_err());
         let no_redirect = form(&[("code_verifier", VERIFIER)]);
-        assert!(check_code(&c, &public, &no_redirect, 100).is_err());
+        assert!(check_code(&c, &public, &no_redirect).is_err());
     }
 
     #[test]
@@ -428,11 +540,11 @@ mod tests {
         let public = client(true, true);
         let lax = client(false, false);
         let c = code(Some(&challenge));
-        assert!(check_code(&c, &public, &redirect_only, 100).is_err());
-        assert!(check_code(&c, &public, &plain, 100).is_err());
+        assert!(check_code(&c, &public, &redirect_only).is_err());
+        assert!(check_code(&c, &public, &plain).is_err());
         let bare = code(None);
-        assert!(check_code(&bare, &public, &redirect_only, 100).is_err());
-        assert!(check_code(&bare, &lax, &with_verifier, 100).is_err());
-        assert_eq!(check_code(&bare, &lax, &redirect_only, 100), Ok(()));
+        assert!(check_code(&bare, &public, &redirect_only).is_err());
+        assert!(check_code(&bare, &lax, &with_verifier).is_err());
+        assert_eq!(check_code(&bare, &lax, &redirect_only), Ok(()));
     }
 }

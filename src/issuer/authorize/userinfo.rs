@@ -16,6 +16,7 @@ use crate::auth::bearer::{self, Credentials};
 use crate::auth::keys::{KeyLookup, KeySet, parse_jwks};
 use crate::auth::verify::{self, Window};
 use crate::issuer::error::json_response;
+use crate::issuer::introspect::is_revoked;
 
 /// Why a userinfo request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -143,7 +144,7 @@ impl Flow {
     }
 
     /// Verifies one of our access tokens: signature with a published key,
-    /// `iss`, `typ`, the time window, and that its `jti` is not revoked.
+    /// `iss`, `typ`, the time window, and that no stored revocation matches it.
     async fn verify_access(
         &self,
         token: &str,
@@ -163,11 +164,7 @@ impl Flow {
         };
         verify::check_window(window, self.clock.now_unix(), 0)
             .map_err(|_| UserinfoError::InvalidToken)?;
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .ok_or(UserinfoError::InvalidToken)?;
-        let revoked = self.store.is_jti_revoked(jti).await.map_err(|e| {
+        let revoked = is_revoked(self.store.as_ref(), &claims).await.map_err(|e| {
             tracing::error!(error = %crate::telemetry::events::chain(&e), "Revocation lookup failed");
             UserinfoError::Server
         })?;

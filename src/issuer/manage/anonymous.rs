@@ -12,6 +12,7 @@ use super::users::get_user;
 use super::{Actor, ManageError, audit, check_name, event};
 use crate::issuer::clients::hash_secret;
 use crate::issuer::hooks::{Hooks, PreCreate};
+use crate::issuer::revocation;
 use crate::issuer::store::{Redacted, Store, User};
 
 /// What the audit entries about an anonymized user say instead of their
@@ -116,8 +117,9 @@ pub async fn promote_user(
 /// pending sign-in ended, every membership removed; the details of the audit
 /// entries about the user are replaced by [`REDACTED_DETAIL`]; then the
 /// `user.anonymized` entry and event (which carry the id only) are added.
-/// The user can never sign in or refresh again, and a code issued before is
-/// refused; access tokens already issued stay valid until they expire.
+/// The user can never sign in or refresh again, a code issued before is
+/// refused, and the access tokens already issued stop working (a revocation
+/// of the user's tokens until now, in the same transaction).
 /// Refused for a user anonymized already.
 pub async fn anonymize_user(
     store: &dyn Store,
@@ -144,6 +146,8 @@ pub async fn anonymize_user(
         return Err(ManageError::UnknownUser(id.to_owned()));
     }
     let revoked = tx.revoke_families_of_user(id, actor.now).await?;
+    tx.record_revocation(&revocation::subject(id, actor.now))
+        .await?;
     let ended = tx.delete_login_sessions_of_user(id).await?;
     let removed = tx.remove_memberships_of_user(id).await?;
     let redacted = tx.redact_audit(id, REDACTED_DETAIL).await?;

@@ -9,6 +9,7 @@ use crate::config::value::absolute_uri;
 use crate::config::{GrantType, SigningAlg};
 use crate::issuer::clients::hash_secret;
 use crate::issuer::reserved::ADMIN_SCOPE;
+use crate::issuer::revocation;
 use crate::issuer::store::{Client, ScopeMap, Store, new_id, redacted};
 
 /// Bytes of randomness in a generated client secret (256 bits).
@@ -210,7 +211,9 @@ pub async fn list_clients(store: &dyn Store) -> Result<Vec<Client>, ManageError>
     Ok(store.list_clients().await?)
 }
 
-/// Deletes a client with its codes and refresh families.
+/// Deletes a client with its codes and refresh families; the access tokens
+/// issued to it stop working (a revocation of the client's tokens until now,
+/// in the same transaction).
 pub async fn delete_client(
     store: &dyn Store,
     actor: Actor<'_>,
@@ -220,6 +223,8 @@ pub async fn delete_client(
     if !tx.delete_client(client_id).await? {
         return Err(ManageError::UnknownClient(client_id.to_owned()));
     }
+    tx.record_revocation(&revocation::client(client_id, actor.now))
+        .await?;
     tx.insert_audit(&audit(actor, "client.deleted", client_id, json!({})))
         .await?;
     tx.commit().await?;

@@ -9,6 +9,7 @@ use super::tenancy::{check_email, check_password};
 use super::{Actor, ManageError, audit, check_name, event, invalid};
 use crate::config::value::{HttpUrl, ParseValue};
 use crate::issuer::clients::hash_secret;
+use crate::issuer::revocation;
 use crate::issuer::store::{Store, User, redacted};
 
 /// What to change about a user; `None` leaves a field as it is. Its `Debug`
@@ -25,7 +26,8 @@ pub struct UserChanges {
     /// Whether the email address is verified.
     pub email_verified: Option<bool>,
     /// A new password in the clear: stored as an argon2id hash, and every
-    /// refresh-token family of the user is revoked with the change.
+    /// refresh-token family of the user, and every access token issued to
+    /// them until then, is revoked with the change.
     pub password: Option<String>,
 }
 
@@ -119,9 +121,11 @@ pub async fn update_user(
     }
     let mut detail = data.clone();
     if changed.contains(&"password") {
-        // A new password signs the user out everywhere: refresh tokens and
-        // browser sessions alike.
+        // A new password signs the user out everywhere: refresh tokens,
+        // access tokens issued until now, and browser sessions alike.
         let revoked = tx.revoke_families_of_user(id, actor.now).await?;
+        tx.record_revocation(&revocation::subject(id, actor.now))
+            .await?;
         let ended = tx.delete_login_sessions_of_user(id).await?;
         if let Some(map) = detail.as_object_mut() {
             map.insert("revoked_refresh_families".into(), json!(revoked));
@@ -138,7 +142,8 @@ pub async fn update_user(
 
 /// Deletes the user; their memberships, pending codes and refresh-token
 /// families go with them (foreign-key cascades), so they can neither log in
-/// nor refresh. Access tokens already issued stay valid until they expire.
+/// nor refresh, and the access tokens issued to them stop working (a
+/// revocation of the user's tokens until now, in the same transaction).
 pub async fn delete_user(
     store: &dyn Store,
     actor: Actor<'_>,
@@ -150,6 +155,8 @@ pub async fn delete_user(
     if !tx.delete_user(id).await? {
         return Err(ManageError::UnknownUser(id.to_owned()));
     }
+    tx.record_revocation(&revocation::subject(id, actor.now))
+        .await?;
     tx.insert_audit(&audit(actor, "user.deleted", id, data.clone()))
         .await?;
     tx.enqueue_event(&event("user.deleted", actor.now, data))

@@ -2,7 +2,8 @@
 //!
 //! The queries are shared with SQLite (`sql.rs`, compiled here for
 //! [`sqlx::Postgres`]); this file holds only what differs: connecting, the
-//! migrations, and how a transaction begins. Every race the store settles is
+//! migrations, how a transaction begins, and the notices of new revocations
+//! (`LISTEN`/`NOTIFY`). Every race the store settles is
 //! one conditional `UPDATE` at READ COMMITTED: a concurrent writer waits for the
 //! row lock, then re-checks the `WHERE` against the committed row and matches
 //! nothing, so exactly one replica wins.
@@ -10,10 +11,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use super::StoreError;
+use super::{RevocationNotices, StoreError};
 
 // The shared queries are compiled once per backend: `sql.rs` names its
 // database as `super::Db`. See `sql.rs` for why this is not a generic.
@@ -32,6 +34,24 @@ const BEGIN: &str = "BEGIN";
 /// Concurrent outbox claimers skip rows another claimer has locked, rather
 /// than wait for them and then find them claimed.
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
+/// Revocation writers take this lock until they commit, so that ids are
+/// handed out in commit order (a reader past id N never misses a later commit
+/// with a smaller id). Per schema: replicas of other installations on the same
+/// server do not wait for each other. Revocations are rare; issuing never
+/// takes it.
+const REVOCATION_LOCK: Option<&str> = Some(
+    "SELECT pg_advisory_xact_lock(hashtext('portcullis.revocations'), hashtext(current_schema()))",
+);
+
+/// The channel new revocations are announced on, with the row id as payload;
+/// PostgreSQL delivers the notice when (and only if) the transaction commits.
+const REVOCATION_CHANNEL: &str = "portcullis_revocations";
+const REVOCATION_NOTIFY: Option<&str> = Some("SELECT pg_notify('portcullis_revocations', $1)");
+
+/// How long taking the listener's connection may wait before it fails (and
+/// is tried again later).
+const LISTEN_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections in the pool of each replica.
 const MAX_CONNECTIONS: u32 = 16;
@@ -73,5 +93,61 @@ impl PostgresStore {
             .map_err(StoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
         Ok(Self::new(pool))
+    }
+}
+
+/// Listens for new revocations on a connection of its own (not one of the
+/// pool's), named `portcullis-revocations/<process id>` in
+/// `pg_stat_activity`, so that an operator can tell it apart.
+async fn listen_revocations(
+    pool: &PgPool,
+) -> Result<Option<Box<dyn RevocationNotices>>, StoreError> {
+    let name = format!("portcullis-revocations/{}", std::process::id());
+    let options = (*pool.connect_options()).clone().application_name(&name);
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(LISTEN_ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
+    let mut listener = PgListener::connect_with(&own)
+        .await
+        .map_err(StoreError::Connect)?;
+    listener.ignore_pool_close_event(true);
+    listener.listen(REVOCATION_CHANNEL).await?;
+    Ok(Some(Box::new(Notices {
+        listener,
+        broken: false,
+    })))
+}
+
+/// [`RevocationNotices`] over a [`PgListener`], which reconnects (and listens
+/// again) by itself when its connection drops.
+struct Notices {
+    listener: PgListener,
+    /// The last call failed: the connection is gone and was not replaced.
+    broken: bool,
+}
+
+#[async_trait]
+impl RevocationNotices for Notices {
+    async fn next(&mut self) -> Result<bool, StoreError> {
+        if self.broken {
+            // Any statement makes the listener connect and listen again;
+            // then whatever was missed must be read.
+            sqlx::query("SELECT 1").execute(&mut self.listener).await?;
+            self.broken = false;
+            return Ok(false);
+        }
+        match self.listener.try_recv().await {
+            Ok(Some(_)) => Ok(true),
+            // Lost, and already listening again on a new connection.
+            Ok(None) => Ok(false),
+            Err(e) => {
+                self.broken = true;
+                Err(StoreError::Database(e))
+            }
+        }
     }
 }

@@ -190,18 +190,20 @@ pub struct AuthCode {
     pub expires_at: i64,
 }
 
-/// What [`super::Store::consume_code`] found.
+/// A stored authorization code and whether it was redeemed
+/// ([`super::Store::find_code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeRedemption {
-    /// This caller is the first to redeem the code; the code is now used.
-    First(AuthCode),
-    /// The code had been redeemed before: a replay. `family_id` is the refresh
-    /// family the first redemption produced (see
-    /// [`super::Store::set_code_family`]), so the caller can revoke it.
-    Reused {
+pub enum CodeState {
+    /// Not redeemed yet.
+    Unused(AuthCode),
+    /// Redeemed before: presenting it again is a replay.
+    Used {
         /// The code as stored.
         code: AuthCode,
-        /// The refresh family the first redemption produced, if recorded.
+        /// The token family its redemption started (the `family_id` of its
+        /// tokens, and of its refresh family when it has one), recorded in
+        /// the redemption's transaction ([`super::StoreTx::redeem_code`]);
+        /// `None` for a code redeemed before families were recorded so.
         family_id: Option<String>,
     },
 }
@@ -263,6 +265,39 @@ pub struct FamilyMatch {
     /// Whether the family's user is anonymous now (read with the family, so
     /// that a promotion shows in the next refresh without another query).
     pub anonymous: bool,
+}
+
+/// One revocation fact (the `revocations` table), which the gateway's
+/// revocation set is loaded from and kept in step with. Rows are only added
+/// (and purged once expired), each in the transaction of the revocation it
+/// records; ids grow in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// Assigned by the store on insert (ignored when recording).
+    pub id: i64,
+    /// `jti`, `family`, `subject` or `client`.
+    pub kind: String,
+    /// The `jti`, family id, user id or client id.
+    pub value: String,
+    /// Every token it matches was issued at or before this time (for a
+    /// subject or client: the cutoff).
+    pub issued_before: i64,
+    /// Every token it matches has expired by then; the purge removes it later.
+    pub expires_at: i64,
+    /// When it was recorded.
+    pub created_at: i64,
+}
+
+/// What a check against the stored revocations needs of an access token
+/// ([`super::Store::is_revoked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenFacts<'a> {
+    pub jti: &'a str,
+    /// The `family_id` claim, when the token has one.
+    pub family_id: Option<&'a str>,
+    pub sub: &'a str,
+    pub client_id: Option<&'a str>,
+    pub iat: i64,
 }
 
 /// A webhook endpoint. Its `Debug` hides the secret.

@@ -18,11 +18,11 @@ use sqlx::{Pool, Transaction};
 
 use super::super::{
     ApiResource, Attempt, AttemptRule, AuditEntry, AuditFilter, AuditPosition, AuthCode, Client,
-    CodeRedemption, FamilyMatch, LoginSession, LoginTransaction, Membership, NewEvent,
-    Organization, OutboxEvent, Page, RefreshFamily, Role, SigningKeyRecord, Store, StoreError,
-    StoreTx, User, Webhook,
+    CodeState, FamilyMatch, LoginSession, LoginTransaction, Membership, NewEvent, Organization,
+    OutboxEvent, Page, RefreshFamily, RevocationNotices, RevocationRecord, Role, SigningKeyRecord,
+    Store, StoreError, StoreTx, TokenFacts, User, Webhook,
 };
-use super::{BEGIN, Db, SKIP_LOCKED};
+use super::{BEGIN, Db, REVOCATION_LOCK, REVOCATION_NOTIFY, SKIP_LOCKED};
 
 #[path = "sql/catalog.rs"]
 mod catalog;
@@ -32,6 +32,8 @@ mod events;
 mod keys;
 #[path = "sql/login.rs"]
 mod login;
+#[path = "sql/revocations.rs"]
+mod revocations;
 #[path = "sql/tenancy.rs"]
 mod tenancy;
 #[path = "sql/throttle.rs"]
@@ -187,16 +189,8 @@ impl Store for SqlStore {
         tokens::insert_code(&mut *self.conn().await?, code).await
     }
 
-    async fn consume_code(
-        &self,
-        code_hash: &str,
-        now: i64,
-    ) -> Result<Option<CodeRedemption>, StoreError> {
-        tokens::consume_code(&mut *self.conn().await?, code_hash, now).await
-    }
-
-    async fn set_code_family(&self, code_hash: &str, family_id: &str) -> Result<bool, StoreError> {
-        tokens::set_code_family(&mut *self.conn().await?, code_hash, family_id).await
+    async fn find_code(&self, code_hash: &str) -> Result<Option<CodeState>, StoreError> {
+        tokens::find_code(&mut *self.conn().await?, code_hash).await
     }
 
     async fn create_family(&self, family: &RefreshFamily) -> Result<(), StoreError> {
@@ -253,8 +247,25 @@ impl Store for SqlStore {
         tokens::family_successor(&mut *self.conn().await?, id).await
     }
 
-    async fn is_jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        tokens::is_jti_revoked(&mut *self.conn().await?, jti).await
+    async fn is_revoked(&self, token: &TokenFacts<'_>) -> Result<bool, StoreError> {
+        revocations::is_revoked(&mut *self.conn().await?, token).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        live_at: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocationRecord>, StoreError> {
+        revocations::after(&mut *self.conn().await?, after, live_at, limit).await
+    }
+
+    async fn last_revocation_id(&self) -> Result<i64, StoreError> {
+        revocations::last_id(&mut *self.conn().await?).await
+    }
+
+    async fn listen_revocations(&self) -> Result<Option<Box<dyn RevocationNotices>>, StoreError> {
+        super::listen_revocations(&self.pool).await
     }
 
     async fn purge_expired(&self, before: i64) -> Result<u64, StoreError> {
@@ -476,8 +487,17 @@ impl StoreTx for SqlTx {
         tokens::revoke_families(&mut self.tx, tokens::Families::OfClient, client_id, now).await
     }
 
-    async fn revoke_jti(&mut self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-        tokens::revoke_jti(&mut self.tx, jti, expires_at).await
+    async fn redeem_code(
+        &mut self,
+        code_hash: &str,
+        family_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        tokens::redeem_code(&mut self.tx, code_hash, family_id, now).await
+    }
+
+    async fn record_revocation(&mut self, record: &RevocationRecord) -> Result<i64, StoreError> {
+        revocations::record(&mut self.tx, record).await
     }
 
     async fn delete_login_sessions_of_user(&mut self, user_id: &str) -> Result<u64, StoreError> {
@@ -508,7 +528,14 @@ impl StoreTx for SqlTx {
 /// Runs every module's purge statements (`$1` = `before`); the rows deleted.
 async fn purge_expired(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
     let mut purged = 0;
-    for sql in [tokens::PURGE, events::PURGE, login::PURGE, throttle::PURGE].concat() {
+    let modules = [
+        tokens::PURGE,
+        revocations::PURGE,
+        events::PURGE,
+        login::PURGE,
+        throttle::PURGE,
+    ];
+    for sql in modules.concat() {
         purged += sqlx::query(sql)
             .bind(before)
             .execute(&mut *c)

@@ -31,6 +31,19 @@ const BEGIN: &str = "BEGIN IMMEDIATE";
 /// SQLite has no row locks: writers are serialised, so claims never overlap.
 const SKIP_LOCKED: &str = "";
 
+/// Writers are serialised already, so revocation ids grow in commit order
+/// without a lock; and one process (plus the admin CLI's) needs no notices:
+/// the readers poll.
+const REVOCATION_LOCK: Option<&str> = None;
+const REVOCATION_NOTIFY: Option<&str> = None;
+
+/// SQLite sends no notices (see [`REVOCATION_NOTIFY`]).
+async fn listen_revocations(
+    _pool: &sqlx::SqlitePool,
+) -> Result<Option<Box<dyn super::RevocationNotices>>, StoreError> {
+    Ok(None)
+}
+
 /// Connections in the pool: WAL lets readers run beside the one writer. Four
 /// serve as many requests as eight on the issuer's workloads
 /// (`benches/RESULTS.md`): writers are serialised anyway, and with fewer

@@ -1,4 +1,5 @@
-//! Authorization codes, refresh-token families and revoked access-token JTIs.
+//! Authorization codes and refresh-token families (revocation facts are in
+//! `revocations`).
 //!
 //! Every race here is settled by one conditional `UPDATE`: redeeming a code
 //! (`… AND used_at IS NULL`) and rotating a family (`… AND generation = $2 AND
@@ -9,7 +10,7 @@
 use sqlx::Row as _;
 
 use super::super::super::{
-    AuthCode, CodeRedemption, FamilyMatch, PresentedToken, RefreshFamily, StoreError,
+    AuthCode, CodeState, FamilyMatch, PresentedToken, RefreshFamily, StoreError,
 };
 use super::{Conn, Row, write_error};
 
@@ -62,25 +63,13 @@ pub(super) async fn insert_code(c: &mut Conn, code: &AuthCode) -> Result<(), Sto
     Ok(())
 }
 
-pub(super) async fn consume_code(
+pub(super) async fn find_code(
     c: &mut Conn,
     code_hash: &str,
-    now: i64,
-) -> Result<Option<CodeRedemption>, StoreError> {
+) -> Result<Option<CodeState>, StoreError> {
     let sql = format!(
-        "UPDATE authorization_codes SET used_at = $2 \
-         WHERE code_hash = $1 AND used_at IS NULL RETURNING {CODE_COLUMNS}"
+        "SELECT {CODE_COLUMNS}, used_at, family_id FROM authorization_codes WHERE code_hash = $1"
     );
-    let first = sqlx::query(&sql)
-        .bind(code_hash)
-        .bind(now)
-        .fetch_optional(&mut *c)
-        .await?;
-    if let Some(row) = first {
-        return Ok(Some(CodeRedemption::First(auth_code(&row)?)));
-    }
-    let sql =
-        format!("SELECT {CODE_COLUMNS}, family_id FROM authorization_codes WHERE code_hash = $1");
     let Some(row) = sqlx::query(&sql)
         .bind(code_hash)
         .fetch_optional(&mut *c)
@@ -88,22 +77,32 @@ pub(super) async fn consume_code(
     else {
         return Ok(None);
     };
-    Ok(Some(CodeRedemption::Reused {
-        code: auth_code(&row)?,
-        family_id: row.try_get("family_id")?,
+    let code = auth_code(&row)?;
+    let used_at: Option<i64> = row.try_get("used_at")?;
+    Ok(Some(match used_at {
+        None => CodeState::Unused(code),
+        Some(_) => CodeState::Used {
+            code,
+            family_id: row.try_get("family_id")?,
+        },
     }))
 }
 
-pub(super) async fn set_code_family(
+pub(super) async fn redeem_code(
     c: &mut Conn,
     code_hash: &str,
-    family_id: &str,
+    family_id: Option<&str>,
+    now: i64,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE authorization_codes SET family_id = $2 WHERE code_hash = $1")
-        .bind(code_hash)
-        .bind(family_id)
-        .execute(&mut *c)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE authorization_codes SET used_at = $2, family_id = $3 \
+         WHERE code_hash = $1 AND used_at IS NULL",
+    )
+    .bind(code_hash)
+    .bind(now)
+    .bind(family_id)
+    .execute(&mut *c)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -294,32 +293,11 @@ fn refresh_family(row: &Row) -> Result<RefreshFamily, StoreError> {
     })
 }
 
-// --- revoked access tokens, purging ---
+// --- purging ---
 
-pub(super) async fn revoke_jti(c: &mut Conn, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO revoked_jtis (jti, expires_at) VALUES ($1, $2) \
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(jti)
-    .bind(expires_at)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn is_jti_revoked(c: &mut Conn, jti: &str) -> Result<bool, StoreError> {
-    let found = sqlx::query("SELECT 1 FROM revoked_jtis WHERE jti = $1")
-        .bind(jti)
-        .fetch_optional(&mut *c)
-        .await?;
-    Ok(found.is_some())
-}
-
-/// What [`super::purge_expired`] deletes here: JTIs, codes and families that
+/// What [`super::purge_expired`] deletes here: codes and families that
 /// expired before `$1` (their retired hashes cascade).
 pub(super) const PURGE: &[&str] = &[
-    "DELETE FROM revoked_jtis WHERE expires_at <= $1",
     "DELETE FROM authorization_codes WHERE expires_at <= $1",
     "DELETE FROM refresh_families WHERE absolute_expires_at <= $1",
 ];
