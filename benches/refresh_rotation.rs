@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench --bench refresh_rotation                      # both backends, both client kinds, 4 s each
 //! cargo bench --bench refresh_rotation -- --db postgres --clients 64 --secs 10
+//! cargo bench --bench refresh_rotation -- --db sqlite --client public --hook off,on --clients 1
 //! ```
 //!
 //! Options (each also an environment variable, the flag wins):
@@ -20,6 +21,7 @@
 //! | `--workers N` (`server.workers`) | `PORTCULLIS_BENCH_WORKERS` | one per CPU |
 //! | `--scope S` (the families' scope) | `PORTCULLIS_BENCH_SCOPE` | `openid offline_access read:data write:data` |
 //! | `--id-token-alg A` (the clients' `id_token_signed_response_alg`) | `PORTCULLIS_BENCH_ID_TOKEN_ALG` | the issuer's default (RS256) |
+//! | `--hook off,on` (a `token.pre_issue` hook on 127.0.0.1 that allows and adds a claim) | `PORTCULLIS_BENCH_HOOK` | `off` |
 //! | | `PORTCULLIS_BENCH_POSTGRES_URL` | `postgres://postgres@127.0.0.1:5432/test` |
 //!
 //! The issuer runs in this process as `portcullis run` runs it (`server::start`
@@ -34,6 +36,12 @@
 //!
 //! Every timed response must be 200 with a new refresh token: anything else
 //! fails the run (exit status 1) after the cleanup.
+//!
+//! With `--hook on`, a hook receiver runs in this process on the control
+//! runtime (HTTP/1.1, it reads the signed request and answers
+//! `{"allow":true,"claims":{"plan":"gold"}}`), and the run first times 2,000
+//! sequential POSTs of a hook-sized body to it over one keep-alive connection:
+//! the bare round trip a hook call costs at least.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -57,6 +65,9 @@ use portcullis::server::{self, Options};
 const API: &str = "https://api.bench.test";
 const SECRET: &str = "bench-secret-0123456789abcdef";
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+const HOOK_SECRET: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// What the bench's hook receiver answers.
+const HOOK_ANSWER: &str = r#"{"allow":true,"claims":{"plan":"gold"}}"#;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Db {
@@ -82,6 +93,7 @@ struct Settings {
     workers: Option<usize>,
     scope: String,
     id_token_alg: Option<String>,
+    hooks: Vec<bool>,
     postgres: String,
 }
 
@@ -89,6 +101,7 @@ struct Settings {
 struct Outcome {
     db: Db,
     kind: Kind,
+    hook: bool,
     rotations: usize,
     elapsed: Duration,
     p50: Duration,
@@ -120,26 +133,39 @@ fn run() -> anyhow::Result<()> {
     );
     let mut outcomes = Vec::new();
     let mut failure = None;
+    if s.hooks.contains(&true) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let (p50, p99) = rt.block_on(bare_round_trip())?;
+        println!(
+            "  bare POST round trip to the hook receiver: p50 {:.3} ms  p99 {:.3} ms (2,000 sequential, keep-alive)",
+            ms(p50),
+            ms(p99)
+        );
+    }
     'cells: for &db in &s.dbs {
         for &kind in &s.kinds {
-            match cell(&s, db, kind) {
-                Ok(o) => {
-                    println!(
-                        "  {:<8} {:<12} {:>7.0} rotations/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} in {:.1} s)",
-                        name(db),
-                        kind_name(kind),
-                        o.rotations as f64 / o.elapsed.as_secs_f64(),
-                        ms(o.p50),
-                        ms(o.p99),
-                        ms(o.max),
-                        o.rotations,
-                        o.elapsed.as_secs_f64(),
-                    );
-                    outcomes.push(o);
-                }
-                Err(e) => {
-                    failure = Some(e.context(format!("{} / {}", name(db), kind_name(kind))));
-                    break 'cells;
+            for &hook in &s.hooks {
+                match cell(&s, db, kind, hook) {
+                    Ok(o) => {
+                        println!(
+                            "  {:<8} {:<12} {:>7.0} rotations/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} in {:.1} s)",
+                            name(db),
+                            label(kind, hook),
+                            o.rotations as f64 / o.elapsed.as_secs_f64(),
+                            ms(o.p50),
+                            ms(o.p99),
+                            ms(o.max),
+                            o.rotations,
+                            o.elapsed.as_secs_f64(),
+                        );
+                        outcomes.push(o);
+                    }
+                    Err(e) => {
+                        failure = Some(e.context(format!("{} / {}", name(db), label(kind, hook))));
+                        break 'cells;
+                    }
                 }
             }
         }
@@ -154,7 +180,7 @@ fn run() -> anyhow::Result<()> {
             println!(
                 "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | 0 |",
                 name(o.db),
-                kind_name(o.kind),
+                label(o.kind, o.hook),
                 o.rotations as f64 / o.elapsed.as_secs_f64(),
                 ms(o.p50),
                 ms(o.p99),
@@ -165,7 +191,7 @@ fn run() -> anyhow::Result<()> {
         let rate = |db: Db, kind: Kind| {
             outcomes
                 .iter()
-                .find(|o| o.db == db && o.kind == kind)
+                .find(|o| o.db == db && o.kind == kind && !o.hook)
                 .map(|o| o.rotations as f64 / o.elapsed.as_secs_f64())
         };
         for &kind in &s.kinds {
@@ -202,6 +228,14 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
+/// The client kind, and `+hook` when a `token.pre_issue` hook is on.
+fn label(kind: Kind, hook: bool) -> String {
+    match hook {
+        true => format!("{} +hook", kind_name(kind)),
+        false => kind_name(kind).to_owned(),
+    }
+}
+
 fn settings() -> anyhow::Result<Settings> {
     let env = |n: &str| std::env::var(n).ok();
     let mut db = env("PORTCULLIS_BENCH_DB").unwrap_or_else(|| "postgres,sqlite".into());
@@ -213,6 +247,7 @@ fn settings() -> anyhow::Result<Settings> {
     let mut scope = env("PORTCULLIS_BENCH_SCOPE")
         .unwrap_or_else(|| "openid offline_access read:data write:data".into());
     let mut id_token_alg = env("PORTCULLIS_BENCH_ID_TOKEN_ALG").unwrap_or_default();
+    let mut hook = env("PORTCULLIS_BENCH_HOOK").unwrap_or_else(|| "off".into());
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -229,6 +264,7 @@ fn settings() -> anyhow::Result<Settings> {
             "--warmup" => &mut warmup,
             "--scope" => &mut scope,
             "--id-token-alg" => &mut id_token_alg,
+            "--hook" => &mut hook,
             "--workers" => {
                 workers = Some(match inline {
                     Some(v) => v,
@@ -264,9 +300,19 @@ fn settings() -> anyhow::Result<Settings> {
             other => bail!("unknown client kind {other} (public, confidential)"),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let hooks = hook
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| match h {
+            "off" => Ok(false),
+            "on" => Ok(true),
+            other => bail!("unknown --hook value {other} (off, on)"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let settings = Settings {
         dbs,
         kinds,
+        hooks,
         clients: clients.parse().context("--clients")?,
         secs: secs.parse().context("--secs")?,
         warmup: warmup.parse().context("--warmup")?,
@@ -345,9 +391,21 @@ impl Database {
     }
 }
 
-fn yaml(db: &str, workers: Option<usize>, id_token_alg: Option<&str>) -> String {
+fn yaml(
+    db: &str,
+    workers: Option<usize>,
+    id_token_alg: Option<&str>,
+    hook: Option<std::net::SocketAddr>,
+) -> String {
     let workers = workers
         .map(|w| format!("  workers: {w}\n"))
+        .unwrap_or_default();
+    let hooks = hook
+        .map(|addr| {
+            format!(
+                "  webhook_address_policy: {{ allow_private: true }}\n  hooks:\n    - event: token.pre_issue\n      url: \"http://{addr}/pre-issue\"\n      secret: \"whsec_{HOOK_SECRET}\"\n"
+            )
+        })
         .unwrap_or_default();
     let alg = id_token_alg
         .map(|a| format!("      id_token_signed_response_alg: {a}\n"))
@@ -361,7 +419,7 @@ issuer:
   url: "http://issuer.bench.test"
   database: "{db}"
   signing_algs: [ES256, RS256]
-  resources:
+{hooks}  resources:
     - identifier: "{API}"
       scopes: [read:data, write:data]
   clients:
@@ -389,14 +447,14 @@ routes:
 }
 
 /// Runs one cell on runtimes of its own; the database is dropped whatever happens.
-fn cell(s: &Settings, db: Db, kind: Kind) -> anyhow::Result<Outcome> {
+fn cell(s: &Settings, db: Db, kind: Kind, hook: bool) -> anyhow::Result<Outcome> {
     // The control runtime, built as `portcullis run` builds it.
     let control = tokio::runtime::Builder::new_multi_thread()
         .thread_name("portcullis-control")
         .enable_all()
         .build()?;
     let database = control.block_on(Database::create(s, db))?;
-    let result = control.block_on(serve_and_load(s, db, kind, &database.url()));
+    let result = control.block_on(serve_and_load(s, db, kind, hook, &database.url()));
     let dropped = control.block_on(database.drop_it());
     control.shutdown_timeout(Duration::from_secs(5));
     let outcome = result?;
@@ -404,9 +462,19 @@ fn cell(s: &Settings, db: Db, kind: Kind) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-async fn serve_and_load(s: &Settings, db: Db, kind: Kind, url: &str) -> anyhow::Result<Outcome> {
+async fn serve_and_load(
+    s: &Settings,
+    db: Db,
+    kind: Kind,
+    hook: bool,
+    url: &str,
+) -> anyhow::Result<Outcome> {
+    let receiver = match hook {
+        true => Some(hook_receiver().await?),
+        false => None,
+    };
     let config = Config::from_yaml(
-        &yaml(url, s.workers, s.id_token_alg.as_deref()),
+        &yaml(url, s.workers, s.id_token_alg.as_deref(), receiver),
         Path::new("bench.yaml"),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -450,6 +518,7 @@ async fn serve_and_load(s: &Settings, db: Db, kind: Kind, url: &str) -> anyhow::
     Ok(Outcome {
         db,
         kind,
+        hook,
         rotations,
         elapsed,
         p50: at(0.50),
@@ -650,4 +719,80 @@ async fn drive(
     }
     let elapsed = Instant::now().saturating_duration_since(timed_from);
     Ok((all.len(), elapsed, all))
+}
+
+// === the hook receiver ===
+
+/// A `token.pre_issue` receiver on 127.0.0.1 that reads each request and
+/// allows it with one added claim; its address. Runs until the runtime ends.
+async fn hook_receiver() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async {
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(HOOK_ANSWER.as_bytes()),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// 2,000 sequential POSTs of a hook-sized body to a fresh receiver over one
+/// keep-alive connection (after 200 untimed): p50 and p99.
+async fn bare_round_trip() -> anyhow::Result<(Duration, Duration)> {
+    let addr = hook_receiver().await?;
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut send, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let body = Bytes::from(
+        serde_json::json!({
+            "id": "evt_0123456789abcdef0123456789abcdef",
+            "event": "token.pre_issue",
+            "created_at": "2026-01-01T00:00:00.000000Z",
+            "data": {"grant_type": "refresh_token", "client_id": "spa", "sub": "usr_0123456789abcdef0123456789abcdef", "aud": API, "scope": "openid offline_access read:data write:data", "org_id": "org_bench"}
+        })
+        .to_string(),
+    );
+    let mut latencies = Vec::with_capacity(2000);
+    for i in 0..2200 {
+        let req = Request::post("/pre-issue")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .header("webhook-id", "evt_0123456789abcdef0123456789abcdef")
+            .header("webhook-timestamp", "1800000000")
+            .header(
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            )
+            .body(Full::new(body.clone()))?;
+        let sent = Instant::now();
+        send.ready().await?;
+        let resp = send.send_request(req).await?;
+        let answer = resp.into_body().collect().await?.to_bytes();
+        ensure!(
+            answer.as_ref() == HOOK_ANSWER.as_bytes(),
+            "unexpected answer"
+        );
+        if i >= 200 {
+            latencies.push(sent.elapsed());
+        }
+    }
+    latencies.sort_unstable();
+    Ok((
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100],
+    ))
 }

@@ -21,8 +21,8 @@ use http::{HeaderName, Method, Uri};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use value::{
-    Algorithm, GrantType, PathPattern, PatternSegment, Secret, SigningAlg, WebhookAddressPolicy,
-    WebhookEvent, WebhookSecret,
+    Algorithm, GrantType, HookEvent, OnFailure, PathPattern, PatternSegment, Secret, SigningAlg,
+    WebhookAddressPolicy, WebhookEvent, WebhookSecret,
 };
 
 /// The default file looked for when neither `-c` nor `$PORTCULLIS_CONFIG` is given.
@@ -239,6 +239,9 @@ pub struct IssuerSection {
     /// Which addresses webhooks may be delivered to (private ranges refused
     /// unless `allow_private`).
     pub webhook_address_policy: WebhookAddressPolicy,
+    /// Blocking hooks, in the order written; they reach only the addresses
+    /// `webhook_address_policy` allows.
+    pub hooks: Vec<HookConfig>,
 }
 
 /// A declarative API resource.
@@ -280,6 +283,22 @@ pub struct WebhookConfig {
     pub secret: WebhookSecret,
     /// `None`: every event.
     pub events: Option<Vec<WebhookEvent>>,
+}
+
+/// A blocking hook (`issuer.hooks[i]`): an endpoint the issuer calls and
+/// waits for before the operation of `event`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookConfig {
+    pub event: HookEvent,
+    /// http(s); at an address `issuer.webhook_address_policy` allows.
+    pub url: Uri,
+    /// Signs each call as a webhook is signed.
+    pub secret: WebhookSecret,
+    /// For the whole call (connection, request, answer); 5 s by default, at
+    /// most 30 s.
+    pub timeout: Duration,
+    /// What a failed call means; deny by default.
+    pub on_failure: OnFailure,
 }
 
 /// A named upstream.

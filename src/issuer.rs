@@ -8,8 +8,9 @@
 //! introspection (`introspect`), and the user login flow: authorization code
 //! with PKCE, the hosted login page, ID tokens and userinfo (`authorize`), the
 //! administration service layer behind `portcullis admin` (`manage`) and the
-//! admin REST API under `/admin/v1/` on top of it (`admin_api`), and webhook
-//! delivery from the outbox (`events`).
+//! admin REST API under `/admin/v1/` on top of it (`admin_api`), webhook
+//! delivery from the outbox (`events`), and the blocking hooks asked before a
+//! token is issued or a user created (`hooks`).
 
 pub mod admin_api;
 pub mod anonymous;
@@ -18,6 +19,7 @@ pub mod clients;
 pub mod endpoints;
 pub mod error;
 pub mod events;
+pub mod hooks;
 pub mod introspect;
 pub mod kdf;
 pub mod keyring;

@@ -131,6 +131,16 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     let tls_config = tls::server_config(&config.server)?;
 
     // The built-in issuer: its database and keys are ready before anything binds.
+    if config.issuer.is_some() {
+        for route in &config.routes {
+            if crate::config::validate::partly_shadowed_by_issuer(&route.pattern) {
+                tracing::warn!(
+                    route = %route.pattern,
+                    "Requests below /admin/v1/ go to the built-in issuer's admin API, not to this route"
+                );
+            }
+        }
+    }
     let issuer = match &config.issuer {
         Some(section) => Some(
             Issuer::start(section.clone(), options.clock.clone(), &|n| {

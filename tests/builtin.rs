@@ -280,3 +280,67 @@ routes:
     assert_eq!(gw_get(&gw, &t).await, StatusCode::OK);
     gw.shutdown().await;
 }
+
+/// The issuer's paths are matched on the normalised path, as routes are: an
+/// issuer path written another way (`//`, percent-encoded) is the issuer's and
+/// never reaches an upstream through the catch-all; one with matrix
+/// parameters is refused; a neighbour that is no issuer path is a route's.
+#[tokio::test]
+async fn issuer_paths_are_matched_after_normalisation() {
+    let upstream = Upstream::start().await;
+    let text = yaml(&upstream).replace(
+        "routes:\n",
+        "routes:\n  - path: /oauth/callback\n    upstream: api\n    auth: anonymous\n",
+    );
+    let gw = Gateway::start(&text).await;
+    let get = |target: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    };
+    for target in [
+        "/.well-known//jwks.json",
+        "//.well-known/jwks.json",
+        "/%2Ewell-known/jwks.json",
+        "/.well-known/jwks%2Ejson",
+        "/.well-known/jwks.json?x=1",
+    ] {
+        let resp = raw(gw.addr, get(target).as_bytes()).await;
+        assert_eq!(raw_status(&resp), 200, "{target}: {resp}");
+        assert!(
+            resp.contains("\"keys\""),
+            "{target}: the issuer's JWKS: {resp}"
+        );
+    }
+    // The token endpoint answers a form it cannot use as the issuer does.
+    for target in ["/oauth//token", "/oauth/%74oken", "//oauth/token"] {
+        let body = "grant_type=client_credentials";
+        let req = format!(
+            "POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let resp = raw(gw.addr, req.as_bytes()).await;
+        assert!(
+            matches!(raw_status(&resp), 400 | 401) && resp.contains("\"error\":\"invalid_"),
+            "{target}: the token endpoint's OAuth error: {resp}"
+        );
+    }
+    // The admin API: a token is required, whatever the spelling.
+    for target in ["/admin//v1/users", "/admin/%761/users"] {
+        let resp = raw(gw.addr, get(target).as_bytes()).await;
+        assert_eq!(raw_status(&resp), 401, "{target}: {resp}");
+    }
+    // Matrix parameters on an issuer path: refused, not forwarded.
+    for target in ["/oauth/token;x=1", "/.well-known/jwks.json;v=2"] {
+        let resp = raw(gw.addr, get(target).as_bytes()).await;
+        assert_eq!(raw_status(&resp), 400, "{target}: {resp}");
+        assert!(
+            resp.contains("bad_path") || resp.contains("invalid_request"),
+            "{resp}"
+        );
+    }
+    assert_eq!(upstream.count(), 0, "no issuer path reached the upstream");
+    // A neighbour of the issuer's paths is a route's.
+    let resp = raw(gw.addr, get("/oauth//callback").as_bytes()).await;
+    assert_eq!(raw_status(&resp), 200, "{resp}");
+    assert_eq!(upstream.count(), 1);
+    gw.shutdown().await;
+}

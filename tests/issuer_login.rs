@@ -261,5 +261,7 @@ mod budgets;
 mod flows;
 #[path = "issuer_login/logout.rs"]
 mod logout;
+#[path = "issuer_login/pages.rs"]
+mod pages;
 #[path = "issuer_login/sessions.rs"]
 mod sessions;

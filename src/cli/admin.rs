@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::config::{Config, IssuerSection};
+use portcullis::issuer::hooks::Hooks;
 use portcullis::issuer::manage::{self, Actor, ManageError};
 use portcullis::issuer::store::{self, Store};
 
@@ -176,7 +177,14 @@ impl AdminCommand {
             AdminCommand::Api(command) => command.execute(db, actor).await,
             AdminCommand::Client(command) => command.execute(db, actor).await,
             AdminCommand::Org(command) => command.execute(db, actor).await,
-            AdminCommand::User(command) => command.execute(db, actor).await,
+            AdminCommand::User(command) => {
+                // The `user.pre_create` hooks guard `user create` here as
+                // they do the admin API.
+                let hooks = Hooks::new(section, Arc::new(SystemClock))
+                    .context("cannot set up the blocking hooks' client")
+                    .map_err(Failure::Runtime)?;
+                command.execute(db, &hooks, actor).await
+            }
             AdminCommand::Role(command) => command.execute(db, actor).await,
             AdminCommand::Member(command) => command.execute(db, actor).await,
             AdminCommand::Webhook(command) => command.execute(db, section, actor).await,

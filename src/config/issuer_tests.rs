@@ -467,4 +467,72 @@ fn every_issuer_error_is_collected() {
     assert!(errs.windows(2).all(|w| w[0].line <= w[1].line));
 }
 
+mod hooks;
 mod security;
+
+#[test]
+fn a_route_the_issuer_would_shadow_is_refused_where_it_is_written() {
+    for pattern in [
+        "/oauth/*",
+        "/oauth/token",
+        "/oauth/{endpoint}",
+        "/login",
+        "/login/*",
+        "/logout",
+        "/.well-known/*",
+        "/.well-known/jwks.json",
+        "/admin/v1/*",
+        "/admin/v1/users",
+        "/admin/v1/{id}/*",
+    ] {
+        let text = ISSUER.replace("  - path: /*\n", &format!("  - path: {pattern}\n"));
+        let e = only_error(&text);
+        assert_eq!(e.key.as_deref(), Some("routes[0].path"), "{pattern}: {e}");
+        assert_eq!(e.line, line_of(&text, &format!("path: {pattern}")), "{e}");
+        assert!(e.to_string().contains("built-in issuer"), "{e}");
+    }
+    // General patterns may be shadowed on purpose, and neighbours of the
+    // issuer's paths are not shadowed at all.
+    for pattern in [
+        "/*",
+        "/{tenant}/*",
+        "/{tenant}/token",
+        "/.well-known/security.txt",
+        "/oauth",
+        "/oauth/callback",
+        "/oauth/token/extra",
+        "/logins/*",
+        "/admin",
+        "/admin/*",
+        "/admin/{version}/users",
+        "/admin/v1",
+        "/admin/v2/*",
+        "/api/oauth/token",
+    ] {
+        let text = ISSUER.replace("  - path: /*\n", &format!("  - path: {pattern}\n"));
+        parse(&text).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+    }
+    // Broader than the admin API: allowed, and said at startup.
+    let partly = |p: &str| {
+        let pattern: PathPattern =
+            crate::config::value::ParseValue::parse_value(p).expect("pattern");
+        crate::config::validate::partly_shadowed_by_issuer(&pattern)
+    };
+    for p in ["/admin/*", "/admin/{version}/users", "/admin/{version}/*"] {
+        assert!(partly(p), "{p}");
+    }
+    for p in [
+        "/admin/v1/*",
+        "/admin",
+        "/admin/v2/*",
+        "/admin/{version}",
+        "/*",
+        "/oauth/*",
+    ] {
+        assert!(!partly(p), "{p}");
+    }
+    // Without the issuer nothing is reserved.
+    let gateway_only = "upstreams: { a: { url: \"http://127.0.0.1:1\" } }\nroutes: [{ path: /oauth/*, upstream: a, auth: anonymous }]\n";
+    Config::from_yaml_with_env(gateway_only, Path::new("gateway.yaml"), &|_| None)
+        .expect("no issuer, no reserved paths");
+}

@@ -9,8 +9,8 @@ use http::{HeaderName, Method};
 use serde::Deserialize;
 
 use super::value::{
-    Algorithm, ByteSize, GrantType, HttpUrl, IssuerUrl, OneOrMany, Parsed, PathPattern, SigningAlg,
-    WebhookEvent, WebhookSecret,
+    Algorithm, ByteSize, GrantType, HookEvent, HttpUrl, IssuerUrl, OnFailure, OneOrMany, Parsed,
+    PathPattern, SigningAlg, WebhookEvent, WebhookSecret,
 };
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +203,8 @@ pub struct RawIssuerSection {
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
     pub webhook_address_policy: Option<RawWebhookAddressPolicy>,
+    #[serde(default)]
+    pub hooks: Vec<RawHook>,
 }
 
 /// `issuer.webhook_address_policy`.
@@ -273,4 +275,15 @@ pub struct RawWebhook {
     pub url: Parsed<HttpUrl>,
     pub secret: Parsed<WebhookSecret>,
     pub events: Option<Vec<Parsed<WebhookEvent>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// One blocking hook.
+pub struct RawHook {
+    pub event: Parsed<HookEvent>,
+    pub url: Parsed<HttpUrl>,
+    pub secret: Parsed<WebhookSecret>,
+    pub timeout: Option<Parsed<Duration>>,
+    pub on_failure: Option<Parsed<OnFailure>>,
 }

@@ -10,7 +10,7 @@ use http::{HeaderName, Uri};
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locations;
 use super::raw::{RawAuth, RawConfig, RawCors, RawIssuer, RawProtocol, RawRoute, RawUpstream};
-use super::value::Algorithm;
+use super::value::{ADMIN_API_PREFIX, Algorithm, ISSUER_PATHS, PathPattern, PatternSegment};
 use super::{
     AdminConfig, AuthMode, CertPair, Config, CorsConfig, ForwardAuthConfig, IntrospectionConfig,
     IssuerConfig, IssuerSection, KeySourceConfig, RouteConfig, Secret, UpstreamConfig,
@@ -104,7 +104,7 @@ pub fn validate(raw: RawConfig, file: &Path, text: &str) -> Result<Config, Confi
         .routes
         .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| route(&mut c, i, r, &issuers, &upstreams))
+        .filter_map(|(i, r)| route(&mut c, i, r, &issuers, &upstreams, issuer.is_some()))
         .collect();
     if routes.is_empty() && issuer.is_none() && c.errors.is_empty() {
         c.error(
@@ -366,8 +366,20 @@ fn route(
     r: RawRoute,
     issuers: &[IssuerConfig],
     upstreams: &[UpstreamConfig],
+    issuer_on: bool,
 ) -> Option<RouteConfig> {
     let key = format!("routes[{i}]");
+    if issuer_on {
+        if let Some(shadowed) = shadowed_by_issuer(&r.path.0) {
+            c.error(
+                &format!("{key}.path"),
+                format!(
+                    "`{}` would never see `{shadowed}`: the built-in issuer answers it on this listener before any route; narrow the pattern (a catch-all `/*` is fine)",
+                    r.path.0
+                ),
+            );
+        }
+    }
     let upstream = upstreams.iter().position(|u| u.name == r.upstream);
     if upstream.is_none() {
         c.error(
@@ -537,4 +549,71 @@ fn identity(c: &mut Checker<'_>, map: Vec<(String, HeaderName)>) -> Vec<(String,
         }
     }
     map
+}
+
+/// An issuer path (or the admin API's prefix) that `pattern` would match but
+/// never receive, for a pattern that names the issuer's own first segment
+/// (`/oauth/*`, `/login`, `/.well-known/*`, `/admin/v1/*`, …). Patterns that
+/// begin with a parameter or are the catch-all `/*` are general on purpose
+/// and may be shadowed; so may patterns broader than the admin API (`/admin/*`,
+/// see [`partly_shadowed_by_issuer`]).
+pub(super) fn shadowed_by_issuer(pattern: &PathPattern) -> Option<String> {
+    let Some(PatternSegment::Literal(first)) = pattern.segments.first() else {
+        return None;
+    };
+    let starts =
+        |path: &str| path.trim_start_matches('/').split('/').next() == Some(first.as_str());
+    if let Some(path) = ISSUER_PATHS
+        .iter()
+        .find(|p| starts(p) && pattern_matches(pattern, p))
+    {
+        return Some((*path).to_owned());
+    }
+    // The admin API: a pattern whose every path lies below its prefix.
+    let prefix = admin_prefix();
+    let literal = |k: usize| matches!(pattern.segments.get(k), Some(PatternSegment::Literal(l)) if l == prefix[k]);
+    let within = (0..prefix.len()).all(literal)
+        && (pattern.segments.len() > prefix.len() || pattern.wildcard);
+    within.then(|| format!("{ADMIN_API_PREFIX}*"))
+}
+
+/// Whether part of what `pattern` matches is the admin API's (`/admin/*`,
+/// `/admin/{version}/users`): allowed, but those requests go to the issuer,
+/// which the server says when it starts.
+pub fn partly_shadowed_by_issuer(pattern: &PathPattern) -> bool {
+    let prefix = admin_prefix();
+    if shadowed_by_issuer(pattern).is_some()
+        || !matches!(pattern.segments.first(), Some(PatternSegment::Literal(l)) if l == prefix[0])
+    {
+        return false;
+    }
+    let compatible = |k: usize| match pattern.segments.get(k) {
+        Some(PatternSegment::Literal(l)) => l == prefix[k],
+        Some(PatternSegment::Param(_)) => true,
+        None => pattern.wildcard,
+    };
+    let n = pattern.segments.len();
+    (0..prefix.len()).all(|k| k >= n || compatible(k)) && (n > prefix.len() || pattern.wildcard)
+}
+
+/// The admin API's prefix as segments (`["admin", "v1"]`).
+fn admin_prefix() -> Vec<&'static str> {
+    ADMIN_API_PREFIX.trim_matches('/').split('/').collect()
+}
+
+/// Whether `pattern` matches the (plain, decoded) `path`.
+fn pattern_matches(pattern: &PathPattern, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let n = pattern.segments.len();
+    if segments.len() < n || (segments.len() > n && !pattern.wildcard) {
+        return false;
+    }
+    pattern
+        .segments
+        .iter()
+        .zip(&segments)
+        .all(|(p, s)| match p {
+            PatternSegment::Literal(l) => l == s,
+            PatternSegment::Param(_) => !s.is_empty(),
+        })
 }

@@ -15,8 +15,9 @@ mod oauth;
 
 pub use net::WebhookAddressPolicy;
 pub use oauth::{
-    ADMIN_SCOPE, ANONYMOUS_GRANT, GrantType, IssuerUrl, Secret, SigningAlg, WebhookEvent,
-    WebhookSecret, absolute_uri, admin_audience, scope_token,
+    ADMIN_API_PREFIX, ADMIN_SCOPE, ANONYMOUS_GRANT, GrantType, HookEvent, ISSUER_PATHS, IssuerUrl,
+    OnFailure, Secret, SigningAlg, WebhookEvent, WebhookSecret, absolute_uri, admin_audience,
+    scope_token,
 };
 
 /// Something that can be parsed from one YAML string scalar.

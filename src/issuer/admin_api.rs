@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::json_response;
+use super::hooks::Hooks;
 use super::introspect::verified_access_claims;
 use super::keyring::KeyRing;
 use super::manage::{Actor, ManageError};
@@ -44,7 +45,7 @@ mod tenancy;
 pub use error::{ApiError, ErrorBody};
 
 /// Every admin API path starts with this.
-pub const PREFIX: &str = "/admin/v1/";
+pub use crate::config::value::ADMIN_API_PREFIX as PREFIX;
 
 pub use super::reserved::{ADMIN_SCOPE, admin_audience};
 
@@ -69,6 +70,8 @@ struct Call<'a> {
     section: &'a IssuerSection,
     /// The master key's text, for endpoints that seal secrets.
     master: Option<&'a str>,
+    /// The blocking hooks, for the changes they guard.
+    hooks: &'a Hooks,
     actor: Actor<'a>,
     headers: HeaderMap,
     query: Option<String>,
@@ -104,6 +107,7 @@ impl AdminApi {
         section: Arc<IssuerSection>,
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
+        hooks: Arc<Hooks>,
         clock: Arc<dyn Clock>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> AdminApi {
@@ -113,6 +117,7 @@ impl AdminApi {
                 section,
                 keys,
                 store,
+                hooks,
             },
             master,
             clock,
@@ -155,6 +160,7 @@ impl AdminApi {
             store: self.minter.store.as_ref(),
             section: &self.minter.section,
             master: self.master.as_deref(),
+            hooks: &self.minter.hooks,
             actor: Actor { name: &sub, now },
             headers: parts.headers,
             query: parts.uri.query().map(str::to_owned),

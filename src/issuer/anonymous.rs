@@ -12,12 +12,16 @@
 //! Nothing authenticates the caller, so creations are slowed down per source
 //! address ([`Throttle::creation`]), and users who are never promoted leave
 //! with their refresh tokens (`purge`). The user, the first refresh token's
-//! family and the `user.anonymous.created` event commit together.
+//! family and the `user.anonymous.created` event commit together, after the
+//! blocking hooks allowed both the user (`user.pre_create`, with
+//! `"anonymous": true` and no email or name) and the token
+//! (`token.pre_issue`).
 
 use serde_json::json;
 
 use super::clients::Form;
 use super::error::OAuthError;
+use super::hooks::PreCreate;
 use super::manage::event;
 use super::refresh::{REFRESH_TOKEN_BYTES, storage};
 use super::reserved::admin_audience;
@@ -25,6 +29,7 @@ use super::store::{Client, RefreshFamily, User, new_id};
 use super::throttle::{Source, Throttle, Verdict};
 use super::token::{AccessClaims, Minter, TokenResponse, random_token, token_hash};
 use crate::config::GrantType;
+use crate::config::value::ANONYMOUS_GRANT;
 
 // === impl Minter ===
 
@@ -76,8 +81,17 @@ impl Minter {
             roles: None,
             anonymous: true,
         };
-        // Signed before anything is written: a failure leaves no user behind.
-        let access_token = self.sign_access(&claims)?;
+        // Asked and signed before anything is written: a refusal or a failure
+        // leaves no user behind.
+        let about = PreCreate {
+            email: None,
+            name: None,
+            anonymous: true,
+            user_id: None,
+        };
+        self.hooks.pre_create(&about).await?;
+        let added = self.pre_issue(ANONYMOUS_GRANT, &claims).await?;
+        let access_token = self.sign_access_with(&claims, &added)?;
         let refresh_token = random_token(REFRESH_TOKEN_BYTES);
         let family = RefreshFamily {
             id: new_id("rfam"),

@@ -31,6 +31,7 @@ pub(crate) use self::exchange::IdSubject;
 use self::csrf::CookieJar;
 use self::request::{AuthRequest, Params, Prompt, Target};
 use self::session::{Authenticated, LoginState};
+use super::hooks::Hooks;
 use super::kdf::Budget;
 use super::keyring::KeyRing;
 use super::reserved::confine;
@@ -108,6 +109,7 @@ impl Flow {
         section: Arc<IssuerSection>,
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
+        hooks: Arc<Hooks>,
         clock: Arc<dyn Clock>,
         budget: Arc<Budget>,
     ) -> Flow {
@@ -119,6 +121,7 @@ impl Flow {
                 section: section.clone(),
                 keys: keys.clone(),
                 store: store.clone(),
+                hooks,
             },
             state: LoginState::new(store.clone()),
             throttle: Throttle::new(store.clone()),

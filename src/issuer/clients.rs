@@ -201,13 +201,13 @@ impl ClientAuth {
                         key,
                     };
                     let result = self.verify(client_id, secret, hash, source, key).await;
-                    let _ = tx.send(Some(result));
+                    let _ = tx.send(Some(result.clone()));
                     return result;
                 }
                 Err(answer) => answer,
             };
             match answer.wait_for(Option::is_some).await {
-                Ok(result) => return (*result).unwrap_or(Err(OAuthError::Server)),
+                Ok(result) => return result.clone().unwrap_or(Err(OAuthError::Server)),
                 // The first request went away before it answered: try again.
                 Err(_) => continue,
             }

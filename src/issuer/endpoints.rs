@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::clients::{ClientAuth, Form};
 use super::error::{OAuthError, json_response};
+use super::hooks::Hooks;
 use super::kdf::{Budget, LOGIN_LIMITS};
 use super::keyring::{JWKS_MAX_AGE, KeyRing, KeyRingError};
 use super::signing::{MasterKey, RotationPolicy};
@@ -35,18 +36,7 @@ use startup::{apply_declarations, seal_stored_secrets, warn_on_unsafe_role_names
 const MAX_FORM: usize = 64 * 1024;
 
 /// Paths the issuer answers (everything else goes to the routes).
-pub const PATHS: &[&str] = &[
-    "/.well-known/openid-configuration",
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/jwks.json",
-    "/oauth/token",
-    "/oauth/revoke",
-    "/oauth/introspect",
-    "/oauth/authorize",
-    "/oauth/userinfo",
-    "/login",
-    "/logout",
-];
+pub use crate::config::value::ISSUER_PATHS as PATHS;
 
 /// Why the issuer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +53,8 @@ pub enum IssuerError {
     Resources(#[source] super::manage::ManageError),
     #[error("cannot seal the stored webhook secrets")]
     Seal(#[source] super::signing::seal::SecretError),
+    #[error("cannot set up the blocking hooks' client")]
+    Hooks(#[source] rustls::Error),
 }
 
 /// The running issuer.
@@ -119,6 +111,7 @@ impl Issuer {
         ));
         keys.sync_at_start(clock.as_ref()).await?;
         let (discovery, metadata) = discovery_documents(&section);
+        let hooks = Arc::new(Hooks::new(&section, clock.clone()).map_err(IssuerError::Hooks)?);
         // Unknown emails at /login replay real verification times: one is
         // measured now, so that there is one before the first login.
         let login_budget = Arc::new(Budget::new("login", LOGIN_LIMITS));
@@ -132,6 +125,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                hooks.clone(),
                 clock.clone(),
                 env,
             ),
@@ -139,6 +133,7 @@ impl Issuer {
                 section.clone(),
                 store.clone(),
                 keys.clone(),
+                hooks.clone(),
                 clock.clone(),
                 login_budget,
             ),
@@ -146,6 +141,7 @@ impl Issuer {
                 section: section.clone(),
                 keys: keys.clone(),
                 store: store.clone(),
+                hooks,
             },
             section,
             store,

@@ -1,5 +1,6 @@
-//! OAuth 2.0 errors (RFC 6749 §5.2, RFC 8707 `invalid_target`, `slow_down` and
-//! `temporarily_unavailable`) and the one place they become responses: JSON,
+//! OAuth 2.0 errors (RFC 6749 §5.2, RFC 8707 `invalid_target`, `slow_down`,
+//! `temporarily_unavailable`, and `access_denied` for a token a blocking hook
+//! refused) and the one place they become responses: JSON,
 //! `Cache-Control: no-store`, for `invalid_client` a 401 with a
 //! `WWW-Authenticate` challenge, and `Retry-After` when the client should wait.
 
@@ -8,9 +9,12 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENT
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-/// A refused token request. Descriptions are fixed phrases: never a secret,
-/// never a token, never an internal error text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+use super::hooks::{Reason, Refusal};
+
+/// A refused token request. Descriptions are fixed phrases (never a secret,
+/// never a token, never an internal error text), except a blocking hook's
+/// reason, which is made plain text of bounded length ([`Reason`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
     #[error("invalid_request: {0}")]
     InvalidRequest(&'static str),
@@ -41,9 +45,27 @@ pub enum OAuthError {
         /// Seconds after which to try again.
         retry_after: u64,
     },
+    /// A `token.pre_issue` hook denied the token, for this reason (shown to
+    /// the client). 403.
+    #[error("access_denied")]
+    AccessDenied(Reason),
+    /// A `token.pre_issue` hook with `on_failure: deny` could not be asked
+    /// (logged where it happened): 503, as a dependency of ours is down and a
+    /// later try may pass; never the hook's address.
+    #[error("temporarily_unavailable: a hook failed")]
+    HookUnavailable,
     /// Our fault (storage, signing); logged where it happened.
     #[error("server_error")]
     Server,
+}
+
+impl From<Refusal> for OAuthError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Denied { reason, .. } => OAuthError::AccessDenied(reason),
+            Refusal::Failed { .. } => OAuthError::HookUnavailable,
+        }
+    }
 }
 
 impl OAuthError {
@@ -52,7 +74,7 @@ impl OAuthError {
     /// RFC 8628) with 429, and `temporarily_unavailable` (RFC 6749 §4.1.2.1)
     /// with 503 — both with `Retry-After`, which generic HTTP clients honour.
     /// `invalid_client` would be wrong: the credentials were not checked.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
             OAuthError::InvalidClient => "invalid_client",
@@ -62,14 +84,21 @@ impl OAuthError {
             OAuthError::InvalidScope => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
             OAuthError::SlowDown { .. } => "slow_down",
-            OAuthError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+            OAuthError::TemporarilyUnavailable { .. } | OAuthError::HookUnavailable => {
+                "temporarily_unavailable"
+            }
+            OAuthError::AccessDenied(_) => "access_denied",
             OAuthError::Server => "server_error",
         }
     }
 
-    fn description(self) -> &'static str {
+    fn description(&self) -> &str {
         match self {
             OAuthError::InvalidRequest(d) | OAuthError::InvalidGrant(d) => d,
+            OAuthError::AccessDenied(reason) => reason.as_str(),
+            OAuthError::HookUnavailable => {
+                "a check required to issue the token is unavailable; try again later"
+            }
             OAuthError::InvalidClient => "client authentication failed",
             OAuthError::SlowDown { .. } => {
                 "too many attempts from this address; try again after the delay"
@@ -90,7 +119,10 @@ impl OAuthError {
         let status = match self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
-            OAuthError::TemporarilyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::TemporarilyUnavailable { .. } | OAuthError::HookUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            OAuthError::AccessDenied(_) => StatusCode::FORBIDDEN,
             OAuthError::Server => StatusCode::INTERNAL_SERVER_ERROR,
             OAuthError::InvalidRequest(_)
             | OAuthError::InvalidGrant(_)
@@ -120,6 +152,8 @@ impl OAuthError {
             | OAuthError::UnsupportedGrantType
             | OAuthError::InvalidScope
             | OAuthError::InvalidTarget
+            | OAuthError::AccessDenied(_)
+            | OAuthError::HookUnavailable
             | OAuthError::Server => {}
         }
         resp

@@ -47,11 +47,13 @@ const MAX_DELAY_SECS: i64 = 3600;
 /// `error`, so that one dead endpoint cannot hold the outbox forever.
 pub const MAX_ATTEMPTS: i64 = 10;
 
-mod guard;
+pub(super) mod guard;
 
 pub use guard::Refused;
 
-type WebhookClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+/// The HTTP client of webhooks and blocking hooks: every connection goes
+/// through the address policy ([`GuardedResolver`]).
+pub(super) type WebhookClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// Delivers outbox events to the configured and stored webhooks.
 pub struct Deliverer {
@@ -319,18 +321,8 @@ impl Target {
         URL_SAFE_NO_PAD.encode(digest.as_ref())
     }
 
-    /// The URL without its query, for logs (a query may carry a credential).
     fn shown(&self) -> String {
-        let mut shown = format!(
-            "{}://{}{}",
-            self.url.scheme_str().unwrap_or("http"),
-            self.url.authority().map(|a| a.as_str()).unwrap_or(""),
-            self.url.path()
-        );
-        if self.url.query().is_some() {
-            shown.push_str("?…");
-        }
-        shown
+        shown(&self.url)
     }
 
     fn wants(&self, event: &str) -> bool {
@@ -338,6 +330,20 @@ impl Target {
             .as_ref()
             .is_none_or(|es| es.iter().any(|e| e == event))
     }
+}
+
+/// `url` without its query, for logs (a query may carry a credential).
+pub(super) fn shown(url: &Uri) -> String {
+    let mut shown = format!(
+        "{}://{}{}",
+        url.scheme_str().unwrap_or("http"),
+        url.authority().map(|a| a.as_str()).unwrap_or(""),
+        url.path()
+    );
+    if url.query().is_some() {
+        shown.push_str("?…");
+    }
+    shown
 }
 
 /// The JSON body: `{"id","event","created_at","data"}`; `data` is stored JSON.
@@ -374,7 +380,9 @@ fn backoff(attempts: i64) -> i64 {
         .min(MAX_DELAY_SECS)
 }
 
-fn client(policy: Arc<WebhookAddressPolicy>) -> Result<WebhookClient, rustls::Error> {
+/// A client that connects only where `policy` allows (HTTP/1.1, https or
+/// http, the system's roots, 5 s to connect).
+pub(super) fn client(policy: Arc<WebhookAddressPolicy>) -> Result<WebhookClient, rustls::Error> {
     let roots = crate::tls::native_roots();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider);

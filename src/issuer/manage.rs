@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use super::hooks::Refusal;
 use super::keyring::KeyRingError;
 use super::reserved::{ADMIN_SCOPE, admin_resource};
 use super::store::{ApiResource, AuditEntry, NewEvent, ScopeMap, Store, StoreError, new_id};
@@ -97,6 +98,16 @@ pub enum ManageError {
         /// What is in the way (`is not anonymous`, …).
         state: &'static str,
     },
+    /// A `user.pre_create` hook denied the user's creation or promotion (the
+    /// caller's fault: the reason is for them), or could not be asked and
+    /// fails closed (ours).
+    #[error("the user was not {what}")]
+    UserRefused {
+        /// `created` or `promoted`.
+        what: &'static str,
+        #[source]
+        refusal: Refusal,
+    },
     /// Another replica holds the key-rotation lease (try again shortly).
     #[error("another replica is rotating the signing keys")]
     RotationBusy,
@@ -137,8 +148,16 @@ impl ManageError {
             | ManageError::UnknownWebhook(_)
             | ManageError::NotMember { .. }
             | ManageError::Exists(_)
-            | ManageError::UserState { .. } => true,
-            ManageError::RotationBusy
+            | ManageError::UserState { .. }
+            | ManageError::UserRefused {
+                refusal: Refusal::Denied { .. },
+                ..
+            } => true,
+            ManageError::UserRefused {
+                refusal: Refusal::Failed { .. },
+                ..
+            }
+            | ManageError::RotationBusy
             | ManageError::Crypto
             | ManageError::Keys(_)
             | ManageError::Store(_) => false,

@@ -112,14 +112,26 @@ impl Minter {
         }
         let scope = narrow(&family.scope, requested_scopes(form)?)?;
         // Everything that can refuse runs before the rotation, so that a refusal
-        // never costs the client its refresh token.
+        // (a `token.pre_issue` hook's too) never costs the client its refresh
+        // token.
         let subject = self.subject(client, &family, scope, anonymous).await?;
+        let scope = subject.scope.join(" ");
+        let claims = self.access_claims(client, &family, &subject, scope, now);
+        let added = self.pre_issue("refresh_token", &claims).await?;
+        let access_token = self.sign_access_with(&claims, &added)?;
         let id_token = self.refreshed_id_token(client, &family, &subject, now)?;
         let refresh_token = match successor {
             Some(token) => token,
             None => self.rotate(&family, presented, now).await?,
         };
-        self.respond(client, &family, subject, refresh_token, id_token, now)
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.section.access_token_ttl.as_secs(),
+            scope: claims.scope,
+            refresh_token: Some(refresh_token),
+            id_token,
+        })
     }
 
     /// OIDC Core §12.2: a new ID token for the same sign-in (its auth_time),
@@ -352,21 +364,20 @@ impl Minter {
             .collect())
     }
 
-    fn respond(
-        &self,
-        client: &Client,
-        family: &RefreshFamily,
-        subject: Subject,
-        refresh_token: String,
-        id_token: Option<String>,
+    /// The claims of the family's next access token.
+    fn access_claims<'a>(
+        &'a self,
+        client: &'a Client,
+        family: &'a RefreshFamily,
+        subject: &'a Subject,
+        scope: String,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> AccessClaims<'a> {
         let ttl = self.section.access_token_ttl.as_secs();
-        let scope = subject.scope.join(" ");
         // Without a resource the client itself is the audience, as for the
         // access token the authorization code gave.
         let aud = family.resource.as_deref().unwrap_or(&client.client_id);
-        let claims = AccessClaims {
+        AccessClaims {
             iss: &self.section.url,
             sub: &family.user_id,
             aud,
@@ -375,19 +386,11 @@ impl Minter {
             nbf: now,
             jti: random_token(16),
             client_id: &client.client_id,
-            scope: scope.clone(),
+            scope,
             org_id: subject.org_id.as_deref(),
             roles: subject.roles.as_deref(),
             anonymous: subject.anonymous,
-        };
-        Ok(TokenResponse {
-            access_token: self.sign_access(&claims)?,
-            token_type: "Bearer",
-            expires_in: ttl,
-            scope,
-            refresh_token: Some(refresh_token),
-            id_token,
-        })
+        }
     }
 }
 

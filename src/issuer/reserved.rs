@@ -1,5 +1,6 @@
 //! What the issuer reserves for itself: the admin API's audience and its one
-//! scope. The admin API's resource is `{issuer.url}/admin/v1`, declared by the
+//! scope, and the access-token claims a blocking hook may never set
+//! ([`HOOK_RESERVED_CLAIMS`]). The admin API's resource is `{issuer.url}/admin/v1`, declared by the
 //! issuer (never by the configuration, the CLI or the admin API), and
 //! `portcullis:admin` exists on that resource only: a token for any other API
 //! never carries it, so no upstream ever receives a token it could replay
@@ -9,6 +10,50 @@
 use super::store::ApiResource;
 
 pub use crate::config::value::{ADMIN_SCOPE, admin_audience};
+
+/// Access-token claims a `token.pre_issue` hook can never set: a hook that
+/// names one has it ignored (and logged), never applied. They are the token's
+/// identity and lifetime (`iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`),
+/// what it grants and to whom (`client_id`, `scope`, `scp`, `azp`), what the
+/// gateway authorises with (`org_id`, `roles`, `role`, and `typ` /
+/// `token_use`, which it reads to tell access tokens from others), what the
+/// issuer says about the sign-in (`auth_time`, `acr`, `amr`, `sid`, `nonce`,
+/// `at_hash`, `c_hash`), token binding and delegation (`cnf`, `act`,
+/// `may_act`), and `anonymous`, which only the issuer may say of a user.
+pub const HOOK_RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "client_id",
+    "scope",
+    "scp",
+    "azp",
+    "org_id",
+    "roles",
+    "role",
+    "typ",
+    "token_use",
+    "auth_time",
+    "acr",
+    "amr",
+    "sid",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "cnf",
+    "act",
+    "may_act",
+    "anonymous",
+];
+
+/// Whether a hook may set the access-token claim `name`.
+pub fn hook_may_set(name: &str) -> bool {
+    !HOOK_RESERVED_CLAIMS.contains(&name)
+}
 
 /// The admin API's resource, as the issuer declares it.
 pub fn admin_resource(url: &str) -> ApiResource {
@@ -49,6 +94,28 @@ mod tests {
             admin_audience("https://id.example.test/"),
             "https://id.example.test/admin/v1"
         );
+    }
+
+    #[test]
+    fn hooks_cannot_set_what_identifies_limits_or_authorises_a_token() {
+        for name in [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "client_id",
+            "scope",
+            "org_id",
+            "roles",
+        ] {
+            assert!(!hook_may_set(name), "{name}");
+        }
+        for name in ["email", "plan", "https://example.test/tier", "Sub"] {
+            assert!(hook_may_set(name), "{name}");
+        }
     }
 
     #[test]

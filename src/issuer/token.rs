@@ -1,7 +1,10 @@
 //! The token endpoint's grants. Here: `client_credentials` (machine-to-machine
 //! tokens, RFC 6749 §4.4) with RFC 8707 resource selection, and what the
 //! other grants share (claims, signing, scopes); the anonymous grant is in
-//! `anonymous`, refresh in `refresh`, the code exchange in `authorize`.
+//! `anonymous`, refresh in `refresh`, the code exchange in `authorize`. Every
+//! grant asks the `token.pre_issue` hooks ([`Minter::pre_issue`]) before it
+//! signs an access token, and signs what they added with it
+//! ([`Minter::sign_access_with`]).
 
 use std::sync::Arc;
 
@@ -9,6 +12,7 @@ use serde::Serialize;
 
 use super::clients::Form;
 use super::error::OAuthError;
+use super::hooks::{AddedClaims, Hooks, PreIssue};
 use super::keyring::KeyRing;
 use super::reserved::confine;
 use super::store::{Client, Redacted, Store, redacted};
@@ -68,6 +72,8 @@ pub struct Minter {
     pub section: Arc<IssuerSection>,
     pub keys: Arc<KeyRing>,
     pub store: Arc<dyn Store>,
+    /// The blocking hooks asked before an access token is signed.
+    pub hooks: Arc<Hooks>,
 }
 
 impl std::fmt::Debug for Minter {
@@ -142,7 +148,8 @@ impl Minter {
             roles: None,
             anonymous: false,
         };
-        let access_token = self.sign_access(&claims)?;
+        let added = self.pre_issue("client_credentials", &claims).await?;
+        let access_token = self.sign_access_with(&claims, &added)?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -153,8 +160,59 @@ impl Minter {
         })
     }
 
+    /// Asks the `token.pre_issue` hooks about the access token `claims`
+    /// describe, issued by `grant_type`: the claims they add, or the refusal
+    /// as an OAuth error (403 `access_denied` with the hook's reason; 503
+    /// `temporarily_unavailable` when a hook that fails closed failed). Call
+    /// it before anything the refusal must not leave behind (a rotation, a
+    /// new refresh family).
+    pub async fn pre_issue(
+        &self,
+        grant_type: &str,
+        claims: &AccessClaims<'_>,
+    ) -> Result<AddedClaims, OAuthError> {
+        let about = PreIssue {
+            grant_type,
+            client_id: claims.client_id,
+            sub: claims.sub,
+            aud: claims.aud,
+            scope: &claims.scope,
+            org_id: claims.org_id,
+        };
+        Ok(self.hooks.pre_issue(&about).await?)
+    }
+
+    /// As [`Minter::sign_access`], with the claims hooks added. A claim of
+    /// `claims` is never replaced, whatever `added` holds.
+    pub fn sign_access_with(
+        &self,
+        claims: &AccessClaims<'_>,
+        added: &AddedClaims,
+    ) -> Result<String, OAuthError> {
+        if added.is_empty() {
+            return self.sign_access(claims);
+        }
+        let mut all = match serde_json::to_value(claims) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                tracing::error!("Access token claims are not a JSON object");
+                return Err(OAuthError::Server);
+            }
+        };
+        for (name, value) in added.iter() {
+            if !all.contains_key(name) {
+                all.insert(name.clone(), value.clone());
+            }
+        }
+        self.sign_claims(&all)
+    }
+
     /// Signs access-token claims with the first configured algorithm's key.
     pub fn sign_access(&self, claims: &AccessClaims<'_>) -> Result<String, OAuthError> {
+        self.sign_claims(claims)
+    }
+
+    fn sign_claims<T: Serialize>(&self, claims: &T) -> Result<String, OAuthError> {
         let alg = self
             .section
             .signing_algs

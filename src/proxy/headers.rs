@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use http::header::{CONNECTION, COOKIE, HOST, InvalidHeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use super::overrides::METHOD_OVERRIDES;
 use crate::auth::Identity;
@@ -32,54 +33,80 @@ const MAX_REQUEST_ID: usize = 128;
 /// header names. `Trailer` is end-to-end and stays: hyper's HTTP/1.1 encoder
 /// sends only the trailer fields it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most requests carry none of these.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names: which hop-by-hop fields are here at all. Most
+    // requests carry none; most responses carry only `Connection: keep-alive`,
+    // so the fields are removed by what was seen, not looked up one by one.
+    let present = headers
+        .keys()
+        .fold(0u8, |seen, name| seen | hop_by_hop_bit(name));
+    if present == 0 {
         return;
     }
-    if headers.contains_key(&CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    if present & HOP_CONNECTION != 0 {
+        // Fields the `Connection` header names go too. The options that name
+        // no field in practice (`close`, `keep-alive`, `upgrade`, …) are
+        // hop-by-hop already and are not looked up again.
+        let named: SmallVec<[HeaderName; 2]> = headers
             .get_all(&CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .filter(|n| hop_by_hop_bit(n) == 0)
             .collect();
         for n in named {
             headers.remove(n);
         }
-        headers.remove(&CONNECTION);
     }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
+    for (bit, name) in [
+        (HOP_CONNECTION, &CONNECTION),
+        (HOP_KEEP_ALIVE, &KEEP_ALIVE),
+        (HOP_PROXY_CONNECTION, &PROXY_CONNECTION),
+        (HOP_PROXY_AUTHENTICATE, &PROXY_AUTHENTICATE),
+        (HOP_PROXY_AUTHORIZATION, &PROXY_AUTHORIZATION),
+        (HOP_TRANSFER_ENCODING, &TRANSFER_ENCODING),
+        (HOP_UPGRADE, &UPGRADE),
     ] {
-        headers.remove(name);
+        if present & bit != 0 {
+            headers.remove(name);
+        }
     }
-    headers.remove(&TRANSFER_ENCODING);
-    headers.remove(&UPGRADE);
     // `TE: trailers` is the one value allowed through (gRPC needs it).
-    let te_trailers = headers
-        .get(&TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !te_trailers {
-        headers.remove(&TE);
+    if present & HOP_TE != 0 {
+        let te_trailers = headers
+            .get(&TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        if !te_trailers {
+            headers.remove(&TE);
+        }
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-    )
+const HOP_CONNECTION: u8 = 1;
+const HOP_KEEP_ALIVE: u8 = 1 << 1;
+const HOP_PROXY_CONNECTION: u8 = 1 << 2;
+const HOP_PROXY_AUTHENTICATE: u8 = 1 << 3;
+const HOP_PROXY_AUTHORIZATION: u8 = 1 << 4;
+const HOP_TRANSFER_ENCODING: u8 = 1 << 5;
+const HOP_UPGRADE: u8 = 1 << 6;
+const HOP_TE: u8 = 1 << 7;
+
+/// The bit of a hop-by-hop field (RFC 9110 §7.6.1 and the `Proxy-*` family),
+/// 0 for an end-to-end one. Names are lowercase once parsed.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    match name.as_str() {
+        "connection" => HOP_CONNECTION,
+        "keep-alive" => HOP_KEEP_ALIVE,
+        "proxy-connection" => HOP_PROXY_CONNECTION,
+        "proxy-authenticate" => HOP_PROXY_AUTHENTICATE,
+        "proxy-authorization" => HOP_PROXY_AUTHORIZATION,
+        "transfer-encoding" => HOP_TRANSFER_ENCODING,
+        "upgrade" => HOP_UPGRADE,
+        "te" => HOP_TE,
+        _ => 0,
+    }
 }
 
 /// Which of the method-override headers a route lets through.
@@ -652,6 +679,45 @@ mod tests {
         let mut h = map(&[("te", "trailers")]);
         strip_hop_by_hop(&mut h);
         assert!(h.contains_key("te"));
+    }
+
+    #[test]
+    fn every_hop_by_hop_field_goes_whatever_else_is_there() {
+        // Each field alone, and all together with two `Connection` lines that
+        // name end-to-end fields (one of them also a connection option).
+        let hop = [
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "deflate"),
+        ];
+        for field in hop {
+            let mut h = map(&[field, ("accept", "*/*")]);
+            strip_hop_by_hop(&mut h);
+            assert_eq!(
+                h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+                ["accept"],
+                "{field:?}"
+            );
+        }
+        let mut all = hop.to_vec();
+        all.extend([
+            ("connection", "X-A ,, x-b"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+            ("close", "a field named like an option"),
+            ("x-c", "3"),
+        ]);
+        let mut h = map(&all);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-c"]
+        );
     }
 
     fn hop<'a>(peer: &str, authority: Option<&'a str>, trusted: bool) -> Hop<'a> {

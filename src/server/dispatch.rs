@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use http::header::CONNECTION;
 use http::{HeaderValue, Request, Response};
+use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -18,6 +19,7 @@ use crate::issuer::Issuer;
 use crate::net::ConnInfo;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::{Outcome, Proxy, ProxyBody, Reject};
+use crate::routing::{PathError, normalize};
 use crate::telemetry::access::{AccessEntry, AccessLog};
 use crate::telemetry::{Metrics, Reason, RouteStatus};
 
@@ -71,7 +73,7 @@ pub async fn forward_auth(
 
 async fn dispatch(
     worker: Arc<Worker>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     listener: Listener,
 ) -> Response<ProxyBody> {
@@ -83,10 +85,13 @@ async fn dispatch(
     // issuer's requests always get the span; a proxied request only at `debug`,
     // where creating it would otherwise cost as much as its access line does
     // (its `warn` and `error` lines carry `request_id` themselves).
-    let to_issuer =
-        listener == Listener::Public && worker.issuer.is_some() && Issuer::serves(req.uri().path());
+    let to_issuer = if listener == Listener::Public && worker.issuer.is_some() {
+        issuer_target(req.uri(), req.version() == http::Version::HTTP_2)
+    } else {
+        IssuerTarget::No
+    };
     let id = request_id.to_str().unwrap_or_default();
-    let span = if to_issuer {
+    let span = if to_issuer != IssuerTarget::No {
         tracing::info_span!("request", request_id = %id)
     } else {
         tracing::debug_span!("request", request_id = %id)
@@ -108,8 +113,20 @@ async fn dispatch(
             if listener == Listener::ForwardAuth {
                 return worker.proxy.forward_auth(req, &conn, out).await;
             }
+            if let IssuerTarget::Refused(reason) = to_issuer {
+                let unread = req.version() < http::Version::HTTP_2 && !req.body().is_end_stream();
+                return worker.proxy.refuse(Reject::BadPath(reason), out, unread);
+            }
+            if let IssuerTarget::Canonical(path) = &to_issuer {
+                // The issuer sees the path its routes would have matched.
+                if canonical_uri(&mut req, path).is_err() {
+                    return worker
+                        .proxy
+                        .refuse(Reject::BadPath(PathError::BadEscape), out, true);
+                }
+            }
             match &worker.issuer {
-                Some((issuer, control)) if Issuer::serves(req.uri().path()) => {
+                Some((issuer, control)) if to_issuer != IssuerTarget::No => {
                     let path = req.uri().path();
                     out.route = Some(Arc::from(if path.starts_with("/admin/v1/") {
                         ADMIN_ROUTE
@@ -196,4 +213,62 @@ async fn issue(
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Reject::Internal.into_response().map(Either::Right),
     }
+}
+
+/// Whether a public-listener request is the built-in issuer's, judged on the
+/// normalised path as routes are: `/oauth//token` and `/oauth/%74oken` are the
+/// issuer's `/oauth/token`, never a route's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IssuerTarget {
+    /// A route's (or refused by the routes' own rules).
+    No,
+    /// The issuer's, as sent.
+    AsSent,
+    /// The issuer's, once the path is written canonically (this path and
+    /// the query as sent).
+    Canonical(String),
+    /// An issuer path with something the issuer does not take (matrix
+    /// parameters).
+    Refused(PathError),
+}
+
+fn issuer_target(uri: &http::Uri, h2: bool) -> IssuerTarget {
+    let raw = uri.path();
+    // Most paths are written canonically: nothing to decode, no empty or dot
+    // segment, no parameters. Those are matched as they are.
+    let plain = !raw
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
+        && !raw.bytes().any(|b| b == b'%' || b == b';');
+    if plain {
+        return if Issuer::serves(raw) {
+            IssuerTarget::AsSent
+        } else {
+            IssuerTarget::No
+        };
+    }
+    match normalize(uri, h2) {
+        Ok(path) if Issuer::serves(path.decoded()) => {
+            if path.has_matrix_params() {
+                IssuerTarget::Refused(PathError::MatrixParams)
+            } else {
+                IssuerTarget::Canonical(path.encoded().to_owned())
+            }
+        }
+        // A route's, or refused by the routes with the same answer.
+        _ => IssuerTarget::No,
+    }
+}
+
+/// Replaces the request's path with `path`, keeping the query.
+fn canonical_uri(req: &mut Request<Incoming>, path: &str) -> Result<(), http::Error> {
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse()?);
+    *req.uri_mut() = http::Uri::from_parts(parts)?;
+    Ok(())
 }

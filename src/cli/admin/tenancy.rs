@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{ArgGroup, Subcommand};
 use serde_json::{Value, json};
 
+use portcullis::issuer::hooks::Hooks;
 use portcullis::issuer::manage::views::{
     membership_json, organization_json, role_json, time, user_detail_json, user_json,
 };
@@ -209,7 +210,12 @@ impl OrgCommand {
 // === impl UserCommand ===
 
 impl UserCommand {
-    pub(super) async fn execute(self, db: &dyn Store, actor: Actor<'_>) -> Result<Value, Failure> {
+    pub(super) async fn execute(
+        self,
+        db: &dyn Store,
+        hooks: &Hooks,
+        actor: Actor<'_>,
+    ) -> Result<Value, Failure> {
         match self {
             UserCommand::Create {
                 email,
@@ -223,7 +229,7 @@ impl UserCommand {
                     password,
                     name,
                 };
-                let user = manage::create_user(db, actor, new).await?;
+                let user = manage::create_user(db, hooks, actor, new).await?;
                 Ok(json!({
                     "id": user.id,
                     "email": user.email,
@@ -279,7 +285,7 @@ impl UserCommand {
                     password: password(flag, password_stdin)?.unwrap_or_default(),
                     name,
                 };
-                let user = manage::promote_user(db, actor, &id, promotion).await?;
+                let user = manage::promote_user(db, hooks, actor, &id, promotion).await?;
                 Ok(user_json(&user))
             }
             UserCommand::Anonymize { id } => {

@@ -1,16 +1,16 @@
 //! Cross-checks of the built-in issuer's `issuer:` section: lifetimes within their
 //! bounds, resources (the admin scope reserved to the admin API), clients
-//! (`clients.rs`), webhooks without duplicates and at addresses the address
-//! policy allows.
+//! (`clients.rs`), webhooks and blocking hooks without duplicates and at
+//! addresses the address policy allows.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Checker;
-use crate::config::raw::{RawIssuerSection, RawResource, RawWebhook};
+use crate::config::raw::{RawHook, RawIssuerSection, RawResource, RawWebhook};
 use crate::config::value::{ADMIN_SCOPE, absolute_uri, admin_audience, scope_token};
 use crate::config::{
-    IssuerSection, ResourceConfig, SigningAlg, WebhookAddressPolicy, WebhookConfig,
+    HookConfig, IssuerSection, ResourceConfig, SigningAlg, WebhookAddressPolicy, WebhookConfig,
 };
 
 const DEFAULT_DATABASE: &str = "sqlite://portcullis.db";
@@ -25,6 +25,9 @@ const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3_600);
 const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
 /// Below this, keys would churn faster than JWKS caches refresh.
 const MIN_KEY_ROTATION: Duration = Duration::from_secs(3_600);
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// A token request or an admin call waits this long at most for one hook.
+const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 mod clients;
 
 use clients::client;
@@ -127,6 +130,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
         None => WebhookAddressPolicy::default(),
     };
     let webhooks = webhooks(c, raw.webhooks, &webhook_address_policy);
+    let hooks = hooks(c, raw.hooks, &webhook_address_policy);
     IssuerSection {
         url: raw.url.0.0,
         database,
@@ -142,6 +146,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
         clients,
         webhooks,
         webhook_address_policy,
+        hooks,
     }
 }
 
@@ -244,6 +249,44 @@ fn webhooks(
                 url,
                 secret: r.secret.0,
                 events,
+            }
+        })
+        .collect()
+}
+
+fn hooks(c: &mut Checker<'_>, raw: Vec<RawHook>, policy: &WebhookAddressPolicy) -> Vec<HookConfig> {
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = format!("issuer.hooks[{i}]");
+            let event = r.event.0;
+            let url = r.url.0.0;
+            if !seen.insert((event, url.to_string())) {
+                c.error(
+                    &format!("{key}.url"),
+                    format!("hook `{url}` is configured twice for {}", event.as_str()),
+                );
+            }
+            if let Some(what) = url.host().and_then(|h| policy.refuses_host(h)) {
+                c.error(
+                    &format!("{key}.url"),
+                    format!("hook `{url}` points at a {what} address, which `issuer.webhook_address_policy` refuses (set `allow_private: true` for development, or `allow` the range)"),
+                );
+            }
+            let timeout = r.timeout.map(|d| d.0).unwrap_or(DEFAULT_HOOK_TIMEOUT);
+            if timeout.is_zero() || timeout > MAX_HOOK_TIMEOUT {
+                c.error(
+                    &format!("{key}.timeout"),
+                    "`timeout` must be longer than zero and at most 30s",
+                );
+            }
+            HookConfig {
+                event,
+                url,
+                secret: r.secret.0,
+                timeout,
+                on_failure: r.on_failure.map(|f| f.0).unwrap_or_default(),
             }
         })
         .collect()

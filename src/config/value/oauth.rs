@@ -1,5 +1,5 @@
 //! Value types of the `issuer:` section: signing algorithms, grant types, webhook
-//! events and secrets, the issuer URL, and secrets that never print themselves.
+//! events and secrets, blocking hook events and their failure mode, the issuer URL, and secrets that never print themselves.
 //! Each parses itself while the YAML is read (see [`ParseValue`]).
 
 use std::fmt;
@@ -182,6 +182,63 @@ impl ParseValue for WebhookEvent {
     }
 }
 
+/// A blocking hook's event: the issuer waits for the hook's answer before it
+/// goes on (`issuer.hooks[i].event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookEvent {
+    /// Before an access token is signed, for every grant that issues one.
+    TokenPreIssue,
+    /// Before a user is created.
+    UserPreCreate,
+}
+
+impl HookEvent {
+    /// Every hook event.
+    pub const ALL: [HookEvent; 2] = [HookEvent::TokenPreIssue, HookEvent::UserPreCreate];
+
+    /// The event name (`token.pre_issue`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::TokenPreIssue => "token.pre_issue",
+            HookEvent::UserPreCreate => "user.pre_create",
+        }
+    }
+}
+
+impl ParseValue for HookEvent {
+    const EXPECTING: &'static str = "a hook event: token.pre_issue or user.pre_create";
+    fn parse_value(s: &str) -> Result<Self, String> {
+        HookEvent::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown hook event `{s}`, expected token.pre_issue or user.pre_create")
+            })
+    }
+}
+
+/// What a blocking hook's failure (timeout, no connection, non-2xx, an answer
+/// of the wrong shape) means (`issuer.hooks[i].on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// The operation is refused (fail closed): the default.
+    #[default]
+    Deny,
+    /// The operation goes on as if the hook had allowed it, adding nothing.
+    Allow,
+}
+
+impl ParseValue for OnFailure {
+    const EXPECTING: &'static str = "`deny` or `allow`";
+    fn parse_value(s: &str) -> Result<Self, String> {
+        match s {
+            "deny" => Ok(OnFailure::Deny),
+            "allow" => Ok(OnFailure::Allow),
+            _ => Err(format!("unknown on_failure `{s}`, expected deny or allow")),
+        }
+    }
+}
+
 /// A Standard Webhooks signing secret (`whsec_` and base64 of 24 to 64 bytes).
 /// Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -237,6 +294,24 @@ impl ParseValue for IssuerUrl {
         Ok(IssuerUrl(s.to_owned()))
     }
 }
+
+/// The paths the built-in issuer answers on the public listener, before any
+/// route (matched on the normalised path).
+pub const ISSUER_PATHS: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+    "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/introspect",
+    "/oauth/authorize",
+    "/oauth/userinfo",
+    "/login",
+    "/logout",
+];
+
+/// Everything below this prefix is the built-in issuer's admin API.
+pub const ADMIN_API_PREFIX: &str = "/admin/v1/";
 
 /// The scope of the built-in issuer's admin API. It exists only on the admin
 /// API's own resource, [`admin_audience`].
@@ -334,6 +409,12 @@ mod tests {
             assert_eq!(WebhookEvent::parse_value(e.as_str()), Ok(e));
         }
         assert!(WebhookEvent::parse_value("user.exploded").is_err());
+        for e in HookEvent::ALL {
+            assert_eq!(HookEvent::parse_value(e.as_str()), Ok(e));
+        }
+        assert!(HookEvent::parse_value("user.created").is_err());
+        assert_eq!(OnFailure::parse_value("allow"), Ok(OnFailure::Allow));
+        assert!(OnFailure::parse_value("Deny").is_err());
     }
 
     #[test]

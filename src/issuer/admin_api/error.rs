@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::ADMIN_SCOPE;
 use crate::issuer::error::json_response;
+use crate::issuer::hooks::Refusal;
 use crate::issuer::manage::ManageError;
 use crate::issuer::store::StoreError;
 
@@ -206,6 +207,18 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
         ManageError::Exists(_) | ManageError::UserState { .. } => {
             (StatusCode::CONFLICT, "conflict", e.to_string())
         }
+        ManageError::UserRefused {
+            refusal: Refusal::Denied { reason, .. },
+            ..
+        } => (StatusCode::FORBIDDEN, "access_denied", reason.to_string()),
+        ManageError::UserRefused {
+            refusal: Refusal::Failed { .. },
+            ..
+        } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "a check required to create the user is unavailable; try again later".to_owned(),
+        ),
         ManageError::RotationBusy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",

@@ -218,7 +218,7 @@ pub(super) async fn list_users(call: Call<'_>) -> Answer {
 )]
 pub(super) async fn create_user(call: Call<'_>) -> Answer {
     let b: UserBody = read_json(&call.headers, call.body).await?;
-    let user = manage::create_user(call.store, call.actor, b.into()).await?;
+    let user = manage::create_user(call.store, call.hooks, call.actor, b.into()).await?;
     Reply::json(StatusCode::CREATED, &UserView::from(&user))
 }
 
@@ -313,7 +313,7 @@ pub(super) async fn delete_user(call: Call<'_>) -> Answer {
 pub(super) async fn promote_user(call: Call<'_>) -> Answer {
     let id = call.param("id").to_owned();
     let b: PromoteBody = read_json(&call.headers, call.body).await?;
-    let user = manage::promote_user(call.store, call.actor, &id, b.into())
+    let user = manage::promote_user(call.store, call.hooks, call.actor, &id, b.into())
         .await
         .map_err(ApiError::in_path)?;
     Reply::json(StatusCode::OK, &UserView::from(&user))

@@ -3,7 +3,8 @@
 //! first redemption produced), bound to its client and redirect URI, checked
 //! against its PKCE challenge and expiry, and turned into an access token, an
 //! ID token (when `openid` was granted) and, for clients with the
-//! `refresh_token` grant, the first refresh token of a new family.
+//! `refresh_token` grant, the first refresh token of a new family. The
+//! `token.pre_issue` hooks are asked before the family is created.
 
 use serde::Serialize;
 
@@ -211,7 +212,9 @@ impl Flow {
             roles: roles.as_deref(),
             anonymous: user.anonymous,
         };
-        let access_token = self.minter.sign_access(&claims)?;
+        // Before the refresh family exists: a refused token leaves none.
+        let added = self.minter.pre_issue("authorization_code", &claims).await?;
+        let access_token = self.minter.sign_access_with(&claims, &added)?;
         let openid = code.scope.split(' ').any(|s| s == "openid");
         let id_token = match openid {
             true => {

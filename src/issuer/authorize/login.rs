@@ -348,7 +348,8 @@ impl Flow {
         }
     }
 
-    /// The organization chooser for a signed-in user with several memberships.
+    /// The organization chooser for a signed-in user with several
+    /// memberships, the organizations in the order of their names.
     pub(super) async fn choose(
         &self,
         id: &str,
@@ -368,6 +369,8 @@ impl Flow {
             };
             orgs.push((m.org_id, name));
         }
+        // By name, as a person looks for one (the store lists them by id).
+        orgs.sort_by_cached_key(|(id, name)| (name.to_lowercase(), id.clone()));
         form_page(StatusCode::OK, page::org_chooser(id, &txn.csrf, &orgs), txn)
     }
 }

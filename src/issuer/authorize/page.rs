@@ -1,10 +1,21 @@
 //! The hosted pages, rendered on the server as plain HTML forms (no
 //! JavaScript): the login form, the organization chooser, the logout
-//! confirmation, error pages and the signed-out page. Every interpolated value is HTML-escaped; every page is
-//! uncacheable and may not be framed.
+//! confirmation, error pages and the signed-out page. Every interpolated
+//! value is HTML-escaped; every page is uncacheable, may not be framed and,
+//! by its Content-Security-Policy, loads nothing but its own stylesheet
+//! (admitted by hash, never `'unsafe-inline'`): no script, no third-party
+//! resource. The forms work with the keyboard alone and every field has a
+//! label.
 
+use std::sync::LazyLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, PRAGMA, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
@@ -24,22 +35,66 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// The pages' one stylesheet, inline: the CSP admits exactly this text, by
+/// its hash ([`style_source`]), and nothing else.
+const STYLE: &str = "body{font-family:sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}\
+label,input,button{display:block;width:100%;margin:.4rem 0}\
+fieldset{border:0;margin:0;padding:0}legend{font-weight:bold}\
+label.choice{display:flex;gap:.5rem;align-items:center}label.choice input{width:auto;margin:0}\
+:focus-visible{outline:3px solid #1a5fb4;outline-offset:2px}\
+.error{color:#a00}";
+
+/// The CSP source of [`STYLE`]: `'sha256-…'` of its bytes, as browsers hash
+/// the text of a `<style>` element.
+fn style_source() -> &'static str {
+    static SOURCE: LazyLock<String> = LazyLock::new(|| {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, STYLE.as_bytes());
+        format!("'sha256-{}'", STANDARD.encode(digest.as_ref()))
+    });
+    &SOURCE
+}
+
+/// The Content-Security-Policy of every page: nothing may load but the
+/// stylesheet above (no script, image, font, frame or connection at all),
+/// forms may post to this origin and, when a form's answer redirects to a
+/// client, to `form_target` (a CSP source, see [`form_target_source`]), no
+/// other site may frame the page, and no `<base>` may re-target its links.
+fn csp(form_target: Option<&str>) -> String {
+    let target = form_target.map(|t| format!(" {t}")).unwrap_or_default();
+    format!(
+        "default-src 'none'; style-src {}; form-action 'self'{target}; \
+         frame-ancestors 'none'; base-uri 'none'",
+        style_source()
+    )
+}
+
 fn layout(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>body{{font-family:sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}\
-         label,input,button{{display:block;width:100%;margin:.4rem 0}}\
-         .error{{color:#a00}}</style></head><body>{body}</body></html>\n",
+         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>\n",
         escape(title)
     )
 }
 
-/// The email and password form of login transaction `txn`.
+/// The email and password form of login transaction `txn`. The first empty
+/// field has the focus (the password when the email is filled in); a message
+/// is announced (`role="alert"`) and describes both fields.
 pub fn login_form(txn: &str, csrf: &str, client: &str, email: &str, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
+    let (error, described) = match error {
+        Some(e) => (
+            format!(
+                "<p id=\"error\" class=\"error\" role=\"alert\">{}</p>",
+                escape(e)
+            ),
+            " aria-describedby=\"error\"",
+        ),
+        None => (String::new(), ""),
+    };
+    let (email_focus, password_focus) = match email.is_empty() {
+        true => (" autofocus", ""),
+        false => ("", " autofocus"),
+    };
     layout(
         "Sign in",
         &format!(
@@ -48,9 +103,11 @@ pub fn login_form(txn: &str, csrf: &str, client: &str, email: &str, error: Optio
              <input type=\"hidden\" name=\"txn\" value=\"{txn}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <label for=\"email\">Email</label>\
-             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
+             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" \
+             required{email_focus}{described} value=\"{email}\">\
              <label for=\"password\">Password</label>\
-             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <input id=\"password\" name=\"password\" type=\"password\" \
+             autocomplete=\"current-password\" required{password_focus}{described}>\
              <button type=\"submit\">Sign in</button></form>",
             client = escape(client),
             txn = escape(txn),
@@ -61,16 +118,18 @@ pub fn login_form(txn: &str, csrf: &str, client: &str, email: &str, error: Optio
 }
 
 /// The organization chooser of login transaction `txn`: one radio button per
-/// `(id, name)`.
+/// `(id, name)`, in a group named by its legend; the first is chosen and has
+/// the focus (the arrow keys move the choice, Enter submits).
 pub fn org_chooser(txn: &str, csrf: &str, orgs: &[(String, String)]) -> String {
     let options: String = orgs
         .iter()
         .enumerate()
         .map(|(i, (id, name))| {
             format!(
-                "<label><input type=\"radio\" name=\"organization\" value=\"{}\"{}> {}</label>",
+                "<label class=\"choice\"><input type=\"radio\" name=\"organization\" \
+                 value=\"{}\"{}> {}</label>",
                 escape(id),
-                if i == 0 { " checked" } else { "" },
+                if i == 0 { " checked autofocus" } else { "" },
                 escape(name)
             )
         })
@@ -81,7 +140,8 @@ pub fn org_chooser(txn: &str, csrf: &str, orgs: &[(String, String)]) -> String {
             "<h1>Choose an organization</h1>\
              <form method=\"post\" action=\"/login\">\
              <input type=\"hidden\" name=\"txn\" value=\"{}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">{options}\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <fieldset><legend>Organization</legend>{options}</fieldset>\
              <button type=\"submit\">Continue</button></form>",
             escape(txn),
             escape(csrf),
@@ -172,18 +232,22 @@ pub fn html_with_form_target(
 ) -> Response<Full<Bytes>> {
     let mut resp = html(status, body);
     if let Some(source) = target.and_then(form_target_source) {
-        let csp = format!(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {source}; frame-ancestors 'none'"
-        );
-        if let Ok(v) = HeaderValue::from_str(&csp) {
-            resp.headers_mut().insert("content-security-policy", v);
+        if let Ok(v) = HeaderValue::from_str(&csp(Some(&source))) {
+            resp.headers_mut().insert(CONTENT_SECURITY_POLICY, v);
         }
     }
     resp
 }
 
-/// An HTML response that no cache stores and no other site frames.
+/// An HTML response that no cache stores, no other site frames, and that
+/// loads nothing but its own inline stylesheet ([`csp`]); the browser may
+/// not guess another content type and sends no `Referer` from it (the page's
+/// URL carries the login transaction).
 pub fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+        HeaderValue::from_str(&csp(None))
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+    });
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -193,62 +257,12 @@ pub fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(CONTENT_SECURITY_POLICY, CSP.clone());
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interpolated_values_are_escaped() {
-        let page = login_form("t\"x", "c", "<script>", "a'b@c", Some("&"));
-        assert!(page.contains("value=\"t&quot;x\""));
-        assert!(page.contains("&lt;script&gt;"));
-        assert!(page.contains("a&#39;b@c"));
-        assert!(!page.contains("<script>"));
-        let page = logout_confirmation("c\"1", &[("state", "<x>")]);
-        assert!(page.contains("name=\"csrf\" value=\"c&quot;1\""));
-        assert!(page.contains("name=\"state\" value=\"&lt;x&gt;\""));
-    }
-
-    #[test]
-    fn forms_may_redirect_to_their_target_only() {
-        assert_eq!(
-            form_target_source("https://app.test:8443/cb?x=1").as_deref(),
-            Some("https://app.test:8443")
-        );
-        assert_eq!(
-            form_target_source("com.example.app:/cb").as_deref(),
-            Some("com.example.app:")
-        );
-        assert_eq!(form_target_source("not a uri"), None);
-        assert_eq!(
-            form_target_source("https://user:pw@app.test/cb").as_deref(),
-            Some("https://app.test")
-        );
-        assert_eq!(form_target_source("https://app.test;x/cb"), None);
-        let resp = html_with_form_target(
-            StatusCode::OK,
-            String::new(),
-            Some("http://127.0.0.1:3000/cb"),
-        );
-        let csp = resp.headers()["content-security-policy"].to_str().unwrap();
-        assert!(
-            csp.contains("form-action 'self' http://127.0.0.1:3000;"),
-            "{csp}"
-        );
-        assert!(csp.contains("frame-ancestors 'none'"));
-        let resp = html_with_form_target(StatusCode::OK, String::new(), None);
-        let csp = resp.headers()["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("form-action 'self';"), "{csp}");
-    }
-}
+mod tests;

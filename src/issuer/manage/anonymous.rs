@@ -11,6 +11,7 @@ use super::tenancy::{check_email, check_password};
 use super::users::get_user;
 use super::{Actor, ManageError, audit, check_name, event};
 use crate::issuer::clients::hash_secret;
+use crate::issuer::hooks::{Hooks, PreCreate};
 use crate::issuer::store::{Redacted, Store, User};
 
 /// What the audit entries about an anonymized user say instead of their
@@ -46,8 +47,12 @@ impl std::fmt::Debug for Promotion {
 /// for a user who is not anonymous and for an email already in use (in any
 /// letter case; also when another promotion or creation takes it at the same
 /// moment). The user is read before the transaction, like `update_user`.
+/// The `user.pre_create` hooks are asked (with `user_id`) once the values are
+/// valid, before anything is written, as for a creation: a promotion gives a
+/// user an email and a password, so a hook that guards sign-ups must see it.
 pub async fn promote_user(
     store: &dyn Store,
+    hooks: &Hooks,
     actor: Actor<'_>,
     id: &str,
     promotion: Promotion,
@@ -67,6 +72,19 @@ pub async fn promote_user(
     if store.get_user_by_email(&promotion.email).await?.is_some() {
         return Err(ManageError::Exists("a user with this email"));
     }
+    let about = PreCreate {
+        email: Some(&promotion.email),
+        name: promotion.name.as_deref(),
+        anonymous: false,
+        user_id: Some(&user.id),
+    };
+    hooks
+        .pre_create(&about)
+        .await
+        .map_err(|refusal| ManageError::UserRefused {
+            what: "promoted",
+            refusal,
+        })?;
     let hash = hash_secret(promotion.password)
         .await
         .ok_or(ManageError::Crypto)?;

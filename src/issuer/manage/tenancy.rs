@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{Actor, ManageError, audit, check_grants, check_name, event, invalid};
 use crate::issuer::clients::hash_secret;
+use crate::issuer::hooks::{Hooks, PreCreate};
 use crate::issuer::store::{
     Membership, Organization, Redacted, Role, ScopeMap, Store, User, new_id,
 };
@@ -84,9 +85,13 @@ pub(super) fn check_password(password: &str) -> Result<(), ManageError> {
 }
 
 /// Creates a user with a fresh `usr_…` id and an argon2id password hash. An
-/// email already in use (in any letter case) is refused.
+/// email already in use (in any letter case) is refused. The
+/// `user.pre_create` hooks are asked once the values are valid, before
+/// anything is written: a denial, or a failure of a hook that fails closed,
+/// creates nothing.
 pub async fn create_user(
     store: &dyn Store,
+    hooks: &Hooks,
     actor: Actor<'_>,
     new: NewUser,
 ) -> Result<User, ManageError> {
@@ -96,6 +101,19 @@ pub async fn create_user(
     if store.get_user_by_email(&new.email).await?.is_some() {
         return Err(ManageError::Exists("a user with this email"));
     }
+    let about = PreCreate {
+        email: Some(&new.email),
+        name: Some(&new.name),
+        anonymous: false,
+        user_id: None,
+    };
+    hooks
+        .pre_create(&about)
+        .await
+        .map_err(|refusal| ManageError::UserRefused {
+            what: "created",
+            refusal,
+        })?;
     let hash = hash_secret(new.password).await.ok_or(ManageError::Crypto)?;
     let user = User {
         id: new_id("usr"),

@@ -9,6 +9,11 @@ use crate::issuer::store::{self, OutboxEvent};
 const API: &str = "https://api.test";
 const NOW: i64 = 1_800_000_000;
 
+/// No blocking hooks: `create_user` goes on at once.
+fn no_hooks() -> crate::issuer::hooks::Hooks {
+    crate::issuer::hooks::Hooks::none(Arc::new(crate::clock::ManualClock::new(NOW)))
+}
+
 fn cli() -> Actor<'static> {
     Actor {
         name: "cli",
@@ -193,7 +198,9 @@ async fn users_orgs_and_memberships_emit_their_events() {
         password: "correct horse".into(),
         name: "Ann".into(),
     };
-    let ann = create_user(db, cli(), user.clone()).await.unwrap();
+    let ann = create_user(db, &no_hooks(), cli(), user.clone())
+        .await
+        .unwrap();
     assert!(ann.id.starts_with("usr_"));
     let hash = ann.password_hash.clone().unwrap();
     assert!(verify_secret("correct horse".into(), hash).await);
@@ -202,7 +209,7 @@ async fn users_orgs_and_memberships_emit_their_events() {
         ..user.clone()
     };
     assert!(matches!(
-        create_user(db, cli(), lower).await,
+        create_user(db, &no_hooks(), cli(), lower).await,
         Err(ManageError::Exists(_))
     ));
     let short = NewUser {
@@ -211,7 +218,7 @@ async fn users_orgs_and_memberships_emit_their_events() {
         ..user
     };
     assert!(matches!(
-        create_user(db, cli(), short).await,
+        create_user(db, &no_hooks(), cli(), short).await,
         Err(ManageError::Invalid {
             field: "password",
             ..

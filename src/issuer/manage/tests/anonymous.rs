@@ -79,9 +79,15 @@ async fn promotion_keeps_the_id_and_is_for_anonymous_users_only() {
         name: "ops",
         now: NOW + 60,
     };
-    let user = promote_user(db, later, &guest.id, promotion("pat@example.test"))
-        .await
-        .unwrap();
+    let user = promote_user(
+        db,
+        &no_hooks(),
+        later,
+        &guest.id,
+        promotion("pat@example.test"),
+    )
+    .await
+    .unwrap();
     assert_eq!(user.id, guest.id);
     assert_eq!(user.email.as_deref(), Some("pat@example.test"));
     assert_eq!(user.name.as_deref(), Some("Pat"));
@@ -104,23 +110,37 @@ async fn promotion_keeps_the_id_and_is_for_anonymous_users_only() {
     assert_eq!(audit[0].actor, "ops");
 
     // Not anonymous any more; an email in use; a bad password.
-    let err = promote_user(db, cli(), &guest.id, promotion("new@example.test"))
-        .await
-        .unwrap_err();
+    let err = promote_user(
+        db,
+        &no_hooks(),
+        cli(),
+        &guest.id,
+        promotion("new@example.test"),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, ManageError::UserState { .. }) && err.is_caller_fault(),
         "{err}"
     );
     let other = anonymous(db).await;
-    let err = promote_user(db, cli(), &other.id, promotion("Pat@Example.test"))
-        .await
-        .unwrap_err();
+    let err = promote_user(
+        db,
+        &no_hooks(),
+        cli(),
+        &other.id,
+        promotion("Pat@Example.test"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ManageError::Exists(_)), "{err}");
     let short = Promotion {
         password: "short".into(),
         ..promotion("o@example.test")
     };
-    let err = promote_user(db, cli(), &other.id, short).await.unwrap_err();
+    let err = promote_user(db, &no_hooks(), cli(), &other.id, short)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -131,9 +151,15 @@ async fn promotion_keeps_the_id_and_is_for_anonymous_users_only() {
         ),
         "{err}"
     );
-    let err = promote_user(db, cli(), "usr_nobody", promotion("o@example.test"))
-        .await
-        .unwrap_err();
+    let err = promote_user(
+        db,
+        &no_hooks(),
+        cli(),
+        "usr_nobody",
+        promotion("o@example.test"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ManageError::UnknownUser(_)), "{err}");
     // An anonymous user gets an email or a password by promotion only.
     let changes = UserChanges {
@@ -161,7 +187,7 @@ async fn anonymization_erases_the_person_and_keeps_the_id() {
         password: PASSWORD.into(),
         name: "Ann".into(),
     };
-    let ann = create_user(db, cli(), new).await.unwrap();
+    let ann = create_user(db, &no_hooks(), cli(), new).await.unwrap();
     let org = Organization {
         id: "org_1".into(),
         name: "Acme".into(),
@@ -218,9 +244,15 @@ async fn anonymization_erases_the_person_and_keeps_the_id() {
     // Nothing more happens to an anonymized user.
     for err in [
         anonymize_user(db, cli(), &ann.id).await.unwrap_err(),
-        promote_user(db, cli(), &ann.id, promotion("ann@example.test"))
-            .await
-            .unwrap_err(),
+        promote_user(
+            db,
+            &no_hooks(),
+            cli(),
+            &ann.id,
+            promotion("ann@example.test"),
+        )
+        .await
+        .unwrap_err(),
         update_user(
             db,
             cli(),

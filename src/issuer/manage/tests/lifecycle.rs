@@ -14,7 +14,7 @@ async fn ann(db: &dyn Store) -> crate::issuer::store::User {
         password: PASSWORD.into(),
         name: "Ann".into(),
     };
-    create_user(db, cli(), new).await.unwrap()
+    create_user(db, &no_hooks(), cli(), new).await.unwrap()
 }
 
 /// A live refresh family of `user_id` for a new client; its id.
@@ -134,7 +134,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
         password: PASSWORD.into(),
         name: "Bo".into(),
     };
-    create_user(db, cli(), other).await.unwrap();
+    create_user(db, &no_hooks(), cli(), other).await.unwrap();
     let refused = |changes: UserChanges| update_user(db, cli(), &ann.id, changes);
     let err = refused(UserChanges::default()).await.unwrap_err();
     assert!(
