@@ -14,6 +14,8 @@ pub(crate) async fn webhooks(t: Ctx) {
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         events: None,
         created_at: NOW,
+        previous_secret: None,
+        previous_secret_until: None,
     };
     let some = Webhook {
         id: "whk_b".into(),
@@ -84,6 +86,7 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
             data: r#"{"id":"usr_a"}"#.into(),
             attempts: 0,
             delivered_to: Vec::new(),
+            only_to: None,
         }
     );
     assert_eq!(ids(claimed), ["evt_1", "evt_2"]);
@@ -102,13 +105,17 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
     assert!(!s.mark_delivered("evt_1", NOW + 3).await.unwrap());
     let reached = vec!["hook-a".to_owned()];
     assert!(
-        s.schedule_retry("evt_2", 1, NOW + 40, &reached)
+        s.schedule_retry("evt_2", 1, NOW + 40, &reached, "hook-b: timed out")
             .await
             .unwrap()
     );
-    assert!(!s.schedule_retry("evt_1", 1, NOW + 40, &[]).await.unwrap());
     assert!(
-        !s.schedule_retry("evt_none", 1, NOW + 40, &[])
+        !s.schedule_retry("evt_1", 1, NOW + 40, &[], "x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.schedule_retry("evt_none", 1, NOW + 40, &[], "x")
             .await
             .unwrap()
     );
@@ -228,6 +235,8 @@ pub(crate) async fn events_commit_or_roll_back_with_their_change(t: Ctx) {
         secret: "whsec_x".into(),
         events: None,
         created_at: NOW,
+        previous_secret: None,
+        previous_secret_until: None,
     })
     .await
     .unwrap();
