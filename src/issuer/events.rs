@@ -418,7 +418,7 @@ fn legacy_key(url: &Uri, key: &[u8]) -> String {
 /// Why a POST to `url` failed, as recorded in the outbox and the webhook's
 /// status: the error and its causes, without the URL or its query (which
 /// may carry a credential), at most [`MAX_ERROR_LEN`] bytes.
-fn error_text(err: &DeliveryError, url: &Uri) -> String {
+fn error_text(err: &(dyn std::error::Error + 'static), url: &Uri) -> String {
     let mut text = chain(err);
     text = text.replace(&url.to_string(), "the webhook URL");
     if let Some(query) = url.query().filter(|q| !q.is_empty()) {
@@ -507,6 +507,44 @@ pub(super) fn client(policy: Arc<WebhookAddressPolicy>) -> Result<WebhookClient,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_errors_name_neither_the_url_nor_its_query() {
+        let url: Uri = "http://hooks.test:81/in?token=s3cret".parse().unwrap();
+        let err = DeliveryError::Status(http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error_text(&err, &url), "answered 503 Service Unavailable");
+        // Whatever a cause says, the URL and its query leave.
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed for http://hooks.test:81/in?token=s3cret (token=s3cret)")]
+        struct Loud;
+        let text = error_text(&Loud, &url);
+        assert_eq!(text, "failed for the webhook URL (…)");
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Long(String);
+        let text = error_text(&Long("é".repeat(400)), &url);
+        assert!(
+            text.len() <= MAX_ERROR_LEN + '…'.len_utf8(),
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with('…'));
+    }
+
+    #[test]
+    fn a_webhook_is_reached_by_its_id_or_by_the_older_keys() {
+        let url: Uri = "https://hooks.test/in".parse().unwrap();
+        let target = Target {
+            id: "whk_1".into(),
+            url: url.clone(),
+            keys: vec![b"new-key".to_vec(), b"old-key".to_vec()],
+            events: None,
+        };
+        assert!(!target.reached(&[]));
+        assert!(target.reached(&["whk_1".into()]));
+        assert!(target.reached(&[legacy_key(&url, b"old-key")]));
+        assert!(!target.reached(&["whk_2".into(), legacy_key(&url, b"other")]));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -407,6 +407,22 @@ mod tests {
     }
 
     #[test]
+    fn configured_webhooks_have_ids_of_their_urls() {
+        let a: Uri = "https://hooks.example.test/in?token=x".parse().unwrap();
+        let b: Uri = "https://hooks.example.test/in".parse().unwrap();
+        let id = configured_webhook_id(&a);
+        assert_eq!(id, configured_webhook_id(&a.to_string().parse().unwrap()));
+        assert_ne!(id, configured_webhook_id(&b));
+        assert!(id.starts_with("cfg_") && id.len() == 36, "{id}");
+        assert!(
+            id[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert!(!id.contains("token"));
+    }
+
+    #[test]
     fn urls_and_events_are_checked() {
         assert!(check_url("https://hooks.example.test/in").is_ok());
         for bad in [

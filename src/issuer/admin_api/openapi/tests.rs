@@ -241,3 +241,18 @@ fn links_name_operations_and_their_parameters() {
     }
     assert!(seen >= 5, "{seen}");
 }
+
+#[test]
+fn bodies_that_may_be_left_out_are_not_required() {
+    let doc = doc();
+    for (path, required) in [
+        ("/admin/v1/webhooks/{id}/rotate-secret", false),
+        ("/admin/v1/events/{id}/redeliver", false),
+        ("/admin/v1/webhooks", true),
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(body["required"] == true, required, "{path}: {body}");
+        let schema = &body["content"]["application/json"]["schema"];
+        assert!(schema["$ref"].is_string(), "{path}: never null: {schema}");
+    }
+}
