@@ -87,6 +87,9 @@ struct Target {
     /// The signing keys: the secret's, then during a rotation's overlap the
     /// previous secret's.
     keys: Vec<Vec<u8>>,
+    /// What outbox rows from before receiver ids recorded of this webhook
+    /// (see [`legacy_key`]), one per key.
+    legacy: Vec<String>,
     /// `None`: every event.
     events: Option<Vec<String>>,
 }
@@ -124,17 +127,18 @@ impl Deliverer {
         let policy = Arc::new(policy);
         let configured = webhooks
             .iter()
-            .map(|w| Target {
-                id: configured_webhook_id(&w.url),
-                url: w.url.clone(),
-                keys: std::iter::once(&w.secret)
-                    .chain(&w.previous_secret)
-                    .map(|s| s.key().to_vec())
-                    .collect(),
-                events: w
-                    .events
-                    .as_ref()
-                    .map(|es| es.iter().map(|e| e.as_str().to_owned()).collect()),
+            .map(|w| {
+                Target::new(
+                    configured_webhook_id(&w.url),
+                    w.url.clone(),
+                    std::iter::once(&w.secret)
+                        .chain(&w.previous_secret)
+                        .map(|s| s.key().to_vec())
+                        .collect(),
+                    w.events
+                        .as_ref()
+                        .map(|es| es.iter().map(|e| e.as_str().to_owned()).collect()),
+                )
             })
             .collect();
         Ok(Self {
@@ -216,12 +220,7 @@ impl Deliverer {
                 }
             };
             match (url, keys) {
-                (Ok(url), Some(keys)) => targets.push(Target {
-                    id: w.id,
-                    url,
-                    keys,
-                    events: w.events,
-                }),
+                (Ok(url), Some(keys)) => targets.push(Target::new(w.id, url, keys, w.events)),
                 _ => tracing::warn!(webhook = %w.id, "Stored webhook unusable, skipped"),
             }
         }
@@ -385,13 +384,24 @@ impl Deliverer {
 // === impl Target ===
 
 impl Target {
+    fn new(id: String, url: Uri, keys: Vec<Vec<u8>>, events: Option<Vec<String>>) -> Target {
+        let legacy = keys.iter().map(|key| legacy_key(&url, key)).collect();
+        Target {
+            id,
+            url,
+            keys,
+            legacy,
+            events,
+        }
+    }
+
     /// Whether the event already reached this webhook: its id is in
     /// `delivered_to`, or a key of the older kind (a hash of its URL and a
     /// secret, which outbox rows from before receiver ids hold).
     fn reached(&self, delivered_to: &[String]) -> bool {
         delivered_to
             .iter()
-            .any(|k| *k == self.id || self.keys.iter().any(|key| *k == legacy_key(&self.url, key)))
+            .any(|k| *k == self.id || self.legacy.contains(k))
     }
 
     fn shown(&self) -> String {
@@ -534,12 +544,8 @@ mod tests {
     #[test]
     fn a_webhook_is_reached_by_its_id_or_by_the_older_keys() {
         let url: Uri = "https://hooks.test/in".parse().unwrap();
-        let target = Target {
-            id: "whk_1".into(),
-            url: url.clone(),
-            keys: vec![b"new-key".to_vec(), b"old-key".to_vec()],
-            events: None,
-        };
+        let keys = vec![b"new-key".to_vec(), b"old-key".to_vec()];
+        let target = Target::new("whk_1".into(), url.clone(), keys, None);
         assert!(!target.reached(&[]));
         assert!(target.reached(&["whk_1".into()]));
         assert!(target.reached(&[legacy_key(&url, b"old-key")]));

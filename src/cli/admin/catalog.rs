@@ -314,11 +314,11 @@ impl WebhookCommand {
                 Ok(out)
             }
             WebhookCommand::List => {
-                let hooks = manage::list_webhooks(db, &section.webhooks).await?;
+                let hooks = manage::list_webhooks(db, &section.webhooks, actor.now).await?;
                 Ok(Value::Array(hooks.iter().map(webhook_entry_json).collect()))
             }
             WebhookCommand::Show { id } => {
-                let hook = manage::get_webhook(db, &section.webhooks, &id).await?;
+                let hook = manage::get_webhook(db, &section.webhooks, &id, actor.now).await?;
                 Ok(webhook_entry_json(&hook))
             }
             WebhookCommand::Delete { id } => {

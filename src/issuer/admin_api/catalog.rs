@@ -205,7 +205,9 @@ pub(super) async fn list_webhooks(call: Call<'_>) -> Answer {
         DEFAULT_LIMIT,
     )?;
     params.finish()?;
-    let hooks = manage::list_webhooks_page(call.store, &call.section.webhooks, cut.page()).await?;
+    let configured = &call.section.webhooks;
+    let now = call.actor.now;
+    let hooks = manage::list_webhooks_page(call.store, configured, cut.page(), now).await?;
     let paged = cut.finish(hooks, |w| w.id.clone());
     Reply::page(paged, |r| WebhookView::from(r))
 }
@@ -225,7 +227,7 @@ pub(super) async fn list_webhooks(call: Call<'_>) -> Answer {
 )]
 pub(super) async fn get_webhook(call: Call<'_>) -> Answer {
     let id = call.param("id");
-    let hook = manage::get_webhook(call.store, &call.section.webhooks, id)
+    let hook = manage::get_webhook(call.store, &call.section.webhooks, id, call.actor.now)
         .await
         .map_err(ApiError::in_path)?;
     Reply::json(StatusCode::OK, &WebhookView::from(&hook))

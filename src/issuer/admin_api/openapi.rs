@@ -9,13 +9,14 @@
 //! everywhere ([`Common`]): the bearer scheme; 401, 403 and 500 on every
 //! operation that needs a token (`authorise` runs before each of them); 400
 //! and 415 on every operation with a body (`read_json`); 400, `Link` and
-//! `Next-Cursor` on every list (`query`). The document names no host, secret or
+//! `Next-Cursor` on every list (`query`); 400 on every operation with a path
+//! parameter (the gateway's path normalisation). The document names no host, secret or
 //! configured value: it is the same for every installation, and is built
 //! once, when the issuer starts.
 
 use bytes::Bytes;
 use serde_json::Value;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{HeaderBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
@@ -219,6 +220,14 @@ fn add_common(op: &mut Operation) {
     let secured = op.security.is_none();
     let has_body = op.request_body.is_some();
     let is_list = op.parameters.iter().flatten().any(|p| p.name == "cursor");
+    // A path segment the caller fills may hold what the gateway's path
+    // normalisation refuses before any route is matched (an encoded `/` or
+    // `\`): a 400 of the same shape.
+    let in_path = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == ParameterIn::Path);
     let mut add = |status: &str, name: &str| {
         let reference = RefOr::Ref(Ref::from_response_name(name));
         op.responses
@@ -226,7 +235,7 @@ fn add_common(op: &mut Operation) {
             .entry(status.to_owned())
             .or_insert(reference);
     };
-    if has_body || is_list {
+    if has_body || is_list || in_path {
         add("400", "BadRequest");
     }
     if has_body {

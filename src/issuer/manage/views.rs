@@ -377,7 +377,8 @@ impl From<&Membership> for MembershipView {
 
 impl From<&Webhook> for WebhookView {
     fn from(w: &Webhook) -> Self {
-        WebhookView::from(&super::webhooks::stored_entry(w, &[]))
+        // Just created or read for its creation: no overlap, no status.
+        WebhookView::from(&super::webhooks::stored_entry(w, &[], i64::MAX))
     }
 }
 

@@ -196,12 +196,14 @@ pub fn configured_webhook_id(url: &Uri) -> String {
     id
 }
 
-/// Every webhook, configured and stored, by id, with its delivery status.
+/// Every webhook, configured and stored, by id, with its delivery status
+/// (and, while a rotation's overlap lasts at `now`, when it ends).
 pub async fn list_webhooks(
     store: &dyn Store,
     configured: &[WebhookConfig],
+    now: i64,
 ) -> Result<Vec<WebhookEntry>, ManageError> {
-    list_webhooks_page(store, configured, Page::ALL).await
+    list_webhooks_page(store, configured, Page::ALL, now).await
 }
 
 /// One page of the webhooks, configured and stored, by id (the configured
@@ -211,6 +213,7 @@ pub async fn list_webhooks_page(
     store: &dyn Store,
     configured: &[WebhookConfig],
     page: Page<'_>,
+    now: i64,
 ) -> Result<Vec<WebhookEntry>, ManageError> {
     let statuses = store.list_webhook_status().await?;
     let mut entries: Vec<WebhookEntry> = configured
@@ -219,7 +222,7 @@ pub async fn list_webhooks_page(
         .filter(|e| page.after.is_none_or(|after| e.id.as_str() > after))
         .collect();
     let stored = store.list_webhooks_page(page).await?;
-    entries.extend(stored.iter().map(|w| stored_entry(w, &statuses)));
+    entries.extend(stored.iter().map(|w| stored_entry(w, &statuses, now)));
     entries.sort_by(|a, b| a.id.cmp(&b.id));
     entries.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
     Ok(entries)
@@ -230,6 +233,7 @@ pub async fn get_webhook(
     store: &dyn Store,
     configured: &[WebhookConfig],
     id: &str,
+    now: i64,
 ) -> Result<WebhookEntry, ManageError> {
     let statuses = store.list_webhook_status().await?;
     if let Some(w) = configured
@@ -239,7 +243,7 @@ pub async fn get_webhook(
         return Ok(configured_entry(w, &statuses));
     }
     match store.get_webhook(id).await? {
-        Some(w) => Ok(stored_entry(&w, &statuses)),
+        Some(w) => Ok(stored_entry(&w, &statuses, now)),
         None => Err(ManageError::UnknownWebhook(id.to_owned())),
     }
 }
@@ -297,7 +301,7 @@ pub async fn rotate_webhook_secret(
     };
     let statuses = store.list_webhook_status().await?;
     Ok(RotatedSecret {
-        webhook: stored_entry(&rotated, &statuses),
+        webhook: stored_entry(&rotated, &statuses, actor.now),
         secret,
     })
 }
@@ -329,16 +333,20 @@ fn configured_entry(w: &WebhookConfig, statuses: &[WebhookStatus]) -> WebhookEnt
     }
 }
 
-/// The entry of a stored webhook (the previous secret's end shown while it
-/// is kept).
-pub(super) fn stored_entry(w: &Webhook, statuses: &[WebhookStatus]) -> WebhookEntry {
+/// The entry of a stored webhook; the previous secret's end is shown while
+/// it is later than `now`.
+pub(super) fn stored_entry(w: &Webhook, statuses: &[WebhookStatus], now: i64) -> WebhookEntry {
     WebhookEntry {
         id: w.id.clone(),
         url: w.url.clone(),
         events: w.events.clone(),
         created_at: Some(w.created_at),
         configured: false,
-        previous_secret_until: w.previous_secret.as_ref().and(w.previous_secret_until),
+        previous_secret_until: w
+            .previous_secret
+            .as_ref()
+            .and(w.previous_secret_until)
+            .filter(|until| *until > now),
         status: status_of(&w.id, statuses),
     }
 }

@@ -96,6 +96,10 @@ fn secured_operations_document_refusals_and_errors() {
         }
         if path.contains('{') {
             assert!(has("404"), "{method} {path}: an unknown id is a 404");
+            assert!(
+                has("400"),
+                "{method} {path}: a path normalisation refuses is a 400"
+            );
         }
         let success = responses.keys().filter(|s| s.starts_with('2')).count();
         assert_eq!(success, 1, "{method} {path}: one success status");

@@ -310,7 +310,7 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         .await
         .unwrap();
     assert_eq!(second.secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let listed = list_webhooks(db, &[]).await.unwrap();
+    let listed = list_webhooks(db, &[], NOW).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(webhook_entry_json(&listed[0]).get("secret").is_none());
 
@@ -355,7 +355,7 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
     assert!(matches!(err, ManageError::Invalid { field: "url", .. }));
 
     delete_webhook(db, cli(), &hook.id).await.unwrap();
-    assert_eq!(list_webhooks(db, &[]).await.unwrap().len(), 1);
+    assert_eq!(list_webhooks(db, &[], NOW).await.unwrap().len(), 1);
     assert!(matches!(
         delete_webhook(db, cli(), &hook.id).await,
         Err(ManageError::UnknownWebhook(_))
@@ -420,7 +420,7 @@ async fn obviously_private_webhook_urls_are_refused_at_creation() {
             "{url}: {err}"
         );
     }
-    assert!(list_webhooks(db, &[]).await.unwrap().is_empty());
+    assert!(list_webhooks(db, &[], NOW).await.unwrap().is_empty());
     // A name is checked at delivery, once resolved.
     let named = NewWebhook {
         url: "https://hooks.example.test/in".into(),
