@@ -659,9 +659,14 @@ async fn deliveries_verify_with_either_secret_during_a_rotation(db: TestDb) {
         .as_str()
         .unwrap()
         .to_owned();
-    let (code, _, err) = admin_raw(&s.config, &["webhook", "rotate-secret", &cfg]);
-    assert_eq!(code, 1);
-    assert!(err.contains("previous_secret"), "{err}");
+    for args in [
+        &["webhook", "rotate-secret", &cfg][..],
+        &["webhook", "delete", &cfg],
+    ] {
+        let (code, _, err) = admin_raw(&s.config, args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains("previous_secret"), "{err}");
+    }
     // The secrets are sealed in the database, the previous one too.
     let rows = db
         .rows(

@@ -322,7 +322,7 @@ impl WebhookCommand {
                 Ok(webhook_entry_json(&hook))
             }
             WebhookCommand::Delete { id } => {
-                manage::delete_webhook(db, actor, &id).await?;
+                manage::delete_webhook(db, actor, &section.webhooks, &id).await?;
                 Ok(json!({ "id": id, "deleted": true }))
             }
             WebhookCommand::RotateSecret { id, overlap } => {

@@ -314,11 +314,12 @@ pub(super) async fn create_webhook(call: Call<'_>) -> Answer {
     responses(
         (status = 200, description = "The webhook was deleted.", body = Deleted),
         (status = 404, response = super::openapi::responses::NotFound),
+        (status = 409, response = super::openapi::responses::Conflict),
     ),
 )]
 pub(super) async fn delete_webhook(call: Call<'_>) -> Answer {
     let id = call.param("id");
-    manage::delete_webhook(call.store, call.actor, id)
+    manage::delete_webhook(call.store, call.actor, &call.section.webhooks, id)
         .await
         .map_err(ApiError::in_path)?;
     Reply::json(StatusCode::OK, &Deleted::new(id))

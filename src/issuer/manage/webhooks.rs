@@ -356,12 +356,21 @@ pub(super) fn takes(events: Option<&[String]>, event: &str) -> bool {
     events.is_none_or(|es| es.iter().any(|e| e == event))
 }
 
-/// Deletes a stored webhook: no event is delivered to it any more.
+/// Deletes a stored webhook: no event is delivered to it any more. A
+/// configured one (of `configured`) is refused: it goes from the
+/// configuration.
 pub async fn delete_webhook(
     store: &dyn Store,
     actor: Actor<'_>,
+    configured: &[WebhookConfig],
     id: &str,
 ) -> Result<(), ManageError> {
+    if configured
+        .iter()
+        .any(|w| configured_webhook_id(&w.url) == id)
+    {
+        return Err(ManageError::ConfiguredWebhook(id.to_owned()));
+    }
     let mut tx = store.begin().await?;
     if !tx.delete_webhook(id).await? {
         return Err(ManageError::UnknownWebhook(id.to_owned()));

@@ -354,10 +354,10 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         .unwrap_err();
     assert!(matches!(err, ManageError::Invalid { field: "url", .. }));
 
-    delete_webhook(db, cli(), &hook.id).await.unwrap();
+    delete_webhook(db, cli(), &[], &hook.id).await.unwrap();
     assert_eq!(list_webhooks(db, &[], NOW).await.unwrap().len(), 1);
     assert!(matches!(
-        delete_webhook(db, cli(), &hook.id).await,
+        delete_webhook(db, cli(), &[], &hook.id).await,
         Err(ManageError::UnknownWebhook(_))
     ));
     let audit = db.list_audit(10).await.unwrap();
