@@ -298,6 +298,9 @@ pub struct ClientConfig {
 pub struct WebhookConfig {
     pub url: Uri,
     pub secret: WebhookSecret,
+    /// The secret being rotated out: while it is configured, each delivery
+    /// carries a signature with it too, after the one with `secret`.
+    pub previous_secret: Option<WebhookSecret>,
     /// `None`: every event.
     pub events: Option<Vec<WebhookEvent>>,
 }

@@ -100,6 +100,8 @@ async fn webhook_secrets_are_sealed_at_rest_and_still_sign(db: TestDb) {
         secret: format!("whsec_{LEGACY_KEY}"),
         events: None,
         created_at: now(),
+        previous_secret: None,
+        previous_secret_until: None,
     })
     .await
     .unwrap();

@@ -178,6 +178,8 @@ cases!(
     revocations_and_purging,
     webhooks,
     outbox_claims_retries_and_delivery,
+    failed_events_are_listed_redelivered_once_and_purged,
+    secret_rotation_and_delivery_status,
     events_commit_or_roll_back_with_their_change,
     audit_log_lists_newest_first,
     conflicts_and_missing_references,

@@ -220,6 +220,8 @@ async fn the_events_filter_is_honoured_for_configured_and_stored_webhooks(db: Te
         secret: format!("whsec_{OTHER_SECRET}"),
         events: Some(vec!["user.created".to_owned()]),
         created_at: now(),
+        previous_secret: None,
+        previous_secret_until: None,
     })
     .await
     .unwrap();
@@ -250,6 +252,8 @@ async fn store_webhooks(env: &Env, urls: &[String]) {
             secret: format!("whsec_{SECRET}"),
             events: None,
             created_at: now(),
+            previous_secret: None,
+            previous_secret_until: None,
         })
         .await
         .unwrap();

@@ -3,6 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use super::*;
 
 const ISSUER: &str = r#"
@@ -473,6 +476,33 @@ fn resources_clients_and_webhooks_are_unique() {
     );
     let e = only_error(&ISSUER.replace("[user.created, key.rotated]", "[]"));
     assert_eq!(e.key.as_deref(), Some("issuer.webhooks[0].events"));
+}
+
+#[test]
+fn a_webhook_may_name_the_secret_it_rotates_out() {
+    let secret = "      secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+    let old = "whsec_c2Vjb25kLXNlY3JldC1rZXktZm9yLXRlc3Rz";
+    let text = ISSUER.replace(
+        secret,
+        &format!("{secret}      previous_secret: \"{old}\"\n"),
+    );
+    let s = parse(&text).unwrap().issuer.unwrap();
+    let previous = s.webhooks[0].previous_secret.as_ref().unwrap();
+    assert_eq!(previous.key(), STANDARD.decode(&old[6..]).unwrap());
+    // The same secret twice, or a malformed one, is refused where written.
+    let text = ISSUER.replace(
+        secret,
+        &format!("{secret}      previous_secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"),
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.webhooks[0].previous_secret"));
+    let text = ISSUER.replace(
+        secret,
+        &format!("{secret}      previous_secret: \"nope\"\n"),
+    );
+    let e = only_error(&text);
+    assert_eq!(e.key.as_deref(), Some("issuer.webhooks[0].previous_secret"));
+    assert!(!e.message.contains("nope"), "{e}");
 }
 
 #[test]

@@ -283,6 +283,7 @@ impl std::fmt::Debug for RawClient {
 pub struct RawWebhook {
     pub url: Parsed<HttpUrl>,
     pub secret: Parsed<WebhookSecret>,
+    pub previous_secret: Option<Parsed<WebhookSecret>>,
     pub events: Option<Vec<Parsed<WebhookEvent>>>,
 }
 

@@ -3,8 +3,8 @@
 //! carrying the `portcullis:admin` scope. Validation, ids, hashing, audit
 //! entries and events are [`manage`]'s; this module
 //! authorises, routes, parses and prints. This file holds the state, the
-//! authorisation and the dispatch; `routes` the route table, `catalog` and
-//! `tenancy` the endpoints, `body` the request shapes, `query` the list
+//! authorisation and the dispatch; `routes` the route table, `catalog`,
+//! `tenancy` and `events` the endpoints, `body` the request shapes, `query` the list
 //! parameters and cursors, `openapi` the document that describes them all,
 //! and `error` the one mapping of errors to responses.
 
@@ -38,6 +38,7 @@ use routes::Endpoint;
 mod body;
 mod catalog;
 mod error;
+mod events;
 mod openapi;
 mod query;
 mod routes;
@@ -197,7 +198,12 @@ impl AdminApi {
             Endpoint::DeleteClient => catalog::delete_client(call).await,
             Endpoint::ListWebhooks => catalog::list_webhooks(call).await,
             Endpoint::CreateWebhook => catalog::create_webhook(call).await,
+            Endpoint::GetWebhook => catalog::get_webhook(call).await,
             Endpoint::DeleteWebhook => catalog::delete_webhook(call).await,
+            Endpoint::RotateWebhookSecret => catalog::rotate_webhook_secret(call).await,
+            Endpoint::ListEvents => events::list_events(call).await,
+            Endpoint::GetEvent => events::get_event(call).await,
+            Endpoint::RedeliverEvent => events::redeliver_event(call).await,
             Endpoint::ListAudit => catalog::list_audit(call).await,
             Endpoint::RotateKeys => catalog::rotate_keys(self.minter.store.clone(), call).await,
             Endpoint::ListOrganizations => tenancy::list_organizations(call).await,

@@ -92,6 +92,8 @@ fn stored_records_hide_their_secrets() {
             secret: format!("whsec_{SECRET}"),
             events: None,
             created_at: 0,
+            previous_secret: Some(format!("whsec_{SECRET}")),
+            previous_secret_until: Some(1),
         },
         "Webhook",
     );

@@ -1,10 +1,15 @@
 //! Webhook delivery from the durable outbox (spec "Events"): a background task
 //! claims due events, POSTs each to every webhook that wants it, signed per the
 //! Standard Webhooks scheme, and marks it delivered or schedules a retry with
-//! exponential backoff. Only to addresses `issuer.webhook_address_policy`
-//! allows, checked after resolution (`guard`); a refused delivery is logged,
-//! counted (`outcome="refused"`) and retried or abandoned like any failure.
-//! Enqueuing lives with the changes (`manage`, `revoke` …).
+//! exponential backoff. An event whose attempts run out becomes failed (a dead
+//! letter) until an operator redelivers it (`manage::redeliver_event`); a
+//! redelivery, like a retry, goes only to the webhooks the event has not
+//! reached. Only to addresses `issuer.webhook_address_policy` allows, checked
+//! after resolution (`guard`); a refused delivery is logged, counted
+//! (`outcome="refused"`) and retried or abandoned like any failure. Each POST's
+//! outcome is recorded as its webhook's delivery status. During a secret's
+//! rotation overlap a delivery carries one signature per secret, the new one
+//! first. Enqueuing lives with the changes (`manage`, `revoke` …).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +26,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-use super::manage::webhook_secret_context;
+use super::manage::{configured_webhook_id, webhook_secret_context};
 use super::signing::MasterKey;
-use super::signing::seal::open_secret;
+use super::signing::seal::{SecretError, open_secret};
 use super::store::{OutboxEvent, Store};
 use crate::clock::Clock;
 use crate::config::{WebhookAddressPolicy, WebhookConfig};
@@ -43,9 +48,13 @@ const CLAIM_MARGIN_SECS: i64 = 10;
 /// The first retry's delay; it doubles per failed attempt up to [`MAX_DELAY_SECS`].
 const BASE_DELAY_SECS: i64 = 5;
 const MAX_DELAY_SECS: i64 = 3600;
-/// After this many failed attempts the event is marked delivered and logged at
-/// `error`, so that one dead endpoint cannot hold the outbox forever.
+/// After this many failed attempts the event is failed (a dead letter: never
+/// due again until redelivered) and logged at `error`, so that one dead
+/// endpoint cannot hold the outbox forever. With the backoff, the last
+/// attempt comes about 1.4 hours after the first.
 pub const MAX_ATTEMPTS: i64 = 10;
+/// The longest error text recorded for a delivery.
+const MAX_ERROR_LEN: usize = 300;
 
 pub(super) mod guard;
 
@@ -70,8 +79,17 @@ pub struct Deliverer {
 
 /// One endpoint, from the configuration or the store.
 struct Target {
+    /// The receiver's id: a stored webhook's, or the one derived from a
+    /// configured webhook's URL. What the outbox records of the webhooks an
+    /// event reached, and what its delivery status is kept under.
+    id: String,
     url: Uri,
-    key: Vec<u8>,
+    /// The signing keys: the secret's, then during a rotation's overlap the
+    /// previous secret's.
+    keys: Vec<Vec<u8>>,
+    /// What outbox rows from before receiver ids recorded of this webhook
+    /// (see [`legacy_key`]), one per key.
+    legacy: Vec<String>,
     /// `None`: every event.
     events: Option<Vec<String>>,
 }
@@ -109,13 +127,18 @@ impl Deliverer {
         let policy = Arc::new(policy);
         let configured = webhooks
             .iter()
-            .map(|w| Target {
-                url: w.url.clone(),
-                key: w.secret.key().to_vec(),
-                events: w
-                    .events
-                    .as_ref()
-                    .map(|es| es.iter().map(|e| e.as_str().to_owned()).collect()),
+            .map(|w| {
+                Target::new(
+                    configured_webhook_id(&w.url),
+                    w.url.clone(),
+                    std::iter::once(&w.secret)
+                        .chain(&w.previous_secret)
+                        .map(|s| s.key().to_vec())
+                        .collect(),
+                    w.events
+                        .as_ref()
+                        .map(|es| es.iter().map(|e| e.as_str().to_owned()).collect()),
+                )
             })
             .collect();
         Ok(Self {
@@ -177,40 +200,64 @@ impl Deliverer {
                 Vec::new()
             }
         };
+        let now = self.clock.now_unix();
         let mut targets: Vec<Target> = Vec::new();
         for w in stored.drain(..) {
             let url = w.url.parse::<Uri>();
-            let context = webhook_secret_context(&w.id);
-            let what = format!("the secret of webhook {}", w.id);
-            let secret = match open_secret(self.master.as_deref(), &context, &w.secret, &what) {
-                Ok(secret) => secret,
+            let mut secrets = vec![&w.secret];
+            if w.previous_secret_until.is_some_and(|until| until > now) {
+                secrets.extend(&w.previous_secret);
+            }
+            let keys: Option<Vec<Vec<u8>>> = match secrets
+                .into_iter()
+                .map(|s| self.open_key(&w.id, s))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(keys) => keys.into_iter().collect(),
                 Err(e) => {
                     tracing::error!(webhook = %w.id, error = %chain(&e), "Stored webhook secret cannot be opened; webhook skipped");
                     continue;
                 }
             };
-            let key = secret
-                .strip_prefix("whsec_")
-                .and_then(|k| STANDARD.decode(k).ok());
-            match (url, key) {
-                (Ok(url), Some(key)) => targets.push(Target {
-                    url,
-                    key,
-                    events: w.events,
-                }),
+            match (url, keys) {
+                (Ok(url), Some(keys)) => targets.push(Target::new(w.id, url, keys, w.events)),
                 _ => tracing::warn!(webhook = %w.id, "Stored webhook unusable, skipped"),
             }
         }
         targets
     }
 
+    /// The HMAC key of a stored secret (sealed or not) of webhook `id`;
+    /// `None` when it is not a `whsec_` secret.
+    fn open_key(&self, id: &str, stored: &str) -> Result<Option<Vec<u8>>, SecretError> {
+        let context = webhook_secret_context(id);
+        let what = format!("the secret of webhook {id}");
+        let secret = open_secret(self.master.as_deref(), &context, stored, &what)?;
+        Ok(secret
+            .strip_prefix("whsec_")
+            .and_then(|k| STANDARD.decode(k).ok()))
+    }
+
+    /// One round of deliveries of `event`: to every webhook that wants it
+    /// and has not got it (after a redelivery to one webhook, to that one
+    /// only). The event is delivered when none is left, failed when its
+    /// last attempt failed or when a redelivery to one webhook leaves others
+    /// without it, and otherwise due again after the backoff.
     async fn deliver(&self, event: &OutboxEvent, stored: &[Target]) {
         let body = Bytes::from(payload(event));
-        let mut ok = true;
+        let mut errors: Vec<String> = Vec::new();
+        let mut left_out = false;
         let mut delivered_to = event.delivered_to.clone();
         for target in self.configured.iter().chain(stored) {
-            let key = target.key();
-            if !target.wants(&event.event) || delivered_to.contains(&key) {
+            if !target.wants(&event.event) || target.reached(&delivered_to) {
+                continue;
+            }
+            if event
+                .only_to
+                .as_ref()
+                .is_some_and(|only| *only != target.id)
+            {
+                left_out = true;
                 continue;
             }
             let timestamp = self.clock.now_unix();
@@ -224,30 +271,53 @@ impl Deliverer {
                 .webhook_deliveries
                 .get_or_create(&Outcome { outcome })
                 .inc();
+            let error = match &posted {
+                Ok(()) => None,
+                Err(e) => Some(error_text(e, &target.url)),
+            };
             match posted {
-                Ok(()) => delivered_to.push(key),
+                Ok(()) => delivered_to.push(target.id.clone()),
                 Err(DeliveryError::Refused(Refused(what))) => {
-                    tracing::warn!(url = %target.shown(), event_id = %event.id, address = what, "Webhook delivery refused by the address policy");
-                    ok = false;
+                    tracing::warn!(url = %target.shown(), webhook = %target.id, event_id = %event.id, address = what, "Webhook delivery refused by the address policy");
                 }
                 Err(e) => {
-                    tracing::warn!(url = %target.shown(), event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
-                    ok = false;
+                    tracing::warn!(url = %target.shown(), webhook = %target.id, event_id = %event.id, error = %chain(&e), "Webhook delivery failed");
                 }
+            }
+            let now = self.clock.now_unix();
+            if let Err(e) = self
+                .store
+                .record_webhook_delivery(&target.id, now, error.as_deref())
+                .await
+            {
+                tracing::warn!(webhook = %target.id, error = %chain(&e), "Webhook status update failed");
+            }
+            if let Some(error) = error {
+                errors.push(format!("{}: {error}", target.id));
             }
         }
         let now = self.clock.now_unix();
         let attempts = event.attempts + 1;
-        let result = if ok {
+        let result = if errors.is_empty() && !left_out {
             self.store.mark_delivered(&event.id, now).await
+        } else if errors.is_empty() {
+            // A redelivery to one webhook reached it; the others it was
+            // failed for are still waiting.
+            self.store
+                .mark_failed(&event.id, event.attempts, now, &delivered_to, None)
+                .await
         } else if attempts >= MAX_ATTEMPTS {
-            tracing::error!(event_id = %event.id, attempts, "Webhook delivery abandoned");
+            tracing::error!(event_id = %event.id, attempts, "Webhook delivery abandoned; the event is failed until redelivered");
             self.metrics.webhook_events_abandoned.inc();
-            self.store.mark_delivered(&event.id, now).await
+            let error = errors.join("; ");
+            self.store
+                .mark_failed(&event.id, attempts, now, &delivered_to, Some(&error))
+                .await
         } else {
             let next_at = now + backoff(attempts);
+            let error = errors.join("; ");
             self.store
-                .schedule_retry(&event.id, attempts, next_at, &delivered_to)
+                .schedule_retry(&event.id, attempts, next_at, &delivered_to, &error)
                 .await
         };
         if let Err(e) = result {
@@ -271,7 +341,12 @@ impl Deliverer {
         {
             return Err(DeliveryError::Refused(refused));
         }
-        let signature = sign(&target.key, &event.id, timestamp, &body);
+        let signature = target
+            .keys
+            .iter()
+            .map(|key| sign(key, &event.id, timestamp, &body))
+            .collect::<Vec<_>>()
+            .join(" ");
         let req = Request::post(target.url.clone())
             .header("content-type", "application/json")
             .header("webhook-id", event.id.as_str())
@@ -309,16 +384,24 @@ impl Deliverer {
 // === impl Target ===
 
 impl Target {
-    /// What the outbox remembers of a webhook an event reached: the hash of
-    /// its URL (a URL may carry a credential in its query).
-    fn key(&self) -> String {
-        // URL and secret: a webhook deleted and created again with a new
-        // secret is a new receiver.
-        let mut material = self.url.to_string().into_bytes();
-        material.push(0);
-        material.extend_from_slice(&self.key);
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
-        URL_SAFE_NO_PAD.encode(digest.as_ref())
+    fn new(id: String, url: Uri, keys: Vec<Vec<u8>>, events: Option<Vec<String>>) -> Target {
+        let legacy = keys.iter().map(|key| legacy_key(&url, key)).collect();
+        Target {
+            id,
+            url,
+            keys,
+            legacy,
+            events,
+        }
+    }
+
+    /// Whether the event already reached this webhook: its id is in
+    /// `delivered_to`, or a key of the older kind (a hash of its URL and a
+    /// secret, which outbox rows from before receiver ids hold).
+    fn reached(&self, delivered_to: &[String]) -> bool {
+        delivered_to
+            .iter()
+            .any(|k| *k == self.id || self.legacy.contains(k))
     }
 
     fn shown(&self) -> String {
@@ -330,6 +413,36 @@ impl Target {
             .as_ref()
             .is_none_or(|es| es.iter().any(|e| e == event))
     }
+}
+
+/// What the outbox recorded of a webhook an event reached before receivers
+/// had ids: the hash of its URL and secret.
+fn legacy_key(url: &Uri, key: &[u8]) -> String {
+    let mut material = url.to_string().into_bytes();
+    material.push(0);
+    material.extend_from_slice(key);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// Why a POST to `url` failed, as recorded in the outbox and the webhook's
+/// status: the error and its causes, without the URL or its query (which
+/// may carry a credential), at most [`MAX_ERROR_LEN`] bytes.
+fn error_text(err: &(dyn std::error::Error + 'static), url: &Uri) -> String {
+    let mut text = chain(err);
+    text = text.replace(&url.to_string(), "the webhook URL");
+    if let Some(query) = url.query().filter(|q| !q.is_empty()) {
+        text = text.replace(query, "…");
+    }
+    if text.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// `url` without its query, for logs (a query may carry a credential).
@@ -404,6 +517,40 @@ pub(super) fn client(policy: Arc<WebhookAddressPolicy>) -> Result<WebhookClient,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_errors_name_neither_the_url_nor_its_query() {
+        let url: Uri = "http://hooks.test:81/in?token=s3cret".parse().unwrap();
+        let err = DeliveryError::Status(http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error_text(&err, &url), "answered 503 Service Unavailable");
+        // Whatever a cause says, the URL and its query leave.
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed for http://hooks.test:81/in?token=s3cret (token=s3cret)")]
+        struct Loud;
+        let text = error_text(&Loud, &url);
+        assert_eq!(text, "failed for the webhook URL (…)");
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Long(String);
+        let text = error_text(&Long("é".repeat(400)), &url);
+        assert!(
+            text.len() <= MAX_ERROR_LEN + '…'.len_utf8(),
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with('…'));
+    }
+
+    #[test]
+    fn a_webhook_is_reached_by_its_id_or_by_the_older_keys() {
+        let url: Uri = "https://hooks.test/in".parse().unwrap();
+        let keys = vec![b"new-key".to_vec(), b"old-key".to_vec()];
+        let target = Target::new("whk_1".into(), url.clone(), keys, None);
+        assert!(!target.reached(&[]));
+        assert!(target.reached(&["whk_1".into()]));
+        assert!(target.reached(&[legacy_key(&url, b"old-key")]));
+        assert!(!target.reached(&["whk_2".into(), legacy_key(&url, b"other")]));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -23,6 +23,7 @@ use crate::config::value::{absolute_uri, scope_token};
 mod anonymous;
 mod clients;
 mod keys;
+mod outbox;
 mod tenancy;
 mod users;
 pub mod views;
@@ -31,14 +32,16 @@ mod webhooks;
 pub use anonymous::{Promotion, REDACTED_DETAIL, anonymize_user, promote_user};
 pub use clients::{CreatedClient, NewClient, create_client, delete_client, list_clients};
 pub use keys::{KeyReport, ReportedKey, rotate_keys};
+pub use outbox::{event_cursor, get_event, list_events, parse_event_cursor, redeliver_event};
 pub use tenancy::{
     MAX_ROLE_NAME_LEN, MIN_PASSWORD_LEN, NewUser, add_member, create_organization, create_role,
     create_user, is_role_name, list_members, list_organizations, list_roles, remove_member,
 };
 pub use users::{UserChanges, delete_user, get_user, list_users, update_user};
 pub use webhooks::{
-    NewWebhook, create_webhook, delete_webhook, generate_webhook_secret, list_webhooks,
-    webhook_secret_context,
+    DEFAULT_OVERLAP_SECS, MAX_OVERLAP_SECS, NewWebhook, RotatedSecret, WebhookEntry,
+    configured_webhook_id, create_webhook, delete_webhook, generate_webhook_secret, get_webhook,
+    list_webhooks, list_webhooks_page, rotate_webhook_secret, webhook_secret_context,
 };
 
 /// Why an administrative change was refused or failed.
@@ -78,6 +81,24 @@ pub enum ManageError {
     /// No webhook has this id (the caller's fault).
     #[error("unknown webhook `{0}`")]
     UnknownWebhook(String),
+    /// The webhook comes from the configuration, and changes there only
+    /// (the caller's fault).
+    #[error(
+        "webhook `{0}` is configured in the configuration file; change it there (a rotation sets `previous_secret`)"
+    )]
+    ConfiguredWebhook(String),
+    /// No event has this id (the caller's fault).
+    #[error("unknown event `{0}`")]
+    UnknownEvent(String),
+    /// The event is not in the state the change needs: redelivering an event
+    /// that is not failed, to a webhook that has it (the caller's fault).
+    #[error("event `{id}` {state}")]
+    EventState {
+        /// The event id.
+        id: String,
+        /// What is in the way.
+        state: String,
+    },
     /// The user is not a member of the organization (the caller's fault).
     #[error("user `{user}` is not a member of organization `{org}`")]
     NotMember {
@@ -146,6 +167,9 @@ impl ManageError {
             | ManageError::UnknownUser(_)
             | ManageError::UnknownRole(_)
             | ManageError::UnknownWebhook(_)
+            | ManageError::ConfiguredWebhook(_)
+            | ManageError::UnknownEvent(_)
+            | ManageError::EventState { .. }
             | ManageError::NotMember { .. }
             | ManageError::Exists(_)
             | ManageError::UserState { .. }

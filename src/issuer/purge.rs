@@ -1,7 +1,9 @@
 //! Housekeeping: what has no use any more leaves the database (expired codes,
 //! refresh families past their absolute expiry, revocation facts once every token they match has expired,
-//! delivered events, finished sign-ins and sessions, forgotten throttle keys,
-//! failed-login audit entries older than [`LOGIN_AUDIT_RETENTION`], and
+//! delivered events, failed events (dead letters) older than
+//! [`FAILED_EVENT_RETENTION`], finished sign-ins and sessions, forgotten
+//! throttle keys, failed-login audit entries older than
+//! [`LOGIN_AUDIT_RETENTION`], and
 //! anonymous users who were never promoted once their refresh tokens are
 //! gone), once at start and then every [`PURGE_EVERY`]. Every replica may run
 //! it: the deletes are idempotent.
@@ -29,6 +31,10 @@ pub const RETENTION: i64 = 24 * 3600;
 /// rest of the audit log they do not stay forever.
 pub const LOGIN_AUDIT_RETENTION: i64 = 30 * 24 * 3600;
 
+/// How long a failed event (a dead letter) waits for a redelivery before it
+/// is deleted.
+pub const FAILED_EVENT_RETENTION: i64 = 30 * 24 * 3600;
+
 /// Anonymous users deleted (with their events) per transaction.
 const ANONYMOUS_BATCH: i64 = 500;
 
@@ -50,9 +56,12 @@ async fn run_every(
         let purged = async {
             let expired = store.purge_expired(before).await?;
             let audit = store.purge_login_audit(audit_before).await?;
+            let failed = store
+                .purge_failed_events(now.saturating_sub(FAILED_EVENT_RETENTION))
+                .await?;
             // After the families: a user whose last one just went goes too.
             let anonymous = purge_anonymous_users(store.as_ref(), before, now).await?;
-            Ok::<_, StoreError>(expired + audit + anonymous)
+            Ok::<_, StoreError>(expired + audit + failed + anonymous)
         }
         .await;
         match purged {

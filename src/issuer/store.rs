@@ -27,10 +27,10 @@ use async_trait::async_trait;
 
 pub use listing::{AuditFilter, AuditPosition, Page};
 pub use records::{
-    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeState, FamilyMatch,
-    LoginSession, LoginTransaction, Membership, NewEvent, Organization, OutboxEvent,
-    PresentedToken, Redacted, RefreshFamily, RevocationRecord, Role, ScopeMap, SigningKeyRecord,
-    TokenFacts, User, Webhook, redacted,
+    ApiResource, Attempt, AttemptRule, AuditEntry, AuthCode, Client, CodeState, EventPosition,
+    EventStatus, FamilyMatch, LoginSession, LoginTransaction, Membership, NewEvent, Organization,
+    OutboxEvent, PresentedToken, Redacted, RefreshFamily, RevocationRecord, Role, ScopeMap,
+    SigningKeyRecord, StoredEvent, TokenFacts, User, Webhook, WebhookStatus, redacted,
 };
 
 /// Why a store operation failed.
@@ -433,6 +433,26 @@ pub trait Store: Send + Sync + Debug {
     }
     /// One page of the webhooks, by id.
     async fn list_webhooks_page(&self, page: Page<'_>) -> Result<Vec<Webhook>, StoreError>;
+    /// The webhook with this id.
+    async fn get_webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError>;
+    /// As [`Store::replace_webhook_secret`], for the previous secret a
+    /// rotation keeps.
+    async fn replace_webhook_previous_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
+    /// Records one delivery to `receiver` (a webhook's id) at `now`: a
+    /// success, or a failure and why (`error`, with no URL or secret).
+    async fn record_webhook_delivery(
+        &self,
+        receiver: &str,
+        now: i64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The delivery status of every receiver that was ever delivered to.
+    async fn list_webhook_status(&self) -> Result<Vec<WebhookStatus>, StoreError>;
     /// Replaces the stored secret of webhook `id` with `new` if it is still
     /// `expected` (sealing a plain secret at start; a webhook deleted or
     /// changed meanwhile is left alone). True when it was replaced.
@@ -475,14 +495,39 @@ pub trait Store: Send + Sync + Debug {
     /// Marks the event delivered; it is never due again.
     async fn mark_delivered(&self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// Records `attempts` failed attempts and makes the event due at `next_at`;
-    /// `delivered_to` replaces the list of webhooks it already reached.
+    /// `delivered_to` replaces the list of webhooks it already reached, and
+    /// `last_error` says why the round failed.
     async fn schedule_retry(
         &self,
         id: &str,
         attempts: i64,
         next_at: i64,
         delivered_to: &[String],
+        last_error: &str,
     ) -> Result<bool, StoreError>;
+    /// Makes a pending event failed at `now` (a dead letter, never due again
+    /// until redelivered), with `attempts` and the webhooks it reached;
+    /// `last_error` `None` keeps the error recorded before.
+    async fn mark_failed(
+        &self,
+        id: &str,
+        attempts: i64,
+        now: i64,
+        delivered_to: &[String],
+        last_error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// The event with this id, in any state.
+    async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    /// Up to `limit` events, newest first (by `enqueued_at`, then id), only
+    /// those of `status` when given, from the one after `after`.
+    async fn list_events_page(
+        &self,
+        status: Option<EventStatus>,
+        after: Option<&EventPosition>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Deletes the failed events that failed before `before`; how many.
+    async fn purge_failed_events(&self, before: i64) -> Result<u64, StoreError>;
     /// Shortcut for [`StoreTx::insert_audit`].
     async fn insert_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -596,8 +641,28 @@ pub trait StoreTx: Send {
     async fn upsert_webhook(&mut self, webhook: &Webhook) -> Result<(), StoreError>;
     /// Deletes the webhook.
     async fn delete_webhook(&mut self, id: &str) -> Result<bool, StoreError>;
+    /// Replaces the secret of webhook `id` with `new` if it is still
+    /// `expected`; the replaced one becomes the previous secret until
+    /// `previous_until` (with `None`, no previous secret is kept). False when
+    /// the webhook is gone or its secret changed meanwhile.
+    async fn rotate_webhook_secret(
+        &mut self,
+        id: &str,
+        expected: &str,
+        new: &str,
+        previous_until: Option<i64>,
+    ) -> Result<bool, StoreError>;
     /// Puts an event in the outbox, due at `event.due_at`.
     async fn enqueue_event(&mut self, event: &NewEvent) -> Result<(), StoreError>;
+    /// Makes a failed event due at `now` again, its attempts counted anew,
+    /// for the webhooks it has not reached, or for `only_to` alone. False
+    /// when no failed event has this id (unknown, pending or delivered).
+    async fn redeliver_event(
+        &mut self,
+        id: &str,
+        now: i64,
+        only_to: Option<&str>,
+    ) -> Result<bool, StoreError>;
     /// Appends an entry to the audit log.
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// Replaces the detail of every audit entry whose target is `target`

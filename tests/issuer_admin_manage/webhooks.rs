@@ -201,7 +201,7 @@ async fn bad_webhooks_are_refused() {
     let (status, headers, _) = call(gw, "PATCH", "/admin/v1/webhooks/whk_x", Some(&t), None).await;
     assert_eq!(
         (status.as_u16(), headers["allow"].to_str().unwrap()),
-        (405, "DELETE")
+        (405, "GET, DELETE")
     );
     let (status, _, _) = call(gw, "DELETE", "/admin/v1/webhooks/whk_nope", Some(&t), None).await;
     assert_eq!(status, 404);

@@ -14,6 +14,8 @@ pub(crate) async fn webhooks(t: Ctx) {
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         events: None,
         created_at: NOW,
+        previous_secret: None,
+        previous_secret_until: None,
     };
     let some = Webhook {
         id: "whk_b".into(),
@@ -84,6 +86,7 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
             data: r#"{"id":"usr_a"}"#.into(),
             attempts: 0,
             delivered_to: Vec::new(),
+            only_to: None,
         }
     );
     assert_eq!(ids(claimed), ["evt_1", "evt_2"]);
@@ -102,13 +105,17 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
     assert!(!s.mark_delivered("evt_1", NOW + 3).await.unwrap());
     let reached = vec!["hook-a".to_owned()];
     assert!(
-        s.schedule_retry("evt_2", 1, NOW + 40, &reached)
+        s.schedule_retry("evt_2", 1, NOW + 40, &reached, "hook-b: timed out")
             .await
             .unwrap()
     );
-    assert!(!s.schedule_retry("evt_1", 1, NOW + 40, &[]).await.unwrap());
     assert!(
-        !s.schedule_retry("evt_none", 1, NOW + 40, &[])
+        !s.schedule_retry("evt_1", 1, NOW + 40, &[], "x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.schedule_retry("evt_none", 1, NOW + 40, &[], "x")
             .await
             .unwrap()
     );
@@ -157,6 +164,245 @@ pub(crate) async fn outbox_claims_retries_and_delivery(t: Ctx) {
     assert_eq!(seen.len(), before, "an event was claimed twice");
     assert_eq!(seen.len(), 20);
     other.close().await;
+}
+
+/// Events whose attempts ran out are failed: never claimed, listed by
+/// status newest first in pages, redelivered (to one receiver or all) only
+/// while failed — of two redeliveries at once, one wins — and purged after
+/// their own retention.
+pub(crate) async fn failed_events_are_listed_redelivered_once_and_purged(t: Ctx) {
+    let s = &*t.store;
+    for (id, at) in [("evt_1", NOW), ("evt_2", NOW + 1), ("evt_3", NOW + 1)] {
+        s.enqueue_event(&event(id, at)).await.unwrap();
+    }
+    let reached = strings(&["cfg_a"]);
+    assert_eq!(
+        ids(s.due_events(NOW + 1, NOW + 30, 10).await.unwrap()).len(),
+        3
+    );
+    assert!(
+        s.mark_failed("evt_1", 10, NOW + 2, &reached, Some("whk_b: timed out"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.mark_failed("evt_2", 10, NOW + 2, &[], Some("x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.mark_failed("evt_1", 10, NOW + 3, &[], None)
+            .await
+            .unwrap()
+    );
+    assert!(s.mark_delivered("evt_3", NOW + 2).await.unwrap());
+    assert!(!s.mark_failed("evt_3", 1, NOW + 3, &[], None).await.unwrap());
+    // Failed events are never due again.
+    assert!(
+        s.due_events(NOW + 5000, NOW + 5030, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let listed = |status, after: Option<store::EventPosition>, limit| async move {
+        s.list_events_page(status, after.as_ref(), limit)
+            .await
+            .unwrap()
+    };
+    let all = listed(None, None, 10).await;
+    // Newest first: enqueued at NOW + 1 (by id, descending), then NOW.
+    assert_eq!(
+        all.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(),
+        ["evt_3", "evt_2", "evt_1"]
+    );
+    let one = all.iter().find(|e| e.event.id == "evt_1").unwrap();
+    assert_eq!(one.status(), store::EventStatus::Failed);
+    assert_eq!(
+        (one.failed_at, one.event.attempts, &one.event.delivered_to),
+        (Some(NOW + 2), 10, &reached)
+    );
+    assert_eq!(one.last_error.as_deref(), Some("whk_b: timed out"));
+    let failed = listed(Some(store::EventStatus::Failed), None, 1).await;
+    assert_eq!(failed[0].event.id, "evt_2");
+    let after = store::EventPosition {
+        enqueued_at: failed[0].enqueued_at,
+        id: failed[0].event.id.clone(),
+    };
+    let next = listed(Some(store::EventStatus::Failed), Some(after), 1).await;
+    assert_eq!(next[0].event.id, "evt_1");
+    assert_eq!(
+        listed(Some(store::EventStatus::Delivered), None, 10).await[0]
+            .event
+            .id,
+        "evt_3"
+    );
+    assert!(
+        listed(Some(store::EventStatus::Pending), None, 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(s.get_event("evt_none").await.unwrap(), None);
+
+    // Redelivery: only a failed event, once.
+    let mut tx = s.begin().await.unwrap();
+    assert!(!tx.redeliver_event("evt_3", NOW + 10, None).await.unwrap());
+    assert!(
+        !tx.redeliver_event("evt_none", NOW + 10, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.redeliver_event("evt_1", NOW + 10, Some("whk_b"))
+            .await
+            .unwrap()
+    );
+    assert!(!tx.redeliver_event("evt_1", NOW + 10, None).await.unwrap());
+    tx.commit().await.unwrap();
+    let other = t.open_another().await;
+    let redeliver = |store: Arc<dyn Store>| async move {
+        let mut tx = store.begin().await.unwrap();
+        let won = tx.redeliver_event("evt_2", NOW + 10, None).await.unwrap();
+        tx.commit().await.unwrap();
+        won
+    };
+    let (won_a, won_b) = tokio::join!(
+        tokio::spawn(redeliver(t.store.clone())),
+        tokio::spawn(redeliver(other.clone()))
+    );
+    let (won_a, won_b) = (won_a.unwrap(), won_b.unwrap());
+    assert!(won_a ^ won_b, "exactly one redelivery wins");
+    other.close().await;
+    let again = s.get_event("evt_1").await.unwrap().unwrap();
+    assert_eq!(again.status(), store::EventStatus::Pending);
+    assert_eq!(
+        (
+            again.event.attempts,
+            again.failed_at,
+            again.last_error.as_deref()
+        ),
+        (0, None, None)
+    );
+    assert_eq!(again.event.only_to.as_deref(), Some("whk_b"));
+    assert_eq!(again.event.delivered_to, reached, "what it reached stays");
+    let due = s.due_events(NOW + 10, NOW + 40, 10).await.unwrap();
+    assert_eq!(ids(due.clone()), ["evt_1", "evt_2"]);
+    assert_eq!(due[0].only_to.as_deref(), Some("whk_b"));
+    // Failed again after the redelivery: one receiver no longer restricts.
+    assert!(
+        s.mark_failed("evt_1", 0, NOW + 50, &reached, None)
+            .await
+            .unwrap()
+    );
+    let failed = s.get_event("evt_1").await.unwrap().unwrap();
+    assert_eq!(failed.event.only_to, None);
+
+    // Failed events go after their own retention, pending ones never.
+    assert_eq!(s.purge_failed_events(NOW + 49).await.unwrap(), 0);
+    assert_eq!(s.purge_failed_events(NOW + 50).await.unwrap(), 1);
+    assert_eq!(s.get_event("evt_1").await.unwrap(), None);
+    assert!(s.get_event("evt_2").await.unwrap().is_some());
+}
+
+/// A rotation keeps the replaced secret as the previous one (or none),
+/// only while the secret is the one expected; deliveries are counted per
+/// receiver, failures in a row reset by a success; a deleted webhook's
+/// status goes with it.
+pub(crate) async fn secret_rotation_and_delivery_status(t: Ctx) {
+    let s = &*t.store;
+    let hook = Webhook {
+        id: "whk_a".into(),
+        url: "https://hooks.test/a".into(),
+        secret: "pcws1:first".into(),
+        events: None,
+        created_at: NOW,
+        previous_secret: None,
+        previous_secret_until: None,
+    };
+    s.upsert_webhook(&hook).await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    assert!(
+        !tx.rotate_webhook_secret("whk_a", "pcws1:other", "pcws1:second", Some(NOW + 60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.rotate_webhook_secret("whk_a", "pcws1:first", "pcws1:second", Some(NOW + 60))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let got = s.get_webhook("whk_a").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.secret.as_str(),
+            got.previous_secret.as_deref(),
+            got.previous_secret_until
+        ),
+        ("pcws1:second", Some("pcws1:first"), Some(NOW + 60))
+    );
+    assert!(
+        s.replace_webhook_previous_secret("whk_a", "pcws1:first", "pcws1:sealed")
+            .await
+            .unwrap()
+    );
+    let mut tx = s.begin().await.unwrap();
+    assert!(
+        tx.rotate_webhook_secret("whk_a", "pcws1:second", "pcws1:third", None)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let got = s.get_webhook("whk_a").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.secret.as_str(),
+            got.previous_secret,
+            got.previous_secret_until
+        ),
+        ("pcws1:third", None, None)
+    );
+    assert_eq!(s.get_webhook("whk_none").await.unwrap(), None);
+
+    for (at, error) in [
+        (1, Some("a: timed out")),
+        (2, Some("a: answered 503")),
+        (3, None),
+    ] {
+        s.record_webhook_delivery("whk_a", NOW + at, error)
+            .await
+            .unwrap();
+    }
+    s.record_webhook_delivery("cfg_b", NOW + 4, Some("b: refused"))
+        .await
+        .unwrap();
+    s.record_webhook_delivery("cfg_b", NOW + 5, Some("b: timed out"))
+        .await
+        .unwrap();
+    let status = s.list_webhook_status().await.unwrap();
+    assert_eq!(
+        status,
+        vec![
+            store::WebhookStatus {
+                receiver: "cfg_b".into(),
+                last_success_at: None,
+                last_failure_at: Some(NOW + 5),
+                last_error: Some("b: timed out".into()),
+                consecutive_failures: 2,
+            },
+            store::WebhookStatus {
+                receiver: "whk_a".into(),
+                last_success_at: Some(NOW + 3),
+                last_failure_at: Some(NOW + 2),
+                last_error: Some("a: answered 503".into()),
+                consecutive_failures: 0,
+            },
+        ]
+    );
+    assert!(s.delete_webhook("whk_a").await.unwrap());
+    let status = s.list_webhook_status().await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].receiver, "cfg_b");
 }
 
 pub(crate) async fn events_commit_or_roll_back_with_their_change(t: Ctx) {
@@ -228,6 +474,8 @@ pub(crate) async fn events_commit_or_roll_back_with_their_change(t: Ctx) {
         secret: "whsec_x".into(),
         events: None,
         created_at: NOW,
+        previous_secret: None,
+        previous_secret_until: None,
     })
     .await
     .unwrap();

@@ -1,6 +1,7 @@
 //! `portcullis admin api|client|webhook|keys …`: what tokens are issued for
-//! and to, where events go, and the signing keys. A client's or a webhook's
-//! secret is printed by its creation only.
+//! and to, where events go (and the events themselves: listed, failed ones
+//! redelivered), and the signing keys. A client's or a webhook's secret is
+//! printed by the creation or rotation that made it only.
 
 use std::sync::Arc;
 
@@ -9,12 +10,15 @@ use clap::builder::PossibleValuesParser;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use portcullis::config::value::ParseValue;
 use portcullis::config::value::WebhookEvent;
 use portcullis::config::{GrantType, IssuerSection};
-use portcullis::issuer::manage::views::{client_json, keys_json, webhook_json};
-use portcullis::issuer::manage::{self, Actor, NewClient, NewWebhook};
+use portcullis::issuer::manage::views::{
+    client_json, event_json, keys_json, rotated_webhook_json, webhook_entry_json, webhook_json,
+};
+use portcullis::issuer::manage::{self, Actor, ManageError, NewClient, NewWebhook};
 use portcullis::issuer::signing::MasterKey;
-use portcullis::issuer::store::{ScopeMap, Store};
+use portcullis::issuer::store::{EventPosition, EventStatus, ScopeMap, Store};
 
 use super::{Failure, SecretArg};
 
@@ -112,14 +116,75 @@ pub(super) enum WebhookCommand {
         #[arg(long)]
         secret: Option<SecretArg>,
     },
-    /// List the webhooks created here or through the admin API (never their
-    /// secrets).
+    /// List the webhooks, those of the configuration (`cfg_…`) and those
+    /// created here or through the admin API (`whk_…`), each with its
+    /// delivery status (never their secrets).
     List,
+    /// Show one webhook and its delivery status.
+    Show {
+        /// The webhook id (`whk_…` or `cfg_…`).
+        id: String,
+    },
     /// Delete a webhook: no event is delivered to it any more.
     Delete {
         /// The webhook id.
         id: String,
     },
+    /// Give a webhook a new secret; prints it, this once only. The previous
+    /// secret signs deliveries too (a second `v1,` signature) for the
+    /// overlap, while receivers switch.
+    RotateSecret {
+        /// The webhook id (`whk_…`; a configured webhook rotates in the
+        /// configuration, with `previous_secret`).
+        id: String,
+        /// How long the previous secret still signs: `0s` (not at all) to
+        /// `30d`.
+        #[arg(long, default_value = "24h", value_parser = overlap)]
+        overlap: i64,
+    },
+    /// List the events of the outbox, newest first (JSON array); when more
+    /// follow, the `--cursor` of the next page is printed on stderr.
+    Events {
+        /// Only the failed events (dead letters: their attempts ran out).
+        #[arg(long, conflicts_with = "status")]
+        failed: bool,
+        /// Only the events in this state.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        /// The most events to print (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+        /// Where to start: the cursor a previous page named.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Deliver a failed event again to the webhooks it did not reach (or to
+    /// one of them); no webhook gets it twice. Prints the event, pending
+    /// again.
+    Redeliver {
+        /// The event id (`evt_…`).
+        event_id: String,
+        /// Only to this webhook (`whk_…` or `cfg_…`).
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+}
+
+/// Where an event stands.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum Status {
+    /// Waiting for a delivery or a retry.
+    Pending,
+    /// Every webhook that takes it got it.
+    Delivered,
+    /// Its attempts ran out (a dead letter).
+    Failed,
+}
+
+/// An overlap as seconds: a duration such as `24h`.
+fn overlap(text: &str) -> Result<i64, String> {
+    let d = std::time::Duration::parse_value(text)?;
+    i64::try_from(d.as_secs()).map_err(|_| "the duration is too long".to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,13 +314,87 @@ impl WebhookCommand {
                 Ok(out)
             }
             WebhookCommand::List => {
-                let hooks = manage::list_webhooks(db).await?;
-                Ok(Value::Array(hooks.iter().map(webhook_json).collect()))
+                let hooks = manage::list_webhooks(db, &section.webhooks, actor.now).await?;
+                Ok(Value::Array(hooks.iter().map(webhook_entry_json).collect()))
+            }
+            WebhookCommand::Show { id } => {
+                let hook = manage::get_webhook(db, &section.webhooks, &id, actor.now).await?;
+                Ok(webhook_entry_json(&hook))
             }
             WebhookCommand::Delete { id } => {
-                manage::delete_webhook(db, actor, &id).await?;
+                manage::delete_webhook(db, actor, &section.webhooks, &id).await?;
                 Ok(json!({ "id": id, "deleted": true }))
             }
+            WebhookCommand::RotateSecret { id, overlap } => {
+                let master = MasterKey::from_env(&|name| std::env::var(name).ok())
+                    .context("PORTCULLIS_MASTER_KEY is unusable")
+                    .map_err(Failure::Refused)?;
+                let rotated = manage::rotate_webhook_secret(
+                    db,
+                    actor,
+                    &section.webhooks,
+                    &id,
+                    overlap,
+                    master.as_ref(),
+                )
+                .await?;
+                eprintln!("portcullis: store the webhook secret now: it is not shown again");
+                Ok(rotated_webhook_json(&rotated))
+            }
+            WebhookCommand::Events {
+                failed,
+                status,
+                limit,
+                cursor,
+            } => {
+                let status = match (failed, status) {
+                    (true, _) => Some(EventStatus::Failed),
+                    (false, s) => s.map(EventStatus::from),
+                };
+                let after = cursor
+                    .map(|c| {
+                        manage::parse_event_cursor(&c).ok_or_else(|| ManageError::Invalid {
+                            field: "cursor",
+                            reason: "is not one a previous page named".to_owned(),
+                        })
+                    })
+                    .transpose()?;
+                let mut events = manage::list_events(db, status, after.as_ref(), limit + 1).await?;
+                if events.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+                    events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                    if let Some(last) = events.last() {
+                        let next = manage::event_cursor(&EventPosition {
+                            enqueued_at: last.enqueued_at,
+                            id: last.event.id.clone(),
+                        });
+                        eprintln!("portcullis: more events follow: --cursor {next}");
+                    }
+                }
+                Ok(Value::Array(events.iter().map(event_json).collect()))
+            }
+            WebhookCommand::Redeliver { event_id, webhook } => {
+                let event = manage::redeliver_event(
+                    db,
+                    actor,
+                    &section.webhooks,
+                    &event_id,
+                    webhook.as_deref(),
+                )
+                .await?;
+                Ok(event_json(&event))
+            }
+        }
+    }
+}
+
+// === impl Status ===
+
+impl From<Status> for EventStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Pending => EventStatus::Pending,
+            Status::Delivered => EventStatus::Delivered,
+            Status::Failed => EventStatus::Failed,
         }
     }
 }

@@ -279,9 +279,17 @@ fn webhooks(
                 }
                 _ => {}
             }
+            let previous_secret = r.previous_secret.map(|p| p.0);
+            if previous_secret.as_ref() == Some(&r.secret.0) {
+                c.error(
+                    &format!("{key}.previous_secret"),
+                    "`previous_secret` is the same as `secret` (during a rotation it holds the old one)",
+                );
+            }
             WebhookConfig {
                 url,
                 secret: r.secret.0,
+                previous_secret,
                 events,
             }
         })

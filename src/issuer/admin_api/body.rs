@@ -16,7 +16,9 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use super::ApiError;
 use crate::config::GrantType;
 use crate::config::value::ParseValue;
-use crate::issuer::manage::{ManageError, NewClient, NewUser, NewWebhook, Promotion, UserChanges};
+use crate::issuer::manage::{
+    DEFAULT_OVERLAP_SECS, ManageError, NewClient, NewUser, NewWebhook, Promotion, UserChanges,
+};
 use crate::issuer::store::ScopeMap;
 
 /// The largest JSON body read.
@@ -182,6 +184,69 @@ pub(super) struct WebhookBody {
     /// A Standard Webhooks secret (`whsec_…`); absent to have one generated.
     #[serde(default)]
     secret: Option<String>,
+}
+
+/// `POST /webhooks/{id}/rotate-secret`; the body may be left out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SecretRotation)]
+pub(super) struct RotateBody {
+    /// How long the previous secret still signs deliveries beside the new
+    /// one: a duration such as `90s`, `30m`, `24h` or `7d`, from `0s` (not
+    /// at all) to `30d`; `24h` when absent.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]+(ms|s|m|h|d)$")]
+    pub overlap: Option<String>,
+}
+
+/// `POST /events/{id}/redeliver`; the body may be left out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Redelivery)]
+pub(super) struct RedeliverBody {
+    /// Redeliver to this webhook only (`whk_…` or `cfg_…`); absent for
+    /// every webhook that takes the event and has not got it.
+    #[serde(default)]
+    #[schema(min_length = 1)]
+    pub webhook_id: Option<String>,
+}
+
+/// Reads a body as [`read_json`] does; a request with no `Content-Type` and
+/// an empty body is `T::default()` (for bodies whose fields are all
+/// optional).
+pub(super) async fn read_optional_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<T, ApiError> {
+    if headers.contains_key(CONTENT_TYPE) {
+        return read_json(headers, body).await;
+    }
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| ApiError::Request("the request body is too large or unreadable"))?
+        .to_bytes();
+    match bytes.is_empty() {
+        true => Ok(T::default()),
+        false => Err(ApiError::MediaType),
+    }
+}
+
+// === impl RotateBody ===
+
+impl RotateBody {
+    /// The overlap in seconds; [`DEFAULT_OVERLAP_SECS`] when absent.
+    pub(super) fn overlap_secs(&self) -> Result<i64, ManageError> {
+        let Some(text) = &self.overlap else {
+            return Ok(DEFAULT_OVERLAP_SECS);
+        };
+        crate::config::value::parse_duration(text)
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .ok_or_else(|| ManageError::Invalid {
+                field: "overlap",
+                reason: "must be a duration such as `90s`, `30m`, `24h` or `7d`".to_owned(),
+            })
+    }
 }
 
 /// An email address's schema.

@@ -1,7 +1,7 @@
 //! The endpoints of what tokens are issued for and to, and of what the
 //! issuer reports: `/apis`, `/clients`, `/webhooks`, `/keys/rotate` and
-//! `/audit`. Secrets (a client's, a webhook's) appear in their creation's
-//! response only.
+//! `/audit`. Secrets (a client's, a webhook's) appear in the response of
+//! the creation or rotation that made them only.
 
 use std::sync::Arc;
 
@@ -10,13 +10,14 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::body::{ApiBody, ClientBody, WebhookBody, read_json};
+use super::body::{ApiBody, ClientBody, RotateBody, WebhookBody, read_json, read_optional_json};
 use super::query::{
     AUDIT_DEFAULT_LIMIT, AuditQuery, Cut, DEFAULT_LIMIT, Listing, PageQuery, Params, audit_key,
 };
 use super::{Answer, ApiError, Call, Reply};
 use crate::issuer::manage::views::{
-    ApiView, ClientView, CreatedClientView, CreatedWebhookView, KeysView, WebhookView, time,
+    ApiView, ClientView, CreatedClientView, CreatedWebhookView, KeysView, RotatedWebhookView,
+    WebhookView, time,
 };
 use crate::issuer::manage::{self, ManageError};
 use crate::issuer::signing::MasterKey;
@@ -185,14 +186,16 @@ pub(super) async fn delete_client(call: Call<'_>) -> Answer {
     Reply::json(StatusCode::OK, &out)
 }
 
-/// `GET /webhooks`: the stored webhooks, never their secrets.
+/// `GET /webhooks`: the configured and the stored webhooks with their
+/// delivery status, never their secrets.
 #[utoipa::path(
     get,
     path = "/admin/v1/webhooks",
     tag = "webhooks",
     params(PageQuery),
-    responses((status = 200, description = "One page of the webhooks created through the \
-        API or the CLI (not those of the configuration), by id.", body = Vec<WebhookView>)),
+    responses((status = 200, description = "One page of the webhooks, by id: those of the \
+        configuration (`cfg_…`, read-only) and those created through the API or the CLI \
+        (`whk_…`), each with its delivery status.", body = Vec<WebhookView>)),
 )]
 pub(super) async fn list_webhooks(call: Call<'_>) -> Answer {
     let mut params = Params::parse(call.query.as_deref())?;
@@ -202,13 +205,68 @@ pub(super) async fn list_webhooks(call: Call<'_>) -> Answer {
         DEFAULT_LIMIT,
     )?;
     params.finish()?;
-    let hooks = call
-        .store
-        .list_webhooks_page(cut.page())
-        .await
-        .map_err(ApiError::store)?;
+    let configured = &call.section.webhooks;
+    let now = call.actor.now;
+    let hooks = manage::list_webhooks_page(call.store, configured, cut.page(), now).await?;
     let paged = cut.finish(hooks, |w| w.id.clone());
     Reply::page(paged, |r| WebhookView::from(r))
+}
+
+/// `GET /webhooks/{id}`: one webhook, configured or stored, with its
+/// delivery status.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook id (`whk_…` or `cfg_…`).",
+        min_length = 1)),
+    responses(
+        (status = 200, description = "The webhook and its delivery status.", body = WebhookView),
+        (status = 404, response = super::openapi::responses::NotFound),
+    ),
+)]
+pub(super) async fn get_webhook(call: Call<'_>) -> Answer {
+    let id = call.param("id");
+    let hook = manage::get_webhook(call.store, &call.section.webhooks, id, call.actor.now)
+        .await
+        .map_err(ApiError::in_path)?;
+    Reply::json(StatusCode::OK, &WebhookView::from(&hook))
+}
+
+/// `POST /webhooks/{id}/rotate-secret`: a new secret for a stored webhook,
+/// shown once; the previous one signs deliveries too for the overlap.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/webhooks/{id}/rotate-secret",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook id (`whk_…`).", min_length = 1)),
+    request_body(content = Option<RotateBody>, description = "The overlap; the body may be \
+        left out for 24 hours."),
+    responses(
+        (status = 200, description = "The webhook with its new secret, shown this once. \
+            Until `previous_secret_until`, each delivery carries two signatures in \
+            `webhook-signature`: the new secret's, then the previous one's.",
+            body = RotatedWebhookView),
+        (status = 404, response = super::openapi::responses::NotFound),
+        (status = 409, response = super::openapi::responses::Conflict),
+    ),
+)]
+pub(super) async fn rotate_webhook_secret(call: Call<'_>) -> Answer {
+    let master = call.master()?;
+    let id = call.param("id").to_owned();
+    let b: RotateBody = read_optional_json(&call.headers, call.body).await?;
+    let overlap = b.overlap_secs()?;
+    let rotated = manage::rotate_webhook_secret(
+        call.store,
+        call.actor,
+        &call.section.webhooks,
+        &id,
+        overlap,
+        master.as_ref(),
+    )
+    .await
+    .map_err(ApiError::in_path)?;
+    Reply::json(StatusCode::OK, &RotatedWebhookView::from(&rotated))
 }
 
 /// `POST /webhooks`: creates a webhook; the response carries its secret
@@ -256,11 +314,12 @@ pub(super) async fn create_webhook(call: Call<'_>) -> Answer {
     responses(
         (status = 200, description = "The webhook was deleted.", body = Deleted),
         (status = 404, response = super::openapi::responses::NotFound),
+        (status = 409, response = super::openapi::responses::Conflict),
     ),
 )]
 pub(super) async fn delete_webhook(call: Call<'_>) -> Answer {
     let id = call.param("id");
-    manage::delete_webhook(call.store, call.actor, id)
+    manage::delete_webhook(call.store, call.actor, &call.section.webhooks, id)
         .await
         .map_err(ApiError::in_path)?;
     Reply::json(StatusCode::OK, &Deleted::new(id))

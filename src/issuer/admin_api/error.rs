@@ -81,6 +81,7 @@ impl ApiError {
             | ManageError::UnknownOrganization(_)
             | ManageError::UnknownClient(_)
             | ManageError::UnknownWebhook(_)
+            | ManageError::UnknownEvent(_)
             | ManageError::NotMember { .. } => ApiError::Missing(e),
             other => ApiError::Manage(other),
         }
@@ -196,6 +197,7 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
         ManageError::UnknownClient(_)
         | ManageError::UnknownOrganization(_)
         | ManageError::UnknownWebhook(_)
+        | ManageError::UnknownEvent(_)
         | ManageError::NotMember { .. } => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
         ManageError::Invalid { .. }
         | ManageError::UnknownApi(_)
@@ -204,9 +206,10 @@ fn manage_status(e: &ManageError) -> (StatusCode, &'static str, String) {
         | ManageError::UnknownRole(_) => {
             (StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
         }
-        ManageError::Exists(_) | ManageError::UserState { .. } => {
-            (StatusCode::CONFLICT, "conflict", e.to_string())
-        }
+        ManageError::Exists(_)
+        | ManageError::UserState { .. }
+        | ManageError::ConfiguredWebhook(_)
+        | ManageError::EventState { .. } => (StatusCode::CONFLICT, "conflict", e.to_string()),
         ManageError::UserRefused {
             refusal: Refusal::Denied { reason, .. },
             ..

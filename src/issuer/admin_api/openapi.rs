@@ -17,13 +17,13 @@
 
 use bytes::Bytes;
 use serde_json::Value;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{HeaderBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{catalog, tenancy};
+use super::{catalog, events, tenancy};
 use responses::{
     BadRequest, Conflict, Forbidden, NotFound, ServerError, Unauthorized, Unavailable,
     UnsupportedMediaType,
@@ -38,7 +38,41 @@ const BEARER: &str = "bearer";
 pub(super) fn document() -> Bytes {
     let mut doc = serde_json::to_value(AdminDoc::openapi()).unwrap_or_default();
     camel_case_links(&mut doc);
+    optional_bodies(&mut doc);
     Bytes::from(doc.to_string())
+}
+
+/// Gives each optional request body (an `Option<T>` in `request_body`,
+/// which utoipa writes as "null or T") the schema of `T`: the body may be
+/// left out (it is not `required`), but when sent it is a `T`, never JSON
+/// `null`, which `read_optional_json` refuses.
+fn optional_bodies(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let bodies = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("requestBody"))
+        .filter(|body| body.get("required") != Some(&Value::Bool(true)))
+        .filter_map(|body| body.get_mut("content").and_then(Value::as_object_mut))
+        .flat_map(|content| content.values_mut())
+        .filter_map(|media| media.get_mut("schema"));
+    for schema in bodies {
+        let Some(Value::Array(choices)) = schema.get("oneOf") else {
+            continue;
+        };
+        let null = serde_json::json!({ "type": "null" });
+        if let [a, b] = choices.as_slice() {
+            let other = match (a == &null, b == &null) {
+                (true, false) => b.clone(),
+                (false, true) => a.clone(),
+                _ => continue,
+            };
+            *schema = other;
+        }
+    }
 }
 
 /// Renames the fields of every Link object to OpenAPI's spelling
@@ -91,7 +125,7 @@ fn openapi_json() {}
         title = "portcullis admin API",
         description = "Administration of portcullis's built-in OAuth 2.0 / OpenID Connect \
             issuer: API resources, clients, organizations and their members, users, roles, \
-            webhooks, signing keys and the audit log. Every operation but this document's \
+            webhooks and their events, signing keys and the audit log. Every operation but this document's \
             needs an access token of the issuer for the audience `{issuer.url}/admin/v1` \
             carrying the `portcullis:admin` scope (client credentials). Lists answer one \
             page, a JSON array; when more follow, the `Next-Cursor` header holds the \
@@ -108,7 +142,12 @@ fn openapi_json() {}
         catalog::delete_client,
         catalog::list_webhooks,
         catalog::create_webhook,
+        catalog::get_webhook,
         catalog::delete_webhook,
+        catalog::rotate_webhook_secret,
+        events::list_events,
+        events::get_event,
+        events::redeliver_event,
         catalog::list_audit,
         catalog::rotate_keys,
         tenancy::list_organizations,
@@ -189,7 +228,7 @@ fn add_common(op: &mut Operation) {
         .parameters
         .iter()
         .flatten()
-        .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+        .any(|p| p.parameter_in == ParameterIn::Path);
     let mut add = |status: &str, name: &str| {
         let reference = RefOr::Ref(Ref::from_response_name(name));
         op.responses

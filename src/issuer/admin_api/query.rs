@@ -15,7 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use utoipa::IntoParams;
 
 use super::ApiError;
-use crate::issuer::store::{AuditFilter, AuditPosition, Page};
+use crate::issuer::manage::views::EventStatusView;
+use crate::issuer::store::{AuditFilter, AuditPosition, EventPosition, EventStatus, Page};
 
 mod time;
 
@@ -37,6 +38,7 @@ pub(super) enum Listing {
     Roles,
     Webhooks,
     Audit,
+    Events,
 }
 
 /// The paging parameters every list takes.
@@ -79,6 +81,15 @@ pub(super) struct AuditQuery {
     action: Option<String>,
     /// Entries about this organization: its creation and its memberships.
     org_id: Option<String>,
+}
+
+/// The filter of `GET /events`.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EventQuery {
+    /// Only the events in this state: `failed` for the dead letters.
+    #[param(inline)]
+    status: Option<EventStatusView>,
 }
 
 /// The parameters of a query string, each given at most once.
@@ -161,6 +172,30 @@ impl UserQuery {
     }
 }
 
+// === impl EventQuery ===
+
+impl EventQuery {
+    /// Takes `status` from `params`; an unknown status is refused.
+    pub(super) fn take(params: &mut Params) -> Result<EventQuery, ApiError> {
+        let status = params
+            .take("status")
+            .map(|v| {
+                EventStatus::from_name(&v)
+                    .map(EventStatusView::from)
+                    .ok_or(ApiError::Request(
+                        "status must be pending, delivered or failed",
+                    ))
+            })
+            .transpose()?;
+        Ok(EventQuery { status })
+    }
+
+    /// The store's filter.
+    pub(super) fn status(&self) -> Option<EventStatus> {
+        self.status.map(EventStatus::from)
+    }
+}
+
 // === impl AuditQuery ===
 
 impl AuditQuery {
@@ -206,6 +241,7 @@ impl Listing {
             Listing::Roles => "roles",
             Listing::Webhooks => "webhooks",
             Listing::Audit => "audit",
+            Listing::Events => "events",
         }
     }
 }
@@ -231,6 +267,9 @@ impl Cut {
                 if listing == Listing::Audit && audit_position(key).is_none() {
                     return Err(bad());
                 }
+                if listing == Listing::Events && event_position(key).is_none() {
+                    return Err(bad());
+                }
                 Some(key.to_owned())
             }
         };
@@ -248,6 +287,11 @@ impl Cut {
             after: self.after.as_deref(),
             limit: self.limit + 1,
         }
+    }
+
+    /// The position of the event the page starts after.
+    pub(super) fn event_after(&self) -> Option<EventPosition> {
+        self.after.as_deref().and_then(event_position)
     }
 
     /// The position of the audit entry the page starts after.
@@ -278,6 +322,20 @@ pub(super) struct Paged<T> {
     pub rows: Vec<T>,
     /// The next page's cursor.
     pub next: Option<String>,
+}
+
+/// The cursor key of an event: when it was enqueued, and its id.
+pub(super) fn event_key(position: &EventPosition) -> String {
+    format!("{}.{}", position.enqueued_at, position.id)
+}
+
+fn event_position(key: &str) -> Option<EventPosition> {
+    let (at, id) = key.split_once('.')?;
+    Some(EventPosition {
+        enqueued_at: at.parse().ok()?,
+        id: id.to_owned(),
+    })
+    .filter(|p| !p.id.is_empty())
 }
 
 /// The cursor key of an audit entry at `position`.

@@ -121,6 +121,25 @@ pub(super) async fn seal_stored_secrets(
             sealed += 1;
         }
     }
+    // A rotation's previous secret, stored as the secret was (same context).
+    for (w, previous) in hooks.iter().filter_map(|w| {
+        w.previous_secret
+            .as_ref()
+            .filter(|p| !crate::issuer::signing::seal::is_sealed_secret(p))
+            .map(|p| (w, p))
+    }) {
+        let context = crate::issuer::manage::webhook_secret_context(&w.id);
+        let what = format!("the previous secret of webhook {}", w.id);
+        let new =
+            crate::issuer::signing::seal::seal_secret(Some(master), &context, previous, &what)
+                .map_err(IssuerError::Seal)?;
+        if store
+            .replace_webhook_previous_secret(&w.id, previous, &new)
+            .await?
+        {
+            sealed += 1;
+        }
+    }
     if sealed > 0 {
         tracing::info!(
             webhooks = sealed,

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::KeyReport;
+use super::{KeyReport, RotatedSecret, WebhookEntry};
 use crate::issuer::store::{
-    ApiResource, Client, Membership, Organization, Role, ScopeMap, User, Webhook,
+    ApiResource, Client, EventStatus, Membership, Organization, Role, ScopeMap, StoredEvent, User,
+    Webhook, WebhookStatus,
 };
 
 /// An API resource (an audience tokens are issued for) and its scopes.
@@ -148,15 +149,105 @@ pub struct MembershipView {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Webhook)]
 pub struct WebhookView {
-    /// The identifier, `whk_…`.
+    /// The identifier: `whk_…` for a webhook created through the API or the
+    /// CLI, `cfg_…` (derived from its URL) for one of the configuration.
     pub id: String,
-    /// Where events are delivered.
+    /// Where events are delivered (a configured webhook's without its query).
     pub url: String,
     /// The events delivered; null for every event.
     pub events: Option<Vec<String>>,
-    /// When it was created (RFC 3339).
+    /// When it was created (RFC 3339); null for a configured webhook.
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    /// Whether it comes from the configuration file (`issuer.webhooks`),
+    /// where alone it changes.
+    pub configured: bool,
+    /// During a secret rotation's overlap, when the previous secret stops
+    /// signing deliveries (RFC 3339); null otherwise.
+    #[schema(format = DateTime)]
+    pub previous_secret_until: Option<String>,
+    /// How deliveries to it went lately.
+    pub status: DeliveryStatusView,
+}
+
+/// How deliveries to one webhook went lately.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DeliveryStatus)]
+pub struct DeliveryStatusView {
+    /// When a delivery last succeeded (RFC 3339); null if none did yet.
+    #[schema(format = DateTime)]
+    pub last_success_at: Option<String>,
+    /// When a delivery last failed (RFC 3339); null if none did.
+    #[schema(format = DateTime)]
+    pub last_failure_at: Option<String>,
+    /// Why the last failed delivery failed (no URL, no secret).
+    pub last_error: Option<String>,
+    /// Failed deliveries since the last success.
+    #[schema(minimum = 0)]
+    pub consecutive_failures: i64,
+}
+
+/// A webhook whose secret was just rotated, with the new secret, shown this
+/// once.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RotatedWebhook)]
+pub struct RotatedWebhookView {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// The new Standard Webhooks secret (`whsec_…`).
+    pub secret: String,
+}
+
+/// Where an event of the outbox stands.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = EventStatus)]
+pub enum EventStatusView {
+    /// Waiting for its first delivery or a retry.
+    Pending,
+    /// Every webhook that takes it got it.
+    Delivered,
+    /// Its attempts ran out (a dead letter); it waits for a redelivery.
+    Failed,
+}
+
+/// An event of the outbox: what webhooks receive, and how its delivery went.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Event)]
+pub struct EventView {
+    /// The identifier, `evt_…`: the `webhook-id` of its deliveries.
+    pub id: String,
+    /// The event name (`user.created`, …).
+    pub event: String,
+    /// When it happened (RFC 3339), as its payload says.
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// The payload's `data`.
+    pub data: Value,
+    /// Where it stands.
+    pub status: EventStatusView,
+    /// Failed delivery rounds since it was enqueued or last redelivered.
+    #[schema(minimum = 0)]
+    pub attempts: i64,
+    /// When it entered the outbox (RFC 3339).
+    #[schema(format = DateTime)]
+    pub enqueued_at: String,
+    /// When its next round is due (RFC 3339), while it is pending.
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    /// When it was delivered (RFC 3339).
+    #[schema(format = DateTime)]
+    pub delivered_at: Option<String>,
+    /// When its attempts ran out (RFC 3339), while it is failed.
+    #[schema(format = DateTime)]
+    pub failed_at: Option<String>,
+    /// Why its last round failed, per webhook id, without URLs.
+    pub last_error: Option<String>,
+    /// The ids of the webhooks it reached (it never goes to them again).
+    pub delivered_to: Vec<String>,
+    /// After a redelivery to one webhook, that webhook's id.
+    pub only_to: Option<String>,
 }
 
 /// A webhook just created, with its signing secret (given or generated),
@@ -286,11 +377,85 @@ impl From<&Membership> for MembershipView {
 
 impl From<&Webhook> for WebhookView {
     fn from(w: &Webhook) -> Self {
+        // Just created or read for its creation: no overlap, no status.
+        WebhookView::from(&super::webhooks::stored_entry(w, &[], i64::MAX))
+    }
+}
+
+impl From<&WebhookEntry> for WebhookView {
+    fn from(w: &WebhookEntry) -> Self {
         WebhookView {
             id: w.id.clone(),
             url: w.url.clone(),
             events: w.events.clone(),
-            created_at: time(w.created_at),
+            created_at: w.created_at.map(time),
+            configured: w.configured,
+            previous_secret_until: w.previous_secret_until.map(time),
+            status: DeliveryStatusView::from(&w.status),
+        }
+    }
+}
+
+impl From<&WebhookStatus> for DeliveryStatusView {
+    fn from(s: &WebhookStatus) -> Self {
+        DeliveryStatusView {
+            last_success_at: s.last_success_at.map(time),
+            last_failure_at: s.last_failure_at.map(time),
+            last_error: s.last_error.clone(),
+            consecutive_failures: s.consecutive_failures,
+        }
+    }
+}
+
+impl From<&RotatedSecret> for RotatedWebhookView {
+    fn from(r: &RotatedSecret) -> Self {
+        RotatedWebhookView {
+            webhook: WebhookView::from(&r.webhook),
+            secret: r.secret.clone(),
+        }
+    }
+}
+
+impl From<EventStatus> for EventStatusView {
+    fn from(s: EventStatus) -> Self {
+        match s {
+            EventStatus::Pending => EventStatusView::Pending,
+            EventStatus::Delivered => EventStatusView::Delivered,
+            EventStatus::Failed => EventStatusView::Failed,
+        }
+    }
+}
+
+impl From<EventStatusView> for EventStatus {
+    fn from(s: EventStatusView) -> Self {
+        match s {
+            EventStatusView::Pending => EventStatus::Pending,
+            EventStatusView::Delivered => EventStatus::Delivered,
+            EventStatusView::Failed => EventStatus::Failed,
+        }
+    }
+}
+
+impl From<&StoredEvent> for EventView {
+    fn from(e: &StoredEvent) -> Self {
+        let status = e.status();
+        EventView {
+            id: e.event.id.clone(),
+            event: e.event.event.clone(),
+            created_at: e.event.created_at.clone(),
+            data: serde_json::from_str(&e.event.data).unwrap_or(Value::Null),
+            status: status.into(),
+            attempts: e.event.attempts,
+            enqueued_at: time(e.enqueued_at),
+            next_attempt_at: (status == EventStatus::Pending).then(|| time(e.next_attempt_at)),
+            delivered_at: e.delivered_at.map(time),
+            failed_at: e
+                .failed_at
+                .filter(|_| status == EventStatus::Failed)
+                .map(time),
+            last_error: e.last_error.clone(),
+            delivered_to: e.event.delivered_to.clone(),
+            only_to: e.event.only_to.clone(),
         }
     }
 }
@@ -361,6 +526,21 @@ pub fn membership_json(m: &Membership) -> Value {
 /// A webhook as shown: never its secret (`events` is `null` for every event).
 pub fn webhook_json(w: &Webhook) -> Value {
     to_json(WebhookView::from(w))
+}
+
+/// A webhook as listed: stored or configured, with its delivery status.
+pub fn webhook_entry_json(w: &WebhookEntry) -> Value {
+    to_json(WebhookView::from(w))
+}
+
+/// A webhook after a secret rotation, with its new secret.
+pub fn rotated_webhook_json(r: &RotatedSecret) -> Value {
+    to_json(RotatedWebhookView::from(r))
+}
+
+/// An event of the outbox and how its delivery went.
+pub fn event_json(e: &StoredEvent) -> Value {
+    to_json(EventView::from(e))
 }
 
 /// The outcome of a key rotation: every published key and when it signs.

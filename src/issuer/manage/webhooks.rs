@@ -1,8 +1,9 @@
-//! Webhooks managed through the CLI and the admin API (those of the
-//! configuration's `issuer.webhooks` live in memory only and are not listed
-//! here): creation with a given or generated Standard Webhooks secret,
-//! listing and deletion. The secret is returned by creation only; audit
-//! entries never carry it.
+//! Webhooks managed through the CLI and the admin API: creation with a given
+//! or generated Standard Webhooks secret, listing, deletion, and secret
+//! rotation with an overlap. Listings show the configuration's
+//! `issuer.webhooks` too (read-only, under an id derived from their URL), each
+//! webhook with its delivery status. A secret is returned by the creation or
+//! rotation that made it only; audit entries never carry it.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,10 +15,63 @@ use crate::config::value::{HttpUrl, ParseValue, WebhookEvent, WebhookSecret};
 use crate::config::{WebhookAddressPolicy, WebhookConfig};
 use crate::issuer::signing::MasterKey;
 use crate::issuer::signing::seal::seal_secret;
-use crate::issuer::store::{Store, Webhook, new_id, redacted};
+use crate::issuer::store::{Page, Store, Webhook, WebhookStatus, new_id, redacted};
 
 /// Bytes of randomness in a generated webhook secret (256 bits).
 const SECRET_BYTES: usize = 32;
+
+/// How long a rotated-out secret still signs deliveries when the rotation
+/// names no overlap.
+pub const DEFAULT_OVERLAP_SECS: i64 = 24 * 3600;
+
+/// The longest overlap a rotation may ask for.
+pub const MAX_OVERLAP_SECS: i64 = 30 * 24 * 3600;
+
+/// The prefix of the ids derived for configured webhooks.
+const CONFIGURED_PREFIX: &str = "cfg_";
+
+/// A webhook as administration shows it: stored (created through the CLI or
+/// the admin API) or configured (`issuer.webhooks`), with its delivery
+/// status. Never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEntry {
+    /// `whk_…` for a stored webhook, `cfg_…` (from its URL) for a configured
+    /// one.
+    pub id: String,
+    /// Where events go; a configured webhook's without its query, which the
+    /// configuration may fill with a credential.
+    pub url: String,
+    /// The events delivered; `None` for every event.
+    pub events: Option<Vec<String>>,
+    /// When a stored webhook was created; `None` for a configured one.
+    pub created_at: Option<i64>,
+    /// Whether it comes from the configuration (and changes there only).
+    pub configured: bool,
+    /// While a rotation's overlap lasts, when the previous secret stops
+    /// signing; a configured webhook's `previous_secret` has no end, `None`.
+    pub previous_secret_until: Option<i64>,
+    /// How deliveries to it went lately.
+    pub status: WebhookStatus,
+}
+
+/// The outcome of a secret rotation: the webhook, and its new secret in the
+/// clear, the only time it is given out.
+#[derive(Clone)]
+pub struct RotatedSecret {
+    /// The webhook after the rotation.
+    pub webhook: WebhookEntry,
+    /// The new Standard Webhooks secret (`whsec_…`).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for RotatedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedSecret")
+            .field("webhook", &self.webhook)
+            .field("secret", &redacted(&Some(&self.secret)))
+            .finish()
+    }
+}
 
 /// A webhook to create. Its `Debug` hides the secret.
 #[derive(Clone)]
@@ -105,6 +159,8 @@ pub async fn create_webhook(
         secret,
         events,
         created_at: actor.now,
+        previous_secret: None,
+        previous_secret_until: None,
     };
     let detail = json!({ "url": webhook.url, "events": webhook.events });
     let context = webhook_secret_context(&webhook.id);
@@ -127,18 +183,194 @@ pub fn webhook_secret_context(id: &str) -> String {
     format!("webhook:{id}")
 }
 
-/// Every stored webhook, by id (with their secrets as stored, sealed or not:
-/// callers never print those).
-pub async fn list_webhooks(store: &dyn Store) -> Result<Vec<Webhook>, ManageError> {
-    Ok(store.list_webhooks().await?)
+/// The id under which a configured webhook is listed, recorded as reached in
+/// the outbox, and redelivered to: `cfg_` and 32 hex digits of the SHA-256
+/// of its URL, so it stays the same across restarts and secret rotations.
+pub fn configured_webhook_id(url: &Uri) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, url.to_string().as_bytes());
+    let mut id = String::with_capacity(CONFIGURED_PREFIX.len() + 32);
+    id.push_str(CONFIGURED_PREFIX);
+    for b in &digest.as_ref()[..16] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
 }
 
-/// Deletes a stored webhook: no event is delivered to it any more.
+/// Every webhook, configured and stored, by id, with its delivery status
+/// (and, while a rotation's overlap lasts at `now`, when it ends).
+pub async fn list_webhooks(
+    store: &dyn Store,
+    configured: &[WebhookConfig],
+    now: i64,
+) -> Result<Vec<WebhookEntry>, ManageError> {
+    list_webhooks_page(store, configured, Page::ALL, now).await
+}
+
+/// One page of the webhooks, configured and stored, by id (the configured
+/// ones' `cfg_` ids come before the stored ones' `whk_`), with their
+/// delivery status.
+pub async fn list_webhooks_page(
+    store: &dyn Store,
+    configured: &[WebhookConfig],
+    page: Page<'_>,
+    now: i64,
+) -> Result<Vec<WebhookEntry>, ManageError> {
+    let statuses = store.list_webhook_status().await?;
+    let mut entries: Vec<WebhookEntry> = configured
+        .iter()
+        .map(|w| configured_entry(w, &statuses))
+        .filter(|e| page.after.is_none_or(|after| e.id.as_str() > after))
+        .collect();
+    let stored = store.list_webhooks_page(page).await?;
+    entries.extend(stored.iter().map(|w| stored_entry(w, &statuses, now)));
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    entries.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+    Ok(entries)
+}
+
+/// The webhook with this id, configured or stored.
+pub async fn get_webhook(
+    store: &dyn Store,
+    configured: &[WebhookConfig],
+    id: &str,
+    now: i64,
+) -> Result<WebhookEntry, ManageError> {
+    let statuses = store.list_webhook_status().await?;
+    if let Some(w) = configured
+        .iter()
+        .find(|w| configured_webhook_id(&w.url) == id)
+    {
+        return Ok(configured_entry(w, &statuses));
+    }
+    match store.get_webhook(id).await? {
+        Some(w) => Ok(stored_entry(&w, &statuses, now)),
+        None => Err(ManageError::UnknownWebhook(id.to_owned())),
+    }
+}
+
+/// Gives stored webhook `id` a fresh secret and returns it in the clear, the
+/// only time it is given out. Deliveries go on being signed with the secret
+/// it replaces too, a second `v1,` signature, for `overlap_secs` (0: not at
+/// all; at most [`MAX_OVERLAP_SECS`]), so that receivers can switch to the
+/// new secret meanwhile. One previous secret is kept: rotating again during
+/// an overlap ends it. A configured webhook rotates in the configuration
+/// (`previous_secret`), and is refused here.
+pub async fn rotate_webhook_secret(
+    store: &dyn Store,
+    actor: Actor<'_>,
+    configured: &[WebhookConfig],
+    id: &str,
+    overlap_secs: i64,
+    master: Option<&MasterKey>,
+) -> Result<RotatedSecret, ManageError> {
+    if !(0..=MAX_OVERLAP_SECS).contains(&overlap_secs) {
+        return Err(invalid("overlap", "must be from 0s to 30d"));
+    }
+    if configured
+        .iter()
+        .any(|w| configured_webhook_id(&w.url) == id)
+    {
+        return Err(ManageError::ConfiguredWebhook(id.to_owned()));
+    }
+    let current = store
+        .get_webhook(id)
+        .await?
+        .ok_or_else(|| ManageError::UnknownWebhook(id.to_owned()))?;
+    let secret = generate_webhook_secret()?;
+    let context = webhook_secret_context(id);
+    let what = format!("the secret of webhook {id}");
+    let sealed = seal_secret(master, &context, &secret, &what).map_err(|_| ManageError::Crypto)?;
+    let until = (overlap_secs > 0).then(|| actor.now.saturating_add(overlap_secs));
+    let mut tx = store.begin().await?;
+    if !tx
+        .rotate_webhook_secret(id, &current.secret, &sealed, until)
+        .await?
+    {
+        // Deleted, or rotated by another caller, since it was read.
+        return Err(ManageError::Exists("a newer secret for this webhook"));
+    }
+    let detail = json!({ "previous_secret_until": until });
+    tx.insert_audit(&audit(actor, "webhook.secret_rotated", id, detail))
+        .await?;
+    tx.commit().await?;
+    let rotated = Webhook {
+        secret: sealed,
+        previous_secret: until.map(|_| current.secret.clone()),
+        previous_secret_until: until,
+        ..current
+    };
+    let statuses = store.list_webhook_status().await?;
+    Ok(RotatedSecret {
+        webhook: stored_entry(&rotated, &statuses, actor.now),
+        secret,
+    })
+}
+
+fn status_of(id: &str, statuses: &[WebhookStatus]) -> WebhookStatus {
+    statuses
+        .iter()
+        .find(|s| s.receiver == id)
+        .cloned()
+        .unwrap_or_else(|| WebhookStatus {
+            receiver: id.to_owned(),
+            ..WebhookStatus::default()
+        })
+}
+
+fn configured_entry(w: &WebhookConfig, statuses: &[WebhookStatus]) -> WebhookEntry {
+    let id = configured_webhook_id(&w.url);
+    WebhookEntry {
+        url: crate::issuer::events::shown(&w.url),
+        events: w
+            .events
+            .as_ref()
+            .map(|es| es.iter().map(|e| e.as_str().to_owned()).collect()),
+        created_at: None,
+        configured: true,
+        previous_secret_until: None,
+        status: status_of(&id, statuses),
+        id,
+    }
+}
+
+/// The entry of a stored webhook; the previous secret's end is shown while
+/// it is later than `now`.
+pub(super) fn stored_entry(w: &Webhook, statuses: &[WebhookStatus], now: i64) -> WebhookEntry {
+    WebhookEntry {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        events: w.events.clone(),
+        created_at: Some(w.created_at),
+        configured: false,
+        previous_secret_until: w
+            .previous_secret
+            .as_ref()
+            .and(w.previous_secret_until)
+            .filter(|until| *until > now),
+        status: status_of(&w.id, statuses),
+    }
+}
+
+/// Whether the webhook with these `events` takes events named `event`.
+pub(super) fn takes(events: Option<&[String]>, event: &str) -> bool {
+    events.is_none_or(|es| es.iter().any(|e| e == event))
+}
+
+/// Deletes a stored webhook: no event is delivered to it any more. A
+/// configured one (of `configured`) is refused: it goes from the
+/// configuration.
 pub async fn delete_webhook(
     store: &dyn Store,
     actor: Actor<'_>,
+    configured: &[WebhookConfig],
     id: &str,
 ) -> Result<(), ManageError> {
+    if configured
+        .iter()
+        .any(|w| configured_webhook_id(&w.url) == id)
+    {
+        return Err(ManageError::ConfiguredWebhook(id.to_owned()));
+    }
     let mut tx = store.begin().await?;
     if !tx.delete_webhook(id).await? {
         return Err(ManageError::UnknownWebhook(id.to_owned()));
@@ -189,6 +421,22 @@ mod tests {
         let parsed = WebhookSecret::parse_value(&s).unwrap();
         assert_eq!(parsed.key().len(), SECRET_BYTES);
         assert_ne!(s, generate_webhook_secret().unwrap());
+    }
+
+    #[test]
+    fn configured_webhooks_have_ids_of_their_urls() {
+        let a: Uri = "https://hooks.example.test/in?token=x".parse().unwrap();
+        let b: Uri = "https://hooks.example.test/in".parse().unwrap();
+        let id = configured_webhook_id(&a);
+        assert_eq!(id, configured_webhook_id(&a.to_string().parse().unwrap()));
+        assert_ne!(id, configured_webhook_id(&b));
+        assert!(id.starts_with("cfg_") && id.len() == 36, "{id}");
+        assert!(
+            id[4..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert!(!id.contains("token"));
     }
 
     #[test]

@@ -315,6 +315,11 @@ pub struct Webhook {
     pub events: Option<Vec<String>>,
     /// When the webhook was created.
     pub created_at: i64,
+    /// The secret the last rotation replaced, stored as `secret` is (same
+    /// context), while deliveries are still signed with it too.
+    pub previous_secret: Option<String>,
+    /// Until when `previous_secret` signs deliveries beside `secret`.
+    pub previous_secret_until: Option<i64>,
 }
 
 /// An event to put in the outbox.
@@ -348,6 +353,102 @@ pub struct OutboxEvent {
     /// The webhooks an earlier attempt reached (opaque keys the deliverer
     /// chose), which a retry skips.
     pub delivered_to: Vec<String>,
+    /// After a redelivery to one webhook: the only receiver (its key) the
+    /// event goes to.
+    pub only_to: Option<String>,
+}
+
+/// Where an event of the outbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Waiting for its first delivery or for a retry.
+    Pending,
+    /// Every webhook that wants it got it.
+    Delivered,
+    /// Its attempts ran out before every webhook got it (a dead letter); it
+    /// waits for a redelivery.
+    Failed,
+}
+
+/// An event of the outbox as listed: what it carries and how its delivery
+/// went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event, as a claim returns it.
+    pub event: OutboxEvent,
+    /// When it entered the outbox.
+    pub enqueued_at: i64,
+    /// When it is next due (pending events).
+    pub next_attempt_at: i64,
+    /// When it was delivered, if it was.
+    pub delivered_at: Option<i64>,
+    /// When its attempts ran out, if they did (and no redelivery followed).
+    pub failed_at: Option<i64>,
+    /// Why the last round failed, per webhook, without URLs.
+    pub last_error: Option<String>,
+}
+
+/// Where an event stands in the listing's order (newest first): when it
+/// entered the outbox, then its id, which breaks ties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPosition {
+    /// When the event entered the outbox.
+    pub enqueued_at: i64,
+    /// The event's id.
+    pub id: String,
+}
+
+/// How deliveries to one webhook went lately.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookStatus {
+    /// The receiver: a stored webhook's id, or a configured webhook's
+    /// derived id.
+    pub receiver: String,
+    /// When a delivery last succeeded.
+    pub last_success_at: Option<i64>,
+    /// When a delivery last failed.
+    pub last_failure_at: Option<i64>,
+    /// Why it failed (no URL, no secret).
+    pub last_error: Option<String>,
+    /// Failed deliveries since the last success.
+    pub consecutive_failures: i64,
+}
+
+// === impl EventStatus ===
+
+impl EventStatus {
+    /// The name in the admin API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Delivered => "delivered",
+            EventStatus::Failed => "failed",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn from_name(name: &str) -> Option<EventStatus> {
+        [
+            EventStatus::Pending,
+            EventStatus::Delivered,
+            EventStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+// === impl StoredEvent ===
+
+impl StoredEvent {
+    /// Where the event stands.
+    pub fn status(&self) -> EventStatus {
+        match (self.delivered_at, self.failed_at) {
+            (Some(_), _) => EventStatus::Delivered,
+            (None, Some(_)) => EventStatus::Failed,
+            (None, None) => EventStatus::Pending,
+        }
+    }
 }
 
 /// An entry of the audit log.

@@ -18,9 +18,10 @@ use sqlx::{Pool, Transaction};
 
 use super::super::{
     ApiResource, Attempt, AttemptRule, AuditEntry, AuditFilter, AuditPosition, AuthCode, Client,
-    CodeState, FamilyMatch, LoginSession, LoginTransaction, Membership, NewEvent, Organization,
-    OutboxEvent, Page, RefreshFamily, RevocationNotices, RevocationRecord, Role, SigningKeyRecord,
-    Store, StoreError, StoreTx, TokenFacts, User, Webhook,
+    CodeState, EventPosition, EventStatus, FamilyMatch, LoginSession, LoginTransaction, Membership,
+    NewEvent, Organization, OutboxEvent, Page, RefreshFamily, RevocationNotices, RevocationRecord,
+    Role, SigningKeyRecord, Store, StoreError, StoreTx, StoredEvent, TokenFacts, User, Webhook,
+    WebhookStatus,
 };
 use super::{BEGIN, Db, REVOCATION_LOCK, REVOCATION_NOTIFY, SKIP_LOCKED};
 
@@ -346,6 +347,33 @@ impl Store for SqlStore {
         events::replace_webhook_secret(&mut *self.conn().await?, id, expected, new).await
     }
 
+    async fn get_webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError> {
+        events::get_webhook(&mut *self.conn().await?, id).await
+    }
+
+    async fn replace_webhook_previous_secret(
+        &self,
+        id: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let c = &mut *self.conn().await?;
+        events::replace_webhook_previous_secret(c, id, expected, new).await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        receiver: &str,
+        now: i64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        events::record_delivery(&mut *self.conn().await?, receiver, now, error).await
+    }
+
+    async fn list_webhook_status(&self) -> Result<Vec<WebhookStatus>, StoreError> {
+        events::list_webhook_status(&mut *self.conn().await?).await
+    }
+
     async fn due_events(
         &self,
         now: i64,
@@ -365,15 +393,39 @@ impl Store for SqlStore {
         attempts: i64,
         next_at: i64,
         delivered_to: &[String],
+        last_error: &str,
     ) -> Result<bool, StoreError> {
-        events::schedule_retry(
-            &mut *self.conn().await?,
-            id,
-            attempts,
-            next_at,
-            delivered_to,
-        )
-        .await
+        let c = &mut *self.conn().await?;
+        events::schedule_retry(c, id, attempts, next_at, delivered_to, last_error).await
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        attempts: i64,
+        now: i64,
+        delivered_to: &[String],
+        last_error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let c = &mut *self.conn().await?;
+        events::mark_failed(c, id, attempts, now, delivered_to, last_error).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        events::get_event(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_events_page(
+        &self,
+        status: Option<EventStatus>,
+        after: Option<&EventPosition>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        events::list_events(&mut *self.conn().await?, status, after, limit).await
+    }
+
+    async fn purge_failed_events(&self, before: i64) -> Result<u64, StoreError> {
+        events::purge_failed(&mut *self.conn().await?, before).await
     }
 
     async fn list_audit_page(
@@ -512,8 +564,27 @@ impl StoreTx for SqlTx {
         events::delete_webhook(&mut self.tx, id).await
     }
 
+    async fn rotate_webhook_secret(
+        &mut self,
+        id: &str,
+        expected: &str,
+        new: &str,
+        previous_until: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        events::rotate_webhook_secret(&mut self.tx, id, expected, new, previous_until).await
+    }
+
     async fn enqueue_event(&mut self, event: &NewEvent) -> Result<(), StoreError> {
         events::enqueue(&mut self.tx, event).await
+    }
+
+    async fn redeliver_event(
+        &mut self,
+        id: &str,
+        now: i64,
+        only_to: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        events::redeliver(&mut self.tx, id, now, only_to).await
     }
 
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -96,6 +96,10 @@ fn secured_operations_document_refusals_and_errors() {
         }
         if path.contains('{') {
             assert!(has("404"), "{method} {path}: an unknown id is a 404");
+            assert!(
+                has("400"),
+                "{method} {path}: a path normalisation refuses is a 400"
+            );
         }
         let success = responses.keys().filter(|s| s.starts_with('2')).count();
         assert_eq!(success, 1, "{method} {path}: one success status");
@@ -240,4 +244,19 @@ fn links_name_operations_and_their_parameters() {
         }
     }
     assert!(seen >= 5, "{seen}");
+}
+
+#[test]
+fn bodies_that_may_be_left_out_are_not_required() {
+    let doc = doc();
+    for (path, required) in [
+        ("/admin/v1/webhooks/{id}/rotate-secret", false),
+        ("/admin/v1/events/{id}/redeliver", false),
+        ("/admin/v1/webhooks", true),
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(body["required"] == true, required, "{path}: {body}");
+        let schema = &body["content"]["application/json"]["schema"];
+        assert!(schema["$ref"].is_string(), "{path}: never null: {schema}");
+    }
 }

@@ -156,3 +156,43 @@ fn audit_filters_are_parsed() {
         }
     }
 }
+
+#[test]
+fn event_cursors_are_the_clis_and_hold_a_position() {
+    use crate::issuer::store::EventPosition;
+    let position = EventPosition {
+        enqueued_at: 1_700_000_000,
+        id: "evt_1".into(),
+    };
+    let paged = Cut::new(Listing::Events, PageQuery::default(), 1)
+        .unwrap()
+        .finish(vec![1, 2], |_| event_key(&position));
+    let cursor = paged.next.unwrap();
+    assert_eq!(cursor, crate::issuer::manage::event_cursor(&position));
+    assert_eq!(
+        crate::issuer::manage::parse_event_cursor(&cursor),
+        Some(position.clone())
+    );
+    let cut = cut(Listing::Events, &format!("cursor={cursor}")).unwrap();
+    assert_eq!(cut.event_after(), Some(position));
+    // Another list's cursor, or a position without an id, is refused.
+    let users = URL_SAFE_NO_PAD.encode("users\nusr_1");
+    assert!(cut_refused(Listing::Events, &users));
+    for key in ["events\n1700000000.", "events\nsoon.evt_1", "events\nevt_1"] {
+        assert!(
+            cut_refused(Listing::Events, &URL_SAFE_NO_PAD.encode(key)),
+            "{key}"
+        );
+        assert_eq!(
+            crate::issuer::manage::parse_event_cursor(&URL_SAFE_NO_PAD.encode(key)),
+            None
+        );
+    }
+}
+
+fn cut_refused(listing: Listing, cursor: &str) -> bool {
+    matches!(
+        cut(listing, &format!("cursor={cursor}")),
+        Err(ApiError::Request(_))
+    )
+}

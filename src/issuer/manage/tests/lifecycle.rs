@@ -3,7 +3,7 @@
 //! deletion cascading, and secrets kept out of every record but the webhook's.
 
 use super::*;
-use crate::issuer::manage::views::{user_json, webhook_json};
+use crate::issuer::manage::views::{user_json, webhook_entry_json};
 use crate::issuer::store::RefreshFamily;
 
 const PASSWORD: &str = "correct horse";
@@ -310,9 +310,9 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         .await
         .unwrap();
     assert_eq!(second.secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let listed = list_webhooks(db).await.unwrap();
+    let listed = list_webhooks(db, &[], NOW).await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(webhook_json(&listed[0]).get("secret").is_none());
+    assert!(webhook_entry_json(&listed[0]).get("secret").is_none());
 
     let bad_secret = NewWebhook {
         url: "https://other.example.test/".into(),
@@ -354,10 +354,10 @@ async fn webhooks_are_created_listed_and_deleted_without_leaking_secrets() {
         .unwrap_err();
     assert!(matches!(err, ManageError::Invalid { field: "url", .. }));
 
-    delete_webhook(db, cli(), &hook.id).await.unwrap();
-    assert_eq!(list_webhooks(db).await.unwrap().len(), 1);
+    delete_webhook(db, cli(), &[], &hook.id).await.unwrap();
+    assert_eq!(list_webhooks(db, &[], NOW).await.unwrap().len(), 1);
     assert!(matches!(
-        delete_webhook(db, cli(), &hook.id).await,
+        delete_webhook(db, cli(), &[], &hook.id).await,
         Err(ManageError::UnknownWebhook(_))
     ));
     let audit = db.list_audit(10).await.unwrap();
@@ -387,7 +387,7 @@ async fn webhook_secrets_are_stored_sealed_under_the_master_key() {
         .unwrap();
     // The caller gets the secret in the clear, once; the store, sealed.
     assert_eq!(hook.secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let stored = list_webhooks(db).await.unwrap().remove(0);
+    let stored = db.list_webhooks().await.unwrap().remove(0);
     assert!(stored.secret.starts_with("pcws1:"), "{}", stored.secret);
     assert!(!stored.secret.contains("MfKQ9r8"));
     let context = webhook_secret_context(&hook.id);
@@ -420,7 +420,7 @@ async fn obviously_private_webhook_urls_are_refused_at_creation() {
             "{url}: {err}"
         );
     }
-    assert!(list_webhooks(db).await.unwrap().is_empty());
+    assert!(list_webhooks(db, &[], NOW).await.unwrap().is_empty());
     // A name is checked at delivery, once resolved.
     let named = NewWebhook {
         url: "https://hooks.example.test/in".into(),

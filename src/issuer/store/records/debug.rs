@@ -68,6 +68,8 @@ impl fmt::Debug for Webhook {
             .field("secret", &Redacted)
             .field("events", &self.events)
             .field("created_at", &self.created_at)
+            .field("previous_secret", &redacted(&self.previous_secret))
+            .field("previous_secret_until", &self.previous_secret_until)
             .finish()
     }
 }
