@@ -21,6 +21,58 @@ pub struct RouteStatus {
     pub status: u16,
 }
 
+/// One worker's handles on cells of `portcullis_requests_total`, so that
+/// counting a request is one atomic add: no label hashing and no read lock on
+/// the family (whose lock word every worker would write). A small
+/// direct-mapped table by route and status; a collision only costs the next
+/// request the family lookup. Routes are compared by pointer: a reloaded
+/// configuration's routes get new cells' handles, counting the same series.
+#[derive(Debug)]
+pub struct RequestCounters {
+    family: Family<RouteStatus, Counter>,
+    slots: std::sync::Mutex<Vec<Option<CounterSlot>>>,
+}
+
+/// A cached cell: its route, its status, the handle.
+type CounterSlot = (Arc<str>, u16, Counter);
+
+impl RequestCounters {
+    const SLOTS: usize = 64;
+
+    /// Handles on `family`'s cells.
+    pub fn new(family: Family<RouteStatus, Counter>) -> RequestCounters {
+        RequestCounters {
+            family,
+            slots: std::sync::Mutex::new(vec![None; Self::SLOTS]),
+        }
+    }
+
+    /// Counts one request of `route` answered with `status`.
+    pub fn inc(&self, route: Arc<str>, status: u16) {
+        let at = ((Arc::as_ptr(&route).cast::<u8>() as usize >> 4) ^ (usize::from(status) * 31))
+            % Self::SLOTS;
+        // Plain bookkeeping: a panic elsewhere leaves it usable.
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Some((r, s, counter))) = slots.get(at) {
+            if *s == status && Arc::ptr_eq(r, &route) {
+                counter.inc();
+                return;
+            }
+        }
+        let counter = self
+            .family
+            .get_or_create(&RouteStatus {
+                route: route.clone(),
+                status,
+            })
+            .clone();
+        counter.inc();
+        if let Some(slot) = slots.get_mut(at) {
+            *slot = Some((route, status, counter));
+        }
+    }
+}
+
 /// A single `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
@@ -315,5 +367,42 @@ pub fn init(format: LogFormat) -> Logging {
     Logging {
         _guard: guard,
         access,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(family: &Family<RouteStatus, Counter>, route: &str, status: u16) -> u64 {
+        family
+            .get_or_create(&RouteStatus {
+                route: Arc::from(route),
+                status,
+            })
+            .get()
+    }
+
+    #[test]
+    fn cached_request_counters_count_into_the_family() {
+        let family = Family::<RouteStatus, Counter>::default();
+        let counters = RequestCounters::new(family.clone());
+        let a: Arc<str> = Arc::from("/a/*");
+        // A reloaded configuration's route: another pointer, the same series.
+        let a_again: Arc<str> = Arc::from("/a/*");
+        let routes: Vec<Arc<str>> = (0..200).map(|i| Arc::from(format!("/r{i}"))).collect();
+        for _ in 0..3 {
+            counters.inc(a.clone(), 200);
+            counters.inc(a_again.clone(), 200);
+            counters.inc(a.clone(), 401);
+            // More cells than slots: collisions fall back to the family.
+            for r in &routes {
+                counters.inc(r.clone(), 200);
+            }
+        }
+        assert_eq!(count(&family, "/a/*", 200), 6);
+        assert_eq!(count(&family, "/a/*", 401), 3);
+        assert_eq!(count(&family, "/a/*", 404), 0);
+        assert!(routes.iter().all(|r| count(&family, r, 200) == 3));
     }
 }

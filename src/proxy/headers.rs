@@ -46,16 +46,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         // Fields the `Connection` header names go too. The options that name
         // no field in practice (`close`, `keep-alive`, `upgrade`, …) are
         // hop-by-hop already and are not looked up again.
-        let named: SmallVec<[HeaderName; 2]> = headers
-            .get_all(&CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .filter(|n| hop_by_hop_bit(n) == 0)
-            .collect();
+        let mut named: SmallVec<[HeaderName; 2]> = SmallVec::new();
+        for value in &headers.get_all(&CONNECTION) {
+            for option in value.as_bytes().split(|&b| b == b',') {
+                let option = option.trim_ascii();
+                if option.is_empty() || is_hop_by_hop_option(option) {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(option) {
+                    named.push(name);
+                }
+            }
+        }
         for n in named {
             headers.remove(n);
         }
@@ -82,6 +84,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(&TE);
         }
     }
+}
+
+/// A `Connection` option that names a hop-by-hop field (removed anyway, or
+/// `TE` judged on its own), in any letter case: no header name to parse.
+fn is_hop_by_hop_option(option: &[u8]) -> bool {
+    [
+        "keep-alive",
+        "upgrade",
+        "te",
+        "transfer-encoding",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "connection",
+    ]
+    .iter()
+    .any(|known| option.eq_ignore_ascii_case(known.as_bytes()))
 }
 
 const HOP_CONNECTION: u8 = 1;
@@ -679,6 +698,16 @@ mod tests {
         let mut h = map(&[("te", "trailers")]);
         strip_hop_by_hop(&mut h);
         assert!(h.contains_key("te"));
+        // Options in any case; `TE` named by `Connection` is still judged by
+        // its value, and an option that names a field takes it along.
+        let mut h = map(&[
+            ("connection", "TE, Keep-Alive,\tX-Gone "),
+            ("te", "trailers"),
+            ("x-gone", "1"),
+            ("keep-alive", "timeout=5"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["te"]);
     }
 
     #[test]

@@ -101,6 +101,91 @@ pub fn normalize(uri: &Uri, absolute_allowed: bool) -> Result<NormalPath, PathEr
     if !raw.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
+    Ok(match plain(raw) {
+        Some(segments) => NormalPath {
+            decoded: raw.to_owned(),
+            segments,
+            encoded: None,
+            matrix: false,
+        },
+        None => general(raw)?,
+    })
+}
+
+/// Whether a byte may stand in a path as it is: a `pchar` of RFC 3986 that is
+/// not `%` (an escape) or `;` (matrix parameters), or the separator `/`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        // The printable characters `SEGMENT` adds to the controls.
+        t[b] = !matches!(
+            b as u8,
+            b'"' | b'#'
+                | b'%'
+                | b'/'
+                | b'<'
+                | b'>'
+                | b'?'
+                | b'['
+                | b'\\'
+                | b']'
+                | b'^'
+                | b'`'
+                | b'{'
+                | b'|'
+                | b'}'
+                | b';'
+        );
+        b += 1;
+    }
+    t[b'/' as usize] = true;
+    t
+};
+
+/// The segments of a path that normalisation leaves as it is — only plain
+/// bytes, no empty segment and no dot segment — in one pass; `None` for every
+/// other path, which [`general`] handles. Most API paths are such.
+fn plain(raw: &str) -> Option<SmallVec<[(u32, u32); 16]>> {
+    let bytes = raw.as_bytes();
+    let len = u32::try_from(bytes.len()).ok()?;
+    let mut segments = SmallVec::new();
+    // `raw` starts with `/`: each segment begins after one.
+    let mut start = 1u32;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if !PLAIN[usize::from(b)] {
+            return None;
+        }
+        if b == b'/' {
+            push_plain(&mut segments, bytes, start, i as u32)?;
+            start = i as u32 + 1;
+        }
+    }
+    if start < len {
+        push_plain(&mut segments, bytes, start, len)?;
+    }
+    Some(segments)
+}
+
+/// Records the segment `bytes[start..end]`; `None` when it is empty (`//`,
+/// which collapses) or a dot segment (refused): those take the general path.
+fn push_plain(
+    segments: &mut SmallVec<[(u32, u32); 16]>,
+    bytes: &[u8],
+    start: u32,
+    end: u32,
+) -> Option<()> {
+    match &bytes[start as usize..end as usize] {
+        b"" | b"." | b".." => None,
+        _ => {
+            segments.push((start, end));
+            Some(())
+        }
+    }
+}
+
+/// Normalisation of any path: decoding, collapsing, checks, re-encoding.
+fn general(raw: &str) -> Result<NormalPath, PathError> {
     let mut decoded = String::with_capacity(raw.len() + 1);
     let mut segments = SmallVec::new();
     let mut encoded: Option<String> = None;
@@ -279,6 +364,61 @@ mod tests {
 
     fn norm(p: &str) -> Result<NormalPath, PathError> {
         normalize(&p.parse().expect("uri"), false)
+    }
+
+    proptest::proptest! {
+        /// The one-pass shortcut for plain paths answers exactly what the
+        /// general normalisation answers, for any path the URI parser takes.
+        #[test]
+        fn the_plain_shortcut_agrees_with_the_general_path(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "/", "//", ".", "..", "a", "Zz9", "-._~", "!$&'()*+,=:@", ";", ";v=1",
+                    "%2e", "%2F", "%41", "%", "%zz", "%00", "%3B", "%C3%A9", "\\", "é", " ", "[", "{",
+                ]),
+                0..12,
+            )
+        ) {
+            let raw = format!("/{}", pieces.concat());
+            let Ok(uri) = raw.parse::<Uri>() else { return Ok(()) };
+            let path = uri.path();
+            proptest::prop_assert_eq!(normalize(&uri, false), general(path));
+            if let Some(segments) = plain(path) {
+                let general = general(path).expect("a plain path is valid");
+                proptest::prop_assert_eq!(&general.segments, &segments);
+                proptest::prop_assert_eq!(general.decoded, path);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_bytes_are_those_the_upstream_encoding_leaves_alone() {
+        for b in 0u8..=255 {
+            let unchanged = b.is_ascii()
+                && utf8_percent_encode(&char::from(b).to_string(), SEGMENT).to_string()
+                    == char::from(b).to_string();
+            let expected = b == b'/' || (unchanged && b != b';');
+            assert_eq!(PLAIN[usize::from(b)], expected, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn plain_paths_take_the_shortcut_and_others_do_not() {
+        for p in [
+            "/",
+            "/a",
+            "/a/b/",
+            "/orgs/acme/items/42",
+            "/.well-known/x",
+            "/a./b..c/~",
+        ] {
+            assert!(plain(p).is_some(), "{p}");
+        }
+        for p in [
+            "//", "/a//b", "/./a", "/a/..", "/a/.", "/%41", "/a;b", "/a b", "/é",
+        ] {
+            assert!(plain(p).is_none(), "{p}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use http::Method;
 
 use super::normalize::NormalPath;
@@ -39,7 +41,9 @@ struct Entry {
 /// segments so far.
 #[derive(Debug, Clone, Default)]
 struct Node {
-    literal: HashMap<Box<str>, Node>,
+    /// Literal segments: a fast seeded hash (the keys are the configuration's;
+    /// a request's segment is only looked up).
+    literal: HashMap<Box<str>, Node, RandomState>,
     param: Option<Box<Node>>,
     /// Routes whose pattern ends here.
     exact: Vec<usize>,

@@ -21,13 +21,15 @@ use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::{Outcome, Proxy, ProxyBody, Reject};
 use crate::routing::{PathError, normalize};
 use crate::telemetry::access::{AccessEntry, AccessLog};
-use crate::telemetry::{Metrics, Reason, RouteStatus};
+use crate::telemetry::{Metrics, Reason, RequestCounters};
 
 /// What every request on a worker needs.
 pub struct Worker {
     pub proxy: Proxy,
     pub issuer: Option<(Arc<Issuer>, tokio::runtime::Handle)>,
     pub metrics: Metrics,
+    /// This worker's handles on `portcullis_requests_total`.
+    pub requests: RequestCounters,
     pub access_log: AccessLog,
     /// Where caught panics are counted.
     pub panics: Arc<std::sync::atomic::AtomicUsize>,
@@ -185,11 +187,7 @@ async fn dispatch(
         reason: out.reason,
         request_id: request_id.to_str().unwrap_or_default(),
     });
-    worker
-        .metrics
-        .requests
-        .get_or_create(&RouteStatus { route, status })
-        .inc();
+    worker.requests.inc(route, status);
     resp
 }
 
