@@ -399,7 +399,10 @@ impl WorkerThread {
                                 Err(e) => tracing::error!(error = %e, "Worker cannot use the forward-auth listener"),
                             }
                         };
-                        tokio::join!(public, decisions);
+                        tokio::select! {
+                            _ = async { tokio::join!(public, decisions) } => {}
+                            _ = timer_anchor() => {}
+                        }
                     }),
                     Err(e) => tracing::error!(error = %e, "Worker cannot start its event loop"),
                 }
@@ -407,6 +410,23 @@ impl WorkerThread {
             })
             .map_err(|e| StartError::Worker(n, e))?;
         Ok(WorkerThread { done, thread })
+    }
+}
+
+/// How far ahead a worker's runtime always has a timer due.
+const TIMER_ANCHOR: Duration = Duration::from_secs(1);
+
+/// Keeps a timer due within [`TIMER_ANCHOR`] on the worker's runtime, for
+/// ever (it ends with the worker). Tokio's timer driver wakes its own thread
+/// through an `eventfd` write whenever a timer is registered that is due
+/// before the driver's next planned wake-up — even from that same thread.
+/// Every request registers timers (the next head's read timeout, the upstream
+/// response timeout) due seconds later, and without an earlier timer each
+/// one cost a system call. With this one due within a second, only timers
+/// shorter than that still do; the price is one wake-up a second.
+async fn timer_anchor() {
+    loop {
+        tokio::time::sleep(TIMER_ANCHOR).await;
     }
 }
 
