@@ -15,6 +15,7 @@
 pub mod admin_api;
 pub mod anonymous;
 pub mod authorize;
+pub mod body;
 pub mod clients;
 pub mod endpoints;
 pub mod error;

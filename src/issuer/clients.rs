@@ -12,9 +12,11 @@ use std::time::Duration;
 use base64::Engine;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use hyper::body::Incoming;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
+use super::body;
 use super::error::OAuthError;
 use super::kdf::{self, Budget, CLIENT_LIMITS};
 use super::store::{Client, Store};
@@ -26,8 +28,19 @@ pub use super::kdf::{hash_secret, verify_secret};
 /// How long a verified secret is remembered (by its SHA-256, with the stored hash).
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
+/// The largest form body the token, revocation and introspection endpoints
+/// read.
+const MAX_FORM: usize = 64 * 1024;
+
 /// The form parameters of a request, already parsed (each at most once).
 pub type Form = std::collections::HashMap<String, String>;
+
+/// Reads the form of a token, revocation or introspection request
+/// (`application/x-www-form-urlencoded`, size-capped): every parameter at
+/// most once (RFC 6749 §3.2), none holding a NUL character.
+pub async fn read_form(headers: &HeaderMap, body: Incoming) -> Result<Form, OAuthError> {
+    Ok(body::read_form(headers, body, MAX_FORM).await?.strict()?)
+}
 
 /// Authenticates clients.
 ///

@@ -9,6 +9,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENT
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use super::body::{BodyError, FormFault};
 use super::hooks::{Reason, Refusal};
 
 /// A refused token request. Descriptions are fixed phrases (never a secret,
@@ -64,6 +65,28 @@ impl From<Refusal> for OAuthError {
         match r {
             Refusal::Denied { reason, .. } => OAuthError::AccessDenied(reason),
             Refusal::Failed { .. } => OAuthError::HookUnavailable,
+        }
+    }
+}
+
+impl From<BodyError> for OAuthError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::MediaType => {
+                OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded")
+            }
+            BodyError::Unreadable => {
+                OAuthError::InvalidRequest("the request body is too large or unreadable")
+            }
+        }
+    }
+}
+
+impl From<FormFault> for OAuthError {
+    fn from(f: FormFault) -> Self {
+        match f {
+            FormFault::Nul => OAuthError::InvalidRequest("a parameter holds a NUL character"),
+            FormFault::Repeated => OAuthError::InvalidRequest("a parameter is repeated"),
         }
     }
 }

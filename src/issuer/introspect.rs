@@ -27,8 +27,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::clients::{ClientAuth, Form};
-use super::endpoints::read_form;
+use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
 use super::refresh::{family_expired, storage};
 use super::store::{Client, PresentedToken, Store, StoreError, TokenFacts};

@@ -25,8 +25,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::clients::{ClientAuth, Form};
-use super::endpoints::read_form;
+use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
 use super::introspect::{is_revoked, looks_like_jwt, verified_access_claims};
 use super::refresh::{family_expired, storage};
