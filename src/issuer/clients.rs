@@ -160,10 +160,7 @@ impl ClientAuth {
         source: &Source,
     ) -> Result<Client, OAuthError> {
         let (id, secret) = credentials(headers, form)?;
-        let client = self.store.get_client(&id).await.map_err(|e| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client lookup failed");
-            OAuthError::Server
-        })?;
+        let client = self.store.get_client(&id).await?;
         let ok = match (&client, secret) {
             (Some(c), Some(secret)) => match &c.secret_hash {
                 Some(hash) => self.check(&c.client_id, secret, hash, source).await?,
@@ -247,18 +244,9 @@ impl ClientAuth {
         source: &Source,
         key: [u8; 32],
     ) -> Result<bool, OAuthError> {
-        let store_failed = |e: super::store::StoreError| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unavailable");
-            OAuthError::Server
-        };
         let now = self.clock.now_unix();
         let keys = Keys::new(throttle::CLIENT, client_id, source);
-        let delays_begin = match self
-            .throttle
-            .attempt(&keys, now)
-            .await
-            .map_err(store_failed)?
-        {
+        let delays_begin = match self.throttle.attempt(&keys, now).await? {
             Verdict::Wait { retry_after } => {
                 tracing::debug!(
                     client = client_id,
@@ -273,10 +261,7 @@ impl ClientAuth {
         let permit = match self.budget.admit(source).await {
             Ok(permit) => permit,
             Err(refusal) => {
-                self.throttle
-                    .unchecked(&keys, now)
-                    .await
-                    .map_err(store_failed)?;
+                self.throttle.unchecked(&keys, now).await?;
                 return Err(refusal.into());
             }
         };
@@ -284,10 +269,7 @@ impl ClientAuth {
         drop(permit);
         if ok {
             self.verified.insert(key, hash.to_owned());
-            self.throttle
-                .succeeded(&keys, now)
-                .await
-                .map_err(store_failed)?;
+            self.throttle.succeeded(&keys, now).await?;
         } else if delays_begin {
             tracing::info!(
                 client = client_id,

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
-use super::refresh::{family_expired, storage};
+use super::refresh::family_expired;
 use super::store::{Client, PresentedToken, Store, StoreError, TokenFacts};
 use super::throttle::Source;
 use super::token::{Minter, token_hash};
@@ -205,10 +205,7 @@ async fn access(
     {
         return Ok(None);
     }
-    if is_revoked(minter.store.as_ref(), &claims)
-        .await
-        .map_err(storage)?
-    {
+    if is_revoked(minter.store.as_ref(), &claims).await? {
         return Ok(None);
     }
     let mut out = Map::new();
@@ -231,8 +228,7 @@ async fn refresh(
     let found = minter
         .store
         .find_family_by_token_hash(&token_hash(token))
-        .await
-        .map_err(storage)?;
+        .await?;
     let Some(found) = found else {
         return Ok(None);
     };

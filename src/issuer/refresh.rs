@@ -30,7 +30,7 @@ use super::error::OAuthError;
 use super::reserved::confine;
 use super::revoke::revoke_family_reported;
 use super::store::{
-    Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, StoreError, User,
+    Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, User,
 };
 use super::token::{
     AccessClaims, Minter, TokenResponse, random_token, requested_scopes, token_hash,
@@ -38,12 +38,6 @@ use super::token::{
 
 /// Bytes of entropy in a refresh token.
 pub const REFRESH_TOKEN_BYTES: usize = 32;
-
-/// Logs a storage failure and answers `server_error`.
-pub(super) fn storage(err: StoreError) -> OAuthError {
-    tracing::error!(error = %crate::telemetry::events::chain(&err), "Issuer storage failed");
-    OAuthError::Server
-}
 
 /// Whether the family can no longer be used at `now` (revocation aside).
 pub(super) fn family_expired(family: &RefreshFamily, now: i64) -> bool {
@@ -82,8 +76,7 @@ impl Minter {
         let found = self
             .store
             .find_family_by_token_hash(&token_hash(presented))
-            .await
-            .map_err(storage)?;
+            .await?;
         let Some(FamilyMatch {
             family,
             presented: which,
@@ -188,8 +181,7 @@ impl Minter {
                     &sealed,
                 )
                 .await
-        }
-        .map_err(storage)?;
+        }?;
         if !won {
             tracing::debug!(family = %family.id, "Concurrent refresh lost the rotation");
             return Err(OAuthError::InvalidGrant(
@@ -214,12 +206,7 @@ impl Minter {
         if !inside {
             return Ok(None);
         }
-        let Some(sealed) = self
-            .store
-            .family_successor(&family.id)
-            .await
-            .map_err(storage)?
-        else {
+        let Some(sealed) = self.store.family_successor(&family.id).await? else {
             return Ok(None);
         };
         Ok(
@@ -255,11 +242,7 @@ impl Minter {
         let membership = match &family.org_id {
             None => None,
             Some(org) => {
-                let memberships = self
-                    .store
-                    .list_memberships_of_user(&family.user_id)
-                    .await
-                    .map_err(storage)?;
+                let memberships = self.store.list_memberships_of_user(&family.user_id).await?;
                 let membership = memberships.into_iter().find(|m| &m.org_id == org);
                 let Some(membership) = membership else {
                     return Err(OAuthError::InvalidGrant(
@@ -296,19 +279,12 @@ impl Minter {
         let user = self
             .store
             .get_user(&family.user_id)
-            .await
-            .map_err(storage)?
+            .await?
             .ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
         let org = match &family.org_id {
-            Some(id) => Some(
-                self.store
-                    .get_organization(id)
-                    .await
-                    .map_err(storage)?
-                    .ok_or(OAuthError::InvalidGrant(
-                        "the organization no longer exists",
-                    ))?,
-            ),
+            Some(id) => Some(self.store.get_organization(id).await?.ok_or(
+                OAuthError::InvalidGrant("the organization no longer exists"),
+            )?),
             None => None,
         };
         Ok((user, org))
@@ -331,8 +307,7 @@ impl Minter {
         let api = self
             .store
             .get_api_resource(resource)
-            .await
-            .map_err(storage)?
+            .await?
             .map(|a| a.scopes)
             .unwrap_or_default();
         let by_client = client.scopes.get(resource).cloned().unwrap_or_default();
@@ -341,7 +316,7 @@ impl Minter {
             Some(names) => {
                 let mut granted = HashSet::new();
                 for name in names {
-                    let role = self.store.get_role(name).await.map_err(storage)?;
+                    let role = self.store.get_role(name).await?;
                     if let Some(scopes) = role.and_then(|mut r| r.grants.remove(resource)) {
                         granted.extend(scopes);
                     }

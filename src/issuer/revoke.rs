@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
 use super::introspect::{is_revoked, looks_like_jwt, verified_access_claims};
-use super::refresh::{family_expired, storage};
+use super::refresh::family_expired;
 use super::revocation;
 use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily};
 use super::throttle::Source;
@@ -92,7 +92,7 @@ async fn revoke_access(
         return Ok(());
     };
     let store = minter.store.as_ref();
-    if exp <= now || is_revoked(store, &claims).await.map_err(storage)? {
+    if exp <= now || is_revoked(store, &claims).await? {
         return Ok(());
     }
     if owner != client.client_id {
@@ -105,12 +105,12 @@ async fn revoke_access(
         "sub": field("sub").and_then(Value::as_str),
     });
     let fact = revocation::jti(jti, iat, exp, now);
-    let mut tx = store.begin().await.map_err(storage)?;
-    tx.record_revocation(&fact).await.map_err(storage)?;
+    let mut tx = store.begin().await?;
+    tx.record_revocation(&fact).await?;
     let (event, audit) = reported("token.revoked", &client.client_id, jti, data, now);
-    tx.enqueue_event(&event).await.map_err(storage)?;
-    tx.insert_audit(&audit).await.map_err(storage)?;
-    tx.commit().await.map_err(storage)?;
+    tx.enqueue_event(&event).await?;
+    tx.insert_audit(&audit).await?;
+    tx.commit().await?;
     minter.revocations.applied(&[fact]);
     tracing::debug!(client = %client.client_id, jti, "Access token revoked");
     Ok(())
@@ -126,8 +126,7 @@ async fn revoke_refresh(
     let found = minter
         .store
         .find_family_by_token_hash(&token_hash(token))
-        .await
-        .map_err(storage)?;
+        .await?;
     let Some(found) = found else {
         return Ok(());
     };
@@ -172,11 +171,11 @@ pub(super) async fn revoke_family_reported(
 ) -> Result<bool, OAuthError> {
     let ttl = minter.section.access_token_ttl.as_secs() as i64;
     let fact = revocation::family(&family.id, now, ttl);
-    let mut tx = minter.store.begin().await.map_err(storage)?;
-    if !tx.revoke_family(&family.id, now).await.map_err(storage)? {
+    let mut tx = minter.store.begin().await?;
+    if !tx.revoke_family(&family.id, now).await? {
         return Ok(false);
     }
-    tx.record_revocation(&fact).await.map_err(storage)?;
+    tx.record_revocation(&fact).await?;
     let data = json!({
         "token_type": "refresh_token",
         "family_id": family.id,
@@ -185,9 +184,9 @@ pub(super) async fn revoke_family_reported(
         "org_id": family.org_id,
     });
     let (event, audit) = reported(event, actor, &family.id, data, now);
-    tx.enqueue_event(&event).await.map_err(storage)?;
-    tx.insert_audit(&audit).await.map_err(storage)?;
-    tx.commit().await.map_err(storage)?;
+    tx.enqueue_event(&event).await?;
+    tx.insert_audit(&audit).await?;
+    tx.commit().await?;
     minter.revocations.applied(&[fact]);
     Ok(true)
 }
