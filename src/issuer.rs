@@ -12,6 +12,7 @@
 //! delivery from the outbox (`events`), and the blocking hooks asked before a
 //! token is issued or a user created (`hooks`).
 
+pub mod access;
 pub mod admin_api;
 pub mod anonymous;
 pub mod authorize;

@@ -25,9 +25,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use super::access::{OwnTokens, Purpose, looks_like_jwt};
 use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
-use super::introspect::{is_revoked, looks_like_jwt, verified_access_claims};
 use super::refresh::family_expired;
 use super::revocation;
 use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily};
@@ -79,7 +79,9 @@ async fn revoke_access(
     token: &str,
     now: i64,
 ) -> Result<(), OAuthError> {
-    let Some(claims) = verified_access_claims(minter, token) else {
+    let store = minter.store.as_ref();
+    let own = OwnTokens::new(&minter.keys, &minter.section.url, store);
+    let Some(claims) = own.live_access(token, now, Purpose::Revoke).await? else {
         return Ok(());
     };
     let field = |name: &str| claims.get(name);
@@ -91,10 +93,6 @@ async fn revoke_access(
     ) else {
         return Ok(());
     };
-    let store = minter.store.as_ref();
-    if exp <= now || is_revoked(store, &claims).await? {
-        return Ok(());
-    }
     if owner != client.client_id {
         return Err(foreign(client));
     }
