@@ -15,7 +15,7 @@ use super::Flow;
 use super::exchange::Profile;
 use crate::auth::bearer::{self, Credentials};
 use crate::issuer::access::{OwnTokens, Purpose};
-use crate::issuer::error::json_response;
+use crate::issuer::error::{OAuthError, json_response};
 
 /// Why a userinfo request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -107,10 +107,13 @@ impl Flow {
             .map_err(store_failed)?
             .ok_or(UserinfoError::InvalidToken)?;
         let org_id = claims.get("org_id").and_then(Value::as_str);
-        let (org, membership) = self
-            .tenancy(&user.id, org_id)
-            .await
-            .map_err(|_| UserinfoError::InvalidToken)?;
+        let (org, membership) = match self.tenancy(&user.id, org_id).await {
+            Ok(found) => found,
+            // Logged where it failed; the token is not at fault.
+            Err(OAuthError::Server) => return Err(UserinfoError::Server),
+            // The organization or the membership is gone.
+            Err(_) => return Err(UserinfoError::InvalidToken),
+        };
         let mut body = serde_json::to_value(Profile::of(&user, org.as_ref(), membership.as_ref()))
             .map_err(|_| UserinfoError::Server)?;
         body["sub"] = Value::String(user.id);
