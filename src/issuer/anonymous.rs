@@ -21,9 +21,9 @@ use serde_json::json;
 
 use super::clients::Form;
 use super::error::OAuthError;
+use super::family::REFRESH_TOKEN_BYTES;
 use super::hooks::PreCreate;
 use super::manage::event;
-use super::refresh::REFRESH_TOKEN_BYTES;
 use super::reserved::admin_audience;
 use super::store::{Client, RefreshFamily, User, new_id};
 use super::throttle::{Source, Throttle, Verdict};

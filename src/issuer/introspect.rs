@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use super::access::{OwnTokens, Purpose, looks_like_jwt};
 use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
-use super::refresh::family_expired;
+use super::family;
 use super::store::{Client, PresentedToken};
 use super::throttle::Source;
 use super::token::{Minter, token_hash};
@@ -148,7 +148,7 @@ async fn refresh(
     }
     if found.presented != PresentedToken::Current
         || family.revoked_at.is_some()
-        || family_expired(&family, now)
+        || family::expired(&family, now)
     {
         return Ok(None);
     }

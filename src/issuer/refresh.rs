@@ -27,22 +27,14 @@ use seal::{open_successor, seal_successor};
 use super::authorize::IdSubject;
 use super::clients::Form;
 use super::error::OAuthError;
+use super::family::{self, REFRESH_TOKEN_BYTES, revoke_reported};
 use super::reserved::confine;
-use super::revoke::revoke_family_reported;
 use super::store::{
     Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, User,
 };
 use super::token::{
     AccessClaims, Minter, TokenResponse, random_token, requested_scopes, token_hash,
 };
-
-/// Bytes of entropy in a refresh token.
-pub const REFRESH_TOKEN_BYTES: usize = 32;
-
-/// Whether the family can no longer be used at `now` (revocation aside).
-pub(super) fn family_expired(family: &RefreshFamily, now: i64) -> bool {
-    now >= family.absolute_expires_at || family.idle_expires_at.is_some_and(|idle| now >= idle)
-}
 
 /// The `sub`, organization and roles an access token of the family carries,
 /// and what an ID token says of the user (when `openid` is in the scope).
@@ -92,7 +84,7 @@ impl Minter {
         if family.revoked_at.is_some() {
             return Err(OAuthError::InvalidGrant("the refresh token was revoked"));
         }
-        if family_expired(&family, now) {
+        if family::expired(&family, now) {
             return Err(OAuthError::InvalidGrant("the refresh token expired"));
         }
         let successor = match which {
@@ -223,9 +215,7 @@ impl Minter {
             sub = %family.user_id,
             "Refresh token reuse detected; family revoked"
         );
-        match revoke_family_reported(self, family, &family.client_id, "token.reuse_detected", now)
-            .await
-        {
+        match revoke_reported(self, family, &family.client_id, "token.reuse_detected", now).await {
             Ok(_) => OAuthError::InvalidGrant("the refresh token was already used"),
             Err(e) => e,
         }

@@ -27,8 +27,8 @@ use super::{Flow, pkce};
 use crate::config::SigningAlg;
 use crate::issuer::clients::Form;
 use crate::issuer::error::OAuthError;
+use crate::issuer::family::reported;
 use crate::issuer::revocation;
-use crate::issuer::revoke::reported;
 use crate::issuer::store::{
     AuthCode, Client, CodeState, Membership, Organization, RefreshFamily, StoreError, User, new_id,
 };
