@@ -12,14 +12,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use jsonwebtoken::Algorithm;
 use portcullis::issuer::signing::{KeyRecord, SigningKey};
 use portcullis::issuer::store::{self, SigningKeyRecord};
 use serde_json::{Value, json};
 use support::oauth::{enc, post};
-use support::process::{Portcullis, admin};
+use support::process::{ConfigFile, Portcullis, admin};
 use support::*;
 
 const ISSUER_URL: &str = "http://issuer.test";
@@ -28,17 +26,10 @@ const ADMIN_API: &str = "http://issuer.test/admin/v1";
 const WEB: (&str, &str) = ("web", "web-secret-0123456789");
 const OTHER: (&str, &str) = ("other", "other-secret-0123456789");
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    _up: Upstream,
-}
-
-async fn setup(db: &TestDb) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
-    let yaml = format!(
-        r#"server:
+async fn setup(db: &TestDb) -> ConfigFile {
+    ConfigFile::write(|up| {
+        format!(
+            r#"server:
   listen: "127.0.0.1:0"
   shutdown_grace: 1s
 admin:
@@ -71,18 +62,12 @@ routes:
     upstream: api
     scopes: [read:data]
 "#,
-        db = db.url(),
-        web = WEB.1,
-        other = OTHER.1,
-        up = up.url(),
-    );
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    Setup {
-        _dir: dir,
-        config,
-        _up: up,
-    }
+            db = db.url(),
+            web = WEB.1,
+            other = OTHER.1,
+        )
+    })
+    .await
 }
 
 /// The issuer's signing key, read from its database (no master key is set,
