@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
+use support::oauth::basic;
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -84,13 +85,6 @@ routes:
     }
 }
 
-fn basic((id, secret): (&str, &str)) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
-
 async fn form(gw: &Gateway, path: &str, client: (&str, &str), body: &str) -> (StatusCode, Value) {
     let req = Request::post(gw.url(path))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -102,13 +96,7 @@ async fn form(gw: &Gateway, path: &str, client: (&str, &str), body: &str) -> (St
 }
 
 async fn token(gw: &Gateway, client: (&str, &str), resource: &str) -> String {
-    let body = format!(
-        "grant_type=client_credentials&resource={}",
-        form_urlencoded::byte_serialize(resource.as_bytes()).collect::<String>()
-    );
-    let (status, json) = form(gw, "/oauth/token", client, &body).await;
-    assert_eq!(status, 200, "{json}");
-    json["access_token"].as_str().unwrap().to_owned()
+    oauth::client_credentials_for(&gw.url(""), client, resource).await
 }
 
 async fn admin_token(gw: &Gateway) -> String {

@@ -21,6 +21,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use portcullis::issuer::authorize::pkce;
 use serde_json::{Value, json};
+use support::oauth::enc;
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -94,24 +95,8 @@ routes:
 
 // === the admin API ===
 
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-async fn client_token(gw: &Gateway, (id, secret): (&str, &str), resource: &str) -> String {
-    let basic = STANDARD.encode(format!("{id}:{secret}"));
-    let req = Request::post(gw.url("/oauth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("authorization", format!("Basic {basic}"))
-        .body(Full::new(Bytes::from(format!(
-            "grant_type=client_credentials&resource={}",
-            enc(resource)
-        ))))
-        .unwrap();
-    let (status, _, body) = send(req).await;
-    assert_eq!(status, 200, "{body}");
-    let json: Value = serde_json::from_str(&body).unwrap();
-    json["access_token"].as_str().unwrap().to_owned()
+async fn client_token(gw: &Gateway, client: (&str, &str), resource: &str) -> String {
+    oauth::client_credentials_for(&gw.url(""), client, resource).await
 }
 
 async fn admin_token(gw: &Gateway) -> String {

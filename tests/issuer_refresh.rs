@@ -12,7 +12,6 @@ mod support;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -21,6 +20,7 @@ use portcullis::issuer::store::{self, Membership, Organization, RefreshFamily, R
 use portcullis::issuer::token::{random_token, token_hash};
 use serde_json::{Value, json};
 use sqlx::Connection;
+use support::oauth::{basic, enc};
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -239,17 +239,6 @@ async fn seed_family(s: &dyn Store, user: &str, client: &str, now: i64, l: Lifet
     .await
     .unwrap();
     token
-}
-
-fn basic((id, secret): (&str, &str)) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// POSTs a form to `path`: status, headers, body as JSON (`null` when empty).

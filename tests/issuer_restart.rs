@@ -11,7 +11,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,7 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use support::oauth::{self, client_credentials, introspect, jwks_kids, refresh};
-use support::process::{Portcullis, Seeded, admin, seed};
+use support::process::{ConfigFile, Portcullis, Seeded, admin, seed};
 use support::*;
 
 const API: &str = "https://api.example.test";
@@ -32,22 +31,15 @@ const HOOK_SECRET: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A configuration file for `db` in a temporary directory; `hook` is the
 /// address of a webhook receiver (which need not be listening).
-struct Setup {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    _up: Upstream,
-}
-
-async fn setup(db: &TestDb, hook: Option<SocketAddr>) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
+async fn setup(db: &TestDb, hook: Option<SocketAddr>) -> ConfigFile {
     let webhooks = hook
         .map(|addr| {
             format!("  webhooks:\n    - url: \"http://{addr}/hook\"\n      secret: \"whsec_{HOOK_SECRET}\"\n")
         })
         .unwrap_or_default();
-    let yaml = format!(
-        r#"server:
+    ConfigFile::write(|up| {
+        format!(
+            r#"server:
   listen: "127.0.0.1:0"
   shutdown_grace: 1s
 admin:
@@ -79,16 +71,10 @@ routes:
     upstream: api
     scopes: [read:data]
 "#,
-        db = db.url(),
-        up = up.url(),
-    );
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    Setup {
-        _dir: dir,
-        config,
-        _up: up,
-    }
+            db = db.url(),
+        )
+    })
+    .await
 }
 
 fn base(p: &Portcullis) -> String {

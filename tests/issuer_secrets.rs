@@ -9,30 +9,21 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use portcullis::issuer::store::{self, Webhook};
-use support::process::{Portcullis, admin_with_env};
+use support::process::{ConfigFile, Portcullis, admin_with_env};
 use support::*;
 
 const MASTER: (&str, &str) = ("PORTCULLIS_MASTER_KEY", "correct horse battery staple 0123");
 /// The secret of a webhook stored before secrets were sealed.
 const LEGACY_KEY: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    _up: Upstream,
-}
-
-async fn setup(db: &TestDb) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let up = Upstream::start().await;
-    let yaml = format!(
-        r#"server:
+async fn setup(db: &TestDb) -> ConfigFile {
+    ConfigFile::write(|up| {
+        format!(
+            r#"server:
   listen: "127.0.0.1:0"
   shutdown_grace: 1s
 admin:
@@ -52,16 +43,10 @@ routes:
   - path: /*
     upstream: api
 "#,
-        db = db.url(),
-        up = up.url(),
-    );
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    Setup {
-        dir,
-        config,
-        _up: up,
-    }
+            db = db.url(),
+        )
+    })
+    .await
 }
 
 /// Whether `r`'s signature is the Standard Webhooks HMAC under `key`.

@@ -18,9 +18,9 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::access::{OwnTokens, Purpose};
 use super::error::json_response;
 use super::hooks::Hooks;
-use super::introspect::{is_revoked, verified_access_claims};
 use super::keyring::KeyRing;
 use super::manage::{Actor, ManageError};
 use super::revocation::Revocations;
@@ -29,7 +29,6 @@ use super::signing::seal::MASTER_KEY_ENV;
 use super::store::Store;
 use super::token::Minter;
 use crate::auth::bearer::{self, Credentials};
-use crate::auth::verify::{Window, check_window};
 use crate::clock::Clock;
 use crate::config::IssuerSection;
 use query::Paged;
@@ -255,21 +254,13 @@ impl AdminApi {
                 return Err(ApiError::Unauthorized { sent: true });
             }
         };
-        let invalid = ApiError::Unauthorized { sent: true };
-        let claims = verified_access_claims(&self.minter, token).ok_or(invalid)?;
-        let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-        let exp = number("exp").ok_or(ApiError::Unauthorized { sent: true })?;
-        let window = Window {
-            exp,
-            nbf: number("nbf"),
-        };
-        check_window(window, now, 0).map_err(|_| ApiError::Unauthorized { sent: true })?;
-        if is_revoked(self.minter.store.as_ref(), &claims)
+        let minter = &self.minter;
+        let own = OwnTokens::new(&minter.keys, &minter.section.url, minter.store.as_ref());
+        let claims = own
+            .live_access(token, now, Purpose::Use)
             .await
             .map_err(ApiError::store)?
-        {
-            return Err(ApiError::Unauthorized { sent: true });
-        }
+            .ok_or(ApiError::Unauthorized { sent: true })?;
         // A token for another API is not for us, whatever its scope says:
         // the upstreams behind that API receive it and could replay it here.
         let audience = admin_audience(&self.minter.section.url);

@@ -21,9 +21,9 @@ use serde_json::json;
 
 use super::clients::Form;
 use super::error::OAuthError;
+use super::family::REFRESH_TOKEN_BYTES;
 use super::hooks::PreCreate;
 use super::manage::event;
-use super::refresh::{REFRESH_TOKEN_BYTES, storage};
 use super::reserved::admin_audience;
 use super::store::{Client, RefreshFamily, User, new_id};
 use super::throttle::{Source, Throttle, Verdict};
@@ -116,13 +116,12 @@ impl Minter {
             revoked_at: None,
         };
         let data = json!({ "id": user.id, "client_id": client.client_id });
-        let mut tx = self.store.begin().await.map_err(storage)?;
-        tx.create_user(&user).await.map_err(storage)?;
-        tx.create_family(&family).await.map_err(storage)?;
+        let mut tx = self.store.begin().await?;
+        tx.create_user(&user).await?;
+        tx.create_family(&family).await?;
         tx.enqueue_event(&event("user.anonymous.created", now, data))
-            .await
-            .map_err(storage)?;
-        tx.commit().await.map_err(storage)?;
+            .await?;
+        tx.commit().await?;
         tracing::debug!(sub = %user.id, client = %client.client_id, "Anonymous user created");
         Ok(TokenResponse {
             access_token,
@@ -137,7 +136,7 @@ impl Minter {
     /// Takes one creation from `source`, or `slow_down` while it must wait.
     async fn admit(&self, source: &Source, now: i64) -> Result<(), OAuthError> {
         let throttle = Throttle::new(self.store.clone());
-        match throttle.creation(source, now).await.map_err(storage)? {
+        match throttle.creation(source, now).await? {
             Verdict::Check { delays_begin } => {
                 if delays_begin {
                     tracing::warn!(

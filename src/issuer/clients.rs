@@ -12,9 +12,11 @@ use std::time::Duration;
 use base64::Engine;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use hyper::body::Incoming;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
+use super::body;
 use super::error::OAuthError;
 use super::kdf::{self, Budget, CLIENT_LIMITS};
 use super::store::{Client, Store};
@@ -26,8 +28,19 @@ pub use super::kdf::{hash_secret, verify_secret};
 /// How long a verified secret is remembered (by its SHA-256, with the stored hash).
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
+/// The largest form body the token, revocation and introspection endpoints
+/// read.
+const MAX_FORM: usize = 64 * 1024;
+
 /// The form parameters of a request, already parsed (each at most once).
 pub type Form = std::collections::HashMap<String, String>;
+
+/// Reads the form of a token, revocation or introspection request
+/// (`application/x-www-form-urlencoded`, size-capped): every parameter at
+/// most once (RFC 6749 §3.2), none holding a NUL character.
+pub async fn read_form(headers: &HeaderMap, body: Incoming) -> Result<Form, OAuthError> {
+    Ok(body::read_form(headers, body, MAX_FORM).await?.strict()?)
+}
 
 /// Authenticates clients.
 ///
@@ -147,10 +160,7 @@ impl ClientAuth {
         source: &Source,
     ) -> Result<Client, OAuthError> {
         let (id, secret) = credentials(headers, form)?;
-        let client = self.store.get_client(&id).await.map_err(|e| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client lookup failed");
-            OAuthError::Server
-        })?;
+        let client = self.store.get_client(&id).await?;
         let ok = match (&client, secret) {
             (Some(c), Some(secret)) => match &c.secret_hash {
                 Some(hash) => self.check(&c.client_id, secret, hash, source).await?,
@@ -234,18 +244,9 @@ impl ClientAuth {
         source: &Source,
         key: [u8; 32],
     ) -> Result<bool, OAuthError> {
-        let store_failed = |e: super::store::StoreError| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Client failure count unavailable");
-            OAuthError::Server
-        };
         let now = self.clock.now_unix();
         let keys = Keys::new(throttle::CLIENT, client_id, source);
-        let delays_begin = match self
-            .throttle
-            .attempt(&keys, now)
-            .await
-            .map_err(store_failed)?
-        {
+        let delays_begin = match self.throttle.attempt(&keys, now).await? {
             Verdict::Wait { retry_after } => {
                 tracing::debug!(
                     client = client_id,
@@ -260,10 +261,7 @@ impl ClientAuth {
         let permit = match self.budget.admit(source).await {
             Ok(permit) => permit,
             Err(refusal) => {
-                self.throttle
-                    .unchecked(&keys, now)
-                    .await
-                    .map_err(store_failed)?;
+                self.throttle.unchecked(&keys, now).await?;
                 return Err(refusal.into());
             }
         };
@@ -271,10 +269,7 @@ impl ClientAuth {
         drop(permit);
         if ok {
             self.verified.insert(key, hash.to_owned());
-            self.throttle
-                .succeeded(&keys, now)
-                .await
-                .map_err(store_failed)?;
+            self.throttle.succeeded(&keys, now).await?;
         } else if delays_begin {
             tracing::info!(
                 client = client_id,

@@ -3,17 +3,16 @@
 //! token endpoint. [`Issuer::start`] opens the store, applies the declarative
 //! resources and clients, and brings the signing keys up to date.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use super::clients::{ClientAuth, Form};
+use super::clients::{ClientAuth, read_form};
 use super::error::{OAuthError, json_response};
 use super::hooks::Hooks;
 use super::kdf::{Budget, LOGIN_LIMITS};
@@ -33,9 +32,6 @@ mod startup;
 
 use discovery::discovery_documents;
 use startup::{apply_declarations, seal_stored_secrets, warn_on_unsafe_role_names};
-
-/// The largest form body the token endpoint reads.
-const MAX_FORM: usize = 64 * 1024;
 
 /// Paths the issuer answers (everything else goes to the routes).
 pub use crate::config::value::ISSUER_PATHS as PATHS;
@@ -342,43 +338,4 @@ fn public_json(body: Bytes, cache: &'static str) -> Response<Full<Bytes>> {
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     resp
-}
-
-/// Reads an `application/x-www-form-urlencoded` body (size-capped); every
-/// parameter at most once (RFC 6749 §3.2).
-pub(super) async fn read_form(
-    headers: &http::HeaderMap,
-    body: Incoming,
-) -> Result<Form, OAuthError> {
-    let form_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return Err(OAuthError::InvalidRequest(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let bytes = Limited::new(body, MAX_FORM)
-        .collect()
-        .await
-        .map_err(|_| OAuthError::InvalidRequest("the request body is too large or unreadable"))?
-        .to_bytes();
-    let mut form = HashMap::new();
-    for (k, v) in form_urlencoded::parse(&bytes) {
-        // No stored value holds a NUL (PostgreSQL refuses them outright).
-        if k.contains('\0') || v.contains('\0') {
-            return Err(OAuthError::InvalidRequest(
-                "a parameter holds a NUL character",
-            ));
-        }
-        if form.insert(k.into_owned(), v.into_owned()).is_some() {
-            return Err(OAuthError::InvalidRequest("a parameter is repeated"));
-        }
-    }
-    Ok(form)
 }

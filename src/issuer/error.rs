@@ -9,7 +9,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENT
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use super::body::{BodyError, FormFault};
 use super::hooks::{Reason, Refusal};
+use super::store::StoreError;
 
 /// A refused token request. Descriptions are fixed phrases (never a secret,
 /// never a token, never an internal error text), except a blocking hook's
@@ -54,7 +56,8 @@ pub enum OAuthError {
     /// later try may pass; never the hook's address.
     #[error("temporarily_unavailable: a hook failed")]
     HookUnavailable,
-    /// Our fault (storage, signing); logged where it happened.
+    /// Our fault (storage, signing); logged where it happened (a
+    /// [`StoreError`] by its conversion).
     #[error("server_error")]
     Server,
 }
@@ -64,6 +67,40 @@ impl From<Refusal> for OAuthError {
         match r {
             Refusal::Denied { reason, .. } => OAuthError::AccessDenied(reason),
             Refusal::Failed { .. } => OAuthError::HookUnavailable,
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    /// A storage failure is ours: it is logged here, with the place the
+    /// conversion was made (the `?`), and the client learns only
+    /// `server_error`, never the store's text.
+    #[track_caller]
+    fn from(e: StoreError) -> Self {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %crate::telemetry::events::chain(&e), %at, "Issuer storage failed");
+        OAuthError::Server
+    }
+}
+
+impl From<BodyError> for OAuthError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::MediaType => {
+                OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded")
+            }
+            BodyError::Unreadable => {
+                OAuthError::InvalidRequest("the request body is too large or unreadable")
+            }
+        }
+    }
+}
+
+impl From<FormFault> for OAuthError {
+    fn from(f: FormFault) -> Self {
+        match f {
+            FormFault::Nul => OAuthError::InvalidRequest("a parameter holds a NUL character"),
+            FormFault::Repeated => OAuthError::InvalidRequest("a parameter is repeated"),
         }
     }
 }
@@ -169,4 +206,28 @@ pub fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> 
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_error_is_a_server_error_that_says_nothing_of_it() {
+        let e: OAuthError = StoreError::Conflict("private table").into();
+        assert_eq!(e, OAuthError::Server);
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "server_error",
+                "error_description": "the server could not complete the request"
+            })
+        );
+    }
 }

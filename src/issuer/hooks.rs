@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -275,11 +275,9 @@ impl Hooks {
             let status = resp.status();
             // Read (and so drain) the answer, so that the connection can be
             // reused, whatever the status.
-            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
-                .collect()
+            let bytes = super::body::read_capped(resp.into_body(), MAX_ANSWER)
                 .await
-                .map_err(|_| CallError::Body)?
-                .to_bytes();
+                .map_err(|_| CallError::Body)?;
             if !status.is_success() {
                 return Err(CallError::Status(status));
             }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::signing::{self, KeyAction, KeyRecord, MasterKey, RotationPolicy, SigningKey};
 use super::store::{SigningKeyRecord, Store, StoreError};
-use crate::auth::keys::{Key, parse_jwks};
+use crate::auth::keys::{KeySet, parse_jwks};
 use crate::config::SigningAlg;
 
 /// The JWKS `Cache-Control: max-age`; successors are published this far ahead.
@@ -34,19 +34,45 @@ pub enum KeyRingError {
 }
 
 /// What requests see: the signer per algorithm and the published JWKS.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ring {
     signers: HashMap<SigningAlg, Arc<SigningKey>>,
     /// The JWKS document, ready to serve.
     pub jwks: Bytes,
     /// The kids in the JWKS (for logs and tests).
     pub published: Vec<String>,
-    /// The JWKS parsed once, for verifying this issuer's own tokens
-    /// (introspection, revocation).
-    pub verify_keys: Vec<Arc<Key>>,
+    /// The JWKS parsed, for verifying this issuer's own tokens
+    /// (`access`): once per change of the published keys, not per request.
+    pub verify: KeySet,
+}
+
+impl Default for Ring {
+    /// No keys: nothing signs, nothing verifies.
+    fn default() -> Self {
+        Ring {
+            signers: HashMap::new(),
+            jwks: Bytes::new(),
+            published: Vec::new(),
+            verify: KeySet {
+                keys: Vec::new(),
+                generation: 0,
+            },
+        }
+    }
 }
 
 impl Ring {
+    /// A ring that signs nothing and verifies with the keys of `jwks`.
+    #[cfg(test)]
+    pub(crate) fn verifying(jwks: Bytes) -> Ring {
+        let verify = verify_keys(&Ring::default(), &jwks);
+        Ring {
+            jwks,
+            verify,
+            ..Ring::default()
+        }
+    }
+
     /// The key that signs `alg` tokens now.
     pub fn signer(&self, alg: SigningAlg) -> Option<&Arc<SigningKey>> {
         self.signers.get(&alg)
@@ -245,16 +271,32 @@ impl KeyRing {
         let kids: Vec<String> = published.iter().map(|r| r.kid.clone()).collect();
         let changed = kids != self.ring.load().published;
         let jwks = Bytes::from(signing::jwks_json(published));
-        let verify_keys = parse_jwks(&jwks).unwrap_or_else(|e| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Published JWKS does not parse");
-            Vec::new()
-        });
+        let verify = verify_keys(&self.ring.load(), &jwks);
         self.ring.store(Arc::new(Ring {
             signers,
             jwks,
             published: kids,
-            verify_keys,
+            verify,
         }));
         Ok(changed)
+    }
+}
+
+/// The keys that verify tokens signed with one of `jwks`: `current`'s when
+/// the document is the same, else parsed from it (a new generation).
+fn verify_keys(current: &Ring, jwks: &Bytes) -> KeySet {
+    if *jwks == current.jwks {
+        return KeySet {
+            keys: current.verify.keys.clone(),
+            generation: current.verify.generation,
+        };
+    }
+    let keys = parse_jwks(jwks).unwrap_or_else(|e| {
+        tracing::error!(error = %crate::telemetry::events::chain(&e), "Published JWKS does not parse");
+        Vec::new()
+    });
+    KeySet {
+        keys,
+        generation: current.verify.generation.wrapping_add(1),
     }
 }

@@ -27,28 +27,14 @@ use seal::{open_successor, seal_successor};
 use super::authorize::IdSubject;
 use super::clients::Form;
 use super::error::OAuthError;
+use super::family::{self, REFRESH_TOKEN_BYTES, revoke_reported};
 use super::reserved::confine;
-use super::revoke::revoke_family_reported;
 use super::store::{
-    Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, StoreError, User,
+    Client, FamilyMatch, Membership, Organization, PresentedToken, RefreshFamily, User,
 };
 use super::token::{
     AccessClaims, Minter, TokenResponse, random_token, requested_scopes, token_hash,
 };
-
-/// Bytes of entropy in a refresh token.
-pub const REFRESH_TOKEN_BYTES: usize = 32;
-
-/// Logs a storage failure and answers `server_error`.
-pub(super) fn storage(err: StoreError) -> OAuthError {
-    tracing::error!(error = %crate::telemetry::events::chain(&err), "Issuer storage failed");
-    OAuthError::Server
-}
-
-/// Whether the family can no longer be used at `now` (revocation aside).
-pub(super) fn family_expired(family: &RefreshFamily, now: i64) -> bool {
-    now >= family.absolute_expires_at || family.idle_expires_at.is_some_and(|idle| now >= idle)
-}
 
 /// The `sub`, organization and roles an access token of the family carries,
 /// and what an ID token says of the user (when `openid` is in the scope).
@@ -82,8 +68,7 @@ impl Minter {
         let found = self
             .store
             .find_family_by_token_hash(&token_hash(presented))
-            .await
-            .map_err(storage)?;
+            .await?;
         let Some(FamilyMatch {
             family,
             presented: which,
@@ -99,7 +84,7 @@ impl Minter {
         if family.revoked_at.is_some() {
             return Err(OAuthError::InvalidGrant("the refresh token was revoked"));
         }
-        if family_expired(&family, now) {
+        if family::expired(&family, now) {
             return Err(OAuthError::InvalidGrant("the refresh token expired"));
         }
         let successor = match which {
@@ -188,8 +173,7 @@ impl Minter {
                     &sealed,
                 )
                 .await
-        }
-        .map_err(storage)?;
+        }?;
         if !won {
             tracing::debug!(family = %family.id, "Concurrent refresh lost the rotation");
             return Err(OAuthError::InvalidGrant(
@@ -214,12 +198,7 @@ impl Minter {
         if !inside {
             return Ok(None);
         }
-        let Some(sealed) = self
-            .store
-            .family_successor(&family.id)
-            .await
-            .map_err(storage)?
-        else {
+        let Some(sealed) = self.store.family_successor(&family.id).await? else {
             return Ok(None);
         };
         Ok(
@@ -236,9 +215,7 @@ impl Minter {
             sub = %family.user_id,
             "Refresh token reuse detected; family revoked"
         );
-        match revoke_family_reported(self, family, &family.client_id, "token.reuse_detected", now)
-            .await
-        {
+        match revoke_reported(self, family, &family.client_id, "token.reuse_detected", now).await {
             Ok(_) => OAuthError::InvalidGrant("the refresh token was already used"),
             Err(e) => e,
         }
@@ -255,11 +232,7 @@ impl Minter {
         let membership = match &family.org_id {
             None => None,
             Some(org) => {
-                let memberships = self
-                    .store
-                    .list_memberships_of_user(&family.user_id)
-                    .await
-                    .map_err(storage)?;
+                let memberships = self.store.list_memberships_of_user(&family.user_id).await?;
                 let membership = memberships.into_iter().find(|m| &m.org_id == org);
                 let Some(membership) = membership else {
                     return Err(OAuthError::InvalidGrant(
@@ -296,19 +269,12 @@ impl Minter {
         let user = self
             .store
             .get_user(&family.user_id)
-            .await
-            .map_err(storage)?
+            .await?
             .ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
         let org = match &family.org_id {
-            Some(id) => Some(
-                self.store
-                    .get_organization(id)
-                    .await
-                    .map_err(storage)?
-                    .ok_or(OAuthError::InvalidGrant(
-                        "the organization no longer exists",
-                    ))?,
-            ),
+            Some(id) => Some(self.store.get_organization(id).await?.ok_or(
+                OAuthError::InvalidGrant("the organization no longer exists"),
+            )?),
             None => None,
         };
         Ok((user, org))
@@ -331,8 +297,7 @@ impl Minter {
         let api = self
             .store
             .get_api_resource(resource)
-            .await
-            .map_err(storage)?
+            .await?
             .map(|a| a.scopes)
             .unwrap_or_default();
         let by_client = client.scopes.get(resource).cloned().unwrap_or_default();
@@ -341,7 +306,7 @@ impl Minter {
             Some(names) => {
                 let mut granted = HashSet::new();
                 for name in names {
-                    let role = self.store.get_role(name).await.map_err(storage)?;
+                    let role = self.store.get_role(name).await?;
                     if let Some(scopes) = role.and_then(|mut r| r.grants.remove(resource)) {
                         granted.extend(scopes);
                     }

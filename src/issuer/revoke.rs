@@ -25,13 +25,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::clients::{ClientAuth, Form};
-use super::endpoints::read_form;
+use super::access::{OwnTokens, Purpose, looks_like_jwt};
+use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
-use super::introspect::{is_revoked, looks_like_jwt, verified_access_claims};
-use super::refresh::{family_expired, storage};
+use super::family::{expired, reported, revoke_reported};
 use super::revocation;
-use super::store::{self, AuditEntry, Client, NewEvent, RefreshFamily};
+use super::store::Client;
 use super::throttle::Source;
 use super::token::{Minter, token_hash};
 
@@ -80,7 +79,9 @@ async fn revoke_access(
     token: &str,
     now: i64,
 ) -> Result<(), OAuthError> {
-    let Some(claims) = verified_access_claims(minter, token) else {
+    let store = minter.store.as_ref();
+    let own = OwnTokens::new(&minter.keys, &minter.section.url, store);
+    let Some(claims) = own.live_access(token, now, Purpose::Revoke).await? else {
         return Ok(());
     };
     let field = |name: &str| claims.get(name);
@@ -92,10 +93,6 @@ async fn revoke_access(
     ) else {
         return Ok(());
     };
-    let store = minter.store.as_ref();
-    if exp <= now || is_revoked(store, &claims).await.map_err(storage)? {
-        return Ok(());
-    }
     if owner != client.client_id {
         return Err(foreign(client));
     }
@@ -106,12 +103,12 @@ async fn revoke_access(
         "sub": field("sub").and_then(Value::as_str),
     });
     let fact = revocation::jti(jti, iat, exp, now);
-    let mut tx = store.begin().await.map_err(storage)?;
-    tx.record_revocation(&fact).await.map_err(storage)?;
+    let mut tx = store.begin().await?;
+    tx.record_revocation(&fact).await?;
     let (event, audit) = reported("token.revoked", &client.client_id, jti, data, now);
-    tx.enqueue_event(&event).await.map_err(storage)?;
-    tx.insert_audit(&audit).await.map_err(storage)?;
-    tx.commit().await.map_err(storage)?;
+    tx.enqueue_event(&event).await?;
+    tx.insert_audit(&audit).await?;
+    tx.commit().await?;
     minter.revocations.applied(&[fact]);
     tracing::debug!(client = %client.client_id, jti, "Access token revoked");
     Ok(())
@@ -127,20 +124,19 @@ async fn revoke_refresh(
     let found = minter
         .store
         .find_family_by_token_hash(&token_hash(token))
-        .await
-        .map_err(storage)?;
+        .await?;
     let Some(found) = found else {
         return Ok(());
     };
     let family = &found.family;
-    let live = family.revoked_at.is_none() && !family_expired(family, now);
+    let live = family.revoked_at.is_none() && !expired(family, now);
     if !live {
         return Ok(());
     }
     if family.client_id != client.client_id {
         return Err(foreign(client));
     }
-    if revoke_family_reported(
+    if revoke_reported(
         minter,
         &found.family,
         &client.client_id,
@@ -158,66 +154,4 @@ async fn revoke_refresh(
 fn foreign(client: &Client) -> OAuthError {
     tracing::debug!(client = %client.client_id, reason = "foreign_token", "Revocation refused");
     OAuthError::InvalidGrant("the token was issued to another client")
-}
-
-/// Revokes `family` (its refresh tokens, and its access tokens through the
-/// revocation fact) and, when that changed it, records `event` (in the outbox
-/// and the audit log, by `actor`) in the same transaction; the fact is
-/// applied here once committed. True when this call revoked it.
-pub(super) async fn revoke_family_reported(
-    minter: &Minter,
-    family: &RefreshFamily,
-    actor: &str,
-    event: &str,
-    now: i64,
-) -> Result<bool, OAuthError> {
-    let ttl = minter.section.access_token_ttl.as_secs() as i64;
-    let fact = revocation::family(&family.id, now, ttl);
-    let mut tx = minter.store.begin().await.map_err(storage)?;
-    if !tx.revoke_family(&family.id, now).await.map_err(storage)? {
-        return Ok(false);
-    }
-    tx.record_revocation(&fact).await.map_err(storage)?;
-    let data = json!({
-        "token_type": "refresh_token",
-        "family_id": family.id,
-        "client_id": family.client_id,
-        "sub": family.user_id,
-        "org_id": family.org_id,
-    });
-    let (event, audit) = reported(event, actor, &family.id, data, now);
-    tx.enqueue_event(&event).await.map_err(storage)?;
-    tx.insert_audit(&audit).await.map_err(storage)?;
-    tx.commit().await.map_err(storage)?;
-    minter.revocations.applied(&[fact]);
-    Ok(true)
-}
-
-/// The outbox event and the audit entry for one security event.
-pub(super) fn reported(
-    name: &str,
-    actor: &str,
-    target: &str,
-    data: Value,
-    now: i64,
-) -> (NewEvent, AuditEntry) {
-    let mut created_at = String::new();
-    crate::telemetry::access::rfc3339(&mut created_at, now, 0);
-    let text = data.to_string();
-    let event = NewEvent {
-        id: store::new_id("evt"),
-        event: name.to_owned(),
-        created_at,
-        data: text.clone(),
-        due_at: now,
-    };
-    let audit = AuditEntry {
-        id: store::new_id("aud"),
-        at: now,
-        actor: actor.to_owned(),
-        action: name.to_owned(),
-        target: Some(target.to_owned()),
-        detail: text,
-    };
-    (event, audit)
 }

@@ -292,10 +292,7 @@ impl Minter {
                 }
             }
         };
-        let known = self.store.get_api_resource(&resource).await.map_err(|e| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Resource lookup failed");
-            OAuthError::Server
-        })?;
+        let known = self.store.get_api_resource(&resource).await?;
         if known.is_none() || !client.scopes.contains_key(&resource) {
             return Err(OAuthError::InvalidTarget);
         }

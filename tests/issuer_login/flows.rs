@@ -629,8 +629,38 @@ async fn nul_characters_are_refused_not_server_errors(db: TestDb) {
     env.gw.shutdown().await;
 }
 
+/// A storage failure while userinfo reads the token's organization is ours
+/// (500 `server_error`), not the token's: a client told `invalid_token`
+/// would throw away a good token during an outage.
+async fn userinfo_answers_a_storage_failure_as_a_server_error(db: TestDb) {
+    let env = env(db).await;
+    let gw = &env.gw;
+    let (back, _) = login(gw, &authorize_query("web", ""), "alice@example.test").await;
+    let code = query_of(&back)["code"].clone();
+    let (status, body) = exchange(gw, &code_fields(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(claims_of(access)["org_id"], "org_a");
+    let (status, _, body) = get(&gw.url("/oauth/userinfo"), Some(access)).await;
+    assert_eq!(status, 200, "{body}");
+    // The users are still readable; the memberships are not.
+    env._db
+        .execute("ALTER TABLE memberships RENAME TO memberships_away")
+        .await;
+    let (status, headers, body) = get(&gw.url("/oauth/userinfo"), Some(access)).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(error_code(&body), "server_error");
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"portcullis\"");
+    assert!(!body.contains("memberships"), "{body}");
+    env._db
+        .execute("ALTER TABLE memberships_away RENAME TO memberships")
+        .await;
+    env.gw.shutdown().await;
+}
+
 crate::on_both_databases!(
     nul_characters_are_refused_not_server_errors,
+    userinfo_answers_a_storage_failure_as_a_server_error,
     full_flow_issues_tokens_with_the_users_claims,
     discovery_lists_the_login_endpoints,
     pkce_downgrades_are_refused,

@@ -14,6 +14,12 @@ pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// The `Authorization` value of HTTP Basic client authentication.
+pub fn basic((id, secret): (&str, &str)) -> String {
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    format!("Basic {pair}")
+}
+
 /// POSTs a form to `base` + `path`, with HTTP Basic client authentication
 /// when `client` is given: status and the body as JSON (`null` when empty).
 pub async fn post(
@@ -24,9 +30,8 @@ pub async fn post(
 ) -> (StatusCode, Value) {
     let mut req = Request::post(format!("{base}{path}"))
         .header("content-type", "application/x-www-form-urlencoded");
-    if let Some((id, secret)) = client {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-        req = req.header("authorization", format!("Basic {basic}"));
+    if let Some(client) = client {
+        req = req.header("authorization", basic(client));
     }
     let (status, _, body) =
         super::send(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await;
@@ -46,6 +51,15 @@ pub async fn client_credentials(base: &str, client: (&str, &str)) -> String {
         "grant_type=client_credentials",
     )
     .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A `client_credentials` access token for the API `resource`; panics
+/// unless the answer is 200.
+pub async fn client_credentials_for(base: &str, client: (&str, &str), resource: &str) -> String {
+    let body = format!("grant_type=client_credentials&resource={}", enc(resource));
+    let (status, body) = post(base, "/oauth/token", Some(client), &body).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
 }

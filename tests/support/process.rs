@@ -2,7 +2,7 @@
 //! file; its JSON log on stdout is read for the `Listening` line.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +18,26 @@ const AMBIENT: &[&str] = &[
     "PORTCULLIS_MASTER_KEY",
     "RUST_LOG",
 ];
+
+/// A configuration file (`gateway.yaml`) in a temporary directory of its
+/// own, with the upstream its routes send to; both live as long as it does.
+pub struct ConfigFile {
+    pub dir: tempfile::TempDir,
+    /// The file, for `portcullis run -c` and `portcullis admin -c`.
+    pub config: PathBuf,
+    pub up: super::Upstream,
+}
+
+impl ConfigFile {
+    /// Starts an upstream, then writes `yaml(its URL)` to the file.
+    pub async fn write(yaml: impl FnOnce(&str) -> String) -> ConfigFile {
+        let dir = tempfile::tempdir().unwrap();
+        let up = super::Upstream::start().await;
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, yaml(&up.url())).unwrap();
+        ConfigFile { dir, config, up }
+    }
+}
 
 pub struct Portcullis {
     child: tokio::process::Child,

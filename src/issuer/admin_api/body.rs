@@ -1,21 +1,20 @@
-//! What admin requests carry in their bodies: the size-capped JSON body
-//! reader and the body shapes of each endpoint (unknown fields refused), which
-//! describe themselves to the OpenAPI document. Values are only parsed here;
+//! What admin requests carry in their bodies: the JSON body readers
+//! ([`issuer::body`](crate::issuer::body)'s, with this API's limit and
+//! errors) and the body shapes of each endpoint (unknown fields refused),
+//! which describe themselves to the OpenAPI document. Values are only parsed here;
 //! [`manage`](crate::issuer::manage) validates them.
 
 use http::HeaderMap;
-use http::header::CONTENT_TYPE;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use super::ApiError;
 use crate::config::GrantType;
 use crate::config::value::ParseValue;
+use crate::issuer::body;
 use crate::issuer::manage::{
     DEFAULT_OVERLAP_SECS, ManageError, NewClient, NewUser, NewWebhook, Promotion, UserChanges,
 };
@@ -218,18 +217,7 @@ pub(super) async fn read_optional_json<T: DeserializeOwned + Default>(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<T, ApiError> {
-    if headers.contains_key(CONTENT_TYPE) {
-        return read_json(headers, body).await;
-    }
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| ApiError::Request("the request body is too large or unreadable"))?
-        .to_bytes();
-    match bytes.is_empty() {
-        true => Ok(T::default()),
-        false => Err(ApiError::MediaType),
-    }
+    Ok(body::read_optional_json(headers, body, MAX_BODY).await?)
 }
 
 // === impl RotateBody ===
@@ -276,39 +264,7 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<T, ApiError> {
-    let json_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_type {
-        return Err(ApiError::MediaType);
-    }
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| ApiError::Request("the request body is too large or unreadable"))?
-        .to_bytes();
-    // Read as `T` directly (a field given twice is refused, where a `Value`
-    // would keep the last), then once more as a `Value` to look for NULs.
-    let body: T = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::Request("the body is not JSON of the expected shape"))?;
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if holds_nul(&value) {
-        return Err(ApiError::Request("the body holds a NUL character"));
-    }
-    Ok(body)
-}
-
-/// Whether a string of `value` (a key too) holds a NUL character (`\u0000`),
-/// which no stored value has and PostgreSQL refuses in text.
-fn holds_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(list) => list.iter().any(holds_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
-    }
+    Ok(body::read_json(headers, body, MAX_BODY).await?)
 }
 
 // === impl ClientBody ===
@@ -395,21 +351,4 @@ impl From<WebhookBody> for NewWebhook {
 /// PKCE is required unless a client is created without it explicitly.
 fn yes() -> bool {
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn nul_characters_are_found_anywhere() {
-        assert!(!holds_nul(
-            &json!({ "a": ["b", { "c": "d" }], "e": 1, "f": null })
-        ));
-        assert!(holds_nul(&json!({ "a": "b\u{0}" })));
-        assert!(holds_nul(&json!({ "a": { "b": ["c", "\u{0}"] } })));
-        assert!(holds_nul(&json!({ "a\u{0}": 1 })));
-    }
 }

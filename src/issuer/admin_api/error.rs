@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ADMIN_SCOPE;
+use crate::issuer::body::{BodyError, JsonError};
 use crate::issuer::error::json_response;
 use crate::issuer::hooks::Refusal;
 use crate::issuer::manage::ManageError;
@@ -69,6 +70,19 @@ pub struct ErrorBody {
 impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> Self {
         ApiError::Manage(e)
+    }
+}
+
+impl From<JsonError> for ApiError {
+    fn from(e: JsonError) -> Self {
+        match e {
+            JsonError::Body(BodyError::MediaType) => ApiError::MediaType,
+            JsonError::Body(BodyError::Unreadable) => {
+                ApiError::Request("the request body is too large or unreadable")
+            }
+            JsonError::Shape => ApiError::Request("the body is not JSON of the expected shape"),
+            JsonError::Nul => ApiError::Request("the body holds a NUL character"),
+        }
     }
 }
 

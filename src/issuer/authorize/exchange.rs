@@ -27,8 +27,8 @@ use super::{Flow, pkce};
 use crate::config::SigningAlg;
 use crate::issuer::clients::Form;
 use crate::issuer::error::OAuthError;
+use crate::issuer::family::reported;
 use crate::issuer::revocation;
-use crate::issuer::revoke::reported;
 use crate::issuer::store::{
     AuthCode, Client, CodeState, Membership, Organization, RefreshFamily, StoreError, User, new_id,
 };
@@ -131,11 +131,6 @@ impl Minter {
     }
 }
 
-fn store_failed(err: &StoreError) -> OAuthError {
-    tracing::error!(error = %crate::telemetry::events::chain(err), "Code exchange storage failed");
-    OAuthError::Server
-}
-
 // === impl Profile ===
 
 impl Profile {
@@ -174,8 +169,7 @@ impl Flow {
         let state = self
             .store
             .find_code(&code_hash)
-            .await
-            .map_err(|e| store_failed(&e))?
+            .await?
             .ok_or(OAuthError::InvalidGrant("the code is invalid"))?;
         let (record, used) = match state {
             CodeState::Unused(code) => (code, None),
@@ -208,12 +202,9 @@ impl Flow {
     /// Spends the code after a failed attempt by its own client (no family:
     /// nothing was issued).
     async fn spend(&self, code: &AuthCode, now: i64) -> Result<(), OAuthError> {
-        let failed = |e: StoreError| store_failed(&e);
-        let mut tx = self.store.begin().await.map_err(failed)?;
-        tx.redeem_code(&code.code_hash, None, now)
-            .await
-            .map_err(failed)?;
-        tx.commit().await.map_err(failed)
+        let mut tx = self.store.begin().await?;
+        tx.redeem_code(&code.code_hash, None, now).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn mint(
@@ -225,8 +216,7 @@ impl Flow {
         let user = self
             .store
             .get_user(&code.user_id)
-            .await
-            .map_err(|e| store_failed(&e))?
+            .await?
             .ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
         // A code issued just before the user was anonymized gives nothing.
         if user.anonymized_at.is_some() {
@@ -289,31 +279,24 @@ impl Flow {
         family: Option<&RefreshFamily>,
         now: i64,
     ) -> Result<(), OAuthError> {
-        let failed = |e: StoreError| store_failed(&e);
-        let mut tx = self.store.begin().await.map_err(failed)?;
+        let mut tx = self.store.begin().await?;
         if !tx
             .redeem_code(&code.code_hash, Some(family_id), now)
-            .await
-            .map_err(failed)?
+            .await?
         {
             drop(tx);
             // The winner has committed (the conditional write waited for
             // it): its family is on the code now.
-            let first = match self
-                .store
-                .find_code(&code.code_hash)
-                .await
-                .map_err(failed)?
-            {
+            let first = match self.store.find_code(&code.code_hash).await? {
                 Some(CodeState::Used { family_id, .. }) => family_id,
                 _ => None,
             };
             return Err(self.replayed(code, first.as_deref(), now).await);
         }
         if let Some(family) = family {
-            tx.create_family(family).await.map_err(failed)?;
+            tx.create_family(family).await?;
         }
-        tx.commit().await.map_err(failed)
+        Ok(tx.commit().await?)
     }
 
     /// A code presented again by its client: everything its redemption
@@ -327,7 +310,7 @@ impl Flow {
         };
         match self.revoke_redeemed(code, family_id, now).await {
             Ok(()) => OAuthError::InvalidGrant("the code is invalid"),
-            Err(e) => store_failed(&e),
+            Err(e) => e.into(),
         }
     }
 
@@ -373,16 +356,11 @@ impl Flow {
         let Some(org_id) = org_id else {
             return Ok((None, None));
         };
-        let org = self
-            .store
-            .get_organization(org_id)
-            .await
-            .map_err(|e| store_failed(&e))?;
+        let org = self.store.get_organization(org_id).await?;
         let membership = self
             .store
             .list_memberships_of_user(user_id)
-            .await
-            .map_err(|e| store_failed(&e))?
+            .await?
             .into_iter()
             .find(|m| m.org_id == org_id);
         if org.is_none() || membership.is_none() {

@@ -3,9 +3,8 @@
 //! (`kdf`), and the organization chooser. `/logout` is `logout.rs`.
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::csrf;
@@ -13,6 +12,7 @@ use super::page;
 use super::request::Params;
 use super::session::{self, Authenticated, LoginTxn};
 use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie};
+use crate::issuer::body;
 use crate::issuer::kdf::{Permit, Refusal};
 use crate::issuer::store::{AuditEntry, StoreError, User, new_id};
 use crate::issuer::throttle::{self, Keys, Source, Verdict};
@@ -24,24 +24,8 @@ const MAX_FORM: usize = 16 * 1024;
 /// A login form body; `None` when it is not a readable urlencoded form.
 pub(super) async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
     let (parts, body) = req.into_parts();
-    let is_form = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return None;
-    }
-    let bytes = Limited::new(body, MAX_FORM)
-        .collect()
-        .await
-        .ok()?
-        .to_bytes();
-    Some((Params::parse(&bytes), parts.headers))
+    let form = body::read_form(&parts.headers, body, MAX_FORM).await.ok()?;
+    Some((Params::from(form), parts.headers))
 }
 
 /// The login form again, with the email kept and a message.

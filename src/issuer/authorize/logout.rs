@@ -169,11 +169,11 @@ impl Flow {
             return Ok(named);
         };
         let claims = self
-            .signed_by_us(hint)
-            .ok()
+            .own_tokens()
+            .signed(hint)
             // Access tokens are `at+jwt` and carry `client_id`; ID tokens neither.
-            .filter(|(c, at_jwt)| !at_jwt && !c.contains_key("client_id"))
-            .map(|(c, _)| c)
+            .filter(|t| !t.access && !t.claims.contains_key("client_id"))
+            .map(|t| t.claims)
             .ok_or("the id_token_hint is not an ID token of this issuer")?;
         let aud = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => Some(a.clone()),

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::AuthorizeError;
 use super::pkce;
+use crate::issuer::body::{Decoded, decode_form};
 use crate::issuer::store::{Client, Store};
 
-/// The parameters of a request: each at most once (`repeated` says otherwise).
+/// The parameters of a request: each at most once (`malformed` says otherwise).
 #[derive(Debug, Default)]
 pub struct Params {
     map: HashMap<String, String>,
@@ -78,19 +79,19 @@ pub enum Prompt {
 
 // === impl Params ===
 
+impl From<Decoded> for Params {
+    fn from(form: Decoded) -> Self {
+        Params {
+            malformed: form.fault.is_some(),
+            map: form.pairs,
+        }
+    }
+}
+
 impl Params {
     /// Parses a query string or a form body.
     pub fn parse(raw: &[u8]) -> Params {
-        let mut params = Params::default();
-        for (k, v) in form_urlencoded::parse(raw) {
-            if k.contains('\0') || v.contains('\0') {
-                params.malformed = true;
-            }
-            if params.map.insert(k.into_owned(), v.into_owned()).is_some() {
-                params.malformed = true;
-            }
-        }
-        params
+        Params::from(decode_form(raw))
     }
 
     /// The value of `name`, if present and not empty.

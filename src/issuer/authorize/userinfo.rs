@@ -1,6 +1,7 @@
-//! `/oauth/userinfo` (OIDC Core §5.3): the bearer access token is verified with
-//! the issuer's own published keys (`auth::verify`), its `iss`, `exp`/`nbf` and
-//! revocation checked, and the subject's claims returned. Failures answer 401
+//! `/oauth/userinfo` (OIDC Core §5.3): the bearer token must be one of this
+//! issuer's live access tokens (`issuer::access`: a published key, `typ:
+//! at+jwt`, our `iss`, `exp`/`nbf`, no stored revocation), and the subject's
+//! claims are returned. Failures answer 401
 //! with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3).
 
 use bytes::Bytes;
@@ -13,10 +14,8 @@ use serde_json::Value;
 use super::Flow;
 use super::exchange::Profile;
 use crate::auth::bearer::{self, Credentials};
-use crate::auth::keys::{KeyLookup, KeySet, parse_jwks};
-use crate::auth::verify::{self, Window};
-use crate::issuer::error::json_response;
-use crate::issuer::introspect::is_revoked;
+use crate::issuer::access::{OwnTokens, Purpose};
+use crate::issuer::error::{OAuthError, json_response};
 
 /// Why a userinfo request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -108,69 +107,39 @@ impl Flow {
             .map_err(store_failed)?
             .ok_or(UserinfoError::InvalidToken)?;
         let org_id = claims.get("org_id").and_then(Value::as_str);
-        let (org, membership) = self
-            .tenancy(&user.id, org_id)
-            .await
-            .map_err(|_| UserinfoError::InvalidToken)?;
+        let (org, membership) = match self.tenancy(&user.id, org_id).await {
+            Ok(found) => found,
+            // Logged where it failed; the token is not at fault.
+            Err(OAuthError::Server) => return Err(UserinfoError::Server),
+            // The organization or the membership is gone.
+            Err(_) => return Err(UserinfoError::InvalidToken),
+        };
         let mut body = serde_json::to_value(Profile::of(&user, org.as_ref(), membership.as_ref()))
             .map_err(|_| UserinfoError::Server)?;
         body["sub"] = Value::String(user.id);
         Ok(body)
     }
 
-    /// The claims of a JWT this issuer signed (with a key it still publishes)
-    /// and whose `iss` is this issuer, and whether its `typ` is `at+jwt` (one
-    /// of our access tokens); nothing about its time.
-    pub(super) fn signed_by_us(
-        &self,
-        token: &str,
-    ) -> Result<(serde_json::Map<String, Value>, bool), UserinfoError> {
-        let parsed = verify::parse(token).map_err(|_| UserinfoError::InvalidToken)?;
-        let keys = parse_jwks(&self.keys.current().jwks).map_err(|_| UserinfoError::Server)?;
-        let set = KeySet {
-            keys,
-            generation: 0,
-        };
-        let KeyLookup::Found(key) = set.find(parsed.kid.as_deref(), parsed.alg) else {
-            return Err(UserinfoError::InvalidToken);
-        };
-        verify::verify_signature(&parsed, key).map_err(|_| UserinfoError::InvalidToken)?;
-        let at_jwt = parsed.at_jwt;
-        let claims = parsed.claims;
-        if claims.get("iss").and_then(Value::as_str) != Some(self.section.url.as_str()) {
-            return Err(UserinfoError::InvalidToken);
-        }
-        Ok((claims, at_jwt))
+    /// Which tokens are ours, with the keys in force now.
+    pub(super) fn own_tokens(&self) -> OwnTokens<'_> {
+        OwnTokens::new(&self.keys, &self.section.url, self.store.as_ref())
     }
 
-    /// Verifies one of our access tokens: signature with a published key,
-    /// `iss`, `typ`, the time window, and that no stored revocation matches it.
+    /// The claims of one of our live access tokens (`access`); anything
+    /// else, an ID token included, is `InvalidToken`.
     async fn verify_access(
         &self,
         token: &str,
     ) -> Result<serde_json::Map<String, Value>, UserinfoError> {
-        let (claims, at_jwt) = self.signed_by_us(token)?;
-        // An ID token (typ JWT) is not an access token, whatever its claims.
-        if !at_jwt {
-            return Err(UserinfoError::InvalidToken);
+        let now = self.clock.now_unix();
+        let own = self.own_tokens();
+        match own.live_access(token, now, Purpose::Use).await {
+            Ok(Some(claims)) => Ok(claims),
+            Ok(None) => Err(UserinfoError::InvalidToken),
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::events::chain(&e), "Revocation lookup failed");
+                Err(UserinfoError::Server)
+            }
         }
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(UserinfoError::InvalidToken)?;
-        let window = Window {
-            exp,
-            nbf: claims.get("nbf").and_then(Value::as_i64),
-        };
-        verify::check_window(window, self.clock.now_unix(), 0)
-            .map_err(|_| UserinfoError::InvalidToken)?;
-        let revoked = is_revoked(self.store.as_ref(), &claims).await.map_err(|e| {
-            tracing::error!(error = %crate::telemetry::events::chain(&e), "Revocation lookup failed");
-            UserinfoError::Server
-        })?;
-        if revoked {
-            return Err(UserinfoError::InvalidToken);
-        }
-        Ok(claims)
     }
 }
