@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
 use moka::sync::Cache;
 
 use super::keys::Identity;
@@ -37,10 +38,13 @@ pub struct Rejection {
     pub error: TokenError,
 }
 
-/// Both caches.
+/// Both caches. Their table hash is foldhash with a per-process random seed:
+/// a key is already a SHA-256 digest, and SipHash over it cost as much as the
+/// rest of a cache hit; a client that cannot see the seed cannot aim tokens at
+/// one bucket.
 pub struct TokenCache {
-    verified: Cache<TokenDigest, Arc<Identity>>,
-    rejected: Cache<TokenDigest, Rejection>,
+    verified: Cache<TokenDigest, Arc<Identity>, RandomState>,
+    rejected: Cache<TokenDigest, Rejection, RandomState>,
 }
 
 struct UntilExpiry {
@@ -78,12 +82,12 @@ impl TokenCache {
                 .max_capacity(budget)
                 .weigher(|_, id: &Arc<Identity>| ENTRY_OVERHEAD.saturating_add(id.heap_bytes()))
                 .expire_after(UntilExpiry { clock })
-                .build(),
+                .build_with_hasher(RandomState::default()),
             rejected: Cache::builder()
                 .max_capacity(budget / 4)
                 .weigher(|_, _| REJECTION_WEIGHT)
                 .time_to_live(MAX_NEGATIVE_AGE)
-                .build(),
+                .build_with_hasher(RandomState::default()),
         }
     }
 
