@@ -53,6 +53,9 @@ pub struct Outcome {
     pub path: Option<String>,
     /// Why the gateway answered itself.
     pub reason: Option<&'static str>,
+    /// When the upstream's response head arrived: the request's latency ends
+    /// there too (what follows is a header pass), read from the clock once.
+    pub answered: Option<Instant>,
 }
 
 // === impl Proxy ===
@@ -179,7 +182,9 @@ impl Proxy {
             snap, req, conn, request_id, &decision, out, target, websocket,
         )?;
         let sent = Instant::now();
-        let result = pool.send(upstream_req, body_sent, websocket).await;
+        let result = pool.send(upstream_req, body_sent, websocket, sent).await;
+        let answered = Instant::now();
+        out.answered = Some(answered);
         target
             .latency
             .get_or_init(|| {
@@ -187,7 +192,7 @@ impl Proxy {
                     .upstream_latency
                     .get_or_create_owned(&target.label)
             })
-            .observe(sent.elapsed().as_secs_f64());
+            .observe((answered - sent).as_secs_f64());
         let mut resp = result.map_err(|e| forward_reject(e, target, request_id))?;
         // 6. Respond: a 101 splices the two upgraded streams.
         match client_upgrade {

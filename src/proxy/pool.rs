@@ -116,14 +116,17 @@ impl Pool {
 
     /// Sends the request and waits for the response head. The response timeout
     /// starts once the request body has been sent in full (as in Envoy), so a
-    /// long upload to a healthy upstream is not cut short. `upgrade` asks for a
-    /// connection of its own that may switch protocols.
+    /// long upload to a healthy upstream is not cut short; without a body, at
+    /// `now` (the caller's clock reading). `upgrade` asks for a connection of
+    /// its own that may switch protocols.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<UpstreamBody>,
         body_sent: BodySent,
         upgrade: bool,
+        now: Instant,
     ) -> Result<Response<ResponseBody>, ForwardError> {
+        let mut started = now;
         let exchange = async {
             if self.target.is_h2() && !upgrade {
                 self.send_h2(req).await
@@ -141,12 +144,16 @@ impl Pool {
                     Ok(BodyEnd::Failed) => return Err(ForwardError::ClientBody),
                     Ok(BodyEnd::TooLarge) => return Err(ForwardError::BodyTooLarge),
                     Ok(BodyEnd::Stalled) => return Err(ForwardError::BodyStalled),
-                    Ok(BodyEnd::Complete) | Err(_) => {}
+                    Ok(BodyEnd::Complete) | Err(_) => started = Instant::now(),
                 },
                 r = &mut exchange => return r,
             }
         }
-        match tokio::time::timeout(self.target.timeout(), exchange).await {
+        // A timeout too long to add to the clock is none.
+        let Some(deadline) = started.checked_add(self.target.timeout()) else {
+            return exchange.await;
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
             Ok(r) => r,
             Err(_) => Err(ForwardError::ResponseTimeout),
         }

@@ -181,7 +181,8 @@ async fn dispatch(
         path: out.path.as_deref().unwrap_or("-"),
         route: &route,
         status,
-        latency_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        latency_us: u64::try_from((out.answered.unwrap_or_else(Instant::now) - start).as_micros())
+            .unwrap_or(u64::MAX),
         sub: out.identity.as_ref().and_then(|i| i.sub.as_deref()),
         org: out.identity.as_ref().and_then(|i| i.org.as_deref()),
         reason: out.reason,

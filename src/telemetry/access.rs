@@ -117,9 +117,9 @@ pub fn format_json(out: &mut String, e: &AccessEntry<'_>, second: &str, micros: 
     out.push_str(second);
     push_fraction(out, micros);
     out.push_str("\",\"level\":\"INFO\",\"message\":\"Request\"");
-    field(out, "method", e.method);
-    field(out, "path", e.path);
-    field(out, "route", e.route);
+    field(out, ",\"method\":\"", e.method);
+    field(out, ",\"path\":\"", e.path);
+    field(out, ",\"route\":\"", e.route);
     let mut digits = itoa::Buffer::new();
     out.push_str(",\"status\":");
     out.push_str(digits.format(e.status));
@@ -128,24 +128,23 @@ pub fn format_json(out: &mut String, e: &AccessEntry<'_>, second: &str, micros: 
     out.push('.');
     push_padded(out, e.latency_us % 1000, 3);
     if let Some(s) = e.sub {
-        field(out, "sub", s);
+        field(out, ",\"sub\":\"", s);
     }
     if let Some(o) = e.org {
-        field(out, "org", o);
+        field(out, ",\"org\":\"", o);
     }
     if let Some(r) = e.reason {
-        field(out, "reason", r);
+        field(out, ",\"reason\":\"", r);
     }
-    field(out, "request_id", e.request_id);
+    field(out, ",\"request_id\":\"", e.request_id);
     out.push_str(",\"target\":\"");
     out.push_str(ACCESS_LOG);
     out.push_str("\"}\n");
 }
 
-fn field(out: &mut String, key: &str, value: &str) {
-    out.push_str(",\"");
-    out.push_str(key);
-    out.push_str("\":\"");
+/// Appends `,"key":"value"`; `opening` is `,"key":"`, written whole.
+fn field(out: &mut String, opening: &str, value: &str) {
+    out.push_str(opening);
     escape(out, value);
     out.push('"');
 }
