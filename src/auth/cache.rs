@@ -38,6 +38,77 @@ pub struct Rejection {
     pub error: TokenError,
 }
 
+/// Verified identities a thread looked up last, in front of the shared cache:
+/// a hit there touches nothing another worker writes (the shared cache records
+/// every read in a queue all threads push to). Direct-mapped by the digest;
+/// entries of another cache (a reloaded configuration's) are never used. The
+/// caller checks what it gets exactly as it checks the shared cache's answers
+/// (key generation, validity window, revocations), so a stale entry here can
+/// only cost a lookup.
+mod local {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use super::{Identity, TokenDigest};
+
+    const SLOTS: usize = 64;
+
+    struct Local {
+        /// The cache these entries belong to.
+        owner: u64,
+        slots: [Option<(TokenDigest, Arc<Identity>)>; SLOTS],
+    }
+
+    thread_local! {
+        static LOCAL: RefCell<Local> = const {
+            RefCell::new(Local { owner: 0, slots: [const { None }; SLOTS] })
+        };
+    }
+
+    fn slot(key: &TokenDigest) -> usize {
+        usize::from(key[0]) % SLOTS
+    }
+
+    /// Runs `f` on this thread's entries of cache `owner` (emptied first when
+    /// they were another cache's); `None` while the thread is being torn down.
+    fn with<T>(owner: u64, f: impl FnOnce(&mut Local) -> T) -> Option<T> {
+        LOCAL
+            .try_with(|cell| {
+                let mut local = cell.try_borrow_mut().ok()?;
+                if local.owner != owner {
+                    local.owner = owner;
+                    local.slots = [const { None }; SLOTS];
+                }
+                Some(f(&mut local))
+            })
+            .ok()
+            .flatten()
+    }
+
+    pub(super) fn get(owner: u64, key: &TokenDigest) -> Option<Arc<Identity>> {
+        with(owner, |l| match &l.slots[slot(key)] {
+            Some((k, id)) if k == key => Some(id.clone()),
+            _ => None,
+        })
+        .flatten()
+    }
+
+    pub(super) fn put(owner: u64, key: TokenDigest, id: Arc<Identity>) {
+        with(owner, |l| l.slots[slot(&key)] = Some((key, id)));
+    }
+
+    pub(super) fn remove(owner: u64, key: &TokenDigest) {
+        with(owner, |l| {
+            if matches!(&l.slots[slot(key)], Some((k, _)) if k == key) {
+                l.slots[slot(key)] = None;
+            }
+        });
+    }
+}
+
+/// Tells caches apart for the threads' local entries (0: none yet).
+static CACHE_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Both caches. Their table hash is foldhash with a per-process random seed:
 /// a key is already a SHA-256 digest, and SipHash over it cost as much as the
 /// rest of a cache hit; a client that cannot see the seed cannot aim tokens at
@@ -45,6 +116,8 @@ pub struct Rejection {
 pub struct TokenCache {
     verified: Cache<TokenDigest, Arc<Identity>, RandomState>,
     rejected: Cache<TokenDigest, Rejection, RandomState>,
+    /// This cache's id for the threads' local entries ([`local`]).
+    id: u64,
 }
 
 struct UntilExpiry {
@@ -88,6 +161,7 @@ impl TokenCache {
                 .weigher(|_, _| REJECTION_WEIGHT)
                 .time_to_live(MAX_NEGATIVE_AGE)
                 .build_with_hasher(RandomState::default()),
+            id: CACHE_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -105,17 +179,26 @@ impl TokenCache {
     }
 
     /// A verified identity for this token, if cached.
+    /// (This thread's recent lookups first.)
     pub fn verified(&self, key: &TokenDigest) -> Option<Arc<Identity>> {
-        self.verified.get(key)
+        if let Some(id) = local::get(self.id, key) {
+            return Some(id);
+        }
+        let id = self.verified.get(key)?;
+        local::put(self.id, *key, id.clone());
+        Some(id)
     }
 
     /// Remembers a verified identity (it expires no later than the token).
     pub fn insert_verified(&self, key: TokenDigest, identity: Arc<Identity>) {
+        local::put(self.id, key, identity.clone());
         self.verified.insert(key, identity);
     }
 
-    /// Forgets a verified identity (its key set changed).
+    /// Forgets a verified identity (its key set changed, or it was revoked).
+    /// Other threads' local entries are left to their own checks.
     pub fn forget_verified(&self, key: &TokenDigest) {
+        local::remove(self.id, key);
         self.verified.invalidate(key);
     }
 
@@ -148,6 +231,53 @@ mod tests {
             headers: vec![http::HeaderValue::from_str(&format!("user-{n}")).ok(), None],
             revocation: None,
         })
+    }
+
+    #[test]
+    fn thread_local_entries_never_cross_caches_or_outlive_a_forget() {
+        let clock = Arc::new(ManualClock::new(1_900_000_000));
+        let old = TokenCache::new(1 << 20, clock.clone());
+        let new = TokenCache::new(1 << 20, clock);
+        let key = digest("a.b.c");
+        old.insert_verified(key, identity(1));
+        assert_eq!(
+            old.verified(&key).and_then(|i| i.sub.clone()).as_deref(),
+            Some("user-1")
+        );
+        // A reloaded configuration's cache never sees the old one's entries.
+        assert!(new.verified(&key).is_none());
+        new.insert_verified(key, identity(2));
+        assert_eq!(
+            new.verified(&key).and_then(|i| i.sub.clone()).as_deref(),
+            Some("user-2")
+        );
+        assert_eq!(
+            old.verified(&key).and_then(|i| i.sub.clone()).as_deref(),
+            Some("user-1")
+        );
+        // Forgotten here: gone from the thread's entries and the shared cache.
+        old.forget_verified(&key);
+        assert!(old.verified(&key).is_none());
+        // Another thread finds what the shared cache holds, and fills its own.
+        let other = std::thread::scope(|s| {
+            s.spawn(|| new.verified(&key).and_then(|i| i.sub.clone()))
+                .join()
+                .expect("thread")
+        });
+        assert_eq!(other.as_deref(), Some("user-2"));
+        // Two digests in one slot: each lookup answers for its own key only.
+        let mut twin = key;
+        twin[1] ^= 1;
+        assert!(new.verified(&twin).is_none());
+        new.insert_verified(twin, identity(3));
+        assert_eq!(
+            new.verified(&key).and_then(|i| i.sub.clone()).as_deref(),
+            Some("user-2")
+        );
+        assert_eq!(
+            new.verified(&twin).and_then(|i| i.sub.clone()).as_deref(),
+            Some("user-3")
+        );
     }
 
     #[test]
