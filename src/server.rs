@@ -234,7 +234,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             panics: shared.panics.clone(),
             issuer: issuer.clone().map(|i| (i, control.clone())),
             metrics: metrics.clone(),
-            requests: crate::telemetry::RequestCounters::new(metrics.requests.clone()),
+            requests: metrics.requests.worker(),
             access_log: options.access_log.clone(),
             no_route: Arc::from(""),
         });

@@ -5,7 +5,9 @@ pub mod events;
 pub mod redact;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,54 +23,115 @@ pub struct RouteStatus {
     pub status: u16,
 }
 
-/// One worker's handles on cells of `portcullis_requests_total`, so that
-/// counting a request is one atomic add: no label hashing and no read lock on
-/// the family (whose lock word every worker would write). A small
-/// direct-mapped table by route and status; a collision only costs the next
-/// request the family lookup. Routes are compared by pointer: a reloaded
-/// configuration's routes get new cells' handles, counting the same series.
+/// `portcullis_requests_total`, kept per worker and summed when scraped: a
+/// request adds one to a counter only its own worker writes (no cache line
+/// the workers pass back and forth per request, no label hashing, no lock on
+/// a shared family).
+#[derive(Debug, Clone, Default)]
+pub struct RequestTotals {
+    workers: Arc<std::sync::Mutex<Vec<Arc<WorkerCells>>>>,
+}
+
+/// One worker's cells, by route name and status.
+type WorkerCells = std::sync::Mutex<HashMap<(Arc<str>, u16), Arc<AtomicU64>>>;
+
+impl RequestTotals {
+    /// A new worker's counters, summed into these totals.
+    pub fn worker(&self) -> RequestCounters {
+        let cells = Arc::new(WorkerCells::default());
+        lock(&self.workers).push(cells.clone());
+        RequestCounters {
+            cells,
+            slots: std::sync::Mutex::new(vec![None; RequestCounters::SLOTS]),
+        }
+    }
+
+    /// The sum over the workers of route and status.
+    pub fn get(&self, route: &str, status: u16) -> u64 {
+        lock(&self.workers)
+            .iter()
+            .filter_map(|w| {
+                lock(w)
+                    .get(&(Arc::from(route), status))
+                    .map(|c| c.load(Ordering::Relaxed))
+            })
+            .sum()
+    }
+
+    /// Every route and status seen, with the sum over the workers.
+    fn totals(&self) -> std::collections::BTreeMap<(Arc<str>, u16), u64> {
+        let mut totals = std::collections::BTreeMap::new();
+        for worker in lock(&self.workers).iter() {
+            for (key, cell) in lock(worker).iter() {
+                *totals.entry(key.clone()).or_insert(0) += cell.load(Ordering::Relaxed);
+            }
+        }
+        totals
+    }
+}
+
+impl prometheus_client::collector::Collector for RequestTotals {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let mut family = encoder.encode_descriptor(
+            events::metric::REQUESTS,
+            REQUESTS_HELP,
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for ((route, status), n) in self.totals() {
+            let labels = RouteStatus { route, status };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+const REQUESTS_HELP: &str = "Requests answered, by route and status";
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain bookkeeping: a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One worker's request counters: its cells ([`RequestTotals`]), and a small
+/// direct-mapped table of the last ones used, by route (compared by pointer)
+/// and status, so that counting is one atomic add on a cell of its own.
 #[derive(Debug)]
 pub struct RequestCounters {
-    family: Family<RouteStatus, Counter>,
+    cells: Arc<WorkerCells>,
     slots: std::sync::Mutex<Vec<Option<CounterSlot>>>,
 }
 
-/// A cached cell: its route, its status, the handle.
-type CounterSlot = (Arc<str>, u16, Counter);
+/// A cell in the table: its route, its status, the cell.
+type CounterSlot = (Arc<str>, u16, Arc<AtomicU64>);
 
 impl RequestCounters {
     const SLOTS: usize = 64;
-
-    /// Handles on `family`'s cells.
-    pub fn new(family: Family<RouteStatus, Counter>) -> RequestCounters {
-        RequestCounters {
-            family,
-            slots: std::sync::Mutex::new(vec![None; Self::SLOTS]),
-        }
-    }
 
     /// Counts one request of `route` answered with `status`.
     pub fn inc(&self, route: Arc<str>, status: u16) {
         let at = ((Arc::as_ptr(&route).cast::<u8>() as usize >> 4) ^ (usize::from(status) * 31))
             % Self::SLOTS;
-        // Plain bookkeeping: a panic elsewhere leaves it usable.
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Some((r, s, counter))) = slots.get(at) {
+        let mut slots = lock(&self.slots);
+        if let Some(Some((r, s, cell))) = slots.get(at) {
             if *s == status && Arc::ptr_eq(r, &route) {
-                counter.inc();
+                cell.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
-        let counter = self
-            .family
-            .get_or_create(&RouteStatus {
-                route: route.clone(),
-                status,
-            })
+        // By name: a reloaded configuration's route counts into the same cell.
+        let cell = lock(&self.cells)
+            .entry((route.clone(), status))
+            .or_default()
             .clone();
-        counter.inc();
+        cell.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = slots.get_mut(at) {
-            *slot = Some((route, status, counter));
+            *slot = Some((route, status, cell));
         }
     }
 }
@@ -137,7 +200,7 @@ pub struct UpstreamLabel {
 /// Every metric portcullis exports; cheap to clone (shared handles).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    pub requests: Family<RouteStatus, Counter>,
+    pub requests: RequestTotals,
     pub rejections: Family<Reason, Counter>,
     pub upstream_latency: Family<UpstreamLabel, Histogram>,
     pub jwks_fetches: Family<IssuerLabel, Counter>,
@@ -174,7 +237,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         use events::metric as m;
         let mut registry = Registry::default();
-        let requests = Family::<RouteStatus, Counter>::default();
+        let requests = RequestTotals::default();
         let rejections = Family::<Reason, Counter>::default();
         let upstream_latency = Family::<UpstreamLabel, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -192,11 +255,7 @@ impl Metrics {
         let webhook_events_abandoned = Counter::default();
         let revocation_entries = Gauge::default();
         let revocations_evicted = Counter::default();
-        registry.register(
-            m::REQUESTS,
-            "Requests answered, by route and status",
-            requests.clone(),
-        );
+        registry.register_collector(Box::new(requests.clone()));
         registry.register(
             m::REJECTIONS,
             "Requests rejected, by reason",
@@ -374,35 +433,39 @@ pub fn init(format: LogFormat) -> Logging {
 mod tests {
     use super::*;
 
-    fn count(family: &Family<RouteStatus, Counter>, route: &str, status: u16) -> u64 {
-        family
-            .get_or_create(&RouteStatus {
-                route: Arc::from(route),
-                status,
-            })
-            .get()
-    }
-
     #[test]
-    fn cached_request_counters_count_into_the_family() {
-        let family = Family::<RouteStatus, Counter>::default();
-        let counters = RequestCounters::new(family.clone());
+    fn request_counters_of_every_worker_are_summed() {
+        let totals = RequestTotals::default();
+        let (one, two) = (totals.worker(), totals.worker());
         let a: Arc<str> = Arc::from("/a/*");
         // A reloaded configuration's route: another pointer, the same series.
         let a_again: Arc<str> = Arc::from("/a/*");
         let routes: Vec<Arc<str>> = (0..200).map(|i| Arc::from(format!("/r{i}"))).collect();
         for _ in 0..3 {
-            counters.inc(a.clone(), 200);
-            counters.inc(a_again.clone(), 200);
-            counters.inc(a.clone(), 401);
-            // More cells than slots: collisions fall back to the family.
+            one.inc(a.clone(), 200);
+            two.inc(a_again.clone(), 200);
+            one.inc(a.clone(), 401);
+            // More cells than slots: collisions fall back to the worker's map.
             for r in &routes {
-                counters.inc(r.clone(), 200);
+                two.inc(r.clone(), 200);
             }
         }
-        assert_eq!(count(&family, "/a/*", 200), 6);
-        assert_eq!(count(&family, "/a/*", 401), 3);
-        assert_eq!(count(&family, "/a/*", 404), 0);
-        assert!(routes.iter().all(|r| count(&family, r, 200) == 3));
+        assert_eq!(totals.get("/a/*", 200), 6);
+        assert_eq!(totals.get("/a/*", 401), 3);
+        assert_eq!(totals.get("/a/*", 404), 0);
+        assert!(routes.iter().all(|r| totals.get(r, 200) == 3));
+        // What a scrape shows.
+        let metrics = Metrics::new();
+        let w = metrics.requests.worker();
+        w.inc(a.clone(), 200);
+        metrics.requests.worker().inc(a_again, 200);
+        w.inc(Arc::from("/b"), 503);
+        let text = metrics.encode();
+        assert!(
+            text.contains("portcullis_requests_total{route=\"/a/*\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_requests_total{route=\"/b\",status=\"503\"} 1"));
+        assert!(text.contains("# TYPE portcullis_requests counter"));
     }
 }

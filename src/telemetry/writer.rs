@@ -221,18 +221,22 @@ mod tests {
         use tracing_subscriber::fmt::MakeWriter;
         let sink = Sink::default();
         let (w, guard) = BatchWriter::new(sink.clone());
-        std::thread::scope(|s| {
-            for t in 0..4 {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
                 let w = w.clone();
-                s.spawn(move || {
+                std::thread::spawn(move || {
                     for i in 0..2_000 {
                         w.make_writer()
                             .write_all(format!("thread {t} line {i}\n").as_bytes())
                             .unwrap();
                     }
-                });
-            }
-        });
+                })
+            })
+            .collect();
+        // Joined: ended, thread-locals dropped (a scoped thread's may not be yet).
+        for t in threads {
+            t.join().unwrap();
+        }
         // The threads ended: their buffers are written and then forgotten.
         drop(guard);
         let all: Vec<u8> = sink.0.lock().unwrap().concat();
