@@ -148,7 +148,9 @@ impl<W: Write + Send + 'static> Write for LineWriter<'_, W> {
         let full = {
             let mut lines = lock(&buffer);
             lines.extend_from_slice(data);
-            (lines.len() >= HIGH_WATER).then(|| std::mem::take(&mut *lines))
+            // A fresh buffer with room for a batch: no regrowth line by line.
+            (lines.len() >= HIGH_WATER)
+                .then(|| std::mem::replace(&mut *lines, Vec::with_capacity(2 * HIGH_WATER)))
         };
         // Written with the buffer unlocked (the flusher takes the output
         // first, then the buffers).
