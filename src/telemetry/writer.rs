@@ -1,15 +1,9 @@
-//! A log writer for the request path: each thread appends its lines to a
-//! buffer of its own (a lock no other thread takes between flushes: workers
-//! never share a cache line per request), and the buffers are written out in
-//! batches, from the logging thread itself when its buffer fills and at least
-//! every [`FLUSH_EVERY`] from a background thread. A line is never split
-//! across two writes; one thread's lines keep their order (lines of different
-//! threads within one batch follow each other by thread, their timestamps
-//! tell the order).
+//! A log writer for the request path: lines are appended to one shared buffer
+//! (a short lock, no cross-thread wake-up per line) and written out in batches,
+//! when the buffer fills and at least every [`FLUSH_EVERY`] from a background
+//! thread. A line is never split across two writes.
 
-use std::cell::RefCell;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,27 +12,14 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Buffered bytes that trigger a write from the logging thread itself.
 const HIGH_WATER: usize = 64 * 1024;
 
-/// One thread's lines not yet written.
-type Buffer = Arc<Mutex<Vec<u8>>>;
-
 struct Shared<W> {
-    /// Tells writers apart in the threads' lists of buffers.
-    id: u64,
-    /// Every buffer a thread made for this writer.
-    buffers: Mutex<Vec<Buffer>>,
-    out: Mutex<W>,
-}
-
-static WRITER_IDS: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// This thread's buffers, by writer id.
-    static MINE: RefCell<Vec<(u64, Buffer)>> = const { RefCell::new(Vec::new()) };
+    buf: Vec<u8>,
+    out: W,
 }
 
 /// A cloneable handle; each `make_writer` call yields a line writer.
 pub struct BatchWriter<W: Write + Send + 'static> {
-    shared: Arc<Shared<W>>,
+    shared: Arc<Mutex<Shared<W>>>,
 }
 
 impl<W: Write + Send + 'static> Clone for BatchWriter<W> {
@@ -58,11 +39,10 @@ impl<W: Write + Send + 'static> BatchWriter<W> {
     /// Wraps `out` and starts the periodic flusher thread.
     pub fn new(out: W) -> (BatchWriter<W>, FlushGuard<W>) {
         let writer = BatchWriter {
-            shared: Arc::new(Shared {
-                id: WRITER_IDS.fetch_add(1, Ordering::Relaxed),
-                buffers: Mutex::new(Vec::new()),
-                out: Mutex::new(out),
-            }),
+            shared: Arc::new(Mutex::new(Shared {
+                buf: Vec::with_capacity(HIGH_WATER * 2),
+                out,
+            })),
         };
         let weak = Arc::downgrade(&writer.shared);
         let spawned = std::thread::Builder::new()
@@ -71,7 +51,7 @@ impl<W: Write + Send + 'static> BatchWriter<W> {
                 loop {
                     std::thread::sleep(FLUSH_EVERY);
                     let Some(shared) = weak.upgrade() else { return };
-                    flush_all(&shared);
+                    flush(&mut lock(&shared));
                 }
             });
         if spawned.is_err() {
@@ -81,81 +61,32 @@ impl<W: Write + Send + 'static> BatchWriter<W> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+fn lock<W>(m: &Mutex<Shared<W>>) -> MutexGuard<'_, Shared<W>> {
     // A panic while holding the lock leaves at worst a partial batch: keep logging.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes `bytes` out. Logging must never take the gateway down: a failed
-/// write drops them.
-fn write_out<W: Write>(shared: &Shared<W>, bytes: &[u8]) {
-    if bytes.is_empty() {
+fn flush<W: Write>(s: &mut Shared<W>) {
+    if s.buf.is_empty() {
         return;
     }
-    let mut out = lock(&shared.out);
-    let _ = out.write_all(bytes).and_then(|_| out.flush());
-}
-
-/// Writes every thread's buffered lines in one batch; forgets the buffers of
-/// threads that ended. The output stays locked from the first line taken to
-/// the write: a thread whose full buffer it writes itself meanwhile (newer
-/// lines) waits, so one thread's lines never overtake each other.
-fn flush_all<W: Write>(shared: &Shared<W>) {
-    let mut out = lock(&shared.out);
-    let mut batch = Vec::new();
-    lock(&shared.buffers).retain(|buffer| {
-        let mut lines = lock(buffer);
-        batch.extend_from_slice(&lines);
-        lines.clear();
-        // Held only here: its thread is gone and wrote its last line.
-        Arc::strong_count(buffer) > 1
-    });
-    if !batch.is_empty() {
-        let _ = out.write_all(&batch).and_then(|_| out.flush());
-    }
+    let Shared { buf, out } = s;
+    // Logging must never take the gateway down: a failed write drops the batch.
+    let _ = out.write_all(buf).and_then(|_| out.flush());
+    buf.clear();
 }
 
 /// Writes one formatted event.
 pub struct LineWriter<'a, W: Write + Send + 'static> {
-    shared: &'a Shared<W>,
-}
-
-impl<W: Write + Send + 'static> LineWriter<'_, W> {
-    /// This thread's buffer for this writer, made on its first line; `None`
-    /// while the thread is being torn down.
-    fn buffer(&self) -> Option<Buffer> {
-        MINE.try_with(|mine| {
-            let mut mine = mine.try_borrow_mut().ok()?;
-            if let Some((_, buffer)) = mine.iter().find(|(id, _)| *id == self.shared.id) {
-                return Some(buffer.clone());
-            }
-            let buffer = Buffer::default();
-            lock(&self.shared.buffers).push(buffer.clone());
-            mine.push((self.shared.id, buffer.clone()));
-            Some(buffer)
-        })
-        .ok()
-        .flatten()
-    }
+    shared: &'a Mutex<Shared<W>>,
 }
 
 impl<W: Write + Send + 'static> Write for LineWriter<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let Some(buffer) = self.buffer() else {
-            write_out(self.shared, data);
-            return Ok(data.len());
-        };
-        let full = {
-            let mut lines = lock(&buffer);
-            lines.extend_from_slice(data);
-            // A fresh buffer with room for a batch: no regrowth line by line.
-            (lines.len() >= HIGH_WATER)
-                .then(|| std::mem::replace(&mut *lines, Vec::with_capacity(2 * HIGH_WATER)))
-        };
-        // Written with the buffer unlocked (the flusher takes the output
-        // first, then the buffers).
-        if let Some(full) = full {
-            write_out(self.shared, &full);
+        let mut s = lock(self.shared);
+        s.buf.extend_from_slice(data);
+        if s.buf.len() >= HIGH_WATER {
+            flush(&mut s);
         }
         Ok(data.len())
     }
@@ -177,7 +108,7 @@ impl<'a, W: Write + Send + 'static> tracing_subscriber::fmt::MakeWriter<'a> for 
 
 impl<W: Write + Send + 'static> Drop for FlushGuard<W> {
     fn drop(&mut self) {
-        flush_all(&self.writer.shared);
+        flush(&mut lock(&self.writer.shared));
     }
 }
 
@@ -216,50 +147,6 @@ mod tests {
         let writes = sink.0.lock().unwrap();
         assert_eq!(writes.len(), 1);
         assert!(String::from_utf8_lossy(&writes[0]).ends_with("line 9\n"));
-    }
-
-    #[test]
-    fn each_thread_buffers_its_own_lines_and_none_is_lost() {
-        use tracing_subscriber::fmt::MakeWriter;
-        let sink = Sink::default();
-        let (w, guard) = BatchWriter::new(sink.clone());
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let w = w.clone();
-                std::thread::spawn(move || {
-                    for i in 0..2_000 {
-                        w.make_writer()
-                            .write_all(format!("thread {t} line {i}\n").as_bytes())
-                            .unwrap();
-                    }
-                })
-            })
-            .collect();
-        // Joined: ended, thread-locals dropped (a scoped thread's may not be yet).
-        for t in threads {
-            t.join().unwrap();
-        }
-        // The threads ended: their buffers are written and then forgotten.
-        drop(guard);
-        let all: Vec<u8> = sink.0.lock().unwrap().concat();
-        let text = String::from_utf8(all).unwrap();
-        for t in 0..4 {
-            let mine: Vec<usize> = text
-                .lines()
-                .filter_map(|l| l.strip_prefix(&format!("thread {t} line ")))
-                .map(|n| n.parse().unwrap())
-                .collect();
-            assert_eq!(
-                mine,
-                (0..2_000).collect::<Vec<_>>(),
-                "thread {t}: every line, in order"
-            );
-        }
-        assert_eq!(
-            w.shared.buffers.lock().unwrap().len(),
-            0,
-            "ended threads' buffers are dropped"
-        );
     }
 
     #[test]
