@@ -25,7 +25,7 @@ use crate::clock::Clock;
 
 pub use super::kdf::{hash_secret, verify_secret};
 
-/// How long a verified secret is remembered (by its SHA-256, with the stored hash).
+/// How long a verified secret is remembered (by a keyed hash, with the stored hash).
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
 /// The largest form body the token, revocation and introspection endpoints
@@ -53,7 +53,14 @@ pub async fn read_form(headers: &HeaderMap, body: Incoming) -> Result<Form, OAut
 pub struct ClientAuth {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Secrets verified recently, by [`ClientAuth::verified_key`], with the
+    /// stored hash they were verified against. The secrets themselves are
+    /// never kept.
     verified: Cache<[u8; 32], String>,
+    /// The key of `verified`'s keys: random, this process's only, so that
+    /// what is remembered cannot be checked against guessed secrets
+    /// without it.
+    verified_mac: aws_lc_rs::hmac::Key,
     /// Checks under way, by the key of the client and secret they check;
     /// their answer, once known.
     in_flight: Mutex<HashMap<[u8; 32], Answer>>,
@@ -136,7 +143,13 @@ fn credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Option<Strin
 impl ClientAuth {
     /// Authenticates against the clients in `store`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> ClientAuth {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let verified_mac = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)
+            // Were the random source to fail, an empty key is no weaker than
+            // the plain hash it replaces.
+            .unwrap_or_else(|_| aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[]));
         ClientAuth {
+            verified_mac,
             throttle: Throttle::new(store.clone()),
             budget: Budget::new("client authentication", CLIENT_LIMITS),
             in_flight: Mutex::new(HashMap::new()),
@@ -160,7 +173,7 @@ impl ClientAuth {
         source: &Source,
     ) -> Result<Client, OAuthError> {
         let (id, secret) = credentials(headers, form)?;
-        let client = self.store.get_client(&id).await?;
+        let client = self.store.get_client_recent(&id).await?;
         let ok = match (&client, secret) {
             (Some(c), Some(secret)) => match &c.secret_hash {
                 Some(hash) => self.check(&c.client_id, secret, hash, source).await?,
@@ -189,11 +202,15 @@ impl ClientAuth {
         hash: &str,
         source: &Source,
     ) -> Result<bool, OAuthError> {
-        let key = verified_key(client_id, &secret);
+        let key = self.verified_key(client_id, &secret);
         loop {
             // The remembered hash must still be the stored one: a changed
             // secret (or a deleted and recreated client) is verified afresh.
-            if self.verified.get(&key).as_deref() == Some(hash) {
+            let remembered = self.verified.get(&key);
+            if remembered.is_some_and(|h| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(h.as_bytes(), hash.as_bytes())
+                    .is_ok()
+            }) {
                 return Ok(true);
             }
             let joined = {
@@ -281,16 +298,22 @@ impl ClientAuth {
     }
 }
 
-/// The memory key of a verified secret: SHA-256 of the client id and secret.
-fn verified_key(client_id: &str, secret: &str) -> [u8; 32] {
-    let mut material = Vec::with_capacity(client_id.len() + secret.len() + 1);
-    material.extend_from_slice(client_id.as_bytes());
-    material.push(0);
-    material.extend_from_slice(secret.as_bytes());
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
-    let mut key = [0u8; 32];
-    key.copy_from_slice(d.as_ref());
-    key
+// === impl ClientAuth (memory) ===
+
+impl ClientAuth {
+    /// The memory key of a verified secret: HMAC-SHA256, under this
+    /// process's random key, of the client id and the secret (no stored id
+    /// or secret holds the NUL that separates them).
+    fn verified_key(&self, client_id: &str, secret: &str) -> [u8; 32] {
+        let mut mac = aws_lc_rs::hmac::Context::with_key(&self.verified_mac);
+        mac.update(client_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.as_bytes());
+        let tag = mac.sign();
+        let mut key = [0u8; 32];
+        key.copy_from_slice(tag.as_ref());
+        key
+    }
 }
 
 impl From<kdf::Refusal> for OAuthError {

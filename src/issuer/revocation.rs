@@ -281,6 +281,11 @@ impl Revocations {
                 }
             })
             .collect();
+        // A client's revocation is its deletion (perhaps by another process):
+        // its remembered record must not authenticate it any more.
+        if revocations.iter().any(|r| r.kind == Kind::Client) {
+            self.store.catalog_changed();
+        }
         let floor = self.set.floor();
         self.set.insert(&revocations, now);
         let raised = self.set.floor();

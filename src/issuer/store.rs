@@ -16,6 +16,7 @@
 //! one-call shortcuts that open and commit a transaction of their own.
 
 mod listing;
+pub mod memo;
 pub mod postgres;
 mod records;
 pub mod sqlite;
@@ -81,6 +82,15 @@ pub trait Store: Send + Sync + Debug {
 
     /// The API resource with this identifier.
     async fn get_api_resource(&self, identifier: &str) -> Result<Option<ApiResource>, StoreError>;
+    /// As [`Store::get_api_resource`], possibly answered from memory: a
+    /// change made through this store is seen at once, one made elsewhere
+    /// within [`memo::RECENT`]. For the token endpoint's hot path.
+    async fn get_api_resource_recent(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<ApiResource>, StoreError> {
+        self.get_api_resource(identifier).await
+    }
     /// Every API resource, by identifier.
     async fn list_api_resources(&self) -> Result<Vec<ApiResource>, StoreError> {
         self.list_api_resources_page(Page::ALL).await
@@ -99,6 +109,16 @@ pub trait Store: Send + Sync + Debug {
 
     /// The client with this id.
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+    /// As [`Store::get_client`], possibly answered from memory: a change
+    /// made through this store is seen at once, one made elsewhere within
+    /// [`memo::RECENT`] (or once [`Store::catalog_changed`] is called). For
+    /// client authentication's hot path.
+    async fn get_client_recent(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        self.get_client(client_id).await
+    }
+    /// Another process changed a client (its revocation fact arrived):
+    /// nothing remembered by the `_recent` reads is answered any more.
+    fn catalog_changed(&self) {}
     /// Every client, by client id.
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
         self.list_clients_page(Page::ALL).await

@@ -292,7 +292,7 @@ impl Minter {
                 }
             }
         };
-        let known = self.store.get_api_resource(&resource).await?;
+        let known = self.store.get_api_resource_recent(&resource).await?;
         if known.is_none() || !client.scopes.contains_key(&resource) {
             return Err(OAuthError::InvalidTarget);
         }

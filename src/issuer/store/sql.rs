@@ -11,11 +11,14 @@
 //! The query functions take a `&mut Conn`, so the same function serves a pooled
 //! connection (one [`Store`] call) and an open transaction ([`StoreTx`]).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Pool, Transaction};
 
+use super::super::memo::Memo;
 use super::super::{
     ApiResource, Attempt, AttemptRule, AuditEntry, AuditFilter, AuditPosition, AuthCode, Client,
     CodeState, EventPosition, EventStatus, FamilyMatch, LoginSession, LoginTransaction, Membership,
@@ -51,11 +54,17 @@ type Row = <Db as sqlx::Database>::Row;
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: Pool<Db>,
+    /// Recently read clients and API resources (see `store::memo`).
+    memo: Arc<Memo>,
 }
 
 /// An open transaction of [`SqlStore`]; dropping it rolls back.
 struct SqlTx {
     tx: Transaction<'static, Db>,
+    memo: Arc<Memo>,
+    /// Whether it wrote a client or an API resource: its commit makes the
+    /// memo forget (so does the write itself, for reads racing the commit).
+    catalog_written: bool,
 }
 
 // === impl SqlStore ===
@@ -63,7 +72,10 @@ struct SqlTx {
 impl SqlStore {
     /// A store over `pool`, whose schema is already migrated.
     pub(super) fn new(pool: Pool<Db>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            memo: Arc::new(Memo::default()),
+        }
     }
 
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Db>, StoreError> {
@@ -83,7 +95,11 @@ impl SqlStore {
 impl Store for SqlStore {
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
         let tx = self.pool.begin_with(BEGIN).await?;
-        Ok(Box::new(SqlTx { tx }))
+        Ok(Box::new(SqlTx {
+            tx,
+            memo: self.memo.clone(),
+            catalog_written: false,
+        }))
     }
 
     async fn close(&self) {
@@ -92,6 +108,21 @@ impl Store for SqlStore {
 
     async fn get_api_resource(&self, identifier: &str) -> Result<Option<ApiResource>, StoreError> {
         catalog::get_api_resource(&mut *self.conn().await?, identifier).await
+    }
+
+    async fn get_api_resource_recent(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<ApiResource>, StoreError> {
+        if let Some(resource) = self.memo.resource(identifier) {
+            return Ok(Some(ApiResource::clone(&resource)));
+        }
+        let read_in = self.memo.generation();
+        let found = self.get_api_resource(identifier).await?;
+        if let Some(resource) = &found {
+            self.memo.keep_resource(resource, read_in);
+        }
+        Ok(found)
     }
 
     async fn list_api_resources_page(
@@ -103,6 +134,22 @@ impl Store for SqlStore {
 
     async fn get_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         catalog::get_client(&mut *self.conn().await?, client_id).await
+    }
+
+    async fn get_client_recent(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        if let Some(client) = self.memo.client(client_id) {
+            return Ok(Some(Client::clone(&client)));
+        }
+        let read_in = self.memo.generation();
+        let found = self.get_client(client_id).await?;
+        if let Some(client) = &found {
+            self.memo.keep_client(client, read_in);
+        }
+        Ok(found)
+    }
+
+    fn catalog_changed(&self) {
+        self.memo.changed();
     }
 
     async fn list_clients_page(&self, page: Page<'_>) -> Result<Vec<Client>, StoreError> {
@@ -440,25 +487,48 @@ impl Store for SqlStore {
 
 // === impl SqlTx ===
 
+impl SqlTx {
+    /// A client or API resource is about to change: what the memo holds is
+    /// not answered from now on, nor what is read until the commit.
+    fn catalog_write(&mut self) {
+        self.catalog_written = true;
+        self.memo.changed();
+    }
+}
+
 #[async_trait]
 impl StoreTx for SqlTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
+        let SqlTx {
+            tx,
+            memo,
+            catalog_written,
+        } = *self;
+        let committed = tx.commit().await;
+        // Whatever the outcome: a failed commit may still have committed.
+        if catalog_written {
+            memo.changed();
+        }
+        Ok(committed?)
     }
 
     async fn upsert_api_resource(&mut self, resource: &ApiResource) -> Result<(), StoreError> {
+        self.catalog_write();
         catalog::upsert_api_resource(&mut self.tx, resource).await
     }
 
     async fn create_client(&mut self, client: &Client) -> Result<(), StoreError> {
+        self.catalog_write();
         catalog::write_client(&mut self.tx, client, catalog::OnConflict::Fail).await
     }
 
     async fn upsert_client(&mut self, client: &Client) -> Result<(), StoreError> {
+        self.catalog_write();
         catalog::write_client(&mut self.tx, client, catalog::OnConflict::Update).await
     }
 
     async fn delete_client(&mut self, client_id: &str) -> Result<bool, StoreError> {
+        self.catalog_write();
         catalog::delete_client(&mut self.tx, client_id).await
     }
 
