@@ -40,6 +40,8 @@ use guard::GuardedResolver;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Time allowed for one POST, response body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a receiver's answer read (and dropped) to reuse its connection.
+const MAX_DRAIN: usize = 64 * 1024;
 /// Events claimed per poll (another poll follows at once while batches are
 /// full).
 const BATCH: i64 = 5;
@@ -364,11 +366,19 @@ impl Deliverer {
                     None => DeliveryError::Request(e),
                 })?;
             let status = resp.status();
-            // Drain the body so that the connection can be reused.
-            resp.into_body()
-                .collect()
-                .await
-                .map_err(DeliveryError::Body)?;
+            // Drain the body so that the connection can be reused, keeping
+            // none of it: past `MAX_DRAIN` bytes it is left unread (the
+            // connection closes with it), so a receiver cannot make the
+            // issuer hold an answer of any size.
+            let mut body = resp.into_body();
+            let mut seen = 0usize;
+            while seen <= MAX_DRAIN {
+                match body.frame().await {
+                    Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                    Some(Err(e)) => return Err(DeliveryError::Body(e)),
+                    None => break,
+                }
+            }
             if status.is_success() {
                 Ok(())
             } else {
