@@ -47,7 +47,8 @@ impl RequestTotals {
     }
 
     /// The sum over the workers of route and status.
-    pub fn get(&self, route: &str, status: u16) -> u64 {
+    #[cfg(test)]
+    fn get(&self, route: &str, status: u16) -> u64 {
         lock(&self.workers)
             .iter()
             .filter_map(|w| {

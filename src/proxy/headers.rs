@@ -89,18 +89,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// A `Connection` option that names a hop-by-hop field (removed anyway, or
 /// `TE` judged on its own), in any letter case: no header name to parse.
 fn is_hop_by_hop_option(option: &[u8]) -> bool {
-    [
-        "keep-alive",
-        "upgrade",
-        "te",
-        "transfer-encoding",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "connection",
-    ]
-    .iter()
-    .any(|known| option.eq_ignore_ascii_case(known.as_bytes()))
+    // The longest hop-by-hop name is 19 bytes; longer options name none.
+    let mut lower = [0u8; 19];
+    let Some(lower) = lower.get_mut(..option.len()) else {
+        return false;
+    };
+    lower.copy_from_slice(option);
+    lower.make_ascii_lowercase();
+    hop_bit(lower) != 0
 }
 
 const HOP_CONNECTION: u8 = 1;
@@ -115,15 +111,20 @@ const HOP_TE: u8 = 1 << 7;
 /// The bit of a hop-by-hop field (RFC 9110 §7.6.1 and the `Proxy-*` family),
 /// 0 for an end-to-end one. Names are lowercase once parsed.
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
-    match name.as_str() {
-        "connection" => HOP_CONNECTION,
-        "keep-alive" => HOP_KEEP_ALIVE,
-        "proxy-connection" => HOP_PROXY_CONNECTION,
-        "proxy-authenticate" => HOP_PROXY_AUTHENTICATE,
-        "proxy-authorization" => HOP_PROXY_AUTHORIZATION,
-        "transfer-encoding" => HOP_TRANSFER_ENCODING,
-        "upgrade" => HOP_UPGRADE,
-        "te" => HOP_TE,
+    hop_bit(name.as_str().as_bytes())
+}
+
+/// [`hop_by_hop_bit`] of a lowercase name.
+fn hop_bit(lower: &[u8]) -> u8 {
+    match lower {
+        b"connection" => HOP_CONNECTION,
+        b"keep-alive" => HOP_KEEP_ALIVE,
+        b"proxy-connection" => HOP_PROXY_CONNECTION,
+        b"proxy-authenticate" => HOP_PROXY_AUTHENTICATE,
+        b"proxy-authorization" => HOP_PROXY_AUTHORIZATION,
+        b"transfer-encoding" => HOP_TRANSFER_ENCODING,
+        b"upgrade" => HOP_UPGRADE,
+        b"te" => HOP_TE,
         _ => 0,
     }
 }
