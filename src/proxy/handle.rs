@@ -281,9 +281,6 @@ fn rewrite(
         overrides,
         trusted,
     );
-    // Room for what is added below (forwarding headers, the request id,
-    // identity headers) at once, instead of growing the map twice on the way.
-    let _ = parts.headers.try_reserve(8 + snap.identity_headers.len());
     if let Some(m) = &decision.overridden {
         super::overrides::set_method_override(&mut parts.headers, m);
     }
