@@ -188,6 +188,14 @@ impl Deliverer {
                 return 0;
             }
         };
+        // Read again once events are claimed: an event is signed with the
+        // secrets in force when it was claimed, so one raised just after a
+        // secret rotation (committed before it) carries the new secret too.
+        let targets = if due.is_empty() {
+            targets
+        } else {
+            self.targets().await
+        };
         for event in &due {
             self.deliver(event, &targets).await;
         }
