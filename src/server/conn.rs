@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -333,10 +333,43 @@ async fn drive<C: Graceful>(
     if closing {
         conn.as_mut().graceful();
     }
+    // The idle tick and the shutdown signal are registered with this task
+    // once; afterwards they are polled again only when they may have fired
+    // (`is_elapsed`, a new value seen through `probe`). The connection wakes
+    // this task for every request, and polling both each time (a `select!`)
+    // cost a timer-wheel and a waiter-list visit per wake-up.
+    let probe = shutdown.clone();
+    let changed = shutdown.changed();
+    tokio::pin!(changed);
+    let sleep = tokio::time::sleep(tick);
+    tokio::pin!(sleep);
+    let mut registered: Option<Waker> = None;
     loop {
-        tokio::select! {
-            r = conn.as_mut() => return r,
-            _ = tokio::time::sleep(tick) => {
+        let event = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Side::Done(r));
+            }
+            let fresh = !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            if (fresh || sleep.is_elapsed()) && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Side::Tick);
+            }
+            if !closing
+                && (fresh || probe.has_changed().unwrap_or(true))
+                && changed.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Side::Shutdown);
+            }
+            if fresh {
+                registered = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Side::Done(r) => return r,
+            Side::Tick => {
+                sleep.as_mut().reset(tokio::time::Instant::now() + tick);
+                registered = None;
                 let now = progress.now();
                 if now != seen || load.in_flight.load(Ordering::Relaxed) > 0 {
                     seen = now;
@@ -349,19 +382,33 @@ async fn drive<C: Graceful>(
                 }
                 quiet = 0;
                 if closing {
-                    tracing::debug!("Connection dropped: still open an idle period after being asked to close");
+                    tracing::debug!(
+                        "Connection dropped: still open an idle period after being asked to close"
+                    );
                     return Ok(());
                 }
                 closing = true;
                 metrics.limit_hit(LimitLabel::IDLE_TIMEOUT);
                 conn.as_mut().graceful();
             }
-            _ = shutdown.changed(), if !closing => {
+            Side::Shutdown => {
+                sleep.as_mut().reset(tokio::time::Instant::now() + tick);
+                registered = None;
                 closing = true;
                 conn.as_mut().graceful();
             }
         }
     }
+}
+
+/// What woke [`drive`].
+enum Side {
+    /// The connection ended.
+    Done(Result<(), hyper::Error>),
+    /// The idle tick fired.
+    Tick,
+    /// Shutdown was signalled.
+    Shutdown,
 }
 
 /// The connection's byte stream, plain or TLS.
@@ -469,6 +516,115 @@ impl AsyncWrite for Counted {
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    /// A connection that is pending until asked to close, then ends; it
+    /// wakes its task on every poll while `busy` (a connection carrying
+    /// requests), and counts the polls.
+    struct FakeConn {
+        asked: bool,
+        busy: usize,
+        polls: usize,
+    }
+
+    impl Future for FakeConn {
+        type Output = Result<(), hyper::Error>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.get_mut();
+            this.polls += 1;
+            if this.asked {
+                return Poll::Ready(Ok(()));
+            }
+            if this.busy > 0 {
+                this.busy -= 1;
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        }
+    }
+
+    impl Graceful for &mut FakeConn {
+        fn graceful(self: Pin<&mut Self>) {
+            self.get_mut().asked = true;
+        }
+    }
+
+    fn fake(busy: usize) -> FakeConn {
+        FakeConn {
+            asked: false,
+            busy,
+            polls: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_still_sees_shutdown() {
+        // The connection is polled 1,000 times before the signal: the side
+        // events are registered once and still fire.
+        let (tx, mut rx) = watch::channel(false);
+        let load = Load::default();
+        let progress = Progress::Requests(Arc::new(Load::default()));
+        let metrics = Metrics::new();
+        let mut conn = fake(0);
+        let started = tokio::time::Instant::now();
+        {
+            let driven = drive(
+                &mut conn,
+                &progress,
+                &load,
+                Duration::from_secs(3600),
+                &mut rx,
+                &metrics,
+            );
+            tokio::pin!(driven);
+            for _ in 0..1_000 {
+                assert!(futures_util::poll!(driven.as_mut()).is_pending());
+            }
+            tx.send(true).expect("receiver alive");
+            driven.await.expect("closed cleanly");
+        }
+        assert!(conn.asked);
+        assert!(conn.polls > 1_000);
+        // At once, not by the idle timeout (paused time would jump to it).
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(
+            metrics
+                .limit_hits
+                .get_or_create(&LimitLabel::IDLE_TIMEOUT)
+                .get(),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_asked_to_close_after_its_idle_time() {
+        let (_tx, mut rx) = watch::channel(false);
+        let load = Load::default();
+        let progress = Progress::Bytes(Arc::new(AtomicU64::new(0)));
+        let metrics = Metrics::new();
+        let mut conn = fake(50);
+        let started = tokio::time::Instant::now();
+        drive(
+            &mut conn,
+            &progress,
+            &load,
+            Duration::from_secs(8),
+            &mut rx,
+            &metrics,
+        )
+        .await
+        .expect("closed cleanly");
+        assert!(conn.asked);
+        // Four quiet ticks of a quarter of the idle time each.
+        assert_eq!(started.elapsed(), Duration::from_secs(8));
+        assert_eq!(
+            metrics
+                .limit_hits
+                .get_or_create(&LimitLabel::IDLE_TIMEOUT)
+                .get(),
+            1
+        );
+    }
 
     /// A reader that hands out its pieces one per read, then waits forever
     /// (never waking its task), counting every read it is asked for.
