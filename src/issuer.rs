@@ -30,8 +30,8 @@
 //! 4. The issuer's services and parts, which never import rows 1–3 except
 //!    `clients` and `token`: `manage`, `hooks`, `events`, `keyring`,
 //!    `signing`, `revocation`, `throttle`, `kdf`, `reserved`, `purge`,
-//!    `body` (the one size-capped body reader and its form and JSON
-//!    decoders) and `error` (OAuth errors, one `From<StoreError>`).
+//!    `body` (the request-body reader, size-capped and bounded by
+//!    `body_timeout`, and its form and JSON decoders) and `error` (OAuth errors, one `From<StoreError>`).
 //! 5. `store`, which imports nothing of the issuer.
 
 pub mod access;

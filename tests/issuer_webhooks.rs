@@ -1,6 +1,6 @@
 //! Webhook delivery end to end: events enqueued in the outbox reach recording
 //! receivers, signed per Standard Webhooks, with retries after a failure and the
-//! `events` filter honoured. Runs on a manual clock, so that backoff passes
+//! `events` filter honoured; a receiver's answer is read only up to its cap. Runs on a manual clock, so that backoff passes
 //! without waiting, on a temporary SQLite database and, when
 //! `PORTCULLIS_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema.
 
@@ -8,7 +8,9 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -20,6 +22,9 @@ use portcullis::issuer::store::{self, Store, Webhook};
 use portcullis::server::Options;
 use serde_json::{Value, json};
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 const SECRET: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "c2Vjb25kLXNlY3JldC1rZXktZm9yLXRlc3Rz";
@@ -317,7 +322,128 @@ async fn the_deny_list_holds_with_private_addresses_allowed(db: TestDb) {
     gw.shutdown().await;
 }
 
+/// How the endless receiver's answer to one POST ended.
+#[derive(Debug)]
+struct Stream {
+    /// Bytes of the answer's body written before the connection broke.
+    written: u64,
+}
+
+/// A receiver on 127.0.0.1 that answers each POST `200` with a chunked body
+/// that never ends, and reports, once a connection breaks under it, how
+/// much of that body it wrote; the count of connections it accepted.
+async fn endless_receiver() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<Stream>,
+    Arc<AtomicUsize>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                read_request(&mut s).await;
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .await
+                    .unwrap();
+                let chunk = [
+                    format!("{:x}\r\n", 64 * 1024).into_bytes(),
+                    vec![b'x'; 64 * 1024],
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
+                let mut written = 0u64;
+                // Writes until the other side drops the connection: a write
+                // then fails (reset, or a broken pipe).
+                while s.write_all(&chunk).await.is_ok() {
+                    written += chunk.len() as u64;
+                }
+                let _ = tx.send(Stream { written });
+            });
+        }
+    });
+    (addr, rx, connections)
+}
+
+/// Reads one request: its head, then as many bytes as its `Content-Length`.
+async fn read_request(s: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut piece = [0u8; 4096];
+    let end = loop {
+        let n = s.read(&mut piece).await.unwrap();
+        assert!(n > 0, "the request ended early");
+        buf.extend_from_slice(&piece[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = buf.len() - end;
+    while body < length {
+        let n = s.read(&mut piece).await.unwrap();
+        assert!(n > 0, "the request body ended early");
+        body += n;
+    }
+}
+
+/// A receiver that answers 200 and then streams without end: the delivery
+/// is recorded as delivered at once (not after the 10 s request timeout,
+/// which would make it a failure), and the issuer drops the connection after
+/// the 64 KiB it drains — the receiver sees it broken while still writing,
+/// having written no more than that plus what the sockets between them
+/// buffer.
+async fn an_endless_answer_is_drained_up_to_its_cap(db: TestDb) {
+    let env = env(db);
+    let (addr, mut streams, connections) = endless_receiver().await;
+    let hooks = format!("    - url: \"http://{addr}/hook\"\n      secret: \"whsec_{SECRET}\"\n");
+    let gw = gateway(&env, &hooks).await;
+    let (_store, id) = enqueue(&env, "user.created", json!({})).await;
+
+    // A bound, not a wait: the report comes as soon as the connection breaks.
+    let stream = tokio::time::timeout(Duration::from_secs(30), streams.recv())
+        .await
+        .expect("the issuer kept reading an endless answer")
+        .expect("a report");
+    // Linux's socket buffers (at most 32 MiB received, 4 MiB sent here, by
+    // `net.ipv4.tcp_rmem` and `tcp_wmem`) and hyper's read buffer are far
+    // below this; an uncapped reader would take gigabytes in the 10 s.
+    assert!(
+        stream.written < 64 * 1024 * 1024,
+        "the receiver wrote {} bytes",
+        stream.written
+    );
+    let delivered = r#"portcullis_webhook_deliveries_total{outcome="delivered"}"#;
+    eventually("the delivery to be counted", || async {
+        gw.metric(delivered).await == 1.0
+    })
+    .await;
+    let sql = format!("SELECT attempts, delivered_at FROM event_outbox WHERE id = '{id}'");
+    let (query, db) = (sql.as_str(), &env.db);
+    eventually("the event to be marked delivered", || async move {
+        db.rows(query, &["attempts", "delivered_at"]).await[0][1] != "NULL"
+    })
+    .await;
+    assert_eq!(
+        gw.metric(r#"portcullis_webhook_deliveries_total{outcome="failed"}"#)
+            .await,
+        0.0
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one POST, no retry");
+    gw.shutdown().await;
+}
+
 on_both_databases!(
+    an_endless_answer_is_drained_up_to_its_cap,
     loopback_targets_are_refused_and_never_contacted,
     the_deny_list_holds_with_private_addresses_allowed,
     an_event_is_posted_signed,

@@ -14,11 +14,11 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, LINK};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::access::{OwnTokens, Purpose};
+use super::body::RequestBody;
 use super::error::json_response;
 use super::hooks::Hooks;
 use super::keyring::KeyRing;
@@ -78,7 +78,7 @@ struct Call<'a> {
     query: Option<String>,
     /// The values of the path's `{name}` segments.
     path: routes::Matched,
-    body: Incoming,
+    body: RequestBody,
 }
 
 /// What an endpoint answers, or an error.
@@ -137,7 +137,7 @@ impl AdminApi {
     /// may have recorded (a user deleted or anonymized, a new password, a
     /// client deleted) are read into this process's revocation set before
     /// the answer, so that the gateway here refuses at once what they revoke.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         let changes = req.method() != http::Method::GET && req.method() != http::Method::HEAD;
         let answer = self.respond(req).await;
         if changes && answer.is_ok() {
@@ -156,7 +156,7 @@ impl AdminApi {
     /// learns nothing but the paths of the published document), authorises
     /// unless the path is public, checks the method (405 with `Allow`), and
     /// calls the endpoint.
-    async fn respond(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    async fn respond(&self, req: Request<RequestBody>) -> Result<Response<Full<Bytes>>, ApiError> {
         let now = self.clock.now_unix();
         let matched = routes::lookup(req.uri().path()).ok_or(ApiError::NotFound)?;
         let sub = match matched.is_public() {

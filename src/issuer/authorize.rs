@@ -23,7 +23,6 @@ use bytes::Bytes;
 use http::header::{ALLOW, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 pub use self::error::AuthorizeError;
 pub(crate) use self::exchange::IdSubject;
@@ -31,6 +30,7 @@ pub(crate) use self::exchange::IdSubject;
 use self::csrf::CookieJar;
 use self::request::{AuthRequest, Params, Prompt, Target};
 use self::session::{Authenticated, LoginState};
+use super::body::RequestBody;
 use super::hooks::Hooks;
 use super::kdf::Budget;
 use super::keyring::KeyRing;
@@ -142,7 +142,7 @@ impl Flow {
     }
 
     /// Answers one request for a path in [`PATHS`].
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         let source = Source::of(req.extensions().get::<ClientIp>().copied());
         let method = req.method().clone();
         let get = method == Method::GET || method == Method::HEAD;
@@ -170,7 +170,7 @@ impl Flow {
     }
 
     /// `GET /oauth/authorize`.
-    async fn authorize(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn authorize(&self, req: &Request<RequestBody>) -> Response<Full<Bytes>> {
         let params = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
         let (client, target) = match request::client_and_target(self.store.as_ref(), &params).await
         {

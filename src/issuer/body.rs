@@ -1,19 +1,25 @@
-//! The request bodies the issuer reads: one size-capped reader
-//! ([`read_capped`]), and the decoders every handler uses on top of it —
-//! urlencoded forms ([`read_form`], [`decode_form`]) and JSON ([`read_json`],
-//! [`read_optional_json`]). Each caller passes its own limit and turns the
-//! errors here into its own answer (`error` for the OAuth endpoints, the admin
-//! API's `error`, the login pages). No stored value holds a NUL character
-//! (PostgreSQL refuses them in text), so both decoders report one as the
-//! caller's mistake instead of letting it reach the store.
+//! The bodies the issuer reads: a client's request body ([`RequestBody`],
+//! read whole by [`RequestBody::read`], size-capped and with a bound on the
+//! silence between two of its pieces), the size-capped reader of the answers
+//! it asks for ([`read_capped`]), and the decoders every handler uses on top
+//! — urlencoded forms ([`read_form`], [`decode_form`]) and JSON
+//! ([`read_json`], [`read_optional_json`]). Each caller passes its own limit
+//! and turns the errors here into its own answer (`error` for the OAuth
+//! endpoints, the admin API's `error`, the login pages). No stored value
+//! holds a NUL character (PostgreSQL refuses them in text), so both decoders
+//! report one as the caller's mistake instead of letting it reach the store.
 
 use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Body;
+use hyper::body::{Body, Incoming};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -33,6 +39,10 @@ pub enum BodyError {
     /// was read (the client's).
     #[error("the request body is too large or unreadable")]
     Unreadable,
+    /// Nothing more of the body arrived for `server.limits.body_timeout`
+    /// (the client's). Its connection cannot serve another request.
+    #[error("nothing of the request body arrived for body_timeout")]
+    Stalled,
 }
 
 /// What makes a form unusable: the first one found.
@@ -60,6 +70,30 @@ pub enum JsonError {
     Nul,
 }
 
+/// A client's request body as the issuer reads it: the body, the longest
+/// silence allowed between two of its pieces (`server.limits.body_timeout`
+/// in force when the request arrived), and the [`StallWatch`] told when a
+/// read gave up on that silence.
+#[derive(Debug)]
+pub struct RequestBody<B = Incoming> {
+    body: B,
+    stall: Duration,
+    watch: StallWatch,
+}
+
+/// Learns whether a read of a [`RequestBody`] gave up because the body
+/// stalled: whatever its caller answered, the connection then cannot serve
+/// another request (the rest of the body is still on its way), and the
+/// server counts the limit's hit. Clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct StallWatch(Arc<AtomicBool>);
+
+/// Marks an issuer response to a request whose body stalled (in the
+/// response's extensions): the server closes the connection after it and
+/// counts a hit of `body_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stalled;
+
 /// A decoded urlencoded form (a query string or a body): its parameters (the
 /// last value of a repeated one) and the first fault found, if any.
 #[derive(Debug, Default)]
@@ -80,9 +114,59 @@ impl Decoded {
     }
 }
 
+// === impl RequestBody ===
+
+impl<B> RequestBody<B> {
+    /// `body`, whose pieces may each take up to `stall` to arrive; `watch`
+    /// learns of a read that gave up on one.
+    pub fn new(body: B, stall: Duration, watch: StallWatch) -> Self {
+        RequestBody { body, stall, watch }
+    }
+}
+
+impl<B> RequestBody<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Reads the body whole: refused once it passes `limit` bytes
+    /// ([`BodyError::Unreadable`]), or once nothing more of it has arrived
+    /// for the stall bound ([`BodyError::Stalled`], and the watch is told).
+    /// The bound is on the wait for each piece, not on the whole body: a
+    /// body that keeps coming, however slowly, is read.
+    pub async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
+        let mut body = pin!(Limited::new(self.body, limit));
+        let mut bytes = BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout(self.stall, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => return Ok(bytes.freeze()),
+                Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
+                Err(_) => {
+                    self.watch.0.store(true, Ordering::Relaxed);
+                    return Err(BodyError::Stalled);
+                }
+            };
+            if let Ok(data) = frame.into_data() {
+                bytes.put(data);
+            }
+        }
+    }
+}
+
+// === impl StallWatch ===
+
+impl StallWatch {
+    /// Whether a read of a body this watch was given to gave up on a stall.
+    pub fn stalled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Reads `body` whole, refusing it once it passes `limit` bytes: the way the
-/// issuer collects a body it keeps (requests, and the blocking hooks'
-/// answers).
+/// issuer collects an answer it asked for (the blocking hooks', whose wait
+/// is bounded by the hook's `timeout`). A client's request body is read with
+/// [`RequestBody::read`].
 pub async fn read_capped<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
 where
     B: Body,
@@ -125,7 +209,11 @@ pub fn decode_form(raw: &[u8]) -> Decoded {
 
 /// Reads an `application/x-www-form-urlencoded` body of at most `limit`
 /// bytes (the type is checked before anything is read) and decodes it.
-pub async fn read_form<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Decoded, BodyError>
+pub async fn read_form<B>(
+    headers: &HeaderMap,
+    body: RequestBody<B>,
+    limit: usize,
+) -> Result<Decoded, BodyError>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -133,14 +221,18 @@ where
     if !has_media_type(headers, FORM_TYPE) {
         return Err(BodyError::MediaType);
     }
-    let bytes = read_capped(body, limit).await?;
+    let bytes = body.read(limit).await?;
     Ok(decode_form(&bytes))
 }
 
 /// Reads an `application/json` body of at most `limit` bytes (the type is
 /// checked before anything is read) as a `T`; a string with a NUL character
 /// anywhere in it is refused.
-pub async fn read_json<T, B>(headers: &HeaderMap, body: B, limit: usize) -> Result<T, JsonError>
+pub async fn read_json<T, B>(
+    headers: &HeaderMap,
+    body: RequestBody<B>,
+    limit: usize,
+) -> Result<T, JsonError>
 where
     T: DeserializeOwned,
     B: Body,
@@ -149,7 +241,7 @@ where
     if !has_media_type(headers, JSON_TYPE) {
         return Err(BodyError::MediaType.into());
     }
-    let bytes = read_capped(body, limit).await?;
+    let bytes = body.read(limit).await?;
     decode_json(&bytes)
 }
 
@@ -158,7 +250,7 @@ where
 /// no `Content-Type` but a body has the wrong media type.
 pub async fn read_optional_json<T, B>(
     headers: &HeaderMap,
-    body: B,
+    body: RequestBody<B>,
     limit: usize,
 ) -> Result<T, JsonError>
 where
@@ -169,7 +261,7 @@ where
     if headers.contains_key(CONTENT_TYPE) {
         return read_json(headers, body, limit).await;
     }
-    match read_capped(body, limit).await?.is_empty() {
+    match body.read(limit).await?.is_empty() {
         true => Ok(T::default()),
         false => Err(BodyError::MediaType.into()),
     }
@@ -211,17 +303,72 @@ mod tests {
         h
     }
 
-    fn body(text: &str) -> Full<Bytes> {
+    fn full(text: &str) -> Full<Bytes> {
         Full::new(Bytes::from(text.to_owned()))
+    }
+
+    fn body(text: &str) -> RequestBody<Full<Bytes>> {
+        RequestBody::new(full(text), Duration::from_secs(30), StallWatch::default())
+    }
+
+    /// A body fed from a channel: what the test sends, then (while the
+    /// sender lives) nothing.
+    struct Held(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl Body for Held {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            self.get_mut()
+                .0
+                .poll_recv(cx)
+                .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+        }
     }
 
     #[tokio::test]
     async fn bodies_are_read_up_to_the_limit_and_refused_past_it() {
-        assert_eq!(read_capped(body("abcd"), 4).await.unwrap(), "abcd");
+        assert_eq!(read_capped(full("abcd"), 4).await.unwrap(), "abcd");
         assert_eq!(
-            read_capped(body("abcde"), 4).await,
+            read_capped(full("abcde"), 4).await,
             Err(BodyError::Unreadable)
         );
+        assert_eq!(body("abcd").read(4).await.unwrap(), "abcd");
+        assert_eq!(body("abcde").read(4).await, Err(BodyError::Unreadable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_is_refused_at_the_stall_bound() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(Bytes::from_static(b"grant_type=")).await.unwrap();
+        let watch = StallWatch::default();
+        let stall = Duration::from_secs(5);
+        let start = tokio::time::Instant::now();
+        let read = RequestBody::new(Held(rx), stall, watch.clone());
+        assert_eq!(read.read(1024).await, Err(BodyError::Stalled));
+        assert_eq!(start.elapsed(), stall);
+        assert!(watch.stalled());
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_coming_is_read_however_long_it_takes() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let stall = Duration::from_secs(5);
+        let watch = StallWatch::default();
+        let read = tokio::spawn(RequestBody::new(Held(rx), stall, watch.clone()).read(1024));
+        // Ten pieces, each just inside the bound: fifty seconds in all.
+        for _ in 0..10 {
+            tokio::time::sleep(stall - Duration::from_millis(1)).await;
+            tx.send(Bytes::from_static(b"x")).await.unwrap();
+        }
+        drop(tx);
+        assert_eq!(read.await.unwrap().unwrap(), "xxxxxxxxxx");
+        assert!(!watch.stalled());
     }
 
     #[test]

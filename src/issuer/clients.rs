@@ -12,11 +12,10 @@ use std::time::Duration;
 use base64::Engine;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use hyper::body::Incoming;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
-use super::body;
+use super::body::{self, RequestBody};
 use super::error::OAuthError;
 use super::kdf::{self, Budget, CLIENT_LIMITS};
 use super::store::{Client, Store};
@@ -38,7 +37,7 @@ pub type Form = std::collections::HashMap<String, String>;
 /// Reads the form of a token, revocation or introspection request
 /// (`application/x-www-form-urlencoded`, size-capped): every parameter at
 /// most once (RFC 6749 §3.2), none holding a NUL character.
-pub async fn read_form(headers: &HeaderMap, body: Incoming) -> Result<Form, OAuthError> {
+pub async fn read_form(headers: &HeaderMap, body: RequestBody) -> Result<Form, OAuthError> {
     Ok(body::read_form(headers, body, MAX_FORM).await?.strict()?)
 }
 

@@ -4,6 +4,7 @@
 //! resources and clients, and brings the signing keys up to date.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
@@ -12,6 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
+use super::body::{RequestBody, StallWatch, Stalled};
 use super::clients::{ClientAuth, read_form};
 use super::error::{OAuthError, json_response};
 use super::hooks::Hooks;
@@ -229,8 +231,31 @@ impl Issuer {
 
     /// Answers one issuer request. The server puts the client's address in
     /// the request's extensions ([`ClientIp`]); failed authentications
-    /// are throttled per source address.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// are throttled per source address. A read of the request body waits
+    /// at most `body_timeout` (`server.limits.body_timeout` in force) for
+    /// each piece of it; the answer to a request whose body stalled is the
+    /// endpoint's own (a 408) and carries [`Stalled`] in its extensions, so
+    /// that the server closes the connection and counts the limit's hit.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        body_timeout: Duration,
+    ) -> Response<Full<Bytes>> {
+        let watch = StallWatch::default();
+        let req = req.map(|body| RequestBody::new(body, body_timeout, watch.clone()));
+        let mut resp = self.answer(req).await;
+        if watch.stalled() {
+            tracing::debug!(
+                status = resp.status().as_u16(),
+                reason = "body_timeout",
+                "Issuer request body stalled"
+            );
+            resp.extensions_mut().insert(Stalled);
+        }
+        resp
+    }
+
+    async fn answer(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         let source = Source::of(req.extensions().get::<ClientIp>().copied());
         let path = req.uri().path();
         if super::authorize::Flow::serves(path) {
@@ -286,7 +311,7 @@ impl Issuer {
 
     async fn token(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         source: &Source,
     ) -> Result<Response<Full<Bytes>>, OAuthError> {
         let (parts, body) = req.into_parts();

@@ -2,7 +2,8 @@
 //! `temporarily_unavailable`, and `access_denied` for a token a blocking hook
 //! refused) and the one place they become responses: JSON,
 //! `Cache-Control: no-store`, for `invalid_client` a 401 with a
-//! `WWW-Authenticate` challenge, and `Retry-After` when the client should wait.
+//! `WWW-Authenticate` challenge, `Retry-After` when the client should wait,
+//! and 408 for a request body that stopped arriving.
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -20,6 +21,10 @@ use super::store::StoreError;
 pub enum OAuthError {
     #[error("invalid_request: {0}")]
     InvalidRequest(&'static str),
+    /// Nothing more of the request body arrived for
+    /// `server.limits.body_timeout`: 408, `invalid_request`.
+    #[error("invalid_request: the request body stalled")]
+    BodyStalled,
     #[error("invalid_client")]
     InvalidClient,
     #[error("invalid_grant: {0}")]
@@ -92,6 +97,7 @@ impl From<BodyError> for OAuthError {
             BodyError::Unreadable => {
                 OAuthError::InvalidRequest("the request body is too large or unreadable")
             }
+            BodyError::Stalled => OAuthError::BodyStalled,
         }
     }
 }
@@ -111,9 +117,12 @@ impl OAuthError {
     /// RFC 8628) with 429, and `temporarily_unavailable` (RFC 6749 §4.1.2.1)
     /// with 503 — both with `Retry-After`, which generic HTTP clients honour.
     /// `invalid_client` would be wrong: the credentials were not checked.
+    /// A body that stopped arriving is `invalid_request` (the request is
+    /// incomplete, the client's fault) with 408: RFC 6749 §5.2 has no code
+    /// for it, and a client looks at the `error` codes it knows.
     pub fn code(&self) -> &'static str {
         match self {
-            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidRequest(_) | OAuthError::BodyStalled => "invalid_request",
             OAuthError::InvalidClient => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient => "unauthorized_client",
@@ -132,6 +141,7 @@ impl OAuthError {
     fn description(&self) -> &str {
         match self {
             OAuthError::InvalidRequest(d) | OAuthError::InvalidGrant(d) => d,
+            OAuthError::BodyStalled => "the request body did not arrive in time",
             OAuthError::AccessDenied(reason) => reason.as_str(),
             OAuthError::HookUnavailable => {
                 "a check required to issue the token is unavailable; try again later"
@@ -160,6 +170,7 @@ impl OAuthError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             OAuthError::AccessDenied(_) => StatusCode::FORBIDDEN,
+            OAuthError::BodyStalled => StatusCode::REQUEST_TIMEOUT,
             OAuthError::Server => StatusCode::INTERNAL_SERVER_ERROR,
             OAuthError::InvalidRequest(_)
             | OAuthError::InvalidGrant(_)
@@ -184,6 +195,7 @@ impl OAuthError {
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
             OAuthError::InvalidRequest(_)
+            | OAuthError::BodyStalled
             | OAuthError::InvalidGrant(_)
             | OAuthError::UnauthorizedClient
             | OAuthError::UnsupportedGrantType
@@ -213,6 +225,23 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_body_is_a_408_invalid_request() {
+        let e = OAuthError::from(BodyError::Stalled);
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "invalid_request",
+                "error_description": "the request body did not arrive in time"
+            })
+        );
+    }
 
     #[tokio::test]
     async fn a_store_error_is_a_server_error_that_says_nothing_of_it() {

@@ -22,10 +22,10 @@
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use super::access::{OwnTokens, Purpose, looks_like_jwt};
+use super::body::RequestBody;
 use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
 use super::family;
@@ -52,7 +52,7 @@ const ACCESS_FIELDS: &[&str] = &[
 pub async fn handle(
     minter: &Minter,
     clients: &ClientAuth,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     source: &Source,
     now: i64,
 ) -> Response<Full<Bytes>> {
@@ -65,7 +65,7 @@ pub async fn handle(
 async fn introspect(
     minter: &Minter,
     clients: &ClientAuth,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     source: &Source,
     now: i64,
 ) -> Result<Value, OAuthError> {

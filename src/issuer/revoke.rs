@@ -22,10 +22,10 @@
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::access::{OwnTokens, Purpose, looks_like_jwt};
+use super::body::RequestBody;
 use super::clients::{ClientAuth, Form, read_form};
 use super::error::{OAuthError, json_response};
 use super::family::{expired, reported, revoke_reported};
@@ -38,7 +38,7 @@ use super::token::{Minter, token_hash};
 pub async fn handle(
     minter: &Minter,
     clients: &ClientAuth,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     source: &Source,
     now: i64,
 ) -> Response<Full<Bytes>> {
@@ -51,7 +51,7 @@ pub async fn handle(
 async fn revoke(
     minter: &Minter,
     clients: &ClientAuth,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     source: &Source,
     now: i64,
 ) -> Result<(), OAuthError> {

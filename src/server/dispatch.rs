@@ -16,12 +16,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::issuer::Issuer;
+use crate::issuer::body::Stalled;
 use crate::net::ConnInfo;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::{Outcome, Proxy, ProxyBody, Reject};
 use crate::routing::{PathError, normalize};
 use crate::telemetry::access::{AccessEntry, AccessLog};
-use crate::telemetry::{Metrics, Reason, RequestCounters};
+use crate::telemetry::{LimitLabel, Metrics, Reason, RequestCounters};
 
 /// What every request on a worker needs.
 pub struct Worker {
@@ -136,10 +137,23 @@ async fn dispatch(
                         path
                     }));
                     out.path = Some(path.to_owned());
-                    // The issuer throttles failed sign-ins per client address.
-                    let trusted = &worker.proxy.snapshot().config.server.trusted_proxies;
-                    let client = crate::net::client_ip(conn.peer.ip(), req.headers(), trusted);
-                    issue(issuer.clone(), control, req, conn, client).await
+                    // The configuration in force: its body_timeout, and
+                    // (the issuer throttles failed sign-ins per client
+                    // address) the trusted proxies.
+                    let snapshot = worker.proxy.snapshot();
+                    let server = &snapshot.config.server;
+                    let client = crate::net::client_ip(
+                        conn.peer.ip(),
+                        req.headers(),
+                        &server.trusted_proxies,
+                    );
+                    let http1 = req.version() < http::Version::HTTP_2;
+                    let timeout = server.limits.body_timeout;
+                    let mut resp = issue(issuer.clone(), control, req, conn, client, timeout).await;
+                    if resp.extensions().get::<Stalled>().is_some() {
+                        body_stalled(worker, out, &mut resp, http1);
+                    }
+                    resp
                 }
                 _ => worker.proxy.handle(req, &conn, request_id, out).await,
             }
@@ -195,22 +209,37 @@ async fn dispatch(
 /// Runs an issuer request on the control runtime, where the database pool and
 /// the key ring live, and hands the answer back to the worker's connection. A
 /// panic there is reported like any other (the task's join error).
+/// `body_timeout` bounds each wait for a piece of the request body.
 async fn issue(
     issuer: Arc<Issuer>,
     control: &tokio::runtime::Handle,
     mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     client: std::net::IpAddr,
+    body_timeout: std::time::Duration,
 ) -> Response<ProxyBody> {
     req.extensions_mut().insert(conn);
     req.extensions_mut()
         .insert(crate::issuer::throttle::ClientIp(client));
     let span = tracing::Span::current();
-    let task = control.spawn(async move { issuer.handle(req).await }.instrument(span));
+    let task =
+        control.spawn(async move { issuer.handle(req, body_timeout).await }.instrument(span));
     match task.await {
         Ok(resp) => resp.map(Either::Right),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Reject::Internal.into_response().map(Either::Right),
+    }
+}
+
+/// The issuer's answer to a request whose body stalled: counted as a hit of
+/// `body_timeout` (the access line's `reason` too), and on HTTP/1.1 the
+/// connection's last, since the rest of the body may still be on its way.
+fn body_stalled(worker: &Worker, out: &mut Outcome, resp: &mut Response<ProxyBody>, http1: bool) {
+    out.reason = Some(Reject::BodyTimeout.reason());
+    worker.metrics.limit_hit(LimitLabel::BODY_TIMEOUT);
+    if http1 {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
 }
 

@@ -5,7 +5,6 @@
 //! [`manage`](crate::issuer::manage) validates them.
 
 use http::HeaderMap;
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
@@ -14,7 +13,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use super::ApiError;
 use crate::config::GrantType;
 use crate::config::value::ParseValue;
-use crate::issuer::body;
+use crate::issuer::body::{self, RequestBody};
 use crate::issuer::manage::{
     DEFAULT_OVERLAP_SECS, ManageError, NewClient, NewUser, NewWebhook, Promotion, UserChanges,
 };
@@ -215,7 +214,7 @@ pub(super) struct RedeliverBody {
 /// optional).
 pub(super) async fn read_optional_json<T: DeserializeOwned + Default>(
     headers: &HeaderMap,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<T, ApiError> {
     Ok(body::read_optional_json(headers, body, MAX_BODY).await?)
 }
@@ -262,7 +261,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 /// a NUL character anywhere in it is refused.
 pub(super) async fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<T, ApiError> {
     Ok(body::read_json(headers, body, MAX_BODY).await?)
 }

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The body is not `application/json`.
     #[error("the body must be application/json")]
     MediaType,
+    /// Nothing more of the body arrived for `server.limits.body_timeout`.
+    #[error("the request body stalled")]
+    BodyStalled,
     /// The record the path names does not exist (the caller's fault).
     #[error("no such record")]
     Missing(#[source] ManageError),
@@ -80,6 +83,7 @@ impl From<JsonError> for ApiError {
             JsonError::Body(BodyError::Unreadable) => {
                 ApiError::Request("the request body is too large or unreadable")
             }
+            JsonError::Body(BodyError::Stalled) => ApiError::BodyStalled,
             JsonError::Shape => ApiError::Request("the body is not JSON of the expected shape"),
             JsonError::Nul => ApiError::Request("the body holds a NUL character"),
         }
@@ -135,6 +139,11 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_request",
                 "the body must be application/json".to_owned(),
+            ),
+            ApiError::BodyStalled => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body did not arrive in time".to_owned(),
             ),
             ApiError::Missing(e) => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
             ApiError::Manage(e) => manage_status(e),
@@ -195,6 +204,7 @@ impl ApiError {
             ApiError::NotFound
             | ApiError::Request(_)
             | ApiError::MediaType
+            | ApiError::BodyStalled
             | ApiError::Missing(_)
             | ApiError::Manage(_)
             | ApiError::Encode(_) => {}

@@ -7,8 +7,8 @@
 //!
 //! What holds for every endpoint is added here once, from what the code does
 //! everywhere ([`Common`]): the bearer scheme; 401, 403 and 500 on every
-//! operation that needs a token (`authorise` runs before each of them); 400
-//! and 415 on every operation with a body (`read_json`); 400 on every
+//! operation that needs a token (`authorise` runs before each of them); 400,
+//! 408 and 415 on every operation with a body (`read_json`); 400 on every
 //! operation with a path parameter (a path the gateway refuses, such as one
 //! with an encoded NUL or `/`, never reaches an endpoint); 400, `Link` and
 //! `Next-Cursor` on every list (`query`). The document names no host, secret or
@@ -25,8 +25,8 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorBody;
 use super::{catalog, events, tenancy};
 use responses::{
-    BadRequest, Conflict, Forbidden, NotFound, ServerError, Unauthorized, Unavailable,
-    UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, NotFound, RequestTimeout, ServerError, Unauthorized,
+    Unavailable, UnsupportedMediaType,
 };
 
 pub(super) mod responses;
@@ -172,6 +172,7 @@ fn openapi_json() {}
         NotFound,
         Conflict,
         UnsupportedMediaType,
+        RequestTimeout,
         ServerError,
         Unavailable,
     )),
@@ -240,6 +241,7 @@ fn add_common(op: &mut Operation) {
         add("400", "BadRequest");
     }
     if has_body {
+        add("408", "RequestTimeout");
         add("415", "UnsupportedMediaType");
     }
     if secured {

@@ -5,14 +5,13 @@
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use super::csrf;
 use super::page;
 use super::request::Params;
 use super::session::{self, Authenticated, LoginTxn};
 use super::{AuthorizeError, CSRF_COOKIE, Flow, SESSION_COOKIE, add_cookie};
-use crate::issuer::body;
+use crate::issuer::body::{self, BodyError, RequestBody};
 use crate::issuer::kdf::{Permit, Refusal};
 use crate::issuer::store::{AuditEntry, StoreError, User, new_id};
 use crate::issuer::throttle::{self, Keys, Source, Verdict};
@@ -21,11 +20,26 @@ use crate::issuer::token::random_token;
 /// The largest login form read.
 const MAX_FORM: usize = 16 * 1024;
 
-/// A login form body; `None` when it is not a readable urlencoded form.
-pub(super) async fn read_form(req: Request<Incoming>) -> Option<(Params, HeaderMap)> {
+/// A login or logout form body, or why it is not a readable urlencoded form.
+pub(super) async fn read_form(req: Request<RequestBody>) -> Result<(Params, HeaderMap), BodyError> {
     let (parts, body) = req.into_parts();
-    let form = body::read_form(&parts.headers, body, MAX_FORM).await.ok()?;
-    Some((Params::from(form), parts.headers))
+    let form = body::read_form(&parts.headers, body, MAX_FORM).await?;
+    Ok((Params::from(form), parts.headers))
+}
+
+/// The page for a form that could not be read: 408 when it stopped
+/// arriving (`server.limits.body_timeout`), 400 otherwise.
+pub(super) fn unreadable_form(e: BodyError) -> Response<Full<Bytes>> {
+    match e {
+        BodyError::Stalled => page::html(
+            StatusCode::REQUEST_TIMEOUT,
+            page::error_page("the form did not arrive in time; go back and try again"),
+        ),
+        BodyError::MediaType | BodyError::Unreadable => page::html(
+            StatusCode::BAD_REQUEST,
+            page::error_page("the form could not be read"),
+        ),
+    }
 }
 
 /// The login form again, with the email kept and a message.
@@ -93,7 +107,7 @@ pub(super) fn server_error(err: &session::StateError) -> Response<Full<Bytes>> {
 
 impl Flow {
     /// `GET /login?txn=…`: the form of a pending transaction.
-    pub(super) async fn login_page(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(super) async fn login_page(&self, req: &Request<RequestBody>) -> Response<Full<Bytes>> {
         let params = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
         let Some(id) = params.get("txn").filter(|_| !params.malformed) else {
             return expired();
@@ -117,14 +131,12 @@ impl Flow {
     /// organization), then continues the authorization.
     pub(super) async fn login_submit(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         source: &Source,
     ) -> Response<Full<Bytes>> {
-        let Some((form, headers)) = read_form(req).await else {
-            return page::html(
-                StatusCode::BAD_REQUEST,
-                page::error_page("the form could not be read"),
-            );
+        let (form, headers) = match read_form(req).await {
+            Ok(read) => read,
+            Err(e) => return unreadable_form(e),
         };
         let Some(id) = form
             .get("txn")

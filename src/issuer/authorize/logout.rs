@@ -19,13 +19,13 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use super::csrf;
-use super::login::{read_form, server_error};
+use super::login::{read_form, server_error, unreadable_form};
 use super::page;
 use super::request::Params;
 use super::{Flow, SESSION_COOKIE, add_cookie, redirect, with_query};
+use crate::issuer::body::{BodyError, RequestBody};
 use crate::issuer::token::token_hash;
 
 /// The parameters a logout carries through its confirmation.
@@ -48,12 +48,19 @@ fn logout_csrf(session_id: &str) -> String {
 
 impl Flow {
     /// `GET` or `POST /logout`.
-    pub(super) async fn logout(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(super) async fn logout(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes());
         let post = req.method() == Method::POST;
         let headers = req.headers().clone();
+        // A POST that is not a readable form is an RP-initiated logout with
+        // its parameters in the query; one whose form stopped arriving is
+        // answered, as its connection cannot go on.
         let params = match post {
-            true => read_form(req).await.map(|(p, _)| p).unwrap_or(query),
+            true => match read_form(req).await {
+                Ok((form, _)) => form,
+                Err(BodyError::Stalled) => return unreadable_form(BodyError::Stalled),
+                Err(BodyError::MediaType | BodyError::Unreadable) => query,
+            },
             false => query,
         };
         let cookie = csrf::cookie(&headers, &self.jar.name(SESSION_COOKIE));

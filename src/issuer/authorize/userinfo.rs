@@ -8,13 +8,13 @@ use bytes::Bytes;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::Flow;
 use super::exchange::Profile;
 use crate::auth::bearer::{self, Credentials};
 use crate::issuer::access::{OwnTokens, Purpose};
+use crate::issuer::body::RequestBody;
 use crate::issuer::error::{OAuthError, json_response};
 
 /// Why a userinfo request was refused.
@@ -72,7 +72,7 @@ impl UserinfoError {
 
 impl Flow {
     /// `GET` or `POST /oauth/userinfo`.
-    pub(super) async fn userinfo(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    pub(super) async fn userinfo(&self, req: &Request<RequestBody>) -> Response<Full<Bytes>> {
         match self.userinfo_claims(req).await {
             Ok(body) => json_response(StatusCode::OK, body.to_string()),
             Err(e) => {
@@ -82,7 +82,7 @@ impl Flow {
         }
     }
 
-    async fn userinfo_claims(&self, req: &Request<Incoming>) -> Result<Value, UserinfoError> {
+    async fn userinfo_claims(&self, req: &Request<RequestBody>) -> Result<Value, UserinfoError> {
         let token = match bearer::read(req.headers()) {
             Ok(Credentials::Bearer(t)) => t,
             Ok(_) | Err(_) => return Err(UserinfoError::InvalidRequest),

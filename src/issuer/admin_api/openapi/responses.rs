@@ -46,6 +46,12 @@ pub(in crate::issuer::admin_api) struct Conflict(ErrorBody);
 #[derive(ToResponse)]
 pub(in crate::issuer::admin_api) struct UnsupportedMediaType(ErrorBody);
 
+/// Nothing more of the body arrived for the gateway's
+/// `server.limits.body_timeout` (`invalid_request`); the connection is
+/// closed.
+#[derive(ToResponse)]
+pub(in crate::issuer::admin_api) struct RequestTimeout(ErrorBody);
+
 /// The server failed (`server_error`, a fixed description; the cause is
 /// logged).
 #[derive(ToResponse)]

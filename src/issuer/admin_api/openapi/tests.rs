@@ -90,7 +90,7 @@ fn secured_operations_document_refusals_and_errors() {
             }
         }
         if op.get("requestBody").is_some() {
-            assert!(has("400") && has("415"), "{method} {path}");
+            assert!(has("400") && has("408") && has("415"), "{method} {path}");
             let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
             assert!(body.is_string(), "{method} {path}: a JSON body schema");
         }
