@@ -24,8 +24,11 @@ const API: &str = "https://api.example.test";
 const ADMIN_API: &str = "http://issuer.test/admin/v1";
 const BILLING: (&str, &str) = ("billing", "billing-secret-0123456789");
 const ADMIN: (&str, &str) = ("ops", "ops-secret-0123456789");
-/// The configured `body_timeout`.
+/// The configured `body_timeout` of the stall test.
 const BODY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The configured `body_timeout` of the slow-body test: its pauses are a
+/// twentieth of it, so a loaded machine cannot stretch one past the bound.
+const SLOW_BODY_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -33,7 +36,7 @@ struct Env {
     gw: Gateway,
 }
 
-async fn env() -> Env {
+async fn env(body_timeout: Duration) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start().await;
     let yaml = format!(
@@ -71,7 +74,7 @@ routes:
     upstream: api
     scopes: [read:data]
 "#,
-        timeout = BODY_TIMEOUT.as_millis(),
+        timeout = body_timeout.as_millis(),
         dir = dir.path().display(),
         billing = BILLING.0,
         billing_secret = BILLING.1,
@@ -116,7 +119,7 @@ async fn stall(gw: &Gateway, head: &str, part: &str) -> (String, String) {
 /// stall is one hit of `body_timeout`.
 #[tokio::test]
 async fn stalled_bodies_get_a_408_in_each_endpoints_shape_and_lose_their_connection() {
-    let env = env().await;
+    let env = env(BODY_TIMEOUT).await;
     let gw = &env.gw;
     assert_eq!(hits(gw).await, 0.0);
     let timeout_error = |body: &str| {
@@ -200,11 +203,11 @@ async fn stalled_bodies_get_a_408_in_each_endpoints_shape_and_lose_their_connect
 }
 
 /// A token request whose body comes a byte at a time, each well within
-/// `body_timeout` of the last but more than twice `body_timeout` in all, gets
+/// `body_timeout` of the last but longer than `body_timeout` in all, gets
 /// its token: the bound is on the silence between two pieces.
 #[tokio::test]
 async fn bodies_that_keep_moving_are_read_however_long_they_take() {
-    let env = env().await;
+    let env = env(SLOW_BODY_TIMEOUT).await;
     let gw = &env.gw;
     let form = b"grant_type=client_credentials";
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -217,10 +220,10 @@ async fn bodies_that_keep_moving_are_read_however_long_they_take() {
         form.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    // A byte, then a pause of a tenth of the bound: the pauses pace the
+    // A byte, then a pause of a twentieth of the bound: the pauses pace the
     // client, nothing waits on them.
-    let pause = BODY_TIMEOUT / 10;
-    assert!(pause * form.len() as u32 > 2 * BODY_TIMEOUT);
+    let pause = SLOW_BODY_TIMEOUT / 20;
+    assert!(pause * form.len() as u32 > SLOW_BODY_TIMEOUT);
     for byte in form {
         s.write_all(&[*byte]).await.unwrap();
         tokio::time::sleep(pause).await;
