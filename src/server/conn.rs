@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -102,16 +103,16 @@ pub async fn serve<H, F>(
             let load = load.clone();
             service_fn(move |req: Request<Incoming>| {
                 let in_flight = InFlight::start(&load);
-                // Small: the handler boxes its large part once, so moving this
-                // into hyper's dispatcher copies little.
-                let fut = handler(req, info.clone());
-                async move {
-                    let resp = fut.await.map(|inner| Tracked {
+                // Small: the handler boxes its large part once, and a `map`
+                // holds the handler's future once (an `async` block awaiting
+                // it kept a second copy), so moving this into hyper's
+                // dispatcher copies little.
+                handler(req, info.clone()).map(move |resp| {
+                    Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
                         inner,
                         _in_flight: in_flight,
-                    });
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
+                    }))
+                })
             })
         };
         let io = Counted {

@@ -56,22 +56,24 @@ pub enum Listener {
     ForwardAuth,
 }
 
-/// Answers one request of the public listener.
-pub async fn public(
+/// Answers one request of the public listener. (Not an `async fn` of its
+/// own: the dispatch future is returned as it is, not wrapped in another that
+/// would hold the request a second time.)
+pub fn public(
     worker: Arc<Worker>,
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
-) -> Response<ProxyBody> {
-    dispatch(worker, req, conn, Listener::Public).await
+) -> impl Future<Output = Response<ProxyBody>> + Send {
+    dispatch(worker, req, conn, Listener::Public)
 }
 
 /// Answers one request of the forward-auth listener.
-pub async fn forward_auth(
+pub fn forward_auth(
     worker: Arc<Worker>,
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
-) -> Response<ProxyBody> {
-    dispatch(worker, req, conn, Listener::ForwardAuth).await
+) -> impl Future<Output = Response<ProxyBody>> + Send {
+    dispatch(worker, req, conn, Listener::ForwardAuth)
 }
 
 async fn dispatch(
