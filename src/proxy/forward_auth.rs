@@ -106,7 +106,7 @@ async fn decide_forwarded(
     }
     // An upgrade is judged as the proxy would judge it (when the outer proxy
     // passes the auth request one at all).
-    match upgrade::asked(req.headers()) {
+    match upgrade::asked(req.headers(), super::headers::Seen::of(req.headers())) {
         Asked::Nothing => {}
         Asked::WebSocket if route.websocket => {}
         Asked::WebSocket | Asked::Other => return Err(Reject::UpgradeRefused),

@@ -72,17 +72,25 @@ impl Proxy {
 
     /// Handles one request; never fails (every refusal becomes a response, and
     /// is counted in `portcullis_rejections_total`). What it did goes to `out`.
+    /// `seen`: the request's fields ([`headers::Seen`]).
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         conn: &ConnInfo,
         request_id: &HeaderValue,
+        seen: headers::Seen,
         out: &mut Outcome,
     ) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
         let close_after_reject = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
-        let origin = req.headers().get(ORIGIN).cloned();
-        let mut resp = match self.pipeline(&snapshot, req, conn, request_id, out).await {
+        let origin = seen
+            .origin()
+            .then(|| req.headers().get(ORIGIN).cloned())
+            .flatten();
+        let mut resp = match self
+            .pipeline(&snapshot, req, conn, request_id, seen, out)
+            .await
+        {
             Ok(resp) => resp,
             Err(reject) => self.refuse(reject, out, close_after_reject),
         };
@@ -136,6 +144,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         request_id: &HeaderValue,
+        seen: headers::Seen,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, Reject> {
         // 1. `Host` before anything is judged: the upstream's virtual host must
@@ -146,7 +155,11 @@ impl Proxy {
         // A CORS preflight on a route with `cors:` is answered here, without a
         // token (browsers send none) and never forwarded.
         let h2 = version == Version::HTTP_2;
-        if let Some(asked) = cors::preflight_method(req.method(), req.headers()) {
+        if let Some(asked) = seen
+            .origin()
+            .then(|| cors::preflight_method(req.method(), req.headers()))
+            .flatten()
+        {
             if let Some(answer) = preflight(snap, &req, &asked, h2, out) {
                 return answer;
             }
@@ -160,7 +173,7 @@ impl Proxy {
         let asked = if h2 {
             Asked::Nothing
         } else {
-            upgrade::asked(req.headers())
+            upgrade::asked(req.headers(), seen)
         };
         let websocket = match asked {
             Asked::Nothing => false,
@@ -179,7 +192,7 @@ impl Proxy {
         let pool = &pools[route.upstream];
         let target = pool.target();
         let (upstream_req, body_sent) = rewrite(
-            snap, req, conn, request_id, &decision, out, target, websocket,
+            snap, req, conn, request_id, seen, &decision, out, target, websocket,
         )?;
         let sent = Instant::now();
         let result = pool.send(upstream_req, body_sent, websocket, sent).await;
@@ -257,6 +270,7 @@ fn rewrite(
     req: Request<Incoming>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
+    seen: headers::Seen,
     decision: &Decision,
     out: &Outcome,
     target: &Target,
@@ -268,7 +282,8 @@ fn rewrite(
         .path_and_query(decision.upstream_path(out), parts.uri.query())
         .ok_or(Reject::Internal)?;
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    headers::strip_hop_by_hop(&mut parts.headers);
+    // Only `Host` was added since the fields were seen.
+    headers::strip_seen_hop_by_hop(&mut parts.headers, seen);
     let overrides = if route.method_override {
         headers::Overrides::KeepMethod
     } else {

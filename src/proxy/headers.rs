@@ -29,16 +29,73 @@ static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authoriz
 /// The longest client-supplied request id that is kept.
 const MAX_REQUEST_ID: usize = 128;
 
+/// Which of the request fields the pipeline looks for are present, from one
+/// pass over the names when the request arrives: the hop-by-hop fields,
+/// `X-Request-Id` and `Origin`. Most requests carry none of them, and every
+/// check that would look one up (framing, request id, CORS, upgrade,
+/// hop-by-hop removal) asks this first instead of hashing the name again.
+/// Valid for the header map it was taken of, as long as none of these
+/// fields is added to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seen(u16);
+
+/// `X-Request-Id`, in [`Seen`].
+const SEEN_REQUEST_ID: u16 = 1 << 8;
+/// `Origin`, in [`Seen`].
+const SEEN_ORIGIN: u16 = 1 << 9;
+
+impl Seen {
+    /// One pass over the names of `headers`.
+    pub fn of(headers: &HeaderMap) -> Seen {
+        Seen(headers.keys().fold(0u16, |seen, name| {
+            let name = name.as_str().as_bytes();
+            seen | match name {
+                b"x-request-id" => SEEN_REQUEST_ID,
+                b"origin" => SEEN_ORIGIN,
+                _ => u16::from(hop_bit(name)),
+            }
+        }))
+    }
+
+    /// The hop-by-hop fields present.
+    fn hop(self) -> u8 {
+        (self.0 & 0xff) as u8
+    }
+
+    /// Whether `Origin` is present.
+    pub fn origin(self) -> bool {
+        self.0 & SEEN_ORIGIN != 0
+    }
+
+    /// Whether `Upgrade` is present.
+    pub fn upgrade(self) -> bool {
+        self.hop() & HOP_UPGRADE != 0
+    }
+
+    /// Whether `X-Request-Id` is present.
+    fn request_id(self) -> bool {
+        self.0 & SEEN_REQUEST_ID != 0
+    }
+
+    /// Whether `Transfer-Encoding` is present.
+    fn transfer_encoding(self) -> bool {
+        self.hop() & HOP_TRANSFER_ENCODING != 0
+    }
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any the `Connection`
 /// header names. `Trailer` is end-to-end and stays: hyper's HTTP/1.1 encoder
 /// sends only the trailer fields it declares.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names: which hop-by-hop fields are here at all. Most
-    // requests carry none; most responses carry only `Connection: keep-alive`,
-    // so the fields are removed by what was seen, not looked up one by one.
-    let present = headers
-        .keys()
-        .fold(0u8, |seen, name| seen | hop_by_hop_bit(name));
+    strip_seen_hop_by_hop(headers, Seen::of(headers));
+}
+
+/// [`strip_hop_by_hop`] of a map whose fields were `seen` already.
+pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: Seen) {
+    // Which hop-by-hop fields are here at all: most requests carry none;
+    // most responses carry only `Connection: keep-alive`, so the fields are
+    // removed by what was seen, not looked up one by one.
+    let present = seen.hop();
     if present == 0 {
         return;
     }
@@ -108,13 +165,8 @@ const HOP_TRANSFER_ENCODING: u8 = 1 << 5;
 const HOP_UPGRADE: u8 = 1 << 6;
 const HOP_TE: u8 = 1 << 7;
 
-/// The bit of a hop-by-hop field (RFC 9110 §7.6.1 and the `Proxy-*` family),
-/// 0 for an end-to-end one. Names are lowercase once parsed.
-fn hop_by_hop_bit(name: &HeaderName) -> u8 {
-    hop_bit(name.as_str().as_bytes())
-}
-
-/// [`hop_by_hop_bit`] of a lowercase name.
+/// The bit of a hop-by-hop field (RFC 9110 §7.6.1 and the `Proxy-*` family)
+/// by its lowercase name (as names are once parsed), 0 for an end-to-end one.
 fn hop_bit(lower: &[u8]) -> u8 {
     match lower {
         b"connection" => HOP_CONNECTION,
@@ -580,7 +632,10 @@ pub struct BadFraming;
 /// (`gzip, chunked`, `chunked, chunked`, two lines) and removes only the
 /// chunked framing; the gateway re-frames the body for the upstream, which
 /// would then get bytes still in the other codings without being told.
-pub fn check_framing(headers: &HeaderMap) -> Result<(), BadFraming> {
+pub fn check_framing(headers: &HeaderMap, seen: Seen) -> Result<(), BadFraming> {
+    if !seen.transfer_encoding() {
+        return Ok(());
+    }
     let mut lines = headers.get_all(&TRANSFER_ENCODING).iter();
     match (lines.next(), lines.next()) {
         (None, _) => Ok(()),
@@ -590,8 +645,12 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), BadFraming> {
 }
 
 /// The request id: the client's when it is sane, else a new UUID.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+pub fn request_id(headers: &HeaderMap, seen: Seen) -> HeaderValue {
+    if let Some(v) = seen
+        .request_id()
+        .then(|| headers.get(&X_REQUEST_ID))
+        .flatten()
+    {
         let ok = !v.is_empty()
             && v.len() <= MAX_REQUEST_ID
             && v.as_bytes()
@@ -654,6 +713,45 @@ pub fn join_cookie_crumbs(headers: &mut HeaderMap) -> Result<(), InvalidHeaderVa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::check_framing`] with the map's fields seen as the server does.
+    fn check_framing(h: &HeaderMap) -> Result<(), BadFraming> {
+        super::check_framing(h, Seen::of(h))
+    }
+
+    /// [`super::request_id`] with the map's fields seen as the server does.
+    fn request_id(h: &HeaderMap) -> HeaderValue {
+        super::request_id(h, Seen::of(h))
+    }
+
+    #[test]
+    fn seen_fields_are_found_in_any_letter_case_and_only_those() {
+        let h = map(&[
+            ("X-Request-ID", "a"),
+            ("ORIGIN", "https://a.test"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("x-request-idx", "b"),
+        ]);
+        let seen = Seen::of(&h);
+        assert!(seen.request_id() && seen.origin() && seen.upgrade() && seen.transfer_encoding());
+        let h = map(&[("x-request-idx", "b"), ("origins", "c"), ("upgrades", "d")]);
+        let seen = Seen::of(&h);
+        assert_eq!(seen, Seen::default());
+        // A stripped map's hop-by-hop fields go as with its own pass.
+        let mut a = map(&[
+            ("connection", "close, x-a"),
+            ("x-a", "1"),
+            ("te", "gzip"),
+            ("b", "2"),
+        ]);
+        let mut b = a.clone();
+        strip_hop_by_hop(&mut a);
+        let seen = Seen::of(&b);
+        strip_seen_hop_by_hop(&mut b, seen);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 1);
+    }
 
     #[test]
     fn cookie_crumbs_become_one_line() {

@@ -20,6 +20,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::headers::Seen;
+
 /// What an HTTP/1.1 request's `Connection: upgrade` + `Upgrade` ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked {
@@ -63,8 +65,11 @@ impl std::fmt::Debug for Tunnels {
     }
 }
 
-/// Reads the upgrade a request asks for.
-pub fn asked(headers: &HeaderMap) -> Asked {
+/// Reads the upgrade a request asks for (`seen`: its fields, taken before).
+pub fn asked(headers: &HeaderMap, seen: Seen) -> Asked {
+    if !seen.upgrade() {
+        return Asked::Nothing;
+    }
     let connection_upgrade = headers
         .get_all(CONNECTION)
         .iter()
@@ -199,6 +204,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::asked`] with the map's fields seen as the server does.
+    fn asked(h: &HeaderMap) -> Asked {
+        super::asked(h, Seen::of(h))
+    }
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -83,7 +83,9 @@ async fn dispatch(
     listener: Listener,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
-    let request_id = headers::request_id(req.headers());
+    // The fields every check below looks for, in one pass over the names.
+    let seen = headers::Seen::of(req.headers());
+    let request_id = headers::request_id(req.headers(), seen);
     let method = req.method().clone();
     // The request id is the span's one field: recording more later (route,
     // status) re-formats the span's fields, and the access line has them. The
@@ -111,7 +113,7 @@ async fn dispatch(
         Box::pin(async move {
             // Framing first, on every listener: a body hyper de-chunked but
             // that is still in another coding is refused, never read as plain.
-            if headers::check_framing(req.headers()).is_err() {
+            if headers::check_framing(req.headers(), seen).is_err() {
                 // Its body is left unread: the connection closes after this.
                 return worker.proxy.refuse(Reject::BadFraming, out, true);
             }
@@ -157,7 +159,7 @@ async fn dispatch(
                     }
                     resp
                 }
-                _ => worker.proxy.handle(req, &conn, request_id, out).await,
+                _ => worker.proxy.handle(req, &conn, request_id, seen, out).await,
             }
         })
     };
