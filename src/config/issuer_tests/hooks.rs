@@ -112,10 +112,17 @@ fn hook_timeouts_are_bounded() {
 
 #[test]
 fn hook_urls_obey_the_webhook_address_policy_and_are_not_repeated() {
-    let private = with_hooks(&TWO.replace(
+    // An issuer at a public URL: the policy is on by default there.
+    let public = |text: String| {
+        text.replace(
+            "url: \"http://127.0.0.1:8080\"",
+            "url: \"https://id.example.test\"",
+        )
+    };
+    let private = public(with_hooks(&TWO.replace(
         "https://hooks.example.test/pre-create",
         "http://127.0.0.1:9000/pre-create",
-    ));
+    )));
     let e = only_error(&private);
     assert_eq!(e.key.as_deref(), Some("issuer.hooks[1].url"));
     assert_eq!(e.line, line_of(&private, "127.0.0.1:9000/pre-create"));
@@ -123,10 +130,10 @@ fn hook_urls_obey_the_webhook_address_policy_and_are_not_repeated() {
         e.message.contains("loopback") && e.message.contains("allow_private"),
         "{e}"
     );
-    let link_local = with_hooks(&TWO.replace(
+    let link_local = public(with_hooks(&TWO.replace(
         "https://hooks.example.test/pre-issue",
         "http://169.254.169.254/latest",
-    ));
+    )));
     assert_eq!(
         only_error(&link_local).key.as_deref(),
         Some("issuer.hooks[0].url")

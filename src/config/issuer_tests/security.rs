@@ -122,14 +122,79 @@ fn the_configuration_never_shows_its_secrets() {
     );
 }
 
+/// The fixture's issuer, published at a public URL (not a development one).
+fn public_issuer() -> String {
+    ISSUER.replace(
+        "url: \"http://127.0.0.1:8080\"",
+        "url: \"https://id.example.test\"",
+    )
+}
+
+#[test]
+fn the_webhook_address_policy_is_on_by_default_outside_development() {
+    // An issuer at a loopback URL is a development one: its receivers are
+    // on the same machine, and private addresses are allowed unless said
+    // otherwise.
+    for dev in [
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+        "http://[::1]:8080",
+    ] {
+        let text = ISSUER
+            .replace("url: \"http://127.0.0.1:8080\"", &format!("url: \"{dev}\""))
+            .replace(
+                "https://hooks.example.test/portcullis",
+                "http://127.0.0.1:9000/portcullis",
+            );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{dev}: {e:?}"));
+        assert!(
+            c.issuer
+                .expect("issuer")
+                .webhook_address_policy
+                .allow_private,
+            "{dev}"
+        );
+    }
+    let strict = ISSUER
+        .replace(
+            "https://hooks.example.test/portcullis",
+            "http://127.0.0.1:9000/portcullis",
+        )
+        .replace(
+            "  webhooks:\n",
+            "  webhook_address_policy: { allow_private: false }\n  webhooks:\n",
+        );
+    let e = only_error(&strict);
+    assert_eq!(e.key.as_deref(), Some("issuer.webhooks[0].url"));
+    // Hosts that only look local are not development.
+    for public in [
+        "https://127.0.0.1.example.test",
+        "https://localhost.example.test",
+    ] {
+        let text = ISSUER.replace(
+            "url: \"http://127.0.0.1:8080\"",
+            &format!("url: \"{public}\""),
+        );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{public}: {e:?}"));
+        assert!(
+            !c.issuer
+                .expect("issuer")
+                .webhook_address_policy
+                .allow_private,
+            "{public}"
+        );
+    }
+}
+
 #[test]
 fn the_webhook_address_policy_is_on_by_default_and_checked() {
-    let c = parse(ISSUER).expect("valid");
+    let issuer = public_issuer();
+    let c = parse(&issuer).expect("valid");
     let policy = c.issuer.expect("issuer").webhook_address_policy;
     assert!(!policy.allow_private && policy.allow.is_empty() && policy.deny.is_empty());
     // A configured webhook at an obviously private address is refused, with
     // its key and line, unless the policy allows it.
-    let private = ISSUER.replace(
+    let private = issuer.replace(
         "https://hooks.example.test/portcullis",
         "http://127.0.0.1:9000/portcullis",
     );

@@ -125,13 +125,20 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
             client(c, i, r, &resources, &signing_algs, &admin)
         })
         .collect();
+    // The built-in ranges are refused by default outside development: an
+    // issuer whose public URL is on loopback is a development one, whose
+    // receivers are on the same machine.
+    let development = loopback_url(&raw.url.0.0);
     let webhook_address_policy = match raw.webhook_address_policy {
         Some(p) => WebhookAddressPolicy {
-            allow_private: p.allow_private.unwrap_or(false),
+            allow_private: p.allow_private.unwrap_or(development),
             allow: p.allow.into_iter().map(|c| c.0).collect(),
             deny: p.deny.into_iter().map(|c| c.0).collect(),
         },
-        None => WebhookAddressPolicy::default(),
+        None => WebhookAddressPolicy {
+            allow_private: development,
+            ..WebhookAddressPolicy::default()
+        },
     };
     let webhooks = webhooks(c, raw.webhooks, &webhook_address_policy);
     let hooks = hooks(c, raw.hooks, &webhook_address_policy);
@@ -332,4 +339,22 @@ fn hooks(c: &mut Checker<'_>, raw: Vec<RawHook>, policy: &WebhookAddressPolicy) 
             }
         })
         .collect()
+}
+
+/// Whether an `http(s)://host[:port]…` URL names a loopback host (`localhost`,
+/// `127.0.0.0/8`, `[::1]`).
+fn loopback_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
