@@ -10,14 +10,14 @@
 //! answer (`revocation`): the gateway refuses the token on the next request,
 //! introspection answers `active: false`, and other replicas follow.
 //!
-//! Only the client the token was issued to can revoke it. RFC 7009 §2.1: the
-//! server verifies that the token was issued to the requesting client, and if
-//! not, "the request is refused and the client is informed of the error" —
-//! here 400 `invalid_grant` (RFC 6749 §5.2: a grant "issued to another
-//! client"), and nothing is revoked. A token that is unknown, expired,
-//! already revoked or not ours is not an error (RFC 7009 §2.2): 200, so that
-//! the answer says nothing about tokens that are not live. Each revocation
-//! emits `token.revoked` and an audit entry in the same transaction.
+//! Only the client the token was issued to can revoke it: another client's
+//! token is left as it is. Every well-formed request is answered 200 — a
+//! token that is unknown, expired, already revoked, not ours, or another
+//! client's alike (RFC 7009 §2.2) — so that the answer says nothing about
+//! which tokens are live or whose they are (RFC 7009 §2.1 would allow
+//! refusing another client's live token, but that answer would tell a
+//! client holding a stolen token that it is live). Each revocation emits
+//! `token.revoked` and an audit entry in the same transaction.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -94,7 +94,8 @@ async fn revoke_access(
         return Ok(());
     };
     if owner != client.client_id {
-        return Err(foreign(client));
+        foreign(client);
+        return Ok(());
     }
     let data = json!({
         "token_type": "access_token",
@@ -134,7 +135,8 @@ async fn revoke_refresh(
         return Ok(());
     }
     if family.client_id != client.client_id {
-        return Err(foreign(client));
+        foreign(client);
+        return Ok(());
     }
     if revoke_reported(
         minter,
@@ -150,8 +152,7 @@ async fn revoke_refresh(
     Ok(())
 }
 
-/// The refusal of a live token issued to another client (RFC 7009 §2.1).
-fn foreign(client: &Client) -> OAuthError {
-    tracing::debug!(client = %client.client_id, reason = "foreign_token", "Revocation refused");
-    OAuthError::InvalidGrant("the token was issued to another client")
+/// Notes a live token issued to another client, which is not revoked.
+fn foreign(client: &Client) {
+    tracing::debug!(client = %client.client_id, reason = "foreign_token", "Revocation ignored");
 }
