@@ -94,12 +94,16 @@ async fn a_created_webhook_receives_the_events_of_updates_and_deletions() {
     // The webhook for every event got them too, and the creations before:
     // user, organization and membership created, and the three above.
     wait_for(&other, 6).await;
-    assert!(
-        other
-            .events(given)
-            .iter()
-            .any(|e| e["event"] == "user.created")
-    );
+    let all = other.events(given);
+    let created = all
+        .iter()
+        .find(|e| e["event"] == "user.created")
+        .expect("user.created delivered");
+    // The user events carry the same profile fields.
+    for field in ["id", "email", "name", "picture", "email_verified"] {
+        assert!(created["data"].get(field).is_some(), "{field}: {created}");
+    }
+    assert_eq!(created["data"]["email_verified"], false, "{created}");
 
     let path = format!("/admin/v1/webhooks/{id}");
     assert_eq!(

@@ -127,7 +127,14 @@ pub async fn create_user(
         anonymous: false,
         anonymized_at: None,
     };
-    let data = json!({ "id": user.id, "email": user.email, "name": user.name });
+    // The user events all carry the same profile fields.
+    let data = json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "picture": user.picture,
+        "email_verified": user.email_verified,
+    });
     let mut tx = store.begin().await?;
     tx.create_user(&user).await?;
     tx.insert_audit(&audit(actor, "user.created", &user.id, data.clone()))
