@@ -154,7 +154,7 @@ impl KeyRing {
     /// then reloads the records and rebuilds the signers and the JWKS. Returns
     /// true when the published key set changed.
     pub async fn sync(&self, now: i64) -> Result<bool, KeyRingError> {
-        self.apply(now, signing::rotation::plan).await
+        self.apply(now, signing::rotation::plan, true).await
     }
 
     /// Whether every configured algorithm has a key that signs now.
@@ -184,14 +184,19 @@ impl KeyRing {
 
     /// An unscheduled rotation (`portcullis admin keys rotate`): successors are
     /// published now and sign after the JWKS cache age.
+    /// (Its caller reports the rotation: `manage::rotate_keys`.)
     pub async fn rotate(&self, now: i64) -> Result<bool, KeyRingError> {
-        self.apply(now, signing::rotation::rotate_now).await
+        self.apply(now, signing::rotation::rotate_now, false).await
     }
 
+    /// Applies `decide`'s actions under the rotation lease. `report`: a
+    /// scheduled rotation (a key created for an algorithm that had one) is
+    /// recorded as a `key.rotated` event and audit entry.
     async fn apply(
         &self,
         now: i64,
         decide: fn(&[KeyRecord], &[SigningAlg], &RotationPolicy, i64) -> Vec<KeyAction>,
+        report: bool,
     ) -> Result<bool, KeyRingError> {
         let records = self.records(now).await?;
         let actions = decide(&records, &self.algs, &self.policy, now);
@@ -204,8 +209,21 @@ impl KeyRing {
         {
             // Decide again under the lease: another replica may have just written.
             records = self.records(now).await?;
+            let mut rotated = Vec::new();
             for action in decide(&records, &self.algs, &self.policy, now) {
-                self.act(action, now).await?;
+                let successor = matches!(
+                    &action,
+                    KeyAction::Create { alg, .. } if records.iter().any(|r| r.alg == alg.as_str())
+                );
+                if let Some(kid) = self.act(action, now).await? {
+                    if successor {
+                        rotated.push(kid);
+                    }
+                }
+            }
+            if report && !rotated.is_empty() {
+                let published = self.records(now).await?;
+                self.report_rotation(&rotated, &published, now).await?;
             }
             // Hand the lease back (renewing it to expire at `now`): the writes
             // are done, and the next replica or `admin keys rotate` decides on
@@ -226,7 +244,40 @@ impl KeyRing {
             .collect())
     }
 
-    async fn act(&self, action: KeyAction, now: i64) -> Result<(), KeyRingError> {
+    /// Records a scheduled rotation: the `key.rotated` event (the shape
+    /// `admin keys rotate` gives it: the kids created and those published)
+    /// and its audit entry, in one transaction.
+    async fn report_rotation(
+        &self,
+        created: &[String],
+        records: &[KeyRecord],
+        now: i64,
+    ) -> Result<(), KeyRingError> {
+        let published: Vec<&str> = signing::rotation::published(records, now)
+            .into_iter()
+            .map(|r| r.kid.as_str())
+            .collect();
+        let data = serde_json::json!({ "created": created, "published": published });
+        let actor = super::manage::Actor {
+            name: "schedule",
+            now,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_audit(&super::manage::audit(
+            actor,
+            "key.rotated",
+            &created.join(" "),
+            data.clone(),
+        ))
+        .await?;
+        tx.enqueue_event(&super::manage::event("key.rotated", now, data))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Carries out one action; the kid of a key it created.
+    async fn act(&self, action: KeyAction, now: i64) -> Result<Option<String>, KeyRingError> {
         match action {
             KeyAction::Create {
                 alg,
@@ -237,9 +288,11 @@ impl KeyRing {
                 let record =
                     generated.into_record(self.master.as_ref(), now, publish_at, activate_at)?;
                 tracing::info!(kid = %record.kid, alg = alg.as_str(), activate_at, "Signing key created");
+                let kid = record.kid.clone();
                 self.store
                     .insert_signing_key(&to_store_record(record))
                     .await?;
+                Ok(Some(kid))
             }
             KeyAction::Retire {
                 kid,
@@ -250,9 +303,9 @@ impl KeyRing {
                 self.store
                     .update_signing_key_times(&kid, Some(retire_at), Some(expire_at))
                     .await?;
+                Ok(None)
             }
         }
-        Ok(())
     }
 
     fn rebuild(&self, records: Vec<KeyRecord>, now: i64) -> Result<bool, KeyRingError> {

@@ -206,7 +206,12 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ManageError {
 }
 
 /// An audit entry for `action` on `target` by `actor`.
-fn audit(actor: Actor<'_>, action: &str, target: &str, detail: serde_json::Value) -> AuditEntry {
+pub(crate) fn audit(
+    actor: Actor<'_>,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> AuditEntry {
     AuditEntry {
         id: new_id("aud"),
         at: actor.now,

@@ -368,6 +368,49 @@ async fn keys_rotate_to_a_published_successor_once() {
 }
 
 #[tokio::test]
+async fn a_scheduled_rotation_is_reported_like_a_manual_one() {
+    use crate::issuer::keyring::{JWKS_MAX_AGE, KeyRing};
+    use crate::issuer::signing::RotationPolicy;
+    let store = store::open("sqlite::memory:").await.unwrap();
+    let section = section("sqlite::memory:");
+    let policy = RotationPolicy::from_section(&section, JWKS_MAX_AGE);
+    let ring = KeyRing::new(store.clone(), section.signing_algs.clone(), policy, None);
+    let due = |at: i64| {
+        let store = store.clone();
+        // Claimed once each: a second call sees only new events.
+        async move { store.due_events(at + 10, at + 20, 100).await.unwrap() }
+    };
+    // The first keys of a new database are no rotation.
+    ring.sync(NOW).await.unwrap();
+    assert!(due(NOW).await.is_empty());
+    // Days later the schedule makes successors: one event for both
+    // algorithms, as `admin keys rotate` reports it, and an audit entry.
+    let period = i64::try_from(section.key_rotation.as_secs()).unwrap();
+    let later = NOW + period;
+    ring.sync(later).await.unwrap();
+    let events = due(later).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event, "key.rotated");
+    let data: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(data["created"].as_array().map(Vec::len), Some(2), "{data}");
+    assert_eq!(
+        data["published"].as_array().map(Vec::len),
+        Some(4),
+        "{data}"
+    );
+    let audit = store.list_audit(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "key.rotated" && a.actor == "schedule"),
+        "{audit:?}"
+    );
+    // Nothing more to do at the same time: no second event.
+    ring.sync(later).await.unwrap();
+    assert!(due(later + 5).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_held_lease_is_reported_not_ignored() {
     let store = store::open("sqlite::memory:").await.unwrap();
     let section = section("sqlite::memory:");
