@@ -206,7 +206,7 @@ fn lifetimes_are_bounded() {
     for (from, to, key) in [
         (
             "access_token_ttl: 15m",
-            "access_token_ttl: 30s",
+            "access_token_ttl: 0s",
             "issuer.access_token_ttl",
         ),
         (

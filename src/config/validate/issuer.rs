@@ -21,7 +21,7 @@ const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_ID_TTL: Duration = Duration::from_secs(3_600);
 const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 86_400);
 const DEFAULT_KEY_SYNC: Duration = Duration::from_secs(60);
-const MIN_ACCESS_TTL: Duration = Duration::from_secs(60);
+const MIN_ACCESS_TTL: Duration = Duration::from_secs(1);
 const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3_600);
 const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
 /// Below this, keys would churn faster than JWKS caches refresh.
@@ -84,7 +84,7 @@ pub(super) fn section(c: &mut Checker<'_>, raw: RawIssuerSection) -> IssuerSecti
     if !(MIN_ACCESS_TTL..=MAX_ACCESS_TTL).contains(&access_token_ttl) {
         c.error(
             "issuer.access_token_ttl",
-            "`access_token_ttl` must be between 1m and 24h",
+            "`access_token_ttl` must be between 1s and 24h",
         );
     }
     for (key, d) in [
