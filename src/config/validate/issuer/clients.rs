@@ -53,7 +53,7 @@ pub(super) fn client(
             "a public client always needs PKCE",
         );
     }
-    grants(c, &key, &grant_types, public, r.redirect_uris.is_empty());
+    grants(c, &key, &grant_types, public);
     for (j, uri) in r.redirect_uris.iter().enumerate() {
         if let Err(e) = absolute_uri(uri) {
             c.error(
@@ -185,7 +185,7 @@ fn introspection(
     }
 }
 
-fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no_redirect: bool) {
+fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool) {
     let gkey = format!("{key}.grant_types");
     if grants.is_empty() {
         c.error(
@@ -223,10 +223,7 @@ fn grants(c: &mut Checker<'_>, key: &str, grants: &[GrantType], public: bool, no
             "`anonymous` needs `refresh_token`: an anonymous user has no credentials, so its refresh token is the only way back to the same user",
         );
     }
-    if code && no_redirect {
-        c.error(
-            key,
-            "`authorization_code` needs at least one entry in `redirect_uris`",
-        );
-    }
+    // `authorization_code` without `redirect_uris` is valid: no sign-in can
+    // complete until one is registered (an authorization request must name
+    // a registered URI exactly), and the client's other grants work.
 }
