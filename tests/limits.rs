@@ -151,14 +151,41 @@ async fn slow_heads_and_idle_connections_are_closed() {
     let pki = support::tls::Pki::new("gw");
     let files = pki.server("api", &["api.example.test"]);
     let gw = Gateway::start(&yaml(&up.url(), "    header_read_timeout: 400ms", "")).await;
-    // Slowloris: half a head, then nothing.
+    // Slowloris: half a head, then nothing. Answered 408 in the JSON every
+    // refusal has, with a request id, then closed.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     assert!(closed, "a slow head kept its connection");
-    assert!(hits(&gw, "header_read_timeout").await >= 1.0);
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("connection: close"), "{answer}");
+    assert!(lower.contains("x-request-id: "), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(v["error"], "request_timeout", "{answer}");
+    assert_eq!(hits(&gw, "header_read_timeout").await, 1.0);
+    // A head trickled a byte at a time is bounded all the same.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let trickle = async {
+        for b in b"GET /x HTTP/1.1\r\nHost: x\r\nX-Slow: 1234567890\r\n" {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), trickle).await;
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "a trickled head kept its connection");
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+    assert_eq!(hits(&gw, "header_read_timeout").await, 2.0);
+    // A connection that sends nothing at all is closed without an answer.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed && answer.is_empty(), "{answer:?}");
     gw.shutdown().await;
 
     // Idle after a request: closed, without a request in flight being cut. (An

@@ -119,6 +119,7 @@ pub async fn serve<H, F>(
             inner: io,
             prefix,
             activity: activity.clone(),
+            load: load.clone(),
         };
         let hits = metrics.limit_hits.clone();
         let io = TokioIo::new(stall::SendTimeout::new(
@@ -141,28 +142,37 @@ pub async fn serve<H, F>(
                 conn,
                 &progress,
                 &load,
-                limits.idle_timeout,
+                Timeouts {
+                    idle: limits.idle_timeout,
+                    head: None,
+                },
                 &mut shutdown,
                 &metrics,
             )
             .await
         } else {
+            // `header_read_timeout` is kept by `drive`, not by hyper: hyper's
+            // made a timer for every request (an allocation and two visits
+            // to the timer wheel), and closed without the 408 the client is
+            // owed.
             let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
+            b.header_read_timeout(None)
                 .max_header_size(limits.max_header_bytes)
                 // One flattened write per response instead of a vectored one:
                 // cheaper for the small heads and bodies an API gateway carries.
                 .writev(false);
             let conn = b.serve_connection(io, service).with_upgrades();
-            // Between requests hyper's `header_read_timeout` bounds the wait
-            // for the next head, however slowly its bytes come.
+            // Between requests `header_read_timeout` bounds the wait for the
+            // next head, however slowly its bytes come.
             let progress = Progress::Bytes(activity.clone());
             drive(
                 conn,
                 &progress,
                 &load,
-                limits.idle_timeout,
+                Timeouts {
+                    idle: limits.idle_timeout,
+                    head: Some(limits.header_read_timeout),
+                },
                 &mut shutdown,
                 &metrics,
             )
@@ -218,6 +228,9 @@ async fn sniff<R: AsyncRead + Unpin>(io: &mut R) -> std::io::Result<(bool, Bytes
 struct Load {
     started: AtomicU64,
     in_flight: AtomicUsize,
+    /// Bytes written to a plain connection as it is dropped: the 408 of a
+    /// head that did not arrive in time.
+    farewell: std::sync::OnceLock<Bytes>,
 }
 
 /// One request in flight; counted out when dropped.
@@ -312,30 +325,52 @@ where
     }
 }
 
+/// The time limits [`drive`] keeps.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// No request in flight and no progress for this long: asked to close.
+    idle: Duration,
+    /// HTTP/1.x: no request head completed for this long while none is in
+    /// flight (`header_read_timeout`): closed, with a 408 when part of a
+    /// head arrived and the stream is plain.
+    head: Option<Duration>,
+}
+
 /// Runs a connection; asks it to close gracefully when it has been idle for
-/// `idle` — no request in flight and no progress (checked every quarter of it,
-/// so it closes between `idle` and 1.25 × `idle`) — or when `shutdown` fires.
-/// Requests in flight still finish. A connection asked to close that is still
-/// open after another idle period with nothing in flight is dropped: a peer
-/// that never acknowledges HTTP/2's graceful GOAWAY does not hold it open.
+/// `limits.idle` — no request in flight and no progress —, or when `shutdown`
+/// fires, and closes an HTTP/1.x connection that has waited `limits.head` for
+/// a request head (between requests too, however slowly its bytes come).
+/// Both are checked every quarter of the shorter, so each fires between its
+/// limit and 1.25 × it. Requests in flight still finish. A connection asked
+/// to close that is still open after another idle period with nothing in
+/// flight is dropped: a peer that never acknowledges HTTP/2's graceful
+/// GOAWAY does not hold it open.
 async fn drive<C: Graceful>(
     conn: C,
     progress: &Progress,
     load: &Load,
-    idle: Duration,
+    limits: Timeouts,
     shutdown: &mut watch::Receiver<bool>,
     metrics: &Metrics,
 ) -> Result<(), hyper::Error> {
     tokio::pin!(conn);
-    let tick = idle / 4;
+    let tick = limits.head.map_or(limits.idle, |h| h.min(limits.idle)) / 4;
+    let began = tokio::time::Instant::now();
+    // Idle: the last progress seen, and since when there has been none.
     let mut seen = progress.now();
-    let mut quiet = 0u32;
+    let mut quiet_since = began;
+    // Head: the requests started when the wait began, since when, and the
+    // reads by then (any more: part of a head arrived).
+    let mut started = load.started.load(Ordering::Relaxed);
+    let mut waiting_since = began;
+    let mut reads = seen / READ;
+    let mut busy = false;
     let mut closing = *shutdown.borrow();
     if closing {
         conn.as_mut().graceful();
     }
-    // The idle tick and the shutdown signal are registered with this task
-    // once; afterwards they are polled again only when they may have fired
+    // The tick and the shutdown signal are registered with this task once;
+    // afterwards they are polled again only when they may have fired
     // (`is_elapsed`, a new value seen through `probe`). The connection wakes
     // this task for every request, and polling both each time (a `select!`)
     // cost a timer-wheel and a waiter-list visit per wake-up.
@@ -366,22 +401,52 @@ async fn drive<C: Graceful>(
             Poll::Pending
         })
         .await;
+        let now = tokio::time::Instant::now();
+        sleep.as_mut().reset(now + tick);
+        registered = None;
         match event {
             Side::Done(r) => return r,
+            Side::Shutdown => {
+                closing = true;
+                conn.as_mut().graceful();
+            }
             Side::Tick => {
-                sleep.as_mut().reset(tokio::time::Instant::now() + tick);
-                registered = None;
-                let now = progress.now();
-                if now != seen || load.in_flight.load(Ordering::Relaxed) > 0 {
-                    seen = now;
-                    quiet = 0;
+                let in_flight = load.in_flight.load(Ordering::Relaxed) > 0;
+                let now_progress = progress.now();
+                if now_progress != seen || in_flight {
+                    seen = now_progress;
+                    quiet_since = now;
+                }
+                // The wait for a head starts at the first tick with nothing
+                // in flight after a request started: never earlier than the
+                // response's end.
+                let now_started = load.started.load(Ordering::Relaxed);
+                if in_flight {
+                    busy = true;
+                } else if busy || now_started != started {
+                    busy = false;
+                    started = now_started;
+                    waiting_since = now;
+                    reads = now_progress / READ;
+                }
+                if let Some(head) = limits
+                    .head
+                    .filter(|&h| !in_flight && now - waiting_since >= h)
+                {
+                    metrics.limit_hit(LimitLabel::HEADER_READ_TIMEOUT);
+                    if now_progress / READ != reads {
+                        let _ = load.farewell.set(request_timeout());
+                    }
+                    tracing::debug!(
+                        ?head,
+                        "Connection closed: no request head within header_read_timeout"
+                    );
+                    return Ok(());
+                }
+                if now - quiet_since < limits.idle {
                     continue;
                 }
-                quiet += 1;
-                if quiet < 4 {
-                    continue;
-                }
-                quiet = 0;
+                quiet_since = now;
                 if closing {
                     tracing::debug!(
                         "Connection dropped: still open an idle period after being asked to close"
@@ -392,14 +457,39 @@ async fn drive<C: Graceful>(
                 metrics.limit_hit(LimitLabel::IDLE_TIMEOUT);
                 conn.as_mut().graceful();
             }
-            Side::Shutdown => {
-                sleep.as_mut().reset(tokio::time::Instant::now() + tick);
-                registered = None;
-                closing = true;
-                conn.as_mut().graceful();
-            }
         }
     }
+}
+
+/// The 408 written to a plain HTTP/1.x connection whose request head did not
+/// arrive in time: the JSON error every refusal has, its own request id, and
+/// the connection's end.
+fn request_timeout() -> Bytes {
+    let resp = crate::proxy::respond::json_error(
+        http::StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request head did not arrive in time",
+    );
+    let body = resp.into_body();
+    let body = http_body_util::BodyExt::collect(body)
+        .now_or_never()
+        .and_then(Result::ok)
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let id = crate::proxy::headers::request_id(
+        &http::HeaderMap::new(),
+        crate::proxy::headers::Seen::default(),
+    );
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\nx-request-id: ",
+    );
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&body);
+    Bytes::from(out)
 }
 
 /// What woke [`drive`].
@@ -418,17 +508,35 @@ enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// `Io` that counts its reads and writes, for the idle timeout, and first
-/// hands out the bytes read while sniffing for the HTTP/2 preface.
+/// `Io` that counts its reads and writes, for the idle and head timeouts,
+/// first hands out the bytes read while sniffing for the HTTP/2 preface, and
+/// when dropped writes the connection's farewell ([`Load::farewell`]) if it
+/// has one and the stream is plain.
 struct Counted {
     inner: Io,
     prefix: Bytes,
     activity: Arc<AtomicU64>,
+    load: Arc<Load>,
 }
 
+/// One read, in the activity counter: reads count in its high half, writes
+/// in its low half, so one atomic tells both.
+const READ: u64 = 1 << 32;
+
 impl Counted {
-    fn touch(&self) {
-        self.activity.fetch_add(1, Ordering::Relaxed);
+    fn touch(&self, read: bool) {
+        let n = if read { READ } else { 1 };
+        self.activity.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // Best effort, without waiting: the send buffer of a connection
+        // waiting for a head is empty, and the answer is small.
+        if let (Some(farewell), Io::Plain(s)) = (self.load.farewell.get(), &self.inner) {
+            let _ = s.try_write(farewell);
+        }
     }
 }
 
@@ -443,7 +551,7 @@ impl AsyncRead for Counted {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
-            this.touch();
+            this.touch(true);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -452,7 +560,7 @@ impl AsyncRead for Counted {
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         if buf.filled().len() > before {
-            this.touch();
+            this.touch(true);
         }
         r
     }
@@ -470,7 +578,7 @@ impl AsyncWrite for Counted {
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         };
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+            this.touch(false);
         }
         r
     }
@@ -486,7 +594,7 @@ impl AsyncWrite for Counted {
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         };
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+            this.touch(false);
         }
         r
     }
@@ -573,7 +681,10 @@ mod tests {
                 &mut conn,
                 &progress,
                 &load,
-                Duration::from_secs(3600),
+                Timeouts {
+                    idle: Duration::from_secs(3600),
+                    head: None,
+                },
                 &mut rx,
                 &metrics,
             );
@@ -598,6 +709,89 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_head_that_does_not_arrive_in_time_ends_the_connection() {
+        // Part of a head arrived (a read counted), no request started: the
+        // connection ends after header_read_timeout (ticks of a quarter of
+        // it), with a 408 to write, and the hit counted.
+        let (_tx, mut rx) = watch::channel(false);
+        let load = Load::default();
+        let activity = Arc::new(AtomicU64::new(0));
+        let progress = Progress::Bytes(activity.clone());
+        let metrics = Metrics::new();
+        let mut conn = fake(0);
+        let started = tokio::time::Instant::now();
+        let trickle = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            activity.fetch_add(READ, Ordering::Relaxed);
+        };
+        let driven = drive(
+            &mut conn,
+            &progress,
+            &load,
+            Timeouts {
+                idle: Duration::from_secs(60),
+                head: Some(Duration::from_secs(4)),
+            },
+            &mut rx,
+            &metrics,
+        );
+        let ((), r) = tokio::join!(trickle, driven);
+        r.expect("closed");
+        assert!(!conn.asked, "dropped, not asked");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(4) && waited <= Duration::from_secs(5),
+            "{waited:?}"
+        );
+        let farewell = load.farewell.get().expect("a 408 to write");
+        assert!(farewell.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+        assert_eq!(
+            metrics
+                .limit_hits
+                .get_or_create(&LimitLabel::HEADER_READ_TIMEOUT)
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_head_wait_starts_when_the_request_in_flight_ends() {
+        // A request in flight for 30 s (longer than header_read_timeout) is
+        // never cut; once it ends, the wait for the next head runs its full
+        // time, and with no byte of a head there is nothing to answer.
+        let (_tx, mut rx) = watch::channel(false);
+        let load = Arc::new(Load::default());
+        let progress = Progress::Bytes(Arc::new(AtomicU64::new(0)));
+        let metrics = Metrics::new();
+        let mut conn = fake(0);
+        let started = tokio::time::Instant::now();
+        let in_flight = InFlight::start(&load);
+        let request = async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(in_flight);
+        };
+        let driven = drive(
+            &mut conn,
+            &progress,
+            &load,
+            Timeouts {
+                idle: Duration::from_secs(600),
+                head: Some(Duration::from_secs(4)),
+            },
+            &mut rx,
+            &metrics,
+        );
+        let (_, r) = tokio::join!(request, driven);
+        r.expect("closed");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(34) && waited <= Duration::from_secs(35),
+            "{waited:?}"
+        );
+        assert!(load.farewell.get().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_asked_to_close_after_its_idle_time() {
         let (_tx, mut rx) = watch::channel(false);
         let load = Load::default();
@@ -609,7 +803,10 @@ mod tests {
             &mut conn,
             &progress,
             &load,
-            Duration::from_secs(8),
+            Timeouts {
+                idle: Duration::from_secs(8),
+                head: None,
+            },
             &mut rx,
             &metrics,
         )
