@@ -1,6 +1,7 @@
 //! The limits that protect the gateway and the upstream, each exceeded on
-//! purpose: `max_header_bytes` (431), a route's `max_body` (413, declared or
-//! grown mid-stream, nothing complete upstream), `max_connections` (the rest
+//! purpose: `max_header_bytes` (431), a route's `max_body` (413, declared, or
+//! found while a body of unknown length is read before forwarding: nothing
+//! reaches the upstream), `max_connections` (the rest
 //! wait), `header_read_timeout` (slowloris, plain and TLS), `idle_timeout`,
 //! `body_timeout` (a stalled request body, a response the client does not
 //! read), and the HTTP/2 stream limit. Each hit is counted in
@@ -86,7 +87,7 @@ async fn oversized_heads_and_bodies() {
     let answer = raw(gw.addr, declared.as_bytes()).await;
     assert_eq!(raw_status(&answer), 413, "{answer}");
     assert!(answer.contains("request_too_large"));
-    // A chunked body that grows past it mid-stream: 413, nothing complete upstream.
+    // A chunked body that grows past it: 413, read first, nothing sent upstream.
     let chunked = format!(
         "POST /small/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n200\r\n{}\r\n200\r\n{}\r\n200\r\n{}\r\n0\r\n\r\n",
         "c".repeat(512),
@@ -95,11 +96,7 @@ async fn oversized_heads_and_bodies() {
     );
     let answer = raw(gw.addr, chunked.as_bytes()).await;
     assert_eq!(raw_status(&answer), 413, "{answer}");
-    assert_eq!(
-        up.count(),
-        1,
-        "a body over the limit reached the upstream whole"
-    );
+    assert_eq!(up.count(), 1, "a body over the limit reached the upstream");
     // Exactly the limit is fine, both ways.
     let ok = format!(
         "POST /small/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n{}",
@@ -740,5 +737,282 @@ async fn responses_the_client_does_not_read_are_cut() {
     assert!(answer.ends_with("small\n"), "{answer}");
     assert_eq!(connections.load(Ordering::SeqCst), 2);
     assert_eq!(hits(&gw, "body_timeout").await, 1.0);
+    gw.shutdown().await;
+}
+
+// === max_body on bodies of unknown length ===
+
+/// What an upstream saw: the connections it accepted, the request heads that
+/// reached it, and each body it read whole (the request's headers, the data,
+/// the trailers).
+#[derive(Clone, Default)]
+struct Watched {
+    connections: Arc<AtomicUsize>,
+    heads: Arc<AtomicUsize>,
+    bodies: Arc<std::sync::Mutex<Vec<WholeBody>>>,
+}
+
+struct WholeBody {
+    headers: http::HeaderMap,
+    data: Bytes,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Watched {
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+
+    /// The last body read whole: its headers, data and trailers.
+    fn last(&self) -> (http::HeaderMap, Bytes, Option<http::HeaderMap>) {
+        let bodies = self.bodies.lock().unwrap();
+        let b = bodies.last().expect("no body reached the upstream whole");
+        (b.headers.clone(), b.data.clone(), b.trailers.clone())
+    }
+}
+
+/// An upstream (HTTP/1.1 and h2c) that counts what reaches it ([`Watched`]),
+/// and answers `200 ok` once it has read a body.
+fn watched_upstream(listener: TcpListener) -> Watched {
+    let watched = Watched::default();
+    let w = watched.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            w.connections.fetch_add(1, Ordering::SeqCst);
+            let w = w.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let w = w.clone();
+                async move {
+                    w.heads.fetch_add(1, Ordering::SeqCst);
+                    let (parts, body) = req.into_parts();
+                    if let Ok(collected) = body.collect().await {
+                        let trailers = collected.trailers().cloned();
+                        w.bodies.lock().unwrap().push(WholeBody {
+                            headers: parts.headers,
+                            data: collected.to_bytes(),
+                            trailers,
+                        });
+                    }
+                    let ok = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+                    Ok::<_, std::convert::Infallible>(ok)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    watched
+}
+
+/// A gateway (`/small/*` with `max_body: 1KiB`, `body_timeout: 300ms`) in
+/// front of a [`watched_upstream`].
+async fn watched_gateway() -> (Gateway, Watched) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let watched = watched_upstream(listener);
+    let gw = Gateway::start(&yaml(
+        &format!("http://{up_addr}"),
+        "    body_timeout: 300ms",
+        "",
+    ))
+    .await;
+    (gw, watched)
+}
+
+/// An HTTP/1.1 chunked request to `path` carrying `pieces`, one chunk each.
+fn chunked(path: &str, pieces: &[String], extra_head: &str, trailers: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{extra_head}Connection: close\r\n\r\n"
+    );
+    for p in pieces {
+        req.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
+    }
+    req.push_str(&format!("0\r\n{trailers}\r\n"));
+    req.into_bytes()
+}
+
+/// On a route with `max_body`, a chunked body is read before anything is
+/// sent: over the limit (in several chunks, or in one) it gets 413 and the
+/// upstream never hears of the request, not even a connection; within it
+/// (to the byte) the upstream gets the whole body, its length declared.
+#[tokio::test]
+async fn chunked_bodies_over_max_body_never_reach_the_upstream() {
+    let (gw, watched) = watched_gateway().await;
+    for pieces in [vec!["c".repeat(512); 3], vec!["c".repeat(1025)]] {
+        let answer = raw(gw.addr, &chunked("/small/x", &pieces, "", "")).await;
+        assert_eq!(raw_status(&answer), 413, "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(error_code(body), "request_too_large", "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    assert_eq!(hits(&gw, "max_body").await, 2.0);
+    assert_eq!(watched.connections(), 0, "the upstream was contacted");
+
+    // Within the limit, and exactly at it: forwarded whole, with its length.
+    for total in [700, 1024] {
+        let pieces = vec!["a".repeat(300), "b".repeat(total - 300)];
+        let answer = raw(gw.addr, &chunked("/small/x", &pieces, "", "")).await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+        let (headers, data, _) = watched.last();
+        assert_eq!(data, pieces.concat());
+        assert_eq!(headers["content-length"], total.to_string());
+        assert!(!headers.contains_key("transfer-encoding"), "{headers:?}");
+    }
+    assert_eq!(watched.heads(), 2);
+    assert_eq!(hits(&gw, "max_body").await, 2.0);
+    gw.shutdown().await;
+}
+
+/// A chunked body read before forwarding keeps its trailers (the upstream
+/// gets them after the data, client-controlled names removed as always).
+#[tokio::test]
+async fn chunked_bodies_read_first_keep_their_trailers() {
+    let (gw, watched) = watched_gateway().await;
+    let pieces = vec!["hello ".to_owned(), "world".to_owned()];
+    let req = chunked(
+        "/small/x",
+        &pieces,
+        "Trailer: X-Checksum, X-Auth-Subject\r\n",
+        "X-Checksum: c0ffee\r\nX-Auth-Subject: admin\r\n",
+    );
+    let answer = raw(gw.addr, &req).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let (_, data, trailers) = watched.last();
+    assert_eq!(data, "hello world");
+    let trailers = trailers.expect("the trailers were dropped");
+    assert_eq!(trailers["x-checksum"], "c0ffee");
+    assert!(!trailers.contains_key("x-auth-subject"), "{trailers:?}");
+    gw.shutdown().await;
+}
+
+/// A chunked body that stops arriving before it reaches `max_body` gets the
+/// stall answer (408, `Connection: close`) at `body_timeout`, and the upstream
+/// never hears of it.
+#[tokio::test]
+async fn chunked_bodies_that_stall_while_read_first_get_408() {
+    let (gw, watched) = watched_gateway().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /small/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "a stalled body kept its connection: {answer}");
+    assert_eq!(raw_status(&answer), 408, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(error_code(body), "request_timeout", "{answer}");
+    assert_eq!(hits(&gw, "body_timeout").await, 1.0);
+    assert_eq!(hits(&gw, "max_body").await, 0.0);
+    assert_eq!(watched.connections(), 0, "the upstream was contacted");
+    gw.shutdown().await;
+}
+
+/// A chunked body whose framing breaks while it is read first: 400, and the
+/// upstream never hears of it.
+#[tokio::test]
+async fn chunked_bodies_that_break_while_read_first_get_400() {
+    let (gw, watched) = watched_gateway().await;
+    let answer = raw(
+        gw.addr,
+        b"POST /small/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nzz\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 400, "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(error_code(body), "invalid_request", "{answer}");
+    assert_eq!(watched.connections(), 0, "the upstream was contacted");
+    gw.shutdown().await;
+}
+
+/// A body with a declared length on a route with `max_body` is not read
+/// first: it streams, so the upstream has the request's head before the
+/// client has sent the whole body.
+#[tokio::test]
+async fn declared_bodies_within_max_body_still_stream() {
+    let (gw, watched) = watched_gateway().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /small/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01234")
+        .await
+        .unwrap();
+    eventually(
+        "the head to reach the upstream before the body's end",
+        || {
+            let w = watched.clone();
+            async move { w.heads() == 1 }
+        },
+    )
+    .await;
+    s.write_all(b"56789").await.unwrap();
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(watched.last().1, "0123456789");
+    gw.shutdown().await;
+}
+
+/// HTTP/2 requests without `content-length` are read first too: over
+/// `max_body`, 413 on that stream and nothing upstream (the connection goes
+/// on); within it, the upstream gets the whole body with its length.
+#[tokio::test]
+async fn http2_bodies_without_a_length_are_held_to_max_body() {
+    let (gw, watched) = watched_gateway().await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // Two pieces over the limit, and the stream kept open after them.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tx.send(Bytes::from(vec![b'x'; 600])).await.unwrap();
+    tx.send(Bytes::from(vec![b'y'; 600])).await.unwrap();
+    let req = Request::post("http://api.test/small/x")
+        .body(Held(rx))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("an HTTP/2 body over max_body was never answered")
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        error_code(&String::from_utf8_lossy(&body)),
+        "request_too_large"
+    );
+    assert_eq!(hits(&gw, "max_body").await, 1.0);
+    assert_eq!(watched.connections(), 0, "the upstream was contacted");
+    drop(tx);
+
+    // Within the limit, on the same connection.
+    sender.ready().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tx.send(Bytes::from_static(b"over ")).await.unwrap();
+    tx.send(Bytes::from_static(b"h2")).await.unwrap();
+    drop(tx);
+    let req = Request::post("http://api.test/small/x")
+        .body(Held(rx))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (headers, data, _) = watched.last();
+    assert_eq!(data, "over h2");
+    assert_eq!(headers["content-length"], "7");
     gw.shutdown().await;
 }

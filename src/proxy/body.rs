@@ -1,7 +1,9 @@
-//! Bodies on their way through: the client's request body streamed upstream
+//! Bodies on their way through: the client's request body sent upstream
 //! (client-controlled headers removed from its trailers, its size capped, a
-//! stall between two of its pieces bounded by `body_timeout`), and
-//! the upstream's response body streamed back, handing its HTTP/1.1 connection
+//! stall between two of its pieces bounded by `body_timeout`) — streamed as
+//! it arrives, or, when a route's `max_body` must hold for a body of unknown
+//! length, read whole first ([`read_whole`]) and then replayed — and the
+//! upstream's response body streamed back, handing its HTTP/1.1 connection
 //! back to the worker's pool once it has been read to the end.
 
 use std::future::Future;
@@ -11,8 +13,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
@@ -48,9 +51,10 @@ pub enum RequestBodyError {
 /// client-controlled headers removed from its trailers, and cut off (an error,
 /// so the upstream never sees a complete request) past `limit` bytes, or when
 /// the client sends nothing of it for `timeout` while the upstream waits for
-/// more.
+/// more. Or a body read whole beforehand ([`UpstreamBody::buffered`]),
+/// replayed frame by frame.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: Source,
     identity: Arc<[HeaderName]>,
     limit: Option<u64>,
     seen: u64,
@@ -67,10 +71,45 @@ pub struct UpstreamBody {
 /// Resolves with how the request body ended; `None` for a request without a body.
 pub type BodySent = Option<oneshot::Receiver<BodyEnd>>;
 
+/// A client's request body read whole before anything was sent upstream
+/// ([`read_whole`]): its data in one piece (at most the limit it was read
+/// under), then its trailers, if it had any.
+#[derive(Debug)]
+pub struct Buffered {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+/// Where an [`UpstreamBody`]'s frames come from.
+enum Source {
+    /// The client's body, as it arrives.
+    Streamed(Incoming),
+    /// The client's body, read whole beforehand. Boxed: the streamed variant,
+    /// the common one, stays as small as the body it wraps.
+    Buffered(Box<Buffered>),
+}
+
+// === impl UpstreamBody ===
+
 impl UpstreamBody {
     /// Wraps the client's body; the receiver learns how it ended.
     pub fn new(
         inner: Incoming,
+        identity: Arc<[HeaderName]>,
+        limit: Option<u64>,
+        timeout: Duration,
+    ) -> (Self, BodySent) {
+        Self::from_source(Source::Streamed(inner), identity, limit, timeout)
+    }
+
+    /// Replays a body read whole beforehand (its limit already held, and it
+    /// never waits); the receiver learns when its last frame was handed over.
+    pub fn buffered(body: Box<Buffered>, identity: Arc<[HeaderName]>) -> (Self, BodySent) {
+        Self::from_source(Source::Buffered(body), identity, None, Duration::ZERO)
+    }
+
+    fn from_source(
+        inner: Source,
         identity: Arc<[HeaderName]>,
         limit: Option<u64>,
         timeout: Duration,
@@ -112,7 +151,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.waiting = false;
                 if let Some(data) = frame.data_ref() {
@@ -181,6 +220,124 @@ impl Body for UpstreamBody {
     }
 }
 
+// === impl Source ===
+
+impl Source {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self {
+            Source::Streamed(inner) => Pin::new(inner).poll_frame(cx),
+            Source::Buffered(body) => Poll::Ready(body.next().map(Ok)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Streamed(inner) => inner.is_end_stream(),
+            Source::Buffered(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Streamed(inner) => inner.size_hint(),
+            Source::Buffered(body) => body.size_hint(),
+        }
+    }
+}
+
+// === impl Buffered ===
+
+impl Buffered {
+    /// The next frame to replay: the data, then the trailers.
+    fn next(&mut self) -> Option<Frame<Bytes>> {
+        match self.data.take() {
+            Some(data) => Some(Frame::data(data)),
+            None => self.trailers.take().map(Frame::trailers),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    /// Exact without trailers, so that the upstream is told the length
+    /// (`Content-Length`). With trailers it stays open: HTTP/1.1 carries
+    /// trailers only in a chunked body.
+    fn size_hint(&self) -> SizeHint {
+        let len = self.data.as_ref().map_or(0, |d| d.len() as u64);
+        if self.trailers.is_none() {
+            return SizeHint::with_exact(len);
+        }
+        let mut hint = SizeHint::new();
+        hint.set_lower(len);
+        hint
+    }
+}
+
+/// Reads the client's body whole before anything is sent upstream, the way
+/// nginx buffers a request body: for a route's `max_body` to hold for a body
+/// whose length is not declared (HTTP/1.1 chunked, HTTP/2 without
+/// `content-length`), so that the upstream sees the whole body or nothing.
+/// Refused once it passes `limit` bytes, when nothing of it arrives for
+/// `timeout` (the bound on each wait for a piece, as while streaming), or when
+/// it breaks off. Memory: the data kept never exceeds `limit` bytes (plus its
+/// trailers, which the HTTP layer bounds as it bounds a head).
+pub async fn read_whole<B>(
+    body: &mut B,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Buffered, RequestBodyError>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut data = Vec::new();
+    let mut trailers = None;
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(RequestBodyError::Client(e)),
+            Err(_) => return Err(RequestBodyError::Stalled(timeout)),
+        };
+        match frame.into_data() {
+            Ok(piece) => {
+                let len = data.len().saturating_add(piece.len());
+                if len > cap {
+                    return Err(RequestBodyError::TooLarge(limit));
+                }
+                grow(&mut data, piece.len(), cap);
+                data.extend_from_slice(&piece);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+        if body.is_end_stream() {
+            break;
+        }
+    }
+    Ok(Buffered {
+        data: (!data.is_empty()).then(|| Bytes::from(data)),
+        trailers,
+    })
+}
+
+/// Makes room in `data` for `more` bytes (`data.len() + more <= cap`):
+/// doubling, as a `Vec` grows, but never past `cap`.
+fn grow(data: &mut Vec<u8>, more: usize, cap: usize) {
+    let len = data.len() + more;
+    if len > data.capacity() {
+        let grown = len.max(data.capacity().saturating_mul(2)).min(cap);
+        data.reserve_exact(grown - data.len());
+    }
+}
+
 /// The upstream's response body, streamed to the client; when it has been read
 /// to its end, its HTTP/1.1 connection ([`Lease`]) goes back to the pool.
 /// Dropped before its end, the connection goes with it: it is mid-response and
@@ -235,3 +392,6 @@ impl Body for ResponseBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{ResponseBody, UpstreamBody};
+use super::body::{self, Buffered, RequestBodyError, ResponseBody, UpstreamBody};
 use super::decide::{self, Decision};
 use super::headers::{self, X_REQUEST_ID};
 use super::pool::{self, ForwardError, Pools};
@@ -180,10 +180,23 @@ impl Proxy {
             Asked::WebSocket if route.websocket => true,
             Asked::WebSocket | Asked::Other => return Err(Reject::UpgradeRefused),
         };
-        // A declared body over the route's limit: refused before anything is sent.
-        if let (Some(limit), Some(len)) = (route.max_body, req.body().size_hint().exact()) {
-            if len > limit {
-                return Err(Reject::BodyTooLarge);
+        // The route's `max_body` holds before anything is sent: a declared
+        // length over it is refused at once, and a body of unknown length is
+        // read first, up to it (a body with a declared length, or on a route
+        // without the limit, streams as it arrives).
+        let mut buffered = None;
+        if let Some(limit) = route.max_body.filter(|_| !req.body().is_end_stream()) {
+            match req.body().size_hint().exact() {
+                Some(len) if len > limit => return Err(Reject::BodyTooLarge),
+                Some(_) => {}
+                None => {
+                    // Boxed, the read and what it keeps: most requests never
+                    // run it, and the pipeline's future stays as small.
+                    let timeout = snap.config.server.limits.body_timeout;
+                    let read = Box::pin(body::read_whole(req.body_mut(), limit, timeout)).await;
+                    let read = read.map_err(|e| body_reject(&e, request_id))?;
+                    buffered = Some(Box::new(read));
+                }
             }
         }
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -192,7 +205,7 @@ impl Proxy {
         let pool = &pools[route.upstream];
         let target = pool.target();
         let (upstream_req, body_sent) = rewrite(
-            snap, req, conn, request_id, seen, &decision, out, target, websocket,
+            snap, req, buffered, conn, request_id, seen, &decision, out, target, websocket,
         )?;
         let sent = Instant::now();
         let result = pool.send(upstream_req, body_sent, websocket, sent).await;
@@ -263,11 +276,13 @@ fn preflight(
 
 /// The upstream request: the normalised path on the target, hop-by-hop and
 /// client-controlled headers gone, identity and forwarding headers set, the body
-/// streamed under the route's size limit.
+/// streamed under the route's size limit, or `buffered`: read whole before
+/// (the request's own body is then spent).
 #[allow(clippy::too_many_arguments)] // the pipeline's state, handed down once
 fn rewrite(
     snap: &Snapshot,
     req: Request<Incoming>,
+    buffered: Option<Box<Buffered>>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     seen: headers::Seen,
@@ -275,7 +290,7 @@ fn rewrite(
     out: &Outcome,
     target: &Target,
     websocket: bool,
-) -> Result<(Request<UpstreamBody>, super::body::BodySent), Reject> {
+) -> Result<(Request<UpstreamBody>, body::BodySent), Reject> {
     let route = &snap.routes[decision.route];
     let (mut parts, body) = req.into_parts();
     let pq = target
@@ -329,14 +344,29 @@ fn rewrite(
     }
     pool::prepare(target, &mut parts, pq, websocket)
         .map_err(|e| forward_reject(e, target, request_id))?;
-    let body_timeout = snap.config.server.limits.body_timeout;
-    let (body, body_sent) = UpstreamBody::new(
-        body,
-        snap.identity_headers.clone(),
-        route.max_body,
-        body_timeout,
-    );
+    let identity = snap.identity_headers.clone();
+    let (body, body_sent) = match buffered {
+        None => {
+            let body_timeout = snap.config.server.limits.body_timeout;
+            UpstreamBody::new(body, identity, route.max_body, body_timeout)
+        }
+        Some(read) => UpstreamBody::buffered(read, identity),
+    };
     Ok((Request::from_parts(parts, body), body_sent))
+}
+
+/// The refusal for a request body read whole before forwarding that could not
+/// be ([`body::read_whole`]); logged at `debug`, the client's fault.
+fn body_reject(e: &RequestBodyError, request_id: &HeaderValue) -> Reject {
+    let reject = match e {
+        RequestBodyError::Client(_) => Reject::BadBody,
+        RequestBodyError::TooLarge(_) => Reject::BodyTooLarge,
+        RequestBodyError::Stalled(_) => Reject::BodyTimeout,
+    };
+    let error = crate::telemetry::events::chain(e);
+    let request_id = request_id.to_str().unwrap_or_default();
+    tracing::debug!(request_id, %error, "Request body refused");
+    reject
 }
 
 /// The refusal for a forwarding failure, logged with its cause (and the request
