@@ -348,9 +348,15 @@ async fn org_event(base: &str, name: &str) -> String {
 }
 
 /// The id of the newest event (of `name`), as the CLI lists them.
-fn newest_event(config: &Path, name: &str) -> String {
+/// The id of the `organization.created` event of the organization `org`
+/// (found by its data: events raised within one second list in no fixed
+/// order, so "the newest" could be the one before).
+fn org_created_event(config: &Path, org: &str) -> String {
     let events = cli_events(config, &["--limit", "20"]);
-    let e = events.iter().find(|e| e["event"] == name).unwrap();
+    let e = events
+        .iter()
+        .find(|e| e["event"] == "organization.created" && e["data"]["name"] == org)
+        .unwrap_or_else(|| panic!("no organization.created for {org}: {events:?}"));
     e["id"].as_str().unwrap().to_owned()
 }
 
@@ -613,7 +619,7 @@ async fn deliveries_verify_with_either_secret_during_a_rotation(db: TestDb) {
     ]);
     let whk = made["id"].as_str().unwrap().to_owned();
     cli(&["org", "create", "--name", "before"]);
-    let before = newest_event(&s.config, "organization.created");
+    let before = org_created_event(&s.config, "before");
     let r = stored.delivery(&before).await;
     assert_eq!(
         (&r["signatures"], &r["verified"]),
@@ -635,7 +641,7 @@ async fn deliveries_verify_with_either_secret_during_a_rotation(db: TestDb) {
     // The receiver learns the new secret: each verifies on its own.
     stored.add_secret("second", &second).await;
     cli(&["org", "create", "--name", "during"]);
-    let during = newest_event(&s.config, "organization.created");
+    let during = org_created_event(&s.config, "during");
     let r = stored.delivery(&during).await;
     assert_eq!(
         (&r["signatures"], &r["verified"]),
@@ -648,7 +654,7 @@ async fn deliveries_verify_with_either_secret_during_a_rotation(db: TestDb) {
     assert!(rotated["previous_secret_until"].is_null(), "{rotated}");
     stored.add_secret("third", &third).await;
     cli(&["org", "create", "--name", "after"]);
-    let after = newest_event(&s.config, "organization.created");
+    let after = org_created_event(&s.config, "after");
     let r = stored.delivery(&after).await;
     assert_eq!(
         (&r["signatures"], &r["verified"]),
