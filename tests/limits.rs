@@ -53,6 +53,23 @@ async fn hits(gw: &Gateway, limit: &str) -> f64 {
 
 /// Reads until the peer closes (or `bound` passes); the bytes read and whether
 /// it closed.
+/// Asserts a raw answer is the gateway's JSON refusal `code`, with a
+/// request id and the connection's end.
+fn assert_json_refusal(answer: &str, code: &str) {
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("\r\nx-request-id: "), "{answer}");
+    assert!(
+        lower.contains("\r\ncontent-type: application/json"),
+        "{answer}"
+    );
+    assert!(lower.contains("\r\nconnection: close"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {answer}"));
+    assert_eq!(v["error"], code, "{answer}");
+    assert!(v["error_description"].is_string(), "{answer}");
+}
+
 async fn read_until_closed(s: &mut TcpStream, bound: Duration) -> (String, bool) {
     let mut out = Vec::new();
     let r = tokio::time::timeout(bound, s.read_to_end(&mut out)).await;
@@ -68,8 +85,28 @@ async fn oversized_heads_and_bodies() {
         "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "a".repeat(9000)
     );
-    assert_eq!(raw_status(&raw(gw.addr, big.as_bytes()).await), 431);
+    let answer = raw(gw.addr, big.as_bytes()).await;
+    assert_eq!(raw_status(&answer), 431);
+    assert_json_refusal(&answer, "request_header_fields_too_large");
     assert_eq!(hits(&gw, "max_header_bytes").await, 1.0);
+    // Heads hyper cannot parse are refused in the same JSON, with a request
+    // id, never reaching a route.
+    for (bad, status) in [
+        (&b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n"[..], 400),
+        (
+            &b"GET /x HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n"[..],
+            400,
+        ),
+        (
+            &b"GET /x HTTP/1.1\r\nHost: x\r\nX-Nul: a\0b\r\n\r\n"[..],
+            400,
+        ),
+    ] {
+        let answer = raw(gw.addr, bad).await;
+        assert_eq!(raw_status(&answer), status, "{answer}");
+        assert_json_refusal(&answer, "invalid_request");
+    }
+    assert_eq!(up.count(), 0, "nothing unparsable reached the upstream");
     // Just under: fine.
     let fits = format!(
         "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",

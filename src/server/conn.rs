@@ -17,6 +17,7 @@ use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -120,6 +121,7 @@ pub async fn serve<H, F>(
             prefix,
             activity: activity.clone(),
             load: load.clone(),
+            tunnel: false,
         };
         let hits = metrics.limit_hits.clone();
         let io = TokioIo::new(stall::SendTimeout::new(
@@ -462,16 +464,22 @@ async fn drive<C: Graceful>(
 }
 
 /// The 408 written to a plain HTTP/1.x connection whose request head did not
-/// arrive in time: the JSON error every refusal has, its own request id, and
-/// the connection's end.
+/// arrive in time.
 fn request_timeout() -> Bytes {
-    let resp = crate::proxy::respond::json_error(
+    answer(
         http::StatusCode::REQUEST_TIMEOUT,
         "request_timeout",
         "the request head did not arrive in time",
-    );
-    let body = resp.into_body();
-    let body = http_body_util::BodyExt::collect(body)
+    )
+}
+
+/// A whole HTTP/1.1 response that ends the connection, written by the
+/// connection itself (no request reached the dispatcher): the JSON error
+/// every refusal has, its own request id, `Connection: close`.
+fn answer(status: http::StatusCode, code: &'static str, description: &'static str) -> Bytes {
+    let body = crate::proxy::respond::json_error(status, code, description)
+        .into_body()
+        .collect()
         .now_or_never()
         .and_then(Result::ok)
         .map(|b| b.to_bytes())
@@ -481,8 +489,12 @@ fn request_timeout() -> Bytes {
         crate::proxy::headers::Seen::default(),
     );
     let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(
-        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\nx-request-id: ",
+        b"\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\nx-request-id: ",
     );
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: ");
@@ -490,6 +502,36 @@ fn request_timeout() -> Bytes {
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(&body);
     Bytes::from(out)
+}
+
+/// Our answer in place of one hyper writes by itself when it cannot parse a
+/// request head (`400`, `414`, `431` without an `x-request-id`, which every
+/// answer of ours carries). `None`: `buf` does not begin such a response.
+fn instead_of_automatic(buf: &[u8]) -> Option<Bytes> {
+    let (code, description) = match buf.get(..13)? {
+        b"HTTP/1.1 400 " => ("invalid_request", "the request could not be parsed"),
+        b"HTTP/1.1 414 " => ("uri_too_long", "the request target is too long"),
+        b"HTTP/1.1 431 " => (
+            "request_header_fields_too_large",
+            "the request head is larger than max_header_bytes",
+        ),
+        _ => return None,
+    };
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    if buf[..head_end]
+        .windows(15)
+        .any(|w| w.eq_ignore_ascii_case(b"\r\nx-request-id:"))
+    {
+        return None;
+    }
+    let status = std::str::from_utf8(&buf[9..12])
+        .ok()
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|n| http::StatusCode::from_u16(n).ok())?;
+    Some(answer(status, code, description))
 }
 
 /// What woke [`drive`].
@@ -517,6 +559,8 @@ struct Counted {
     prefix: Bytes,
     activity: Arc<AtomicU64>,
     load: Arc<Load>,
+    /// A 101 was written: the rest is an upgraded connection's.
+    tunnel: bool,
 }
 
 /// One read, in the activity counter: reads count in its high half, writes
@@ -573,6 +617,30 @@ impl AsyncWrite for Counted {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        // A 400, 414 or 431 without a request id is one hyper wrote by itself
+        // for a head it could not parse (every answer of ours has one): it
+        // goes out as our JSON refusal with a request id instead (the
+        // connection closes after it either way).
+        if buf.starts_with(b"HTTP/1.1 101 ") {
+            // What follows is a tunnel's bytes, never looked at.
+            this.tunnel = true;
+        } else if !this.tunnel && buf.starts_with(b"HTTP/1.1 4") {
+            if let Some(ours) = instead_of_automatic(buf) {
+                let r = match &mut this.inner {
+                    Io::Plain(s) => Pin::new(s).poll_write(cx, &ours),
+                    Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, &ours),
+                };
+                return match r {
+                    // Written (a fresh connection's buffer takes it whole):
+                    // hyper's bytes count as sent.
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        this.touch(false);
+                        Poll::Ready(Ok(buf.len()))
+                    }
+                    other => other,
+                };
+            }
+        }
         let r = match &mut this.inner {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
