@@ -79,9 +79,21 @@ fn expand_line(
                 return;
             };
             let inner = &line[i + 2..i + 2 + end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (inner, None),
+            // As in the shell and Compose: `${VAR:-d}` when VAR is unset or
+            // empty, `${VAR-d}` when it is unset (names hold no `-`).
+            let name_len = inner
+                .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
+                .unwrap_or(inner.len());
+            let (name, rest) = inner.split_at(name_len);
+            let (name, default, empty_too) = if rest.is_empty() {
+                (name, None, false)
+            } else if let Some(d) = rest.strip_prefix(":-") {
+                (name, Some(d), true)
+            } else if let Some(d) = rest.strip_prefix('-') {
+                (name, Some(d), false)
+            } else {
+                // Not an operator: reported as a name that is not valid.
+                (inner, None, false)
             };
             if !valid_name(name) {
                 errors.push(EnvError {
@@ -91,6 +103,7 @@ fn expand_line(
                 });
             } else {
                 match (lookup(name), default) {
+                    (Some(v), Some(d)) if v.is_empty() && empty_too => out.push_str(d),
                     (Some(v), _) => out.push_str(&v),
                     (None, Some(d)) => out.push_str(d),
                     (None, None) => errors.push(EnvError {
@@ -142,8 +155,19 @@ mod tests {
 
     #[test]
     fn replaces_set_variables_and_defaults() {
-        let out = expand("a: ${HOST}\nb: ${PORT:-8080}\nc: '${EMPTY:-x}'\n", &env);
-        assert_eq!(out, Ok("a: example.test\nb: 8080\nc: ''\n".to_owned()));
+        let out = expand(
+            "a: ${HOST}\nb: ${PORT:-8080}\nc: '${EMPTY:-x}'\nd: '${EMPTY-x}'\ne: ${PORT-80}\nf: '${EMPTY}'\n",
+            &env,
+        );
+        // `:-` stands in for an unset or empty variable, `-` for an unset
+        // one only, as in the shell.
+        assert_eq!(
+            out,
+            Ok("a: example.test\nb: 8080\nc: 'x'\nd: ''\ne: 80\nf: ''\n".to_owned())
+        );
+        // A default may hold either operator itself.
+        let out = expand("u: ${NOPE-http://h:-1}\nv: ${NOPE:-a-b}\n", &env);
+        assert_eq!(out, Ok("u: http://h:-1\nv: a-b\n".to_owned()));
     }
 
     #[test]
