@@ -122,6 +122,7 @@ pub async fn serve<H, F>(
             activity: activity.clone(),
             load: load.clone(),
             tunnel: false,
+            unanswered: None,
         };
         let hits = metrics.limit_hits.clone();
         let io = TokioIo::new(stall::SendTimeout::new(
@@ -505,8 +506,8 @@ fn answer(status: http::StatusCode, code: &'static str, description: &'static st
 }
 
 /// Our answer in place of one hyper writes by itself when it cannot parse a
-/// request head (`400`, `414`, `431` without an `x-request-id`, which every
-/// answer of ours carries). `None`: `buf` does not begin such a response.
+/// request head: a 400, 414 or 431 head alone, `content-length: 0`, without
+/// the `x-request-id` every answer of ours has. `None`: `buf` is not that.
 fn instead_of_automatic(buf: &[u8]) -> Option<Bytes> {
     let (code, description) = match buf.get(..13)? {
         b"HTTP/1.1 400 " => ("invalid_request", "the request could not be parsed"),
@@ -517,13 +518,13 @@ fn instead_of_automatic(buf: &[u8]) -> Option<Bytes> {
         ),
         _ => return None,
     };
-    let head_end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    if buf[..head_end]
-        .windows(15)
-        .any(|w| w.eq_ignore_ascii_case(b"\r\nx-request-id:"))
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = &buf[..head_end + 2];
+    let has = |line: &[u8]| {
+        head.windows(line.len())
+            .any(|w| w.eq_ignore_ascii_case(line))
+    };
+    if head_end + 4 != buf.len() || !has(b"\r\ncontent-length: 0\r\n") || has(b"\r\nx-request-id:")
     {
         return None;
     }
@@ -561,6 +562,10 @@ struct Counted {
     load: Arc<Load>,
     /// A 101 was written: the rest is an upgraded connection's.
     tunnel: bool,
+    /// The requests started when bytes last arrived with none in flight:
+    /// while no request has started since, whatever hyper writes answers
+    /// those bytes by itself (a head it could not parse), not a request.
+    unanswered: Option<u64>,
 }
 
 /// One read, in the activity counter: reads count in its high half, writes
@@ -596,6 +601,7 @@ impl AsyncRead for Counted {
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
             this.touch(true);
+            this.unanswered = Some(this.load.started.load(Ordering::Relaxed));
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -605,6 +611,9 @@ impl AsyncRead for Counted {
         };
         if buf.filled().len() > before {
             this.touch(true);
+            if this.load.in_flight.load(Ordering::Relaxed) == 0 {
+                this.unanswered = Some(this.load.started.load(Ordering::Relaxed));
+            }
         }
         r
     }
@@ -617,14 +626,18 @@ impl AsyncWrite for Counted {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        // A 400, 414 or 431 without a request id is one hyper wrote by itself
-        // for a head it could not parse (every answer of ours has one): it
-        // goes out as our JSON refusal with a request id instead (the
-        // connection closes after it either way).
+        // A bare 400, 414 or 431 after bytes that started no request is one
+        // hyper wrote by itself for a head it could not parse: it goes out
+        // as our JSON refusal with a request id instead (the connection
+        // closes after it either way). Response bodies are never looked at:
+        // their request started after their bytes arrived.
         if buf.starts_with(b"HTTP/1.1 101 ") {
             // What follows is a tunnel's bytes, never looked at.
             this.tunnel = true;
-        } else if !this.tunnel && buf.starts_with(b"HTTP/1.1 4") {
+        } else if !this.tunnel
+            && buf.starts_with(b"HTTP/1.1 4")
+            && this.unanswered == Some(this.load.started.load(Ordering::Relaxed))
+        {
             if let Some(ours) = instead_of_automatic(buf) {
                 let r = match &mut this.inner {
                     Io::Plain(s) => Pin::new(s).poll_write(cx, &ours),
@@ -774,6 +787,27 @@ mod tests {
                 .get(),
             0
         );
+    }
+
+    #[test]
+    fn only_hypers_bare_answers_are_replaced() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Mon, 07 Dec 2026 09:44:59 GMT\r\n\r\n";
+        let ours = instead_of_automatic(hyper).expect("replaced");
+        assert!(ours.starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(ours.windows(14).any(|w| w == b"x-request-id: "));
+        // With a body, with a request id, or another status: left alone.
+        let with_body = [&hyper[..], b"HTTP/1.1 400 "].concat();
+        let with_id = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-request-id: a\r\n\r\n";
+        let sized = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 10\r\n\r\n";
+        let other = b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n";
+        let no_end = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n";
+        for buf in [&with_body[..], with_id, sized, other, no_end] {
+            assert!(
+                instead_of_automatic(buf).is_none(),
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
