@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Limited};
@@ -126,7 +126,7 @@ impl<B> RequestBody<B> {
 
 impl<B> RequestBody<B>
 where
-    B: Body,
+    B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// Reads the body whole: refused once it passes `limit` bytes
@@ -135,20 +135,17 @@ where
     /// The bound is on the wait for each piece, not on the whole body: a
     /// body that keeps coming, however slowly, is read.
     pub async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
-        let mut body = pin!(Limited::new(self.body, limit));
-        let mut bytes = BytesMut::new();
-        loop {
-            let frame = match tokio::time::timeout(self.stall, body.frame()).await {
-                Ok(Some(Ok(frame))) => frame,
-                Ok(None) => return Ok(bytes.freeze()),
-                Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
-                Err(_) => {
-                    self.watch.0.store(true, Ordering::Relaxed);
-                    return Err(BodyError::Stalled);
-                }
-            };
-            if let Ok(data) = frame.into_data() {
-                bytes.put(data);
+        use crate::proxy::body::{RequestBodyError, read_whole};
+        let mut body = pin!(self.body);
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        match read_whole(&mut body, limit, self.stall).await {
+            Ok(read) => Ok(read.into_data()),
+            Err(RequestBodyError::Stalled(_)) => {
+                self.watch.0.store(true, Ordering::Relaxed);
+                Err(BodyError::Stalled)
+            }
+            Err(RequestBodyError::Client(_) | RequestBodyError::TooLarge(_)) => {
+                Err(BodyError::Unreadable)
             }
         }
     }
@@ -215,7 +212,7 @@ pub async fn read_form<B>(
     limit: usize,
 ) -> Result<Decoded, BodyError>
 where
-    B: Body,
+    B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if !has_media_type(headers, FORM_TYPE) {
@@ -235,7 +232,7 @@ pub async fn read_json<T, B>(
 ) -> Result<T, JsonError>
 where
     T: DeserializeOwned,
-    B: Body,
+    B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if !has_media_type(headers, JSON_TYPE) {
@@ -255,7 +252,7 @@ pub async fn read_optional_json<T, B>(
 ) -> Result<T, JsonError>
 where
     T: DeserializeOwned + Default,
-    B: Body,
+    B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if headers.contains_key(CONTENT_TYPE) {

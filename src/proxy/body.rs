@@ -40,7 +40,7 @@ pub enum BodyEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
     #[error("the request body failed")]
-    Client(#[source] hyper::Error),
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the request body exceeds the route's limit of {0} bytes")]
     TooLarge(u64),
     #[error("nothing of the request body arrived for {0:?}")]
@@ -184,7 +184,7 @@ impl Body for UpstreamBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish(BodyEnd::Failed);
-                Poll::Ready(Some(Err(RequestBodyError::Client(e))))
+                Poll::Ready(Some(Err(RequestBodyError::Client(e.into()))))
             }
             Poll::Pending => {
                 // The clock runs from the moment the upstream is ready for more
@@ -251,6 +251,11 @@ impl Source {
 // === impl Buffered ===
 
 impl Buffered {
+    /// The data read (trailers aside).
+    pub fn into_data(self) -> Bytes {
+        self.data.unwrap_or_default()
+    }
+
     /// The next frame to replay: the data, then the trailers.
     fn next(&mut self) -> Option<Frame<Bytes>> {
         match self.data.take() {
@@ -291,7 +296,8 @@ pub async fn read_whole<B>(
     timeout: Duration,
 ) -> Result<Buffered, RequestBodyError>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut data = Vec::new();
@@ -300,7 +306,7 @@ where
         let frame = match tokio::time::timeout(timeout, body.frame()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(RequestBodyError::Client(e)),
+            Ok(Some(Err(e))) => return Err(RequestBodyError::Client(e.into())),
             Err(_) => return Err(RequestBodyError::Stalled(timeout)),
         };
         match frame.into_data() {
