@@ -284,12 +284,7 @@ async fn http2_streams_per_connection_are_bounded() {
         "",
     ))
     .await;
-    let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let sender = h2_client(gw.addr).await;
     // One exchange first, so that the server's SETTINGS are in force (before
     // them a client may open more streams, and the extra are refused).
     let mut first = sender.clone();
@@ -590,41 +585,68 @@ async fn stalled_http2_request_bodies_are_cut() {
         "",
     ))
     .await;
-    let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
-    let req = Request::post("http://api.test/upload")
-        .body(Held(rx))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
-        .await
-        .expect("a stalled HTTP/2 body was never answered")
-        .unwrap();
-    assert_eq!(resp.status(), 408);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(
-        error_code(&String::from_utf8_lossy(&body)),
-        "request_timeout"
+    let mut sender = h2_client(gw.addr).await;
+    let (req, tx) = held_post(
+        "http://api.test/upload",
+        [Bytes::from_static(b"0123456789")],
     );
+    let refused = refusal(&mut sender, req, "a stalled HTTP/2 body").await;
+    assert_eq!(refused, (408, "request_timeout".to_owned()));
     assert_eq!(hits(&gw, "body_timeout").await, 1.0);
     assert_eq!(whole.load(Ordering::SeqCst), 0);
     drop(tx);
     // The connection itself still serves.
     sender.ready().await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(Bytes::from_static(b"hi")).await.unwrap();
-    drop(tx);
-    let req = Request::post("http://api.test/next")
-        .body(Held(rx))
-        .unwrap();
+    let (req, _) = held_post("http://api.test/next", [Bytes::from_static(b"hi")]);
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     gw.shutdown().await;
+}
+
+/// An HTTP/2 connection to `addr`, driven in the background.
+async fn h2_client<B>(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// A POST to `uri` whose body is `pieces`, then, while the returned sender
+/// lives, nothing more.
+fn held_post(
+    uri: &str,
+    pieces: impl IntoIterator<Item = Bytes>,
+) -> (Request<Held>, tokio::sync::mpsc::Sender<Bytes>) {
+    let pieces: Vec<Bytes> = pieces.into_iter().collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(pieces.len().max(1));
+    for piece in pieces {
+        tx.try_send(piece).unwrap();
+    }
+    (Request::post(uri).body(Held(rx)).unwrap(), tx)
+}
+
+/// Sends `req` (`what` it is, should no answer come) and reads the refusal:
+/// its status and JSON `error`.
+async fn refusal(
+    sender: &mut hyper::client::conn::http2::SendRequest<Held>,
+    req: Request<Held>,
+    what: &str,
+) -> (u16, String) {
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .unwrap_or_else(|_| panic!("{what} was never answered"))
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, error_code(&String::from_utf8_lossy(&body)))
 }
 
 /// A request body fed from a channel: what the test sends, then (while the
@@ -1010,42 +1032,20 @@ async fn declared_bodies_within_max_body_still_stream() {
 #[tokio::test]
 async fn http2_bodies_without_a_length_are_held_to_max_body() {
     let (gw, watched) = watched_gateway().await;
-    let stream = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_client(gw.addr).await;
     // Two pieces over the limit, and the stream kept open after them.
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    tx.send(Bytes::from(vec![b'x'; 600])).await.unwrap();
-    tx.send(Bytes::from(vec![b'y'; 600])).await.unwrap();
-    let req = Request::post("http://api.test/small/x")
-        .body(Held(rx))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
-        .await
-        .expect("an HTTP/2 body over max_body was never answered")
-        .unwrap();
-    assert_eq!(resp.status(), 413);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(
-        error_code(&String::from_utf8_lossy(&body)),
-        "request_too_large"
-    );
+    let pieces = [Bytes::from(vec![b'x'; 600]), Bytes::from(vec![b'y'; 600])];
+    let (req, tx) = held_post("http://api.test/small/x", pieces);
+    let refused = refusal(&mut sender, req, "an HTTP/2 body over max_body").await;
+    assert_eq!(refused, (413, "request_too_large".to_owned()));
     assert_eq!(hits(&gw, "max_body").await, 1.0);
     assert_eq!(watched.connections(), 0, "the upstream was contacted");
     drop(tx);
 
     // Within the limit, on the same connection.
     sender.ready().await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    tx.send(Bytes::from_static(b"over ")).await.unwrap();
-    tx.send(Bytes::from_static(b"h2")).await.unwrap();
-    drop(tx);
-    let req = Request::post("http://api.test/small/x")
-        .body(Held(rx))
-        .unwrap();
+    let pieces = [Bytes::from_static(b"over "), Bytes::from_static(b"h2")];
+    let (req, _) = held_post("http://api.test/small/x", pieces);
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let (headers, data, _) = watched.last();
