@@ -4,6 +4,7 @@
 pub mod body;
 pub mod decide;
 pub mod forward_auth;
+pub mod h1;
 pub mod handle;
 pub mod headers;
 pub mod overrides;

@@ -20,8 +20,9 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use super::h1;
 use super::headers::{Overrides, strip_client_controlled};
-use super::pool::Lease;
+use super::pool::{Lease, Pool};
 
 /// How the client's request body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,57 +346,114 @@ fn grow(data: &mut Vec<u8>, more: usize, cap: usize) {
 }
 
 /// The upstream's response body, streamed to the client; when it has been read
-/// to its end, its HTTP/1.1 connection ([`Lease`]) goes back to the pool.
-/// Dropped before its end, the connection goes with it: it is mid-response and
-/// cannot carry another request.
+/// to its end, its HTTP/1.1 connection goes back to the pool (hyper's
+/// [`Lease`], or the proxy's own client's connection). Dropped before its end,
+/// the connection goes with it: it is mid-response and cannot carry another
+/// request.
 pub struct ResponseBody {
-    inner: Incoming,
-    lease: Option<Lease>,
+    inner: Inner,
+}
+
+enum Inner {
+    /// From hyper's client.
+    Hyper {
+        body: Incoming,
+        lease: Option<Lease>,
+    },
+    /// From the proxy's own client, which hands its connection back to `pool`.
+    Direct { body: h1::Body, pool: Arc<Pool> },
+}
+
+/// Why the upstream's response body broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseBodyError {
+    #[error("the upstream's response body failed")]
+    Hyper(#[source] hyper::Error),
+    #[error("the upstream's response body failed")]
+    Direct(#[source] h1::Error),
 }
 
 impl ResponseBody {
     /// Wraps `inner`; the lease is returned at once when there is no body at all.
     pub fn new(inner: Incoming, lease: Option<Lease>) -> ResponseBody {
-        let mut body = ResponseBody { inner, lease };
-        if body.inner.is_end_stream() {
+        let mut body = ResponseBody {
+            inner: Inner::Hyper { body: inner, lease },
+        };
+        if body.is_end_stream() {
+            body.end();
+        }
+        body
+    }
+
+    /// A body read by the proxy's own client; its connection goes back to
+    /// `pool` once the body was read to its end (at once when it has none).
+    pub fn direct(body: h1::Body, pool: Arc<Pool>) -> ResponseBody {
+        let mut body = ResponseBody {
+            inner: Inner::Direct { body, pool },
+        };
+        if body.is_end_stream() {
             body.end();
         }
         body
     }
 
     fn end(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release();
+        match &mut self.inner {
+            Inner::Hyper { lease, .. } => {
+                if let Some(lease) = lease.take() {
+                    lease.release();
+                }
+            }
+            Inner::Direct { body, pool } => {
+                if let Some(conn) = body.take_reusable() {
+                    pool.put_back(conn);
+                }
+            }
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match &mut this.inner {
+            Inner::Hyper { body, lease } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                // An error: the connection is broken, drop it with the body.
+                if let Poll::Ready(Some(Err(_))) = &polled {
+                    *lease = None;
+                }
+                polled.map_err(ResponseBodyError::Hyper)
+            }
+            // A broken body drops its connection itself.
+            Inner::Direct { body, .. } => body.poll_frame(cx).map_err(ResponseBodyError::Direct),
+        };
         match &polled {
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.end(),
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream() => this.end(),
             Poll::Ready(None) => this.end(),
-            // An error: the connection is broken, drop it with the body.
-            Poll::Ready(Some(Err(_))) => this.lease = None,
-            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+            Poll::Ready(Some(_)) | Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+            Inner::Direct { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.size_hint(),
+            Inner::Direct { body, .. } => body.size_hint(),
+        }
     }
 }
 

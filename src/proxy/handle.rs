@@ -377,9 +377,10 @@ fn forward_reject(e: ForwardError, target: &Target, request_id: &HeaderValue) ->
         ForwardError::Connect(ConnectError::Timeout) | ForwardError::ResponseTimeout => {
             Reject::UpstreamTimeout
         }
-        ForwardError::Connect(_) | ForwardError::Handshake(_) | ForwardError::Exchange(_) => {
-            Reject::UpstreamUnavailable
-        }
+        ForwardError::Connect(_)
+        | ForwardError::Handshake(_)
+        | ForwardError::Exchange(_)
+        | ForwardError::Upstream(_) => Reject::UpstreamUnavailable,
         ForwardError::ClientBody => Reject::BadBody,
         ForwardError::BodyTooLarge => Reject::BodyTooLarge,
         ForwardError::BodyStalled => Reject::BodyTimeout,

@@ -4,7 +4,12 @@
 //!
 //! HTTP/1.1 connections are leased for one exchange and come back to the pool
 //! when the response body has been read to its end ([`Lease`]); a request never
-//! waits for a busy connection but opens another. HTTP/2 (`protocol: h2`) shares
+//! waits for a busy connection but opens another. A request without a body is
+//! exchanged by the proxy's own HTTP/1.1 client (`h1`), in its own task, on
+//! connections kept apart from hyper's: a pooled one is taken only when
+//! nothing arrived on it while idle (no close, no stray bytes), and an
+//! idempotent request is sent again, once, on a fresh connection when a
+//! reused one was closed before any answer came (the keep-alive race). HTTP/2 (`protocol: h2`) shares
 //! one multiplexed connection per worker. A pooled connection that turns out to
 //! be closed before the request was written is retried once on a fresh one.
 
@@ -13,11 +18,13 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 
 use super::body::{BodyEnd, BodySent, ResponseBody, UpstreamBody};
+use super::h1;
 use crate::upstream::{ConnectError, Target};
 
 /// Idle HTTP/1.1 connections kept per target per worker.
@@ -36,6 +43,8 @@ pub enum ForwardError {
     Handshake(#[source] hyper::Error),
     #[error("the upstream exchange failed")]
     Exchange(#[source] hyper::Error),
+    #[error("the upstream exchange failed")]
+    Upstream(#[source] h1::Error),
     #[error("no response headers within the upstream timeout")]
     ResponseTimeout,
     #[error("the client's request body broke off or was malformed")]
@@ -52,11 +61,18 @@ pub enum ForwardError {
 pub struct Pool {
     target: Arc<Target>,
     idle: Mutex<Vec<Idle>>,
+    /// Idle connections of the proxy's own client (`h1`), most recent last.
+    direct: Mutex<Vec<IdleConn>>,
     h2: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
 }
 
 struct Idle {
     tx: http1::SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+struct IdleConn {
+    conn: Box<h1::Conn>,
     since: Instant,
 }
 
@@ -88,6 +104,7 @@ impl Pool {
         Pool {
             target,
             idle: Mutex::new(Vec::new()),
+            direct: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
         }
     }
@@ -130,6 +147,8 @@ impl Pool {
         let exchange = async {
             if self.target.is_h2() && !upgrade {
                 self.send_h2(req).await
+            } else if !upgrade && req.body().is_end_stream() && h1::bodiless(req.headers()) {
+                self.send_direct(req).await
             } else {
                 self.send_h1(req, upgrade).await
             }
@@ -194,6 +213,67 @@ impl Pool {
                     _ => return Err(ForwardError::Exchange(e.into_error())),
                 },
             }
+        }
+    }
+
+    /// A request without a body, by the proxy's own client.
+    async fn send_direct(
+        self: &Arc<Self>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, ForwardError> {
+        let (parts, _) = req.into_parts();
+        let idempotent = is_idempotent(&parts.method);
+        let mut pooled = self.take_direct();
+        loop {
+            let (mut conn, reused) = match pooled.take() {
+                Some(conn) => (conn, true),
+                None => {
+                    // Boxed, as in `send_h1`: most requests never connect.
+                    let stream = Box::pin(self.target.connect(true))
+                        .await
+                        .map_err(ForwardError::Connect)?;
+                    (Box::new(h1::Conn::new(stream)), false)
+                }
+            };
+            match conn.exchange(&parts).await {
+                Ok(mut head) => {
+                    let body = ResponseBody::direct(head.body(conn), self.clone());
+                    let mut resp = Response::new(body);
+                    *resp.status_mut() = head.status;
+                    *resp.headers_mut() = head.headers;
+                    if let Some(reason) = head.reason {
+                        resp.extensions_mut().insert(reason);
+                    }
+                    return Ok(resp);
+                }
+                // Closed before any answer: once more, on a fresh connection.
+                Err(h1::Error::Unanswered(_)) if reused && idempotent => {}
+                Err(e) => return Err(ForwardError::Upstream(e)),
+            }
+        }
+    }
+
+    /// The most recently used idle connection of the proxy's own client;
+    /// stale ones, and those the upstream closed or wrote to while they were
+    /// idle, are dropped on the way.
+    fn take_direct(&self) -> Option<Box<h1::Conn>> {
+        let mut idle = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(mut entry) = idle.pop() {
+            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.still_open() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// A connection of the proxy's own client whose exchange ended cleanly.
+    pub(super) fn put_back(&self, conn: Box<h1::Conn>) {
+        let mut idle = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(IdleConn {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -272,6 +352,20 @@ impl Pool {
         });
         Ok(tx)
     }
+}
+
+/// Whether a request may be sent twice (RFC 9110 §9.2.2).
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 /// The request back from a failed send when it was never written and may be

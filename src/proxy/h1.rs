@@ -1,0 +1,525 @@
+//! The upstream leg of an HTTP/1.1 exchange for a request without a body —
+//! most API calls — without hyper's client: the request head written straight
+//! into the connection's buffer, the response head parsed with httparse into
+//! the response's header map (values shared with the bytes read, not copied),
+//! and the response body read by its framing (RFC 9112 §6.3) from the same
+//! buffer, in the request's own task. hyper's client keeps a connection task of
+//! its own and hands each request and response across a channel; here nothing
+//! changes task, and a connection's buffers are reused from one request to the
+//! next. Requests with a body, protocol upgrades and HTTP/2 upstreams keep
+//! hyper's client (`pool`).
+//!
+//! The framing rules are hyper's, so that an upstream sees no difference: 1xx
+//! answers skipped, no body after `HEAD`, 204 or 304, `Transfer-Encoding` ending
+//! in `chunked` over `Content-Length` (which is then dropped, and the connection
+//! not reused), any other `Transfer-Encoding` read to the close, differing or
+//! malformed `Content-Length`s refused, `Transfer-Encoding` in an HTTP/1.0
+//! answer refused. Also as hyper: at most 100 fields, a head of at most
+//! 417,792 bytes, chunk extensions and trailers bounded. Unlike hyper, a 101
+//! that was not asked for is refused (the connection would belong to nobody).
+
+mod chunked;
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+use crate::upstream::Stream;
+use chunked::{Chunked, Step};
+
+/// The largest response head read (hyper's client default: 8 KiB + 100 × 4 KiB).
+const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// The most header fields a response head may have (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// What a read reserves at least; a read that fills it doubles it for the next
+/// one, up to [`MAX_READ`], so that a large body moves in large pieces.
+const MIN_READ: usize = 8 * 1024;
+const MAX_READ: usize = 256 * 1024;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing of an answer arrived: the upstream closed (or reset) the
+    /// connection first. On a reused connection that is most likely the
+    /// keep-alive race, and an idempotent request may be sent again.
+    #[error("the upstream closed the connection without answering")]
+    Unanswered(#[source] Option<io::Error>),
+    #[error("reading from the upstream failed")]
+    Io(#[source] io::Error),
+    #[error("the upstream's response head is malformed")]
+    Parse(#[source] httparse::Error),
+    #[error("the upstream's response head is malformed: {0}")]
+    Head(&'static str),
+    #[error("the upstream's response head is larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("the upstream's response body is malformed: {0}")]
+    Body(&'static str),
+    #[error("the upstream closed the connection in the middle of the response")]
+    Truncated,
+}
+
+/// One HTTP/1.1 connection to an upstream, with the buffers it reuses.
+pub struct Conn {
+    io: Stream,
+    /// What was read and not consumed yet.
+    buf: BytesMut,
+    /// The request head being written.
+    out: Vec<u8>,
+    /// How much the next body read reserves.
+    read_size: usize,
+    /// The last read took less than it had room for: the socket held
+    /// nothing more at that moment.
+    drained: bool,
+}
+
+/// The upstream's response head, ready for the client.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// A reason phrase other than the status code's usual one, relayed as is.
+    pub reason: Option<hyper::ext::ReasonPhrase>,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// How the response body ends.
+#[derive(Debug)]
+enum Framing {
+    /// After this many more bytes.
+    Length(u64),
+    Chunked(Chunked),
+    /// When the upstream closes the connection.
+    Close,
+}
+
+// === impl Head ===
+
+impl Head {
+    /// The body of this response, read from `conn`, the connection that
+    /// answered (it goes with the body).
+    pub fn body(&mut self, conn: Box<Conn>) -> Body {
+        Body {
+            conn: Some(conn),
+            framing: std::mem::replace(&mut self.framing, Framing::Length(0)),
+            keep_alive: self.keep_alive,
+            ended: false,
+        }
+    }
+}
+
+// === impl Conn ===
+
+impl Conn {
+    /// A fresh connection.
+    pub fn new(io: Stream) -> Conn {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            read_size: MIN_READ,
+            drained: false,
+        }
+    }
+
+    /// Whether an idle connection may carry another request: the upstream has
+    /// neither closed it nor sent anything unasked while it sat in the pool
+    /// (stray bytes would be read as the next request's answer). A plain
+    /// connection the runtime has seen nothing arrive on since it was put
+    /// back ([`Conn::settle`]) costs no system call; otherwise a read attempt
+    /// tells.
+    pub fn still_open(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Stream::Plain(tcp) = &self.io {
+            if tcp.poll_read_ready(&mut cx).is_pending() {
+                return true;
+            }
+        }
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut probe)
+            .is_pending()
+    }
+
+    /// Before the connection goes back to the pool: when its last read
+    /// drained the socket, the runtime's note that it is readable is stale
+    /// and is cleared (no system call), so that [`Conn::still_open`] learns
+    /// of anything that arrives later from the runtime alone. Clearing is
+    /// tied to the readiness event it saw: one that came since is kept.
+    fn settle(&mut self) {
+        if let (true, Stream::Plain(tcp)) = (self.drained, &self.io) {
+            let _ = tcp.try_io(tokio::io::Interest::READABLE, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+    }
+
+    /// Writes the request head (a request without a body) and reads the
+    /// response head.
+    pub async fn exchange(&mut self, req: &http::request::Parts) -> Result<Head, Error> {
+        self.out.clear();
+        encode_head(&mut self.out, req);
+        let written = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        written.await.map_err(|e| Error::Unanswered(Some(e)))?;
+        self.read_head(&req.method).await
+    }
+
+    async fn read_head(&mut self, method: &Method) -> Result<Head, Error> {
+        let mut answered = false;
+        loop {
+            if !self.buf.is_empty() {
+                answered = true;
+                if let Some(head) = parse_head(&mut self.buf, method)? {
+                    return Ok(head);
+                }
+                if self.buf.len() >= MAX_HEAD {
+                    return Err(Error::HeadTooLarge);
+                }
+            }
+            self.buf.reserve(MIN_READ);
+            match std::future::poll_fn(|cx| self.poll_read(cx)).await {
+                Ok(0) if !answered => return Err(Error::Unanswered(None)),
+                Ok(0) => return Err(Error::Truncated),
+                Ok(_) => {}
+                Err(e) if !answered => return Err(Error::Unanswered(Some(e))),
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    }
+
+    /// Reads into the buffer's free room (the caller reserved it).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let room = self.buf.capacity() - self.buf.len();
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        self.drained = n < room;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Reads more of a body: room for the current read size, grown when a read
+    /// filled it.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(self.read_size);
+        let room = self.buf.capacity() - self.buf.len();
+        let n = ready!(self.poll_read(cx))?;
+        if n == room && self.read_size < MAX_READ {
+            self.read_size *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// The request line and fields of a request without a body. The header map
+/// holds only valid names and values (no CR or LF can reach the upstream);
+/// `Transfer-Encoding` cannot apply to an absent body and is left out, a
+/// client's `Content-Length: 0` goes as it came.
+fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts) {
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.reserve(32 + target.len() + req.headers.len() * 32);
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &req.headers {
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a request may take this path: no body (a `Content-Length`, if
+/// any, says 0), no `Transfer-Encoding`.
+pub fn bodiless(headers: &HeaderMap) -> bool {
+    !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0")
+}
+
+/// Where a header field lies in the head: name and value as byte ranges.
+#[derive(Clone, Copy, Default)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Parses a response head at the start of `buf`, consuming it (and any 1xx
+/// answers before it); `None` when more must be read first.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+    loop {
+        let mut fields = [Field::default(); MAX_HEADERS];
+        let (len, code, version, reason, count) = {
+            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+            let len = match parsed {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(Error::Parse(e)),
+            };
+            if len > MAX_HEAD {
+                return Err(Error::HeadTooLarge);
+            }
+            let base = buf.as_ptr() as usize;
+            let at = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+            for (field, h) in fields.iter_mut().zip(resp.headers.iter()) {
+                field.name = (at(h.name.as_bytes()), h.name.len() as u32);
+                field.value = (at(h.value), h.value.len() as u32);
+            }
+            let code = resp.code.ok_or(Error::Head("no status code"))?;
+            let reason = resp.reason.map(|r| (at(r.as_bytes()), r.len() as u32));
+            (len, code, resp.version, reason, resp.headers.len())
+        };
+        let status = StatusCode::from_u16(code).map_err(|_| Error::Head("invalid status code"))?;
+        match code {
+            // An upgrade nobody asked for: the connection would be nobody's.
+            101 => return Err(Error::Head("switched protocols unasked")),
+            // Informational answers are skipped; the real one follows.
+            100..=199 => {
+                buf.advance(len);
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let head = buf.split_to(len).freeze();
+        let slice = |(start, len): (u32, u32)| head.slice(start as usize..(start + len) as usize);
+        let mut headers = HeaderMap::with_capacity(count);
+        for field in &fields[..count] {
+            let name = HeaderName::from_bytes(&slice(field.name))
+                .map_err(|_| Error::Head("invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(slice(field.value))
+                .map_err(|_| Error::Head("invalid header value"))?;
+            headers.append(name, value);
+        }
+        let reason = reason
+            .map(slice)
+            .filter(|r| Some(r.as_ref()) != status.canonical_reason().map(str::as_bytes))
+            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok());
+        let version = if version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let (framing, framing_keeps) = framing(status, version, method, &mut headers)?;
+        let keep_alive = framing_keeps && keeps_alive(version, &headers);
+        return Ok(Some(Head {
+            status,
+            headers,
+            reason,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// How the body of a response to `method` ends (RFC 9112 §6.3, as hyper
+/// reads it), and whether the connection may be reused after it as far as
+/// the framing goes.
+fn framing(
+    status: StatusCode,
+    version: Version,
+    method: &Method,
+    headers: &mut HeaderMap,
+) -> Result<(Framing, bool), Error> {
+    if status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || method == Method::HEAD
+    {
+        return Ok((Framing::Length(0), true));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(Error::Head("Transfer-Encoding in an HTTP/1.0 response"));
+        }
+        if !chunked_last(headers) {
+            return Ok((Framing::Close, false));
+        }
+        // Both: the chunks decide, and who knows what the length meant.
+        let both = headers.remove(CONTENT_LENGTH).is_some();
+        return Ok((Framing::Chunked(Chunked::default()), !both));
+    }
+    if !headers.contains_key(CONTENT_LENGTH) {
+        return Ok((Framing::Close, false));
+    }
+    match content_length(headers) {
+        Some(len) => Ok((Framing::Length(len), true)),
+        None => Err(Error::Head("invalid or conflicting Content-Length")),
+    }
+}
+
+/// Whether the last transfer coding is `chunked`.
+fn chunked_last(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The one length all `Content-Length` values (repeated fields, or lists)
+/// agree on; `None` when one is malformed or two differ.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut len = None;
+    for value in &headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().ok()?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u64 = part.parse().ok()?;
+            match len {
+                Some(prev) if prev != n => return None,
+                _ => len = Some(n),
+            }
+        }
+    }
+    len
+}
+
+/// Whether the upstream keeps the connection open after this response.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &str| {
+        headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match version {
+        Version::HTTP_10 => has("keep-alive"),
+        _ => !has("close"),
+    }
+}
+
+/// The response body, read from the connection as the client takes it. Its
+/// connection can be had back ([`Body::take_reusable`]) once it was read to
+/// its end and the upstream keeps it open.
+pub struct Body {
+    conn: Option<Box<Conn>>,
+    framing: Framing,
+    keep_alive: bool,
+    ended: bool,
+}
+
+// === impl Body ===
+
+impl Body {
+    /// The next piece of the body: data, then trailers if it has any.
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let step = match &mut self.framing {
+                Framing::Length(0) => Ok(Step::End),
+                Framing::Length(left) if !conn.buf.is_empty() => {
+                    let n = conn
+                        .buf
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    Ok(Step::Frame(Frame::data(conn.buf.split_to(n).freeze())))
+                }
+                Framing::Close if !conn.buf.is_empty() => {
+                    Ok(Step::Frame(Frame::data(conn.buf.split().freeze())))
+                }
+                Framing::Length(_) | Framing::Close => Ok(Step::More),
+                Framing::Chunked(chunked) => chunked.decode(&mut conn.buf),
+            };
+            match step {
+                Ok(Step::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(Step::End) => {
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(e) => return Poll::Ready(Some(Err(self.fail(e)))),
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(self.framing, Framing::Close) => {
+                    self.ended = true;
+                    self.keep_alive = false;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return Poll::Ready(Some(Err(self.fail(Error::Truncated)))),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(self.fail(Error::Io(e))))),
+            }
+        }
+    }
+
+    /// The body broke: its connection cannot be reused.
+    fn fail(&mut self, e: Error) -> Error {
+        self.conn = None;
+        e
+    }
+
+    /// Whether nothing more will come.
+    pub fn is_end_stream(&self) -> bool {
+        self.ended
+            || self.conn.is_none()
+            || matches!(self.framing, Framing::Length(0))
+            || matches!(&self.framing, Framing::Chunked(c) if c.is_done())
+    }
+
+    /// The body's length, when the upstream declared it.
+    pub fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+
+    /// The connection, once the body was read to its end, when it may carry
+    /// another request: the upstream keeps it open and sent nothing beyond
+    /// the response.
+    pub fn take_reusable(&mut self) -> Option<Box<Conn>> {
+        if !self.keep_alive || !self.is_end_stream() {
+            return None;
+        }
+        self.ended = true;
+        let mut conn = self.conn.take()?;
+        if !conn.buf.is_empty() {
+            return None;
+        }
+        conn.settle();
+        Some(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests;
