@@ -54,18 +54,46 @@ impl Admin {
                 }
             }
             "/metrics" => {
-                let mut resp = Response::new(Full::new(Bytes::from(self.metrics.encode())));
-                resp.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static(
+                // OpenMetrics for a scraper that asks for it (Prometheus
+                // does), the Prometheus text format for anyone else.
+                let (text, kind) = if wants_openmetrics(req.headers()) {
+                    (
+                        self.metrics.encode(),
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
+                    )
+                } else {
+                    (
+                        self.metrics.encode_prometheus(),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )
+                };
+                let mut resp = Response::new(Full::new(Bytes::from(text)));
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
                 resp
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+/// Whether `Accept` names the OpenMetrics text format with a weight above 0.
+fn wants_openmetrics(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut params = range.split(';').map(str::trim);
+            let kind = params.next().unwrap_or_default();
+            kind.eq_ignore_ascii_case("application/openmetrics-text")
+                && !params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

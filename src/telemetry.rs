@@ -370,7 +370,8 @@ impl Metrics {
         self.limit_hits.get_or_create(&limit).inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Every metric in the OpenMetrics text format
+    /// (`application/openmetrics-text; version=1.0.0`).
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -378,6 +379,70 @@ impl Metrics {
         }
         out
     }
+
+    /// Every metric in the Prometheus text format (`text/plain;
+    /// version=0.0.4`), what a scraper that does not ask for OpenMetrics,
+    /// and any tool reading that older format, understands.
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// Rewrites an OpenMetrics exposition in the Prometheus text format: a
+/// counter's `HELP` and `TYPE` name its samples' `_total` name, an `info`
+/// metric becomes a gauge named `_info`, types the older format lacks become
+/// their nearest kin, and `# UNIT` and `# EOF` go. Samples are the same in
+/// both (no exemplars are recorded).
+fn openmetrics_to_prometheus(text: &str) -> String {
+    use std::collections::HashMap;
+    // Family name → (the name its HELP and TYPE lines take, its type).
+    let mut renamed: HashMap<&str, (String, &str)> = HashMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let Some((name, kind)) = rest.split_once(' ') else {
+            continue;
+        };
+        let entry = match kind {
+            "counter" => (format!("{name}_total"), "counter"),
+            "info" => (format!("{name}_info"), "gauge"),
+            "stateset" => (name.to_owned(), "gauge"),
+            "gaugehistogram" => (name.to_owned(), "histogram"),
+            "unknown" => (name.to_owned(), "untyped"),
+            other => (name.to_owned(), other),
+        };
+        renamed.insert(name, entry);
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            let shown = renamed.get(name).map_or(name, |(n, _)| n.as_str());
+            out.push_str("# HELP ");
+            out.push_str(shown);
+            out.push(' ');
+            out.push_str(help);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split_once(' ').map_or(rest, |(n, _)| n);
+            match renamed.get(name) {
+                Some((shown, kind)) => {
+                    out.push_str("# TYPE ");
+                    out.push_str(shown);
+                    out.push(' ');
+                    out.push_str(kind);
+                }
+                None => out.push_str(line),
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 impl Default for Metrics {
@@ -468,5 +533,30 @@ mod tests {
         );
         assert!(text.contains("portcullis_requests_total{route=\"/b\",status=\"503\"} 1"));
         assert!(text.contains("# TYPE portcullis_requests counter"));
+        let old = metrics.encode_prometheus();
+        assert!(
+            old.contains("# TYPE portcullis_requests_total counter"),
+            "{old}"
+        );
+        assert!(old.contains("# HELP portcullis_requests_total Requests answered"));
+        assert!(old.contains("portcullis_requests_total{route=\"/b\",status=\"503\"} 1"));
+        assert!(!old.contains("# EOF"));
+    }
+
+    #[test]
+    fn openmetrics_becomes_the_prometheus_text_format() {
+        let text = "# HELP a_seconds Time.\n# TYPE a_seconds histogram\n# UNIT a_seconds seconds\n\
+                    a_seconds_bucket{le=\"+Inf\"} 1\na_seconds_sum 0.5\na_seconds_count 1\n\
+                    # HELP b Things.\n# TYPE b counter\nb_total{x=\"1\"} 3\n\
+                    # HELP c Build.\n# TYPE c info\nc_info{v=\"1\"} 1\n\
+                    # HELP d Now.\n# TYPE d gauge\nd 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(text),
+            "# HELP a_seconds Time.\n# TYPE a_seconds histogram\n\
+             a_seconds_bucket{le=\"+Inf\"} 1\na_seconds_sum 0.5\na_seconds_count 1\n\
+             # HELP b_total Things.\n# TYPE b_total counter\nb_total{x=\"1\"} 3\n\
+             # HELP c_info Build.\n# TYPE c_info gauge\nc_info{v=\"1\"} 1\n\
+             # HELP d Now.\n# TYPE d gauge\nd 2\n"
+        );
     }
 }

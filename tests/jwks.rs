@@ -9,7 +9,9 @@ mod support;
 
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
 use serde_json::json;
 use support::*;
 use tokio::task::JoinSet;
@@ -643,6 +645,43 @@ async fn metrics_report_fetches_caches_requests_rejections_and_latency() {
     assert!(value("portcullis_upstream_duration_seconds_sum{upstream=\"api\"}") >= 0.0);
     // Nothing failed yet, but the series is there (at zero) for `increase()`.
     assert_eq!(value(FAILURES), 0.0);
+
+    // The Prometheus text format unless OpenMetrics is asked for.
+    let scrape = |accept: Option<&'static str>| {
+        let mut req = Request::get(format!("http://{}/metrics", gw.admin));
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        send(req.body(Full::new(Bytes::new())).unwrap())
+    };
+    let (_, headers, plain) = scrape(None).await;
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        plain.contains("# TYPE portcullis_requests_total counter"),
+        "{plain}"
+    );
+    assert!(!plain.contains("# EOF"));
+    let (_, headers, open) = scrape(Some(
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    ))
+    .await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(open.contains("# TYPE portcullis_requests counter") && open.ends_with("# EOF\n"));
+    let (_, headers, _) = scrape(Some("application/openmetrics-text;q=0, text/plain")).await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
 
     jwks.set_status(500);
     assert!(gw.issuer(0).refresh().await.is_err());
