@@ -74,9 +74,6 @@ pub struct Conn {
     out: Vec<u8>,
     /// How much the next body read reserves.
     read_size: usize,
-    /// The last read took less than it had room for: the socket held
-    /// nothing more at that moment.
-    drained: bool,
 }
 
 /// The upstream's response head, ready for the client.
@@ -125,16 +122,17 @@ impl Conn {
             buf: BytesMut::new(),
             out: Vec::new(),
             read_size: MIN_READ,
-            drained: false,
         }
     }
 
     /// Whether an idle connection may carry another request: the upstream has
     /// neither closed it nor sent anything unasked while it sat in the pool
-    /// (stray bytes would be read as the next request's answer). A plain
-    /// connection the runtime has seen nothing arrive on since it was put
-    /// back ([`Conn::settle`]) costs no system call; otherwise a read attempt
-    /// tells.
+    /// (stray bytes would be read as the next request's answer). On a plain
+    /// connection the runtime's readiness tells at no cost when nothing
+    /// arrived: a read that took less than it had room for (the last of an
+    /// answer, as a rule) clears it, tied to the readiness event it saw, so
+    /// anything that arrives later sets it again. Otherwise a read attempt
+    /// (a system call) tells.
     pub fn still_open(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
@@ -150,19 +148,6 @@ impl Conn {
         Pin::new(&mut self.io)
             .poll_read(&mut cx, &mut probe)
             .is_pending()
-    }
-
-    /// Before the connection goes back to the pool: when its last read
-    /// drained the socket, the runtime's note that it is readable is stale
-    /// and is cleared (no system call), so that [`Conn::still_open`] learns
-    /// of anything that arrives later from the runtime alone. Clearing is
-    /// tied to the readiness event it saw: one that came since is kept.
-    fn settle(&mut self) {
-        if let (true, Stream::Plain(tcp)) = (self.drained, &self.io) {
-            let _ = tcp.try_io(tokio::io::Interest::READABLE, || {
-                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-            });
-        }
     }
 
     /// Writes the request head (a request without a body) and reads the
@@ -203,14 +188,7 @@ impl Conn {
 
     /// Reads into the buffer's free room (the caller reserved it).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let room = self.buf.capacity() - self.buf.len();
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            &mut self.buf
-        ))?;
-        self.drained = n < room;
-        Poll::Ready(Ok(n))
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
     /// Reads more of a body: room for the current read size, grown when a read
@@ -512,12 +490,8 @@ impl Body {
             return None;
         }
         self.ended = true;
-        let mut conn = self.conn.take()?;
-        if !conn.buf.is_empty() {
-            return None;
-        }
-        conn.settle();
-        Some(conn)
+        let conn = self.conn.take()?;
+        conn.buf.is_empty().then_some(conn)
     }
 }
 
