@@ -368,12 +368,13 @@ fn chunked_last(headers: &HeaderMap) -> bool {
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut len = None;
     for value in &headers.get_all(CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let part = part.trim();
-            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            // At most 19 digits: never overflows.
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            let n: u64 = part.parse().ok()?;
+            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
             match len {
                 Some(prev) if prev != n => return None,
                 _ => len = Some(n),
@@ -385,15 +386,16 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Whether the upstream keeps the connection open after this response.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
+    let has = |token: &[u8]| {
         headers.get_all(CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
         })
     };
     match version {
-        Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
+        Version::HTTP_10 => has(b"keep-alive"),
+        _ => !has(b"close"),
     }
 }
 

@@ -297,6 +297,13 @@ fn rewrite(
         .path_and_query(decision.upstream_path(out), parts.uri.query())
         .ok_or(Reject::Internal)?;
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    // Room for what is added below (forwarding headers, the request id, the
+    // identity), so that the map grows once rather than at every insertion.
+    // Never near the map's limit: the client's fields are bounded by the
+    // server's own limits.
+    let _ = parts
+        .headers
+        .try_reserve(FORWARDING_FIELDS + snap.identity_headers.len());
     // Only `Host` was added since the fields were seen.
     headers::strip_seen_hop_by_hop(&mut parts.headers, seen);
     let overrides = if route.method_override {
@@ -354,6 +361,11 @@ fn rewrite(
     };
     Ok((Request::from_parts(parts, body), body_sent))
 }
+
+/// At most how many fields `rewrite` adds besides the identity headers:
+/// `X-Forwarded-For`, `-Proto`, `-Host`, `Forwarded`, `X-Real-IP`,
+/// `X-Request-Id`, `Host`.
+const FORWARDING_FIELDS: usize = 7;
 
 /// The refusal for a request body read whole before forwarding that could not
 /// be ([`body::read_whole`]); logged at `debug`, the client's fault.
