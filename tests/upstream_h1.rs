@@ -302,7 +302,8 @@ async fn answers_without_a_body_keep_the_connection() {
     let script = Script::start(vec![
         Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-kind: head\r\n\r\n"),
         Act::Answer(b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n"),
-        Act::Answer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
+        // Status lines without a reason phrase.
+        Act::Answer(b"HTTP/1.1 100\r\n\r\nHTTP/1.1 204\r\n\r\n"),
         Act::Answer(
             b"HTTP/1.1 200 Fine\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         ),

@@ -23,13 +23,13 @@ mod chunked;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 
 use crate::upstream::Stream;
 use chunked::{Chunked, Step};
@@ -127,27 +127,43 @@ impl Conn {
 
     /// Whether an idle connection may carry another request: the upstream has
     /// neither closed it nor sent anything unasked while it sat in the pool
-    /// (stray bytes would be read as the next request's answer). On a plain
-    /// connection the runtime's readiness tells at no cost when nothing
-    /// arrived: a read that took less than it had room for (the last of an
-    /// answer, as a rule) clears it, tied to the readiness event it saw, so
-    /// anything that arrives later sets it again. Otherwise a read attempt
-    /// (a system call) tells.
+    /// (stray bytes would be read as the next request's answer). Asks the
+    /// kernel (a non-blocking `MSG_PEEK`), not the runtime's readiness, which
+    /// learns of a close or of stray bytes only at its next poll of the
+    /// event queue and may be withheld by the task's cooperative budget: the
+    /// only window left is the one between this call and the request's
+    /// write. Over TLS, plaintext rustls already holds, or a close it saw,
+    /// count too; so does any TLS record on the socket (a late session
+    /// ticket costs a reconnection, nothing more).
     pub fn still_open(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Stream::Plain(tcp) = &self.io {
-            if tcp.poll_read_ready(&mut cx).is_pending() {
-                return true;
+        let tcp = match &mut self.io {
+            Stream::Plain(tcp) => &*tcp,
+            Stream::Tls(tls) => {
+                let (tcp, session) = tls.get_mut();
+                match session.process_new_packets() {
+                    Ok(io) if io.plaintext_bytes_to_read() == 0 && !io.peer_has_closed() => {}
+                    _ => return false,
+                }
+                &*tcp
             }
+        };
+        let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(tcp).peek(&mut byte),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// Made ready for the pool: a large read buffer (after a large body) is
+    /// let go, and reads start small again.
+    fn recycle(&mut self) {
+        if self.buf.capacity() > 4 * MIN_READ {
+            self.buf = BytesMut::new();
         }
-        let mut probe = [0u8; 1];
-        let mut probe = ReadBuf::new(&mut probe);
-        Pin::new(&mut self.io)
-            .poll_read(&mut cx, &mut probe)
-            .is_pending()
+        self.read_size = MIN_READ;
     }
 
     /// Writes the request head (a request without a body) and reads the
@@ -228,9 +244,11 @@ fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts) {
 }
 
 /// Whether a request may take this path: no body (a `Content-Length`, if
-/// any, says 0), no `Transfer-Encoding`.
-pub fn bodiless(headers: &HeaderMap) -> bool {
-    !headers.contains_key(TRANSFER_ENCODING)
+/// any, says 0), no `Transfer-Encoding`, and not `CONNECT` (whose 2xx answer
+/// starts a tunnel, which hyper's client knows how to end).
+pub fn bodiless(method: &Method, headers: &HeaderMap) -> bool {
+    method != Method::CONNECT
+        && !headers.contains_key(TRANSFER_ENCODING)
         && headers
             .get_all(CONTENT_LENGTH)
             .iter()
@@ -249,7 +267,7 @@ struct Field {
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
     loop {
         let mut fields = [Field::default(); MAX_HEADERS];
-        let (len, code, version, reason, count) = {
+        let (len, status, version, reason, count) = {
             let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut []);
             let parsed = httparse::ParserConfig::default()
@@ -262,18 +280,31 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
             if len > MAX_HEAD {
                 return Err(Error::HeadTooLarge);
             }
+            // Where a name or value lies in the head (httparse hands out
+            // slices of it); anything else is refused rather than trusted.
             let base = buf.as_ptr() as usize;
-            let at = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+            let at = |part: &[u8]| {
+                let start = (part.as_ptr() as usize).checked_sub(base)?;
+                let end = start.checked_add(part.len())?;
+                let fits = end <= len && end <= u32::MAX as usize;
+                fits.then_some((start as u32, part.len() as u32))
+            };
             for (field, h) in fields.iter_mut().zip(resp.headers.iter()) {
-                field.name = (at(h.name.as_bytes()), h.name.len() as u32);
-                field.value = (at(h.value), h.value.len() as u32);
+                field.name = at(h.name.as_bytes()).ok_or(Error::Head("header name"))?;
+                field.value = at(h.value).ok_or(Error::Head("header value"))?;
             }
             let code = resp.code.ok_or(Error::Head("no status code"))?;
-            let reason = resp.reason.map(|r| (at(r.as_bytes()), r.len() as u32));
-            (len, code, resp.version, reason, resp.headers.len())
+            let status =
+                StatusCode::from_u16(code).map_err(|_| Error::Head("invalid status code"))?;
+            // Copied, as hyper does, and only when unusual: httparse hands
+            // an absent or non-UTF-8 phrase out as a static "", not a slice.
+            let reason = resp
+                .reason
+                .filter(|r| Some(*r) != status.canonical_reason())
+                .map(|r| Bytes::copy_from_slice(r.as_bytes()));
+            (len, status, resp.version, reason, resp.headers.len())
         };
-        let status = StatusCode::from_u16(code).map_err(|_| Error::Head("invalid status code"))?;
-        match code {
+        match status.as_u16() {
             // An upgrade nobody asked for: the connection would be nobody's.
             101 => return Err(Error::Head("switched protocols unasked")),
             // Informational answers are skipped; the real one follows.
@@ -296,10 +327,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
                 .map_err(|_| Error::Head("invalid header value"))?;
             headers.append(name, value);
         }
-        let reason = reason
-            .map(slice)
-            .filter(|r| Some(r.as_ref()) != status.canonical_reason().map(str::as_bytes))
-            .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok());
+        let reason = reason.and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok());
         let version = if version == Some(0) {
             Version::HTTP_10
         } else {
@@ -393,10 +421,8 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
         })
     };
-    match version {
-        Version::HTTP_10 => has(b"keep-alive"),
-        _ => !has(b"close"),
-    }
+    // `close` wins, in either version (as in hyper).
+    !has(b"close") && (version != Version::HTTP_10 || has(b"keep-alive"))
 }
 
 /// The response body, read from the connection as the client takes it. Its
@@ -492,8 +518,12 @@ impl Body {
             return None;
         }
         self.ended = true;
-        let conn = self.conn.take()?;
-        conn.buf.is_empty().then_some(conn)
+        let mut conn = self.conn.take()?;
+        if !conn.buf.is_empty() {
+            return None;
+        }
+        conn.recycle();
+        Some(conn)
     }
 }
 

@@ -147,7 +147,10 @@ impl Pool {
         let exchange = async {
             if self.target.is_h2() && !upgrade {
                 self.send_h2(req).await
-            } else if !upgrade && req.body().is_end_stream() && h1::bodiless(req.headers()) {
+            } else if !upgrade
+                && req.body().is_end_stream()
+                && h1::bodiless(req.method(), req.headers())
+            {
                 self.send_direct(req).await
             } else {
                 self.send_h1(req, upgrade).await
@@ -267,13 +270,19 @@ impl Pool {
     }
 
     /// A connection of the proxy's own client whose exchange ended cleanly.
+    /// Those idle for longer than [`IDLE_TIMEOUT`] are closed on the way
+    /// (the oldest are first in line, and a pool used last in, first out
+    /// would otherwise keep them, and their sockets, for good).
     pub(super) fn put_back(&self, conn: Box<h1::Conn>) {
+        let now = Instant::now();
         let mut idle = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = idle
+            .iter()
+            .take_while(|e| now.duration_since(e.since) >= IDLE_TIMEOUT)
+            .count();
+        idle.drain(..stale);
         if idle.len() < MAX_IDLE {
-            idle.push(IdleConn {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(IdleConn { conn, since: now });
         }
     }
 

@@ -1,6 +1,7 @@
 //! The chunked transfer coding of a response body (RFC 9112 §7.1), decoded
-//! from the connection's buffer: chunk sizes in hex (at most 16 digits),
-//! extensions skipped (each size line at most 4 KiB), CRLF line ends only, and
+//! from the connection's buffer: chunk sizes in hex (at most 16 significant
+//! digits), extensions skipped (a size line at most 4 KiB, and at most 16 KiB
+//! of extensions in a body, hyper's bound), CRLF line ends only, and
 //! trailers of at most 16 KiB parsed as header fields.
 
 use bytes::{Buf, BytesMut};
@@ -11,14 +12,24 @@ use super::Error;
 
 /// The longest chunk-size line, extensions included.
 const MAX_SIZE_LINE: usize = 4 * 1024;
+/// The most extension bytes in one body (hyper's limit).
+const MAX_EXTENSIONS: usize = 16 * 1024;
 /// The largest trailer section (hyper's limit).
 const MAX_TRAILERS: usize = 16 * 1024;
 /// The most trailer fields.
 const MAX_TRAILER_FIELDS: usize = 100;
 
+/// The decoder of one body.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    state: State,
+    /// Extension bytes seen so far.
+    extensions: usize,
+}
+
 /// Where the decoder is in the body.
 #[derive(Debug, Default)]
-pub enum Chunked {
+enum State {
     /// Before a chunk-size line.
     #[default]
     Size,
@@ -46,39 +57,39 @@ pub enum Step {
 impl Chunked {
     /// Whether the whole body was decoded.
     pub fn is_done(&self) -> bool {
-        matches!(self, Chunked::Done)
+        matches!(self.state, State::Done)
     }
 
     /// Decodes from the front of `buf` (consuming what it decoded) up to the
     /// next frame.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, Error> {
         loop {
-            match self {
-                Chunked::Size => {
+            match &mut self.state {
+                State::Size => {
                     let Some(line) = line_end(buf, MAX_SIZE_LINE, "chunk-size line too long")?
                     else {
                         return Ok(Step::More);
                     };
-                    let size = chunk_size(&buf[..line])?;
+                    let size = chunk_size(&buf[..line], &mut self.extensions)?;
                     buf.advance(line + 2);
-                    *self = if size == 0 {
-                        Chunked::Trailers
+                    self.state = if size == 0 {
+                        State::Trailers
                     } else {
-                        Chunked::Data(size)
+                        State::Data(size)
                     };
                 }
-                Chunked::Data(left) => {
+                State::Data(left) => {
                     if buf.is_empty() {
                         return Ok(Step::More);
                     }
                     let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                     *left -= n as u64;
                     if *left == 0 {
-                        *self = Chunked::DataEnd;
+                        self.state = State::DataEnd;
                     }
                     return Ok(Step::Frame(Frame::data(buf.split_to(n).freeze())));
                 }
-                Chunked::DataEnd => {
+                State::DataEnd => {
                     if buf.len() < 2 {
                         return Ok(Step::More);
                     }
@@ -86,15 +97,15 @@ impl Chunked {
                         return Err(Error::Body("no CRLF after chunk data"));
                     }
                     buf.advance(2);
-                    *self = Chunked::Size;
+                    self.state = State::Size;
                 }
-                Chunked::Trailers => {
+                State::Trailers => {
                     if buf.len() < 2 {
                         return Ok(Step::More);
                     }
                     if buf.starts_with(b"\r\n") {
                         buf.advance(2);
-                        *self = Chunked::Done;
+                        self.state = State::Done;
                         return Ok(Step::End);
                     }
                     let Some(end) = section_end(buf)? else {
@@ -102,10 +113,10 @@ impl Chunked {
                     };
                     let trailers = trailers(&buf[..end])?;
                     buf.advance(end);
-                    *self = Chunked::Done;
+                    self.state = State::Done;
                     return Ok(Step::Frame(Frame::trailers(trailers)));
                 }
-                Chunked::Done => return Ok(Step::End),
+                State::Done => return Ok(Step::End),
             }
         }
     }
@@ -124,15 +135,18 @@ fn line_end(buf: &[u8], max: usize, too_long: &'static str) -> Result<Option<usi
     }
 }
 
-/// The size a chunk-size line declares: hex digits, optional whitespace, then
-/// extensions after `;` (skipped; no control characters).
-fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+/// The size a chunk-size line declares: hex digits (at most 16 after any
+/// leading zeros), optional whitespace, then extensions after `;` (skipped;
+/// no control characters; their bytes count towards the body's total,
+/// `extensions`).
+fn chunk_size(line: &[u8], extensions: &mut usize) -> Result<u64, Error> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 16 {
+    let zeros = line[..digits].iter().take_while(|&&b| b == b'0').count();
+    if digits == 0 || digits - zeros > 16 {
         return Err(Error::Body("invalid chunk size"));
     }
     let mut size = 0u64;
-    for &b in &line[..digits] {
+    for &b in &line[zeros..digits] {
         // At most 16 hex digits: never overflows.
         size = (size << 4) | u64::from(hex(b));
     }
@@ -141,13 +155,14 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
         .iter()
         .take_while(|&&b| b == b' ' || b == b'\t')
         .count()..];
+    let visible = |b: &u8| *b == b'\t' || (b' '..=b'~').contains(b) || *b >= 0x80;
     match rest.first() {
         None => Ok(size),
-        Some(b';')
-            if rest
-                .iter()
-                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) =>
-        {
+        Some(b';') if rest.iter().all(visible) => {
+            *extensions = extensions.saturating_add(rest.len());
+            if *extensions > MAX_EXTENSIONS {
+                return Err(Error::Body("too many chunk extensions"));
+            }
             Ok(size)
         }
         Some(_) => Err(Error::Body("invalid chunk extension")),
