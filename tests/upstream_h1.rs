@@ -218,52 +218,40 @@ async fn bytes_beyond_an_answer_never_answer_another_request() {
 
     // Later, while the connection is idle in the pool.
     for method in ["GET", "POST"] {
-        let script = Script::start(vec![
-            Act::AnswerThenOnCue(
-                OK,
-                b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled",
-                false,
-            ),
-            Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
-        ])
-        .await;
-        let (_jwks, gw) = gateway(&script).await;
-        let (status, _, body) = request(&gw, method, "/one").await;
-        assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
-        script.cue().await;
-        let (status, _, body) = request(&gw, method, "/two").await;
-        assert_eq!(
-            (status.as_u16(), body.as_str()),
-            (200, "second"),
-            "{method}"
-        );
-        assert_eq!(connections(&script), [0, 1], "{method}");
-        gw.shutdown().await;
+        let stray = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
+        second_request_on_a_fresh_connection(method, stray, false).await;
     }
 }
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
     for method in ["GET", "POST", "DELETE"] {
-        let script = Script::start(vec![
-            Act::AnswerThenOnCue(OK, b"", true),
-            Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
-        ])
-        .await;
-        let (_jwks, gw) = gateway(&script).await;
-        let (status, _, body) = request(&gw, method, "/one").await;
-        assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
-        script.cue().await;
-        let (status, _, body) = request(&gw, method, "/two").await;
-        assert_eq!(
-            (status.as_u16(), body.as_str()),
-            (200, "second"),
-            "{method}"
-        );
-        // The second request reached the upstream once, on a new connection.
-        assert_eq!(connections(&script), [0, 1], "{method}");
-        gw.shutdown().await;
+        second_request_on_a_fresh_connection(method, b"", true).await;
     }
+}
+
+/// Two `method` requests; between them, while the first one's connection is
+/// idle in the pool, the upstream writes `stray` on it (and closes it if
+/// `close`). The second request must reach the upstream once, on a new
+/// connection, and get its own answer.
+async fn second_request_on_a_fresh_connection(method: &str, stray: &'static [u8], close: bool) {
+    let script = Script::start(vec![
+        Act::AnswerThenOnCue(OK, stray, close),
+        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
+    ])
+    .await;
+    let (_jwks, gw) = gateway(&script).await;
+    let (status, _, body) = request(&gw, method, "/one").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    script.cue().await;
+    let (status, _, body) = request(&gw, method, "/two").await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "second"),
+        "{method}"
+    );
+    assert_eq!(connections(&script), [0, 1], "{method}");
+    gw.shutdown().await;
 }
 
 #[tokio::test]

@@ -284,6 +284,17 @@ async fn upstream(
     (Conn::new(crate::upstream::Stream::Plain(stream)), server)
 }
 
+/// The body of the answer `answer` (an upstream as [`upstream`] makes)
+/// to a `GET /`.
+async fn answered(
+    answer: &'static [u8],
+    then_close: bool,
+) -> (Body, tokio::task::JoinHandle<Vec<u8>>) {
+    let (mut conn, server) = upstream(answer, then_close).await;
+    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
+    (head.body(Box::new(conn)), server)
+}
+
 fn request(method: Method, target: &str) -> http::request::Parts {
     let (mut parts, ()) = Request::builder()
         .method(method)
@@ -335,22 +346,18 @@ async fn an_exchange_writes_the_head_and_reads_the_answer() {
 
 #[tokio::test]
 async fn a_body_read_to_the_close_is_not_reused() {
-    let (mut conn, _server) = upstream(b"HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
-    let mut body = head.body(Box::new(conn));
+    let (mut body, _server) = answered(b"HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
     assert_eq!(read_body(&mut body).await.unwrap(), b"all of it");
     assert!(body.take_reusable().is_none());
 }
 
 #[tokio::test]
 async fn a_chunked_body_is_decoded_from_the_connection() {
-    let (mut conn, _server) = upstream(
+    let (mut body, _server) = answered(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         false,
     )
     .await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
-    let mut body = head.body(Box::new(conn));
     assert_eq!(read_body(&mut body).await.unwrap(), b"abcde");
     assert!(body.take_reusable().is_some());
 }
@@ -367,13 +374,11 @@ async fn a_truncated_body_is_an_error_and_loses_its_connection() {
 
 #[tokio::test]
 async fn bytes_beyond_the_response_make_the_connection_unusable() {
-    let (mut conn, _server) = upstream(
+    let (mut body, _server) = answered(
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
         false,
     )
     .await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
-    let mut body = head.body(Box::new(conn));
     assert_eq!(read_body(&mut body).await.unwrap(), b"ok");
     // Read with the answer, or arrived after it: either way never reused.
     assert!(
@@ -398,9 +403,7 @@ async fn a_close_within_the_head_is_truncated() {
 
 #[tokio::test]
 async fn an_idle_connection_closed_by_the_upstream_is_seen_closed() {
-    let (mut conn, server) = upstream(b"HTTP/1.1 204 No Content\r\n\r\n", true).await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
-    let mut body = head.body(Box::new(conn));
+    let (mut body, server) = answered(b"HTTP/1.1 204 No Content\r\n\r\n", true).await;
     assert!(body.is_end_stream());
     let mut conn = body.take_reusable().expect("reusable");
     server.await.unwrap();
@@ -412,10 +415,8 @@ async fn an_idle_connection_closed_by_the_upstream_is_seen_closed() {
 
 #[tokio::test]
 async fn an_idle_connection_still_open_passes_the_probe() {
-    let (mut conn, _server) =
-        upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", false).await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
-    let mut body = head.body(Box::new(conn));
+    let (mut body, _server) =
+        answered(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", false).await;
     let mut conn = body.take_reusable().expect("reusable");
     assert!(conn.still_open());
 }
