@@ -112,10 +112,24 @@ async fn serve(
             }
         };
         let head: Vec<u8> = buf.drain(..end).collect();
-        heads
-            .lock()
-            .unwrap()
-            .push((conn, String::from_utf8_lossy(&head).into_owned()));
+        // A body by its `Content-Length` (the gateway sends no other kind here).
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < len {
+            let mut piece = [0u8; 4096];
+            match s.read(&mut piece).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&piece[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..len).collect();
+        heads.lock().unwrap().push((
+            conn,
+            String::from_utf8_lossy(&[head, body].concat()).into_owned(),
+        ));
         let act = acts
             .lock()
             .unwrap()
@@ -335,6 +349,41 @@ async fn the_request_head_reaches_the_upstream_as_the_gateway_built_it() {
     assert!(
         !head.to_ascii_lowercase().contains("transfer-encoding"),
         "{head}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_body_goes_with_its_length_on_a_kept_connection() {
+    let script = Script::start(vec![
+        Act::Answer(OK),
+        Act::Answer(b"HTTP/1.1 201 Created\r\ncontent-length: 6\r\n\r\nsecond"),
+    ])
+    .await;
+    let (_jwks, gw) = gateway(&script).await;
+    for (path, body, status) in [("/one", "hello", 200), ("/two", "again!", 201)] {
+        let req = Request::post(gw.url(path))
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        assert_eq!(send(req).await.0, status);
+    }
+    let heads = script.heads();
+    assert_eq!(connections(&script), [0, 0]);
+    assert!(
+        heads[0].1.ends_with("content-length: 5\r\n\r\nhello"),
+        "{}",
+        heads[0].1
+    );
+    assert!(
+        heads[1].1.ends_with("content-length: 6\r\n\r\nagain!"),
+        "{}",
+        heads[1].1
+    );
+    assert!(
+        !heads[0]
+            .1
+            .to_ascii_lowercase()
+            .contains("transfer-encoding")
     );
     gw.shutdown().await;
 }

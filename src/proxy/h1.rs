@@ -1,13 +1,14 @@
 //! The upstream leg of an HTTP/1.1 exchange for a request without a body —
-//! most API calls — without hyper's client: the request head written straight
-//! into the connection's buffer, the response head parsed with httparse into
+//! most API calls — or with one of a known length, without hyper's client:
+//! the request head written straight into the connection's buffer (the body
+//! after it, as it arrives), the response head parsed with httparse into
 //! the response's header map (values shared with the bytes read, not copied),
 //! and the response body read by its framing (RFC 9112 §6.3) from the same
 //! buffer, in the request's own task. hyper's client keeps a connection task of
 //! its own and hands each request and response across a channel; here nothing
 //! changes task, and a connection's buffers are reused from one request to the
-//! next. Requests with a body, protocol upgrades and HTTP/2 upstreams keep
-//! hyper's client (`pool`).
+//! next. Bodies of unknown length (or with trailers), protocol upgrades,
+//! `CONNECT` and HTTP/2 upstreams keep hyper's client (`pool`).
 //!
 //! The framing rules are hyper's, so that an upstream sees no difference: 1xx
 //! answers skipped, no body after `HEAD`, 204 or 304, `Transfer-Encoding` ending
@@ -29,7 +30,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Frame, SizeHint};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::upstream::Stream;
 use chunked::{Chunked, Step};
@@ -63,6 +64,9 @@ pub enum Error {
     Body(&'static str),
     #[error("the upstream closed the connection in the middle of the response")]
     Truncated,
+    /// The client's request body failed (its error is the body's own).
+    #[error("the request body could not be sent")]
+    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// One HTTP/1.1 connection to an upstream, with the buffers it reuses.
@@ -170,34 +174,122 @@ impl Conn {
     /// response head.
     pub async fn exchange(&mut self, req: &http::request::Parts) -> Result<Head, Error> {
         self.out.clear();
-        encode_head(&mut self.out, req);
+        encode_head(&mut self.out, req, None);
         let written = async {
             self.io.write_all(&self.out).await?;
             self.io.flush().await
         };
         written.await.map_err(|e| Error::Unanswered(Some(e)))?;
-        self.read_head(&req.method).await
+        let mut answered = false;
+        std::future::poll_fn(|cx| self.poll_head(cx, &req.method, &mut answered)).await
     }
 
-    async fn read_head(&mut self, method: &Method) -> Result<Head, Error> {
-        let mut answered = false;
+    /// Writes the request head with `Content-Length: len`, then the body as
+    /// it arrives and as fast as the upstream takes it, while reading the
+    /// answer: one that comes before the body is all sent ends the exchange
+    /// (the rest of the body is not sent, and the connection is not reused).
+    /// The body's own errors (the client's: broken off, too large, stalled)
+    /// come back as [`Error::Request`].
+    pub async fn exchange_with_body<B>(
+        &mut self,
+        req: &http::request::Parts,
+        body: &mut B,
+        len: u64,
+    ) -> Result<Head, Error>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.out.clear();
+        encode_head(&mut self.out, req, Some(len));
+        self.io
+            .write_all(&self.out)
+            .await
+            .map_err(|e| Error::Unanswered(Some(e)))?;
+        let (mut answered, mut sent, mut done, mut flushed) = (false, 0u64, false, false);
+        let mut chunk = Bytes::new();
+        std::future::poll_fn(|cx| {
+            // Whatever the upstream has answered so far first.
+            if let Poll::Ready(head) = self.poll_head(cx, &req.method, &mut answered) {
+                return Poll::Ready(head.map(|mut head| {
+                    head.keep_alive &= done && chunk.is_empty();
+                    head
+                }));
+            }
+            // Then the body.
+            loop {
+                if !chunk.is_empty() {
+                    match ready!(Pin::new(&mut self.io).poll_write(cx, &chunk)) {
+                        Ok(0) => {
+                            return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+                        }
+                        Ok(n) => chunk.advance(n),
+                        Err(e) => return Poll::Ready(Err(Error::Io(e))),
+                    }
+                    continue;
+                }
+                if done {
+                    if !flushed {
+                        if let Err(e) = ready!(Pin::new(&mut self.io).poll_flush(cx)) {
+                            return Poll::Ready(Err(Error::Io(e)));
+                        }
+                        flushed = true;
+                    }
+                    // Sent in full: only the answer is awaited now.
+                    return Poll::Pending;
+                }
+                match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        // Trailers cannot follow a body sent with its length.
+                        if let Ok(data) = frame.into_data() {
+                            sent = sent.saturating_add(data.len() as u64);
+                            if sent > len {
+                                return Poll::Ready(Err(Error::Request(
+                                    "the body is longer than its length".into(),
+                                )));
+                            }
+                            chunk = data;
+                        }
+                        done = body.is_end_stream();
+                    }
+                    None => done = true,
+                    Some(Err(e)) => return Poll::Ready(Err(Error::Request(e.into()))),
+                }
+                if done && sent != len {
+                    return Poll::Ready(Err(Error::Request(
+                        "the body is shorter than its length".into(),
+                    )));
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads until the answer's head is complete. `answered`: whether any
+    /// byte of an answer came yet.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        method: &Method,
+        answered: &mut bool,
+    ) -> Poll<Result<Head, Error>> {
         loop {
             if !self.buf.is_empty() {
-                answered = true;
+                *answered = true;
                 if let Some(head) = parse_head(&mut self.buf, method)? {
-                    return Ok(head);
+                    return Poll::Ready(Ok(head));
                 }
                 if self.buf.len() >= MAX_HEAD {
-                    return Err(Error::HeadTooLarge);
+                    return Poll::Ready(Err(Error::HeadTooLarge));
                 }
             }
             self.buf.reserve(MIN_READ);
-            match std::future::poll_fn(|cx| self.poll_read(cx)).await {
-                Ok(0) if !answered => return Err(Error::Unanswered(None)),
-                Ok(0) => return Err(Error::Truncated),
+            match ready!(self.poll_read(cx)) {
+                Ok(0) if !*answered => return Poll::Ready(Err(Error::Unanswered(None))),
+                Ok(0) => return Poll::Ready(Err(Error::Truncated)),
                 Ok(_) => {}
-                Err(e) if !answered => return Err(Error::Unanswered(Some(e))),
-                Err(e) => return Err(Error::Io(e)),
+                Err(e) if !*answered => return Poll::Ready(Err(Error::Unanswered(Some(e)))),
+                Err(e) => return Poll::Ready(Err(Error::Io(e))),
             }
         }
     }
@@ -220,11 +312,12 @@ impl Conn {
     }
 }
 
-/// The request line and fields of a request without a body. The header map
-/// holds only valid names and values (no CR or LF can reach the upstream);
-/// `Transfer-Encoding` cannot apply to an absent body and is left out, a
-/// client's `Content-Length: 0` goes as it came.
-fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts) {
+/// The request line and fields. The header map holds only valid names and
+/// values (no CR or LF can reach the upstream). `Transfer-Encoding` is never
+/// written (the body, if any, goes with its length); with a body of `len`
+/// bytes, one `Content-Length: len` replaces whatever the map says; without
+/// one, a client's `Content-Length: 0` goes as it came.
+fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts, len: Option<u64>) {
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.reserve(32 + target.len() + req.headers.len() * 32);
     out.extend_from_slice(req.method.as_str().as_bytes());
@@ -232,7 +325,7 @@ fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts) {
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &req.headers {
-        if name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || (len.is_some() && name == CONTENT_LENGTH) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -240,19 +333,35 @@ fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(len) = len {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether a request may take this path: no body (a `Content-Length`, if
-/// any, says 0), no `Transfer-Encoding`, and not `CONNECT` (whose 2xx answer
-/// starts a tunnel, which hyper's client knows how to end).
-pub fn bodiless(method: &Method, headers: &HeaderMap) -> bool {
-    method != Method::CONNECT
-        && !headers.contains_key(TRANSFER_ENCODING)
-        && headers
+/// How a request goes on this path: `Some(None)` without a body (a
+/// `Content-Length`, if any, says 0), `Some(Some(len))` with a body of a known
+/// length (declared by the client, or read whole first); `None` when it
+/// takes hyper's client: a body of unknown length (or with trailers), a
+/// `Transfer-Encoding`, or `CONNECT` (whose 2xx answer starts a tunnel).
+pub fn framing_of<B: http_body::Body>(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &B,
+) -> Option<Option<u64>> {
+    if method == Method::CONNECT || headers.contains_key(TRANSFER_ENCODING) {
+        return None;
+    }
+    if body.is_end_stream() {
+        let bodiless = headers
             .get_all(CONTENT_LENGTH)
             .iter()
-            .all(|v| v.as_bytes() == b"0")
+            .all(|v| v.as_bytes() == b"0");
+        return bodiless.then_some(None);
+    }
+    body.size_hint().exact().map(Some)
 }
 
 /// Where a header field lies in the head: name and value as byte ranges.

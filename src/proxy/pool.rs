@@ -4,8 +4,9 @@
 //!
 //! HTTP/1.1 connections are leased for one exchange and come back to the pool
 //! when the response body has been read to its end ([`Lease`]); a request never
-//! waits for a busy connection but opens another. A request without a body is
-//! exchanged by the proxy's own HTTP/1.1 client (`h1`), in its own task, on
+//! waits for a busy connection but opens another. A request without a body, or
+//! with one of a known length, is exchanged by the proxy's own HTTP/1.1
+//! client (`h1`), in its own task, on
 //! connections kept apart from hyper's: a pooled one is taken only when
 //! nothing arrived on it while idle (no close, no stray bytes), and an
 //! idempotent request is sent again, once, on a fresh connection when a
@@ -18,12 +19,11 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 
-use super::body::{BodyEnd, BodySent, ResponseBody, UpstreamBody};
+use super::body::{BodyEnd, BodySent, RequestBodyError, ResponseBody, UpstreamBody};
 use super::h1;
 use crate::upstream::{ConnectError, Target};
 
@@ -145,13 +145,13 @@ impl Pool {
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let mut started = now;
         let exchange = async {
+            let direct = (!upgrade)
+                .then(|| h1::framing_of(req.method(), req.headers(), req.body()))
+                .flatten();
             if self.target.is_h2() && !upgrade {
                 self.send_h2(req).await
-            } else if !upgrade
-                && req.body().is_end_stream()
-                && h1::bodiless(req.method(), req.headers())
-            {
-                self.send_direct(req).await
+            } else if let Some(len) = direct {
+                self.send_direct(req, len).await
             } else {
                 self.send_h1(req, upgrade).await
             }
@@ -219,13 +219,16 @@ impl Pool {
         }
     }
 
-    /// A request without a body, by the proxy's own client.
+    /// A request without a body (`len`: `None`), or with one of a known
+    /// length, by the proxy's own client.
     async fn send_direct(
         self: &Arc<Self>,
         req: Request<UpstreamBody>,
+        len: Option<u64>,
     ) -> Result<Response<ResponseBody>, ForwardError> {
-        let (parts, _) = req.into_parts();
-        let idempotent = is_idempotent(&parts.method);
+        let (parts, mut body) = req.into_parts();
+        // A body once sent (even in part) is gone: never sent twice.
+        let idempotent = len.is_none() && is_idempotent(&parts.method);
         let mut pooled = self.take_direct();
         loop {
             let (mut conn, reused) = match pooled.take() {
@@ -238,7 +241,11 @@ impl Pool {
                     (Box::new(h1::Conn::new(stream)), false)
                 }
             };
-            match conn.exchange(&parts).await {
+            let exchanged = match len {
+                None => conn.exchange(&parts).await,
+                Some(len) => conn.exchange_with_body(&parts, &mut body, len).await,
+            };
+            match exchanged {
                 Ok(mut head) => {
                     let body = ResponseBody::direct(head.body(conn), self.clone());
                     let mut resp = Response::new(body);
@@ -251,6 +258,7 @@ impl Pool {
                 }
                 // Closed before any answer: once more, on a fresh connection.
                 Err(h1::Error::Unanswered(_)) if reused && idempotent => {}
+                Err(h1::Error::Request(e)) => return Err(body_error(e)),
                 Err(e) => return Err(ForwardError::Upstream(e)),
             }
         }
@@ -360,6 +368,16 @@ impl Pool {
             }
         });
         Ok(tx)
+    }
+}
+
+/// What the client's body failing means for its answer (the same as when
+/// hyper's client reports it through the body's own signal).
+fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> ForwardError {
+    match e.downcast_ref::<RequestBodyError>() {
+        Some(RequestBodyError::TooLarge(_)) => ForwardError::BodyTooLarge,
+        Some(RequestBodyError::Stalled(_)) => ForwardError::BodyStalled,
+        Some(RequestBodyError::Client(_)) | None => ForwardError::ClientBody,
     }
 }
 

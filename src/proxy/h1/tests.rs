@@ -1,6 +1,6 @@
 use std::future::poll_fn;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -241,17 +241,30 @@ fn malformed_chunks_are_refused() {
 }
 
 #[test]
-fn only_bodiless_requests_take_this_path() {
+fn which_requests_take_this_path() {
+    use http_body_util::{Empty, Full, StreamBody};
+    let empty = Empty::<Bytes>::new();
+    let three = Full::new(Bytes::from_static(b"abc"));
     let mut h = HeaderMap::new();
-    assert!(bodiless(&Method::GET, &h));
+    assert_eq!(framing_of(&Method::GET, &h, &empty), Some(None));
     h.insert("content-length", "0".parse().unwrap());
-    assert!(bodiless(&Method::GET, &h));
+    assert_eq!(framing_of(&Method::GET, &h, &empty), Some(None));
+    // An empty body under a length that says otherwise: hyper's client.
     h.insert("content-length", "3".parse().unwrap());
-    assert!(!bodiless(&Method::POST, &h));
+    assert_eq!(framing_of(&Method::POST, &h, &empty), None);
+    assert_eq!(framing_of(&Method::POST, &h, &three), Some(Some(3)));
+    // A body of unknown length, a transfer coding, CONNECT: hyper's client.
+    let stream = StreamBody::new(futures_util::stream::empty::<
+        Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+    >());
+    assert_eq!(framing_of(&Method::POST, &HeaderMap::new(), &stream), None);
     let mut h = HeaderMap::new();
     h.insert("transfer-encoding", "chunked".parse().unwrap());
-    assert!(!bodiless(&Method::POST, &h));
-    assert!(!bodiless(&Method::CONNECT, &HeaderMap::new()));
+    assert_eq!(framing_of(&Method::POST, &h, &three), None);
+    assert_eq!(
+        framing_of(&Method::CONNECT, &HeaderMap::new(), &empty),
+        None
+    );
 }
 
 /// A connection to a one-shot upstream on 127.0.0.1 that reads one request
@@ -466,3 +479,86 @@ fn chunk_sizes_may_have_leading_zeros_and_extensions_are_bounded_per_body() {
         Err(Error::Body(_))
     ));
 }
+
+/// An upstream that reads a request head and `body` more bytes, answers
+/// `answer`, and hands back everything it read.
+async fn upstream_reading(
+    body: usize,
+    answer: &'static [u8],
+) -> (Conn, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let head = got.windows(4).position(|w| w == b"\r\n\r\n");
+            if head.is_some_and(|at| got.len() >= at + 4 + body) {
+                break;
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(answer).await.unwrap();
+        let _ = s.read(&mut buf).await;
+        got
+    });
+    let stream = TcpStream::connect(addr).await.unwrap();
+    (Conn::new(crate::upstream::Stream::Plain(stream)), server)
+}
+
+#[tokio::test]
+async fn a_body_goes_with_its_length_whatever_the_map_said() {
+    let (mut conn, server) = upstream_reading(5, OK_EMPTY).await;
+    let mut req = request(Method::POST, "/up");
+    req.headers.insert("content-length", "99".parse().unwrap());
+    let mut body = http_body_util::Full::new(Bytes::from_static(b"hello"));
+    let mut head = conn.exchange_with_body(&req, &mut body, 5).await.unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    let mut body = head.body(Box::new(conn));
+    assert!(body.take_reusable().is_some());
+    let sent = String::from_utf8(server.await.unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        "POST /up HTTP/1.1\r\nhost: api.test\r\nx-b: 2\r\nx-b: 3\r\ncontent-length: 5\r\n\r\nhello"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_body_ends_the_exchange_and_the_connection() {
+    // The upstream answers after the head alone; the body never ends.
+    let (mut conn, _server) = upstream_reading(0, OK_EMPTY).await;
+    let mut body = http_body_util::StreamBody::new(futures_util::stream::pending::<
+        Result<http_body::Frame<Bytes>, std::io::Error>,
+    >());
+    let mut head = conn
+        .exchange_with_body(&request(Method::POST, "/"), &mut body, 10)
+        .await
+        .unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body(Box::new(conn)).take_reusable().is_none());
+}
+
+#[tokio::test]
+async fn a_body_that_fails_or_lies_about_its_length_is_a_request_error() {
+    let (mut conn, _server) = upstream_reading(100, OK_EMPTY).await;
+    let mut short = http_body_util::Full::new(Bytes::from_static(b"abc"));
+    let err = conn
+        .exchange_with_body(&request(Method::POST, "/"), &mut short, 4)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Request(_)), "{err:?}");
+    let (mut conn, _server) = upstream_reading(100, OK_EMPTY).await;
+    let mut long = http_body_util::Full::new(Bytes::from_static(b"abcde"));
+    let err = conn
+        .exchange_with_body(&request(Method::POST, "/"), &mut long, 4)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Request(_)), "{err:?}");
+}
+
+const OK_EMPTY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
