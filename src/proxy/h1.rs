@@ -7,8 +7,8 @@
 //! buffer, in the request's own task. hyper's client keeps a connection task of
 //! its own and hands each request and response across a channel; here nothing
 //! changes task, and a connection's buffers are reused from one request to the
-//! next. Bodies of unknown length (or with trailers), protocol upgrades,
-//! `CONNECT` and HTTP/2 upstreams keep hyper's client (`pool`).
+//! next. Bodies of unknown length, protocol upgrades, `CONNECT` and HTTP/2
+//! upstreams keep hyper's client (`pool`).
 //!
 //! The framing rules are hyper's, so that an upstream sees no difference: 1xx
 //! answers skipped, no body after `HEAD`, 204 or 304, `Transfer-Encoding` ending
@@ -89,6 +89,94 @@ pub struct Head {
     pub reason: Option<hyper::ext::ReasonPhrase>,
     framing: Framing,
     keep_alive: bool,
+    /// The rest of the request body, when the answer came before all of it.
+    upload: Option<Upload>,
+}
+
+/// A request body on its way to the upstream: its next piece being written,
+/// and how much of its declared length went.
+struct Upload {
+    body: Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send>>,
+    /// Written in part: the rest.
+    chunk: Bytes,
+    sent: u64,
+    len: u64,
+    /// Something was written since the last flush.
+    unflushed: bool,
+    /// The body is at its end (all of it written and flushed).
+    ended: bool,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("sent", &self.sent)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    /// Moves the body along: writes what is pending, flushes, and takes the
+    /// next piece from the client. Ready once it is all written and flushed;
+    /// Pending while the client or the socket makes it wait (woken by
+    /// either).
+    fn poll_send(&mut self, io: &mut Stream, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            if !self.chunk.is_empty() {
+                match ready!(Pin::new(&mut *io).poll_write(cx, &self.chunk)) {
+                    Ok(0) => return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into()))),
+                    Ok(n) => {
+                        self.chunk.advance(n);
+                        self.unflushed = true;
+                    }
+                    Err(e) => return Poll::Ready(Err(Error::Io(e))),
+                }
+                continue;
+            }
+            // What was written reaches the upstream before the client is
+            // waited for (TLS holds records back until flushed).
+            if self.unflushed {
+                if let Err(e) = ready!(Pin::new(&mut *io).poll_flush(cx)) {
+                    return Poll::Ready(Err(Error::Io(e)));
+                }
+                self.unflushed = false;
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers cannot follow a body sent with its length
+                    // (hyper's client drops them too).
+                    if let Ok(data) = frame.into_data() {
+                        self.sent = self.sent.saturating_add(data.len() as u64);
+                        if self.sent > self.len {
+                            return Poll::Ready(Err(Error::Request(
+                                "the body is longer than its length".into(),
+                            )));
+                        }
+                        self.chunk = data;
+                    }
+                    self.ended = self.body.is_end_stream();
+                }
+                None => self.ended = true,
+                Some(Err(e)) => return Poll::Ready(Err(Error::Request(e))),
+            }
+            if self.ended && self.sent != self.len {
+                return Poll::Ready(Err(Error::Request(
+                    "the body is shorter than its length".into(),
+                )));
+            }
+        }
+    }
+
+    /// Whether all of the declared length reached the upstream.
+    fn delivered(&self) -> bool {
+        self.sent == self.len && self.chunk.is_empty() && !self.unflushed
+    }
 }
 
 /// How the response body ends.
@@ -112,6 +200,7 @@ impl Head {
             framing: std::mem::replace(&mut self.framing, Framing::Length(0)),
             keep_alive: self.keep_alive,
             ended: false,
+            upload: self.upload.take(),
         }
     }
 }
@@ -186,18 +275,20 @@ impl Conn {
 
     /// Writes the request head with `Content-Length: len`, then the body as
     /// it arrives and as fast as the upstream takes it, while reading the
-    /// answer: one that comes before the body is all sent ends the exchange
-    /// (the rest of the body is not sent, and the connection is not reused).
-    /// The body's own errors (the client's: broken off, too large, stalled)
-    /// come back as [`Error::Request`].
+    /// answer. An answer may come before the whole body was sent (an upstream
+    /// that streams while it reads, or refuses early): the rest of the body
+    /// then goes on being sent while the answer's body is read (as hyper's
+    /// client does), and the connection is reused only if all of it went. The
+    /// body's own errors (the client's: broken off, too large, stalled) come
+    /// back as [`Error::Request`].
     pub async fn exchange_with_body<B>(
         &mut self,
         req: &http::request::Parts,
-        body: &mut B,
+        body: B,
         len: u64,
     ) -> Result<Head, Error>
     where
-        B: http_body::Body<Data = Bytes> + Unpin,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.out.clear();
@@ -206,63 +297,33 @@ impl Conn {
             .write_all(&self.out)
             .await
             .map_err(|e| Error::Unanswered(Some(e)))?;
-        let (mut answered, mut sent, mut done, mut flushed) = (false, 0u64, false, false);
-        let mut chunk = Bytes::new();
-        std::future::poll_fn(|cx| {
+        let mut upload = Upload {
+            body: Box::pin(http_body_util::BodyExt::map_err(body, Into::into)),
+            chunk: Bytes::new(),
+            sent: 0,
+            len,
+            // The head is written, not yet flushed.
+            unflushed: true,
+            ended: false,
+        };
+        let mut answered = false;
+        let mut head = std::future::poll_fn(|cx| {
             // Whatever the upstream has answered so far first.
             if let Poll::Ready(head) = self.poll_head(cx, &req.method, &mut answered) {
-                return Poll::Ready(head.map(|mut head| {
-                    head.keep_alive &= done && chunk.is_empty();
-                    head
-                }));
+                return Poll::Ready(head);
             }
-            // Then the body.
-            loop {
-                if !chunk.is_empty() {
-                    match ready!(Pin::new(&mut self.io).poll_write(cx, &chunk)) {
-                        Ok(0) => {
-                            return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
-                        }
-                        Ok(n) => chunk.advance(n),
-                        Err(e) => return Poll::Ready(Err(Error::Io(e))),
-                    }
-                    continue;
-                }
-                if done {
-                    if !flushed {
-                        if let Err(e) = ready!(Pin::new(&mut self.io).poll_flush(cx)) {
-                            return Poll::Ready(Err(Error::Io(e)));
-                        }
-                        flushed = true;
-                    }
-                    // Sent in full: only the answer is awaited now.
-                    return Poll::Pending;
-                }
-                match ready!(Pin::new(&mut *body).poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        // Trailers cannot follow a body sent with its length.
-                        if let Ok(data) = frame.into_data() {
-                            sent = sent.saturating_add(data.len() as u64);
-                            if sent > len {
-                                return Poll::Ready(Err(Error::Request(
-                                    "the body is longer than its length".into(),
-                                )));
-                            }
-                            chunk = data;
-                        }
-                        done = body.is_end_stream();
-                    }
-                    None => done = true,
-                    Some(Err(e)) => return Poll::Ready(Err(Error::Request(e.into()))),
-                }
-                if done && sent != len {
-                    return Poll::Ready(Err(Error::Request(
-                        "the body is shorter than its length".into(),
-                    )));
-                }
+            match upload.poll_send(&mut self.io, cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                // Sent in full, or waiting for the client or the socket:
+                // either way, the answer is what completes this.
+                Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
             }
         })
-        .await
+        .await?;
+        if !(upload.ended && upload.delivered()) {
+            head.upload = Some(upload);
+        }
+        Ok(head)
     }
 
     /// Reads until the answer's head is complete. `answered`: whether any
@@ -343,9 +404,11 @@ fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts, len: Option<u64>) 
 
 /// How a request goes on this path: `Some(None)` without a body (a
 /// `Content-Length`, if any, says 0), `Some(Some(len))` with a body of a known
-/// length (declared by the client, or read whole first); `None` when it
-/// takes hyper's client: a body of unknown length (or with trailers), a
-/// `Transfer-Encoding`, or `CONNECT` (whose 2xx answer starts a tunnel).
+/// length (declared by the client, or read whole first; an HTTP/2 client's
+/// trailers after such a body are dropped, as hyper's client drops them:
+/// HTTP/1.1 carries trailers only in chunks); `None` when it takes hyper's
+/// client: a body of unknown length (a body read whole with trailers is one),
+/// a `Transfer-Encoding`, or `CONNECT` (whose 2xx answer starts a tunnel).
 pub fn framing_of<B: http_body::Body>(
     method: &Method,
     headers: &HeaderMap,
@@ -450,6 +513,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
             reason,
             framing,
             keep_alive,
+            upload: None,
         }));
     }
 }
@@ -542,6 +606,8 @@ pub struct Body {
     framing: Framing,
     keep_alive: bool,
     ended: bool,
+    /// The rest of the request body, sent while this is read.
+    upload: Option<Upload>,
 }
 
 // === impl Body ===
@@ -558,6 +624,15 @@ impl Body {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(None);
         };
+        // The rest of the request body moves along with the answer (an
+        // upstream may answer as it reads); a client that fails it ends both.
+        if let Some(upload) = self.upload.as_mut() {
+            match upload.poll_send(&mut conn.io, cx) {
+                Poll::Ready(Ok(())) => self.upload = None,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(self.fail(e)))),
+                Poll::Pending => {}
+            }
+        }
         loop {
             let step = match &mut self.framing {
                 Framing::Length(0) => Ok(Step::End),
@@ -623,7 +698,9 @@ impl Body {
     /// another request: the upstream keeps it open and sent nothing beyond
     /// the response.
     pub fn take_reusable(&mut self) -> Option<Box<Conn>> {
-        if !self.keep_alive || !self.is_end_stream() {
+        // Part of the request body never went: the upstream still waits.
+        let unsent = self.upload.take().is_some_and(|u| !u.delivered());
+        if !self.keep_alive || unsent || !self.is_end_stream() {
             return None;
         }
         self.ended = true;

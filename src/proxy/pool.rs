@@ -226,7 +226,8 @@ impl Pool {
         req: Request<UpstreamBody>,
         len: Option<u64>,
     ) -> Result<Response<ResponseBody>, ForwardError> {
-        let (parts, mut body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        let mut body = Some(body);
         // A body once sent (even in part) is gone: never sent twice.
         let idempotent = len.is_none() && is_idempotent(&parts.method);
         let mut pooled = self.take_direct();
@@ -243,7 +244,11 @@ impl Pool {
             };
             let exchanged = match len {
                 None => conn.exchange(&parts).await,
-                Some(len) => conn.exchange_with_body(&parts, &mut body, len).await,
+                Some(len) => match body.take() {
+                    Some(body) => conn.exchange_with_body(&parts, body, len).await,
+                    // Never: a request with a body is not sent twice.
+                    None => return Err(ForwardError::BadRequest),
+                },
             };
             match exchanged {
                 Ok(mut head) => {

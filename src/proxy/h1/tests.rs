@@ -516,8 +516,8 @@ async fn a_body_goes_with_its_length_whatever_the_map_said() {
     let (mut conn, server) = upstream_reading(5, OK_EMPTY).await;
     let mut req = request(Method::POST, "/up");
     req.headers.insert("content-length", "99".parse().unwrap());
-    let mut body = http_body_util::Full::new(Bytes::from_static(b"hello"));
-    let mut head = conn.exchange_with_body(&req, &mut body, 5).await.unwrap();
+    let body = http_body_util::Full::new(Bytes::from_static(b"hello"));
+    let mut head = conn.exchange_with_body(&req, body, 5).await.unwrap();
     assert_eq!(head.status, StatusCode::OK);
     let mut body = head.body(Box::new(conn));
     assert!(body.take_reusable().is_some());
@@ -532,11 +532,11 @@ async fn a_body_goes_with_its_length_whatever_the_map_said() {
 async fn an_answer_before_the_whole_body_ends_the_exchange_and_the_connection() {
     // The upstream answers after the head alone; the body never ends.
     let (mut conn, _server) = upstream_reading(0, OK_EMPTY).await;
-    let mut body = http_body_util::StreamBody::new(futures_util::stream::pending::<
+    let body = http_body_util::StreamBody::new(futures_util::stream::pending::<
         Result<http_body::Frame<Bytes>, std::io::Error>,
     >());
     let mut head = conn
-        .exchange_with_body(&request(Method::POST, "/"), &mut body, 10)
+        .exchange_with_body(&request(Method::POST, "/"), body, 10)
         .await
         .unwrap();
     assert_eq!(head.status, StatusCode::OK);
@@ -546,19 +546,71 @@ async fn an_answer_before_the_whole_body_ends_the_exchange_and_the_connection() 
 #[tokio::test]
 async fn a_body_that_fails_or_lies_about_its_length_is_a_request_error() {
     let (mut conn, _server) = upstream_reading(100, OK_EMPTY).await;
-    let mut short = http_body_util::Full::new(Bytes::from_static(b"abc"));
+    let short = http_body_util::Full::new(Bytes::from_static(b"abc"));
     let err = conn
-        .exchange_with_body(&request(Method::POST, "/"), &mut short, 4)
+        .exchange_with_body(&request(Method::POST, "/"), short, 4)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Request(_)), "{err:?}");
     let (mut conn, _server) = upstream_reading(100, OK_EMPTY).await;
-    let mut long = http_body_util::Full::new(Bytes::from_static(b"abcde"));
+    let long = http_body_util::Full::new(Bytes::from_static(b"abcde"));
     let err = conn
-        .exchange_with_body(&request(Method::POST, "/"), &mut long, 4)
+        .exchange_with_body(&request(Method::POST, "/"), long, 4)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Request(_)), "{err:?}");
 }
 
 const OK_EMPTY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
+#[tokio::test]
+async fn the_body_goes_on_while_an_early_answer_is_read() {
+    // An echo: it answers after the head alone, then sends back what the
+    // body brings, as it arrives.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+            .await
+            .unwrap();
+        let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut echoed = got.len() - at;
+        s.write_all(&got[at..]).await.unwrap();
+        while echoed < 5 {
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(&buf[..n]).await.unwrap();
+            echoed += n;
+        }
+        let _ = s.read(&mut buf).await;
+    });
+    let mut conn = Conn::new(crate::upstream::Stream::Plain(
+        TcpStream::connect(addr).await.unwrap(),
+    ));
+    // The body comes only once the answer's head is in.
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bytes>();
+    let body = http_body_util::StreamBody::new(futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(http_body::Frame::data(rx.await.unwrap()))
+    }));
+    let mut head = conn
+        .exchange_with_body(&request(Method::POST, "/echo"), body, 5)
+        .await
+        .unwrap();
+    tx.send(Bytes::from_static(b"hello")).unwrap();
+    let mut body = head.body(Box::new(conn));
+    // Bounded: were the body not sent, the echo would never answer (a safety
+    // net, never a wait).
+    let echoed = tokio::time::timeout(std::time::Duration::from_secs(10), read_body(&mut body));
+    assert_eq!(
+        echoed.await.expect("the body was never sent").unwrap(),
+        b"hello"
+    );
+    // All of the request went, all of the answer came: reusable.
+    assert!(body.take_reusable().is_some());
+}
