@@ -462,10 +462,10 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
                 fits.then_some((start as u32, part.len() as u32))
             };
             for (field, h) in fields.iter_mut().zip(resp.headers.iter()) {
-                field.name = at(h.name.as_bytes()).ok_or(Error::Head("header name"))?;
-                field.value = at(h.value).ok_or(Error::Head("header value"))?;
+                field.name = at(h.name.as_bytes()).ok_or_else(|| Error::Head("header name"))?;
+                field.value = at(h.value).ok_or_else(|| Error::Head("header value"))?;
             }
-            let code = resp.code.ok_or(Error::Head("no status code"))?;
+            let code = resp.code.ok_or_else(|| Error::Head("no status code"))?;
             let status =
                 StatusCode::from_u16(code).map_err(|_| Error::Head("invalid status code"))?;
             // Copied, as hyper does, and only when unusual: httparse hands
