@@ -177,6 +177,7 @@ async fn request(
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+const SECOND: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond";
 
 #[tokio::test]
 async fn malformed_or_ambiguous_answers_are_a_502() {
@@ -219,7 +220,7 @@ async fn bytes_beyond_an_answer_never_answer_another_request() {
     // In the same segment as the answer.
     let script = Script::start(vec![
         Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled"),
-        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
+        Act::Answer(SECOND),
     ])
     .await;
     let (_jwks, gw) = gateway(&script).await;
@@ -251,7 +252,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
 async fn second_request_on_a_fresh_connection(method: &str, stray: &'static [u8], close: bool) {
     let script = Script::start(vec![
         Act::AnswerThenOnCue(OK, stray, close),
-        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
+        Act::Answer(SECOND),
     ])
     .await;
     let (_jwks, gw) = gateway(&script).await;
@@ -268,15 +269,20 @@ async fn second_request_on_a_fresh_connection(method: &str, stray: &'static [u8]
     gw.shutdown().await;
 }
 
+/// An answer, then the kept connection closed on the next request without a
+/// word, then an answer on whatever connection comes next.
+fn dropped_on_reuse() -> Vec<Act> {
+    vec![
+        Act::Answer(OK),
+        Act::AnswerThenClose(b""),
+        Act::Answer(SECOND),
+    ]
+}
+
 #[tokio::test]
 async fn a_request_dropped_unanswered_is_sent_again_only_when_idempotent_and_reused() {
     // Reused connection, idempotent: once more on a fresh connection.
-    let script = Script::start(vec![
-        Act::Answer(OK),
-        Act::AnswerThenClose(b""),
-        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
-    ])
-    .await;
+    let script = Script::start(dropped_on_reuse()).await;
     let (_jwks, gw) = gateway(&script).await;
     assert_eq!(request(&gw, "GET", "/one").await.0, 200);
     let (status, _, body) = request(&gw, "GET", "/two").await;
@@ -285,12 +291,7 @@ async fn a_request_dropped_unanswered_is_sent_again_only_when_idempotent_and_reu
     gw.shutdown().await;
 
     // Reused connection, not idempotent: never twice.
-    let script = Script::start(vec![
-        Act::Answer(OK),
-        Act::AnswerThenClose(b""),
-        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
-    ])
-    .await;
+    let script = Script::start(dropped_on_reuse()).await;
     let (_jwks, gw) = gateway(&script).await;
     assert_eq!(request(&gw, "POST", "/one").await.0, 200);
     let (status, _, body) = request(&gw, "POST", "/two").await;

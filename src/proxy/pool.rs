@@ -145,12 +145,13 @@ impl Pool {
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let mut started = now;
         let exchange = async {
+            if self.target.is_h2() && !upgrade {
+                return self.send_h2(req).await;
+            }
             let direct = (!upgrade)
                 .then(|| h1::framing_of(req.method(), req.headers(), req.body()))
                 .flatten();
-            if self.target.is_h2() && !upgrade {
-                self.send_h2(req).await
-            } else if let Some(len) = direct {
+            if let Some(len) = direct {
                 self.send_direct(req, len).await
             } else {
                 self.send_h1(req, upgrade).await
@@ -229,7 +230,7 @@ impl Pool {
         let (parts, body) = req.into_parts();
         let mut body = Some(body);
         // A body once sent (even in part) is gone: never sent twice.
-        let idempotent = len.is_none() && is_idempotent(&parts.method);
+        let idempotent = len.is_none() && parts.method.is_idempotent();
         let mut pooled = self.take_direct();
         loop {
             let (mut conn, reused) = match pooled.take() {
@@ -384,20 +385,6 @@ fn body_error(e: Box<dyn std::error::Error + Send + Sync>) -> ForwardError {
         Some(RequestBodyError::Stalled(_)) => ForwardError::BodyStalled,
         Some(RequestBodyError::Client(_)) | None => ForwardError::ClientBody,
     }
-}
-
-/// Whether a request may be sent twice (RFC 9110 §9.2.2).
-fn is_idempotent(method: &http::Method) -> bool {
-    use http::Method;
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
 }
 
 /// The request back from a failed send when it was never written and may be

@@ -377,10 +377,8 @@ async fn a_chunked_body_is_decoded_from_the_connection() {
 
 #[tokio::test]
 async fn a_truncated_body_is_an_error_and_loses_its_connection() {
-    let (mut conn, _server) =
-        upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", true).await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
-    let mut body = head.body(Box::new(conn));
+    let (mut body, _server) =
+        answered(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", true).await;
     assert!(matches!(read_body(&mut body).await, Err(Error::Truncated)));
     assert!(body.take_reusable().is_none());
 }
