@@ -120,3 +120,44 @@ mod tests {
         assert!(is_trusted(mapped, &trusted));
     }
 }
+
+/// A client's request body as the server hands it to the gateway: hyper's,
+/// or none at all — a request the gateway's own HTTP/1.1 server read
+/// (`server::h1`), which takes only requests without a body.
+#[derive(Debug)]
+pub enum Inbound {
+    /// No body: the request had neither `Content-Length` nor
+    /// `Transfer-Encoding`.
+    Empty,
+    /// The body as hyper's server reads it.
+    Hyper(hyper::body::Incoming),
+}
+
+impl http_body::Body for Inbound {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Inbound::Empty => std::task::Poll::Ready(None),
+            Inbound::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inbound::Empty => true,
+            Inbound::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Inbound::Empty => http_body::SizeHint::with_exact(0),
+            Inbound::Hyper(body) => body.size_hint(),
+        }
+    }
+}

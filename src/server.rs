@@ -250,7 +250,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
     }
     if let Some(listener) = admin_listener {
         let admin = Arc::new(Admin::new(shared.snapshot.clone(), metrics.clone()));
-        let handler = move |req: http::Request<hyper::body::Incoming>, _conn| {
+        let handler = move |req: http::Request<crate::net::Inbound>, _conn| {
             let resp = admin.handle(&req).map(Either::Right);
             async move { resp }
         };
@@ -448,7 +448,7 @@ async fn accept_loop<H, F>(
     grace: Duration,
     handler: H,
 ) where
-    H: Fn(http::Request<hyper::body::Incoming>, Arc<crate::net::ConnInfo>) -> F
+    H: Fn(http::Request<crate::net::Inbound>, Arc<crate::net::ConnInfo>) -> F
         + Clone
         + Send
         + Sync

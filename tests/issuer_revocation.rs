@@ -26,6 +26,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
+use support::eventually;
 use support::oauth::{self, client_credentials, code_flow, enc, refresh};
 use support::process::{Portcullis, Seeded, admin, seed};
 use support::*;

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+
+use crate::net::Inbound;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -75,7 +77,7 @@ pub enum JsonError {
 /// in force when the request arrived), and the [`StallWatch`] told when a
 /// read gave up on that silence.
 #[derive(Debug)]
-pub struct RequestBody<B = Incoming> {
+pub struct RequestBody<B = Inbound> {
     body: B,
     stall: Duration,
     watch: StallWatch,

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::net::Inbound;
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tokio::sync::watch;
 
 use super::body::{RequestBody, StallWatch, Stalled};
@@ -238,7 +238,7 @@ impl Issuer {
     /// that the server closes the connection and counts the limit's hit.
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<Inbound>,
         body_timeout: Duration,
     ) -> Response<Full<Bytes>> {
         let watch = StallWatch::default();

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::net::Inbound;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -84,7 +84,7 @@ pub struct Buffered {
 /// Where an [`UpstreamBody`]'s frames come from.
 enum Source {
     /// The client's body, as it arrives.
-    Streamed(Incoming),
+    Streamed(Inbound),
     /// The client's body, read whole beforehand. Boxed: the streamed variant,
     /// the common one, stays as small as the body it wraps.
     Buffered(Box<Buffered>),
@@ -95,7 +95,7 @@ enum Source {
 impl UpstreamBody {
     /// Wraps the client's body; the receiver learns how it ended.
     pub fn new(
-        inner: Incoming,
+        inner: Inbound,
         identity: Arc<[HeaderName]>,
         limit: Option<u64>,
         timeout: Duration,
@@ -357,7 +357,7 @@ pub struct ResponseBody {
 enum Inner {
     /// From hyper's client.
     Hyper {
-        body: Incoming,
+        body: hyper::body::Incoming,
         lease: Option<Lease>,
     },
     /// From the proxy's own client, which hands its connection back to `pool`.
@@ -375,7 +375,7 @@ pub enum ResponseBodyError {
 
 impl ResponseBody {
     /// Wraps `inner`; the lease is returned at once when there is no body at all.
-    pub fn new(inner: Incoming, lease: Option<Lease>) -> ResponseBody {
+    pub fn new(inner: hyper::body::Incoming, lease: Option<Lease>) -> ResponseBody {
         let mut body = ResponseBody {
             inner: Inner::Hyper { body: inner, lease },
         };

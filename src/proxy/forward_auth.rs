@@ -26,10 +26,10 @@
 
 use std::sync::Arc;
 
+use crate::net::Inbound;
 use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use super::decide;
 use super::handle::{Outcome, Proxy, ProxyBody};
@@ -58,7 +58,7 @@ impl Proxy {
     /// response the proxy would have sent, counted like one).
     pub async fn forward_auth(
         &self,
-        req: Request<Incoming>,
+        req: Request<Inbound>,
         _conn: &ConnInfo,
         out: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -72,7 +72,7 @@ impl Proxy {
 
 async fn decide_forwarded(
     snap: &Snapshot,
-    req: &Request<Incoming>,
+    req: &Request<Inbound>,
     out: &mut Outcome,
 ) -> Result<Option<Arc<Identity>>, Reject> {
     let trust = snap

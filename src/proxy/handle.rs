@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::net::Inbound;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONNECTION, ORIGIN, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{self, Buffered, RequestBodyError, ResponseBody, UpstreamBody};
@@ -75,7 +75,7 @@ impl Proxy {
     /// `seen`: the request's fields ([`headers::Seen`]).
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<Inbound>,
         conn: &ConnInfo,
         request_id: &HeaderValue,
         seen: headers::Seen,
@@ -141,7 +141,7 @@ impl Proxy {
     async fn pipeline(
         &self,
         snap: &Snapshot,
-        mut req: Request<Incoming>,
+        mut req: Request<Inbound>,
         conn: &ConnInfo,
         request_id: &HeaderValue,
         seen: headers::Seen,
@@ -242,7 +242,7 @@ impl Proxy {
 /// `OPTIONS` request goes on as an ordinary one.
 fn preflight(
     snap: &Snapshot,
-    req: &Request<Incoming>,
+    req: &Request<Inbound>,
     asked: &Method,
     h2: bool,
     out: &mut Outcome,
@@ -281,7 +281,7 @@ fn preflight(
 #[allow(clippy::too_many_arguments)] // the pipeline's state, handed down once
 fn rewrite(
     snap: &Snapshot,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     buffered: Option<Box<Buffered>>,
     conn: &ConnInfo,
     request_id: &HeaderValue,

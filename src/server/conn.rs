@@ -28,10 +28,11 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::Limits;
-use crate::net::ConnInfo;
+use crate::net::{ConnInfo, Inbound};
 use crate::proxy::ProxyBody;
 use crate::telemetry::{LimitLabel, Metrics};
 
+mod h1;
 mod stall;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -48,7 +49,7 @@ pub async fn serve<H, F>(
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Inbound>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let _ = tcp.set_nodelay(true);
@@ -100,20 +101,27 @@ pub async fn serve<H, F>(
         let info = Arc::new(info);
         let tunnels = info.tunnels.clone();
         let load = Arc::new(Load::default());
-        let service = {
+        // Every request of the connection, from either server: counted in
+        // flight until its response body is dropped (sent or abandoned).
+        let call = {
             let load = load.clone();
-            service_fn(move |req: Request<Incoming>| {
+            move |req: Request<Inbound>| {
                 let in_flight = InFlight::start(&load);
                 // Small: the handler boxes its large part once, and a `map`
                 // holds the handler's future once (an `async` block awaiting
-                // it kept a second copy), so moving this into hyper's
-                // dispatcher copies little.
+                // it kept a second copy), so moving it copies little.
                 handler(req, info.clone()).map(move |resp| {
-                    Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
+                    resp.map(|inner| Tracked {
                         inner,
                         _in_flight: in_flight,
-                    }))
+                    })
                 })
+            }
+        };
+        let service = {
+            let call = call.clone();
+            service_fn(move |req: Request<Incoming>| {
+                call(req.map(Inbound::Hyper)).map(Ok::<_, std::convert::Infallible>)
             })
         };
         let io = Counted {
@@ -125,18 +133,13 @@ pub async fn serve<H, F>(
             unanswered: None,
         };
         let hits = metrics.limit_hits.clone();
-        let io = TokioIo::new(stall::SendTimeout::new(
-            io,
-            limits.body_timeout,
-            load.clone(),
-            hits,
-        ));
+        let io = stall::SendTimeout::new(io, limits.body_timeout, load.clone(), hits);
         let result = if h2 {
             let mut b = http2::Builder::new(TokioExecutor::new());
             b.timer(TokioTimer::new())
                 .max_concurrent_streams(limits.max_concurrent_streams)
                 .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
-            let conn = b.serve_connection(io, service);
+            let conn = b.serve_connection(TokioIo::new(io), service);
             // PING, SETTINGS and WINDOW_UPDATE frames move bytes but are no
             // work: an HTTP/2 connection is idle when no request is in flight
             // and none has started.
@@ -154,17 +157,26 @@ pub async fn serve<H, F>(
             )
             .await
         } else {
-            // `header_read_timeout` is kept by `drive`, not by hyper: hyper's
-            // made a timer for every request (an allocation and two visits
-            // to the timer wheel), and closed without the 408 the client is
-            // owed.
-            let mut b = http1::Builder::new();
-            b.header_read_timeout(None)
-                .max_header_size(limits.max_header_bytes)
-                // One flattened write per response instead of a vectored one:
-                // cheaper for the small heads and bodies an API gateway carries.
-                .writev(false);
-            let conn = b.serve_connection(io, service).with_upgrades();
+            // Plain requests go to the gateway's own HTTP/1.1 server; the
+            // first that it does not take hands the connection to hyper's,
+            // with every byte read so far.
+            let max_head = limits.max_header_bytes;
+            let conn = h1::serve(io, call, max_head, move |mut io, rest| {
+                io.get_mut().give_back(rest);
+                // `header_read_timeout` is kept by `drive`, not by hyper:
+                // hyper's made a timer for every request (an allocation and
+                // two visits to the timer wheel), and closed without the
+                // 408 the client is owed.
+                let mut b = http1::Builder::new();
+                b.header_read_timeout(None)
+                    .max_header_size(max_head)
+                    // One flattened write per response instead of a vectored
+                    // one: cheaper for the small heads and bodies an API
+                    // gateway carries.
+                    .writev(false);
+                b.serve_connection(TokioIo::new(io), service)
+                    .with_upgrades()
+            });
             // Between requests `header_read_timeout` bounds the wait for the
             // next head, however slowly its bytes come.
             let progress = Progress::Bytes(activity.clone());
@@ -573,6 +585,18 @@ struct Counted {
 const READ: u64 = 1 << 32;
 
 impl Counted {
+    /// Puts bytes read but not used back in front of what is still unread.
+    fn give_back(&mut self, rest: Bytes) {
+        if self.prefix.is_empty() {
+            self.prefix = rest;
+        } else if !rest.is_empty() {
+            let mut both = Vec::with_capacity(rest.len() + self.prefix.len());
+            both.extend_from_slice(&rest);
+            both.extend_from_slice(&self.prefix);
+            self.prefix = Bytes::from(both);
+        }
+    }
+
     fn touch(&self, read: bool) {
         let n = if read { READ } else { 1 };
         self.activity.fetch_add(n, Ordering::Relaxed);

@@ -6,12 +6,12 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use crate::net::Inbound;
 use futures_util::FutureExt;
 use http::header::CONNECTION;
 use http::{HeaderValue, Request, Response};
 use http_body::Body as _;
 use http_body_util::Either;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -61,7 +61,7 @@ pub enum Listener {
 /// would hold the request a second time.)
 pub fn public(
     worker: Arc<Worker>,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     conn: Arc<ConnInfo>,
 ) -> impl Future<Output = Response<ProxyBody>> + Send {
     dispatch(worker, req, conn, Listener::Public)
@@ -70,7 +70,7 @@ pub fn public(
 /// Answers one request of the forward-auth listener.
 pub fn forward_auth(
     worker: Arc<Worker>,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     conn: Arc<ConnInfo>,
 ) -> impl Future<Output = Response<ProxyBody>> + Send {
     dispatch(worker, req, conn, Listener::ForwardAuth)
@@ -78,7 +78,7 @@ pub fn forward_auth(
 
 async fn dispatch(
     worker: Arc<Worker>,
-    mut req: Request<Incoming>,
+    mut req: Request<Inbound>,
     conn: Arc<ConnInfo>,
     listener: Listener,
 ) -> Response<ProxyBody> {
@@ -217,7 +217,7 @@ async fn dispatch(
 async fn issue(
     issuer: Arc<Issuer>,
     control: &tokio::runtime::Handle,
-    mut req: Request<Incoming>,
+    mut req: Request<Inbound>,
     conn: Arc<ConnInfo>,
     client: std::net::IpAddr,
     body_timeout: std::time::Duration,
@@ -294,7 +294,7 @@ fn issuer_target(uri: &http::Uri, h2: bool) -> IssuerTarget {
 }
 
 /// Replaces the request's path with `path`, keeping the query.
-fn canonical_uri(req: &mut Request<Incoming>, path: &str) -> Result<(), http::Error> {
+fn canonical_uri(req: &mut Request<Inbound>, path: &str) -> Result<(), http::Error> {
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),

@@ -56,6 +56,11 @@ impl<T> SendTimeout<T> {
         }
     }
 
+    /// The stream it wraps.
+    pub(super) fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
     /// Passes a finished write through; a waiting one starts the clock (if it
     /// is not running) and fails once it has run out.
     fn check<R>(

@@ -1,0 +1,741 @@
+//! The gateway's own HTTP/1.1 server, for the requests an API gateway mostly
+//! carries: HTTP/1.1, an origin-form target (`/path?query`), and no body —
+//! neither `Content-Length` nor `Transfer-Encoding` —, no `Expect`, `Upgrade`
+//! or `TE`. hyper's server codec and dispatcher were a fifth of a forwarded
+//! request's instructions; this server parses the head with the same parser
+//! and settings (httparse, at most 100 fields, `max_header_bytes`) straight
+//! into the request handed to the gateway, and writes the answer's head and
+//! body into one buffer, framed by hyper's rules (RFC 9112 §6).
+//!
+//! Anything else — a request with a body, an upgrade, `CONNECT`, HTTP/1.0, an
+//! absolute-form target, a head that does not parse or is too large — hands
+//! the connection, with every byte read so far, to hyper's server for the rest
+//! of its life. Every refusal of a malformed head and every rule for request
+//! bodies stays hyper's, unchanged.
+//!
+//! As hyper's does, it watches the client while a request is in flight: a
+//! client that closes its side abandons the request (its upstream exchange
+//! is dropped), and the bytes of a pipelined request that arrive meanwhile are
+//! kept for afterwards.
+
+use std::future::{Future, poll_fn};
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::Graceful;
+use crate::net::Inbound;
+
+/// Header fields per request head, as hyper's server allows.
+const MAX_HEADERS: usize = 100;
+/// The longest request target hyper's server takes.
+const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
+/// Room kept in the read buffer for the next read.
+const READ_ROOM: usize = 1024;
+/// What the read buffer grows by.
+const READ_SIZE: usize = 8 * 1024;
+/// A response's bytes are written once this many are buffered (or when its
+/// body has nothing more yet, or has ended).
+const WRITE_AT: usize = 64 * 1024;
+
+/// A connection served by [`serve`]: a future that ends with the connection,
+/// and can be asked to finish the request in flight and close.
+pub(super) struct Http1<F> {
+    run: Pin<Box<F>>,
+    closing: Arc<AtomicBool>,
+}
+
+impl<F: Future<Output = Result<(), hyper::Error>>> Future for Http1<F> {
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().run.as_mut().poll(cx)
+    }
+}
+
+impl<F: Future<Output = Result<(), hyper::Error>>> Graceful for Http1<F> {
+    fn graceful(self: Pin<&mut Self>) {
+        // Seen at the connection's next poll, which `drive` makes at once.
+        self.closing.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Serves an HTTP/1.1 connection: each request the fast path takes goes to
+/// `call`; the first it does not take, and everything after it, goes to the
+/// hyper connection `hand_over` makes from the stream and the bytes read but
+/// not used.
+pub(super) fn serve<IO, C, Fut, B, H, Conn>(
+    io: IO,
+    call: C,
+    max_head: usize,
+    hand_over: H,
+) -> Http1<impl Future<Output = Result<(), hyper::Error>>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    C: Fn(Request<Inbound>) -> Fut,
+    Fut: Future<Output = Response<B>>,
+    B: Body<Data = Bytes>,
+    H: FnOnce(IO, Bytes) -> Conn,
+    Conn: Graceful,
+{
+    let closing = Arc::new(AtomicBool::new(false));
+    let run = run(io, call, max_head, hand_over, closing.clone());
+    Http1 {
+        run: Box::pin(run),
+        closing,
+    }
+}
+
+async fn run<IO, C, Fut, B, H, Conn>(
+    mut io: IO,
+    call: C,
+    max_head: usize,
+    hand_over: H,
+    closing: Arc<AtomicBool>,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    C: Fn(Request<Inbound>) -> Fut,
+    Fut: Future<Output = Response<B>>,
+    B: Body<Data = Bytes>,
+    H: FnOnce(IO, Bytes) -> Conn,
+    Conn: Graceful,
+{
+    let mut rbuf = BytesMut::with_capacity(READ_SIZE);
+    let mut wbuf = Vec::with_capacity(READ_SIZE);
+    loop {
+        // The next head, or the end of the connection.
+        let head = loop {
+            if !rbuf.is_empty() {
+                match parse(&mut rbuf, max_head) {
+                    Parsed::Request(head) => break head,
+                    Parsed::Partial => {}
+                    Parsed::Elsewhere => {
+                        let rest = rbuf.split().freeze();
+                        let conn = hand_over(io, rest);
+                        return with_hyper(conn, &closing).await;
+                    }
+                }
+            }
+            let read = poll_fn(|cx| {
+                if closing.load(Ordering::Relaxed) {
+                    return Poll::Ready(None);
+                }
+                if rbuf.capacity() - rbuf.len() < READ_ROOM {
+                    // Takes its allocation back once the heads handed out
+                    // before are gone.
+                    rbuf.reserve(READ_SIZE);
+                }
+                tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf).map(Some)
+            })
+            .await;
+            match read {
+                // Asked to close, or the client closed or failed: nothing is
+                // owed for a head that did not arrive.
+                None | Some(Ok(0)) | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {}
+            }
+        };
+        let head_request = head.request.method() == Method::HEAD;
+        let mut keep_alive = head.keep_alive;
+
+        // The answer, while the client is watched.
+        let answer = {
+            let mut answer = pin!(call(head.request));
+            poll_fn(|cx| {
+                if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
+                    return Poll::Ready(Some(resp));
+                }
+                if watch(&mut io, &mut rbuf, cx) {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let Some(resp) = answer else {
+            tracing::debug!("The client closed its connection while its request was in flight");
+            return Ok(());
+        };
+        let (parts, body) = resp.into_parts();
+        if closing.load(Ordering::Relaxed) {
+            keep_alive = false;
+        }
+        let length = if body.is_end_stream() {
+            BodyLength::None
+        } else {
+            body.size_hint()
+                .exact()
+                .map_or(BodyLength::Unknown, BodyLength::Known)
+        };
+        wbuf.clear();
+        let (framing, last) = match encode_head(&mut wbuf, &parts, head_request, length, keep_alive)
+        {
+            Ok(encoded) => encoded,
+            Err(Unsendable) => {
+                // hyper's answer to a head it cannot send: a bare 500, and
+                // the connection's end.
+                tracing::warn!(status = %parts.status, "Response head could not be sent");
+                wbuf.clear();
+                wbuf.extend_from_slice(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                let _ = io.write_all(&wbuf).await;
+                let _ = io.shutdown().await;
+                return Ok(());
+            }
+        };
+        let sent = send(&mut io, &mut wbuf, &mut rbuf, body, framing).await;
+        if !sent || last {
+            let _ = io.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+/// Runs the rest of the connection on hyper's server, asking it to close
+/// gracefully once the connection is.
+async fn with_hyper<Conn: Graceful>(conn: Conn, closing: &AtomicBool) -> Result<(), hyper::Error> {
+    let mut conn = pin!(conn);
+    let mut told = false;
+    poll_fn(|cx| {
+        if !told && closing.load(Ordering::Relaxed) {
+            told = true;
+            conn.as_mut().graceful();
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Looks at the client while its request is in flight: `true` once it has
+/// closed its side or failed. Bytes that arrive (a pipelined request) are
+/// kept, and then nothing more is read until the answer has gone, as hyper
+/// does. The bytes are read into a small buffer of their own, so that the
+/// connection's read buffer, whose bytes the request's head still shares, is
+/// never reallocated for a read that finds nothing.
+fn watch<IO: AsyncRead + Unpin>(io: &mut IO, rbuf: &mut BytesMut, cx: &mut Context<'_>) -> bool {
+    if !rbuf.is_empty() {
+        return false;
+    }
+    let mut probe = [MaybeUninit::<u8>::uninit(); 512];
+    let mut read = ReadBuf::uninit(&mut probe);
+    match Pin::new(io).poll_read(cx, &mut read) {
+        Poll::Ready(Ok(())) if read.filled().is_empty() => true,
+        Poll::Ready(Ok(())) => {
+            rbuf.extend_from_slice(read.filled());
+            false
+        }
+        Poll::Ready(Err(_)) => true,
+        Poll::Pending => false,
+    }
+}
+
+/// Sends a response's body (its head is in `wbuf`) by `framing`; `false` if
+/// it could not be sent whole, and the connection must close.
+async fn send<IO, B>(
+    io: &mut IO,
+    wbuf: &mut Vec<u8>,
+    rbuf: &mut BytesMut,
+    body: B,
+    framing: Framing,
+) -> bool
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    B: Body<Data = Bytes>,
+{
+    let mut body = pin!(body);
+    let mut framing = framing;
+    // A body that is not sent (`HEAD`, 204, 304, or empty) is not read.
+    let mut more = framing != Framing::Length(0);
+    loop {
+        let mut failed = false;
+        if more {
+            let step = poll_fn(|cx| gather(body.as_mut(), wbuf, &mut framing, io, rbuf, cx)).await;
+            match step {
+                Gathered::Some => {}
+                Gathered::End => more = false,
+                Gathered::Failed => {
+                    more = false;
+                    failed = true;
+                }
+            }
+        }
+        if !wbuf.is_empty() {
+            if io.write_all(wbuf).await.is_err() {
+                return false;
+            }
+            wbuf.clear();
+        }
+        if failed {
+            // What was sent is short of its framing's end: the client sees
+            // a response cut off, never a complete one.
+            let _ = io.flush().await;
+            return false;
+        }
+        if !more {
+            return io.flush().await.is_ok();
+        }
+        // TLS holds records back until flushed; the body may be a while.
+        if io.flush().await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// What [`gather`] stopped at.
+enum Gathered {
+    /// Bytes to write: the buffer is full, or the body has nothing more yet.
+    Some,
+    /// The body ended, and its end is framed.
+    End,
+    /// The body failed, or broke its framing (the connection must close).
+    Failed,
+}
+
+/// Encodes the body's frames into `wbuf` until it is full, the body has
+/// nothing more for now (with something to write), or it ended. While it has
+/// nothing, the client is watched; one that went away fails the body.
+fn gather<B, IO>(
+    mut body: Pin<&mut B>,
+    wbuf: &mut Vec<u8>,
+    framing: &mut Framing,
+    io: &mut IO,
+    rbuf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<Gathered>
+where
+    B: Body<Data = Bytes>,
+    IO: AsyncRead + Unpin,
+{
+    loop {
+        if wbuf.len() >= WRITE_AT {
+            return Poll::Ready(Gathered::Some);
+        }
+        match body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                // Trailers are dropped: the request did not offer `TE:
+                // trailers` (it would have gone to hyper's server).
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if !framing.encode(&data, wbuf) {
+                    tracing::debug!("Response body longer than its Content-Length");
+                    return Poll::Ready(Gathered::Failed);
+                }
+            }
+            Poll::Ready(None) => {
+                return Poll::Ready(if framing.finish(wbuf) {
+                    Gathered::End
+                } else {
+                    tracing::debug!("Response body shorter than its Content-Length");
+                    Gathered::Failed
+                });
+            }
+            Poll::Ready(Some(Err(_))) => {
+                tracing::debug!("Response body failed");
+                return Poll::Ready(Gathered::Failed);
+            }
+            Poll::Pending => {
+                if !wbuf.is_empty() {
+                    return Poll::Ready(Gathered::Some);
+                }
+                if watch(io, rbuf, cx) {
+                    return Poll::Ready(Gathered::Failed);
+                }
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// A request head the fast path takes.
+struct Head {
+    request: Request<Inbound>,
+    /// No `Connection: close` among its fields.
+    keep_alive: bool,
+}
+
+/// What [`parse`] found at the front of the read buffer.
+#[allow(clippy::large_enum_variant)] // on the stack once per request; boxing it would allocate
+enum Parsed {
+    /// A whole head the fast path takes (consumed from the buffer).
+    Request(Head),
+    /// Part of a head, within `max_head`.
+    Partial,
+    /// Something for hyper's server (nothing consumed).
+    Elsewhere,
+}
+
+/// Where a name or value lies in the head.
+#[derive(Debug, Clone, Copy, Default)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Parses the head at the front of `buf` as hyper's server would, and takes
+/// it only if the fast path serves it: HTTP/1.1, an origin-form target, a
+/// method other than `CONNECT`, and none of the fields that bring a body or
+/// change the exchange (`Content-Length`, `Transfer-Encoding`, `Expect`,
+/// `Upgrade`, `TE`).
+fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
+    let mut fields = [Field::default(); MAX_HEADERS];
+    let (len, method, path, count, keep_alive) = {
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+        let len = match parsed {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() <= max_head => return Parsed::Partial,
+            _ => return Parsed::Elsewhere,
+        };
+        if len > max_head || req.version != Some(1) {
+            return Parsed::Elsewhere;
+        }
+        let Some(Ok(method)) = req.method.map(|m| Method::from_bytes(m.as_bytes())) else {
+            return Parsed::Elsewhere;
+        };
+        let Some(path) = req.path else {
+            return Parsed::Elsewhere;
+        };
+        if method == Method::CONNECT || !path.starts_with('/') || path.len() > MAX_URI_LEN {
+            return Parsed::Elsewhere;
+        }
+        let base = buf.as_ptr() as usize;
+        let at = |part: &[u8]| {
+            let start = (part.as_ptr() as usize).checked_sub(base)?;
+            let end = start.checked_add(part.len())?;
+            let fits = end <= len && end <= u32::MAX as usize;
+            fits.then_some((start as u32, part.len() as u32))
+        };
+        let Some(path) = at(path.as_bytes()) else {
+            return Parsed::Elsewhere;
+        };
+        let mut keep_alive = true;
+        for (field, h) in fields.iter_mut().zip(req.headers.iter()) {
+            let name = h.name.as_bytes();
+            let elsewhere = [
+                "content-length",
+                "transfer-encoding",
+                "expect",
+                "upgrade",
+                "te",
+            ]
+            .iter()
+            .any(|n| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name));
+            if elsewhere {
+                return Parsed::Elsewhere;
+            }
+            if name.eq_ignore_ascii_case(b"connection") && has_close(h.value) {
+                keep_alive = false;
+            }
+            match (at(name), at(h.value)) {
+                (Some(n), Some(v)) => {
+                    field.name = n;
+                    field.value = v;
+                }
+                _ => return Parsed::Elsewhere,
+            }
+        }
+        (len, method, path, req.headers.len(), keep_alive)
+    };
+    // The names, values and target share the head's bytes, as hyper's do.
+    let slice = |head: &Bytes, (start, len): (u32, u32)| {
+        head.slice(start as usize..(start as usize + len as usize))
+    };
+    let head = buf.split_to(len).freeze();
+    let built = (|| {
+        let uri = Uri::from_maybe_shared(slice(&head, path)).ok()?;
+        let mut headers = HeaderMap::try_with_capacity(count).ok()?;
+        for field in &fields[..count] {
+            let name =
+                HeaderName::from_bytes(&head[field.name.0 as usize..][..field.name.1 as usize])
+                    .ok()?;
+            let value = HeaderValue::from_maybe_shared(slice(&head, field.value)).ok()?;
+            headers.try_append(name, value).ok()?;
+        }
+        let mut request = Request::new(Inbound::Empty);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
+        Some(request)
+    })();
+    match built {
+        Some(request) => Parsed::Request(Head {
+            request,
+            keep_alive,
+        }),
+        None => {
+            // Put back as it was: hyper's server answers it.
+            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+            whole.extend_from_slice(&head);
+            whole.extend_from_slice(buf);
+            *buf = whole;
+            Parsed::Elsewhere
+        }
+    }
+}
+
+/// Whether a `Connection` value lists `close` (hyper's rule: any of its
+/// comma-separated tokens, case-insensitively).
+fn has_close(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// What a response's body is known to be before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyLength {
+    /// Empty (it says it has ended).
+    None,
+    /// Exactly this many bytes.
+    Known(u64),
+    /// Not known in advance.
+    Unknown,
+}
+
+/// How a response's body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Exactly this many bytes more (0: no body is sent).
+    Length(u64),
+    /// Chunked (RFC 9112 §7.1).
+    Chunked,
+}
+
+impl Framing {
+    /// Appends a piece of the body; `false` if it goes past the length.
+    fn encode(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        if data.is_empty() {
+            return true;
+        }
+        match self {
+            Framing::Length(left) => {
+                let Some(rest) = left.checked_sub(data.len() as u64) else {
+                    return false;
+                };
+                *left = rest;
+                out.extend_from_slice(data);
+            }
+            Framing::Chunked => {
+                let mut size = [0u8; 16];
+                let digits = hex(data.len(), &mut size);
+                out.extend_from_slice(digits);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        true
+    }
+
+    /// Appends the body's end; `false` if it came short of its length.
+    fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Framing::Length(left) => *left == 0,
+            Framing::Chunked => {
+                out.extend_from_slice(b"0\r\n\r\n");
+                true
+            }
+        }
+    }
+}
+
+/// `n` in hexadecimal, upper case, as the end of `buf`.
+fn hex(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789ABCDEF"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// A response head that cannot be sent: an informational status (hyper's
+/// server refuses them too), or `Content-Length` values that are invalid or
+/// differ.
+#[derive(Debug, PartialEq, Eq)]
+struct Unsendable;
+
+/// Writes a response's head into `dst` by hyper's server rules, and returns
+/// how its body is framed and whether the connection ends after it (`close`
+/// asked by either side, or `keep_alive` false — then the head says so).
+///
+/// - `HEAD`, 204 and 304 send no body; a `HEAD` answer keeps the length it
+///   states.
+/// - `Transfer-Encoding` (where a body may be sent) wins: chunked is added
+///   last if missing, and any `Content-Length` is dropped.
+/// - Else a `Content-Length` field is kept if the body is not known to be
+///   empty; a body of known length is framed by that length; an unknown one
+///   without a length is sent chunked; an empty one states 0 where a length
+///   may be stated.
+/// - `Date` is added if missing.
+fn encode_head(
+    dst: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    head_request: bool,
+    length: BodyLength,
+    keep_alive: bool,
+) -> Result<(Framing, bool), Unsendable> {
+    let status = parts.status;
+    if status.is_informational() {
+        return Err(Unsendable);
+    }
+    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    if status == StatusCode::OK && reason.is_none() {
+        dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        dst.extend_from_slice(b"HTTP/1.1 ");
+        dst.extend_from_slice(status.as_str().as_bytes());
+        dst.push(b' ');
+        match reason {
+            Some(r) => dst.extend_from_slice(r.as_bytes()),
+            None => dst.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+        }
+        dst.extend_from_slice(b"\r\n");
+    }
+    let no_length = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let can_body = !head_request && !no_length;
+    let mut close = !keep_alive;
+    let mut said_close = false;
+    let mut wrote_date = false;
+    let mut stated: Option<(u64, &HeaderValue)> = None;
+    let mut coded: Option<bool> = None;
+    for (name, value) in &parts.headers {
+        match *name {
+            header::CONTENT_LENGTH => {
+                let Some(n) = content_length(value.as_bytes()) else {
+                    return Err(Unsendable);
+                };
+                match stated {
+                    Some((m, _)) if m != n => return Err(Unsendable),
+                    Some(_) => {}
+                    None => stated = Some((n, value)),
+                }
+                continue;
+            }
+            header::TRANSFER_ENCODING => {
+                if can_body {
+                    dst.extend_from_slice(if coded.is_some() {
+                        b", "
+                    } else {
+                        b"transfer-encoding: "
+                    });
+                    dst.extend_from_slice(value.as_bytes());
+                    coded = Some(is_chunked(value.as_bytes()));
+                }
+                continue;
+            }
+            header::TRAILER if !can_body => continue,
+            header::CONNECTION if has_close(value.as_bytes()) => {
+                close = true;
+                said_close = true;
+            }
+            header::DATE => wrote_date = true,
+            _ => {}
+        }
+        if coded.is_some() && !matches!(dst.last(), Some(b'\n')) {
+            end_coding(dst, coded);
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    if coded.is_some() && !matches!(dst.last(), Some(b'\n')) {
+        end_coding(dst, coded);
+    }
+    let mut framing = if coded.is_some() {
+        Framing::Chunked
+    } else {
+        let mut line = |n: &[u8]| {
+            dst.extend_from_slice(b"content-length: ");
+            dst.extend_from_slice(n);
+            dst.extend_from_slice(b"\r\n");
+        };
+        let mut digits = itoa::Buffer::new();
+        match (length, stated) {
+            (BodyLength::Known(n), _) => {
+                if !no_length {
+                    line(digits.format(n).as_bytes());
+                }
+                Framing::Length(n)
+            }
+            (BodyLength::Unknown, Some((n, value))) => {
+                line(value.as_bytes());
+                Framing::Length(n)
+            }
+            (BodyLength::Unknown, None) if can_body => {
+                dst.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+            (BodyLength::Unknown, None) => Framing::Length(0),
+            (BodyLength::None, Some((_, value))) if head_request => {
+                line(value.as_bytes());
+                Framing::Length(0)
+            }
+            (BodyLength::None, _) => {
+                if !no_length && !head_request {
+                    line(b"0");
+                }
+                Framing::Length(0)
+            }
+        }
+    };
+    if !can_body {
+        framing = Framing::Length(0);
+    }
+    if !wrote_date {
+        dst.extend_from_slice(b"date: ");
+        dst.extend_from_slice(&crate::clock::http_date());
+        dst.extend_from_slice(b"\r\n");
+    }
+    if close && !said_close {
+        dst.extend_from_slice(b"connection: close\r\n");
+    }
+    dst.extend_from_slice(b"\r\n");
+    Ok((framing, close))
+}
+
+/// Ends the `Transfer-Encoding` line, with `chunked` last if it was not.
+fn end_coding(dst: &mut Vec<u8>, coded: Option<bool>) {
+    if coded == Some(false) {
+        dst.extend_from_slice(b", chunked");
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
+fn is_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// A `Content-Length` value as hyper's server takes one from a response's
+/// fields: digits only, at most 19 of them.
+fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests;
