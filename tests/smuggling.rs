@@ -401,3 +401,86 @@ async fn http2_authority_and_host_must_agree() {
     );
     gw.shutdown().await;
 }
+
+/// Plain requests (no body) are served by the gateway's own HTTP/1.1 server;
+/// the first with a body, in any spelling of its framing fields, moves the
+/// connection to hyper's. Pipelined on one connection, every request reaches
+/// the upstream once, in order, with its own body, and a body that looks like
+/// a request is only ever a body.
+#[tokio::test]
+async fn pipelined_requests_cross_from_one_server_to_the_other_intact() {
+    let (_jwks, up, gw) = setup().await;
+    for length in ["Content-Length", "cOnTeNt-LeNgTh", "CONTENT-LENGTH"] {
+        let before = up.count();
+        let hidden = "GET /secret HTTP/1.1\r\nHost: x\r\n\r\n";
+        let request = format!(
+            "GET /public/1 HTTP/1.1\r\nHost: x\r\n\r\n\
+             HEAD /public/2 HTTP/1.1\r\nHost: x\r\n\r\n\
+             POST /public/3 HTTP/1.1\r\nHost: x\r\n{length}: {}\r\n\r\n{hidden}\
+             GET /public/4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            hidden.len()
+        );
+        let answer = answer_then_closed(gw.addr, request.as_bytes()).await;
+        assert_eq!(
+            statuses(&answer),
+            [200, 200, 200, 200],
+            "{length}: {answer}"
+        );
+        let got: Vec<_> = up.received().into_iter().skip(before).collect();
+        let targets: Vec<_> = got
+            .iter()
+            .map(|r| (r.method.as_str(), r.target.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("GET", "/public/1"),
+                ("HEAD", "/public/2"),
+                ("POST", "/public/3"),
+                ("GET", "/public/4")
+            ],
+            "{length}"
+        );
+        assert_eq!(got[2].body, hidden, "{length}");
+        assert!(got[0].body.is_empty() && got[3].body.is_empty());
+        // The HEAD answer states a length and carries no body: the next
+        // status line follows its head at once.
+        let head_at = answer.match_indices("HTTP/1.1 ").nth(1).unwrap().0;
+        let head_end = head_at + answer[head_at..].find("\r\n\r\n").unwrap() + 4;
+        assert!(answer[head_end..].starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert!(up.received().iter().all(|r| r.target != "/secret"));
+    gw.shutdown().await;
+}
+
+/// Fields that change how a request is read, whatever their case, never let a
+/// request through as if it had no body, and a field only named like one
+/// (`X-Content-Length`, `Content-Lengths`) changes nothing.
+#[tokio::test]
+async fn framing_fields_are_recognised_in_any_case_and_only_by_their_name() {
+    let (_jwks, up, gw) = setup().await;
+    // A chunked body in mixed case: read as a body, not as a next request.
+    let request = b"POST /public/a HTTP/1.1\r\nHost: x\r\ntRaNsFeR-eNcOdInG: chunked\r\n\r\n\
+        5\r\nhello\r\n0\r\n\r\nGET /public/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let before = up.count();
+    let answer = answer_then_closed(gw.addr, request).await;
+    assert_eq!(statuses(&answer), [200, 200], "{answer}");
+    let got: Vec<_> = up.received().into_iter().skip(before).collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].body, "hello");
+    assert_eq!(got[1].target, "/public/b");
+    // Look-alike names are ordinary fields of a request without a body.
+    let request =
+        b"GET /public/c HTTP/1.1\r\nHost: x\r\nX-Content-Length: 5\r\nContent-Lengths: 5\r\n\r\n\
+        GET /public/d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let before = up.count();
+    let answer = answer_then_closed(gw.addr, request).await;
+    assert_eq!(statuses(&answer), [200, 200], "{answer}");
+    let got: Vec<_> = up.received().into_iter().skip(before).collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].target, "/public/c");
+    assert!(got[0].body.is_empty());
+    assert_eq!(got[0].headers["x-content-length"], "5");
+    assert_eq!(got[1].target, "/public/d");
+    gw.shutdown().await;
+}
