@@ -65,29 +65,24 @@ pub const HTTP_DATE_LEN: usize = 29;
 
 thread_local! {
     /// This thread's last HTTP date and the second it is of.
-    static HTTP_DATE: std::cell::Cell<(u64, [u8; HTTP_DATE_LEN])> =
-        const { std::cell::Cell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
+    static HTTP_DATE: std::cell::Cell<(u64, Option<[u8; HTTP_DATE_LEN]>)> =
+        const { std::cell::Cell::new((u64::MAX, None)) };
 }
 
 /// The current time as an HTTP date (RFC 9110 §5.6.7), for a response's
-/// `Date`: formatted once a second per thread, not once per response.
+/// `Date`: formatted once a second per thread, not once per response. `None`
+/// for a clock set before 1970 or after 9999.
 #[allow(clippy::disallowed_methods)] // the one place allowed to read the wall clock
-pub fn http_date() -> [u8; HTTP_DATE_LEN] {
+pub fn http_date() -> Option<[u8; HTTP_DATE_LEN]> {
     let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     HTTP_DATE.with(|cell| {
         let (at, date) = cell.get();
         if at == secs {
             return date;
         }
-        let mut fresh = [0; HTTP_DATE_LEN];
         let formatted = httpdate::HttpDate::from(now).to_string();
-        if formatted.len() == HTTP_DATE_LEN {
-            fresh.copy_from_slice(formatted.as_bytes());
-        }
+        let fresh = <[u8; HTTP_DATE_LEN]>::try_from(formatted.as_bytes()).ok();
         cell.set((secs, fresh));
         fresh
     })

@@ -35,6 +35,10 @@ use crate::telemetry::{LimitLabel, Metrics};
 mod h1;
 mod stall;
 
+/// The largest read buffer of hyper's HTTP/1.1 server (its default
+/// `max_buf_size`): no request head is longer.
+const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -160,7 +164,9 @@ pub async fn serve<H, F>(
             // Plain requests go to the gateway's own HTTP/1.1 server; the
             // first that it does not take hands the connection to hyper's,
             // with every byte read so far.
-            let max_head = limits.max_header_bytes;
+            // hyper's server refuses a head larger than its read buffer
+            // (417,792 bytes) whatever its own limit says; so does ours.
+            let max_head = limits.max_header_bytes.min(HYPER_MAX_BUF);
             let conn = h1::serve(io, call, max_head, move |mut io, rest| {
                 io.get_mut().give_back(rest);
                 // `header_read_timeout` is kept by `drive`, not by hyper:
@@ -625,7 +631,12 @@ impl AsyncRead for Counted {
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
             this.touch(true);
-            this.unanswered = Some(this.load.started.load(Ordering::Relaxed));
+            // Given back bytes may be read while a request is in flight
+            // (the rest of its body): only bytes read with none in flight can
+            // be a head hyper answers by itself.
+            if this.load.in_flight.load(Ordering::Relaxed) == 0 {
+                this.unanswered = Some(this.load.started.load(Ordering::Relaxed));
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

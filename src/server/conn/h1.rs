@@ -38,6 +38,10 @@ use crate::net::Inbound;
 const MAX_HEADERS: usize = 100;
 /// The longest request target hyper's server takes.
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
+/// Fields a request's map has room for besides its own: what the gateway
+/// adds on the way upstream (the forwarding fields and the identity headers),
+/// so that the map is not grown, and every field hashed again, per request.
+const ROOM: usize = 16;
 /// Room kept in the read buffer for the next read.
 const READ_ROOM: usize = 1024;
 /// What the read buffer grows by.
@@ -111,22 +115,35 @@ where
 {
     let mut rbuf = BytesMut::with_capacity(READ_SIZE);
     let mut wbuf = Vec::with_capacity(READ_SIZE);
+    // The first request is served even when the connection is asked to close
+    // before it arrives (as hyper's server does); after an answer, a close
+    // asked for ends the connection before the next request.
+    let mut served = false;
     loop {
-        // The next head, or the end of the connection.
+        // The next head, or the end of the connection. `scanned`: how much of
+        // a partial head was looked at, so that a head sent a byte at a time
+        // is parsed once it can be whole, not again at every byte.
+        let mut scanned = 0;
         let head = loop {
-            if !rbuf.is_empty() {
+            if served && closing.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let whole = rbuf.len() >= max_head || ends_head(&rbuf, scanned);
+            if !rbuf.is_empty() && (scanned == 0 || whole) {
                 match parse(&mut rbuf, max_head) {
                     Parsed::Request(head) => break head,
-                    Parsed::Partial => {}
+                    Parsed::Partial => scanned = rbuf.len(),
                     Parsed::Elsewhere => {
                         let rest = rbuf.split().freeze();
                         let conn = hand_over(io, rest);
                         return with_hyper(conn, &closing).await;
                     }
                 }
+            } else if !rbuf.is_empty() {
+                scanned = rbuf.len();
             }
             let read = poll_fn(|cx| {
-                if closing.load(Ordering::Relaxed) {
+                if served && closing.load(Ordering::Relaxed) {
                     return Poll::Ready(None);
                 }
                 if rbuf.capacity() - rbuf.len() < READ_ROOM {
@@ -144,6 +161,7 @@ where
                 Some(Ok(_)) => {}
             }
         };
+        served = true;
         let head_request = head.request.method() == Method::HEAD;
         let mut keep_alive = head.keep_alive;
 
@@ -331,6 +349,11 @@ where
                     tracing::debug!("Response body longer than its Content-Length");
                     return Poll::Ready(Gathered::Failed);
                 }
+                if *framing == Framing::Length(0) {
+                    // All its length has come: the body is not waited on
+                    // to say it ended (hyper's rule too).
+                    return Poll::Ready(Gathered::End);
+                }
             }
             Poll::Ready(None) => {
                 return Poll::Ready(if framing.finish(wbuf) {
@@ -369,7 +392,7 @@ struct Head {
 enum Parsed {
     /// A whole head the fast path takes (consumed from the buffer).
     Request(Head),
-    /// Part of a head, within `max_head`.
+    /// Part of a head, shorter than `max_head`.
     Partial,
     /// Something for hyper's server (nothing consumed).
     Elsewhere,
@@ -396,7 +419,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
             .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
         let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() <= max_head => return Parsed::Partial,
+            Ok(httparse::Status::Partial) if buf.len() < max_head => return Parsed::Partial,
             _ => return Parsed::Elsewhere,
         };
         if len > max_head || req.version != Some(1) {
@@ -456,7 +479,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let head = buf.split_to(len).freeze();
     let built = (|| {
         let uri = Uri::from_maybe_shared(slice(&head, path)).ok()?;
-        let mut headers = HeaderMap::try_with_capacity(count).ok()?;
+        let mut headers = HeaderMap::try_with_capacity(count + ROOM).ok()?;
         for field in &fields[..count] {
             let name =
                 HeaderName::from_bytes(&head[field.name.0 as usize..][..field.name.1 as usize])
@@ -493,6 +516,16 @@ fn has_close(value: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// Whether the bytes after the first `from` of `buf` (and the 3 before them)
+/// end a head: an empty line, `\n\n` or `\n\r\n` (hyper's quick check
+/// before a partial head is parsed again).
+fn ends_head(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(3).min(buf.len())..];
+    tail.windows(2)
+        .enumerate()
+        .any(|(i, w)| w[0] == b'\n' && (w[1] == b'\n' || tail[i + 1..].starts_with(b"\r\n")))
 }
 
 /// What a response's body is known to be before it is sent.
@@ -670,6 +703,10 @@ fn encode_head(
         };
         let mut digits = itoa::Buffer::new();
         match (length, stated) {
+            (_, Some((_, value))) if head_request => {
+                line(value.as_bytes());
+                Framing::Length(0)
+            }
             (BodyLength::Known(n), _) => {
                 if !no_length {
                     line(digits.format(n).as_bytes());
@@ -685,10 +722,6 @@ fn encode_head(
                 Framing::Chunked
             }
             (BodyLength::Unknown, None) => Framing::Length(0),
-            (BodyLength::None, Some((_, value))) if head_request => {
-                line(value.as_bytes());
-                Framing::Length(0)
-            }
             (BodyLength::None, _) => {
                 if !no_length && !head_request {
                     line(b"0");
@@ -700,9 +733,9 @@ fn encode_head(
     if !can_body {
         framing = Framing::Length(0);
     }
-    if !wrote_date {
+    if let Some(date) = crate::clock::http_date().filter(|_| !wrote_date) {
         dst.extend_from_slice(b"date: ");
-        dst.extend_from_slice(&crate::clock::http_date());
+        dst.extend_from_slice(&date);
         dst.extend_from_slice(b"\r\n");
     }
     if close && !said_close {

@@ -204,6 +204,8 @@ fn head_204_and_304_answers_carry_no_body() {
     let (text, framing, _) = encoded(&parts, true, BodyLength::None, true);
     assert!(text.contains("content-length: 1234\r\n"), "{text}");
     assert_eq!(framing, Framing::Length(0));
+    let (text, _, _) = encoded(&parts, true, BodyLength::Known(0), true);
+    assert!(text.contains("content-length: 1234\r\n"), "{text}");
     let (text, framing, _) = encoded(&response(200, &[]), true, BodyLength::Known(7), true);
     assert!(text.contains("content-length: 7\r\n"), "{text}");
     assert_eq!(framing, Framing::Length(0));
@@ -331,6 +333,22 @@ fn bodies_are_framed_and_held_to_their_length() {
     assert_eq!(out, b"abcd");
     assert_eq!(hex(0, &mut [0; 16]), b"0");
     assert_eq!(hex(usize::MAX, &mut [0; 16]), b"FFFFFFFFFFFFFFFF");
+}
+
+#[test]
+fn the_end_of_a_head_is_found_in_the_bytes_since_the_last_look() {
+    assert!(ends_head(b"GET / HTTP/1.1\r\n\r\n", 0));
+    assert!(ends_head(b"GET / HTTP/1.1\n\n", 0));
+    assert!(ends_head(b"GET / HTTP/1.1\r\nA: b\n\r\n", 0));
+    // The end straddling the last look: the 3 bytes before it count.
+    let head = b"GET / HTTP/1.1\r\n\r\n";
+    for seen in 0..head.len() {
+        assert!(ends_head(head, seen), "{seen}");
+    }
+    assert!(!ends_head(b"GET / HTTP/1.1\r\nA: b\r\n", 0));
+    assert!(!ends_head(b"GET / HTTP/1.1\r\nA: b\r\n\r", 0));
+    assert!(!ends_head(b"", 0));
+    assert!(!ends_head(b"\r\n", 10));
 }
 
 #[test]
@@ -559,16 +577,38 @@ async fn a_client_that_goes_away_abandons_its_request() {
 }
 
 #[tokio::test]
-async fn asked_to_close_while_waiting_for_a_head_it_ends() {
-    let (_client, side) = tokio::io::duplex(1024);
+async fn asked_to_close_while_waiting_for_a_next_head_it_ends() {
+    let (mut client, side) = tokio::io::duplex(1024);
     let call = |_req: Request<Inbound>| async { Response::new(Full::new(Bytes::new())) };
     let mut conn = Box::pin(serve(side, call, MAX, |_io: DuplexStream, _rest| Never));
-    assert!(futures_util::poll!(conn.as_mut()).is_pending());
+    // Before any request, a close asked for waits for the first one (as
+    // hyper's server does; `drive` bounds the wait).
     conn.as_mut().graceful();
+    assert!(futures_util::poll!(conn.as_mut()).is_pending());
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     assert!(matches!(
         futures_util::poll!(conn.as_mut()),
         Poll::Ready(Ok(()))
     ));
+    let mut fresh = {
+        let (client, side) = tokio::io::duplex(1024);
+        (
+            client,
+            Box::pin(serve(side, call, MAX, |_io: DuplexStream, _rest| Never)),
+        )
+    };
+    fresh.0.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    assert!(
+        futures_util::poll!(fresh.1.as_mut()).is_pending(),
+        "waits for the next"
+    );
+    fresh.1.as_mut().graceful();
+    assert!(matches!(
+        futures_util::poll!(fresh.1.as_mut()),
+        Poll::Ready(Ok(()))
+    ));
+    let text = read_all(client).await;
+    assert!(text.contains("connection: close"), "{text}");
 }
 
 #[tokio::test]
@@ -594,6 +634,82 @@ async fn asked_to_close_while_a_request_is_in_flight_it_answers_then_closes() {
     let text = read_all(client).await;
     assert!(text.contains("connection: close\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\ndone"), "{text}");
+}
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_served() {
+    let (mut client, side) = tokio::io::duplex(64 * 1024);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let conn = tokio::spawn(server(side, log.clone()));
+    for b in b"GET /slowly HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\nConnection: close\r\n\r\n" {
+        client.write_all(&[*b]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let text = read_all(client).await;
+    conn.await.unwrap().unwrap();
+    assert_eq!(*log.lock().unwrap(), ["fast GET /slowly"]);
+    assert!(text.ends_with("fast GET /slowly"), "{text}");
+}
+
+/// A body that has sent all its length but never says it ended.
+struct Unended(Option<Bytes>);
+
+impl Body for Unended {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        match self.get_mut().0.take() {
+            Some(data) => Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            None => Poll::Pending,
+        }
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(4)
+    }
+}
+
+#[tokio::test]
+async fn a_body_whose_length_has_come_is_not_waited_on() {
+    let (mut client, side) = tokio::io::duplex(1024);
+    let call = |_req: Request<Inbound>| async {
+        Response::new(Unended(Some(Bytes::from_static(b"four"))))
+    };
+    let conn = tokio::spawn(serve(side, call, MAX, |_io: DuplexStream, _rest| Never));
+    client
+        .write_all(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_all(client).await;
+    conn.await.unwrap().unwrap();
+    assert_eq!(text.matches("\r\n\r\nfour").count(), 2, "{text}");
+}
+
+#[tokio::test]
+async fn asked_to_close_before_the_first_request_it_still_answers_it() {
+    let (mut client, side) = tokio::io::duplex(1024);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let call = {
+        let calls = calls.clone();
+        move |_req: Request<Inbound>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Response::new(Full::new(Bytes::from_static(b"ok"))) }
+        }
+    };
+    let mut conn = Box::pin(serve(side, call, MAX, |_io: DuplexStream, _rest| Never));
+    conn.as_mut().graceful();
+    // Two pipelined: the first is answered (and says close), the second not.
+    client
+        .write_all(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    conn.await.unwrap();
+    let text = read_all(client).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
 }
 
 /// A hand-over that must not happen.
