@@ -128,8 +128,9 @@ where
             if served && closing.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let whole = rbuf.len() >= max_head || ends_head(&rbuf, scanned);
-            if !rbuf.is_empty() && (scanned == 0 || whole) {
+            // (Looked for only after a partial head: most heads come whole.)
+            let whole = || rbuf.len() >= max_head || ends_head(&rbuf, scanned);
+            if !rbuf.is_empty() && (scanned == 0 || whole()) {
                 match parse(&mut rbuf, max_head) {
                     Parsed::Request(head) => break head,
                     Parsed::Partial => scanned = rbuf.len(),
