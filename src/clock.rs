@@ -60,6 +60,10 @@ pub fn wall_micros() -> (i64, u32) {
         .unwrap_or((0, 0))
 }
 
+/// 10000-01-01T00:00:00Z in seconds since the epoch: the first instant an
+/// HTTP date (four-digit year) cannot say.
+const LAST_HTTP_DATE: u64 = 253_402_300_800;
+
 /// Length of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub const HTTP_DATE_LEN: usize = 29;
 
@@ -81,9 +85,43 @@ pub fn http_date() -> Option<[u8; HTTP_DATE_LEN]> {
         if at == secs {
             return date;
         }
-        let formatted = httpdate::HttpDate::from(now).to_string();
-        let fresh = <[u8; HTTP_DATE_LEN]>::try_from(formatted.as_bytes()).ok();
+        let fresh = format_http_date(now);
         cell.set((secs, fresh));
         fresh
     })
+}
+
+/// `at` as an HTTP date; `None` before 1970 or after 9999.
+fn format_http_date(at: std::time::SystemTime) -> Option<[u8; HTTP_DATE_LEN]> {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    // httpdate formats years up to 9999 only (and panics past them).
+    if secs >= LAST_HTTP_DATE {
+        return None;
+    }
+    let formatted = httpdate::HttpDate::from(at).to_string();
+    <[u8; HTTP_DATE_LEN]>::try_from(formatted.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn http_dates_are_formatted_within_the_four_digit_years_only() {
+        let date = |secs: u64| format_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(date(0).unwrap(), *b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            date(784_111_777).unwrap(),
+            *b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            date(LAST_HTTP_DATE - 1).unwrap(),
+            *b"Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(date(LAST_HTTP_DATE), None);
+        assert_eq!(format_http_date(UNIX_EPOCH - Duration::from_secs(1)), None);
+        assert!(http_date().is_some());
+    }
 }

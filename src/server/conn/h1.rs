@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
@@ -123,10 +123,26 @@ where
         // The next head, or the end of the connection. `scanned`: how much of
         // a partial head was looked at, so that a head sent a byte at a time
         // is parsed once it can be whole, not again at every byte.
-        let mut scanned = 0;
+        let mut scanned: usize = 0;
+        // Empty lines before a request line are skipped (RFC 9112 §2.2), each
+        // once: left in the buffer, every new one would look like the end of
+        // a head and have the whole buffer parsed again. More of them than a
+        // head may hold end the connection.
+        let mut skipped = 0;
         let head = loop {
             if served && closing.load(Ordering::Relaxed) {
+                let _ = io.shutdown().await;
                 return Ok(());
+            }
+            let blank = leading_empty_lines(&rbuf);
+            if blank > 0 {
+                rbuf.advance(blank);
+                scanned = scanned.saturating_sub(blank);
+                skipped += blank;
+                if skipped >= max_head {
+                    tracing::debug!("Connection closed: only empty lines where a head was due");
+                    return Ok(());
+                }
             }
             // (Looked for only after a partial head: most heads come whole.)
             let whole = || rbuf.len() >= max_head || ends_head(&rbuf, scanned);
@@ -156,9 +172,14 @@ where
             })
             .await;
             match read {
-                // Asked to close, or the client closed or failed: nothing is
-                // owed for a head that did not arrive.
-                None | Some(Ok(0)) | Some(Err(_)) => return Ok(()),
+                // Asked to close: the close is said (TLS's close_notify).
+                None => {
+                    let _ = io.shutdown().await;
+                    return Ok(());
+                }
+                // The client closed or failed: nothing is owed for a head
+                // that did not arrive.
+                Some(Ok(0)) | Some(Err(_)) => return Ok(()),
                 Some(Ok(_)) => {}
             }
         };
@@ -517,6 +538,19 @@ fn has_close(value: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// How many bytes of empty lines (`\r\n` or `\n`) `buf` starts with; a
+/// lone `\r` is not one (it waits for its `\n`, or is hyper's to refuse).
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &buf[at..] {
+            [b'\n', ..] => at += 1,
+            [b'\r', b'\n', ..] => at += 2,
+            _ => return at,
+        }
+    }
 }
 
 /// Whether the bytes after the first `from` of `buf` (and the 3 before them)

@@ -70,13 +70,15 @@ fn connection_close_anywhere_in_the_field_ends_the_connection() {
 }
 
 #[test]
-fn part_of_a_head_waits_until_it_is_larger_than_allowed() {
+fn part_of_a_head_waits_until_it_is_as_large_as_allowed() {
     assert!(matches!(
         parsed(b"GET /a HTTP/1.1\r\nHost: a\r\n").0,
         Parsed::Partial
     ));
     let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
-    long.resize(MAX + 1, b'a');
+    long.resize(MAX - 1, b'a');
+    assert!(matches!(parsed(&long).0, Parsed::Partial));
+    long.push(b'a');
     elsewhere(&long);
     // A whole head over the limit too (hyper answers 431).
     let mut whole = b"GET / HTTP/1.1\r\nX: ".to_vec();
@@ -349,6 +351,18 @@ fn the_end_of_a_head_is_found_in_the_bytes_since_the_last_look() {
     assert!(!ends_head(b"GET / HTTP/1.1\r\nA: b\r\n\r", 0));
     assert!(!ends_head(b"", 0));
     assert!(!ends_head(b"\r\n", 10));
+    // Only the bytes since the last look (and the 3 before them) are read.
+    assert!(ends_head(b"\n\nGET / HTTP/1.1\r\nA: b", 0));
+    assert!(!ends_head(b"\n\nGET / HTTP/1.1\r\nA: b", 12));
+}
+
+#[test]
+fn empty_lines_before_a_request_line_are_counted_whole() {
+    assert_eq!(leading_empty_lines(b"\r\n\n\r\nGET"), 5);
+    assert_eq!(leading_empty_lines(b"\r\n\r"), 2, "a lone CR waits");
+    assert_eq!(leading_empty_lines(b"\r\rGET"), 0, "hyper's to refuse");
+    assert_eq!(leading_empty_lines(b"GET\r\n"), 0);
+    assert_eq!(leading_empty_lines(b""), 0);
 }
 
 #[test]
@@ -458,6 +472,7 @@ fn server(
                 }
             });
             http1::Builder::new()
+                .max_header_size(MAX)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades()
         },
@@ -468,8 +483,15 @@ use futures_util::StreamExt;
 
 async fn read_all(mut client: DuplexStream) -> String {
     let mut out = Vec::new();
-    client.read_to_end(&mut out).await.unwrap();
+    bounded(client.read_to_end(&mut out)).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `f`, or a panic after 10 s: a regression fails instead of hanging.
+async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(10), f)
+        .await
+        .expect("the connection hung")
 }
 
 #[tokio::test]
@@ -486,7 +508,7 @@ async fn pipelined_requests_are_answered_in_order_then_hyper_takes_over() {
         .await
         .unwrap();
     let text = read_all(client).await;
-    conn.await.unwrap().unwrap();
+    bounded(conn).await.unwrap().unwrap();
     assert_eq!(
         *log.lock().unwrap(),
         [
@@ -536,7 +558,7 @@ async fn connection_close_ends_the_connection_after_its_answer() {
         .await
         .unwrap();
     let text = read_all(client).await;
-    conn.await.unwrap().unwrap();
+    bounded(conn).await.unwrap().unwrap();
     assert_eq!(*log.lock().unwrap(), ["fast GET /a"]);
     assert!(text.contains("connection: close\r\n"), "{text}");
     assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
@@ -630,7 +652,7 @@ async fn asked_to_close_while_a_request_is_in_flight_it_answers_then_closes() {
     assert!(futures_util::poll!(conn.as_mut()).is_pending());
     conn.as_mut().graceful();
     gate.notify_one();
-    conn.await.unwrap();
+    bounded(conn).await.unwrap();
     let text = read_all(client).await;
     assert!(text.contains("connection: close\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\ndone"), "{text}");
@@ -646,7 +668,7 @@ async fn a_head_sent_a_byte_at_a_time_is_served() {
         tokio::task::yield_now().await;
     }
     let text = read_all(client).await;
-    conn.await.unwrap().unwrap();
+    bounded(conn).await.unwrap().unwrap();
     assert_eq!(*log.lock().unwrap(), ["fast GET /slowly"]);
     assert!(text.ends_with("fast GET /slowly"), "{text}");
 }
@@ -683,7 +705,7 @@ async fn a_body_whose_length_has_come_is_not_waited_on() {
         .await
         .unwrap();
     let text = read_all(client).await;
-    conn.await.unwrap().unwrap();
+    bounded(conn).await.unwrap().unwrap();
     assert_eq!(text.matches("\r\n\r\nfour").count(), 2, "{text}");
 }
 
@@ -705,11 +727,112 @@ async fn asked_to_close_before_the_first_request_it_still_answers_it() {
         .write_all(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
         .await
         .unwrap();
-    conn.await.unwrap();
+    bounded(conn).await.unwrap();
     let text = read_all(client).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text}");
     assert!(text.contains("connection: close\r\n"), "{text}");
+}
+
+#[tokio::test]
+async fn a_head_that_never_ends_goes_to_hyper_once_it_is_as_large_as_allowed() {
+    let (mut client, side) = tokio::io::duplex(64 * 1024);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let conn = tokio::spawn(server(side, log.clone()));
+    client.write_all(b"GET / HTTP/1.1\r\nX: ").await.unwrap();
+    for _ in 0..MAX / 512 {
+        client.write_all(&[b'a'; 512]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let text = read_all(client).await;
+    let _ = bounded(conn).await.unwrap();
+    assert!(log.lock().unwrap().is_empty());
+    assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+}
+
+#[tokio::test]
+async fn a_malformed_head_sent_in_pieces_gets_hypers_answer_once_it_ends() {
+    let (mut client, side) = tokio::io::duplex(64 * 1024);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let conn = tokio::spawn(server(side, log.clone()));
+    for piece in [&b"GET / HTTP/1.1\n"[..], b"Bad Name: x", b"\n", b"\n"] {
+        client.write_all(piece).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let text = read_all(client).await;
+    let _ = bounded(conn).await.unwrap();
+    assert!(log.lock().unwrap().is_empty());
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+}
+
+#[tokio::test]
+async fn empty_lines_before_a_request_are_skipped_and_a_flood_of_them_closes() {
+    let (mut client, side) = tokio::io::duplex(64 * 1024);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let conn = tokio::spawn(server(side, log.clone()));
+    for piece in [
+        &b"\r\n"[..],
+        b"\n",
+        b"\r",
+        b"\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        client.write_all(piece).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let text = read_all(client).await;
+    bounded(conn).await.unwrap().unwrap();
+    assert_eq!(*log.lock().unwrap(), ["fast GET /after"]);
+    assert!(text.ends_with("fast GET /after"), "{text}");
+
+    let (mut client, side) = tokio::io::duplex(64 * 1024);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let conn = tokio::spawn(server(side, log.clone()));
+    for _ in 0..MAX / 2 {
+        if client.write_all(b"\r\n").await.is_err() {
+            break;
+        }
+    }
+    let text = read_all(client).await;
+    bounded(conn).await.unwrap().unwrap();
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!(text, "", "closed without an answer");
+}
+
+#[tokio::test]
+async fn asked_to_close_while_an_answer_streams_no_pipelined_request_follows() {
+    let (mut client, side) = tokio::io::duplex(64 * 1024);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let call = {
+        let gate = gate.clone();
+        let calls = calls.clone();
+        move |req: Request<Inbound>| {
+            calls.lock().unwrap().push(req.uri().path().to_owned());
+            let gate = gate.clone();
+            async move {
+                // The body's one piece waits for the gate.
+                let piece = futures_util::stream::once(async move {
+                    gate.notified().await;
+                    Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"late")))
+                });
+                Response::new(StreamBody::new(piece))
+            }
+        }
+    };
+    let mut conn = Box::pin(serve(side, call, MAX, |_io: DuplexStream, _rest| Never));
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    // The head of /slow goes out, its body waits; then the close is asked.
+    assert!(futures_util::poll!(conn.as_mut()).is_pending());
+    conn.as_mut().graceful();
+    gate.notify_one();
+    bounded(conn).await.unwrap();
+    let text = read_all(client).await;
+    assert_eq!(*calls.lock().unwrap(), ["/slow"]);
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(text.ends_with("4\r\nlate\r\n0\r\n\r\n"), "{text}");
 }
 
 /// A hand-over that must not happen.
