@@ -3,6 +3,8 @@
 //! `Arc<ConnInfo>` extension (set by the server); the proxy and the issuer read
 //! the client's address from it. Pure: no I/O.
 
+pub mod head;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 

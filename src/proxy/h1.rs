@@ -32,6 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::net::head::{self, Field};
 use crate::upstream::Stream;
 use chunked::{Chunked, Step};
 
@@ -427,13 +428,6 @@ pub fn framing_of<B: http_body::Body>(
     body.size_hint().exact().map(Some)
 }
 
-/// Where a header field lies in the head: name and value as byte ranges.
-#[derive(Clone, Copy, Default)]
-struct Field {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
 /// Parses a response head at the start of `buf`, consuming it (and any 1xx
 /// answers before it); `None` when more must be read first.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
@@ -452,15 +446,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
             if len > MAX_HEAD {
                 return Err(Error::HeadTooLarge);
             }
-            // Where a name or value lies in the head (httparse hands out
-            // slices of it); anything else is refused rather than trusted.
-            let base = buf.as_ptr() as usize;
-            let at = |part: &[u8]| {
-                let start = (part.as_ptr() as usize).checked_sub(base)?;
-                let end = start.checked_add(part.len())?;
-                let fits = end <= len && end <= u32::MAX as usize;
-                fits.then_some((start as u32, part.len() as u32))
-            };
+            let at = |part: &[u8]| head::span(buf, len, part);
             for (field, h) in fields.iter_mut().zip(resp.headers.iter()) {
                 field.name = at(h.name.as_bytes()).ok_or_else(|| Error::Head("header name"))?;
                 field.value = at(h.value).ok_or_else(|| Error::Head("header value"))?;
@@ -489,13 +475,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
             }
             _ => {}
         }
-        let head = buf.split_to(len).freeze();
-        let slice = |(start, len): (u32, u32)| head.slice(start as usize..(start + len) as usize);
+        let frozen = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
         for field in &fields[..count] {
-            let name = HeaderName::from_bytes(&slice(field.name))
+            let name = HeaderName::from_bytes(head::part(&frozen, field.name))
                 .map_err(|_| Error::Head("invalid header name"))?;
-            let value = HeaderValue::from_maybe_shared(slice(field.value))
+            let value = HeaderValue::from_maybe_shared(head::cut(&frozen, field.value))
                 .map_err(|_| Error::Head("invalid header value"))?;
             headers.append(name, value);
         }

@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::Graceful;
 use crate::net::Inbound;
+use crate::net::head::{self, Field};
 
 /// Header fields per request head, as hyper's server allows.
 const MAX_HEADERS: usize = 100;
@@ -420,13 +421,6 @@ enum Parsed {
     Elsewhere,
 }
 
-/// Where a name or value lies in the head.
-#[derive(Debug, Clone, Copy, Default)]
-struct Field {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
 /// Parses the head at the front of `buf` as hyper's server would, and takes
 /// it only if the fast path serves it: HTTP/1.1, an origin-form target, a
 /// method other than `CONNECT`, and none of the fields that bring a body or
@@ -456,13 +450,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         if method == Method::CONNECT || !path.starts_with('/') || path.len() > MAX_URI_LEN {
             return Parsed::Elsewhere;
         }
-        let base = buf.as_ptr() as usize;
-        let at = |part: &[u8]| {
-            let start = (part.as_ptr() as usize).checked_sub(base)?;
-            let end = start.checked_add(part.len())?;
-            let fits = end <= len && end <= u32::MAX as usize;
-            fits.then_some((start as u32, part.len() as u32))
-        };
+        let at = |part: &[u8]| head::span(buf, len, part);
         let Some(path) = at(path.as_bytes()) else {
             return Parsed::Elsewhere;
         };
@@ -494,19 +482,14 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         }
         (len, method, path, req.headers.len(), keep_alive)
     };
-    // The names, values and target share the head's bytes, as hyper's do.
-    let slice = |head: &Bytes, (start, len): (u32, u32)| {
-        head.slice(start as usize..(start as usize + len as usize))
-    };
-    let head = buf.split_to(len).freeze();
+    // The values and target share the head's bytes, as hyper's do.
+    let frozen = buf.split_to(len).freeze();
     let built = (|| {
-        let uri = Uri::from_maybe_shared(slice(&head, path)).ok()?;
+        let uri = Uri::from_maybe_shared(head::cut(&frozen, path)).ok()?;
         let mut headers = HeaderMap::try_with_capacity(count + ROOM).ok()?;
         for field in &fields[..count] {
-            let name =
-                HeaderName::from_bytes(&head[field.name.0 as usize..][..field.name.1 as usize])
-                    .ok()?;
-            let value = HeaderValue::from_maybe_shared(slice(&head, field.value)).ok()?;
+            let name = HeaderName::from_bytes(head::part(&frozen, field.name)).ok()?;
+            let value = HeaderValue::from_maybe_shared(head::cut(&frozen, field.value)).ok()?;
             headers.try_append(name, value).ok()?;
         }
         let mut request = Request::new(Inbound::Empty);
@@ -523,8 +506,8 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         }),
         None => {
             // Put back as it was: hyper's server answers it.
-            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
-            whole.extend_from_slice(&head);
+            let mut whole = BytesMut::with_capacity(frozen.len() + buf.len());
+            whole.extend_from_slice(&frozen);
             whole.extend_from_slice(buf);
             *buf = whole;
             Parsed::Elsewhere
