@@ -92,153 +92,145 @@ where
     Conn: Graceful,
 {
     let closing = Arc::new(AtomicBool::new(false));
-    let run = run(io, call, max_head, hand_over, closing.clone());
-    Http1 {
-        run: Box::pin(run),
-        closing,
-    }
-}
-
-async fn run<IO, C, Fut, B, H, Conn>(
-    mut io: IO,
-    call: C,
-    max_head: usize,
-    hand_over: H,
-    closing: Arc<AtomicBool>,
-) -> Result<(), hyper::Error>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-    C: Fn(Request<Inbound>) -> Fut,
-    Fut: Future<Output = Response<B>>,
-    B: Body<Data = Bytes>,
-    H: FnOnce(IO, Bytes) -> Conn,
-    Conn: Graceful,
-{
-    let mut rbuf = BytesMut::with_capacity(READ_SIZE);
-    let mut wbuf = Vec::with_capacity(READ_SIZE);
-    // The first request is served even when the connection is asked to close
-    // before it arrives (as hyper's server does); after an answer, a close
-    // asked for ends the connection before the next request.
-    let mut served = false;
-    loop {
-        // The next head, or the end of the connection. `scanned`: how much of
-        // a partial head was looked at, so that a head sent a byte at a time
-        // is parsed once it can be whole, not again at every byte.
-        let mut scanned: usize = 0;
-        // Empty lines before a request line are skipped (RFC 9112 §2.2), each
-        // once: left in the buffer, every new one would look like the end of
-        // a head and have the whole buffer parsed again. More of them than a
-        // head may hold end the connection.
-        let mut skipped = 0;
-        let head = loop {
-            if served && closing.load(Ordering::Relaxed) {
-                let _ = io.shutdown().await;
-                return Ok(());
-            }
-            let blank = leading_empty_lines(&rbuf);
-            if blank > 0 {
-                rbuf.advance(blank);
-                scanned = scanned.saturating_sub(blank);
-                skipped += blank;
-                if skipped >= max_head {
-                    tracing::debug!("Connection closed: only empty lines where a head was due");
-                    return Ok(());
-                }
-            }
-            // (Looked for only after a partial head: most heads come whole.)
-            let whole = || rbuf.len() >= max_head || ends_head(&rbuf, scanned);
-            if !rbuf.is_empty() && (scanned == 0 || whole()) {
-                match parse(&mut rbuf, max_head) {
-                    Parsed::Request(head) => break head,
-                    Parsed::Partial => scanned = rbuf.len(),
-                    Parsed::Elsewhere => {
-                        let rest = rbuf.split().freeze();
-                        let conn = hand_over(io, rest);
-                        return with_hyper(conn, &closing).await;
-                    }
-                }
-            } else if !rbuf.is_empty() {
-                scanned = rbuf.len();
-            }
-            let read = poll_fn(|cx| {
+    let flag = closing.clone();
+    let run = async move {
+        let closing = flag;
+        let mut io = io;
+        let mut rbuf = BytesMut::with_capacity(READ_SIZE);
+        let mut wbuf = Vec::with_capacity(READ_SIZE);
+        // The first request is served even when the connection is asked to close
+        // before it arrives (as hyper's server does); after an answer, a close
+        // asked for ends the connection before the next request.
+        let mut served = false;
+        loop {
+            // The next head, or the end of the connection. `scanned`: how much of
+            // a partial head was looked at, so that a head sent a byte at a time
+            // is parsed once it can be whole, not again at every byte.
+            let mut scanned: usize = 0;
+            // Empty lines before a request line are skipped (RFC 9112 §2.2), each
+            // once: left in the buffer, every new one would look like the end of
+            // a head and have the whole buffer parsed again. More of them than a
+            // head may hold end the connection.
+            let mut skipped = 0;
+            let head = loop {
                 if served && closing.load(Ordering::Relaxed) {
-                    return Poll::Ready(None);
-                }
-                if rbuf.capacity() - rbuf.len() < READ_ROOM {
-                    // Takes its allocation back once the heads handed out
-                    // before are gone.
-                    rbuf.reserve(READ_SIZE);
-                }
-                tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf).map(Some)
-            })
-            .await;
-            match read {
-                // Asked to close: the close is said (TLS's close_notify).
-                None => {
                     let _ = io.shutdown().await;
                     return Ok(());
                 }
-                // The client closed or failed: nothing is owed for a head
-                // that did not arrive.
-                Some(Ok(0)) | Some(Err(_)) => return Ok(()),
-                Some(Ok(_)) => {}
-            }
-        };
-        served = true;
-        let head_request = head.request.method() == Method::HEAD;
-        let mut keep_alive = head.keep_alive;
+                let blank = leading_empty_lines(&rbuf);
+                if blank > 0 {
+                    rbuf.advance(blank);
+                    scanned = scanned.saturating_sub(blank);
+                    skipped += blank;
+                    if skipped >= max_head {
+                        tracing::debug!("Connection closed: only empty lines where a head was due");
+                        return Ok(());
+                    }
+                }
+                // (Looked for only after a partial head: most heads come whole.)
+                let whole = || rbuf.len() >= max_head || ends_head(&rbuf, scanned);
+                if !rbuf.is_empty() && (scanned == 0 || whole()) {
+                    match parse(&mut rbuf, max_head) {
+                        Parsed::Request(head) => break head,
+                        Parsed::Partial => scanned = rbuf.len(),
+                        Parsed::Elsewhere => {
+                            let rest = rbuf.split().freeze();
+                            let conn = hand_over(io, rest);
+                            return with_hyper(conn, &closing).await;
+                        }
+                    }
+                } else if !rbuf.is_empty() {
+                    scanned = rbuf.len();
+                }
+                let read = poll_fn(|cx| {
+                    if served && closing.load(Ordering::Relaxed) {
+                        return Poll::Ready(None);
+                    }
+                    if rbuf.capacity() - rbuf.len() < READ_ROOM {
+                        // Takes its allocation back once the heads handed out
+                        // before are gone.
+                        rbuf.reserve(READ_SIZE);
+                    }
+                    tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf).map(Some)
+                })
+                .await;
+                match read {
+                    // Asked to close: the close is said (TLS's close_notify).
+                    None => {
+                        let _ = io.shutdown().await;
+                        return Ok(());
+                    }
+                    // The client closed or failed: nothing is owed for a head
+                    // that did not arrive.
+                    Some(Ok(0)) | Some(Err(_)) => return Ok(()),
+                    Some(Ok(_)) => {}
+                }
+            };
+            served = true;
+            let head_request = head.request.method() == Method::HEAD;
+            let mut keep_alive = head.keep_alive;
 
-        // The answer, while the client is watched.
-        let answer = {
-            let mut answer = pin!(call(head.request));
-            poll_fn(|cx| {
-                if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
-                    return Poll::Ready(Some(resp));
+            // The answer, while the client is watched.
+            let answer = {
+                let mut answer = pin!(call(head.request));
+                poll_fn(|cx| {
+                    if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
+                        return Poll::Ready(Some(resp));
+                    }
+                    if watch(&mut io, &mut rbuf, cx) {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            let Some(resp) = answer else {
+                tracing::debug!("The client closed its connection while its request was in flight");
+                return Ok(());
+            };
+            let (parts, body) = resp.into_parts();
+            if closing.load(Ordering::Relaxed) {
+                keep_alive = false;
+            }
+            let length = if body.is_end_stream() {
+                BodyLength::None
+            } else {
+                body.size_hint()
+                    .exact()
+                    .map_or(BodyLength::Unknown, BodyLength::Known)
+            };
+            wbuf.clear();
+            let (framing, last) = match encode_head(
+                &mut wbuf,
+                &parts,
+                head_request,
+                length,
+                keep_alive,
+            ) {
+                Ok(encoded) => encoded,
+                Err(Unsendable) => {
+                    // hyper's answer to a head it cannot send: a bare 500, and
+                    // the connection's end.
+                    tracing::warn!(status = %parts.status, "Response head could not be sent");
+                    wbuf.clear();
+                    wbuf.extend_from_slice(
+                        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                    let _ = io.write_all(&wbuf).await;
+                    let _ = io.shutdown().await;
+                    return Ok(());
                 }
-                if watch(&mut io, &mut rbuf, cx) {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            })
-            .await
-        };
-        let Some(resp) = answer else {
-            tracing::debug!("The client closed its connection while its request was in flight");
-            return Ok(());
-        };
-        let (parts, body) = resp.into_parts();
-        if closing.load(Ordering::Relaxed) {
-            keep_alive = false;
-        }
-        let length = if body.is_end_stream() {
-            BodyLength::None
-        } else {
-            body.size_hint()
-                .exact()
-                .map_or(BodyLength::Unknown, BodyLength::Known)
-        };
-        wbuf.clear();
-        let (framing, last) = match encode_head(&mut wbuf, &parts, head_request, length, keep_alive)
-        {
-            Ok(encoded) => encoded,
-            Err(Unsendable) => {
-                // hyper's answer to a head it cannot send: a bare 500, and
-                // the connection's end.
-                tracing::warn!(status = %parts.status, "Response head could not be sent");
-                wbuf.clear();
-                wbuf.extend_from_slice(
-                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                let _ = io.write_all(&wbuf).await;
+            };
+            let sent = send(&mut io, &mut wbuf, &mut rbuf, body, framing).await;
+            if !sent || last {
                 let _ = io.shutdown().await;
                 return Ok(());
             }
-        };
-        let sent = send(&mut io, &mut wbuf, &mut rbuf, body, framing).await;
-        if !sent || last {
-            let _ = io.shutdown().await;
-            return Ok(());
         }
+    };
+    Http1 {
+        run: Box::pin(run),
+        closing,
     }
 }
 
