@@ -210,7 +210,10 @@ where
                 Ok(encoded) => encoded,
                 Err(Unsendable) => {
                     // hyper's answer to a head it cannot send: a bare 500, and
-                    // the connection's end.
+                    // the connection's end. The request ends here (its body
+                    // dropped, no longer in flight), so that `drive`'s limits
+                    // bound the last write and the close.
+                    drop(body);
                     tracing::warn!(status = %parts.status, "Response head could not be sent");
                     wbuf.clear();
                     wbuf.extend_from_slice(
@@ -221,8 +224,12 @@ where
                     return Ok(());
                 }
             };
-            let sent = send(&mut io, &mut wbuf, &mut rbuf, body, framing).await;
-            if !sent || last {
+            if !send(&mut io, &mut wbuf, &mut rbuf, body, framing).await {
+                // Cut off (or the client is gone): dropped, never closed as
+                // if the answer had been whole.
+                return Ok(());
+            }
+            if last {
                 let _ = io.shutdown().await;
                 return Ok(());
             }

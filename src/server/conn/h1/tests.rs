@@ -787,10 +787,12 @@ async fn empty_lines_before_a_request_are_skipped_and_a_flood_of_them_closes() {
     let (mut client, side) = tokio::io::duplex(64 * 1024);
     let log = Arc::new(Mutex::new(Vec::new()));
     let conn = tokio::spawn(server(side, log.clone()));
-    for _ in 0..MAX / 2 {
-        if client.write_all(b"\r\n").await.is_err() {
+    // A few at a time, as a flood would trickle them.
+    for _ in 0..MAX / 8 {
+        if client.write_all(b"\r\n\n\r\n\n\r\n").await.is_err() {
             break;
         }
+        tokio::task::yield_now().await;
     }
     let text = read_all(client).await;
     bounded(conn).await.unwrap().unwrap();
@@ -833,6 +835,51 @@ async fn asked_to_close_while_an_answer_streams_no_pipelined_request_follows() {
     assert_eq!(*calls.lock().unwrap(), ["/slow"]);
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     assert!(text.ends_with("4\r\nlate\r\n0\r\n\r\n"), "{text}");
+}
+
+/// A body that only counts its drop.
+struct Guarded(#[allow(dead_code)] Dropped);
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(None)
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_cannot_be_sent_ends_its_request_before_the_500_is_written() {
+    // A client that reads nothing: the 500 (78 bytes) cannot all be written.
+    let (client, side) = tokio::io::duplex(32);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let call = {
+        let drops = drops.clone();
+        move |_req: Request<Inbound>| {
+            let body = Guarded(Dropped(drops.clone()));
+            async move {
+                let mut resp = Response::new(body);
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("5, 5"));
+                resp
+            }
+        }
+    };
+    let mut conn = Box::pin(serve(side, call, MAX, |_io: DuplexStream, _rest| Never));
+    let mut client = client;
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    assert!(
+        futures_util::poll!(conn.as_mut()).is_pending(),
+        "the write waits"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the request ended first");
+    let reading = tokio::spawn(read_all(client));
+    bounded(conn).await.unwrap();
+    let text = reading.await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
 }
 
 /// A hand-over that must not happen.
