@@ -388,3 +388,33 @@ async fn a_request_body_goes_with_its_length_on_a_kept_connection() {
     );
     gw.shutdown().await;
 }
+
+/// A length stated as the same value repeated (`5, 5`, which RFC 9110 §8.6
+/// lets a recipient read as one) reaches the client once, as one number, for
+/// a body and for a HEAD answer alike.
+#[tokio::test]
+async fn a_length_repeated_in_a_list_reaches_the_client_as_one_number() {
+    let script = Script::start(vec![
+        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\nhello"),
+        Act::Answer(b"HTTP/1.1 200 OK\r\ncontent-length: 7,7\r\n\r\n"),
+    ])
+    .await;
+    let (_jwks, gw) = gateway(&script).await;
+    let answer = raw(
+        gw.addr,
+        b"GET /body HTTP/1.1\r\nHost: x\r\n\r\nHEAD /head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (first, second) = answer.split_at(answer.rfind("HTTP/1.1 200").unwrap());
+    assert!(first.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(first.contains("\r\ncontent-length: 5\r\n"), "{answer}");
+    assert!(first.ends_with("\r\n\r\nhello"), "{answer}");
+    assert!(second.contains("\r\ncontent-length: 7\r\n"), "{answer}");
+    assert!(second.ends_with("\r\n\r\n"), "{answer}");
+    assert!(
+        !answer.contains("5, 5") && !answer.contains("7,7"),
+        "{answer}"
+    );
+    assert_eq!(connections(&script), [0, 0]);
+    gw.shutdown().await;
+}

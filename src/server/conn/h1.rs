@@ -664,18 +664,17 @@ fn encode_head(
     let mut close = !keep_alive;
     let mut said_close = false;
     let mut wrote_date = false;
-    let mut stated: Option<(u64, &HeaderValue)> = None;
+    // The length the fields state, if they state one they agree on.
+    let mut stated: Option<u64> = None;
+    let mut unclear = false;
     let mut coded: Option<bool> = None;
     for (name, value) in &parts.headers {
         match *name {
             header::CONTENT_LENGTH => {
-                let Some(n) = content_length(value.as_bytes()) else {
-                    return Err(Unsendable);
-                };
-                match stated {
-                    Some((m, _)) if m != n => return Err(Unsendable),
-                    Some(_) => {}
-                    None => stated = Some((n, value)),
+                match (content_length(value.as_bytes()), stated) {
+                    (Some(n), None) => stated = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => unclear = true,
                 }
                 continue;
             }
@@ -719,9 +718,17 @@ fn encode_head(
             dst.extend_from_slice(b"\r\n");
         };
         let mut digits = itoa::Buffer::new();
+        // A length the fields do not state clearly frames nothing: a body of
+        // unknown length cannot be sent by it, and elsewhere it is left out.
+        if unclear {
+            if can_body && length == BodyLength::Unknown {
+                return Err(Unsendable);
+            }
+            stated = None;
+        }
         match (length, stated) {
-            (_, Some((_, value))) if head_request => {
-                line(value.as_bytes());
+            (_, Some(n)) if head_request => {
+                line(digits.format(n).as_bytes());
                 Framing::Length(0)
             }
             (BodyLength::Known(n), _) => {
@@ -730,8 +737,8 @@ fn encode_head(
                 }
                 Framing::Length(n)
             }
-            (BodyLength::Unknown, Some((n, value))) => {
-                line(value.as_bytes());
+            (BodyLength::Unknown, Some(n)) => {
+                line(digits.format(n).as_bytes());
                 Framing::Length(n)
             }
             (BodyLength::Unknown, None) if can_body => {
@@ -778,13 +785,23 @@ fn is_chunked(value: &[u8]) -> bool {
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-/// A `Content-Length` value as hyper's server takes one from a response's
-/// fields: digits only, at most 19 of them.
+/// A `Content-Length` value: digits (at most 19), or the same digits repeated
+/// in a comma-separated list, which RFC 9110 §8.6 lets a recipient read as
+/// one (hyper's client passes such a list on).
 fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
+    let mut found = None;
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|m| m != n) {
+            return None;
+        }
+        found = Some(n);
     }
-    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    found
 }
 
 #[cfg(test)]

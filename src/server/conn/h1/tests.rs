@@ -278,21 +278,38 @@ fn a_transfer_coding_ends_with_chunked_and_wins_over_a_length() {
 }
 
 #[test]
-fn invalid_or_differing_lengths_are_not_sent() {
-    for fields in [
+fn unclear_lengths_never_frame_a_body() {
+    let unclear = [
         &[("content-length", "1x")][..],
         &[("content-length", "+1")],
         &[("content-length", "")],
+        &[("content-length", "1, 2")],
         &[("content-length", "1"), ("content-length", "2")],
-    ] {
-        let mut out = Vec::new();
+    ];
+    for fields in unclear {
         let parts = response(200, fields);
+        // A body of unknown length cannot be sent by it.
+        let mut out = Vec::new();
         assert_eq!(
             encode_head(&mut out, &parts, false, BodyLength::Unknown, true),
             Err(Unsendable),
             "{fields:?}"
         );
+        // Elsewhere it is left out: the body's own length, or none.
+        let (text, framing, _) = encoded(&parts, false, BodyLength::Known(3), true);
+        assert!(text.contains("content-length: 3\r\n"), "{text}");
+        assert_eq!(text.matches("content-length").count(), 1, "{text}");
+        assert_eq!(framing, Framing::Length(3));
+        let (text, ..) = encoded(&parts, true, BodyLength::None, true);
+        assert!(!text.contains("content-length"), "{fields:?}: {text}");
     }
+    // A list of one value repeated is that value, written once.
+    let parts = response(200, &[("content-length", "5, 5")]);
+    let (text, framing, _) = encoded(&parts, false, BodyLength::Unknown, true);
+    assert!(text.contains("content-length: 5\r\n"), "{text}");
+    assert_eq!(framing, Framing::Length(5));
+    let (text, ..) = encoded(&parts, true, BodyLength::None, true);
+    assert!(text.contains("content-length: 5\r\n"), "{text}");
 }
 
 #[test]
@@ -373,8 +390,11 @@ fn field_helpers() {
         Some(9_999_999_999_999_999_999)
     );
     assert_eq!(content_length(b"18446744073709551616"), None);
-    assert_eq!(content_length(b"1,1"), None);
-    assert_eq!(content_length(b" 1"), None);
+    assert_eq!(content_length(b"1,1"), Some(1));
+    assert_eq!(content_length(b"1, 2"), None);
+    assert_eq!(content_length(b"1,"), None);
+    assert_eq!(content_length(b" 1 "), Some(1));
+    assert_eq!(content_length(b"1 1"), None);
     assert!(is_chunked(b"gzip, Chunked "));
     assert!(!is_chunked(b"chunked, gzip"));
     assert!(has_close(b"a, close"));
@@ -863,7 +883,7 @@ async fn an_answer_that_cannot_be_sent_ends_its_request_before_the_500_is_writte
             async move {
                 let mut resp = Response::new(body);
                 resp.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("5, 5"));
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("5, 6"));
                 resp
             }
         }
