@@ -514,23 +514,40 @@ async fn bounded<F: Future>(f: F) -> F::Output {
         .expect("the connection hung")
 }
 
-#[tokio::test]
-async fn pipelined_requests_are_answered_in_order_then_hyper_takes_over() {
+/// What a client that sends `pieces` in turn (yielding between them, so
+/// that each may come in a read of its own) gets from [`server`]: the
+/// requests each server saw, in order, everything answered until the
+/// connection closed, and how the connection ended.
+async fn exchange<P: AsRef<[u8]>>(
+    pieces: impl IntoIterator<Item = P>,
+) -> (Vec<String>, String, Result<(), hyper::Error>) {
     let (mut client, side) = tokio::io::duplex(64 * 1024);
     let log = Arc::new(Mutex::new(Vec::new()));
     let conn = tokio::spawn(server(side, log.clone()));
-    client
-        .write_all(
-            b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /slow HTTP/1.1\r\nHost: a\r\n\r\n\
-              POST /three HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody\
-              GET /four HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    for piece in pieces {
+        // The server may close before all is sent (a flood it gave up on).
+        if client.write_all(piece.as_ref()).await.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     let text = read_all(client).await;
-    bounded(conn).await.unwrap().unwrap();
+    let ended = bounded(conn).await.unwrap();
+    let seen = log.lock().unwrap().clone();
+    (seen, text, ended)
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_then_hyper_takes_over() {
+    let (seen, text, ended) = exchange([
+        &b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /slow HTTP/1.1\r\nHost: a\r\n\r\n\
+              POST /three HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody\
+              GET /four HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
+    ])
+    .await;
+    ended.unwrap();
     assert_eq!(
-        *log.lock().unwrap(),
+        seen,
         [
             "fast GET /one",
             "fast GET /slow",
@@ -555,31 +572,19 @@ async fn pipelined_requests_are_answered_in_order_then_hyper_takes_over() {
 
 #[tokio::test]
 async fn a_malformed_head_gets_hypers_answer() {
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
-    client
-        .write_all(b"GET /ok HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nBad Name: x\r\n\r\n")
-        .await
-        .unwrap();
-    let text = read_all(client).await;
-    let _ = conn.await.unwrap();
-    assert_eq!(*log.lock().unwrap(), ["fast GET /ok"]);
+    let (seen, text, _) =
+        exchange([&b"GET /ok HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nBad Name: x\r\n\r\n"[..]]).await;
+    assert_eq!(seen, ["fast GET /ok"]);
     assert!(text.contains("HTTP/1.1 400 Bad Request\r\n"), "{text}");
 }
 
 #[tokio::test]
 async fn connection_close_ends_the_connection_after_its_answer() {
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
-    client
-        .write_all(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
-    let text = read_all(client).await;
-    bounded(conn).await.unwrap().unwrap();
-    assert_eq!(*log.lock().unwrap(), ["fast GET /a"]);
+    let (seen, text, ended) =
+        exchange([&b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n"[..]])
+            .await;
+    ended.unwrap();
+    assert_eq!(seen, ["fast GET /a"]);
     assert!(text.contains("connection: close\r\n"), "{text}");
     assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
 }
@@ -680,16 +685,11 @@ async fn asked_to_close_while_a_request_is_in_flight_it_answers_then_closes() {
 
 #[tokio::test]
 async fn a_head_sent_a_byte_at_a_time_is_served() {
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
-    for b in b"GET /slowly HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\nConnection: close\r\n\r\n" {
-        client.write_all(&[*b]).await.unwrap();
-        tokio::task::yield_now().await;
-    }
-    let text = read_all(client).await;
-    bounded(conn).await.unwrap().unwrap();
-    assert_eq!(*log.lock().unwrap(), ["fast GET /slowly"]);
+    let head =
+        b"GET /slowly HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\nConnection: close\r\n\r\n";
+    let (seen, text, ended) = exchange(head.iter().map(std::slice::from_ref)).await;
+    ended.unwrap();
+    assert_eq!(seen, ["fast GET /slowly"]);
     assert!(text.ends_with("fast GET /slowly"), "{text}");
 }
 
@@ -756,67 +756,37 @@ async fn asked_to_close_before_the_first_request_it_still_answers_it() {
 
 #[tokio::test]
 async fn a_head_that_never_ends_goes_to_hyper_once_it_is_as_large_as_allowed() {
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
-    client.write_all(b"GET / HTTP/1.1\r\nX: ").await.unwrap();
-    for _ in 0..MAX / 512 {
-        client.write_all(&[b'a'; 512]).await.unwrap();
-        tokio::task::yield_now().await;
-    }
-    let text = read_all(client).await;
-    let _ = bounded(conn).await.unwrap();
-    assert!(log.lock().unwrap().is_empty());
+    let start = std::iter::once(&b"GET / HTTP/1.1\r\nX: "[..]);
+    let (seen, text, _) =
+        exchange(start.chain(std::iter::repeat_n(&[b'a'; 512][..], MAX / 512))).await;
+    assert!(seen.is_empty());
     assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
 }
 
 #[tokio::test]
 async fn a_malformed_head_sent_in_pieces_gets_hypers_answer_once_it_ends() {
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
-    for piece in [&b"GET / HTTP/1.1\n"[..], b"Bad Name: x", b"\n", b"\n"] {
-        client.write_all(piece).await.unwrap();
-        tokio::task::yield_now().await;
-    }
-    let text = read_all(client).await;
-    let _ = bounded(conn).await.unwrap();
-    assert!(log.lock().unwrap().is_empty());
+    let (seen, text, _) = exchange([&b"GET / HTTP/1.1\n"[..], b"Bad Name: x", b"\n", b"\n"]).await;
+    assert!(seen.is_empty());
     assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
 }
 
 #[tokio::test]
 async fn empty_lines_before_a_request_are_skipped_and_a_flood_of_them_closes() {
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
-    for piece in [
+    let (seen, text, ended) = exchange([
         &b"\r\n"[..],
         b"\n",
         b"\r",
         b"\nGET /after HTTP/1.1\r\nConnection: close\r\n\r\n",
-    ] {
-        client.write_all(piece).await.unwrap();
-        tokio::task::yield_now().await;
-    }
-    let text = read_all(client).await;
-    bounded(conn).await.unwrap().unwrap();
-    assert_eq!(*log.lock().unwrap(), ["fast GET /after"]);
+    ])
+    .await;
+    ended.unwrap();
+    assert_eq!(seen, ["fast GET /after"]);
     assert!(text.ends_with("fast GET /after"), "{text}");
 
-    let (mut client, side) = tokio::io::duplex(64 * 1024);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let conn = tokio::spawn(server(side, log.clone()));
     // A few at a time, as a flood would trickle them.
-    for _ in 0..MAX / 8 {
-        if client.write_all(b"\r\n\n\r\n\n\r\n").await.is_err() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    let text = read_all(client).await;
-    bounded(conn).await.unwrap().unwrap();
-    assert!(log.lock().unwrap().is_empty());
+    let (seen, text, ended) = exchange(std::iter::repeat_n(b"\r\n\n\r\n\n\r\n", MAX / 8)).await;
+    ended.unwrap();
+    assert!(seen.is_empty());
     assert_eq!(text, "", "closed without an answer");
 }
 
