@@ -1,7 +1,7 @@
 //! Where the parts httparse found lie in an HTTP/1.1 head, so that they can be
 //! cut from the head's bytes once it is frozen: shared with the head, never
-//! copied. Used by the gateway's own HTTP/1.1 server (request heads) and
-//! client (response heads).
+//! copied; and the readings of the framing fields both sides need. Used by the
+//! gateway's own HTTP/1.1 server (request heads) and client (response heads).
 
 use bytes::Bytes;
 
@@ -33,6 +33,41 @@ pub fn part(head: &[u8], (start, len): Span) -> &[u8] {
 /// The bytes of `span` in the frozen head, shared.
 pub fn cut(head: &Bytes, (start, len): Span) -> Bytes {
     head.slice(start as usize..start as usize + len as usize)
+}
+
+/// A `Content-Length` value: digits (at most 19, so never overflowing), or
+/// the same digits repeated in a comma-separated list, which RFC 9110 §8.6
+/// lets a recipient read as one. `None` when malformed or when two differ.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let mut found = None;
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|m| m != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+/// Whether a comma-separated field value (`Connection`) lists `token`, in any
+/// case.
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
+pub fn ends_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 #[cfg(test)]

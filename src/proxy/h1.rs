@@ -544,9 +544,8 @@ fn chunked_last(headers: &HeaderMap) -> bool {
         .get_all(TRANSFER_ENCODING)
         .iter()
         .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+        .filter(|v| v.to_str().is_ok())
+        .is_some_and(|v| head::ends_chunked(v.as_bytes()))
 }
 
 /// The one length all `Content-Length` values (repeated fields, or lists)
@@ -554,17 +553,10 @@ fn chunked_last(headers: &HeaderMap) -> bool {
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut len = None;
     for value in &headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            // At most 19 digits: never overflows.
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            match len {
-                Some(prev) if prev != n => return None,
-                _ => len = Some(n),
-            }
+        let n = head::content_length(value.as_bytes())?;
+        match len {
+            Some(prev) if prev != n => return None,
+            _ => len = Some(n),
         }
     }
     len
@@ -573,11 +565,10 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Whether the upstream keeps the connection open after this response.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
     let has = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| head::has_token(v.as_bytes(), token))
     };
     // `close` wins, in either version (as in hyper).
     !has(b"close") && (version != Version::HTTP_10 || has(b"keep-alive"))

@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::Graceful;
 use crate::net::Inbound;
-use crate::net::head::{self, Field};
+use crate::net::head::{self, Field, content_length, ends_chunked as is_chunked};
 
 /// Header fields per request head, as hyper's server allows.
 const MAX_HEADERS: usize = 100;
@@ -514,14 +514,6 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     }
 }
 
-/// Whether a `Connection` value lists `close` (hyper's rule: any of its
-/// comma-separated tokens, case-insensitively).
-fn has_close(value: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-}
-
 /// How many bytes of empty lines (`\r\n` or `\n`) `buf` starts with; a
 /// lone `\r` is not one (it waits for its `\n`, or is hyper's to refuse).
 fn leading_empty_lines(buf: &[u8]) -> usize {
@@ -543,6 +535,12 @@ fn ends_head(buf: &[u8], from: usize) -> bool {
     tail.windows(2)
         .enumerate()
         .any(|(i, w)| w[0] == b'\n' && (w[1] == b'\n' || tail[i + 1..].starts_with(b"\r\n")))
+}
+
+/// Whether a `Connection` value lists `close` (hyper's rule: any of its
+/// comma-separated tokens, case-insensitively).
+fn has_close(value: &[u8]) -> bool {
+    head::has_token(value, b"close")
 }
 
 /// What a response's body is known to be before it is sent.
@@ -775,33 +773,6 @@ fn end_coding(dst: &mut Vec<u8>, coded: Option<bool>) {
         dst.extend_from_slice(b", chunked");
     }
     dst.extend_from_slice(b"\r\n");
-}
-
-/// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
-fn is_chunked(value: &[u8]) -> bool {
-    value
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// A `Content-Length` value: digits (at most 19), or the same digits repeated
-/// in a comma-separated list, which RFC 9110 §8.6 lets a recipient read as
-/// one (hyper's client passes such a list on).
-fn content_length(value: &[u8]) -> Option<u64> {
-    let mut found = None;
-    for part in value.split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        if found.is_some_and(|m| m != n) {
-            return None;
-        }
-        found = Some(n);
-    }
-    found
 }
 
 #[cfg(test)]
