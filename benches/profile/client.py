@@ -1,11 +1,12 @@
 import socket, sys
 host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 tok = sys.argv[5] if len(sys.argv) > 5 else None
+# "@FILE": the tokens of FILE (one per line), in turn.
+toks = [l.strip() for l in open(tok[1:]) if l.strip()] if tok and tok.startswith("@") else [tok]
 s = socket.create_connection((host, port))
-req = f"GET {path} HTTP/1.1\r\nHost: x\r\n" + (f"Authorization: Bearer {tok}\r\n" if tok else "") + "\r\n"
-req = req.encode()
+reqs = [(f"GET {path} HTTP/1.1\r\nHost: x\r\n" + (f"Authorization: Bearer {t}\r\n" if t else "") + "\r\n").encode() for t in toks]
 for i in range(n):
-    s.sendall(req)
+    s.sendall(reqs[i % len(reqs)])
     buf = b""
     while True:
         buf += s.recv(65536)

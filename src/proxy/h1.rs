@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -477,9 +477,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
         }
         let frozen = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
+        let mut facts = Facts::default();
         for field in &fields[..count] {
-            let name = HeaderName::from_bytes(head::part(&frozen, field.name))
-                .map_err(|_| Error::Head("invalid header name"))?;
+            let name = head::part(&frozen, field.name);
+            facts.read(name, head::part(&frozen, field.value));
+            let name =
+                HeaderName::from_bytes(name).map_err(|_| Error::Head("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head::cut(&frozen, field.value))
                 .map_err(|_| Error::Head("invalid header value"))?;
             headers.append(name, value);
@@ -490,8 +493,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
         } else {
             Version::HTTP_11
         };
-        let (framing, framing_keeps) = framing(status, version, method, &mut headers)?;
-        let keep_alive = framing_keeps && keeps_alive(version, &headers);
+        let (framing, framing_keeps) = framing(status, version, method, &facts, &mut headers)?;
+        let keep_alive = framing_keeps && facts.keeps_alive(version);
         return Ok(Some(Head {
             status,
             headers,
@@ -503,6 +506,55 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
     }
 }
 
+/// What a response head's framing fields say, read as its fields are taken
+/// in rather than looked up in the header map afterwards.
+#[derive(Debug, Default)]
+struct Facts {
+    /// `Content-Length`: `None` when absent; else the one length all its
+    /// values (repeated fields, or lists) agree on, `None` once one is
+    /// malformed or two differ.
+    length: Option<Option<u64>>,
+    /// `Transfer-Encoding`: `None` when absent; else whether the last field's
+    /// last coding is `chunked` (a value that is not visible ASCII says no).
+    chunked_last: Option<bool>,
+    /// `Connection` lists `close`.
+    close: bool,
+    /// `Connection` lists `keep-alive`.
+    keep_alive: bool,
+}
+
+impl Facts {
+    /// Takes in one field (`name` in any case).
+    fn read(&mut self, name: &[u8], value: &[u8]) {
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = head::content_length(value);
+                self.length = Some(match self.length {
+                    None => n,
+                    Some(prev) => prev.zip(n).filter(|(a, b)| a == b).map(|(a, _)| a),
+                });
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                let visible = value
+                    .iter()
+                    .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+                self.chunked_last = Some(visible && head::ends_chunked(value));
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                self.close |= head::has_token(value, b"close");
+                self.keep_alive |= head::has_token(value, b"keep-alive");
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the upstream keeps the connection open after this response:
+    /// `close` wins, in either version (as in hyper).
+    fn keeps_alive(&self, version: Version) -> bool {
+        !self.close && (version != Version::HTTP_10 || self.keep_alive)
+    }
+}
+
 /// How the body of a response to `method` ends (RFC 9112 §6.3, as hyper
 /// reads it), and whether the connection may be reused after it as far as
 /// the framing goes.
@@ -510,6 +562,7 @@ fn framing(
     status: StatusCode,
     version: Version,
     method: &Method,
+    facts: &Facts,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), Error> {
     if status == StatusCode::NO_CONTENT
@@ -518,60 +571,22 @@ fn framing(
     {
         return Ok((Framing::Length(0), true));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if let Some(chunked_last) = facts.chunked_last {
         if version == Version::HTTP_10 {
             return Err(Error::Head("Transfer-Encoding in an HTTP/1.0 response"));
         }
-        if !chunked_last(headers) {
+        if !chunked_last {
             return Ok((Framing::Close, false));
         }
         // Both: the chunks decide, and who knows what the length meant.
         let both = headers.remove(CONTENT_LENGTH).is_some();
         return Ok((Framing::Chunked(Chunked::default()), !both));
     }
-    if !headers.contains_key(CONTENT_LENGTH) {
-        return Ok((Framing::Close, false));
+    match facts.length {
+        None => Ok((Framing::Close, false)),
+        Some(Some(len)) => Ok((Framing::Length(len), true)),
+        Some(None) => Err(Error::Head("invalid or conflicting Content-Length")),
     }
-    match content_length(headers) {
-        Some(len) => Ok((Framing::Length(len), true)),
-        None => Err(Error::Head("invalid or conflicting Content-Length")),
-    }
-}
-
-/// Whether the last transfer coding is `chunked`.
-fn chunked_last(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .filter(|v| v.to_str().is_ok())
-        .is_some_and(|v| head::ends_chunked(v.as_bytes()))
-}
-
-/// The one length all `Content-Length` values (repeated fields, or lists)
-/// agree on; `None` when one is malformed or two differ.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut len = None;
-    for value in &headers.get_all(CONTENT_LENGTH) {
-        let n = head::content_length(value.as_bytes())?;
-        match len {
-            Some(prev) if prev != n => return None,
-            _ => len = Some(n),
-        }
-    }
-    len
-}
-
-/// Whether the upstream keeps the connection open after this response.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &[u8]| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| head::has_token(v.as_bytes(), token))
-    };
-    // `close` wins, in either version (as in hyper).
-    !has(b"close") && (version != Version::HTTP_10 || has(b"keep-alive"))
 }
 
 /// The response body, read from the connection as the client takes it. Its

@@ -133,6 +133,31 @@ fn framing_follows_rfc_9112() {
     assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
     let h = complete(b"HTTP/1.1 200 OK\r\n\r\n");
     assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
+    // A coding that is not visible ASCII is not read as chunked.
+    let h = complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\xff, chunked\r\n\r\n");
+    assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
+    // Only the last field's last coding counts; names in any case.
+    let h = complete(
+        b"HTTP/1.1 200 OK\r\nTRANSFER-encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+    );
+    assert!(matches!(h.framing, Framing::Close));
+    let h = complete(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: Chunked\r\n\r\n",
+    );
+    assert!(matches!(h.framing, Framing::Chunked(_)) && h.keep_alive);
+    // Lengths that differ, across fields or within one, or a malformed one.
+    for text in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nCONTENT-LENGTH: 4\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: +3\r\n\r\n",
+    ] {
+        let h = f(text, &Method::GET);
+        assert!(
+            matches!(h, Err(Error::Head(_))),
+            "{}",
+            String::from_utf8_lossy(text)
+        );
+    }
     // Keep-alive by version and `Connection`.
     assert!(
         !complete(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: x, Close\r\n\r\n")
