@@ -32,6 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::headers::Added;
 use crate::net::head::{self, Field};
 use crate::upstream::Stream;
 use chunked::{Chunked, Step};
@@ -262,9 +263,13 @@ impl Conn {
 
     /// Writes the request head (a request without a body) and reads the
     /// response head.
-    pub async fn exchange(&mut self, req: &http::request::Parts) -> Result<Head, Error> {
+    pub async fn exchange(
+        &mut self,
+        req: &http::request::Parts,
+        added: &Added<'_>,
+    ) -> Result<Head, Error> {
         self.out.clear();
-        encode_head(&mut self.out, req, None);
+        encode_head(&mut self.out, req, added, None);
         let written = async {
             self.io.write_all(&self.out).await?;
             self.io.flush().await
@@ -285,6 +290,7 @@ impl Conn {
     pub async fn exchange_with_body<B>(
         &mut self,
         req: &http::request::Parts,
+        added: &Added<'_>,
         body: B,
         len: u64,
     ) -> Result<Head, Error>
@@ -293,7 +299,7 @@ impl Conn {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.out.clear();
-        encode_head(&mut self.out, req, Some(len));
+        encode_head(&mut self.out, req, added, Some(len));
         self.io
             .write_all(&self.out)
             .await
@@ -374,26 +380,34 @@ impl Conn {
     }
 }
 
-/// The request line and fields. The header map holds only valid names and
-/// values (no CR or LF can reach the upstream). `Transfer-Encoding` is never
-/// written (the body, if any, goes with its length); with a body of `len`
-/// bytes, one `Content-Length: len` replaces whatever the map says; without
-/// one, a client's `Content-Length: 0` goes as it came.
-fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts, len: Option<u64>) {
+/// The request line and fields: the map's, then those added beside it. Both
+/// hold only valid names and values (no CR or LF can reach the upstream).
+/// `Transfer-Encoding` is never written (the body, if any, goes with its
+/// length); with a body of `len` bytes, one `Content-Length: len` replaces
+/// whatever the map says; without one, a client's `Content-Length: 0` goes as
+/// it came.
+fn encode_head(out: &mut Vec<u8>, req: &http::request::Parts, added: &Added<'_>, len: Option<u64>) {
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.reserve(32 + target.len() + req.headers.len() * 32);
+    out.reserve(64 + target.len() + req.headers.len() * 32);
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &req.headers {
-        if name == TRANSFER_ENCODING || (len.is_some() && name == CONTENT_LENGTH) {
-            continue;
-        }
+    let field = |out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in &req.headers {
+        if name == TRANSFER_ENCODING || (len.is_some() && name == CONTENT_LENGTH) {
+            continue;
+        }
+        field(out, name, value);
+    }
+    for (name, value) in added.iter() {
+        debug_assert!(!req.headers.contains_key(name), "{name} is in the map too");
+        field(out, name, value);
     }
     if let Some(len) = len {
         out.extend_from_slice(b"content-length: ");

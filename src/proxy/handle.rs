@@ -3,6 +3,7 @@
 //! forward → respond. The dispatcher writes one access-log line and the metrics
 //! from the [`Outcome`], on success and on failure alike.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::net::Inbound;
@@ -204,11 +205,13 @@ impl Proxy {
         let pools = self.pools.get(snap.generation, &snap.upstreams);
         let pool = &pools[route.upstream];
         let target = pool.target();
-        let (upstream_req, body_sent) = rewrite(
+        let (upstream_req, added, body_sent) = rewrite(
             snap, req, buffered, conn, request_id, seen, &decision, out, target, websocket,
         )?;
         let sent = Instant::now();
-        let result = pool.send(upstream_req, body_sent, websocket, sent).await;
+        let result = pool
+            .send(upstream_req, added, body_sent, websocket, sent)
+            .await;
         let answered = Instant::now();
         out.answered = Some(answered);
         target
@@ -279,31 +282,27 @@ fn preflight(
 /// streamed under the route's size limit, or `buffered`: read whole before
 /// (the request's own body is then spent).
 #[allow(clippy::too_many_arguments)] // the pipeline's state, handed down once
-fn rewrite(
-    snap: &Snapshot,
+fn rewrite<'a>(
+    snap: &'a Snapshot,
     req: Request<Inbound>,
     buffered: Option<Box<Buffered>>,
-    conn: &ConnInfo,
-    request_id: &HeaderValue,
+    conn: &'a ConnInfo,
+    request_id: &'a HeaderValue,
     seen: headers::Seen,
-    decision: &Decision,
+    decision: &'a Decision,
     out: &Outcome,
     target: &Target,
     websocket: bool,
-) -> Result<(Request<UpstreamBody>, body::BodySent), Reject> {
+) -> Result<(Request<UpstreamBody>, headers::Added<'a>, body::BodySent), Reject> {
     let route = &snap.routes[decision.route];
     let (mut parts, body) = req.into_parts();
     let pq = target
         .path_and_query(decision.upstream_path(out), parts.uri.query())
         .ok_or(Reject::Internal)?;
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    // Room for what is added below (forwarding headers, the request id, the
-    // identity), so that the map grows once rather than at every insertion.
-    // Never near the map's limit: the client's fields are bounded by the
-    // server's own limits.
-    let _ = parts
-        .headers
-        .try_reserve(FORWARDING_FIELDS + snap.identity_headers.len());
+    // What the gateway adds (forwarding headers, the request id, the
+    // identity) goes beside the map, not into it: see `headers::Added`.
+    let mut added = headers::Added::with_capacity(FORWARDING_FIELDS + snap.identity_headers.len());
     // Only `Host` was added since the fields were seen.
     headers::strip_seen_hop_by_hop(&mut parts.headers, seen);
     let overrides = if route.method_override {
@@ -322,13 +321,14 @@ fn rewrite(
         super::overrides::set_method_override(&mut parts.headers, m);
     }
     if let Some(id) = &decision.identity {
-        headers::set_identity(&mut parts.headers, &snap.identity_headers, id);
+        headers::set_identity(&mut added, &snap.identity_headers, id);
     }
     if !route.policy.forward_token {
         parts.headers.remove(AUTHORIZATION);
     }
     headers::set_forwarded(
         &mut parts.headers,
+        &mut added,
         &headers::Hop {
             peer: conn.peer.ip(),
             proto: if conn.tls { "https" } else { "http" },
@@ -338,9 +338,11 @@ fn rewrite(
             cache: &conn.hop,
         },
     );
-    parts
-        .headers
-        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // The client's, if it sent one, may be what `request_id` is.
+    if seen.request_id() {
+        parts.headers.remove(&X_REQUEST_ID);
+    }
+    added.push(&X_REQUEST_ID, Cow::Borrowed(request_id));
     if websocket {
         parts
             .headers
@@ -359,13 +361,13 @@ fn rewrite(
         }
         Some(read) => UpstreamBody::buffered(read, identity),
     };
-    Ok((Request::from_parts(parts, body), body_sent))
+    Ok((Request::from_parts(parts, body), added, body_sent))
 }
 
-/// At most how many fields `rewrite` adds besides the identity headers:
-/// `X-Forwarded-For`, `-Proto`, `-Host`, `Forwarded`, `X-Real-IP`,
-/// `X-Request-Id`, `Host`.
-const FORWARDING_FIELDS: usize = 7;
+/// At most how many fields `rewrite` adds beside the map besides the identity
+/// headers: `X-Forwarded-For`, `-Proto`, `-Host`, `Forwarded`, `X-Real-IP`,
+/// `X-Request-Id`.
+const FORWARDING_FIELDS: usize = 6;
 
 /// The refusal for a request body read whole before forwarding that could not
 /// be ([`body::read_whole`]); logged at `debug`, the client's fault.

@@ -2,6 +2,7 @@
 //! headers, the forwarded family, method and URL overrides), identity headers set
 //! from the token, `X-Forwarded-*` / `Forwarded` / `X-Real-IP`, and `X-Request-Id`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -73,7 +74,7 @@ impl Seen {
     }
 
     /// Whether `X-Request-Id` is present.
-    fn request_id(self) -> bool {
+    pub fn request_id(self) -> bool {
         self.0 & SEEN_REQUEST_ID != 0
     }
 
@@ -368,18 +369,62 @@ fn is_forwarded_family(name: &str) -> bool {
     )
 }
 
-/// Sets the identity headers from a verified identity.
-pub fn set_identity(headers: &mut HeaderMap, names: &[HeaderName], identity: &Identity) {
-    for (name, value) in names.iter().zip(&identity.headers) {
-        if let Some(v) = value {
-            headers.insert(name.clone(), v.clone());
+/// Fields the gateway adds to an upstream request that are not in its header
+/// map, and whose names the map does not hold either: the client's fields of
+/// those names were removed ([`strip_client_controlled`], or by name). They
+/// follow the map's fields: the proxy's own HTTP/1.1 client writes them
+/// straight into the request head, and the map gets them ([`Added::apply`])
+/// only on the way to hyper's client. Most are borrowed (names from the
+/// configuration, values from the verified token's identity and the
+/// connection), so adding one costs neither a hash nor a reference count.
+#[derive(Debug, Default)]
+pub struct Added<'a>(Vec<(&'a HeaderName, Cow<'a, HeaderValue>)>);
+
+impl<'a> Added<'a> {
+    /// Room for `n` fields.
+    pub fn with_capacity(n: usize) -> Added<'a> {
+        Added(Vec::with_capacity(n))
+    }
+
+    /// Adds a field whose name the request's map does not hold.
+    pub fn push(&mut self, name: &'a HeaderName, value: Cow<'a, HeaderValue>) {
+        self.0.push((name, value));
+    }
+
+    /// The fields, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(name, value)| (*name, value.as_ref()))
+    }
+
+    /// Whether a field of this name was added.
+    pub fn contains(&self, name: &HeaderName) -> bool {
+        self.0.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Moves the fields into `headers` (which holds none of their names).
+    pub fn apply(self, headers: &mut HeaderMap) {
+        let _ = headers.try_reserve(self.0.len());
+        for (name, value) in self.0 {
+            debug_assert!(!headers.contains_key(name), "{name} is in the map already");
+            headers.append(name.clone(), value.into_owned());
         }
     }
 }
 
-/// What the gateway saw of one hop, for [`set_forwarded`].
+/// Adds the identity headers of a verified identity. Every one of `names` was
+/// removed from the request, whoever sent it ([`strip_client_controlled`]).
+pub fn set_identity<'a>(added: &mut Added<'a>, names: &'a [HeaderName], identity: &'a Identity) {
+    for (name, value) in names.iter().zip(&identity.headers) {
+        if let Some(v) = value {
+            added.push(name, Cow::Borrowed(v));
+        }
+    }
+}
+
+/// What the gateway saw of one hop, for [`set_forwarded`]: of this request
+/// (`'a`), and of its connection (`'c`).
 #[derive(Debug)]
-pub struct Hop<'a> {
+pub struct Hop<'a, 'c> {
     /// The peer's address.
     pub peer: IpAddr,
     /// `http` or `https`: what the client spoke to the gateway.
@@ -391,7 +436,7 @@ pub struct Hop<'a> {
     /// The client certificate chain the gateway's TLS handshake verified.
     pub client_certs: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
     /// The connection's values made so far.
-    pub cache: &'a HopCache,
+    pub cache: &'c HopCache,
 }
 
 /// What [`set_forwarded`] writes for one connection that no trusted proxy
@@ -410,23 +455,25 @@ pub struct HopCache {
 /// `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` (a trusted proxy's
 /// values are kept), `Forwarded` (RFC 7239; this hop appended to a trusted
 /// proxy's), and `Client-Cert` / `Client-Cert-Chain` (RFC 9440) when the
-/// gateway's own TLS handshake verified a client certificate.
-pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+/// gateway's own TLS handshake verified a client certificate. Behind a trusted
+/// proxy the fields are set in `headers`, whose values they replace or
+/// extend; otherwise none of them is left in `headers` and they go to `added`.
+pub fn set_forwarded<'c>(headers: &mut HeaderMap, added: &mut Added<'c>, hop: &Hop<'_, 'c>) {
     let host = headers
         .get(&HOST)
         .cloned()
         .or_else(|| hop.authority.and_then(|a| HeaderValue::from_str(a).ok()));
-    let ip = hop
-        .cache
+    let cache: &'c HopCache = hop.cache;
+    let ip = cache
         .peer
         .get_or_init(|| HeaderValue::from_str(&hop.peer.to_string()).unwrap_or(UNKNOWN_PEER));
     if hop.trusted {
         // Appended to what the trusted proxy sent: made for each request.
-        let ip = ip.to_str().unwrap_or_default();
-        let element = forwarded_element(ip, hop, host.as_ref());
+        let text = ip.to_str().unwrap_or_default();
+        let element = forwarded_element(text, hop, host.as_ref());
         let xff = match joined(headers, &X_FORWARDED_FOR) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_owned(),
+            Some(prev) => format!("{prev}, {text}"),
+            None => text.to_owned(),
         };
         let forwarded = match joined(headers, &FORWARDED) {
             Some(prev) => format!("{prev}, {element}"),
@@ -438,44 +485,43 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
         if let Ok(v) = HeaderValue::from_str(&forwarded) {
             headers.insert(FORWARDED.clone(), v);
         }
+        // A trusted proxy's values are kept.
+        if !headers.contains_key(&X_REAL_IP) {
+            headers.insert(X_REAL_IP.clone(), ip.clone());
+        }
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(
+                X_FORWARDED_PROTO.clone(),
+                HeaderValue::from_static(hop.proto),
+            );
+        }
+        if let Some(h) = host.filter(|_| !headers.contains_key(&X_FORWARDED_HOST)) {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
     } else {
         let make = || {
             let text = forwarded_element(ip.to_str().unwrap_or_default(), hop, host.as_ref());
             HeaderValue::from_str(&text).ok()
         };
-        let (first_host, first) = hop
-            .cache
+        let (first_host, first) = cache
             .element
             .get_or_init(|| (host.clone(), make().unwrap_or(UNKNOWN_PEER)));
         let element = if *first_host == host {
-            Some(first.clone())
+            Some(Cow::Borrowed(first))
         } else {
-            make()
+            make().map(Cow::Owned)
         };
-        headers.insert(X_FORWARDED_FOR.clone(), ip.clone());
-        match element {
-            Some(v) => headers.insert(FORWARDED.clone(), v),
-            None => headers.remove(&FORWARDED),
-        };
-    }
-    let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
-    if !keep(headers, &X_REAL_IP) {
-        headers.insert(X_REAL_IP.clone(), ip.clone());
-    }
-    if !keep(headers, &X_FORWARDED_PROTO) {
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(hop.proto),
+        added.push(&X_FORWARDED_FOR, Cow::Borrowed(ip));
+        if let Some(v) = element {
+            added.push(&FORWARDED, v);
+        }
+        added.push(&X_REAL_IP, Cow::Borrowed(ip));
+        added.push(
+            &X_FORWARDED_PROTO,
+            Cow::Owned(HeaderValue::from_static(hop.proto)),
         );
-    }
-    if !keep(headers, &X_FORWARDED_HOST) {
-        match host {
-            Some(h) => {
-                headers.insert(X_FORWARDED_HOST.clone(), h);
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
+        if let Some(h) = host {
+            added.push(&X_FORWARDED_HOST, Cow::Owned(h));
         }
     }
     if let Some(chain) = hop.client_certs.filter(|c| !c.is_empty()) {
@@ -488,7 +534,7 @@ const UNKNOWN_PEER: HeaderValue = HeaderValue::from_static("unknown");
 
 /// This hop's `Forwarded` element (RFC 7239): `for`, `host` (a quoted-string:
 /// a host with a port has a `:`, which a token cannot hold), `proto`.
-fn forwarded_element(ip: &str, hop: &Hop<'_>, host: Option<&HeaderValue>) -> String {
+fn forwarded_element(ip: &str, hop: &Hop<'_, '_>, host: Option<&HeaderValue>) -> String {
     let mut element = String::with_capacity(48 + ip.len());
     element.push_str("for=");
     match hop.peer {
@@ -714,6 +760,14 @@ pub fn join_cookie_crumbs(headers: &mut HeaderMap) -> Result<(), InvalidHeaderVa
 mod tests {
     use super::*;
 
+    /// [`set_forwarded`], its added fields then moved into the map (which
+    /// checks that the map held none of their names).
+    fn forward(h: &mut HeaderMap, hop: &Hop<'_, '_>) {
+        let mut added = Added::default();
+        set_forwarded(h, &mut added, hop);
+        added.apply(h);
+    }
+
     /// [`super::check_framing`] with the map's fields seen as the server does.
     fn check_framing(h: &HeaderMap) -> Result<(), BadFraming> {
         super::check_framing(h, Seen::of(h))
@@ -848,7 +902,7 @@ mod tests {
         );
     }
 
-    fn hop<'a>(peer: &str, authority: Option<&'a str>, trusted: bool) -> Hop<'a> {
+    fn hop<'a>(peer: &str, authority: Option<&'a str>, trusted: bool) -> Hop<'a, 'static> {
         Hop {
             peer: peer.parse().expect("ip"),
             proto: "http",
@@ -918,7 +972,7 @@ mod tests {
                 ("x-forwarded-for", "6.6.6.6"),
             ]);
             strip_client_controlled(&mut h, &[], Overrides::Strip, false);
-            set_forwarded(&mut h, &hop);
+            forward(&mut h, &hop);
             assert_eq!(h["forwarded"], want, "{host}");
             assert_eq!(h["x-forwarded-for"], "192.0.2.7");
             assert_eq!(h["x-real-ip"], "192.0.2.7");
@@ -926,7 +980,7 @@ mod tests {
         }
         // Without a Host (HTTP/1.0): no host parameter, also after one was cached.
         let mut h = map(&[]);
-        set_forwarded(&mut h, &hop);
+        forward(&mut h, &hop);
         assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http");
         assert!(!h.contains_key("x-forwarded-host"));
     }
@@ -944,7 +998,7 @@ mod tests {
             ("host", "internal:8080"),
         ]);
         strip_client_controlled(&mut h, &[], Overrides::Strip, true);
-        set_forwarded(&mut h, &hop("10.0.0.2", None, true));
+        forward(&mut h, &hop("10.0.0.2", None, true));
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.test");
@@ -970,7 +1024,7 @@ mod tests {
             ("client-cert", ":AAAA:"),
         ]);
         strip_client_controlled(&mut h, &[], Overrides::Strip, false);
-        set_forwarded(&mut h, &hop("127.0.0.1", None, false));
+        forward(&mut h, &hop("127.0.0.1", None, false));
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -989,7 +1043,7 @@ mod tests {
         }
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &hop("::1", Some("[::1]:9"), false));
+        forward(&mut h, &hop("::1", Some("[::1]:9"), false));
         assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"[::1]:9\";proto=http");
     }
 

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::body::{BodyEnd, BodySent, RequestBodyError, ResponseBody, UpstreamBody};
 use super::h1;
+use super::headers::Added;
 use crate::upstream::{ConnectError, Target};
 
 /// Idle HTTP/1.1 connections kept per target per worker.
@@ -138,21 +139,24 @@ impl Pool {
     /// its own that may switch protocols.
     pub async fn send(
         self: &Arc<Self>,
-        req: Request<UpstreamBody>,
+        mut req: Request<UpstreamBody>,
+        added: Added<'_>,
         body_sent: BodySent,
         upgrade: bool,
         now: Instant,
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let mut started = now;
         let exchange = async {
-            if self.target.is_h2() && !upgrade {
-                return self.send_h2(req).await;
-            }
-            let direct = (!upgrade)
+            let direct = (!upgrade && !self.target.is_h2())
                 .then(|| h1::framing_of(req.method(), req.headers(), req.body()))
                 .flatten();
             if let Some(len) = direct {
-                self.send_direct(req, len).await
+                return self.send_direct(req, &added, len).await;
+            }
+            // hyper's client sends what the map holds.
+            added.apply(req.headers_mut());
+            if self.target.is_h2() && !upgrade {
+                self.send_h2(req).await
             } else {
                 self.send_h1(req, upgrade).await
             }
@@ -225,6 +229,7 @@ impl Pool {
     async fn send_direct(
         self: &Arc<Self>,
         req: Request<UpstreamBody>,
+        added: &Added<'_>,
         len: Option<u64>,
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let (parts, body) = req.into_parts();
@@ -244,9 +249,9 @@ impl Pool {
                 }
             };
             let exchanged = match len {
-                None => conn.exchange(&parts).await,
+                None => conn.exchange(&parts, added).await,
                 Some(len) => match body.take() {
-                    Some(body) => conn.exchange_with_body(&parts, body, len).await,
+                    Some(body) => conn.exchange_with_body(&parts, added, body, len).await,
                     // Never: a request with a body is not sent twice.
                     None => return Err(ForwardError::BadRequest),
                 },

@@ -329,7 +329,10 @@ async fn answered(
     then_close: bool,
 ) -> (Body, tokio::task::JoinHandle<Vec<u8>>) {
     let (mut conn, server) = upstream(answer, then_close).await;
-    let mut head = conn.exchange(&request(Method::GET, "/")).await.unwrap();
+    let mut head = conn
+        .exchange(&request(Method::GET, "/"), &Added::default())
+        .await
+        .unwrap();
     (head.body(Box::new(conn)), server)
 }
 
@@ -362,8 +365,15 @@ async fn read_body(body: &mut Body) -> Result<Vec<u8>, Error> {
 async fn an_exchange_writes_the_head_and_reads_the_answer() {
     let (mut conn, server) =
         upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", false).await;
+    // Fields added beside the map follow the map's.
+    let (name, value) = (
+        http::HeaderName::from_static("x-forwarded-for"),
+        http::HeaderValue::from_static("192.0.2.1"),
+    );
+    let mut added = Added::default();
+    added.push(&name, std::borrow::Cow::Borrowed(&value));
     let mut head = conn
-        .exchange(&request(Method::GET, "/a/b?c=d"))
+        .exchange(&request(Method::GET, "/a/b?c=d"), &added)
         .await
         .unwrap();
     assert_eq!(head.status, StatusCode::OK);
@@ -378,7 +388,7 @@ async fn an_exchange_writes_the_head_and_reads_the_answer() {
     let sent = server.await.unwrap();
     assert_eq!(
         String::from_utf8(sent).unwrap(),
-        "GET /a/b?c=d HTTP/1.1\r\nhost: api.test\r\nx-b: 2\r\nx-b: 3\r\n\r\n"
+        "GET /a/b?c=d HTTP/1.1\r\nhost: api.test\r\nx-b: 2\r\nx-b: 3\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
     );
 }
 
@@ -426,14 +436,20 @@ async fn bytes_beyond_the_response_make_the_connection_unusable() {
 #[tokio::test]
 async fn a_close_before_any_answer_is_unanswered() {
     let (mut conn, _server) = upstream(b"", true).await;
-    let err = conn.exchange(&request(Method::GET, "/")).await.unwrap_err();
+    let err = conn
+        .exchange(&request(Method::GET, "/"), &Added::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unanswered(_)), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_close_within_the_head_is_truncated() {
     let (mut conn, _server) = upstream(b"HTTP/1.1 200 OK\r\ncontent-le", true).await;
-    let err = conn.exchange(&request(Method::GET, "/")).await.unwrap_err();
+    let err = conn
+        .exchange(&request(Method::GET, "/"), &Added::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Truncated), "{err:?}");
 }
 
@@ -540,7 +556,10 @@ async fn a_body_goes_with_its_length_whatever_the_map_said() {
     let mut req = request(Method::POST, "/up");
     req.headers.insert("content-length", "99".parse().unwrap());
     let body = http_body_util::Full::new(Bytes::from_static(b"hello"));
-    let mut head = conn.exchange_with_body(&req, body, 5).await.unwrap();
+    let mut head = conn
+        .exchange_with_body(&req, &Added::default(), body, 5)
+        .await
+        .unwrap();
     assert_eq!(head.status, StatusCode::OK);
     let mut body = head.body(Box::new(conn));
     assert!(body.take_reusable().is_some());
@@ -559,7 +578,7 @@ async fn an_answer_before_the_whole_body_ends_the_exchange_and_the_connection() 
         Result<http_body::Frame<Bytes>, std::io::Error>,
     >());
     let mut head = conn
-        .exchange_with_body(&request(Method::POST, "/"), body, 10)
+        .exchange_with_body(&request(Method::POST, "/"), &Added::default(), body, 10)
         .await
         .unwrap();
     assert_eq!(head.status, StatusCode::OK);
@@ -571,14 +590,14 @@ async fn a_body_that_fails_or_lies_about_its_length_is_a_request_error() {
     let (mut conn, _server) = upstream_reading(100, OK_EMPTY).await;
     let short = http_body_util::Full::new(Bytes::from_static(b"abc"));
     let err = conn
-        .exchange_with_body(&request(Method::POST, "/"), short, 4)
+        .exchange_with_body(&request(Method::POST, "/"), &Added::default(), short, 4)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Request(_)), "{err:?}");
     let (mut conn, _server) = upstream_reading(100, OK_EMPTY).await;
     let long = http_body_util::Full::new(Bytes::from_static(b"abcde"));
     let err = conn
-        .exchange_with_body(&request(Method::POST, "/"), long, 4)
+        .exchange_with_body(&request(Method::POST, "/"), &Added::default(), long, 4)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Request(_)), "{err:?}");
@@ -622,7 +641,7 @@ async fn the_body_goes_on_while_an_early_answer_is_read() {
         Ok::<_, std::io::Error>(http_body::Frame::data(rx.await.unwrap()))
     }));
     let mut head = conn
-        .exchange_with_body(&request(Method::POST, "/echo"), body, 5)
+        .exchange_with_body(&request(Method::POST, "/echo"), &Added::default(), body, 5)
         .await
         .unwrap();
     tx.send(Bytes::from_static(b"hello")).unwrap();

@@ -40,9 +40,11 @@ const MAX_HEADERS: usize = 100;
 /// The longest request target hyper's server takes.
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 /// Fields a request's map has room for besides its own: what the gateway
-/// adds on the way upstream (the forwarding fields and the identity headers),
-/// so that the map is not grown, and every field hashed again, per request.
-const ROOM: usize = 16;
+/// sets in it on the way upstream behind a trusted proxy (the forwarding
+/// fields it extends) or for a method override, so that the map is not grown,
+/// and every field hashed again. Whatever else it adds goes beside the map
+/// (`proxy::headers::Added`).
+const ROOM: usize = 8;
 /// Room kept in the read buffer for the next read.
 const READ_ROOM: usize = 1024;
 /// What the read buffer grows by.
