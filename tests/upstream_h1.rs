@@ -418,3 +418,46 @@ async fn a_length_repeated_in_a_list_reaches_the_client_as_one_number() {
     assert_eq!(connections(&script), [0, 0]);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn hop_by_hop_answer_fields_never_reach_the_client_in_any_spelling() {
+    // The fields the gateway's client leaves out of the map, and those a
+    // `Connection` field names — also when another `Connection` field names
+    // none, or names one in another case, or one is chunked.
+    let script = Script::start(vec![
+        Act::Answer(
+            b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKEEP-ALIVE: timeout=5\r\n\
+              Proxy-Connection: keep-alive\r\nconnection: close, X-Private\r\n\
+              x-private: secret\r\nX-Kept: yes\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        Act::Answer(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\
+              Connection: x-other\r\nX-Other: secret\r\nX-Kept: yes\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+    ])
+    .await;
+    let (_jwks, gw) = gateway(&script).await;
+    for path in ["/a", "/b"] {
+        let answer = raw(
+            gw.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 200"), "{answer}");
+        assert!(lower.contains("\r\nx-kept: yes\r\n"), "{answer}");
+        for gone in [
+            "keep-alive",
+            "proxy-connection",
+            "x-private",
+            "x-other",
+            "secret",
+            "transfer-encoding: chunked\r\nconnection",
+        ] {
+            assert!(!lower.contains(gone), "{gone} reached the client: {answer}");
+        }
+        // The gateway's own `Connection: close`, once.
+        assert_eq!(lower.matches("connection:").count(), 1, "{answer}");
+    }
+    gw.shutdown().await;
+}

@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::headers::Added;
+use super::headers::{self, Added};
 use crate::net::head::{self, Field};
 use crate::upstream::Stream;
 use chunked::{Chunked, Step};
@@ -494,7 +494,9 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error
         let mut facts = Facts::default();
         for field in &fields[..count] {
             let name = head::part(&frozen, field.name);
-            facts.read(name, head::part(&frozen, field.value));
+            if facts.read(name, head::part(&frozen, field.value)) == Read::HopByHop {
+                continue;
+            }
             let name =
                 HeaderName::from_bytes(name).map_err(|_| Error::Head("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head::cut(&frozen, field.value))
@@ -537,9 +539,19 @@ struct Facts {
     keep_alive: bool,
 }
 
+/// What a field is to the response's header map.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Goes into the map.
+    Kept,
+    /// Hop-by-hop, and naming no other field: the gateway would only remove it
+    /// from the map again (`headers::strip_hop_by_hop`), so it never goes in.
+    HopByHop,
+}
+
 impl Facts {
     /// Takes in one field (`name` in any case).
-    fn read(&mut self, name: &[u8], value: &[u8]) {
+    fn read(&mut self, name: &[u8], value: &[u8]) -> Read {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 let n = head::content_length(value);
@@ -553,13 +565,26 @@ impl Facts {
                     .iter()
                     .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
                 self.chunked_last = Some(visible && head::ends_chunked(value));
+                return Read::HopByHop;
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 self.close |= head::has_token(value, b"close");
                 self.keep_alive |= head::has_token(value, b"keep-alive");
+                // Options that name other fields leave it to the map, where
+                // the removal of those fields is judged.
+                let names_none = value
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .all(|o| o.is_empty() || headers::is_hop_by_hop_option(o));
+                if names_none {
+                    return Read::HopByHop;
+                }
             }
+            10 if name.eq_ignore_ascii_case(b"keep-alive") => return Read::HopByHop,
+            16 if name.eq_ignore_ascii_case(b"proxy-connection") => return Read::HopByHop,
             _ => {}
         }
+        Read::Kept
     }
 
     /// Whether the upstream keeps the connection open after this response:
@@ -593,7 +618,10 @@ fn framing(
             return Ok((Framing::Close, false));
         }
         // Both: the chunks decide, and who knows what the length meant.
-        let both = headers.remove(CONTENT_LENGTH).is_some();
+        let both = facts.length.is_some();
+        if both {
+            headers.remove(CONTENT_LENGTH);
+        }
         return Ok((Framing::Chunked(Chunked::default()), !both));
     }
     match facts.length {

@@ -146,7 +146,7 @@ pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, seen: Seen) {
 
 /// A `Connection` option that names a hop-by-hop field (removed anyway, or
 /// `TE` judged on its own), in any letter case: no header name to parse.
-fn is_hop_by_hop_option(option: &[u8]) -> bool {
+pub(crate) fn is_hop_by_hop_option(option: &[u8]) -> bool {
     // The longest hop-by-hop name is 19 bytes; longer options name none.
     let mut lower = [0u8; 19];
     let Some(lower) = lower.get_mut(..option.len()) else {

@@ -486,6 +486,33 @@ fn a_status_line_without_a_reason_or_with_a_non_utf8_one() {
 }
 
 #[test]
+fn hop_by_hop_fields_that_name_no_other_stay_out_of_the_map() {
+    let h = complete(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Upgrade\r\nKeep-Alive: timeout=5\r\n\
+          PROXY-CONNECTION: keep-alive\r\nX-A: 1\r\ncontent-length: 0\r\n\r\n",
+    );
+    let names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["x-a", "content-length"]);
+    assert!(h.keep_alive);
+    // A `Connection` that names another field stays, for its removal to be
+    // judged with the rest of the map's hop-by-hop fields.
+    let h = complete(
+        b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nConnection: X-A\r\nX-A: 1\r\ncontent-length: 0\r\n\r\n",
+    );
+    assert_eq!(h.headers.get_all("connection").iter().count(), 1);
+    assert_eq!(h.headers["connection"], "X-A");
+    assert!(h.keep_alive);
+    // So does `close`, which could name a field `Close` too.
+    let h = complete(b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(h.headers["connection"], "close");
+    assert!(!h.keep_alive);
+    // `Transfer-Encoding` says how the body comes, and goes no further.
+    let h = complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert!(matches!(h.framing, Framing::Chunked(_)));
+    assert!(h.headers.is_empty());
+}
+
+#[test]
 fn close_wins_over_keep_alive() {
     for text in [
         &b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive, close\r\n\r\n"[..],
