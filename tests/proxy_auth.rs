@@ -1214,6 +1214,10 @@ async fn custom_identity_headers_replace_the_defaults() {
         "  nick: X-Nick",
         "  name: X-Name",
         "  bio: X-Bio",
+        // Named with `_`: the same field as the client's `-` spelling to a
+        // CGI-style upstream, so neither spelling of the client's gets through.
+        "  tenant: X_Tenant",
+        "  team: X_Team",
         "",
     ]
     .join("\n");
@@ -1232,12 +1236,17 @@ async fn custom_identity_headers_replace_the_defaults() {
             "bio": "line\r\nX-Injected: 1",
             "scope": null,
             "scp": ["read:data", "write:data"],
+            "tenant": "t-1",
         })),
     );
     let headers = [
         format!("Authorization: Bearer {t}"),
         "X-EMAIL: spoofed@evil.test".to_owned(),
         "x-nick: spoofed".to_owned(),
+        "X_Tenant: spoofed".to_owned(),
+        "x-tenant: spoofed".to_owned(),
+        "X-TEAM: spoofed".to_owned(),
+        "x_team: spoofed".to_owned(),
     ];
     let resp = raw_get(&gw, "/x", &headers).await;
     assert_eq!(raw_status(&resp), 200, "{resp}");
@@ -1251,6 +1260,10 @@ async fn custom_identity_headers_replace_the_defaults() {
         ("x-verified", Some("true")),
         ("x-scopes", Some("read:data write:data")),
         ("x-nick", None),
+        ("x_tenant", Some("t-1")),
+        ("x-tenant", None),
+        ("x_team", None),
+        ("x-team", None),
         ("x-bio", None),
         ("x-injected", None),
         ("x-auth-subject", None),

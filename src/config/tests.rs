@@ -142,6 +142,22 @@ fn identity_headers_replace_defaults_and_refuse_reserved_names() {
     assert_eq!(c.identity_headers.len(), 2);
     let e = only_error(&format!("{GOOD}identity_headers:\n  sub: Authorization\n"));
     assert_eq!(e.key.as_deref(), Some("identity_headers.sub"));
+    // What the gateway sets itself, in any spelling.
+    for name in [
+        "X-Real-IP",
+        "Forwarded",
+        "client-cert",
+        "X_Forwarded_For",
+        "X_Request_Id",
+    ] {
+        let e = only_error(&format!("{GOOD}identity_headers:\n  sub: {name}\n"));
+        assert_eq!(e.key.as_deref(), Some("identity_headers.sub"), "{name}");
+    }
+    // Two spellings of one field.
+    let e = only_error(&format!(
+        "{GOOD}identity_headers:\n  sub: X-User\n  email: X_User\n"
+    ));
+    assert!(e.message.contains("two claims"), "{}", e.message);
 }
 
 #[test]

@@ -541,10 +541,14 @@ fn identity(c: &mut Checker<'_>, map: Vec<(String, HeaderName)>) -> Vec<(String,
     let mut seen = HashSet::new();
     for (claim, header) in &map {
         let key = format!("identity_headers.{claim}");
-        if RESERVED_HEADERS.contains(&header.as_str()) {
+        // In any spelling: CGI-style upstreams read `_` as `-`.
+        let canonical = header.as_str().replace('_', "-");
+        if RESERVED_HEADERS.contains(&canonical.as_str())
+            || crate::proxy::headers::is_forwarded_family(&canonical)
+        {
             c.error(&key, format!("`{header}` cannot be an identity header"));
         }
-        if !seen.insert(header.clone()) {
+        if !seen.insert(canonical) {
             c.error(&key, format!("header `{header}` is mapped from two claims"));
         }
     }

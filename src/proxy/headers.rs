@@ -249,7 +249,7 @@ fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
     };
     let underscored = matches!(canonical, std::borrow::Cow::Owned(_));
     let c = canonical.as_ref();
-    if identity.iter().any(|n| n.as_str() == c) || is_url_override(c) {
+    if is_identity(c, identity) || is_url_override(c) {
         return Controlled::Always;
     }
     if is_forwarded_family(c) {
@@ -309,7 +309,7 @@ pub fn unstrippable(
             Controlled::MethodOverride => Some(Unstrippable::MethodOverride),
             Controlled::Always => {
                 let c = name.replace('_', "-");
-                Some(if identity.iter().any(|n| n.as_str() == c) {
+                Some(if is_identity(&c, identity) {
                     Unstrippable::Identity
                 } else if is_url_override(&c) {
                     Unstrippable::UrlOverride
@@ -323,13 +323,27 @@ pub fn unstrippable(
     })
 }
 
+/// Whether `canonical` (lower-case, `-` for `_`) is one of the identity
+/// headers in any spelling: a configured name with `_` (`X_Auth_User`) is the
+/// same field to a CGI-style upstream as the client's `X-Auth-User`.
+fn is_identity(canonical: &str, identity: &[HeaderName]) -> bool {
+    identity.iter().any(|n| {
+        let n = n.as_str().as_bytes();
+        n.len() == canonical.len()
+            && n.iter()
+                .zip(canonical.as_bytes())
+                .all(|(&a, &b)| if a == b'_' { b == b'-' } else { a == b })
+    })
+}
+
 /// URL overrides: IIS, Symfony, Laminas and others route by these.
 fn is_url_override(name: &str) -> bool {
     matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
 }
 
-/// The forwarded family (canonical, lower-case).
-fn is_forwarded_family(name: &str) -> bool {
+/// The forwarded family (canonical, lower-case): set by the gateway, or by
+/// a trusted proxy, never by a client, nor named as an identity header.
+pub(crate) fn is_forwarded_family(name: &str) -> bool {
     matches!(
         name,
         // What the gateway saw of the client and the request (set_forwarded).
