@@ -142,13 +142,16 @@ fn identity_headers_replace_defaults_and_refuse_reserved_names() {
     assert_eq!(c.identity_headers.len(), 2);
     let e = only_error(&format!("{GOOD}identity_headers:\n  sub: Authorization\n"));
     assert_eq!(e.key.as_deref(), Some("identity_headers.sub"));
-    // What the gateway sets itself, in any spelling.
+    // What the gateway sets, removes or judges itself, in any spelling.
     for name in [
         "X-Real-IP",
         "Forwarded",
         "client-cert",
         "X_Forwarded_For",
         "X_Request_Id",
+        "X-HTTP-Method-Override",
+        "X_Original_URL",
+        "Proxy-Connection",
     ] {
         let e = only_error(&format!("{GOOD}identity_headers:\n  sub: {name}\n"));
         assert_eq!(e.key.as_deref(), Some("identity_headers.sub"), "{name}");

@@ -45,6 +45,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-request-id",
+    "proxy-connection",
 ];
 
 struct Checker<'a> {
@@ -545,6 +546,10 @@ fn identity(c: &mut Checker<'_>, map: Vec<(String, HeaderName)>) -> Vec<(String,
         let canonical = header.as_str().replace('_', "-");
         if RESERVED_HEADERS.contains(&canonical.as_str())
             || crate::proxy::headers::is_forwarded_family(&canonical)
+            || crate::proxy::headers::is_url_override(&canonical)
+            || crate::proxy::overrides::METHOD_OVERRIDES
+                .iter()
+                .any(|n| n.as_str() == canonical)
         {
             c.error(&key, format!("`{header}` cannot be an identity header"));
         }

@@ -268,6 +268,11 @@ fn controlled(name: &str, identity: &[HeaderName]) -> Controlled {
             Controlled::MethodOverride
         };
     }
+    // The gateway sends its own `X-Request-Id` (the client's, when sane, is
+    // taken from the `-` spelling): any other spelling would be a second one.
+    if underscored && c == "x-request-id" {
+        return Controlled::Always;
+    }
     Controlled::No
 }
 
@@ -300,7 +305,9 @@ pub fn unstrippable(
 ) -> Option<Unstrippable> {
     headers.keys().find_map(|k| {
         let name = k.as_str();
-        if name == "x-original-uri" {
+        // nginx's description of the request, and a request id (forward-auth
+        // sends none of its own upstream): the outer proxy's to judge.
+        if name == "x-original-uri" || name.replace('_', "-") == "x-request-id" {
             return None;
         }
         match controlled(name, identity) {
@@ -337,7 +344,7 @@ fn is_identity(canonical: &str, identity: &[HeaderName]) -> bool {
 }
 
 /// URL overrides: IIS, Symfony, Laminas and others route by these.
-fn is_url_override(name: &str) -> bool {
+pub(crate) fn is_url_override(name: &str) -> bool {
     matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
 }
 
@@ -1120,6 +1127,9 @@ mod tests {
             ("X-Real-IP", "10.0.0.1"),
             ("Forwarded", "for=10.0.0.1"),
             ("accept", "*/*"),
+            // A request id, in any spelling, is the outer proxy's to judge.
+            ("X-Request-Id", "a"),
+            ("X_Request_Id", "b"),
         ];
         assert_eq!(found(&inputs, Overrides::Strip), None);
         let method = [("X-HTTP-Method", "DELETE")];
