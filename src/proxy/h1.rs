@@ -568,14 +568,19 @@ impl Facts {
                 return Read::HopByHop;
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                self.close |= head::has_token(value, b"close");
-                self.keep_alive |= head::has_token(value, b"keep-alive");
-                // Options that name other fields leave it to the map, where
-                // the removal of those fields is judged.
-                let names_none = value
-                    .split(|&b| b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .all(|o| o.is_empty() || headers::is_hop_by_hop_option(o));
+                // Options that name other fields (`close` could name one too)
+                // leave it to the map, where their removal is judged.
+                let mut names_none = true;
+                for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if option.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                        names_none = false;
+                    } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !option.is_empty() && !headers::is_hop_by_hop_option(option) {
+                        names_none = false;
+                    }
+                }
                 if names_none {
                     return Read::HopByHop;
                 }

@@ -307,7 +307,7 @@ pub fn unstrippable(
         let name = k.as_str();
         // nginx's description of the request, and a request id (forward-auth
         // sends none of its own upstream): the outer proxy's to judge.
-        if name == "x-original-uri" || name.replace('_', "-") == "x-request-id" {
+        if name == "x-original-uri" || same_field(name, "x-request-id") {
             return None;
         }
         match controlled(name, identity) {
@@ -334,13 +334,17 @@ pub fn unstrippable(
 /// headers in any spelling: a configured name with `_` (`X_Auth_User`) is the
 /// same field to a CGI-style upstream as the client's `X-Auth-User`.
 fn is_identity(canonical: &str, identity: &[HeaderName]) -> bool {
-    identity.iter().any(|n| {
-        let n = n.as_str().as_bytes();
-        n.len() == canonical.len()
-            && n.iter()
-                .zip(canonical.as_bytes())
-                .all(|(&a, &b)| if a == b'_' { b == b'-' } else { a == b })
-    })
+    identity.iter().any(|n| same_field(n.as_str(), canonical))
+}
+
+/// Whether a lower-case `name` is `canonical` (lower-case, with `-`) once each
+/// `_` in it is read as `-`; without building the canonical spelling.
+fn same_field(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| if a == b'_' { b == b'-' } else { a == b })
 }
 
 /// URL overrides: IIS, Symfony, Laminas and others route by these.
@@ -415,11 +419,6 @@ impl<'a> Added<'a> {
     /// The fields, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
         self.0.iter().map(|(name, value)| (*name, value.as_ref()))
-    }
-
-    /// Whether a field of this name was added.
-    pub fn contains(&self, name: &HeaderName) -> bool {
-        self.0.iter().any(|(n, _)| *n == name)
     }
 
     /// Moves the fields into `headers` (which holds none of their names).
